@@ -1,0 +1,166 @@
+// Package store defines onebox's domain types and the persistence
+// interfaces that every database backend implements (store/sqlite today,
+// store/postgres with read replicas later).
+//
+// Nothing in this package knows about SQL: no *sql.Tx, driver type or
+// dialect crosses these interfaces. IDs are UUIDv7 strings minted by
+// onebox, times are UTC, so rows can be copied between backends.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors returned by every implementation, checked with errors.Is.
+// Implementations translate their driver's errors (sql.ErrNoRows,
+// SQLITE_BUSY, unique violations) into these at the boundary.
+var (
+	// ErrNotFound: the row does not exist (or, for sessions, has expired).
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: a unique constraint (such as the handle) is taken.
+	ErrConflict = errors.New("store: conflict")
+	// ErrVersionMismatch: an optimistic-concurrency precondition failed.
+	ErrVersionMismatch = errors.New("store: version mismatch")
+	// ErrBusy: the database could not take the lock within its timeout.
+	// Callers should retry later; it is not a bug.
+	ErrBusy = errors.New("store: busy")
+	// ErrInvalid: the arguments break a rule the store enforces, such as
+	// an avatar that is not a ready photo of the same user.
+	ErrInvalid = errors.New("store: invalid")
+)
+
+// User is a profile. The password hash is deliberately not part of it:
+// only Credentials carries that, so it cannot leak into a response.
+type User struct {
+	ID          string
+	Handle      string
+	DisplayName string
+	Bio         string
+	AvatarID    string // "" when no avatar is set
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	Version     int64 // starts at 1, increases by one on every change
+}
+
+// Credentials is what a login needs to check a password.
+type Credentials struct {
+	UserID       string
+	PasswordHash string
+}
+
+// Session is a logged-in bearer token. Only the SHA-256 of the token is
+// stored; the token itself is shown to the client once.
+type Session struct {
+	TokenHash string
+	UserID    string
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Freshness says how current a read must be. The zero value allows a
+// read replica; SQLite has a single copy and ignores the difference.
+type Freshness int
+
+const (
+	// MayBeStale lets a replica answer: the row may lag recent writes.
+	MayBeStale Freshness = iota
+	// MustBeFresh requires every write committed before the call to be
+	// visible (read-your-own-writes): served by the primary.
+	MustBeFresh
+)
+
+// CreateUserParams creates a user. ID and Now come from the caller so
+// every backend agrees and tests control time.
+type CreateUserParams struct {
+	ID           string
+	Handle       string
+	DisplayName  string
+	PasswordHash string
+	Now          time.Time
+}
+
+// UserParams reads one user by ID.
+type UserParams struct {
+	ID        string
+	Freshness Freshness
+}
+
+// ListUsersParams reads one page of users ordered by ID (keyset paging).
+type ListUsersParams struct {
+	AfterID   string // exclusive; "" starts at the beginning
+	Limit     int    // the caller bounds it
+	Freshness Freshness
+}
+
+// UpdateUserParams changes profile fields. A nil field is left alone; a
+// pointer to "" clears it.
+type UpdateUserParams struct {
+	ID          string
+	IfVersion   int64 // 0 means unconditional
+	DisplayName *string
+	Bio         *string
+	Now         time.Time
+}
+
+// SetPasswordParams replaces a user's password hash and revokes every
+// session of that user except KeepTokenHash, in one transaction.
+type SetPasswordParams struct {
+	UserID        string
+	PasswordHash  string
+	KeepTokenHash string
+	Now           time.Time
+}
+
+// Users persists profiles and credentials.
+type Users interface {
+	// CreateUser inserts a user with Version 1. It returns ErrConflict if
+	// the handle is taken (handles compare case-insensitively).
+	CreateUser(ctx context.Context, p CreateUserParams) (User, error)
+	// User returns one user, or ErrNotFound. With MayBeStale it may be
+	// served by a replica and lag recent writes.
+	User(ctx context.Context, p UserParams) (User, error)
+	// ListUsers returns up to p.Limit users with ID > p.AfterID, in ID
+	// order. An empty slice means the end.
+	ListUsers(ctx context.Context, p ListUsersParams) ([]User, error)
+	// Credentials looks a user up by handle (case-insensitively) for a
+	// login. It returns ErrNotFound for an unknown handle. Always fresh.
+	Credentials(ctx context.Context, handle string) (Credentials, error)
+	// UpdateUser applies the non-nil fields, bumps Version and UpdatedAt
+	// and returns the new row. ErrNotFound if the user is gone;
+	// ErrVersionMismatch if IfVersion is set and differs.
+	UpdateUser(ctx context.Context, p UpdateUserParams) (User, error)
+	// SetPassword replaces the hash and revokes the user's other sessions.
+	// ErrNotFound if the user is gone.
+	SetPassword(ctx context.Context, p SetPasswordParams) error
+	// DeleteUser removes the user and all their sessions. ErrNotFound if
+	// the user does not exist.
+	DeleteUser(ctx context.Context, id string) error
+}
+
+// Sessions persists login sessions.
+type Sessions interface {
+	// CreateSession stores a session. ErrNotFound if the user is gone.
+	CreateSession(ctx context.Context, s Session) error
+	// Session returns the session for a token hash, or ErrNotFound when
+	// there is none or it expired before now. Always fresh: a revoked
+	// token must stop working at once.
+	Session(ctx context.Context, tokenHash string, now time.Time) (Session, error)
+	// DeleteSession revokes one session. Deleting a missing one is not an
+	// error (logout is idempotent).
+	DeleteSession(ctx context.Context, tokenHash string) error
+	// UserSessions lists the token hashes of a user's sessions, so callers
+	// can evict them from caches before revoking them.
+	UserSessions(ctx context.Context, userID string) ([]string, error)
+}
+
+// Store is everything onebox persists, behind one handle.
+type Store interface {
+	Users
+	Sessions
+	// Ping checks the database answers; readiness probes call it.
+	Ping(ctx context.Context) error
+	// Close releases connections. Calls after Close fail.
+	Close() error
+}
