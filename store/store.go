@@ -113,6 +113,16 @@ type SetPasswordParams struct {
 	Now           time.Time
 }
 
+// QueryEvent describes one finished database query. Implementations hand
+// it to an optional hook so metrics and a slow-query log need no driver
+// knowledge.
+type QueryEvent struct {
+	Name     string // stable and low-cardinality, such as "users_by_id"
+	SQL      string
+	Duration time.Duration
+	Err      error // nil on success; compare with errors.Is against the sentinels above
+}
+
 // Users persists profiles and credentials.
 type Users interface {
 	// CreateUser inserts a user with Version 1. It returns ErrConflict if
@@ -122,7 +132,7 @@ type Users interface {
 	// served by a replica and lag recent writes.
 	User(ctx context.Context, p UserParams) (User, error)
 	// ListUsers returns up to p.Limit users with ID > p.AfterID, in ID
-	// order. An empty slice means the end.
+	// order. An empty slice means the end. ErrInvalid if p.Limit < 1.
 	ListUsers(ctx context.Context, p ListUsersParams) ([]User, error)
 	// Credentials looks a user up by handle (case-insensitively) for a
 	// login. It returns ErrNotFound for an unknown handle. Always fresh.

@@ -1,0 +1,319 @@
+// Package sqlite implements store.Store on SQLite, with the pure-Go driver
+// modernc.org/sqlite.
+//
+// A Store holds two pools on one database file: a single writer
+// connection, so writers queue in Go instead of spinning on SQLITE_BUSY,
+// and a query-only pool for concurrent readers. The database is in WAL
+// mode, where readers do not block the writer and every statement sees
+// all transactions committed before it started. SQLite keeps a single
+// copy of the data, so reads that must be fresh (store.MustBeFresh,
+// Credentials, Session) are served by the reader pool too.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"onebox/store"
+)
+
+// Options configure New. Every field but Path has a default.
+type Options struct {
+	// Path is the database file, created if missing. It must be a file
+	// name (not ":memory:"): both pools open it.
+	Path string
+	// BusyTimeout is how long a statement waits for a lock held by
+	// another process before failing with store.ErrBusy. Default 5s.
+	BusyTimeout time.Duration
+	// ReadConns sizes the reader pool. Default runtime.NumCPU().
+	ReadConns int
+	// OnQuery, when set, is called after every query, for metrics and a
+	// slow-query log. It runs on the caller's goroutine, so it must be
+	// quick and safe for concurrent use.
+	OnQuery func(ctx context.Context, ev store.QueryEvent)
+	// SkipMigrate leaves the schema to an explicit Migrate call.
+	SkipMigrate bool
+	// Logger reports applied migrations. Default: discard.
+	Logger *slog.Logger
+}
+
+// Store is a store.Store on one SQLite database file. It is safe for
+// concurrent use.
+type Store struct {
+	writer  *pool
+	reader  *pool
+	onQuery func(context.Context, store.QueryEvent)
+	logger  *slog.Logger
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New opens the database at opts.Path, applies the migrations unless
+// opts.SkipMigrate is set, and checks that both pools answer.
+func New(ctx context.Context, opts Options) (*Store, error) {
+	// The driver splits its DSN at the first '?', so such a path cannot
+	// be passed on; ":memory:" would give every connection its own database.
+	if opts.Path == "" || opts.Path == ":memory:" || strings.Contains(opts.Path, "?") {
+		return nil, fmt.Errorf("sqlite: path %q: need a file name without '?'", opts.Path)
+	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 5 * time.Second
+	}
+	if opts.ReadConns <= 0 {
+		opts.ReadConns = runtime.NumCPU()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+
+	// BEGIN IMMEDIATE takes the write lock up front, waiting under
+	// busy_timeout, so no statement fails with SQLITE_BUSY half-way
+	// through a transaction.
+	writer, err := sql.Open("sqlite", dsn(opts, "_txlock=immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open writer: %w", err)
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+
+	reader, err := sql.Open("sqlite", dsn(opts, "_pragma=query_only(1)"))
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlite: open reader: %w", err), writer.Close())
+	}
+	reader.SetMaxOpenConns(opts.ReadConns)
+	// The default of two idle connections would close and reopen the
+	// others, with their prepared statements, under load.
+	reader.SetMaxIdleConns(opts.ReadConns)
+
+	s := &Store{
+		writer:  &pool{db: writer},
+		reader:  &pool{db: reader},
+		onQuery: opts.OnQuery,
+		logger:  opts.Logger,
+	}
+	if !opts.SkipMigrate {
+		if err := s.Migrate(ctx); err != nil {
+			return nil, errors.Join(err, s.Close())
+		}
+	}
+	// Ping opens the writer before any reader, so the file exists and is
+	// in WAL mode by the time a query-only connection opens it.
+	if err := s.Ping(ctx); err != nil {
+		return nil, errors.Join(err, s.Close())
+	}
+	return s, nil
+}
+
+// dsn sets every pragma in the DSN, so each new connection of a pool
+// gets them; a db.Exec would reach only one connection.
+func dsn(opts Options, extra string) string {
+	params := []string{
+		"_pragma=busy_timeout(" + strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10) + ")",
+		"_pragma=journal_mode(WAL)",
+		"_pragma=synchronous(NORMAL)",
+		"_pragma=foreign_keys(1)",
+		extra,
+	}
+	return opts.Path + "?" + strings.Join(params, "&")
+}
+
+// Ping runs SELECT 1 on the writer and on the reader pool.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ping(ctx, s, s.writer, "ping_writer"); err != nil {
+		return err
+	}
+	return ping(ctx, s, s.reader, "ping_reader")
+}
+
+func ping(ctx context.Context, s *Store, p *pool, name string) error {
+	return s.run(ctx, p, name, `SELECT 1`, func(st *sql.Stmt) error {
+		var one int
+		return st.QueryRowContext(ctx).Scan(&one)
+	})
+}
+
+// Close closes both pools. Calls after Close fail; closing twice is fine.
+func (s *Store) Close() error {
+	// The writer goes last: the last connection to close checkpoints the WAL.
+	return errors.Join(s.reader.close(), s.writer.close())
+}
+
+// pool is a *sql.DB and the statements prepared on it, keyed by SQL text.
+// database/sql prepares a statement again on each connection it lands on.
+type pool struct {
+	db    *sql.DB
+	stmts sync.Map // string → *sql.Stmt
+}
+
+func (p *pool) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := p.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	// Preparing lazily, not in New, lets a Store open before Migrate.
+	st, err := p.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := p.stmts.LoadOrStore(query, st); loaded {
+		// Another goroutine prepared it first: keep one.
+		_ = st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+func (p *pool) close() error {
+	var errs []error
+	p.stmts.Range(func(_, st any) bool {
+		errs = append(errs, st.(*sql.Stmt).Close())
+		return true
+	})
+	return errors.Join(append(errs, p.db.Close())...)
+}
+
+// observe is the one path every query takes: fn runs the query named
+// name, observe translates its error at the boundary and reports it to
+// the OnQuery hook. Without a hook it does not read the clock.
+func (s *Store) observe(ctx context.Context, name, query string, fn func() error) error {
+	if s.onQuery == nil {
+		return translate(name, fn())
+	}
+	start := time.Now()
+	err := translate(name, fn())
+	s.onQuery(ctx, store.QueryEvent{Name: name, SQL: query, Duration: time.Since(start), Err: err})
+	return err
+}
+
+// run is observe for a statement prepared once on p and reused.
+func (s *Store) run(ctx context.Context, p *pool, name, query string, fn func(*sql.Stmt) error) error {
+	return s.observe(ctx, name, query, func() error {
+		st, err := p.stmt(ctx, query)
+		if err != nil {
+			return err
+		}
+		return fn(st)
+	})
+}
+
+// inTx runs fn in a transaction on the writer, which the writer's DSN
+// makes BEGIN IMMEDIATE. fn must use tx only: the writer has one
+// connection and tx holds it.
+func (s *Store) inTx(ctx context.Context, name string, fn func(tx *sql.Tx) error) error {
+	var tx *sql.Tx
+	err := s.observe(ctx, name+"_begin", "BEGIN IMMEDIATE", func() error {
+		var err error
+		tx, err = s.writer.db.BeginTx(ctx, nil)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	// A no-op after Commit; otherwise fn's error is the one to report.
+	defer func() { _ = tx.Rollback() }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return s.observe(ctx, name+"_commit", "COMMIT", tx.Commit)
+}
+
+// translate maps driver errors to the store's sentinels and names the
+// query. The driver's message is kept as text, not as a wrapped error,
+// so callers cannot come to depend on driver types.
+func translate(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("sqlite %s: %w", name, store.ErrNotFound)
+	}
+	var serr *sqlite.Error
+	if errors.As(err, &serr) {
+		// Extended result codes are on: the primary code is the low byte.
+		switch code := serr.Code(); {
+		case code&0xff == sqlite3.SQLITE_BUSY, code&0xff == sqlite3.SQLITE_LOCKED:
+			return fmt.Errorf("sqlite %s: %w (%v)", name, store.ErrBusy, err)
+		case code == sqlite3.SQLITE_CONSTRAINT_UNIQUE, code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("sqlite %s: %w (%v)", name, store.ErrConflict, err)
+		case code == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+			// The one foreign key is sessions.user_id: the user is gone.
+			return fmt.Errorf("sqlite %s: %w (%v)", name, store.ErrNotFound, err)
+		}
+	}
+	return fmt.Errorf("sqlite %s: %w", name, err)
+}
+
+// affectedOne turns an UPDATE or DELETE that matched no row into
+// sql.ErrNoRows, which translate reports as store.ErrNotFound.
+func affectedOne(res sql.Result) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return sql.ErrNoRows
+	}
+	return nil
+}
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// collect reads every row of rows with scan, and closes rows. The result
+// is never nil, so an empty page encodes as [] rather than null.
+func collect[T any](rows *sql.Rows, scan func(scanner, *T) error) ([]T, error) {
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		var v T
+		if err := scan(rows, &v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// scanValue scans a one-column row.
+func scanValue[T any](r scanner, v *T) error {
+	return r.Scan(v)
+}
+
+// timeFormat is RFC 3339 in UTC with a fixed nine-digit fraction, so the
+// text order of stored times is their time order.
+const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+func formatTime(t time.Time) string {
+	return t.UTC().Format(timeFormat)
+}
+
+// textTime scans a time stored by formatTime into a UTC time.Time.
+type textTime struct{ t *time.Time }
+
+func (tt textTime) Scan(src any) error {
+	s, ok := src.(string)
+	if !ok {
+		return fmt.Errorf("time column: got %T, want TEXT", src)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return err
+	}
+	*tt.t = t.UTC()
+	return nil
+}

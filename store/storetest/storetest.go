@@ -1,0 +1,167 @@
+// Package storetest is the conformance suite for store.Store. Every
+// implementation's tests call Run; a change of behaviour lands here
+// first, then in the implementations.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"onebox/store"
+)
+
+// testCase is one behaviour, checked on a fresh store.
+type testCase struct {
+	name string
+	run  func(t *testing.T, s store.Store)
+}
+
+// Run runs every case as a parallel subtest on its own store from
+// newStore, which must return an empty, migrated store and close it in
+// t.Cleanup. One case closes its store itself, so Close must accept a
+// second call.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	t.Helper()
+	groups := []struct {
+		name  string
+		cases []testCase
+	}{
+		{"Users", userCases()},
+		{"Sessions", sessionCases()},
+		{"Store", storeCases()},
+	}
+	for _, g := range groups {
+		t.Run(g.name, func(t *testing.T) {
+			t.Parallel()
+			for _, tc := range g.cases {
+				t.Run(tc.name, func(t *testing.T) {
+					t.Parallel()
+					tc.run(t, newStore(t))
+				})
+			}
+		})
+	}
+}
+
+func storeCases() []testCase {
+	return []testCase{
+		{"Ping", func(t *testing.T, s store.Store) {
+			if err := s.Ping(t.Context()); err != nil {
+				t.Fatalf("Ping: %v", err)
+			}
+		}},
+		{"CallsAfterCloseFail", func(t *testing.T, s store.Store) {
+			if err := s.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			defer cancel()
+			if err := s.Ping(ctx); err == nil {
+				t.Error("Ping after Close: got nil error")
+			}
+			if _, err := s.User(ctx, store.UserParams{ID: newID(t)}); err == nil {
+				t.Error("User after Close: got nil error")
+			}
+		}},
+	}
+}
+
+// baseTime is the suite's clock: a fixed instant with a fraction of a
+// second, in a zone other than UTC, so stores must normalise it.
+func baseTime() time.Time {
+	return time.Date(2025, 3, 4, 5, 6, 7, 891011121, time.FixedZone("UTC+1", 3600))
+}
+
+func newID(t *testing.T) string {
+	t.Helper()
+	id, err := uuid.NewV7()
+	if err != nil {
+		t.Fatalf("uuid: %v", err)
+	}
+	return id.String()
+}
+
+// newTokenHash returns what a store keeps of a fresh token: its SHA-256.
+func newTokenHash() string {
+	sum := sha256.Sum256([]byte(rand.Text()))
+	return hex.EncodeToString(sum[:])
+}
+
+func mustCreateUser(t *testing.T, s store.Store, handle string) store.User {
+	t.Helper()
+	u, err := s.CreateUser(t.Context(), store.CreateUserParams{
+		ID:           newID(t),
+		Handle:       handle,
+		DisplayName:  handle + " display",
+		PasswordHash: "hash-of-" + handle,
+		Now:          baseTime(),
+	})
+	if err != nil {
+		t.Fatalf("CreateUser(%q): %v", handle, err)
+	}
+	return u
+}
+
+// mustCreateSession stores a session of userID created at baseTime that
+// lasts for ttl.
+func mustCreateSession(t *testing.T, s store.Store, userID string, ttl time.Duration) store.Session {
+	t.Helper()
+	sess := store.Session{
+		TokenHash: newTokenHash(),
+		UserID:    userID,
+		CreatedAt: baseTime(),
+		ExpiresAt: baseTime().Add(ttl),
+	}
+	if err := s.CreateSession(t.Context(), sess); err != nil {
+		t.Fatalf("CreateSession: %v", err)
+	}
+	return sess
+}
+
+// wantErr fails the test unless errors.Is(err, want); a nil want
+// expects no error.
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	switch {
+	case want == nil && err != nil:
+		t.Fatalf("%s: %v", what, err)
+	case want != nil && !errors.Is(err, want):
+		t.Fatalf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+// checkRow fails unless got equals want. The times that times points at
+// must be in UTC and are compared as instants.
+func checkRow[T comparable](t *testing.T, what string, got, want T, times func(*T) []*time.Time) {
+	t.Helper()
+	gotTimes, wantTimes := times(&got), times(&want)
+	for i, gt := range gotTimes {
+		if gt.Location() != time.UTC {
+			t.Errorf("%s: time %d is in %v, want UTC", what, i, gt.Location())
+		}
+		if !gt.Equal(*wantTimes[i]) {
+			t.Errorf("%s: time %d is %v, want %v", what, i, *gt, *wantTimes[i])
+		}
+		*gt = *wantTimes[i] // compared; let == check the rest
+	}
+	if got != want {
+		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
+	}
+}
+
+func checkUser(t *testing.T, what string, got, want store.User) {
+	t.Helper()
+	checkRow(t, what, got, want, func(u *store.User) []*time.Time { return []*time.Time{&u.CreatedAt, &u.UpdatedAt} })
+}
+
+func checkSession(t *testing.T, what string, got, want store.Session) {
+	t.Helper()
+	checkRow(t, what, got, want, func(s *store.Session) []*time.Time { return []*time.Time{&s.CreatedAt, &s.ExpiresAt} })
+}
