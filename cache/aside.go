@@ -1,0 +1,274 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// ErrAbsent is how a load function says that the key does not exist at
+// the source: it returns an error wrapping ErrAbsent, and Aside caches
+// that fact for NegativeTTL. Check Aside.Get's error with
+// errors.Is(err, ErrAbsent): the load that found the key absent returns
+// its own error, but a Get served from the cached absence returns
+// ErrAbsent itself, so the other errors the load wrapped are not there.
+var ErrAbsent = errors.New("cache: absent at source")
+
+// DefaultLoadTimeout bounds a load when AsideOptions.LoadTimeout is 0.
+const DefaultLoadTimeout = 10 * time.Second
+
+// AsideOptions configure an Aside. The hooks may be called concurrently
+// and must not block.
+type AsideOptions struct {
+	// TTL is how long a loaded value stays cached (required, > 0).
+	TTL time.Duration
+	// Jitter spreads each TTL uniformly over TTL×(1±Jitter), so that
+	// entries loaded together do not expire together. In [0, 1).
+	Jitter float64
+	// NegativeTTL is how long an absence (ErrAbsent) stays cached; keep it
+	// short. 0 disables negative caching.
+	NegativeTTL time.Duration
+	// LoadTimeout bounds each load, which runs detached from the
+	// cancellation of the Get that started it. 0 means DefaultLoadTimeout.
+	LoadTimeout time.Duration
+	// OnLoad, if set, is called after every load with its duration and
+	// error, for metrics.
+	OnLoad func(d time.Duration, err error)
+	// OnError, if set, is called when the cache fails ("get" or "set",
+	// including an entry this package cannot decode). Aside ignores such
+	// failures otherwise: the source is the truth.
+	OnError func(op string, err error)
+	// Rand returns a number in [0, 1) to pick the jitter; nil means
+	// math/rand/v2.Float64. Tests set it.
+	Rand func() float64
+}
+
+// Aside implements cache-aside over a Cache: Get serves from the cache,
+// else loads from the source, once per key at a time in this process, and
+// caches the result.
+//
+// Aside stores its own encoding under each key, so keys it manages must
+// be written only through it (Invalidate may be called from anywhere).
+//
+// Invalidation is exact in this process: once Invalidate returns, no Get
+// returns a value read before it was called, because loads that started
+// earlier neither cache their results nor take in later Gets. Across
+// processes sharing a cache it is not: a load in another process that read
+// the source before the change may write its result after the Invalidate,
+// and that stale value is served until its TTL ends. There the TTL bounds
+// staleness.
+type Aside struct {
+	cache Cache
+	opts  AsideOptions
+	group singleflight.Group
+
+	mu sync.Mutex
+	// flights holds, by key, the loads that may still write. There can be
+	// several: a Get after an Invalidate starts a new load while the old
+	// one runs on.
+	flights map[string][]*flight
+}
+
+// flight is the state Invalidate shares with one in-flight load.
+type flight struct {
+	mu    sync.Mutex // held from the stale check to the end of the write
+	stale bool       // set by Invalidate: the result must not be cached
+}
+
+// NewAside returns an Aside over c. A nil c turns caching off: every Get
+// loads, though concurrent Gets of a key still share one load. NewAside
+// panics on invalid options: that is a programmer error.
+func NewAside(c Cache, o AsideOptions) *Aside {
+	if o.TTL <= 0 || o.Jitter < 0 || o.Jitter >= 1 || o.NegativeTTL < 0 || o.LoadTimeout < 0 {
+		panic(fmt.Sprintf("cache: invalid AsideOptions: TTL %v, Jitter %v, NegativeTTL %v, LoadTimeout %v",
+			o.TTL, o.Jitter, o.NegativeTTL, o.LoadTimeout))
+	}
+	if o.LoadTimeout == 0 {
+		o.LoadTimeout = DefaultLoadTimeout
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
+	}
+	if c == nil {
+		c = noCache{}
+	}
+	return &Aside{cache: c, opts: o, flights: make(map[string][]*flight)}
+}
+
+// Get returns the value for key from the cache, or else from load, which
+// it then caches for TTL±Jitter. Concurrent Gets of a key that is not
+// cached share one call of load: the first caller's. So for a given key,
+// every load function must compute the same value.
+//
+// load runs with the first caller's context values but not its
+// cancellation, bounded by LoadTimeout instead: a caller that gives up
+// returns its ctx's error without failing the others. If load's error
+// wraps ErrAbsent, the absence is cached for NegativeTTL and Gets until
+// then return ErrAbsent without calling load; other errors are returned
+// and not cached. A panic in load becomes an error. Each caller gets its
+// own copy of the value.
+func (a *Aside) Get(ctx context.Context, key string, load func(context.Context) ([]byte, error)) ([]byte, error) {
+	if v, ok, err := a.cached(ctx, key); ok {
+		return v, err
+	}
+	ch := a.group.DoChan(key, func() (any, error) {
+		return a.fly(ctx, key, load)
+	})
+	select {
+	case <-ctx.Done():
+		return nil, fmt.Errorf("cache: get %q: %w", key, ctx.Err())
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		v := r.Val.([]byte)
+		if r.Shared {
+			v = bytes.Clone(v)
+		}
+		return v, nil
+	}
+}
+
+// Invalidate deletes key from the cache, and makes sure that no load of
+// key already in flight in this process caches its result. Call it after
+// changing the source.
+func (a *Aside) Invalidate(ctx context.Context, key string) error {
+	a.mu.Lock()
+	fs := a.flights[key]
+	delete(a.flights, key)
+	a.mu.Unlock()
+	for _, f := range fs {
+		// Waits for a write in progress, which the Delete below then undoes.
+		f.mu.Lock()
+		f.stale = true
+		f.mu.Unlock()
+	}
+	err := a.cache.Delete(ctx, key)
+	// Only now: a flight that started before the Delete may have read the
+	// old entry from the cache, and Gets from now on must not join it.
+	a.group.Forget(key)
+	if err != nil {
+		return fmt.Errorf("cache: invalidate %q: %w", key, err)
+	}
+	return nil
+}
+
+// fly runs one load of key: it registers with Invalidate before reading
+// anything, checks the cache again (a Get may have missed just before the
+// previous flight wrote), calls fn and caches the result.
+func (a *Aside) fly(ctx context.Context, key string, fn func(context.Context) ([]byte, error)) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.opts.LoadTimeout)
+	defer cancel()
+
+	f := &flight{}
+	a.mu.Lock()
+	a.flights[key] = append(a.flights[key], f)
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		// After an Invalidate, f is no longer there; nothing is removed.
+		fs := slices.DeleteFunc(a.flights[key], func(g *flight) bool { return g == f })
+		if len(fs) == 0 {
+			delete(a.flights, key)
+		} else {
+			a.flights[key] = fs
+		}
+		a.mu.Unlock()
+	}()
+
+	if v, ok, err := a.cached(ctx, key); ok {
+		return v, err
+	}
+	start := time.Now()
+	v, err := callLoad(ctx, fn)
+	if a.opts.OnLoad != nil {
+		a.opts.OnLoad(time.Since(start), err)
+	}
+	switch {
+	case err == nil:
+		a.set(ctx, key, f, append([]byte{tagValue}, v...), a.opts.TTL)
+	case errors.Is(err, ErrAbsent) && a.opts.NegativeTTL > 0:
+		a.set(ctx, key, f, []byte{tagAbsent}, a.opts.NegativeTTL)
+	}
+	return v, err
+}
+
+// callLoad turns a panic into an error: singleflight would re-panic it on
+// a goroutine of its own, where no recover (an HTTP server's included)
+// can catch it, and the whole process would die.
+func callLoad(ctx context.Context, fn func(context.Context) ([]byte, error)) (v []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cache: load panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return fn(ctx)
+}
+
+// set caches an entry unless Invalidate marked f stale. Holding f.mu
+// across the write means an Invalidate either comes first and stops it,
+// or waits for it and deletes what it wrote.
+func (a *Aside) set(ctx context.Context, key string, f *flight, entry []byte, ttl time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stale {
+		return
+	}
+	if err := a.cache.Set(ctx, key, entry, jitter(ttl, a.opts.Jitter, a.opts.Rand())); err != nil {
+		a.report("set", fmt.Errorf("cache: set %q: %w", key, err))
+	}
+}
+
+// Stored entries start with one of these tags.
+const (
+	tagValue  byte = 'v' // the value follows
+	tagAbsent byte = 'a' // the source has no such key
+)
+
+// cached returns what the cache holds for key: ok is false on a miss,
+// including a failed or undecodable read, and err is ErrAbsent for a
+// cached absence.
+func (a *Aside) cached(ctx context.Context, key string) (v []byte, ok bool, err error) {
+	entry, err := a.cache.Get(ctx, key)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			a.report("get", fmt.Errorf("cache: get %q: %w", key, err))
+		}
+		return nil, false, nil
+	}
+	switch {
+	case len(entry) > 0 && entry[0] == tagValue:
+		return entry[1:], true, nil
+	case len(entry) == 1 && entry[0] == tagAbsent:
+		return nil, true, ErrAbsent
+	}
+	a.report("get", fmt.Errorf("cache: get %q: undecodable entry of %d bytes", key, len(entry)))
+	return nil, false, nil
+}
+
+func (a *Aside) report(op string, err error) {
+	if a.opts.OnError != nil {
+		a.opts.OnError(op, err)
+	}
+}
+
+// jitter spreads ttl over ttl×(1±j) given r in [0, 1), never below 1ns.
+func jitter(ttl time.Duration, j, r float64) time.Duration {
+	d := ttl + time.Duration(float64(ttl)*j*(2*r-1))
+	return max(d, 1)
+}
+
+// noCache holds nothing; it stands in for a nil Cache.
+type noCache struct{}
+
+func (noCache) Get(context.Context, string) ([]byte, error)              { return nil, ErrNotFound }
+func (noCache) Set(context.Context, string, []byte, time.Duration) error { return nil }
+func (noCache) Delete(context.Context, string) error                     { return nil }
