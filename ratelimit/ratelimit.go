@@ -30,6 +30,7 @@ type Result struct {
 type Limiter interface {
 	// Allow takes one token if there is one. A distributed backend may
 	// fail and return an error; the caller decides to fail open or shut.
+	// An error wrapping ErrInvalidPolicy means p fails p.Validate.
 	// Memory use must stay bounded however many distinct keys arrive.
 	Allow(ctx context.Context, p Policy, key string) (Result, error)
 }
