@@ -1,0 +1,298 @@
+// Package config reads onebox's configuration from ONEBOX_* environment
+// variables and the equivalent command-line flags (a flag wins). Only
+// main calls it; libraries take plain option structs.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Rate is a token-bucket policy as written in config: "300/1m".
+type Rate struct {
+	Limit  int
+	Window time.Duration
+}
+
+func (r Rate) String() string { return fmt.Sprintf("%d/%s", r.Limit, r.Window) }
+
+// ParseRate parses "N/duration", e.g. "300/1m".
+func ParseRate(s string) (Rate, error) {
+	n, w, ok := strings.Cut(s, "/")
+	if !ok {
+		return Rate{}, fmt.Errorf("want N/duration such as 300/1m, got %q", s)
+	}
+	limit, err := strconv.Atoi(n)
+	if err != nil || limit < 1 {
+		return Rate{}, fmt.Errorf("want a positive count before /, got %q", n)
+	}
+	window, err := time.ParseDuration(w)
+	if err != nil || window <= 0 {
+		return Rate{}, fmt.Errorf("want a positive duration after /, got %q", w)
+	}
+	return Rate{Limit: limit, Window: window}, nil
+}
+
+// Config is the whole effective configuration.
+type Config struct {
+	Addr      string
+	AdminAddr string
+	DataDir   string
+
+	DatabaseURL string
+	CacheURL    string
+	LimiterURL  string
+
+	CacheTTL       time.Duration
+	CacheNegative  time.Duration
+	CacheMaxBytes  int64
+	ProfileSMaxAge time.Duration
+
+	RateAPI        Rate
+	RateAuth       Rate
+	RateAuthHandle Rate
+	RateUpload     Rate
+	TrustedProxies []netip.Prefix
+
+	SessionTTL      time.Duration
+	HashConcurrency int
+	MaxBodyBytes    int64
+	RequestTimeout  time.Duration
+	ShutdownDelay   time.Duration
+	DrainTimeout    time.Duration
+
+	LogLevel  string
+	LogFormat string
+	AccessLog bool
+
+	raw map[string]string // effective value of each variable, for Print
+}
+
+// setting is one variable: its env name, flag name, default and parser.
+type setting struct {
+	env, flag, def, usage string
+	secret                bool
+	set                   func(c *Config, v string) error
+}
+
+func settings() []setting {
+	dur := func(dst func(*Config) *time.Duration) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return fmt.Errorf("want a duration such as 30s, got %q", v)
+			}
+			*dst(c) = d
+			return nil
+		}
+	}
+	rate := func(dst func(*Config) *Rate) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			r, err := ParseRate(v)
+			*dst(c) = r
+			return err
+		}
+	}
+	str := func(dst func(*Config) *string) func(*Config, string) error {
+		return func(c *Config, v string) error { *dst(c) = v; return nil }
+	}
+	posInt := func(v string) (int64, error) {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return 0, fmt.Errorf("want a positive integer, got %q", v)
+		}
+		return n, nil
+	}
+	return []setting{
+		{env: "ONEBOX_ADDR", flag: "addr", def: ":8080", usage: "public HTTP listen address", set: str(func(c *Config) *string { return &c.Addr })},
+		{env: "ONEBOX_ADMIN_ADDR", flag: "admin-addr", def: "127.0.0.1:8081", usage: "operator listener (metrics, dashboard); empty turns it off", set: str(func(c *Config) *string { return &c.AdminAddr })},
+		{env: "ONEBOX_DATA_DIR", flag: "data-dir", def: "./data", usage: "directory for the database and media", set: str(func(c *Config) *string { return &c.DataDir })},
+		{env: "ONEBOX_DATABASE_URL", flag: "database-url", def: "", usage: "store backend: sqlite:PATH (default sqlite: + DATA_DIR/onebox.db)", secret: true, set: str(func(c *Config) *string { return &c.DatabaseURL })},
+		{env: "ONEBOX_CACHE_URL", flag: "cache-url", def: "memory://", usage: "cache backend: memory:// or none", secret: true, set: str(func(c *Config) *string { return &c.CacheURL })},
+		{env: "ONEBOX_LIMITER_URL", flag: "limiter-url", def: "memory://", usage: "rate limiter backend: memory://", secret: true, set: str(func(c *Config) *string { return &c.LimiterURL })},
+		{env: "ONEBOX_CACHE_TTL", flag: "cache-ttl", def: "60s", usage: "how long a cached profile lives (with ±10% jitter)", set: dur(func(c *Config) *time.Duration { return &c.CacheTTL })},
+		{env: "ONEBOX_CACHE_NEGATIVE_TTL", flag: "cache-negative-ttl", def: "5s", usage: "how long a 'not found' is cached", set: dur(func(c *Config) *time.Duration { return &c.CacheNegative })},
+		{env: "ONEBOX_CACHE_SIZE", flag: "cache-size", def: "67108864", usage: "in-process cache bound, in bytes", set: func(c *Config, v string) error {
+			n, err := posInt(v)
+			c.CacheMaxBytes = n
+			return err
+		}},
+		{env: "ONEBOX_PROFILE_SMAXAGE", flag: "profile-smaxage", def: "10s", usage: "s-maxage on public profile reads (shared caches only)", set: dur(func(c *Config) *time.Duration { return &c.ProfileSMaxAge })},
+		{env: "ONEBOX_RATE_API", flag: "rate-api", def: "300/1m", usage: "token bucket per user or client IP for the API", set: rate(func(c *Config) *Rate { return &c.RateAPI })},
+		{env: "ONEBOX_RATE_AUTH", flag: "rate-auth", def: "10/1m", usage: "login and sign-up attempts per client IP", set: rate(func(c *Config) *Rate { return &c.RateAuth })},
+		{env: "ONEBOX_RATE_AUTH_HANDLE", flag: "rate-auth-handle", def: "5/1m", usage: "login attempts per handle (against password guessing)", set: rate(func(c *Config) *Rate { return &c.RateAuthHandle })},
+		{env: "ONEBOX_RATE_UPLOAD", flag: "rate-upload", def: "30/1m", usage: "uploads per user", set: rate(func(c *Config) *Rate { return &c.RateUpload })},
+		{env: "ONEBOX_TRUSTED_PROXIES", flag: "trusted-proxies", def: "", usage: "comma-separated CIDRs whose X-Forwarded-For is believed", set: func(c *Config, v string) error {
+			c.TrustedProxies = nil
+			for p := range strings.SplitSeq(v, ",") {
+				if p = strings.TrimSpace(p); p == "" {
+					continue
+				}
+				pfx, err := netip.ParsePrefix(p)
+				if err != nil {
+					return fmt.Errorf("want CIDRs such as 10.0.0.0/8, got %q", p)
+				}
+				c.TrustedProxies = append(c.TrustedProxies, pfx.Masked())
+			}
+			return nil
+		}},
+		{env: "ONEBOX_SESSION_TTL", flag: "session-ttl", def: "720h", usage: "how long a login lasts", set: dur(func(c *Config) *time.Duration { return &c.SessionTTL })},
+		{env: "ONEBOX_HASH_CONCURRENCY", flag: "hash-concurrency", def: strconv.Itoa(runtime.NumCPU()), usage: "password hashes at once (each takes 19 MiB)", set: func(c *Config, v string) error {
+			n, err := posInt(v)
+			c.HashConcurrency = int(n)
+			return err
+		}},
+		{env: "ONEBOX_MAX_BODY_BYTES", flag: "max-body-bytes", def: "65536", usage: "largest JSON request body", set: func(c *Config, v string) error {
+			n, err := posInt(v)
+			c.MaxBodyBytes = n
+			return err
+		}},
+		{env: "ONEBOX_REQUEST_TIMEOUT", flag: "request-timeout", def: "10s", usage: "deadline of an ordinary API request", set: dur(func(c *Config) *time.Duration { return &c.RequestTimeout })},
+		{env: "ONEBOX_SHUTDOWN_DELAY", flag: "shutdown-delay", def: "0s", usage: "keep serving this long after SIGTERM while readiness says 503", set: dur(func(c *Config) *time.Duration { return &c.ShutdownDelay })},
+		{env: "ONEBOX_DRAIN_TIMEOUT", flag: "drain-timeout", def: "30s", usage: "how long in-flight work may take to finish on shutdown", set: dur(func(c *Config) *time.Duration { return &c.DrainTimeout })},
+		{env: "ONEBOX_LOG_LEVEL", flag: "log-level", def: "info", usage: "debug, info, warn or error", set: func(c *Config, v string) error {
+			switch v {
+			case "debug", "info", "warn", "error":
+				c.LogLevel = v
+				return nil
+			}
+			return fmt.Errorf("want debug, info, warn or error, got %q", v)
+		}},
+		{env: "ONEBOX_LOG_FORMAT", flag: "log-format", def: "json", usage: "json or text", set: func(c *Config, v string) error {
+			if v != "json" && v != "text" {
+				return fmt.Errorf("want json or text, got %q", v)
+			}
+			c.LogFormat = v
+			return nil
+		}},
+		{env: "ONEBOX_ACCESS_LOG", flag: "access-log", def: "true", usage: "one log line per request", set: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("want true or false, got %q", v)
+			}
+			c.AccessLog = b
+			return nil
+		}},
+	}
+}
+
+// Load reads the environment through getenv, then the flags in args, and
+// validates the result. Errors name the variable.
+func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("onebox", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ss := settings()
+	vals := make([]*string, len(ss))
+	for i, s := range ss {
+		v := s.def
+		if e := getenv(s.env); e != "" {
+			v = e
+		}
+		vals[i] = fs.String(s.flag, v, fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	c.raw = make(map[string]string, len(ss))
+	for i, s := range ss {
+		if err := s.set(&c, *vals[i]); err != nil {
+			return Config{}, fmt.Errorf("%s: %w", s.env, err)
+		}
+		c.raw[s.env] = *vals[i]
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = "sqlite:" + filepath.Join(c.DataDir, "onebox.db")
+		c.raw["ONEBOX_DATABASE_URL"] = c.DatabaseURL
+	}
+	return c, c.validate()
+}
+
+// Schemes each backend variable accepts; main switches on the same set.
+var schemes = map[string][]string{
+	"ONEBOX_DATABASE_URL": {"sqlite"},
+	"ONEBOX_CACHE_URL":    {"memory", "none"},
+	"ONEBOX_LIMITER_URL":  {"memory"},
+}
+
+func (c Config) validate() error {
+	for env, v := range map[string]string{"ONEBOX_DATABASE_URL": c.DatabaseURL, "ONEBOX_CACHE_URL": c.CacheURL, "ONEBOX_LIMITER_URL": c.LimiterURL} {
+		if _, err := BackendURL(env, v); err != nil {
+			return err
+		}
+	}
+	if c.CacheTTL <= 0 || c.CacheNegative <= 0 {
+		return errors.New("ONEBOX_CACHE_TTL and ONEBOX_CACHE_NEGATIVE_TTL must be positive")
+	}
+	if c.SessionTTL <= 0 || c.RequestTimeout <= 0 {
+		return errors.New("ONEBOX_SESSION_TTL and ONEBOX_REQUEST_TIMEOUT must be positive")
+	}
+	return nil
+}
+
+// BackendURL parses a backend URL and checks its scheme against what env
+// accepts. "none" alone is a valid cache URL.
+func BackendURL(env, v string) (*url.URL, error) {
+	if v == "none" {
+		v = "none:"
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: malformed URL: %w", env, err)
+	}
+	for _, s := range schemes[env] {
+		if u.Scheme == s {
+			if s == "sqlite" && u.Opaque == "" && u.Path == "" {
+				return nil, fmt.Errorf("%s: sqlite: needs a file path, as in sqlite:data/onebox.db", env)
+			}
+			return u, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: unknown scheme %q in %q (want one of %s)", env, u.Scheme, redact(v), strings.Join(schemes[env], ", "))
+}
+
+// Print writes the effective configuration as ONEBOX_* lines, with the
+// passwords in backend URLs redacted.
+func (c Config) Print(w io.Writer) {
+	for _, s := range settings() {
+		v := c.raw[s.env]
+		if s.secret {
+			v = redact(v)
+		}
+		fmt.Fprintf(w, "%s=%s\n", s.env, v)
+	}
+}
+
+// redact hides the password of a URL's userinfo and secret-looking
+// query parameters.
+func redact(v string) string {
+	u, err := url.Parse(v)
+	if err != nil {
+		return "(unparseable)"
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	q := u.Query()
+	for k := range q {
+		if lk := strings.ToLower(k); strings.Contains(lk, "pass") || strings.Contains(lk, "secret") || strings.Contains(lk, "token") {
+			q.Set(k, "xxxxx")
+		}
+	}
+	if len(q) > 0 {
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
