@@ -1,0 +1,89 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Server is one listener and what it serves.
+type Server struct {
+	Name     string
+	Listener net.Listener
+	Server   *http.Server
+}
+
+// RunOptions configure Run.
+type RunOptions struct {
+	Health *Health
+	Logger *slog.Logger
+	// ShutdownDelay keeps serving after the stop signal while readiness
+	// answers 503, so a load balancer that polls it stops sending traffic.
+	ShutdownDelay time.Duration
+	// DrainTimeout bounds how long in-flight requests may take to finish.
+	DrainTimeout time.Duration
+	// Sleep waits for d or ctx; tests may shorten it. Default: a timer.
+	Sleep func(ctx context.Context, d time.Duration)
+}
+
+// Run serves until ctx is done, then shuts down in the order a
+// zero-downtime deploy needs: readiness turns 503 at once, serving goes on
+// for ShutdownDelay, then listeners close and in-flight requests get
+// DrainTimeout to finish (idle keep-alive connections are closed). A
+// listener that fails on its own ends Run with its error, after the same
+// drain of the others.
+func Run(ctx context.Context, servers []Server, o RunOptions) error {
+	if o.Sleep == nil {
+		o.Sleep = func(ctx context.Context, d time.Duration) {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+		}
+	}
+	failed := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() {
+			o.Logger.Info("listening", "server", s.Name, "addr", s.Listener.Addr().String())
+			if err := s.Server.Serve(s.Listener); !errors.Is(err, http.ErrServerClosed) {
+				failed <- fmt.Errorf("%s server: %w", s.Name, err)
+			}
+		}()
+	}
+	var cause error
+	select {
+	case <-ctx.Done():
+	case cause = <-failed:
+		o.Logger.Error("server failed", "err", cause)
+	}
+
+	o.Health.Drain()
+	o.Logger.Info("draining", "shutdown_delay", o.ShutdownDelay.String(), "drain_timeout", o.DrainTimeout.String())
+	if cause == nil && o.ShutdownDelay > 0 {
+		// A second signal should not cut the delay short: the process
+		// manager's kill timeout is the real bound. Use a fresh context.
+		o.Sleep(context.Background(), o.ShutdownDelay)
+	}
+	dctx, cancel := context.WithTimeout(context.Background(), o.DrainTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(servers))
+	for i, s := range servers {
+		wg.Go(func() {
+			if err := s.Server.Shutdown(dctx); err != nil {
+				errs[i] = fmt.Errorf("%s server: drain: %w", s.Name, err)
+				_ = s.Server.Close()
+			}
+		})
+	}
+	wg.Wait()
+	o.Logger.Info("drained")
+	return errors.Join(append(errs, cause)...)
+}

@@ -1,0 +1,133 @@
+package ops_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"onebox/ops"
+)
+
+// TestRunDrainsInOrder walks the shutdown sequence of a deploy: readiness
+// fails at once, new requests are still served during the delay, and an
+// in-flight request finishes before Run returns.
+func TestRunDrainsInOrder(t *testing.T) {
+	t.Parallel()
+	health := ops.NewHealth()
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release
+		io.WriteString(w, "done")
+	})
+	mux.HandleFunc("/fast", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+
+	inDelay := make(chan struct{})
+	endDelay := make(chan struct{})
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() {
+		ran <- ops.Run(ctx, []ops.Server{{Name: "test", Listener: ln, Server: &http.Server{Handler: mux}}}, ops.RunOptions{
+			Health: health, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			ShutdownDelay: time.Hour, DrainTimeout: time.Minute,
+			Sleep: func(context.Context, time.Duration) { close(inDelay); <-endDelay },
+		})
+	}()
+
+	slow := make(chan string, 1)
+	go func() {
+		res, err := http.Get(base + "/slow")
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		slow <- string(b)
+	}()
+	<-entered
+	if ok, _ := health.Ready(context.Background()); !ok {
+		t.Fatal("not ready before the signal")
+	}
+	stop() // SIGTERM
+	<-inDelay
+	if ok, rep := health.Ready(context.Background()); ok || rep.Status != "draining" {
+		t.Fatalf("during the delay: ready=%v %+v", ok, rep)
+	}
+	// New connections are still accepted while the balancer catches up.
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	res, err := c.Get(base + "/fast")
+	if err != nil {
+		t.Fatalf("request during the shutdown delay: %v", err)
+	}
+	res.Body.Close()
+	close(endDelay)
+
+	select {
+	case err := <-ran:
+		t.Fatalf("Run returned (%v) with a request in flight", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if got := <-slow; got != "done" {
+		t.Fatalf("in-flight request: %q", got)
+	}
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := c.Get(base + "/fast"); err == nil {
+		t.Fatal("still accepting after the drain")
+	}
+}
+
+func TestRunDrainTimeout(t *testing.T) {
+	t.Parallel()
+	block := make(chan struct{})
+	defer close(block)
+	entered := make(chan struct{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-block
+	})}
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() {
+		ran <- ops.Run(ctx, []ops.Server{{Name: "stuck", Listener: ln, Server: srv}}, ops.RunOptions{
+			Health: ops.NewHealth(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DrainTimeout: 10 * time.Millisecond,
+		})
+	}()
+	go http.Get("http://" + ln.Addr().String())
+	<-entered
+	stop()
+	if err := <-ran; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run = %v, want the drain deadline", err)
+	}
+}
+
+func TestReadyReportsFailingCheck(t *testing.T) {
+	t.Parallel()
+	h := ops.NewHealth(
+		ops.Check{Name: "database", Probe: func(context.Context) error { return nil }},
+		ops.Check{Name: "cache", Timeout: 10 * time.Millisecond, Probe: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }},
+	)
+	ok, rep := h.Ready(context.Background())
+	if ok || rep.Status != "unready" || rep.Checks["database"] != "ok" || rep.Checks["cache"] != context.DeadlineExceeded.Error() {
+		t.Fatalf("ready=%v %+v", ok, rep)
+	}
+}
