@@ -1,0 +1,119 @@
+// Package app is onebox's HTTP API: routes, handlers and the middleware
+// around them. It depends only on the store, cache, ratelimit, auth and
+// ops interfaces, never on a particular backend.
+package app
+
+import (
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"onebox/auth"
+	"onebox/cache"
+	"onebox/ops"
+	"onebox/ratelimit"
+	"onebox/store"
+)
+
+// Deps are the backends the API runs on.
+type Deps struct {
+	Store   store.Store
+	Cache   cache.Cache // nil turns caching off
+	Limiter ratelimit.Limiter
+	Hasher  *auth.Hasher
+	Health  *ops.Health
+	Logger  *slog.Logger
+	Now     func() time.Time // default time.Now
+}
+
+// Policies are the rate-limit classes routes belong to.
+type Policies struct {
+	API        ratelimit.Policy // every API route, per user or client IP
+	Auth       ratelimit.Policy // sign-up and login, per client IP
+	AuthHandle ratelimit.Policy // login, per target handle
+	Upload     ratelimit.Policy // uploads, per user
+}
+
+// Options tune the API.
+type Options struct {
+	CacheTTL         time.Duration
+	CacheNegativeTTL time.Duration
+	ProfileSMaxAge   time.Duration
+	SessionTTL       time.Duration
+	RequestTimeout   time.Duration
+	MaxBodyBytes     int64
+	Policies         Policies
+	TrustedProxies   []netip.Prefix
+	AccessLog        bool
+}
+
+// App is the HTTP API.
+type App struct {
+	store    store.Store
+	limiter  ratelimit.Limiter
+	hasher   *auth.Hasher
+	health   *ops.Health
+	log      *slog.Logger
+	now      func() time.Time
+	opts     Options
+	profiles *cache.Aside // public profiles by user id
+	sessions *cache.Aside // sessions by token hash
+	echo     *echo.Echo
+
+	publicCacheControl string
+}
+
+// New builds the API and its routes.
+func New(d Deps, o Options) *App {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	a := &App{
+		store: d.Store, limiter: d.Limiter, hasher: d.Hasher, health: d.Health,
+		log: d.Logger, now: d.Now, opts: o,
+		publicCacheControl: "public, no-cache, s-maxage=" + seconds(o.ProfileSMaxAge),
+	}
+	a.profiles = cache.NewAside(d.Cache, cache.AsideOptions{TTL: o.CacheTTL, Jitter: 0.1, NegativeTTL: o.CacheNegativeTTL})
+	a.sessions = cache.NewAside(d.Cache, cache.AsideOptions{TTL: min(o.CacheTTL, time.Minute), Jitter: 0.1, NegativeTTL: o.CacheNegativeTTL})
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = a.errorHandler
+	e.IPExtractor = ipExtractor(o.TrustedProxies)
+	e.Use(a.observe)
+	a.routes(e)
+	a.echo = e
+	return a
+}
+
+// Handler serves the API.
+func (a *App) Handler() http.Handler { return a.echo }
+
+func (a *App) routes(e *echo.Echo) {
+	p := a.opts.Policies
+	e.GET("/health/live", a.live)
+	e.GET("/health/ready", a.ready)
+
+	// The timeout goes on each route, not on the group: echo gives a group
+	// with middleware catch-all routes that turn 405 into 404.
+	v1 := e.Group("/v1")
+	authLimited := []echo.MiddlewareFunc{a.timeout, a.guard(p.Auth, true)}
+	limited := []echo.MiddlewareFunc{a.timeout, a.guard(p.API, false)}
+	v1.POST("/users", a.createUser, authLimited...)
+	v1.POST("/sessions", a.createSession, authLimited...)
+	v1.DELETE("/sessions/current", a.deleteSession, limited...)
+	v1.GET("/users", a.listUsers, limited...)
+	v1.GET("/users/me", a.getMe, limited...)
+	v1.PATCH("/users/me", a.patchMe, limited...)
+	v1.DELETE("/users/me", a.deleteMe, limited...)
+	v1.PUT("/users/me/password", a.changePassword, limited...)
+	v1.GET("/users/:id", a.getUser, limited...)
+}
+
+func seconds(d time.Duration) string {
+	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)
+}

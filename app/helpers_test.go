@@ -1,0 +1,202 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"onebox/app"
+	"onebox/auth"
+	"onebox/cache"
+	cachememory "onebox/cache/memory"
+	"onebox/ops"
+	"onebox/ratelimit"
+	limitmemory "onebox/ratelimit/memory"
+	"onebox/store"
+	"onebox/store/sqlite"
+)
+
+// bundle is one running API on a fresh database.
+type bundle struct {
+	t       testing.TB
+	url     string
+	handler http.Handler
+	store   *sqlite.Store
+	dbPath  string
+	health  *ops.Health
+	logs    *syncBuffer
+	queries sync.Map // query name → *atomic.Int64
+}
+
+type setup struct {
+	opts        app.Options
+	noCache     bool
+	busyTimeout time.Duration
+	wrapStore   func(store.Store) store.Store
+}
+
+func generous(name string) ratelimit.Policy {
+	return ratelimit.Policy{Name: name, Limit: 1_000_000, Window: time.Second}
+}
+
+func defaultOptions() app.Options {
+	return app.Options{
+		CacheTTL: time.Minute, CacheNegativeTTL: 5 * time.Second, ProfileSMaxAge: 10 * time.Second,
+		SessionTTL: time.Hour, RequestTimeout: 10 * time.Second, MaxBodyBytes: 4096, AccessLog: true,
+		Policies: app.Policies{API: generous("api"), Auth: generous("auth"), AuthHandle: generous("auth-handle"), Upload: generous("upload")},
+	}
+}
+
+func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
+	t.Helper()
+	s := setup{opts: defaultOptions()}
+	for _, m := range mods {
+		m(&s)
+	}
+	b := &bundle{t: t, logs: &syncBuffer{}, dbPath: t.TempDir() + "/test.db"}
+	st, err := sqlite.New(context.Background(), sqlite.Options{
+		Path: b.dbPath, BusyTimeout: s.busyTimeout,
+		OnQuery: func(_ context.Context, ev store.QueryEvent) {
+			n, _ := b.queries.LoadOrStore(ev.Name, new(atomic.Int64))
+			n.(*atomic.Int64).Add(1)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	b.store = st
+	var c cache.Cache
+	if !s.noCache {
+		c = cachememory.New(cachememory.Options{MaxBytes: 1 << 20})
+	}
+	var ss store.Store = st
+	if s.wrapStore != nil {
+		ss = s.wrapStore(st)
+	}
+	b.health = ops.NewHealth(ops.Check{Name: "database", Probe: st.Ping})
+	a := app.New(app.Deps{
+		Store: ss, Cache: c, Limiter: limitmemory.New(limitmemory.Options{}),
+		Hasher: auth.NewHasher(auth.Params{Memory: 64, Time: 1, Threads: 1}, 4),
+		Health: b.health, Logger: slog.New(slog.NewJSONHandler(b.logs, nil)),
+	}, s.opts)
+	b.handler = a.Handler()
+	srv := httptest.NewServer(b.handler)
+	t.Cleanup(srv.Close)
+	b.url = srv.URL
+	return b
+}
+
+func (b *bundle) count(query string) int64 {
+	n, ok := b.queries.Load(query)
+	if !ok {
+		return 0
+	}
+	return n.(*atomic.Int64).Load()
+}
+
+// response is a finished HTTP exchange with its body read.
+type response struct {
+	*http.Response
+	body []byte
+}
+
+func (r response) json(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("body %q: %v", r.body, err)
+	}
+	return m
+}
+
+// do sends a request; headers come in pairs ("Name", "value", ...).
+func (b *bundle) do(method, path, body string, headers ...string) response {
+	b.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, b.url+path, rd)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return response{res, data}
+}
+
+// mustStatus fails the test unless r has the status.
+func mustStatus(t testing.TB, r response, want int) {
+	t.Helper()
+	if r.StatusCode != want {
+		t.Fatalf("%s %s: status %d, want %d; body %s", r.Request.Method, r.Request.URL.Path, r.StatusCode, want, r.body)
+	}
+}
+
+// signup creates a user and logs in, returning the id and a token.
+func (b *bundle) signup(handle string) (id, token string) {
+	b.t.Helper()
+	r := b.do("POST", "/v1/users", `{"handle":"`+handle+`","password":"correct horse"}`)
+	mustStatus(b.t, r, http.StatusCreated)
+	id = r.json(b.t)["id"].(string)
+	return id, b.login(handle, "correct horse")
+}
+
+func (b *bundle) login(handle, password string) string {
+	b.t.Helper()
+	r := b.do("POST", "/v1/sessions", `{"handle":"`+handle+`","password":"`+password+`"}`)
+	mustStatus(b.t, r, http.StatusCreated)
+	return r.json(b.t)["token"].(string)
+}
+
+func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func mustPrefixes(t *testing.T, cidrs ...string) []netip.Prefix {
+	t.Helper()
+	var ps []netip.Prefix
+	for _, c := range cidrs {
+		ps = append(ps, netip.MustParsePrefix(c))
+	}
+	return ps
+}

@@ -1,0 +1,207 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"runtime/debug"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"onebox/ops"
+	"onebox/ratelimit"
+)
+
+// observe is the outermost middleware: it gives the request an id, turns
+// panics into a logged 500, writes every error as a problem, sets the
+// security headers and writes the access log line. One middleware, not
+// five, because it runs on every request and each layer costs.
+func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		start := time.Now()
+		req := c.Request()
+		h := c.Response().Header()
+		id := req.Header.Get(echo.HeaderXRequestID)
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		h.Set(echo.HeaderXRequestID, id)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		c.SetRequest(req.WithContext(ops.WithRequestID(req.Context(), id)))
+
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r) // net/http's way to abort a response; let it
+				}
+				a.log.LogAttrs(c.Request().Context(), slog.LevelError, "panic",
+					slog.String("request_id", id), slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+				err = fmt.Errorf("panic: %v", r)
+			}
+			if err != nil {
+				a.errorHandler(err, c)
+				err = nil
+			}
+			if a.opts.AccessLog {
+				a.accessLog(c, id, start)
+			}
+		}()
+		return next(c)
+	}
+}
+
+func (a *App) accessLog(c echo.Context, id string, start time.Time) {
+	res := c.Response()
+	attrs := []slog.Attr{
+		slog.String("request_id", id),
+		slog.String("method", c.Request().Method),
+		slog.String("route", c.Path()),
+		slog.Int("status", res.Status),
+		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		slog.Int64("bytes", res.Size),
+		slog.String("ip", c.RealIP()),
+	}
+	if who, ok := c.Get(identityKey).(identity); ok {
+		attrs = append(attrs, slog.String("user_id", who.userID))
+	}
+	a.log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request", attrs...)
+}
+
+// validRequestID accepts an incoming X-Request-ID only if it is short and
+// plain, so a client cannot inject log lines or huge values.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		ch := id[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_' || ch == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// timeout bounds ordinary API requests. Streams and uploads are not in
+// the group it guards and set their own deadlines.
+func (a *App) timeout(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), a.opts.RequestTimeout)
+		defer cancel()
+		c.SetRequest(c.Request().WithContext(ctx))
+		return next(c)
+	}
+}
+
+// guard identifies the caller, applies the rate-limit policy and checks
+// the Origin of cookie-authenticated writes. The limiter runs before a bad
+// credential is refused, so guessing tokens costs budget too. byIP keys
+// the bucket by client address even for a logged-in caller (sign-up and
+// login).
+func (a *App) guard(p ratelimit.Policy, byIP bool) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			who, authErr := a.identify(c)
+			key := "u:" + who.userID
+			if byIP || who.userID == "" {
+				key = "ip:" + clientKey(c.RealIP())
+			}
+			if err := a.allow(c, p, key); err != nil {
+				return err
+			}
+			if authErr != nil {
+				return authErr
+			}
+			if who.userID != "" {
+				c.Set(identityKey, who)
+				if who.viaCookie && !safeMethod(c.Request().Method) && !sameOrigin(c) {
+					return problem(http.StatusForbidden, "bad-origin", "a request authenticated by cookie must come from this site (Origin header)")
+				}
+			}
+			return next(c)
+		}
+	}
+}
+
+// allow takes a token from (p, key), sets the RateLimit headers and
+// returns a 429 problem when the bucket is empty. A failing limiter
+// backend lets the request through: availability beats strictness here,
+// and the failure is logged.
+func (a *App) allow(c echo.Context, p ratelimit.Policy, key string) error {
+	res, err := a.limiter.Allow(c.Request().Context(), p, key)
+	if err != nil {
+		a.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "rate limiter failed; allowing",
+			slog.String("policy", p.Name), slog.String("err", err.Error()))
+		return nil
+	}
+	policy, state := ratelimit.Headers(p, res)
+	h := c.Response().Header()
+	h.Set("RateLimit-Policy", policy)
+	h.Set("RateLimit", state)
+	if !res.Allowed {
+		pr := problem(http.StatusTooManyRequests, "rate-limited",
+			fmt.Sprintf("too many requests (%s policy); retry in %d s", p.Name, ratelimit.RetryAfterSeconds(res)))
+		pr.retryAfter = time.Duration(ratelimit.RetryAfterSeconds(res)) * time.Second
+		return pr
+	}
+	return nil
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// sameOrigin reports whether the request's Origin names this host. A
+// missing Origin fails: browsers send it on every cross-site write and on
+// same-origin fetches that are not GET/HEAD.
+func sameOrigin(c echo.Context) bool {
+	origin := c.Request().Header.Get(echo.HeaderOrigin)
+	return origin != "" && origin == c.Scheme()+"://"+c.Request().Host
+}
+
+// clientKey is the rate-limit key of an address: IPv4 as is, IPv6 by its
+// /64, since one subscriber usually holds a whole /64.
+func clientKey(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	addr = addr.Unmap()
+	if addr.Is4() {
+		return addr.String()
+	}
+	p, _ := addr.Prefix(64)
+	return p.String()
+}
+
+// ipExtractor trusts X-Forwarded-For only from the configured proxies.
+// Without proxies it uses the peer address: echo's default would believe
+// X-Forwarded-For from anyone, and the limiter would be bypassable.
+func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range trusted {
+		_, n, err := net.ParseCIDR(p.String())
+		if err == nil {
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}

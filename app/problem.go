@@ -1,0 +1,123 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"onebox/store"
+)
+
+// FieldError points at one invalid member of a request (RFC 6901 pointer
+// into the JSON body, or a query parameter name).
+type FieldError struct {
+	Pointer   string `json:"pointer,omitempty"`
+	Parameter string `json:"parameter,omitempty"`
+	Detail    string `json:"detail"`
+}
+
+// Problem is an RFC 9457 problem detail, and the error type handlers
+// return for anything the client can fix.
+type Problem struct {
+	Type       string       `json:"type"`
+	Title      string       `json:"title"`
+	Status     int          `json:"status"`
+	Detail     string       `json:"detail,omitempty"`
+	Instance   string       `json:"instance,omitempty"`
+	RequestID  string       `json:"request_id,omitempty"`
+	Errors     []FieldError `json:"errors,omitempty"`
+	retryAfter time.Duration
+}
+
+func (p *Problem) Error() string { return fmt.Sprintf("%d %s: %s", p.Status, p.Title, p.Detail) }
+
+// problem builds a Problem whose type is a stable relative URI per kind.
+func problem(status int, kind, detail string) *Problem {
+	return &Problem{Type: "/problems/" + kind, Title: http.StatusText(status), Status: status, Detail: detail}
+}
+
+func invalid(errs ...FieldError) *Problem {
+	p := problem(http.StatusUnprocessableEntity, "validation", "the request has invalid fields")
+	p.Errors = errs
+	return p
+}
+
+// toProblem maps every error a handler can return onto one problem: this
+// table is the only place domain errors meet HTTP statuses.
+func toProblem(err error) (p *Problem, internal bool) {
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &p):
+		return p, false
+	case errors.Is(err, store.ErrNotFound):
+		return problem(http.StatusNotFound, "not-found", "no such resource"), false
+	case errors.Is(err, store.ErrConflict):
+		return problem(http.StatusConflict, "conflict", "that handle is taken"), false
+	case errors.Is(err, store.ErrVersionMismatch):
+		return problem(http.StatusPreconditionFailed, "precondition-failed", "the resource changed since the version in If-Match"), false
+	case errors.Is(err, store.ErrBusy):
+		p = problem(http.StatusServiceUnavailable, "busy", "the database is busy; retry shortly")
+		p.retryAfter = time.Second
+		return p, false
+	case errors.Is(err, context.DeadlineExceeded):
+		p = problem(http.StatusServiceUnavailable, "timeout", "the request took too long; retry shortly")
+		p.retryAfter = time.Second
+		return p, false
+	case errors.As(err, &he):
+		return echoProblem(he), false
+	}
+	return problem(http.StatusInternalServerError, "internal", "something went wrong on our side; the request id identifies it in our logs"), true
+}
+
+// echoProblem covers what echo itself rejects: unknown routes, methods,
+// and the body-limit middleware.
+func echoProblem(he *echo.HTTPError) *Problem {
+	switch he.Code {
+	case http.StatusNotFound:
+		return problem(he.Code, "not-found", "no such resource")
+	case http.StatusMethodNotAllowed:
+		return problem(he.Code, "method-not-allowed", "this resource does not support that method")
+	case http.StatusRequestEntityTooLarge:
+		return problem(he.Code, "too-large", "the request body is too large")
+	case http.StatusUnsupportedMediaType:
+		return problem(he.Code, "unsupported-media-type", "unsupported content type")
+	}
+	if he.Code >= 400 && he.Code < 500 {
+		return problem(he.Code, "bad-request", http.StatusText(he.Code))
+	}
+	return problem(http.StatusInternalServerError, "internal", "something went wrong on our side; the request id identifies it in our logs")
+}
+
+// errorHandler is echo's HTTPErrorHandler: every error leaves as
+// application/problem+json, and 5xx are logged with their cause.
+func (a *App) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	p, internal := toProblem(err)
+	cp := *p // the shared Problem values must not carry one request's id
+	cp.RequestID = c.Response().Header().Get(echo.HeaderXRequestID)
+	if internal || cp.Status >= 500 {
+		a.log.LogAttrs(c.Request().Context(), slog.LevelError, "request failed",
+			slog.String("request_id", cp.RequestID), slog.String("route", c.Path()),
+			slog.Int("status", cp.Status), slog.String("err", err.Error()))
+	}
+	if cp.Status == http.StatusUnauthorized {
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="onebox"`)
+	}
+	if cp.retryAfter > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(int((cp.retryAfter+time.Second-1)/time.Second)))
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(cp.Status)
+		return
+	}
+	_ = c.Blob(cp.Status, "application/problem+json", mustJSON(cp))
+}

@@ -1,0 +1,164 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"onebox/auth"
+	"onebox/cache"
+	"onebox/store"
+)
+
+const (
+	sessionCookie = "onebox_session"
+	identityKey   = "onebox.identity"
+)
+
+// identity is who made the request.
+type identity struct {
+	userID    string
+	tokenHash string
+	viaCookie bool
+}
+
+var errBadCredentials = problem(http.StatusUnauthorized, "unauthorized", "missing, invalid or expired credentials")
+
+// identify finds the caller from a bearer token or the session cookie.
+// No credentials is the anonymous identity; a bad bearer token is an
+// error; a bad cookie counts as anonymous, so a stale cookie does not
+// break public pages.
+func (a *App) identify(c echo.Context) (identity, error) {
+	req := c.Request()
+	if h := req.Header.Get(echo.HeaderAuthorization); h != "" {
+		token, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok {
+			return identity{}, errBadCredentials
+		}
+		return a.session(req.Context(), token, false)
+	}
+	ck, err := req.Cookie(sessionCookie)
+	if err != nil || ck.Value == "" {
+		return identity{}, nil
+	}
+	who, err := a.session(req.Context(), ck.Value, true)
+	if errors.Is(err, errBadCredentials) {
+		return identity{}, nil
+	}
+	return who, err
+}
+
+// session resolves a token through the session cache. Logout and password
+// changes invalidate the entry, so a revoked token stops working at once.
+func (a *App) session(ctx context.Context, token string, viaCookie bool) (identity, error) {
+	if len(token) != 43 { // auth.NewToken's length; anything else is not ours
+		return identity{}, errBadCredentials
+	}
+	hash := auth.HashToken(token)
+	b, err := a.sessions.Get(ctx, "s:"+hash, func(ctx context.Context) ([]byte, error) {
+		s, err := a.store.Session(ctx, hash, a.now())
+		if err != nil {
+			return nil, absent(err)
+		}
+		return []byte(s.UserID + " " + strconv.FormatInt(s.ExpiresAt.UnixNano(), 10)), nil
+	})
+	if errors.Is(err, cache.ErrAbsent) {
+		return identity{}, errBadCredentials
+	}
+	if err != nil {
+		return identity{}, err
+	}
+	userID, exp, _ := strings.Cut(string(b), " ")
+	if n, err := strconv.ParseInt(exp, 10, 64); err != nil || !a.now().Before(time.Unix(0, n)) {
+		return identity{}, errBadCredentials
+	}
+	return identity{userID: userID, tokenHash: hash, viaCookie: viaCookie}, nil
+}
+
+// requireUser returns the caller or a 401.
+func requireUser(c echo.Context) (identity, error) {
+	who, ok := c.Get(identityKey).(identity)
+	if !ok {
+		return identity{}, errBadCredentials
+	}
+	return who, nil
+}
+
+// createSession is login: POST /v1/sessions {handle, password}.
+func (a *App) createSession(c echo.Context) error {
+	o, err := readObject(c, a.opts.MaxBodyBytes, echo.MIMEApplicationJSON)
+	if err != nil {
+		return err
+	}
+	handle, password := o.required("handle"), o.required("password")
+	if err := o.done(); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	if err := a.allow(c, a.opts.Policies.AuthHandle, "h:"+strings.ToLower(handle)); err != nil {
+		return err
+	}
+	cred, err := a.store.Credentials(ctx, handle)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	// Verify runs even for an unknown handle (against a dummy hash), so the
+	// answer takes as long either way and does not reveal which handles exist.
+	ok, err := a.hasher.Verify(ctx, password, cred.PasswordHash)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return problem(http.StatusUnauthorized, "unauthorized", "wrong handle or password")
+	}
+	token, hash := auth.NewToken()
+	now := a.now().UTC()
+	s := store.Session{TokenHash: hash, UserID: cred.UserID, CreatedAt: now, ExpiresAt: now.Add(a.opts.SessionTTL)}
+	if err := a.store.CreateSession(ctx, s); err != nil {
+		return err
+	}
+	c.SetCookie(&http.Cookie{
+		Name: sessionCookie, Value: token, Path: "/", Expires: s.ExpiresAt,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: c.Scheme() == "https",
+	})
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	return c.JSONBlob(http.StatusCreated, mustJSON(map[string]any{"token": token, "expires_at": s.ExpiresAt}))
+}
+
+// deleteSession is logout: DELETE /v1/sessions/current.
+func (a *App) deleteSession(c echo.Context) error {
+	who, err := requireUser(c)
+	if err != nil {
+		return err
+	}
+	if err := a.revoke(c.Request().Context(), func(ctx context.Context) error {
+		return a.store.DeleteSession(ctx, who.tokenHash)
+	}, who.tokenHash); err != nil {
+		return err
+	}
+	a.clearCookie(c)
+	return c.NoContent(http.StatusNoContent)
+}
+
+// revoke runs the store change, then drops the cached sessions, so no
+// request can see a revoked token after revoke returns.
+func (a *App) revoke(ctx context.Context, change func(context.Context) error, tokenHashes ...string) error {
+	if err := change(ctx); err != nil {
+		return err
+	}
+	for _, h := range tokenHashes {
+		if err := a.sessions.Invalidate(ctx, "s:"+h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *App) clearCookie(c echo.Context) {
+	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: c.Scheme() == "https"})
+}

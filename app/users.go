@@ -1,0 +1,382 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"onebox/cache"
+	"onebox/store"
+)
+
+// profileJSON is a profile as the API shows it.
+type profileJSON struct {
+	ID          string    `json:"id"`
+	Handle      string    `json:"handle"`
+	DisplayName string    `json:"display_name"`
+	Bio         string    `json:"bio"`
+	AvatarID    *string   `json:"avatar_id"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	Version     int64     `json:"version"`
+}
+
+func profile(u store.User) profileJSON {
+	p := profileJSON{ID: u.ID, Handle: u.Handle, DisplayName: u.DisplayName, Bio: u.Bio,
+		CreatedAt: u.CreatedAt.UTC(), UpdatedAt: u.UpdatedAt.UTC(), Version: u.Version}
+	if u.AvatarID != "" {
+		p.AvatarID = &u.AvatarID
+	}
+	return p
+}
+
+// absent marks a store miss as one the cache may remember (negative
+// caching).
+func absent(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: %w", cache.ErrAbsent, err)
+	}
+	return err
+}
+
+func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
+
+// createUser is sign-up: POST /v1/users {handle, password, display_name?}.
+func (a *App) createUser(c echo.Context) error {
+	o, err := readObject(c, a.opts.MaxBodyBytes, echo.MIMEApplicationJSON)
+	if err != nil {
+		return err
+	}
+	handle, password := o.required("handle"), o.required("password")
+	name, _, _ := o.str("display_name", true)
+	if msg := checkHandle(handle); msg != "" && o.members["handle"] != nil {
+		o.fail("handle", msg)
+	}
+	if msg := checkPassword(password); msg != "" && o.members["password"] != nil {
+		o.fail("password", msg)
+	}
+	if msg := checkText(name, maxDisplayName, false); msg != "" {
+		o.fail("display_name", msg)
+	}
+	if err := o.done(); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	hash, err := a.hasher.Hash(ctx, password)
+	if err != nil {
+		return err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	if name == "" {
+		name = handle
+	}
+	u, err := a.store.CreateUser(ctx, store.CreateUserParams{ID: id.String(), Handle: handle, DisplayName: name, PasswordHash: hash, Now: a.now().UTC()})
+	if err != nil {
+		return err
+	}
+	// A "not found" for this id may sit in the negative cache if someone
+	// asked before it existed; ids are fresh UUIDs, but be exact anyway.
+	_ = a.profiles.Invalidate(ctx, "u:"+u.ID)
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/users/"+u.ID)
+	c.Response().Header().Set("ETag", etag(u.Version))
+	return c.JSONBlob(http.StatusCreated, mustJSON(profile(u)))
+}
+
+// getUser is the public profile read, served cache-aside:
+// GET /v1/users/{id}. The cached bytes are the ETag and the body.
+func (a *App) getUser(c echo.Context) error {
+	id := c.Param("id")
+	if !validID(id) {
+		return problem(http.StatusNotFound, "not-found", "no such user")
+	}
+	b, err := a.profiles.Get(c.Request().Context(), "u:"+id, func(ctx context.Context) ([]byte, error) {
+		u, err := a.store.User(ctx, store.UserParams{ID: id, Freshness: store.MayBeStale})
+		if err != nil {
+			return nil, absent(err)
+		}
+		return append([]byte(etag(u.Version)+"\n"), mustJSON(profile(u))...), nil
+	})
+	if errors.Is(err, cache.ErrAbsent) {
+		return problem(http.StatusNotFound, "not-found", "no such user")
+	}
+	if err != nil {
+		return err
+	}
+	tag, body, _ := bytes.Cut(b, []byte("\n"))
+	h := c.Response().Header()
+	h.Set("ETag", string(tag))
+	h.Set(echo.HeaderCacheControl, a.publicCacheControl)
+	if match := c.Request().Header.Get("If-None-Match"); match != "" && etagMatches(match, string(tag), true) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	return c.JSONBlob(http.StatusOK, body)
+}
+
+// getMe is the caller's own profile, always fresh (read-your-own-writes).
+func (a *App) getMe(c echo.Context) error {
+	who, err := requireUser(c)
+	if err != nil {
+		return err
+	}
+	u, err := a.store.User(c.Request().Context(), store.UserParams{ID: who.userID, Freshness: store.MustBeFresh})
+	if err != nil {
+		return err
+	}
+	return a.writeMe(c, http.StatusOK, u)
+}
+
+func (a *App) writeMe(c echo.Context, status int, u store.User) error {
+	h := c.Response().Header()
+	h.Set("ETag", etag(u.Version))
+	h.Set(echo.HeaderCacheControl, "private, no-store")
+	return c.JSONBlob(status, mustJSON(profile(u)))
+}
+
+// patchMe applies a JSON merge patch (RFC 7396) to the caller's profile:
+// a member set to null clears the field. If-Match is optional; a stale
+// one gets 412.
+func (a *App) patchMe(c echo.Context) error {
+	who, err := requireUser(c)
+	if err != nil {
+		return err
+	}
+	o, err := readObject(c, a.opts.MaxBodyBytes, echo.MIMEApplicationJSON, "application/merge-patch+json")
+	if err != nil {
+		return err
+	}
+	p := store.UpdateUserParams{ID: who.userID, Now: a.now().UTC()}
+	if v, present, _ := o.str("display_name", true); present {
+		if msg := checkText(v, maxDisplayName, false); msg != "" {
+			o.fail("display_name", msg)
+		}
+		p.DisplayName = &v
+	}
+	if v, present, _ := o.str("bio", true); present {
+		if msg := checkText(v, maxBio, true); msg != "" {
+			o.fail("bio", msg)
+		}
+		p.Bio = &v
+	}
+	if err := o.done(); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	ifMatch := c.Request().Header.Get("If-Match")
+	if ifMatch != "" && strings.TrimSpace(ifMatch) != "*" {
+		v, ok := parseVersionTag(ifMatch)
+		if !ok {
+			return problem(http.StatusPreconditionFailed, "precondition-failed", "If-Match must be a strong ETag such as \"3\"")
+		}
+		p.IfVersion = v
+	}
+	var u store.User
+	if p.DisplayName == nil && p.Bio == nil {
+		// An empty patch changes nothing, so it must not bump the version.
+		if u, err = a.store.User(ctx, store.UserParams{ID: who.userID, Freshness: store.MustBeFresh}); err == nil && p.IfVersion != 0 && p.IfVersion != u.Version {
+			err = store.ErrVersionMismatch
+		}
+	} else {
+		u, err = a.store.UpdateUser(ctx, p)
+	}
+	if err != nil {
+		return err
+	}
+	if err := a.profiles.Invalidate(ctx, "u:"+u.ID); err != nil {
+		return err
+	}
+	return a.writeMe(c, http.StatusOK, u)
+}
+
+// changePassword: PUT /v1/users/me/password {current_password,
+// new_password}. Every other session of the user is revoked.
+func (a *App) changePassword(c echo.Context) error {
+	who, err := requireUser(c)
+	if err != nil {
+		return err
+	}
+	o, err := readObject(c, a.opts.MaxBodyBytes, echo.MIMEApplicationJSON)
+	if err != nil {
+		return err
+	}
+	current, next := o.required("current_password"), o.required("new_password")
+	if msg := checkPassword(next); msg != "" && o.members["new_password"] != nil {
+		o.fail("new_password", msg)
+	}
+	if err := o.done(); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	u, err := a.store.User(ctx, store.UserParams{ID: who.userID, Freshness: store.MustBeFresh})
+	if err != nil {
+		return err
+	}
+	cred, err := a.store.Credentials(ctx, u.Handle)
+	if err != nil {
+		return err
+	}
+	if ok, err := a.hasher.Verify(ctx, current, cred.PasswordHash); err != nil {
+		return err
+	} else if !ok {
+		return invalid(FieldError{Pointer: "/current_password", Detail: "is wrong"})
+	}
+	hash, err := a.hasher.Hash(ctx, next)
+	if err != nil {
+		return err
+	}
+	others, err := a.otherSessions(ctx, who)
+	if err != nil {
+		return err
+	}
+	if err := a.revoke(ctx, func(ctx context.Context) error {
+		return a.store.SetPassword(ctx, store.SetPasswordParams{UserID: who.userID, PasswordHash: hash, KeepTokenHash: who.tokenHash, Now: a.now().UTC()})
+	}, others...); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (a *App) otherSessions(ctx context.Context, who identity) ([]string, error) {
+	all, err := a.store.UserSessions(ctx, who.userID)
+	if err != nil {
+		return nil, err
+	}
+	others := all[:0]
+	for _, h := range all {
+		if h != who.tokenHash {
+			others = append(others, h)
+		}
+	}
+	return others, nil
+}
+
+// deleteMe deletes the caller's account and every session of it.
+func (a *App) deleteMe(c echo.Context) error {
+	who, err := requireUser(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	all, err := a.store.UserSessions(ctx, who.userID)
+	if err != nil {
+		return err
+	}
+	if err := a.revoke(ctx, func(ctx context.Context) error { return a.store.DeleteUser(ctx, who.userID) }, all...); err != nil {
+		return err
+	}
+	if err := a.profiles.Invalidate(ctx, "u:"+who.userID); err != nil {
+		return err
+	}
+	a.clearCookie(c)
+	return c.NoContent(http.StatusNoContent)
+}
+
+const (
+	defaultPage = 20
+	maxPage     = 100
+)
+
+// listUsers: GET /v1/users?limit=&cursor=, keyset-paged by id.
+func (a *App) listUsers(c echo.Context) error {
+	limit := defaultPage
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPage {
+			return badParam("limit", "must be an integer from 1 to 100")
+		}
+		limit = n
+	}
+	after, err := parseCursor(c.QueryParam("cursor"))
+	if err != nil {
+		return err
+	}
+	users, err := a.store.ListUsers(c.Request().Context(), store.ListUsersParams{AfterID: after, Limit: limit + 1, Freshness: store.MayBeStale})
+	if err != nil {
+		return err
+	}
+	page := struct {
+		Items      []profileJSON `json:"items"`
+		NextCursor *string       `json:"next_cursor"`
+	}{Items: make([]profileJSON, 0, min(len(users), limit))}
+	for i, u := range users {
+		if i == limit {
+			next := makeCursor(users[limit-1].ID)
+			page.NextCursor = &next
+			break
+		}
+		page.Items = append(page.Items, profile(u))
+	}
+	return c.JSONBlob(http.StatusOK, mustJSON(page))
+}
+
+const cursorPrefix = "u1:" // versioned, so the format can change
+
+func makeCursor(lastID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + lastID))
+}
+
+// parseCursor returns the id after which the page starts; "" → start.
+func parseCursor(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	id, ok := strings.CutPrefix(string(b), cursorPrefix)
+	if err != nil || !ok || !validID(id) {
+		return "", badParam("cursor", "is not a cursor this API returned")
+	}
+	return id, nil
+}
+
+func badParam(name, detail string) *Problem {
+	p := problem(http.StatusBadRequest, "bad-parameter", "a query parameter is invalid")
+	p.Errors = []FieldError{{Parameter: name, Detail: detail}}
+	return p
+}
+
+// validID accepts only the canonical lower-case UUID form onebox mints.
+func validID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	u, err := uuid.Parse(id)
+	return err == nil && u.String() == id
+}
+
+// parseVersionTag reads a strong ETag `"N"`.
+func parseVersionTag(s string) (int64, bool) {
+	s = strings.TrimSpace(s)
+	if len(s) < 3 || s[0] != '"' || s[len(s)-1] != '"' {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s[1:len(s)-1], 10, 64)
+	return n, err == nil && n > 0
+}
+
+// etagMatches implements If-None-Match's weak comparison against a list.
+func etagMatches(header, tag string, weak bool) bool {
+	for part := range strings.SplitSeq(header, ",") {
+		part = strings.TrimSpace(part)
+		if part == "*" {
+			return true
+		}
+		if weak {
+			part = strings.TrimPrefix(part, "W/")
+		}
+		if part == tag {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,221 @@
+package app_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestPatchIsVisibleToNextRead(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	id, token := b.signup("alice")
+
+	first := b.do("GET", "/v1/users/"+id, "") // fills the cache
+	mustStatus(t, first, http.StatusOK)
+	if got := first.Header.Get("ETag"); got != `"1"` {
+		t.Fatalf("ETag %q", got)
+	}
+	if got := first.Header.Get("Cache-Control"); got != "public, no-cache, s-maxage=10" {
+		t.Fatalf("Cache-Control %q", got)
+	}
+	mustStatus(t, b.do("GET", "/v1/users/"+id, "", "If-None-Match", `"1"`), http.StatusNotModified)
+
+	r := b.do("PATCH", "/v1/users/me", `{"bio":"hello","display_name":null}`, append(bearer(token), "If-Match", `"1"`, "Content-Type", "application/merge-patch+json")...)
+	mustStatus(t, r, http.StatusOK)
+	if m := r.json(t); m["bio"] != "hello" || m["display_name"] != "" || m["version"] != 2.0 {
+		t.Fatalf("patched profile %v", m)
+	}
+	if r.Header.Get("Cache-Control") != "private, no-store" {
+		t.Fatalf("PATCH Cache-Control %q", r.Header.Get("Cache-Control"))
+	}
+
+	next := b.do("GET", "/v1/users/"+id, "", "If-None-Match", `"1"`)
+	mustStatus(t, next, http.StatusOK)
+	if m := next.json(t); m["bio"] != "hello" || next.Header.Get("ETag") != `"2"` {
+		t.Fatalf("stale read after PATCH: %v, ETag %s", m, next.Header.Get("ETag"))
+	}
+
+	stale := b.do("PATCH", "/v1/users/me", `{"bio":"lost update"}`, append(bearer(token), "If-Match", `"1"`)...)
+	mustStatus(t, stale, http.StatusPreconditionFailed)
+	me := b.do("GET", "/v1/users/me", "", bearer(token)...)
+	mustStatus(t, me, http.StatusOK)
+	if m := me.json(t); m["bio"] != "hello" || me.Header.Get("Cache-Control") != "private, no-store" {
+		t.Fatalf("me after stale PATCH: %v", m)
+	}
+
+	// An empty patch changes nothing, not even the version.
+	same := b.do("PATCH", "/v1/users/me", `{}`, bearer(token)...)
+	mustStatus(t, same, http.StatusOK)
+	if same.json(t)["version"] != 2.0 {
+		t.Fatalf("empty patch bumped the version: %s", same.body)
+	}
+}
+
+func TestConcurrentMissesLoadOnce(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	id, _ := b.signup("bob")
+	before := b.count("users_by_id")
+
+	const n = 500
+	var wg sync.WaitGroup
+	codes := make(chan int, n)
+	start := make(chan struct{})
+	for range n {
+		wg.Go(func() {
+			<-start
+			req, _ := http.NewRequest("GET", b.url+"/v1/users/"+id, nil)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Body.Close()
+			codes <- res.StatusCode
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != http.StatusOK {
+			t.Fatalf("status %d", c)
+		}
+	}
+	if loads := b.count("users_by_id") - before; loads != 1 {
+		t.Fatalf("%d database loads for %d concurrent reads of one profile, want 1", loads, n)
+	}
+}
+
+func TestNotFoundIsCachedBriefly(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	const missing = "01900000-0000-7000-8000-000000000000"
+	for range 3 {
+		mustStatus(t, b.do("GET", "/v1/users/"+missing, ""), http.StatusNotFound)
+	}
+	if n := b.count("users_by_id"); n != 1 {
+		t.Fatalf("%d loads for three reads of a missing user, want 1", n)
+	}
+}
+
+func TestCacheOff(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t, func(s *setup) { s.noCache = true })
+	id, token := b.signup("carol")
+	mustStatus(t, b.do("GET", "/v1/users/"+id, ""), http.StatusOK)
+	mustStatus(t, b.do("PATCH", "/v1/users/me", `{"bio":"x"}`, bearer(token)...), http.StatusOK)
+	r := b.do("GET", "/v1/users/"+id, "")
+	if r.json(t)["bio"] != "x" {
+		t.Fatalf("read after write without cache: %s", r.body)
+	}
+}
+
+func TestListUsersPages(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	want := map[string]bool{}
+	for i := range 25 {
+		id, _ := b.signup(fmt.Sprintf("user%02d", i))
+		want[id] = true
+	}
+	seen := map[string]bool{}
+	cursor, pages := "", 0
+	for {
+		r := b.do("GET", "/v1/users?limit=10&cursor="+cursor, "")
+		mustStatus(t, r, http.StatusOK)
+		m := r.json(t)
+		pages++
+		for _, it := range m["items"].([]any) {
+			id := it.(map[string]any)["id"].(string)
+			if seen[id] {
+				t.Fatalf("user %s on two pages", id)
+			}
+			seen[id] = true
+		}
+		next, _ := m["next_cursor"].(string)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if pages != 3 || len(seen) != 25 {
+		t.Fatalf("%d pages, %d users; want 3 and 25", pages, len(seen))
+	}
+	for id := range want {
+		if !seen[id] {
+			t.Fatalf("user %s missing from the pages", id)
+		}
+	}
+}
+
+func TestLogoutRevokesAtOnce(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	_, token := b.signup("dave")
+	mustStatus(t, b.do("GET", "/v1/users/me", "", bearer(token)...), http.StatusOK) // now cached
+	mustStatus(t, b.do("DELETE", "/v1/sessions/current", "", bearer(token)...), http.StatusNoContent)
+	r := b.do("GET", "/v1/users/me", "", bearer(token)...)
+	mustStatus(t, r, http.StatusUnauthorized)
+	if r.Header.Get("WWW-Authenticate") == "" {
+		t.Fatal("401 without WWW-Authenticate")
+	}
+}
+
+func TestPasswordChangeRevokesOtherSessions(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	_, keep := b.signup("erin")
+	other := b.login("erin", "correct horse")
+	mustStatus(t, b.do("GET", "/v1/users/me", "", bearer(other)...), http.StatusOK) // cached
+
+	wrong := b.do("PUT", "/v1/users/me/password", `{"current_password":"nope nope","new_password":"battery staple"}`, bearer(keep)...)
+	mustStatus(t, wrong, http.StatusUnprocessableEntity)
+	mustStatus(t, b.do("PUT", "/v1/users/me/password", `{"current_password":"correct horse","new_password":"battery staple"}`, bearer(keep)...), http.StatusNoContent)
+
+	mustStatus(t, b.do("GET", "/v1/users/me", "", bearer(other)...), http.StatusUnauthorized)
+	mustStatus(t, b.do("GET", "/v1/users/me", "", bearer(keep)...), http.StatusOK)
+	mustStatus(t, b.do("POST", "/v1/sessions", `{"handle":"erin","password":"correct horse"}`), http.StatusUnauthorized)
+	b.login("ERIN", "battery staple") // handles are case-insensitive
+}
+
+func TestDeleteAccount(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	id, token := b.signup("frank")
+	mustStatus(t, b.do("GET", "/v1/users/"+id, ""), http.StatusOK) // cached
+	mustStatus(t, b.do("DELETE", "/v1/users/me", "", bearer(token)...), http.StatusNoContent)
+	mustStatus(t, b.do("GET", "/v1/users/"+id, ""), http.StatusNotFound)
+	mustStatus(t, b.do("GET", "/v1/users/me", "", bearer(token)...), http.StatusUnauthorized)
+	// The handle is free again.
+	mustStatus(t, b.do("POST", "/v1/users", `{"handle":"frank","password":"correct horse"}`), http.StatusCreated)
+}
+
+func TestCookieSessionNeedsOrigin(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	b.signup("grace")
+	r := b.do("POST", "/v1/sessions", `{"handle":"grace","password":"correct horse"}`)
+	mustStatus(t, r, http.StatusCreated)
+	var cookie *http.Cookie
+	for _, c := range r.Cookies() {
+		if c.Name == "onebox_session" {
+			cookie = c
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode || cookie.Secure {
+		t.Fatalf("session cookie %+v", cookie)
+	}
+	ck := []string{"Cookie", "onebox_session=" + cookie.Value}
+	mustStatus(t, b.do("GET", "/v1/users/me", "", ck...), http.StatusOK)
+	mustStatus(t, b.do("PATCH", "/v1/users/me", `{"bio":"x"}`, ck...), http.StatusForbidden)
+	mustStatus(t, b.do("PATCH", "/v1/users/me", `{"bio":"x"}`, append(ck, "Origin", "https://evil.example")...), http.StatusForbidden)
+	mustStatus(t, b.do("PATCH", "/v1/users/me", `{"bio":"x"}`, append(ck, "Origin", b.url)...), http.StatusOK)
+	// A stale cookie is anonymous on public routes, 401 on private ones.
+	stale := []string{"Cookie", "onebox_session=" + strings.Repeat("A", 43)}
+	mustStatus(t, b.do("GET", "/v1/users", "", stale...), http.StatusOK)
+	mustStatus(t, b.do("GET", "/v1/users/me", "", stale...), http.StatusUnauthorized)
+}
