@@ -1,0 +1,352 @@
+package local_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"onebox/media"
+	"onebox/media/local"
+	"onebox/media/mediatest"
+)
+
+func newStorage(t *testing.T, dir string) *local.Storage {
+	t.Helper()
+	s, err := local.New(dir)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	mediatest.Run(t, func(t *testing.T) media.Storage { return newStorage(t, t.TempDir()) })
+}
+
+func TestNewCreatesDir(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data", "media")
+	s := newStorage(t, dir)
+	if _, err := s.Put(t.Context(), "k", strings.NewReader("v"), "text/plain"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "k")); err != nil {
+		t.Fatalf("the object is not a file at its key: %v", err)
+	}
+}
+
+// TestFiles checks what a Put leaves on disk: a file at the key and one
+// hidden sidecar, no temp file, also when the Put fails; and that Delete
+// removes both and the directories it leaves empty.
+func TestFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := newStorage(t, dir)
+	ctx := t.Context()
+	keys := []string{"photos/p1/w640.jpg", "photos/p1/w1280.jpg", "private/originals/p1", "top"}
+	for _, key := range keys {
+		if _, err := s.Put(ctx, key, strings.NewReader(key), "image/jpeg"); err != nil {
+			t.Fatalf("Put(%q): %v", key, err)
+		}
+	}
+	requireFiles(t, dir, keys)
+
+	failing := io.MultiReader(strings.NewReader("partial"), iotest.ErrReader(errors.New("boom")))
+	for _, key := range []string{"photos/p1/w640.jpg", "photos/p2/new.jpg"} {
+		if _, err := s.Put(ctx, key, failing, "image/jpeg"); err == nil {
+			t.Fatalf("Put(%q) of a failing reader succeeded", key)
+		}
+	}
+	requireFiles(t, dir, keys)
+
+	if err := s.Delete(ctx, keys...); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Fatalf("after deleting every key the directory holds %v", entries)
+	}
+}
+
+// requireFiles checks that dir holds a file at each key, one hidden file
+// per key beside it, and nothing else.
+func requireFiles(t *testing.T, dir string, keys []string) {
+	t.Helper()
+	var visible []string
+	hidden := make(map[string]int) // by directory
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if strings.HasPrefix(d.Name(), ".") {
+			hidden[filepath.Dir(rel)]++
+		} else {
+			visible = append(visible, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Sorted(slices.Values(keys))
+	slices.Sort(visible)
+	if !slices.Equal(visible, want) {
+		t.Fatalf("files %q, want the keys %q", visible, want)
+	}
+	wantHidden := make(map[string]int)
+	for _, key := range keys {
+		wantHidden[filepath.Dir(key)]++
+	}
+	for d, n := range wantHidden {
+		if hidden[d] != n {
+			t.Fatalf("%d hidden files in %q, want one sidecar for each of its %d keys (temp files left?)", hidden[d], d, n)
+		}
+	}
+	if len(hidden) != len(wantHidden) {
+		t.Fatalf("hidden files in directories %v, want only in %v", hidden, wantHidden)
+	}
+}
+
+func TestSymlinks(t *testing.T) {
+	t.Parallel()
+	outside := t.TempDir()
+	secret := filepath.Join(outside, "secret")
+	if err := os.WriteFile(secret, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s := newStorage(t, dir)
+	ctx := t.Context()
+	if _, err := s.Put(ctx, "inside/target.jpg", strings.NewReader("inside"), "image/jpeg"); err != nil {
+		t.Fatal(err)
+	}
+	links := map[string]string{
+		"abs":    secret,
+		"rel":    filepath.Join("..", filepath.Base(outside), "secret"),
+		"dir":    outside,
+		"inside": "", // the directory made by the Put above
+		"ok.jpg": filepath.Join("inside", "target.jpg"),
+	}
+	for name, target := range links {
+		if target == "" {
+			continue
+		}
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, key := range []string{"abs", "rel", "dir/secret"} {
+		obj, err := s.Open(ctx, key)
+		if err == nil {
+			obj.Close()
+			t.Errorf("Open(%q) followed a symlink out of the directory", key)
+		}
+	}
+	if _, err := s.Put(ctx, "dir/secret", strings.NewReader("overwritten"), "text/plain"); err == nil {
+		t.Error("Put(\"dir/secret\") went through a symlink out of the directory")
+	}
+	if err := s.Delete(ctx, "dir/secret"); err == nil {
+		t.Error("Delete(\"dir/secret\") went through a symlink out of the directory")
+	}
+	// A Put at a link replaces the link, not what it points to.
+	if _, err := s.Put(ctx, "abs", strings.NewReader("overwritten"), "text/plain"); err != nil {
+		t.Errorf("Put(\"abs\"): %v", err)
+	}
+	if got, err := os.ReadFile(secret); err != nil || string(got) != "secret" {
+		t.Fatalf("the file outside holds %q, %v", got, err)
+	}
+
+	// A symlink that stays inside is followed.
+	obj, err := s.Open(ctx, "ok.jpg")
+	if err != nil {
+		t.Fatalf("Open of a symlink inside the directory: %v", err)
+	}
+	defer obj.Close()
+	if got, _ := io.ReadAll(obj); string(got) != "inside" {
+		t.Fatalf("Open(\"ok.jpg\") read %q", got)
+	}
+}
+
+// TestReservedKeys: segments that begin with a dot name sidecars and temp
+// files, so they are not keys.
+func TestReservedKeys(t *testing.T) {
+	t.Parallel()
+	s := newStorage(t, t.TempDir())
+	ctx := t.Context()
+	if _, err := s.Put(ctx, "photos/p1/w640.jpg", strings.NewReader("v"), "image/jpeg"); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{".meta", "photos/p1/.w640.jpg.meta", ".tmp-x", "a/.hidden/b", ".."} {
+		if _, err := s.Put(ctx, key, strings.NewReader("v"), "text/plain"); !errors.Is(err, media.ErrBadKey) {
+			t.Errorf("Put(%q) = %v, want ErrBadKey", key, err)
+		}
+		if _, err := s.Open(ctx, key); !errors.Is(err, media.ErrBadKey) {
+			t.Errorf("Open(%q) = %v, want ErrBadKey", key, err)
+		}
+		if err := s.Delete(ctx, key); !errors.Is(err, media.ErrBadKey) {
+			t.Errorf("Delete(%q) = %v, want ErrBadKey", key, err)
+		}
+	}
+}
+
+// TestPrefixKeys: on a filesystem a key cannot also be the directory of
+// other keys.
+func TestPrefixKeys(t *testing.T) {
+	t.Parallel()
+	s := newStorage(t, t.TempDir())
+	ctx := t.Context()
+	for _, key := range []string{"file", "dir/k"} {
+		if _, err := s.Put(ctx, key, strings.NewReader(key), "text/plain"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, key := range []string{"file/k", "dir"} {
+		_, err := s.Put(ctx, key, strings.NewReader("v"), "text/plain")
+		if err == nil || errors.Is(err, media.ErrBadKey) {
+			t.Errorf("Put(%q) = %v, want an I/O error", key, err)
+		}
+		if _, err := s.Open(ctx, key); !errors.Is(err, media.ErrNotFound) {
+			t.Errorf("Open(%q) = %v, want ErrNotFound", key, err)
+		}
+		if err := s.Delete(ctx, key); err != nil {
+			t.Errorf("Delete(%q) = %v, want nil", key, err)
+		}
+	}
+	for _, key := range []string{"file", "dir/k"} {
+		obj, err := s.Open(ctx, key)
+		if err != nil {
+			t.Fatalf("Open(%q) after the failed puts: %v", key, err)
+		}
+		obj.Close()
+	}
+}
+
+// TestSidecarMismatch: a sidecar that does not describe the file at the
+// key (lost, or left by a crash between a Put's renames) is not trusted.
+func TestSidecarMismatch(t *testing.T) {
+	t.Parallel()
+	png := []byte("\x89PNG\r\n\x1a\n a PNG, as far as sniffing goes")
+	gif := []byte("GIF89a same length as the PNG before it")[:len(png)]
+	tests := []struct {
+		name     string
+		change   func(t *testing.T, dir string)
+		want     []byte
+		wantType string
+	}{
+		{
+			name:     "Removed",
+			change:   func(t *testing.T, dir string) { removeHidden(t, dir) },
+			want:     png,
+			wantType: "image/png",
+		},
+		{
+			name: "OtherBytesSameSize",
+			change: func(t *testing.T, dir string) {
+				name := filepath.Join(dir, "photos", "k")
+				if err := os.WriteFile(name, gif, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				// A fresh write may land in the same clock tick as the Put.
+				later := time.Now().Add(time.Hour)
+				if err := os.Chtimes(name, later, later); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want:     gif,
+			wantType: "image/gif",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			s := newStorage(t, dir)
+			ctx := t.Context()
+			put, err := s.Put(ctx, "photos/k", bytes.NewReader(png), "image/x-declared")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Put(ctx, "photos/same", bytes.NewReader(tt.want), "text/plain"); err != nil {
+				t.Fatal(err)
+			}
+			same, err := s.Open(ctx, "photos/same")
+			if err != nil {
+				t.Fatal(err)
+			}
+			same.Close()
+			tt.change(t, dir)
+
+			obj, err := s.Open(ctx, "photos/k")
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			defer obj.Close()
+			got, err := io.ReadAll(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info := obj.Info()
+			if !bytes.Equal(got, tt.want) || info.ContentType != tt.wantType || info.Size != int64(len(tt.want)) {
+				t.Fatalf("Open read %q, Info %+v; want %q of type %s", got, info, tt.want, tt.wantType)
+			}
+			// The ETag is the one Put gives these bytes.
+			if info.ETag != same.Info().ETag {
+				t.Fatalf("ETag %s, want %s as for the same bytes put (the old one was %s)", info.ETag, same.Info().ETag, put.ETag)
+			}
+		})
+	}
+}
+
+func removeHidden(t *testing.T, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasPrefix(d.Name(), ".") {
+			return err
+		}
+		return os.Remove(p)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestURL(t *testing.T) {
+	t.Parallel()
+	s := newStorage(t, t.TempDir())
+	custom := newStorage(t, t.TempDir())
+	custom.URLPrefix = "https://cdn.example.com/m/"
+	tests := []struct {
+		s    *local.Storage
+		key  string
+		want string
+	}{
+		{s, "photos/p1/w640.jpg", "/media/photos/p1/w640.jpg"},
+		{s, "photos/a b/c?d#e%f.jpg", "/media/photos/a%20b/c%3Fd%23e%25f.jpg"},
+		{s, "photos/é.jpg", "/media/photos/%C3%A9.jpg"},
+		{custom, "photos/p1/w640.jpg", "https://cdn.example.com/m/photos/p1/w640.jpg"},
+	}
+	for _, tt := range tests {
+		if got := tt.s.URL(tt.key); got != tt.want {
+			t.Errorf("URL(%q) = %q, want %q", tt.key, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,84 @@
+package memory_test
+
+import (
+	"context"
+	"runtime"
+	"strconv"
+	"testing"
+
+	"onebox/notify"
+	"onebox/notify/memory"
+	"onebox/notify/notifytest"
+)
+
+func newHub(t *testing.T) *memory.Hub {
+	t.Helper()
+	h := memory.New()
+	t.Cleanup(h.Close)
+	return h
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	notifytest.Run(t, func(t *testing.T) notify.Hub { return newHub(t) })
+}
+
+func TestClose(t *testing.T) {
+	t.Parallel()
+	h := newHub(t)
+	ctx := t.Context()
+	chs := make([]<-chan struct{}, 0, 4)
+	for _, topic := range []string{"a", "a", "b", "c"} {
+		ch, cancel := h.Subscribe(ctx, topic)
+		defer cancel() // harmless after Close
+		chs = append(chs, ch)
+	}
+	h.Close()
+	h.Close()
+	for i, ch := range chs {
+		if _, ok := <-ch; ok {
+			t.Fatalf("subscription %d got a value after Close, want its channel closed", i)
+		}
+	}
+	if err := h.Publish(ctx, "a"); err != nil {
+		t.Fatalf("Publish after Close: %v", err)
+	}
+	ch, cancel := h.Subscribe(ctx, "a")
+	defer cancel()
+	if _, ok := <-ch; ok {
+		t.Fatal("Subscribe after Close returned an open channel")
+	}
+}
+
+// TestBounded subscribes to many topics and ends every subscription, on
+// a context that lives on: nothing of them may remain, neither in the hub
+// nor registered on the context.
+func TestBounded(t *testing.T) {
+	// Not parallel: the heap is measured, and the parallel tests wait
+	// until this one is done.
+	const topics = 100_000
+	h := newHub(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range topics {
+		_, unsubscribe := h.Subscribe(ctx, strconv.Itoa(i))
+		if err := h.Publish(ctx, strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+		unsubscribe()
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	// A subscription takes a few hundred bytes; a hundred thousand kept
+	// would take tens of megabytes.
+	const budget = 2 << 20
+	if growth := int64(after.HeapAlloc) - int64(before.HeapAlloc); growth > budget {
+		t.Errorf("heap grew by %d bytes, want <= %d", growth, budget)
+	}
+	runtime.KeepAlive(h)
+	runtime.KeepAlive(ctx)
+}
