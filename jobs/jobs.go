@@ -1,0 +1,135 @@
+// Package jobs is onebox's background work: the Queue interface every
+// broker implements (jobs/sqlite on goqite in the store's own database
+// today; an external broker behind an outbox later) and the Runner above
+// it, which gives every backend the same retries, backoff, dead-lettering,
+// heartbeats and bounded concurrency.
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors returned by Queue implementations, checked with errors.Is.
+var (
+	// ErrNotFound: no message with that id (acked, or never existed).
+	ErrNotFound = errors.New("jobs: not found")
+	// ErrMalformed: a message body is not an envelope this package wrote.
+	ErrMalformed = errors.New("jobs: malformed message")
+	// ErrPermanent, wrapped in a Handler's error, means retrying cannot
+	// help (a payload that will never parse): the Runner dead-letters the
+	// message at once instead of retrying it.
+	ErrPermanent = errors.New("jobs: permanent failure")
+)
+
+// Message is one job. Kind picks the handler; Payload is the handler's
+// own JSON. RequestID and TraceParent carry the request that enqueued the
+// job into its logs and traces.
+type Message struct {
+	ID          string // set by the queue
+	Kind        string
+	Payload     json.RawMessage
+	RequestID   string
+	TraceParent string
+	Attempt     int // 1 on the first delivery; set by the queue on Receive
+}
+
+// envelope is the wire form of a Message in every queue backend, so a
+// job enqueued by one process version is readable by the next.
+type envelope struct {
+	V           int             `json:"v"`
+	Kind        string          `json:"kind"`
+	Payload     json.RawMessage `json:"payload,omitempty"`
+	RequestID   string          `json:"request_id,omitempty"`
+	TraceParent string          `json:"traceparent,omitempty"`
+}
+
+// Encode returns the body a queue stores for m (ID and Attempt are the
+// queue's own and are not part of it).
+func Encode(m Message) ([]byte, error) {
+	if m.Kind == "" {
+		return nil, fmt.Errorf("%w: empty kind", ErrMalformed)
+	}
+	return json.Marshal(envelope{V: 1, Kind: m.Kind, Payload: m.Payload, RequestID: m.RequestID, TraceParent: m.TraceParent})
+}
+
+// Decode is the inverse of Encode. It fails with ErrMalformed.
+func Decode(body []byte) (Message, error) {
+	var e envelope
+	if err := json.Unmarshal(body, &e); err != nil || e.V != 1 || e.Kind == "" {
+		return Message{}, fmt.Errorf("%w: %.64q", ErrMalformed, body)
+	}
+	return Message{Kind: e.Kind, Payload: e.Payload, RequestID: e.RequestID, TraceParent: e.TraceParent}, nil
+}
+
+// SendOptions tune one enqueue.
+type SendOptions struct {
+	Delay    time.Duration // invisible until then
+	Priority int           // higher first
+}
+
+// Queue is the broker seam. Delivery is at least once: a message received
+// and not acked before its visibility timeout ends is delivered again.
+// Ids are unique within a queue, so Ack, Extend, Retry and DeadLetter
+// need no kind.
+type Queue interface {
+	// Send enqueues m outside any business transaction (operator tools,
+	// tests). Business writes enqueue through the store, in the same
+	// transaction as the row they belong to.
+	Send(ctx context.Context, m Message, o SendOptions) error
+	// Receive returns up to max visible messages of one kind, higher
+	// priority first, then oldest first, each made invisible for
+	// visibility and with Attempt counted. An empty slice means none now.
+	// A message whose body does not decode is dead-lettered, not returned.
+	//
+	// Receiving by kind lets the Runner take only as many messages of a
+	// kind as it has free workers for, so a backlog of a slow kind never
+	// stands in front of another kind.
+	Receive(ctx context.Context, kind string, max int, visibility time.Duration) ([]Message, error)
+	// Extend keeps a received message invisible for visibility from now
+	// (the heartbeat of a long job). ErrNotFound if it is gone.
+	Extend(ctx context.Context, id string, visibility time.Duration) error
+	// Ack deletes finished messages. Missing ids are ignored.
+	Ack(ctx context.Context, ids ...string) error
+	// Retry makes a received message visible again at the given time and
+	// records the error of the failed attempt. ErrNotFound if it is gone.
+	Retry(ctx context.Context, id string, at time.Time, lastErr string) error
+	// DeadLetter parks a message for good, keeping its payload and reason
+	// (an empty reason keeps the error recorded by the last Retry).
+	// ErrNotFound if it is gone.
+	DeadLetter(ctx context.Context, id string, reason string) error
+	// Stats describes the queue per kind, for operators and metrics. It
+	// may be a little stale, and is cheap enough to call every few
+	// seconds. The Runner also uses it to find kinds it has no handler
+	// for.
+	Stats(ctx context.Context) (Stats, error)
+	// Dead lists dead-lettered messages, newest first, up to limit.
+	Dead(ctx context.Context, limit int) ([]DeadMessage, error)
+	// Redrive moves dead messages back into the queue with a fresh attempt
+	// count: the ids given, or all of them when ids is empty. It returns
+	// how many moved.
+	Redrive(ctx context.Context, ids ...string) (int, error)
+}
+
+// Stats is a snapshot of a queue.
+type Stats struct {
+	Kinds map[string]KindStats `json:"kinds"`
+}
+
+// KindStats is one kind's share of a queue.
+type KindStats struct {
+	Queued    int           `json:"queued"`     // waiting, including delayed retries
+	InFlight  int           `json:"in_flight"`  // received, not yet acked
+	Dead      int           `json:"dead"`       // dead-lettered
+	OldestAge time.Duration `json:"oldest_age"` // age of the oldest queued or in-flight message
+}
+
+// DeadMessage is a dead-lettered job with why it died.
+type DeadMessage struct {
+	Message
+	LastError string    `json:"last_error"`
+	DiedAt    time.Time `json:"died_at"`
+}

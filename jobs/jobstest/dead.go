@@ -1,0 +1,150 @@
+package jobstest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"onebox/jobs"
+)
+
+func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
+	t.Run("dead and redrive", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		sent := jobs.Message{Kind: "photo.process", Payload: json.RawMessage(`{"photo":"p1"}`), RequestID: "req-1", TraceParent: "00-aa-bb-01"}
+		mustSend(t, q, sent, jobs.SendOptions{})
+		m := mustReceive(t, q, sent.Kind, 1, 200*time.Millisecond)[0]
+		before := time.Now()
+		if err := q.DeadLetter(t.Context(), m.ID, "corrupt photo"); err != nil {
+			t.Fatalf("DeadLetter: %v", err)
+		}
+		if err := q.DeadLetter(t.Context(), m.ID, "again"); !errors.Is(err, jobs.ErrNotFound) {
+			t.Errorf("DeadLetter twice = %v, want ErrNotFound", err)
+		}
+		// Gone from the queue for good, even after its visibility timeout.
+		time.Sleep(300 * time.Millisecond)
+		mustNotReceive(t, q, sent.Kind)
+
+		dead := mustDead(t, q, 10)
+		if len(dead) != 1 {
+			t.Fatalf("Dead = %d messages, want 1", len(dead))
+		}
+		d := dead[0]
+		if diff := sameMessage(d.Message, sent); diff != "" {
+			t.Errorf("dead message: %s", diff)
+		}
+		if d.ID != m.ID || d.Attempt != 1 || d.LastError != "corrupt photo" {
+			t.Errorf("dead %s attempt %d error %q, want %s attempt 1 error %q", d.ID, d.Attempt, d.LastError, m.ID, "corrupt photo")
+		}
+		if d.DiedAt.Before(before.Add(-time.Second)) || d.DiedAt.After(time.Now().Add(time.Second)) {
+			t.Errorf("DiedAt %v, want about %v", d.DiedAt, before)
+		}
+		if ks := mustStats(t, q).Kinds[sent.Kind]; ks != (jobs.KindStats{Dead: 1}) {
+			t.Errorf("Stats = %+v, want dead 1 only", ks)
+		}
+
+		n, err := q.Redrive(t.Context(), m.ID, "no-such-id")
+		if err != nil || n != 1 {
+			t.Fatalf("Redrive = %d, %v; want 1", n, err)
+		}
+		if dead := mustDead(t, q, 10); len(dead) != 0 {
+			t.Errorf("Dead after Redrive = %+v, want none", dead)
+		}
+		again := mustReceive(t, q, sent.Kind, 10, time.Minute)
+		if len(again) != 1 {
+			t.Fatalf("Receive after Redrive = %d messages, want 1", len(again))
+		}
+		if diff := sameMessage(again[0], sent); diff != "" {
+			t.Errorf("redriven: %s", diff)
+		}
+		if again[0].Attempt != 1 {
+			t.Errorf("redriven Attempt = %d, want 1: a fresh count", again[0].Attempt)
+		}
+	})
+
+	t.Run("redrive all", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		for _, kind := range []string{"a", "a", "b"} {
+			mustSend(t, q, jobs.Message{Kind: kind}, jobs.SendOptions{})
+			m := mustReceive(t, q, kind, 1, time.Minute)[0]
+			if err := q.DeadLetter(t.Context(), m.ID, "x"); err != nil {
+				t.Fatalf("DeadLetter: %v", err)
+			}
+		}
+		if n, err := q.Redrive(t.Context(), "no-such-id"); err != nil || n != 0 {
+			t.Errorf("Redrive(unknown) = %d, %v; want 0", n, err)
+		}
+		if n, err := q.Redrive(t.Context()); err != nil || n != 3 {
+			t.Fatalf("Redrive() = %d, %v; want 3", n, err)
+		}
+		if n, err := q.Redrive(t.Context()); err != nil || n != 0 {
+			t.Errorf("Redrive() again = %d, %v; want 0", n, err)
+		}
+		if got := len(mustReceive(t, q, "a", 10, time.Minute)) + len(mustReceive(t, q, "b", 10, time.Minute)); got != 3 {
+			t.Errorf("received %d after Redrive, want 3", got)
+		}
+	})
+
+	t.Run("newest first, up to limit", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		for i := range 4 {
+			mustSend(t, q, jobs.Message{Kind: "k", Payload: json.RawMessage(fmt.Sprint(i))}, jobs.SendOptions{})
+			m := mustReceive(t, q, "k", 1, time.Minute)[0]
+			if err := q.DeadLetter(t.Context(), m.ID, fmt.Sprint("died ", i)); err != nil {
+				t.Fatalf("DeadLetter: %v", err)
+			}
+		}
+		var got []string
+		for _, d := range mustDead(t, q, 3) {
+			got = append(got, d.LastError)
+		}
+		if want := []string{"died 3", "died 2", "died 1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("Dead(3) = %q, want %q", got, want)
+		}
+	})
+
+	t.Run("a missing message", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		if err := q.DeadLetter(t.Context(), "no-such-id", "x"); !errors.Is(err, jobs.ErrNotFound) {
+			t.Errorf("DeadLetter = %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("malformed body", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		raw, ok := q.(RawSender)
+		if !ok {
+			t.Skip("the queue does not implement jobstest.RawSender")
+		}
+		for _, body := range []string{`not json`, `{"v":1,"kind":""}`, `{"v":2,"kind":"k"}`} {
+			if err := raw.SendRaw(t.Context(), "k", []byte(body)); err != nil {
+				t.Fatalf("SendRaw: %v", err)
+			}
+		}
+		mustSend(t, q, jobs.Message{Kind: "k", RequestID: "good"}, jobs.SendOptions{})
+		msgs := mustReceive(t, q, "k", 10, time.Minute)
+		if len(msgs) != 1 || msgs[0].RequestID != "good" {
+			t.Errorf("Receive = %+v, want only the good message", msgs)
+		}
+		dead := mustDead(t, q, 10)
+		if len(dead) != 3 {
+			t.Fatalf("Dead = %d messages, want the 3 malformed", len(dead))
+		}
+		for _, d := range dead {
+			if d.Kind != "k" || !strings.Contains(d.LastError, "malformed") || d.Attempt != 1 {
+				t.Errorf("dead %+v, want kind k, a malformed error, attempt 1", d)
+			}
+			if d.Payload != nil && !json.Valid(d.Payload) {
+				t.Errorf("dead payload %q is not JSON", d.Payload)
+			}
+		}
+	})
+}

@@ -1,0 +1,135 @@
+// Package jobstest is the conformance suite of jobs.Queue: every backend's
+// tests call Run with a constructor of fresh, empty queues. It checks the
+// Queue contract and, on top of each backend, the jobs.Runner. A change
+// of behaviour lands here first.
+//
+// The suite uses short visibility timeouts and polls with generous
+// deadlines; it asserts no timings beyond "not before".
+package jobstest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"onebox/jobs"
+)
+
+// RawSender is implemented by backends that can store a body that is not
+// an envelope written by jobs.Encode, for kind. The suite uses it, when
+// present, to check that malformed messages are dead-lettered. A backend
+// may implement it in its own test files only (export_test.go).
+type RawSender interface {
+	SendRaw(ctx context.Context, kind string, body []byte) error
+}
+
+// Run runs the suite. newQueue returns an empty queue that lives until the
+// test ends; each test and subtest gets its own.
+func Run(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
+	areas := []struct {
+		name string
+		fn   func(t *testing.T, newQueue func(t *testing.T) jobs.Queue)
+	}{
+		{"Send", testSend},
+		{"Visibility", testVisibility},
+		{"Ack", testAck},
+		{"Retry", testRetry},
+		{"DeadLetter", testDeadLetter},
+		{"Stats", testStats},
+		{"Runner", testRunner},
+	}
+	for _, a := range areas {
+		t.Run(a.name, func(t *testing.T) {
+			t.Parallel()
+			a.fn(t, newQueue)
+		})
+	}
+}
+
+// wait is how long the suite waits for something that should happen
+// within a second: long enough for a loaded machine running -race.
+const wait = 15 * time.Second
+
+func mustSend(t *testing.T, q jobs.Queue, m jobs.Message, o jobs.SendOptions) {
+	t.Helper()
+	if err := q.Send(t.Context(), m, o); err != nil {
+		t.Fatalf("Send(%q): %v", m.Kind, err)
+	}
+}
+
+func mustReceive(t *testing.T, q jobs.Queue, kind string, max int, visibility time.Duration) []jobs.Message {
+	t.Helper()
+	msgs, err := q.Receive(t.Context(), kind, max, visibility)
+	if err != nil {
+		t.Fatalf("Receive(%q): %v", kind, err)
+	}
+	return msgs
+}
+
+// mustReceiveOne receives one message of kind, polling until it is
+// visible.
+func mustReceiveOne(t *testing.T, q jobs.Queue, kind string, visibility time.Duration) jobs.Message {
+	t.Helper()
+	var got jobs.Message
+	eventually(t, "a message of kind "+kind, func() bool {
+		msgs := mustReceive(t, q, kind, 1, visibility)
+		if len(msgs) == 1 {
+			got = msgs[0]
+		}
+		return len(msgs) == 1
+	})
+	return got
+}
+
+func mustNotReceive(t *testing.T, q jobs.Queue, kind string) {
+	t.Helper()
+	if msgs := mustReceive(t, q, kind, 10, time.Minute); len(msgs) != 0 {
+		t.Fatalf("Receive(%q) = %d messages, want none: %+v", kind, len(msgs), msgs)
+	}
+}
+
+// eventually polls cond until it holds, failing the test after wait.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", wait, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func mustStats(t *testing.T, q jobs.Queue) jobs.Stats {
+	t.Helper()
+	st, err := q.Stats(t.Context())
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	return st
+}
+
+func mustDead(t *testing.T, q jobs.Queue, limit int) []jobs.DeadMessage {
+	t.Helper()
+	dead, err := q.Dead(t.Context(), limit)
+	if err != nil {
+		t.Fatalf("Dead: %v", err)
+	}
+	return dead
+}
+
+// sameMessage reports how got differs from want in what the sender
+// chose (kind, payload, request id, trace parent), or "".
+func sameMessage(got, want jobs.Message) string {
+	switch {
+	case got.Kind != want.Kind:
+		return "kind " + got.Kind + ", want " + want.Kind
+	case string(got.Payload) != string(want.Payload):
+		return "payload " + string(got.Payload) + ", want " + string(want.Payload)
+	case got.RequestID != want.RequestID:
+		return "request id " + got.RequestID + ", want " + want.RequestID
+	case got.TraceParent != want.TraceParent:
+		return "traceparent " + got.TraceParent + ", want " + want.TraceParent
+	}
+	return ""
+}

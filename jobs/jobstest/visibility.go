@@ -1,0 +1,71 @@
+package jobstest
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"onebox/jobs"
+)
+
+func testVisibility(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
+	t.Run("redelivered after the timeout", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		sent := jobs.Message{Kind: "k", RequestID: "req-1"}
+		mustSend(t, q, sent, jobs.SendOptions{})
+		const visibility = 500 * time.Millisecond
+		first := mustReceive(t, q, "k", 1, visibility)
+		start := time.Now()
+		if len(first) != 1 {
+			t.Fatalf("Receive = %d messages, want 1", len(first))
+		}
+		// A worker that received it and died: no ack. Until the timeout
+		// nobody else gets it.
+		mustNotReceive(t, q, "k")
+		again := mustReceiveOne(t, q, "k", time.Minute)
+		if waited := time.Since(start); waited < visibility-5*time.Millisecond {
+			t.Errorf("redelivered after %v, want at least %v", waited, visibility)
+		}
+		if again.ID != first[0].ID || again.Attempt != 2 {
+			t.Errorf("redelivered %s attempt %d, want %s attempt 2", again.ID, again.Attempt, first[0].ID)
+		}
+		if diff := sameMessage(again, sent); diff != "" {
+			t.Errorf("redelivered %s", diff)
+		}
+	})
+
+	t.Run("extend", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
+		m := mustReceive(t, q, "k", 1, 200*time.Millisecond)[0]
+		if err := q.Extend(t.Context(), m.ID, time.Minute); err != nil {
+			t.Fatalf("Extend: %v", err)
+		}
+		time.Sleep(400 * time.Millisecond)
+		mustNotReceive(t, q, "k")
+		// Extend also shortens: the new timeout counts from now.
+		if err := q.Extend(t.Context(), m.ID, 0); err != nil {
+			t.Fatalf("Extend: %v", err)
+		}
+		if again := mustReceiveOne(t, q, "k", time.Minute); again.ID != m.ID || again.Attempt != 2 {
+			t.Errorf("received %s attempt %d, want %s attempt 2", again.ID, again.Attempt, m.ID)
+		}
+	})
+
+	t.Run("extend a missing message", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
+		m := mustReceive(t, q, "k", 1, time.Minute)[0]
+		if err := q.Ack(t.Context(), m.ID); err != nil {
+			t.Fatalf("Ack: %v", err)
+		}
+		for _, id := range []string{m.ID, "no-such-id"} {
+			if err := q.Extend(t.Context(), id, time.Minute); !errors.Is(err, jobs.ErrNotFound) {
+				t.Errorf("Extend(%s) = %v, want ErrNotFound", id, err)
+			}
+		}
+	})
+}

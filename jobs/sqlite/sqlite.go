@@ -1,0 +1,460 @@
+// Package sqlite implements jobs.Queue on goqite's table
+// (maragu.dev/goqite) in the store's own SQLite database, so a job is
+// enqueued in the same transaction as the row it belongs to.
+//
+// SendTx writes a goqite row exactly as goqite's SendTx does; everything
+// else is this package's own SQL on goqite's table, which is where
+// batching comes from: Receive takes up to max messages in one
+// UPDATE … RETURNING and Ack deletes many in one DELETE. goqite's
+// MaxReceive is not used: the Runner counts attempts and dead-letters
+// into jobs_dead.
+//
+// Each kind is its own goqite queue, "jobs:<kind>", so goqite's index on
+// (queue, priority, created) serves Receive by kind and Stats needs no
+// JSON. A database holds one such queue.
+//
+// Times are wall-clock UTC text with milliseconds, as goqite writes them
+// ('%Y-%m-%dT%H:%M:%fZ'), so text order is time order.
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"onebox/jobs"
+)
+
+// Schema creates goqite's table, trigger and index and this package's
+// own tables. It is idempotent; the store runs it as one migration step,
+// so once released its text stays: a schema change is a new exported
+// step.
+//
+//go:embed schema.sql
+var Schema string
+
+// Options configure New. Every field has a default.
+type Options struct {
+	// Logger reports messages dead-lettered because their body does not
+	// decode. Default: discard.
+	Logger *slog.Logger
+}
+
+// Queue is a jobs.Queue on one SQLite database. It is safe for
+// concurrent use. Make one per database and keep it: it prepares its
+// statements on the writer on first use and keeps them until the pool
+// closes.
+type Queue struct {
+	writer *sql.DB
+	reader *sql.DB
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	stmts map[string]*sql.Stmt // by SQL text, on the writer
+}
+
+// queueName is the queue's name in jobs_dead, and with a colon the
+// prefix of its goqite queues: "jobs:photo.process".
+const (
+	queueName   = "jobs"
+	queuePrefix = queueName + ":"
+)
+
+var _ jobs.Queue = (*Queue)(nil)
+
+// New returns a Queue on the store's pools: writer must be the process's
+// one writer connection (SetMaxOpenConns(1)), reader may be a query-only
+// pool; both on a database where Schema has run.
+func New(writer, reader *sql.DB, o Options) *Queue {
+	if writer == nil || reader == nil {
+		panic("jobs/sqlite: nil database")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Queue{writer: writer, reader: reader, log: o.Logger, stmts: map[string]*sql.Stmt{}}
+}
+
+// timeFormat is goqite's: UTC with milliseconds, so the text order of
+// stored times is their time order.
+const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+func format(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+func parse(s string) (time.Time, error) { return time.Parse(timeFormat, s) }
+
+// Send enqueues m in a transaction of its own.
+func (q *Queue) Send(ctx context.Context, m jobs.Message, o jobs.SendOptions) error {
+	tx, err := q.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("jobs/sqlite send: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := SendTx(ctx, tx, m, o); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("jobs/sqlite send: %w", err)
+	}
+	return nil
+}
+
+// sendSQL is goqite's own insert (goqite.Queue.SendTx, SQLite flavour).
+// goqite's SendTx needs a goqite.Queue, which needs a *sql.DB; SendTx
+// has only tx.
+const sendSQL = `insert into goqite (queue, body, timeout, priority) values (?, ?, ?, ?)`
+
+// SendTx enqueues m in tx, a transaction on the store's writer, so the
+// job exists if and only if tx commits. It writes one goqite row, as
+// goqite's SendTx would, and nothing else. It fails with jobs.ErrMalformed
+// if m has no kind.
+func SendTx(ctx context.Context, tx *sql.Tx, m jobs.Message, o jobs.SendOptions) error {
+	body, err := jobs.Encode(m)
+	if err != nil {
+		return err
+	}
+	at := format(time.Now().Add(max(o.Delay, 0)))
+	if _, err := tx.ExecContext(ctx, sendSQL, queuePrefix+m.Kind, body, at, o.Priority); err != nil {
+		return fmt.Errorf("jobs/sqlite send: %w", err)
+	}
+	return nil
+}
+
+// receiveSQL takes a batch in one statement. The ORDER BY follows goqite's
+// index (rowid is its implicit last column), so it needs no sort.
+const receiveSQL = `UPDATE goqite SET timeout = ?, received = received + 1
+WHERE id IN (
+	SELECT id FROM goqite
+	WHERE queue = ? AND timeout <= ?
+	ORDER BY priority DESC, created, rowid
+	LIMIT ?)
+RETURNING id, body, received, priority, created, rowid`
+
+// Receive takes up to max visible messages of kind. Bodies that do not
+// decode are dead-lettered and logged.
+func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility time.Duration) ([]jobs.Message, error) {
+	if kind == "" {
+		return nil, errors.New("jobs/sqlite receive: empty kind")
+	}
+	if max <= 0 {
+		return nil, nil
+	}
+	st, err := q.prepared(ctx, receiveSQL)
+	if err != nil {
+		return nil, fmt.Errorf("jobs/sqlite receive: %w", err)
+	}
+	now := time.Now()
+	rows, err := st.QueryContext(ctx, format(now.Add(visibility)), queuePrefix+kind, format(now), max)
+	if err != nil {
+		return nil, fmt.Errorf("jobs/sqlite receive: %w", err)
+	}
+	type received struct {
+		msg      jobs.Message
+		priority int
+		created  string
+		rowid    int64
+		err      error
+	}
+	var got []received
+	for rows.Next() {
+		var r received
+		var body []byte
+		if err := rows.Scan(&r.msg.ID, &body, &r.msg.Attempt, &r.priority, &r.created, &r.rowid); err != nil {
+			_ = rows.Close()
+			return nil, fmt.Errorf("jobs/sqlite receive: %w", err)
+		}
+		id, attempt := r.msg.ID, r.msg.Attempt
+		r.msg, r.err = jobs.Decode(body)
+		r.msg.ID, r.msg.Attempt = id, attempt
+		got = append(got, r)
+	}
+	// The rows hold the writer's only connection: close them before
+	// dead-lettering.
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, fmt.Errorf("jobs/sqlite receive: %w", err)
+	}
+	// RETURNING gives no order.
+	slices.SortFunc(got, func(a, b received) int {
+		return cmp.Or(cmp.Compare(b.priority, a.priority), strings.Compare(a.created, b.created), cmp.Compare(a.rowid, b.rowid))
+	})
+	msgs := make([]jobs.Message, 0, len(got))
+	for _, r := range got {
+		if r.err == nil {
+			msgs = append(msgs, r.msg)
+			continue
+		}
+		q.log.ErrorContext(ctx, "jobs: dead-lettering a malformed message", "job_id", r.msg.ID, "kind", kind, "error", r.err)
+		if err := q.DeadLetter(ctx, r.msg.ID, r.err.Error()); err != nil {
+			// It comes back after visibility and is tried again.
+			q.log.ErrorContext(ctx, "jobs: dead-letter malformed message", "job_id", r.msg.ID, "error", err)
+		}
+	}
+	return msgs, nil
+}
+
+const extendSQL = `UPDATE goqite SET timeout = ? WHERE id = ?`
+
+// Extend keeps a message invisible for visibility from now.
+func (q *Queue) Extend(ctx context.Context, id string, visibility time.Duration) error {
+	st, err := q.prepared(ctx, extendSQL)
+	if err != nil {
+		return fmt.Errorf("jobs/sqlite extend %s: %w", id, err)
+	}
+	res, err := st.ExecContext(ctx, format(time.Now().Add(visibility)), id)
+	if err := affectedOne(res, err); err != nil {
+		return fmt.Errorf("jobs/sqlite extend %s: %w", id, err)
+	}
+	return nil
+}
+
+// ackSQL deletes a batch; the ids travel as one JSON array, so the
+// statement is the same for any number of them.
+const ackSQL = `DELETE FROM goqite WHERE id IN (SELECT value FROM json_each(?))`
+
+// Ack deletes the messages in one statement.
+func (q *Queue) Ack(ctx context.Context, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return fmt.Errorf("jobs/sqlite ack: %w", err)
+	}
+	st, err := q.prepared(ctx, ackSQL)
+	if err != nil {
+		return fmt.Errorf("jobs/sqlite ack: %w", err)
+	}
+	if _, err := st.ExecContext(ctx, string(list)); err != nil {
+		return fmt.Errorf("jobs/sqlite ack: %w", err)
+	}
+	return nil
+}
+
+// Retry makes the message visible at at and records lastErr.
+func (q *Queue) Retry(ctx context.Context, id string, at time.Time, lastErr string) error {
+	when := format(at)
+	err := q.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE goqite SET timeout = ? WHERE id = ?`, when, id)
+		if err := affectedOne(res, err); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO jobs_errors (id, last_error, retry_at) VALUES (?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET last_error = excluded.last_error, retry_at = excluded.retry_at`, id, lastErr, when)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("jobs/sqlite retry %s: %w", id, err)
+	}
+	return nil
+}
+
+// DeadLetter moves the message to jobs_dead.
+func (q *Queue) DeadLetter(ctx context.Context, id string, reason string) error {
+	err := q.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO jobs_dead (id, queue, kind, body, priority, last_error, attempts, created, died_at)
+SELECT g.id, ?, substr(g.queue, ?), g.body, g.priority, coalesce(nullif(?, ''), e.last_error, ''), g.received, g.created, ?
+FROM goqite g LEFT JOIN jobs_errors e ON e.id = g.id
+WHERE g.id = ?`, queueName, len(queuePrefix)+1, reason, format(time.Now()), id)
+		if err := affectedOne(res, err); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM goqite WHERE id = ?`, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("jobs/sqlite dead-letter %s: %w", id, err)
+	}
+	return nil
+}
+
+// statsSQL counts one queue's messages per kind. A message is in flight
+// when it was received and is invisible, unless Retry set that timeout.
+// It visits every row of the queue; the reader pool runs it.
+const statsSQL = `SELECT substr(g.queue, ?1), count(*),
+	coalesce(sum(g.received > 0 AND g.timeout > ?2 AND (e.retry_at IS NULL OR e.retry_at <> g.timeout)), 0),
+	min(g.created)
+FROM goqite g LEFT JOIN jobs_errors e ON e.id = g.id
+WHERE g.queue >= ?3 AND g.queue < ?4
+GROUP BY g.queue`
+
+// Stats counts messages per kind on the reader pool.
+func (q *Queue) Stats(ctx context.Context) (jobs.Stats, error) {
+	now := time.Now()
+	// Every queue name starting with "jobs:" sorts in ["jobs:", "jobs;").
+	end := queueName + ";"
+	st := jobs.Stats{Kinds: map[string]jobs.KindStats{}}
+	rows, err := q.reader.QueryContext(ctx, statsSQL, len(queuePrefix)+1, format(now), queuePrefix, end)
+	if err != nil {
+		return jobs.Stats{}, fmt.Errorf("jobs/sqlite stats: %w", err)
+	}
+	err = each(rows, func(r *sql.Rows) error {
+		var kind, oldest string
+		var total, inFlight int
+		if err := r.Scan(&kind, &total, &inFlight, &oldest); err != nil {
+			return err
+		}
+		created, err := parse(oldest)
+		if err != nil {
+			return err
+		}
+		st.Kinds[kind] = jobs.KindStats{Queued: total - inFlight, InFlight: inFlight, OldestAge: max(now.Sub(created), 0)}
+		return nil
+	})
+	if err != nil {
+		return jobs.Stats{}, fmt.Errorf("jobs/sqlite stats: %w", err)
+	}
+	rows, err = q.reader.QueryContext(ctx, `SELECT kind, count(*) FROM jobs_dead WHERE queue = ? GROUP BY kind`, queueName)
+	if err != nil {
+		return jobs.Stats{}, fmt.Errorf("jobs/sqlite stats: %w", err)
+	}
+	err = each(rows, func(r *sql.Rows) error {
+		var kind string
+		var n int
+		if err := r.Scan(&kind, &n); err != nil {
+			return err
+		}
+		ks := st.Kinds[kind]
+		ks.Dead = n
+		st.Kinds[kind] = ks
+		return nil
+	})
+	if err != nil {
+		return jobs.Stats{}, fmt.Errorf("jobs/sqlite stats: %w", err)
+	}
+	return st, nil
+}
+
+// Dead lists dead messages, newest first. A body that does not decode
+// is listed with its kind and no payload.
+func (q *Queue) Dead(ctx context.Context, limit int) ([]jobs.DeadMessage, error) {
+	rows, err := q.reader.QueryContext(ctx, `SELECT id, kind, body, last_error, attempts, died_at FROM jobs_dead
+WHERE queue = ? ORDER BY died_at DESC, rowid DESC LIMIT ?`, queueName, limit)
+	if err != nil {
+		return nil, fmt.Errorf("jobs/sqlite dead: %w", err)
+	}
+	out := []jobs.DeadMessage{}
+	err = each(rows, func(r *sql.Rows) error {
+		var d jobs.DeadMessage
+		var id, kind, diedAt string
+		var body []byte
+		var attempts int
+		if err := r.Scan(&id, &kind, &body, &d.LastError, &attempts, &diedAt); err != nil {
+			return err
+		}
+		m, err := jobs.Decode(body)
+		if err != nil {
+			m = jobs.Message{Kind: kind}
+		}
+		m.ID, m.Attempt = id, attempts
+		d.Message = m
+		if d.DiedAt, err = parse(diedAt); err != nil {
+			return err
+		}
+		out = append(out, d)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs/sqlite dead: %w", err)
+	}
+	return out, nil
+}
+
+// Redrive moves dead messages back into their goqite queues, visible now
+// and with received = 0, behind the messages already waiting.
+func (q *Queue) Redrive(ctx context.Context, ids ...string) (int, error) {
+	where, args := `queue = ?`, []any{queueName}
+	if len(ids) > 0 {
+		list, err := json.Marshal(ids)
+		if err != nil {
+			return 0, fmt.Errorf("jobs/sqlite redrive: %w", err)
+		}
+		where += ` AND id IN (SELECT value FROM json_each(?))`
+		args = append(args, string(list))
+	}
+	var n int64
+	err := q.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO goqite (id, queue, body, priority)
+SELECT id, ? || kind, body, priority FROM jobs_dead WHERE `+where+` ORDER BY created`, append([]any{queuePrefix}, args...)...)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM jobs_dead WHERE `+where, args...)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("jobs/sqlite redrive: %w", err)
+	}
+	return int(n), nil
+}
+
+// prepared returns query prepared on the writer; database/sql prepares
+// it again by itself on a new connection. Preparing is most of the cost
+// of a small statement here (goqite's triggers are compiled with it), so
+// the hot ones — Receive, Ack, Extend — are prepared once. Not for use
+// inside a transaction: preparing needs the writer's one connection.
+func (q *Queue) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if st, ok := q.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := q.writer.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	q.stmts[query] = st
+	return st, nil
+}
+
+// inTx runs fn in a transaction on the writer. fn must use tx only: the
+// writer has one connection and tx holds it.
+func (q *Queue) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := q.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	// A no-op after Commit; otherwise fn's error is the one to report.
+	defer func() { _ = tx.Rollback() }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// affectedOne turns a statement that matched no row into jobs.ErrNotFound.
+func affectedOne(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return jobs.ErrNotFound
+	}
+	return nil
+}
+
+// each calls fn for every row and closes rows.
+func each(rows *sql.Rows, fn func(*sql.Rows) error) error {
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
