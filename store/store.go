@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"onebox/jobs"
 )
 
 // Errors returned by every implementation, checked with errors.Is.
@@ -101,7 +103,22 @@ type UpdateUserParams struct {
 	IfVersion   int64 // 0 means unconditional
 	DisplayName *string
 	Bio         *string
-	Now         time.Time
+	// AvatarID sets the avatar: "" clears it; otherwise it must be a ready
+	// photo of this user, else ErrInvalid.
+	AvatarID *string
+	Now      time.Time
+}
+
+// CleanupJob builds the job that removes deleted photos' files, given
+// their media keys (originals and variants). The store calls it inside
+// the deleting transaction, so the list is exact.
+type CleanupJob func(keys []string) jobs.Message
+
+// DeleteUserParams deletes an account. Cleanup, if set, is enqueued in
+// the same transaction when the user had photos.
+type DeleteUserParams struct {
+	ID      string
+	Cleanup CleanupJob
 }
 
 // SetPasswordParams replaces a user's password hash and revokes every
@@ -144,9 +161,10 @@ type Users interface {
 	// SetPassword replaces the hash and revokes the user's other sessions.
 	// ErrNotFound if the user is gone.
 	SetPassword(ctx context.Context, p SetPasswordParams) error
-	// DeleteUser removes the user and all their sessions. ErrNotFound if
-	// the user does not exist.
-	DeleteUser(ctx context.Context, id string) error
+	// DeleteUser removes the user with all their sessions, photos and
+	// events and enqueues p.Cleanup (which removes the photos' files), in
+	// one transaction. ErrNotFound if the user does not exist.
+	DeleteUser(ctx context.Context, p DeleteUserParams) error
 }
 
 // Sessions persists login sessions.
@@ -165,10 +183,139 @@ type Sessions interface {
 	UserSessions(ctx context.Context, userID string) ([]string, error)
 }
 
+// PhotoStatus is where a photo is in its pipeline.
+type PhotoStatus string
+
+const (
+	PhotoProcessing PhotoStatus = "processing"
+	PhotoReady      PhotoStatus = "ready"
+	PhotoRejected   PhotoStatus = "rejected"
+)
+
+// Variant is one published rendition of a photo.
+type Variant struct {
+	Name        string // "w128" … "w2048" or "thumb"
+	Key         string // media storage key
+	Width       int
+	Height      int
+	Size        int64
+	ContentType string
+}
+
+// Photo is an uploaded image and what the pipeline made of it.
+type Photo struct {
+	ID          string
+	OwnerID     string
+	Status      PhotoStatus
+	Reason      string // why it was rejected, for the user
+	Width       int    // of the oriented original; 0 until ready
+	Height      int
+	OriginalKey string // private media key of the upload as received
+	ContentType string // sniffed type of the original
+	Size        int64  // bytes of the original
+	Variants    []Variant
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// Event says that a photo changed, for the SSE streams. Its ID grows with
+// every event across the whole store, so a client resumes after the last
+// ID it saw (Last-Event-ID), across restarts and instances.
+type Event struct {
+	ID        int64
+	UserID    string // the photo's owner
+	PhotoID   string
+	CreatedAt time.Time
+}
+
+// CreatePhotoParams records an upload and enqueues its pipeline job.
+type CreatePhotoParams struct {
+	Photo Photo // ID, OwnerID, OriginalKey, ContentType, Size, CreatedAt
+	// IdempotencyKey, when set, makes a retried upload by the same owner
+	// return the first photo instead of creating a second one.
+	IdempotencyKey string
+	Job            jobs.Message
+}
+
+// PhotoParams reads one photo.
+type PhotoParams struct {
+	ID        string
+	Freshness Freshness
+}
+
+// ListPhotosParams reads one page of a user's photos, newest first.
+type ListPhotosParams struct {
+	OwnerID   string
+	BeforeID  string // exclusive; "" starts at the newest
+	Limit     int
+	ReadyOnly bool
+	Freshness Freshness
+}
+
+// FinishPhotoParams records the pipeline's outcome.
+type FinishPhotoParams struct {
+	ID       string
+	Status   PhotoStatus // PhotoReady or PhotoRejected
+	Reason   string
+	Width    int
+	Height   int
+	Variants []Variant
+	Now      time.Time
+}
+
+// DeletePhotoParams deletes a photo of its owner and enqueues the job that
+// removes its files, in one transaction.
+type DeletePhotoParams struct {
+	ID      string
+	OwnerID string
+	Cleanup CleanupJob
+	Now     time.Time
+}
+
+// EventsParams reads the events after an id.
+type EventsParams struct {
+	UserID  string
+	PhotoID string // "" for every photo of the user
+	AfterID int64
+	Limit   int
+}
+
+// Photos persists uploads, their pipeline state and their events.
+type Photos interface {
+	// CreatePhoto inserts a processing photo, its event and its job in one
+	// transaction, so an accepted upload is never without its job. With
+	// an IdempotencyKey the owner already used, it writes nothing and
+	// returns the earlier photo with created false. ErrNotFound if the
+	// owner is gone.
+	CreatePhoto(ctx context.Context, p CreatePhotoParams) (ph Photo, created bool, err error)
+	// Photo returns one photo, or ErrNotFound.
+	Photo(ctx context.Context, p PhotoParams) (Photo, error)
+	// ListPhotos returns up to p.Limit photos of p.OwnerID with ID <
+	// p.BeforeID, newest first. ErrInvalid if p.Limit < 1.
+	ListPhotos(ctx context.Context, p ListPhotosParams) ([]Photo, error)
+	// FinishPhoto moves a processing photo to ready or rejected and writes
+	// its event, in one transaction. It is idempotent: a photo already
+	// finished is returned as it is, with no second event. ErrNotFound if
+	// the photo was deleted meanwhile.
+	FinishPhoto(ctx context.Context, p FinishPhotoParams) (Photo, error)
+	// DeletePhoto removes the photo, clears it as its owner's avatar
+	// (bumping the profile version), writes its event and enqueues the
+	// p.Cleanup job, in one transaction. It returns the deleted photo and whether the
+	// avatar was cleared. ErrNotFound unless the owner has that photo.
+	DeletePhoto(ctx context.Context, p DeletePhotoParams) (ph Photo, avatarCleared bool, err error)
+	// Events returns up to p.Limit events with ID > p.AfterID, oldest
+	// first. Always fresh. ErrInvalid if p.Limit < 1.
+	Events(ctx context.Context, p EventsParams) ([]Event, error)
+	// LastEventID is the newest event id of a user (0 if none), where a
+	// new stream without Last-Event-ID starts.
+	LastEventID(ctx context.Context, userID string) (int64, error)
+}
+
 // Store is everything onebox persists, behind one handle.
 type Store interface {
 	Users
 	Sessions
+	Photos
 	// Ping checks the database answers; readiness probes call it.
 	Ping(ctx context.Context) error
 	// Close releases connections. Calls after Close fail.

@@ -1,6 +1,10 @@
 package sqlite
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"io/fs"
+)
 
 // Pragma reads one pragma through the writer, or through the reader pool
 // when reader is set, to check what the DSN really applied.
@@ -14,8 +18,24 @@ func (s *Store) Pragma(ctx context.Context, reader bool, name string) (string, e
 	return v, err
 }
 
-// MigrationCount is how many migrations are embedded.
+// MigrationCount is how many migrations there are, files and Go.
 func MigrationCount() (int, error) {
 	ms, err := migrations()
 	return len(ms), err
+}
+
+// LoadMigrations checks the migrations of fsys merged with Go-supplied
+// ones, given by version as name and SQL, and returns their
+// "NNNN_name" in order.
+func LoadMigrations(fsys fs.FS, goms map[int][2]string) ([]string, error) {
+	var in []migration
+	for v, m := range goms {
+		in = append(in, migration{version: v, name: m[0], sql: m[1]})
+	}
+	ms, err := loadMigrations(fsys, in)
+	var out []string
+	for _, m := range ms {
+		out = append(out, fmt.Sprintf("%04d_%s", m.version, m.name))
+	}
+	return out, err
 }

@@ -1,21 +1,35 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strconv"
 	"strings"
+
+	jobsqlite "onebox/jobs/sqlite"
 )
 
-// migrationFS holds the schema history, one file a version:
-// migrations/NNNN_name.sql, numbered from 1 without gaps. Applied files
-// are never edited; a change is a new file.
+// migrationFS holds the schema history that is ours, one file a
+// version: migrations/NNNN_name.sql. Applied migrations are never edited;
+// a change is a new version.
 //
 //go:embed migrations/*.sql
 var migrationFS embed.FS
+
+// goMigrations are the versions whose SQL another package owns and
+// exports, numbered in the same sequence as the files. Their text must
+// stay as it was when applied, like a file's: when such a package changes
+// its schema, it gets a new version here.
+var goMigrations = []migration{
+	// The job queue lives in this database, so a job commits with the row
+	// it belongs to. jobsqlite.Schema is idempotent.
+	{version: 3, name: "jobs", sql: jobsqlite.Schema},
+}
 
 type migration struct {
 	version int
@@ -23,24 +37,44 @@ type migration struct {
 	sql     string
 }
 
-// migrations returns the embedded migrations in version order.
+// migrations returns the embedded and the Go-supplied migrations in
+// version order.
 func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations") // sorted by file name
+	return loadMigrations(migrationFS, goMigrations)
+}
+
+// loadMigrations merges the files migrations/NNNN_name.sql of fsys with
+// goms in version order, checking the versions run from 1 without gaps
+// or duplicates and each has SQL.
+func loadMigrations(fsys fs.FS, goms []migration) ([]migration, error) {
+	entries, err := fs.ReadDir(fsys, "migrations")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: read migrations: %w", err)
 	}
-	ms := make([]migration, 0, len(entries))
+	ms := slices.Clone(goms)
 	for _, e := range entries {
 		num, name, _ := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
 		version, err := strconv.Atoi(num)
-		if err != nil || version != len(ms)+1 {
-			return nil, fmt.Errorf("sqlite: migration %s: want version %04d", e.Name(), len(ms)+1)
+		if err != nil || num != fmt.Sprintf("%04d", version) {
+			return nil, fmt.Errorf("sqlite: migration %s: want a name NNNN_name.sql", e.Name())
 		}
-		body, err := fs.ReadFile(migrationFS, "migrations/"+e.Name())
+		body, err := fs.ReadFile(fsys, "migrations/"+e.Name())
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: read migration: %w", err)
 		}
 		ms = append(ms, migration{version: version, name: name, sql: string(body)})
+	}
+	slices.SortFunc(ms, func(a, b migration) int { return cmp.Compare(a.version, b.version) })
+	for i, m := range ms {
+		if i > 0 && m.version == ms[i-1].version {
+			return nil, fmt.Errorf("sqlite: migrations %04d_%s and %04d_%s share a version", m.version, ms[i-1].name, m.version, m.name)
+		}
+		if m.version != i+1 {
+			return nil, fmt.Errorf("sqlite: migration %04d_%s: want version %04d", m.version, m.name, i+1)
+		}
+		if strings.TrimSpace(m.sql) == "" {
+			return nil, fmt.Errorf("sqlite: migration %04d_%s: no SQL", m.version, m.name)
+		}
 	}
 	return ms, nil
 }
@@ -55,7 +89,7 @@ const (
 	recordMigrationSQL   = `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`
 )
 
-// Migrate applies the embedded migrations the database lacks and records
+// Migrate applies the migrations the database lacks and records
 // each in schema_migrations. It is safe to run again, and from several
 // processes at once: everything happens in one BEGIN IMMEDIATE
 // transaction, so a second migrator waits for the first (up to

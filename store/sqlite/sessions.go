@@ -53,17 +53,5 @@ func (s *Store) DeleteSession(ctx context.Context, tokenHash string) error {
 // UserSessions lists the token hashes of a user's sessions, expired ones
 // included, in token-hash order. An unknown user has none.
 func (s *Store) UserSessions(ctx context.Context, userID string) ([]string, error) {
-	var hashes []string
-	err := s.run(ctx, s.reader, "sessions_by_user", userSessionsSQL, func(st *sql.Stmt) error {
-		rows, err := st.QueryContext(ctx, userID)
-		if err != nil {
-			return err
-		}
-		hashes, err = collect(rows, scanValue[string])
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return hashes, nil
+	return queryAll(ctx, s, s.reader, "sessions_by_user", userSessionsSQL, scanValue[string], userID)
 }

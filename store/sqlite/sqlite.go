@@ -102,6 +102,9 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		onQuery: opts.OnQuery,
 		logger:  opts.Logger,
 	}
+	if err := openWriter(ctx, writer, opts.BusyTimeout); err != nil {
+		return nil, errors.Join(err, s.Close())
+	}
 	if !opts.SkipMigrate {
 		if err := s.Migrate(ctx); err != nil {
 			return nil, errors.Join(err, s.Close())
@@ -113,6 +116,25 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		return nil, errors.Join(err, s.Close())
 	}
 	return s, nil
+}
+
+// openWriter opens the writer's one connection, which then stays in its
+// pool. On a file that another process is still creating, the DSN's
+// journal_mode(WAL) fails at once with SQLITE_BUSY rather than waiting
+// under busy_timeout, so this retries until timeout.
+func openWriter(ctx context.Context, db *sql.DB, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := db.PingContext(ctx)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return translate("open_writer", err)
+		}
+		select {
+		case <-ctx.Done():
+			return translate("open_writer", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // dsn sets every pragma in the DSN, so each new connection of a pool
@@ -227,6 +249,31 @@ func (s *Store) inTx(ctx context.Context, name string, fn func(tx *sql.Tx) error
 	return s.observe(ctx, name+"_commit", "COMMIT", tx.Commit)
 }
 
+// txExec runs the statement named name in tx. Statements in a
+// transaction are not prepared through the writer pool: its one
+// connection is the transaction's until it ends.
+func (s *Store) txExec(ctx context.Context, tx *sql.Tx, name, query string, args ...any) (sql.Result, error) {
+	var res sql.Result
+	err := s.observe(ctx, name, query, func() error {
+		var err error
+		res, err = tx.ExecContext(ctx, query, args...)
+		return err
+	})
+	return res, err
+}
+
+// txExecOne is txExec for an UPDATE or DELETE that must match a row:
+// none is store.ErrNotFound.
+func (s *Store) txExecOne(ctx context.Context, tx *sql.Tx, name, query string, args ...any) error {
+	return s.observe(ctx, name, query, func() error {
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		return affectedOne(res)
+	})
+}
+
 // translate maps driver errors to the store's sentinels and names the
 // query. The driver's message is kept as text, not as a wrapped error,
 // so callers cannot come to depend on driver types.
@@ -237,20 +284,35 @@ func translate(name string, err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("sqlite %s: %w", name, store.ErrNotFound)
 	}
+	if isBusy(err) {
+		return fmt.Errorf("sqlite %s: %w (%v)", name, store.ErrBusy, err)
+	}
 	var serr *sqlite.Error
 	if errors.As(err, &serr) {
-		// Extended result codes are on: the primary code is the low byte.
 		switch code := serr.Code(); {
-		case code&0xff == sqlite3.SQLITE_BUSY, code&0xff == sqlite3.SQLITE_LOCKED:
-			return fmt.Errorf("sqlite %s: %w (%v)", name, store.ErrBusy, err)
 		case code == sqlite3.SQLITE_CONSTRAINT_UNIQUE, code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
 			return fmt.Errorf("sqlite %s: %w (%v)", name, store.ErrConflict, err)
 		case code == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
-			// The one foreign key is sessions.user_id: the user is gone.
+			// Every foreign key names a parent row (the user of a session
+			// or photo, the photo of an idempotency key): it is gone.
 			return fmt.Errorf("sqlite %s: %w (%v)", name, store.ErrNotFound, err)
+		case code == sqlite3.SQLITE_CONSTRAINT_CHECK:
+			// A value outside its column's domain, such as a photo status.
+			return fmt.Errorf("sqlite %s: %w (%v)", name, store.ErrInvalid, err)
 		}
 	}
 	return fmt.Errorf("sqlite %s: %w", name, err)
+}
+
+// isBusy reports whether err is the driver's SQLITE_BUSY or SQLITE_LOCKED.
+func isBusy(err error) bool {
+	var serr *sqlite.Error
+	if !errors.As(err, &serr) {
+		return false
+	}
+	// Extended result codes are on: the primary code is the low byte.
+	code := serr.Code() & 0xff
+	return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
 }
 
 // affectedOne turns an UPDATE or DELETE that matched no row into
@@ -264,6 +326,38 @@ func affectedOne(res sql.Result) error {
 		return sql.ErrNoRows
 	}
 	return nil
+}
+
+// queryOne runs the one-row query named name, prepared on p, and scans
+// its row. No row is store.ErrNotFound.
+func queryOne[T any](ctx context.Context, s *Store, p *pool, name, query string, scan func(scanner, *T) error, args ...any) (T, error) {
+	var v T
+	err := s.run(ctx, p, name, query, func(st *sql.Stmt) error {
+		return scan(st.QueryRowContext(ctx, args...), &v)
+	})
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return v, nil
+}
+
+// queryAll runs the query named name, prepared on p, and scans every
+// row, as collect does.
+func queryAll[T any](ctx context.Context, s *Store, p *pool, name, query string, scan func(scanner, *T) error, args ...any) ([]T, error) {
+	var vs []T
+	err := s.run(ctx, p, name, query, func(st *sql.Stmt) error {
+		rows, err := st.QueryContext(ctx, args...)
+		if err != nil {
+			return err
+		}
+		vs, err = collect(rows, scan)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return vs, nil
 }
 
 // scanner is a *sql.Row or *sql.Rows.

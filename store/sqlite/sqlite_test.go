@@ -252,7 +252,7 @@ func TestBusy(t *testing.T) {
 		{"CreateSession", func(ctx context.Context) error {
 			return s.CreateSession(ctx, store.Session{TokenHash: newID(t), UserID: u.ID, CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)})
 		}},
-		{"DeleteUser", func(ctx context.Context) error { return s.DeleteUser(ctx, u.ID) }},
+		{"DeleteUser", func(ctx context.Context) error { return s.DeleteUser(ctx, store.DeleteUserParams{ID: u.ID}) }},
 	}
 	for _, w := range writes {
 		start := time.Now()

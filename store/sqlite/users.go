@@ -17,17 +17,26 @@ const (
 	insertUserSQL = `INSERT INTO users (id, handle, handle_key, display_name, password_hash, created_at, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?)`
 	userByIDSQL    = `SELECT ` + userColumns + ` FROM users WHERE id = ?`
-	userExistsSQL  = `SELECT 1 FROM users WHERE id = ?`
 	listUsersSQL   = `SELECT ` + userColumns + ` FROM users WHERE id > ? ORDER BY id LIMIT ?`
 	credentialsSQL = `SELECT id, password_hash FROM users WHERE handle_key = ?`
-	// A NULL argument leaves its column alone; ?5 = 0 skips the version check.
+	// A NULL argument leaves its column alone; ?5 = 0 skips the version
+	// check; ?6 = '' clears the avatar, and any other avatar must be a
+	// ready photo of the user, checked in this same statement.
 	updateUserSQL = `UPDATE users SET
 	display_name = coalesce(?2, display_name),
 	bio = coalesce(?3, bio),
+	avatar_id = CASE WHEN ?6 IS NULL THEN avatar_id ELSE nullif(?6, '') END,
 	updated_at = ?4,
 	version = version + 1
 WHERE id = ?1 AND (?5 = 0 OR version = ?5)
+	AND (coalesce(?6, '') = '' OR EXISTS (
+		SELECT 1 FROM photos WHERE id = ?6 AND owner_id = ?1 AND status = 'ready'))
 RETURNING ` + userColumns
+	// Why updateUserSQL matched no row: the user's version, and whether
+	// the avatar asked for ('' for none) would do.
+	updateCheckSQL = `SELECT version, ?2 = '' OR EXISTS (
+	SELECT 1 FROM photos WHERE id = ?2 AND owner_id = users.id AND status = 'ready')
+FROM users WHERE id = ?1`
 	setPasswordSQL         = `UPDATE users SET password_hash = ? WHERE id = ?`
 	revokeOtherSessionsSQL = `DELETE FROM sessions WHERE user_id = ? AND token_hash <> ?`
 	deleteUserSQL          = `DELETE FROM users WHERE id = ?`
@@ -73,14 +82,7 @@ func (s *Store) CreateUser(ctx context.Context, p store.CreateUserParams) (store
 // User returns one user, or store.ErrNotFound. Both freshness levels read
 // the reader pool, which sees every committed write.
 func (s *Store) User(ctx context.Context, p store.UserParams) (store.User, error) {
-	var u store.User
-	err := s.run(ctx, s.reader, "users_by_id", userByIDSQL, func(st *sql.Stmt) error {
-		return scanUser(st.QueryRowContext(ctx, p.ID), &u)
-	})
-	if err != nil {
-		return store.User{}, err
-	}
-	return u, nil
+	return queryOne(ctx, s, s.reader, "users_by_id", userByIDSQL, scanUser, p.ID)
 }
 
 // ListUsers returns up to p.Limit users with ID > p.AfterID in ID order,
@@ -90,19 +92,7 @@ func (s *Store) ListUsers(ctx context.Context, p store.ListUsersParams) ([]store
 		// SQLite reads a negative LIMIT as no limit at all.
 		return nil, fmt.Errorf("sqlite users_list: limit %d: %w", p.Limit, store.ErrInvalid)
 	}
-	var users []store.User
-	err := s.run(ctx, s.reader, "users_list", listUsersSQL, func(st *sql.Stmt) error {
-		rows, err := st.QueryContext(ctx, p.AfterID, p.Limit)
-		if err != nil {
-			return err
-		}
-		users, err = collect(rows, scanUser)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return users, nil
+	return queryAll(ctx, s, s.reader, "users_list", listUsersSQL, scanUser, p.AfterID, p.Limit)
 }
 
 // Credentials looks a user up by handle, case-insensitively, for a login.
@@ -120,30 +110,64 @@ func (s *Store) Credentials(ctx context.Context, handle string) (store.Credentia
 
 // UpdateUser applies the non-nil fields, bumps Version and UpdatedAt in
 // one statement, and returns the new row. store.ErrNotFound if the user
-// is gone; store.ErrVersionMismatch if p.IfVersion is set and differs.
+// is gone; store.ErrVersionMismatch if p.IfVersion is set and differs;
+// store.ErrInvalid if p.AvatarID names anything but a ready photo of the
+// user ("" clears the avatar).
 func (s *Store) UpdateUser(ctx context.Context, p store.UpdateUserParams) (store.User, error) {
 	var u store.User
 	err := s.run(ctx, s.writer, "users_update", updateUserSQL, func(st *sql.Stmt) error {
-		row := st.QueryRowContext(ctx, p.ID, p.DisplayName, p.Bio, formatTime(p.Now), p.IfVersion)
+		row := st.QueryRowContext(ctx, p.ID, p.DisplayName, p.Bio, formatTime(p.Now), p.IfVersion, p.AvatarID)
 		return scanUser(row, &u)
 	})
-	if errors.Is(err, store.ErrNotFound) && p.IfVersion != 0 {
-		// No row matched: a missing user or a stale version. This second
-		// read needs no transaction around the update: IDs are never
-		// reused, so a user that exists now existed then, at another
-		// version; one deleted since is not found either way.
-		err = s.run(ctx, s.reader, "users_exists", userExistsSQL, func(st *sql.Stmt) error {
-			var one int
-			return st.QueryRowContext(ctx, p.ID).Scan(&one)
-		})
-		if err == nil {
-			err = fmt.Errorf("sqlite users_update: version %d: %w", p.IfVersion, store.ErrVersionMismatch)
-		}
+	if errors.Is(err, store.ErrNotFound) && (p.IfVersion != 0 || avatarOf(p) != "") {
+		// Not only a missing user can match no row.
+		err = s.whyNoUpdate(ctx, p)
 	}
 	if err != nil {
 		return store.User{}, err
 	}
 	return u, nil
+}
+
+// whyNoUpdate tells why UpdateUser matched no row. This second read needs
+// no transaction around the update: IDs are never reused, so a user that
+// exists now existed then; one deleted since is not found either way.
+// Versions only grow, so a version that differs now is one that differed
+// then or was bumped meanwhile; a photo once ready stays ready until it
+// is deleted. Only a write landing between the two statements can make
+// the answer ErrVersionMismatch where it was ErrInvalid, or the reverse:
+// either way the caller has to read the profile again.
+func (s *Store) whyNoUpdate(ctx context.Context, p store.UpdateUserParams) error {
+	avatar := avatarOf(p)
+	var (
+		version  int64
+		avatarOK bool
+	)
+	err := s.run(ctx, s.reader, "users_update_check", updateCheckSQL, func(st *sql.Stmt) error {
+		return st.QueryRowContext(ctx, p.ID, avatar).Scan(&version, &avatarOK)
+	})
+	switch {
+	case err != nil:
+		return err
+	case p.IfVersion != 0 && version != p.IfVersion:
+		return fmt.Errorf("sqlite users_update: version %d: %w", p.IfVersion, store.ErrVersionMismatch)
+	case !avatarOK:
+		return fmt.Errorf("sqlite users_update: avatar %q is not a ready photo of the user: %w", avatar, store.ErrInvalid)
+	case p.IfVersion != 0:
+		// Both hold now: the version asked for was still to come.
+		return fmt.Errorf("sqlite users_update: version %d: %w", p.IfVersion, store.ErrVersionMismatch)
+	default:
+		// The avatar became ready after the update refused it.
+		return fmt.Errorf("sqlite users_update: avatar %q was not ready: %w", avatar, store.ErrInvalid)
+	}
+}
+
+// avatarOf is the avatar p sets, "" when it sets none or clears it.
+func avatarOf(p store.UpdateUserParams) string {
+	if p.AvatarID == nil {
+		return ""
+	}
+	return *p.AvatarID
 }
 
 // SetPassword replaces the hash and revokes every session of the user
@@ -152,31 +176,39 @@ func (s *Store) UpdateUser(ctx context.Context, p store.UpdateUserParams) (store
 // unused). store.ErrNotFound if the user is gone.
 func (s *Store) SetPassword(ctx context.Context, p store.SetPasswordParams) error {
 	return s.inTx(ctx, "users_set_password", func(tx *sql.Tx) error {
-		err := s.observe(ctx, "users_set_password", setPasswordSQL, func() error {
-			res, err := tx.ExecContext(ctx, setPasswordSQL, p.PasswordHash, p.UserID)
-			if err != nil {
-				return err
-			}
-			return affectedOne(res)
-		})
-		if err != nil {
+		if err := s.txExecOne(ctx, tx, "users_set_password", setPasswordSQL, p.PasswordHash, p.UserID); err != nil {
 			return err
 		}
-		return s.observe(ctx, "sessions_revoke_others", revokeOtherSessionsSQL, func() error {
-			_, err := tx.ExecContext(ctx, revokeOtherSessionsSQL, p.UserID, p.KeepTokenHash)
-			return err
-		})
+		_, err := s.txExec(ctx, tx, "sessions_revoke_others", revokeOtherSessionsSQL, p.UserID, p.KeepTokenHash)
+		return err
 	})
 }
 
-// DeleteUser removes the user; the foreign key cascades to their
-// sessions. store.ErrNotFound if the user does not exist.
-func (s *Store) DeleteUser(ctx context.Context, id string) error {
-	return s.run(ctx, s.writer, "users_delete", deleteUserSQL, func(st *sql.Stmt) error {
-		res, err := st.ExecContext(ctx, id)
-		if err != nil {
+// DeleteUser removes the user, their events and, by the foreign keys'
+// cascades, their sessions, photos and idempotency keys, in one
+// transaction; there it also enqueues p.Cleanup with the media keys of
+// every photo, when there are any. store.ErrNotFound if the user does
+// not exist.
+func (s *Store) DeleteUser(ctx context.Context, p store.DeleteUserParams) error {
+	return s.inTx(ctx, "users_delete", func(tx *sql.Tx) error {
+		var keys []string
+		if p.Cleanup != nil {
+			// Before the cascade takes the photos with the user.
+			var err error
+			if keys, err = s.ownerPhotoKeys(ctx, tx, p.ID); err != nil {
+				return err
+			}
+		}
+		if err := s.txExecOne(ctx, tx, "users_delete", deleteUserSQL, p.ID); err != nil {
 			return err
 		}
-		return affectedOne(res)
+		// Events have no foreign key: a photo's outlive it, not its owner's.
+		if _, err := s.txExec(ctx, tx, "events_delete_by_user", deleteUserEventsSQL, p.ID); err != nil {
+			return err
+		}
+		if len(keys) == 0 {
+			return nil
+		}
+		return s.sendTx(ctx, tx, p.Cleanup(keys))
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -35,6 +36,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	}{
 		{"Users", userCases()},
 		{"Sessions", sessionCases()},
+		{"Photos", photoCases()},
+		{"Events", eventCases()},
 		{"Store", storeCases()},
 	}
 	for _, g := range groups {
@@ -57,6 +60,7 @@ func storeCases() []testCase {
 				t.Fatalf("Ping: %v", err)
 			}
 		}},
+		{"InvalidLimits", testInvalidLimits},
 		{"CallsAfterCloseFail", func(t *testing.T, s store.Store) {
 			if err := s.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
@@ -70,6 +74,35 @@ func storeCases() []testCase {
 				t.Error("User after Close: got nil error")
 			}
 		}},
+	}
+}
+
+// testInvalidLimits: every paged read refuses a limit below 1 with
+// ErrInvalid, rather than reading it as no limit as SQL LIMIT may.
+func testInvalidLimits(t *testing.T, s store.Store) {
+	u := mustCreateUser(t, s, "Alice")
+	ctx := t.Context()
+	lists := []struct {
+		name string
+		list func(limit int) error
+	}{
+		{"ListUsers", func(limit int) error {
+			_, err := s.ListUsers(ctx, store.ListUsersParams{Limit: limit})
+			return err
+		}},
+		{"ListPhotos", func(limit int) error {
+			_, err := s.ListPhotos(ctx, store.ListPhotosParams{OwnerID: u.ID, Limit: limit})
+			return err
+		}},
+		{"Events", func(limit int) error {
+			_, err := s.Events(ctx, store.EventsParams{UserID: u.ID, Limit: limit})
+			return err
+		}},
+	}
+	for _, l := range lists {
+		for _, limit := range []int{0, -1} {
+			wantErr(t, fmt.Sprintf("%s(limit %d)", l.name, limit), l.list(limit), store.ErrInvalid)
+		}
 	}
 }
 
@@ -141,7 +174,18 @@ func wantErr(t *testing.T, what string, err, want error) {
 // must be in UTC and are compared as instants.
 func checkRow[T comparable](t *testing.T, what string, got, want T, times func(*T) []*time.Time) {
 	t.Helper()
-	gotTimes, wantTimes := times(&got), times(&want)
+	checkTimes(t, what, &got, &want, times)
+	if got != want {
+		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
+	}
+}
+
+// checkTimes fails unless the times of got that times points at are in
+// UTC and equal want's as instants. It then copies want's into got, so
+// the caller can compare the rest with ==.
+func checkTimes[T any](t *testing.T, what string, got, want *T, times func(*T) []*time.Time) {
+	t.Helper()
+	gotTimes, wantTimes := times(got), times(want)
 	for i, gt := range gotTimes {
 		if gt.Location() != time.UTC {
 			t.Errorf("%s: time %d is in %v, want UTC", what, i, gt.Location())
@@ -149,10 +193,7 @@ func checkRow[T comparable](t *testing.T, what string, got, want T, times func(*
 		if !gt.Equal(*wantTimes[i]) {
 			t.Errorf("%s: time %d is %v, want %v", what, i, *gt, *wantTimes[i])
 		}
-		*gt = *wantTimes[i] // compared; let == check the rest
-	}
-	if got != want {
-		t.Errorf("%s:\n got %+v\nwant %+v", what, got, want)
+		*gt = *wantTimes[i]
 	}
 }
 

@@ -1,0 +1,47 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"onebox/store"
+)
+
+const (
+	insertEventSQL = `INSERT INTO events (user_id, photo_id, created_at) VALUES (?, ?, ?)`
+	// The (user_id, id) index seeks to AfterID; the photo is a filter.
+	eventsAfterSQL = `SELECT id, user_id, photo_id, created_at FROM events
+WHERE user_id = ?1 AND id > ?2 AND (?3 = '' OR photo_id = ?3)
+ORDER BY id LIMIT ?4`
+	lastEventIDSQL      = `SELECT coalesce(max(id), 0) FROM events WHERE user_id = ?`
+	deleteUserEventsSQL = `DELETE FROM events WHERE user_id = ?`
+)
+
+// insertEvent records, in tx, that photoID of userID changed at now
+// (formatted by formatTime).
+func (s *Store) insertEvent(ctx context.Context, tx *sql.Tx, userID, photoID, now string) error {
+	_, err := s.txExec(ctx, tx, "events_insert", insertEventSQL, userID, photoID, now)
+	return err
+}
+
+func scanEvent(r scanner, ev *store.Event) error {
+	return r.Scan(&ev.ID, &ev.UserID, &ev.PhotoID, textTime{&ev.CreatedAt})
+}
+
+// Events returns up to p.Limit events of p.UserID (of p.PhotoID only, if
+// set) with ID > p.AfterID, oldest first. It reads the reader pool, which
+// sees every committed event. store.ErrInvalid if p.Limit < 1.
+func (s *Store) Events(ctx context.Context, p store.EventsParams) ([]store.Event, error) {
+	if p.Limit < 1 {
+		// SQLite reads a negative LIMIT as no limit at all.
+		return nil, fmt.Errorf("sqlite events_after: limit %d: %w", p.Limit, store.ErrInvalid)
+	}
+	return queryAll(ctx, s, s.reader, "events_after", eventsAfterSQL, scanEvent, p.UserID, p.AfterID, p.PhotoID, p.Limit)
+}
+
+// LastEventID is the newest event id of userID, 0 if there is none (an
+// unknown user has none).
+func (s *Store) LastEventID(ctx context.Context, userID string) (int64, error) {
+	return queryOne(ctx, s, s.reader, "events_last_id", lastEventIDSQL, scanValue[int64], userID)
+}

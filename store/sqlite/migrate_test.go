@@ -1,0 +1,91 @@
+package sqlite_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	jobsqlite "onebox/jobs/sqlite"
+	"onebox/store"
+	"onebox/store/sqlite"
+)
+
+func TestLoadMigrations(t *testing.T) {
+	t.Parallel()
+	files := func(names ...string) fstest.MapFS {
+		fsys := fstest.MapFS{}
+		for _, n := range names {
+			fsys["migrations/"+n] = &fstest.MapFile{Data: []byte("CREATE TABLE t (x)")}
+		}
+		return fsys
+	}
+	goSQL := func(name string) [2]string { return [2]string{name, "CREATE TABLE g (x)"} }
+	tests := []struct {
+		name string
+		fsys fstest.MapFS
+		goms map[int][2]string
+		want []string // nil: an error
+	}{
+		{"files only", files("0001_a.sql", "0002_b.sql"), nil, []string{"0001_a", "0002_b"}},
+		{"go between files", files("0001_a.sql", "0003_c.sql"), map[int][2]string{2: goSQL("b")}, []string{"0001_a", "0002_b", "0003_c"}},
+		{"go last", files("0001_a.sql"), map[int][2]string{2: goSQL("b")}, []string{"0001_a", "0002_b"}},
+		{"gap", files("0001_a.sql", "0003_c.sql"), nil, nil},
+		{"not from 1", files("0002_b.sql"), nil, nil},
+		{"file and go share a version", files("0001_a.sql", "0002_b.sql"), map[int][2]string{2: goSQL("b")}, nil},
+		{"go without SQL", files("0001_a.sql"), map[int][2]string{2: {"b", " \n"}}, nil},
+		{"bad name", files("0001_a.sql", "2_b.sql"), nil, nil},
+	}
+	for _, tt := range tests {
+		got, err := sqlite.LoadMigrations(tt.fsys, tt.goms)
+		switch {
+		case tt.want == nil && err == nil:
+			t.Errorf("%s: got %v, want an error", tt.name, got)
+		case tt.want != nil && (err != nil || !slices.Equal(got, tt.want)):
+			t.Errorf("%s: got %v, %v; want %v", tt.name, got, err, tt.want)
+		}
+	}
+}
+
+// TestMigrateFromVersion1 upgrades a database made before the photos:
+// its users survive, and the later versions, the Go-supplied one among
+// them, are applied and recorded once.
+func TestMigrateFromVersion1(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "onebox.db")
+	v1, err := os.ReadFile("migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := openRaw(t, path, 0)
+	for _, q := range []string{
+		`CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT '') STRICT`,
+		string(v1),
+		`INSERT INTO schema_migrations (version, name) VALUES (1, 'init')`,
+		`INSERT INTO users (id, handle, handle_key, display_name, password_hash, created_at, updated_at)
+VALUES ('u1', 'Old', 'old', 'Old', 'x', '2024-01-01T00:00:00.000000000Z', '2024-01-01T00:00:00.000000000Z')`,
+	} {
+		if _, err := db.ExecContext(t.Context(), q); err != nil {
+			t.Fatalf("%.40s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s := mustNew(t, sqlite.Options{Path: path})
+	if got, want := migrationRows(t, path), expectedMigrationRows(t); got != want {
+		t.Errorf("schema_migrations version:rows = %v, want %v", got, want)
+	}
+	var name string
+	if err := openRaw(t, path, time.Second).QueryRowContext(t.Context(),
+		`SELECT name FROM schema_migrations WHERE version = 3`).Scan(&name); err != nil || name != "jobs" {
+		t.Errorf("migration 3 is %q (%v), want the job queue's schema", name, err)
+	}
+	p := photoParams(t, "u1")
+	mustCreatePhoto(t, s, p)
+	wantJobs(t, s.Queue(jobsqlite.Options{}), processKind, p.Job)
+	if _, err := s.User(t.Context(), store.UserParams{ID: "u1"}); err != nil {
+		t.Errorf("user of version 1: %v", err)
+	}
+}

@@ -1,0 +1,279 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"onebox/store"
+)
+
+// photoColumns is what scanPhoto reads, in its order.
+const photoColumns = `id, owner_id, status, reason, width, height, original_key, content_type, size, variants, created_at, updated_at`
+
+const (
+	insertPhotoSQL = `INSERT INTO photos (id, owner_id, status, original_key, content_type, size, created_at, updated_at)
+VALUES (?1, ?2, 'processing', ?3, ?4, ?5, ?6, ?6)
+RETURNING ` + photoColumns
+	insertIdempotencySQL  = `INSERT INTO photo_idempotency (owner_id, key, photo_id, created_at) VALUES (?, ?, ?, ?)`
+	photoByIdempotencySQL = `SELECT ` + photoColumns + ` FROM photos
+WHERE id = (SELECT photo_id FROM photo_idempotency WHERE owner_id = ? AND key = ?)`
+	photoByIDSQL = `SELECT ` + photoColumns + ` FROM photos WHERE id = ?`
+	// The first page and the later ones are two statements: with
+	// (?4 = '' OR id < ?4) the planner could not seek to ?4 in the
+	// (owner_id, id) index, and every page would scan all newer photos.
+	photosByOwnerSQL = `SELECT ` + photoColumns + ` FROM photos
+WHERE owner_id = ?1 AND (?2 = 0 OR status = 'ready')
+ORDER BY id DESC LIMIT ?3`
+	photosByOwnerBeforeSQL = `SELECT ` + photoColumns + ` FROM photos
+WHERE owner_id = ?1 AND (?2 = 0 OR status = 'ready') AND id < ?4
+ORDER BY id DESC LIMIT ?3`
+	finishPhotoSQL = `UPDATE photos SET status = ?2, reason = ?3, width = ?4, height = ?5, variants = ?6, updated_at = ?7
+WHERE id = ?1 AND status = 'processing'
+RETURNING ` + photoColumns
+	deletePhotoSQL = `DELETE FROM photos WHERE id = ? AND owner_id = ? RETURNING ` + photoColumns
+	// Clearing the avatar is a profile change, so it bumps the version.
+	clearAvatarSQL = `UPDATE users SET avatar_id = NULL, updated_at = ?3, version = version + 1
+WHERE id = ?1 AND avatar_id = ?2`
+	photoKeysByOwnerSQL = `SELECT original_key, variants FROM photos WHERE owner_id = ?`
+)
+
+func scanPhoto(r scanner, ph *store.Photo) error {
+	return r.Scan(&ph.ID, &ph.OwnerID, &ph.Status, &ph.Reason, &ph.Width, &ph.Height,
+		&ph.OriginalKey, &ph.ContentType, &ph.Size, jsonVariants{&ph.Variants},
+		textTime{&ph.CreatedAt}, textTime{&ph.UpdatedAt})
+}
+
+// variantJSON is the stored form of a store.Variant. The column's format
+// belongs to this package, not to the domain type's field names; a field
+// added to store.Variant breaks the conversions until it is added here.
+type variantJSON struct {
+	Name        string `json:"name"`
+	Key         string `json:"key"`
+	Width       int    `json:"width"`
+	Height      int    `json:"height"`
+	Size        int64  `json:"size"`
+	ContentType string `json:"content_type"`
+}
+
+// formatVariants is the variants column's JSON array; "[]" for none.
+func formatVariants(vs []store.Variant) (string, error) {
+	out := make([]variantJSON, len(vs))
+	for i, v := range vs {
+		out[i] = variantJSON(v)
+	}
+	b, err := json.Marshal(out)
+	return string(b), err
+}
+
+// jsonVariants scans a column written by formatVariants. No variants
+// scan as nil.
+type jsonVariants struct{ vs *[]store.Variant }
+
+func (jv jsonVariants) Scan(src any) error {
+	s, ok := src.(string)
+	if !ok {
+		return fmt.Errorf("variants column: got %T, want TEXT", src)
+	}
+	var in []variantJSON
+	if err := json.Unmarshal([]byte(s), &in); err != nil {
+		return fmt.Errorf("variants column: %w", err)
+	}
+	*jv.vs = nil
+	for _, v := range in {
+		*jv.vs = append(*jv.vs, store.Variant(v))
+	}
+	return nil
+}
+
+// photoKeys lists a photo's media keys: the original, then its variants.
+func photoKeys(original string, variants []store.Variant) []string {
+	keys := make([]string, 0, 1+len(variants))
+	if original != "" {
+		keys = append(keys, original)
+	}
+	for _, v := range variants {
+		if v.Key != "" {
+			keys = append(keys, v.Key)
+		}
+	}
+	return keys
+}
+
+// txPhoto runs a query named name in tx that returns at most one photo.
+// No row is store.ErrNotFound.
+func (s *Store) txPhoto(ctx context.Context, tx *sql.Tx, name, query string, args ...any) (store.Photo, error) {
+	var ph store.Photo
+	err := s.observe(ctx, name, query, func() error {
+		return scanPhoto(tx.QueryRowContext(ctx, query, args...), &ph)
+	})
+	return ph, err
+}
+
+// CreatePhoto inserts a processing photo with its idempotency key, its
+// event and p.Job, in one transaction. The job is sent first: everything
+// after it can still fail (a taken ID is store.ErrConflict, a gone owner
+// store.ErrNotFound) and then rolls the job back with the rest. With a
+// key the owner already used, it writes nothing and returns the earlier
+// photo with created false; the key goes with its photo, so once that is
+// deleted the same key creates a new one.
+func (s *Store) CreatePhoto(ctx context.Context, p store.CreatePhotoParams) (ph store.Photo, created bool, err error) {
+	in := p.Photo
+	err = s.inTx(ctx, "photos_create", func(tx *sql.Tx) error {
+		if p.IdempotencyKey != "" {
+			// Inside the transaction: a concurrent retry with the same key
+			// waits for this one's lock, then finds its photo here.
+			prev, err := s.txPhoto(ctx, tx, "photos_by_idempotency_key", photoByIdempotencySQL, in.OwnerID, p.IdempotencyKey)
+			if err == nil {
+				ph = prev
+				return nil
+			}
+			if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		if err := s.sendTx(ctx, tx, p.Job); err != nil {
+			return err
+		}
+		now := formatTime(in.CreatedAt)
+		var err error
+		ph, err = s.txPhoto(ctx, tx, "photos_insert", insertPhotoSQL,
+			in.ID, in.OwnerID, in.OriginalKey, in.ContentType, in.Size, now)
+		if err != nil {
+			return err
+		}
+		created = true
+		if p.IdempotencyKey != "" {
+			_, err := s.txExec(ctx, tx, "photo_idempotency_insert", insertIdempotencySQL, in.OwnerID, p.IdempotencyKey, in.ID, now)
+			if err != nil {
+				return err
+			}
+		}
+		return s.insertEvent(ctx, tx, ph.OwnerID, ph.ID, now)
+	})
+	if err != nil {
+		return store.Photo{}, false, err
+	}
+	return ph, created, nil
+}
+
+// Photo returns one photo, or store.ErrNotFound. Both freshness levels
+// read the reader pool, which sees every committed write.
+func (s *Store) Photo(ctx context.Context, p store.PhotoParams) (store.Photo, error) {
+	return queryOne(ctx, s, s.reader, "photos_by_id", photoByIDSQL, scanPhoto, p.ID)
+}
+
+// ListPhotos returns up to p.Limit photos of p.OwnerID with ID <
+// p.BeforeID, newest (highest UUIDv7) first, only ready ones with
+// p.ReadyOnly. store.ErrInvalid if p.Limit < 1.
+func (s *Store) ListPhotos(ctx context.Context, p store.ListPhotosParams) ([]store.Photo, error) {
+	name, query, args := "photos_by_owner", photosByOwnerSQL, []any{p.OwnerID, p.ReadyOnly, p.Limit}
+	if p.BeforeID != "" {
+		name, query, args = "photos_by_owner_before", photosByOwnerBeforeSQL, append(args, p.BeforeID)
+	}
+	if p.Limit < 1 {
+		// SQLite reads a negative LIMIT as no limit at all.
+		return nil, fmt.Errorf("sqlite %s: limit %d: %w", name, p.Limit, store.ErrInvalid)
+	}
+	return queryAll(ctx, s, s.reader, name, query, scanPhoto, args...)
+}
+
+// FinishPhoto moves a processing photo to p.Status and writes its event,
+// in one transaction. A photo already finished is returned as it is, with
+// no event: a retried pipeline job changes nothing. store.ErrInvalid
+// unless p.Status is ready or rejected; store.ErrNotFound if the photo is
+// gone.
+func (s *Store) FinishPhoto(ctx context.Context, p store.FinishPhotoParams) (store.Photo, error) {
+	if p.Status != store.PhotoReady && p.Status != store.PhotoRejected {
+		return store.Photo{}, fmt.Errorf("sqlite photos_finish: status %q: %w", p.Status, store.ErrInvalid)
+	}
+	variants, err := formatVariants(p.Variants)
+	if err != nil {
+		return store.Photo{}, fmt.Errorf("sqlite photos_finish: %w", err)
+	}
+	var ph store.Photo
+	err = s.inTx(ctx, "photos_finish", func(tx *sql.Tx) error {
+		now := formatTime(p.Now)
+		var err error
+		ph, err = s.txPhoto(ctx, tx, "photos_finish", finishPhotoSQL,
+			p.ID, p.Status, p.Reason, p.Width, p.Height, variants, now)
+		if errors.Is(err, store.ErrNotFound) {
+			// Not processing: finished already (then it stays as it is), or gone.
+			ph, err = s.txPhoto(ctx, tx, "photos_by_id", photoByIDSQL, p.ID)
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		return s.insertEvent(ctx, tx, ph.OwnerID, ph.ID, now)
+	})
+	if err != nil {
+		return store.Photo{}, err
+	}
+	return ph, nil
+}
+
+// DeletePhoto removes the photo, clears it as its owner's avatar (bumping
+// the profile's version and UpdatedAt), writes its event and enqueues
+// p.Cleanup with the photo's keys, in one transaction. It returns the
+// deleted photo and whether the avatar was cleared. store.ErrNotFound
+// unless p.OwnerID has that photo.
+func (s *Store) DeletePhoto(ctx context.Context, p store.DeletePhotoParams) (ph store.Photo, avatarCleared bool, err error) {
+	err = s.inTx(ctx, "photos_delete", func(tx *sql.Tx) error {
+		var err error
+		// The owner check is part of the DELETE: another user's photo is
+		// not found.
+		ph, err = s.txPhoto(ctx, tx, "photos_delete", deletePhotoSQL, p.ID, p.OwnerID)
+		if err != nil {
+			return err
+		}
+		now := formatTime(p.Now)
+		res, err := s.txExec(ctx, tx, "users_clear_avatar", clearAvatarSQL, ph.OwnerID, ph.ID, now)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		avatarCleared = n > 0
+		if err := s.insertEvent(ctx, tx, ph.OwnerID, ph.ID, now); err != nil {
+			return err
+		}
+		if p.Cleanup == nil {
+			return nil
+		}
+		return s.sendTx(ctx, tx, p.Cleanup(photoKeys(ph.OriginalKey, ph.Variants)))
+	})
+	if err != nil {
+		return store.Photo{}, false, err
+	}
+	return ph, avatarCleared, nil
+}
+
+// ownerPhotoKeys lists the media keys of every photo of ownerID, in tx.
+func (s *Store) ownerPhotoKeys(ctx context.Context, tx *sql.Tx, ownerID string) ([]string, error) {
+	var keys []string
+	err := s.observe(ctx, "photos_keys_by_owner", photoKeysByOwnerSQL, func() error {
+		rows, err := tx.QueryContext(ctx, photoKeysByOwnerSQL, ownerID)
+		if err != nil {
+			return err
+		}
+		perPhoto, err := collect(rows, func(r scanner, keys *[]string) error {
+			var original string
+			var variants []store.Variant
+			if err := r.Scan(&original, jsonVariants{&variants}); err != nil {
+				return err
+			}
+			*keys = photoKeys(original, variants)
+			return nil
+		})
+		for _, k := range perPhoto {
+			keys = append(keys, k...)
+		}
+		return err
+	})
+	return keys, err
+}
