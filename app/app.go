@@ -8,12 +8,16 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"onebox/auth"
 	"onebox/cache"
+	"onebox/jobs"
+	"onebox/media"
+	"onebox/notify"
 	"onebox/ops"
 	"onebox/ratelimit"
 	"onebox/store"
@@ -26,9 +30,17 @@ type Deps struct {
 	Limiter ratelimit.Limiter
 	Hasher  *auth.Hasher
 	Health  *ops.Health
-	Logger  *slog.Logger
+	Media   media.Storage
+	Hub     notify.Hub
+	Queue   jobs.Queue // for the operator endpoints
+	Jobs    Notifier
 	Now     func() time.Time // default time.Now
+	Logger  *slog.Logger
 }
+
+// Notifier is told when a request enqueued work, so an in-process worker
+// can start at once instead of at its next poll.
+type Notifier interface{ Notify() }
 
 // Policies are the rate-limit classes routes belong to.
 type Policies struct {
@@ -46,6 +58,9 @@ type Options struct {
 	SessionTTL       time.Duration
 	RequestTimeout   time.Duration
 	MaxBodyBytes     int64
+	MaxUploadBytes   int64
+	MaxPixels        int64
+	UploadTimeout    time.Duration
 	Policies         Policies
 	TrustedProxies   []netip.Prefix
 	AccessLog        bool
@@ -57,12 +72,18 @@ type App struct {
 	limiter  ratelimit.Limiter
 	hasher   *auth.Hasher
 	health   *ops.Health
+	media    media.Storage
+	hub      notify.Hub
+	queue    jobs.Queue
+	jobs     Notifier
 	log      *slog.Logger
 	now      func() time.Time
 	opts     Options
 	profiles *cache.Aside // public profiles by user id
 	sessions *cache.Aside // sessions by token hash
 	echo     *echo.Echo
+	closing  chan struct{} // closed by Close: long streams end
+	closed   sync.Once
 
 	publicCacheControl string
 }
@@ -74,7 +95,8 @@ func New(d Deps, o Options) *App {
 	}
 	a := &App{
 		store: d.Store, limiter: d.Limiter, hasher: d.Hasher, health: d.Health,
-		log: d.Logger, now: d.Now, opts: o,
+		media: d.Media, hub: d.Hub, queue: d.Queue, jobs: d.Jobs, log: d.Logger, now: d.Now, opts: o,
+		closing:            make(chan struct{}),
 		publicCacheControl: "public, no-cache, s-maxage=" + seconds(o.ProfileSMaxAge),
 	}
 	a.profiles = cache.NewAside(d.Cache, cache.AsideOptions{TTL: o.CacheTTL, Jitter: 0.1, NegativeTTL: o.CacheNegativeTTL})
@@ -92,6 +114,10 @@ func New(d Deps, o Options) *App {
 
 // Handler serves the API.
 func (a *App) Handler() http.Handler { return a.echo }
+
+// Close ends the long-lived event streams, so a graceful shutdown is not
+// held up by them. Register it with http.Server.RegisterOnShutdown.
+func (a *App) Close() { a.closed.Do(func() { close(a.closing) }) }
 
 func (a *App) routes(e *echo.Echo) {
 	p := a.opts.Policies
@@ -112,6 +138,15 @@ func (a *App) routes(e *echo.Echo) {
 	v1.DELETE("/users/me", a.deleteMe, limited...)
 	v1.PUT("/users/me/password", a.changePassword, limited...)
 	v1.GET("/users/:id", a.getUser, limited...)
+	v1.GET("/users/:id/photos", a.listPhotos, limited...)
+	v1.GET("/photos/:id", a.getPhoto, limited...)
+	v1.DELETE("/photos/:id", a.deletePhoto, limited...)
+	// Uploads and streams set their own deadlines instead of the API's.
+	v1.POST("/photos", a.upload, a.guard(p.Upload, false))
+	streams := a.guard(p.API, false)
+	v1.GET("/photos/:id/events", a.photoEvents, streams)
+	v1.GET("/users/me/events", a.userEvents, streams)
+	e.GET("/media/*", a.serveMedia)
 }
 
 func seconds(d time.Duration) string {

@@ -85,3 +85,25 @@ func FuzzCursor(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUpload sends arbitrary bytes as a photo: the answer is a 202 or a
+// clean 4xx problem, never a 500, whatever the header claims.
+func FuzzUpload(f *testing.F) {
+	f.Add([]byte("\xff\xd8\xff\xe0\x00\x10JFIF\x00"))
+	f.Add(hugePNG())
+	f.Add([]byte("GIF89a\x01\x00\x01\x00\x00\x00\x00;"))
+	f.Add([]byte("RIFF\x1a\x00\x00\x00WEBPVP8 "))
+	f.Add([]byte("not an image"))
+	b := newBundle(f, func(s *setup) { s.noWorkers = true; s.opts.MaxUploadBytes = 1 << 20 })
+	_, token := b.signup("fuzzup")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req := httptest.NewRequest("POST", "/v1/photos", strings.NewReader(string(data)))
+		req.Header.Set("Content-Type", "image/png")
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := serve(b, req)
+		checkAnswer(t, rec, string(data))
+		if rec.Code != http.StatusAccepted && rec.Code >= 300 && (rec.Code < 400 || rec.Code >= 500) {
+			t.Fatalf("status %d", rec.Code)
+		}
+	})
+}

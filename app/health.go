@@ -23,11 +23,3 @@ func (a *App) ready(c echo.Context) error {
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 	return c.JSONBlob(status, mustJSON(rep))
 }
-
-// AdminHandler serves the operator listener: health for now; metrics and
-// the dashboard join it.
-func (a *App) AdminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /health/", a.echo)
-	return mux
-}

@@ -3,12 +3,15 @@ package app_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,7 +22,15 @@ import (
 	"onebox/auth"
 	"onebox/cache"
 	cachememory "onebox/cache/memory"
+	"onebox/imaging"
+	"onebox/jobs"
+	jobsqlite "onebox/jobs/sqlite"
+	"onebox/media"
+	medialocal "onebox/media/local"
+	"onebox/moderation/phash"
+	notifymemory "onebox/notify/memory"
 	"onebox/ops"
+	"onebox/pipeline"
 	"onebox/ratelimit"
 	limitmemory "onebox/ratelimit/memory"
 	"onebox/store"
@@ -34,6 +45,9 @@ type bundle struct {
 	store   *sqlite.Store
 	dbPath  string
 	health  *ops.Health
+	media   media.Storage
+	queue   jobs.Queue
+	admin   http.Handler
 	logs    *syncBuffer
 	queries sync.Map // query name → *atomic.Int64
 }
@@ -43,6 +57,8 @@ type setup struct {
 	noCache     bool
 	busyTimeout time.Duration
 	wrapStore   func(store.Store) store.Store
+	noWorkers   bool     // leave uploaded photos processing
+	blocked     []uint64 // moderation blocklist
 }
 
 func generous(name string) ratelimit.Policy {
@@ -53,6 +69,7 @@ func defaultOptions() app.Options {
 	return app.Options{
 		CacheTTL: time.Minute, CacheNegativeTTL: 5 * time.Second, ProfileSMaxAge: 10 * time.Second,
 		SessionTTL: time.Hour, RequestTimeout: 10 * time.Second, MaxBodyBytes: 4096, AccessLog: true,
+		MaxUploadBytes: 8 << 20, MaxPixels: 50_000_000, UploadTimeout: time.Minute,
 		Policies: app.Policies{API: generous("api"), Auth: generous("auth"), AuthHandle: generous("auth-handle"), Upload: generous("upload")},
 	}
 }
@@ -85,15 +102,41 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 		ss = s.wrapStore(st)
 	}
 	b.health = ops.NewHealth(ops.Check{Name: "database", Probe: st.Ping})
+	med, err := medialocal.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.media = med
+	hub := notifymemory.New()
+	log := slog.New(slog.NewJSONHandler(b.logs, nil))
+	queue := st.Queue(jobsqlite.Options{Logger: log})
+	b.queue = queue
+	pipe := pipeline.New(ss, med, phash.New(s.blocked, 0), hub, log, pipeline.Options{MaxPixels: s.opts.MaxPixels, JPEGQuality: 80, DecodeMemory: 1 << 30})
+	runner := jobs.NewRunner(queue, jobs.RunnerOptions{Logger: log, PollInterval: 20 * time.Millisecond, MaxPollInterval: 200 * time.Millisecond})
+	runner.Register(pipeline.KindProcess, pipe.Process, jobs.KindOptions{Concurrency: 2, MaxAttempts: 3, Timeout: time.Minute, Backoff: 50 * time.Millisecond})
+	runner.Register(pipeline.KindCleanup, pipe.Cleanup, jobs.KindOptions{Concurrency: 1, MaxAttempts: 3, Backoff: 50 * time.Millisecond})
 	a := app.New(app.Deps{
 		Store: ss, Cache: c, Limiter: limitmemory.New(limitmemory.Options{}),
 		Hasher: auth.NewHasher(auth.Params{Memory: 64, Time: 1, Threads: 1}, 4),
-		Health: b.health, Logger: slog.New(slog.NewJSONHandler(b.logs, nil)),
+		Health: b.health, Logger: log, Media: med, Hub: hub, Queue: queue, Jobs: runner,
 	}, s.opts)
 	b.handler = a.Handler()
-	srv := httptest.NewServer(b.handler)
+	b.admin = a.AdminHandler()
+	srv := httptest.NewUnstartedServer(b.handler)
+	srv.Config.RegisterOnShutdown(a.Close)
+	srv.Start()
 	t.Cleanup(srv.Close)
 	b.url = srv.URL
+	if !s.noWorkers {
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- runner.Run(ctx) }()
+		t.Cleanup(func() {
+			a.Close()
+			stop()
+			<-done
+		})
+	}
 	return b
 }
 
@@ -199,4 +242,26 @@ func mustPrefixes(t *testing.T, cidrs ...string) []netip.Prefix {
 		ps = append(ps, netip.MustParsePrefix(c))
 	}
 	return ps
+}
+
+func crc(typ string, data []byte) []byte {
+	c := crc32.NewIEEE()
+	c.Write([]byte(typ))
+	c.Write(data)
+	return binary.BigEndian.AppendUint32(nil, c.Sum32())
+}
+
+// mustHash is the perceptual hash of an image file, as the pipeline sees it.
+func mustHash(t *testing.T, path string) uint64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := imaging.Decode(context.Background(), f, 50_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return phash.Hash(img.Pixels)
 }

@@ -19,6 +19,7 @@ import (
 type FieldError struct {
 	Pointer   string `json:"pointer,omitempty"`
 	Parameter string `json:"parameter,omitempty"`
+	Header    string `json:"header,omitempty"`
 	Detail    string `json:"detail"`
 }
 

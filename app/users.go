@@ -15,19 +15,24 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"onebox/cache"
+	"onebox/ops"
+	"onebox/pipeline"
 	"onebox/store"
 )
 
 // profileJSON is a profile as the API shows it.
 type profileJSON struct {
-	ID          string    `json:"id"`
-	Handle      string    `json:"handle"`
-	DisplayName string    `json:"display_name"`
-	Bio         string    `json:"bio"`
-	AvatarID    *string   `json:"avatar_id"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
-	Version     int64     `json:"version"`
+	ID          string  `json:"id"`
+	Handle      string  `json:"handle"`
+	DisplayName string  `json:"display_name"`
+	Bio         string  `json:"bio"`
+	AvatarID    *string `json:"avatar_id"`
+	// Avatar lists the avatar's variants (for srcset) on single-profile
+	// answers; lists carry only avatar_id.
+	Avatar    []variantJSON `json:"avatar,omitempty"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+	Version   int64         `json:"version"`
 }
 
 func profile(u store.User) profileJSON {
@@ -46,6 +51,23 @@ func absent(err error) error {
 		return fmt.Errorf("%w: %w", cache.ErrAbsent, err)
 	}
 	return err
+}
+
+// fullProfile is profile plus the avatar's variant URLs.
+func (a *App) fullProfile(ctx context.Context, u store.User) (profileJSON, error) {
+	p := profile(u)
+	if u.AvatarID == "" {
+		return p, nil
+	}
+	ph, err := a.store.Photo(ctx, store.PhotoParams{ID: u.AvatarID, Freshness: store.MayBeStale})
+	if errors.Is(err, store.ErrNotFound) {
+		return p, nil // deleted a moment ago; the profile's next version drops it
+	}
+	if err != nil {
+		return p, err
+	}
+	p.Avatar = a.photo(ph).Variants
+	return p, nil
 }
 
 func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
@@ -106,7 +128,11 @@ func (a *App) getUser(c echo.Context) error {
 		if err != nil {
 			return nil, absent(err)
 		}
-		return append([]byte(etag(u.Version)+"\n"), mustJSON(profile(u))...), nil
+		p, err := a.fullProfile(ctx, u)
+		if err != nil {
+			return nil, err
+		}
+		return append([]byte(etag(u.Version)+"\n"), mustJSON(p)...), nil
 	})
 	if errors.Is(err, cache.ErrAbsent) {
 		return problem(http.StatusNotFound, "not-found", "no such user")
@@ -138,10 +164,14 @@ func (a *App) getMe(c echo.Context) error {
 }
 
 func (a *App) writeMe(c echo.Context, status int, u store.User) error {
+	p, err := a.fullProfile(c.Request().Context(), u)
+	if err != nil {
+		return err
+	}
 	h := c.Response().Header()
 	h.Set("ETag", etag(u.Version))
 	h.Set(echo.HeaderCacheControl, "private, no-store")
-	return c.JSONBlob(status, mustJSON(profile(u)))
+	return c.JSONBlob(status, mustJSON(p))
 }
 
 // patchMe applies a JSON merge patch (RFC 7396) to the caller's profile:
@@ -169,6 +199,12 @@ func (a *App) patchMe(c echo.Context) error {
 		}
 		p.Bio = &v
 	}
+	if v, present, _ := o.str("avatar_id", true); present {
+		if v != "" && !validID(v) {
+			o.fail("avatar_id", "must be the id of one of your ready photos")
+		}
+		p.AvatarID = &v
+	}
 	if err := o.done(); err != nil {
 		return err
 	}
@@ -182,13 +218,16 @@ func (a *App) patchMe(c echo.Context) error {
 		p.IfVersion = v
 	}
 	var u store.User
-	if p.DisplayName == nil && p.Bio == nil {
+	if p.DisplayName == nil && p.Bio == nil && p.AvatarID == nil {
 		// An empty patch changes nothing, so it must not bump the version.
 		if u, err = a.store.User(ctx, store.UserParams{ID: who.userID, Freshness: store.MustBeFresh}); err == nil && p.IfVersion != 0 && p.IfVersion != u.Version {
 			err = store.ErrVersionMismatch
 		}
 	} else {
 		u, err = a.store.UpdateUser(ctx, p)
+	}
+	if errors.Is(err, store.ErrInvalid) {
+		return invalid(FieldError{Pointer: "/avatar_id", Detail: "must be the id of one of your ready photos"})
 	}
 	if err != nil {
 		return err
@@ -272,9 +311,12 @@ func (a *App) deleteMe(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := a.revoke(ctx, func(ctx context.Context) error { return a.store.DeleteUser(ctx, who.userID) }, all...); err != nil {
+	if err := a.revoke(ctx, func(ctx context.Context) error {
+		return a.store.DeleteUser(ctx, store.DeleteUserParams{ID: who.userID, Cleanup: pipeline.CleanupJob(ops.RequestID(ctx))})
+	}, all...); err != nil {
 		return err
 	}
+	a.jobs.Notify()
 	if err := a.profiles.Invalidate(ctx, "u:"+who.userID); err != nil {
 		return err
 	}
@@ -289,15 +331,7 @@ const (
 
 // listUsers: GET /v1/users?limit=&cursor=, keyset-paged by id.
 func (a *App) listUsers(c echo.Context) error {
-	limit := defaultPage
-	if v := c.QueryParam("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPage {
-			return badParam("limit", "must be an integer from 1 to 100")
-		}
-		limit = n
-	}
-	after, err := parseCursor(c.QueryParam("cursor"))
+	limit, after, err := pageParams(c)
 	if err != nil {
 		return err
 	}
@@ -318,6 +352,20 @@ func (a *App) listUsers(c echo.Context) error {
 		page.Items = append(page.Items, profile(u))
 	}
 	return c.JSONBlob(http.StatusOK, mustJSON(page))
+}
+
+// pageParams reads ?limit= and ?cursor=.
+func pageParams(c echo.Context) (limit int, afterID string, err error) {
+	limit = defaultPage
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxPage {
+			return 0, "", badParam("limit", "must be an integer from 1 to 100")
+		}
+		limit = n
+	}
+	afterID, err = parseCursor(c.QueryParam("cursor"))
+	return limit, afterID, err
 }
 
 const cursorPrefix = "u1:" // versioned, so the format can change

@@ -51,6 +51,18 @@ type Config struct {
 	DatabaseURL string
 	CacheURL    string
 	LimiterURL  string
+	QueueURL    string
+	MediaURL    string
+	NotifyURL   string
+
+	MaxUploadBytes      int64
+	MaxPixels           int64
+	UploadTimeout       time.Duration
+	JPEGQuality         int
+	DecodeMemory        int64
+	PhotoWorkers        int
+	JobVisibility       time.Duration
+	ModerationBlocklist string
 
 	CacheTTL       time.Duration
 	CacheNegative  time.Duration
@@ -119,6 +131,40 @@ func settings() []setting {
 		{env: "ONEBOX_DATABASE_URL", flag: "database-url", def: "", usage: "store backend: sqlite:PATH (default sqlite: + DATA_DIR/onebox.db)", secret: true, set: str(func(c *Config) *string { return &c.DatabaseURL })},
 		{env: "ONEBOX_CACHE_URL", flag: "cache-url", def: "memory://", usage: "cache backend: memory:// or none", secret: true, set: str(func(c *Config) *string { return &c.CacheURL })},
 		{env: "ONEBOX_LIMITER_URL", flag: "limiter-url", def: "memory://", usage: "rate limiter backend: memory://", secret: true, set: str(func(c *Config) *string { return &c.LimiterURL })},
+		{env: "ONEBOX_QUEUE_URL", flag: "queue-url", def: "", usage: "job queue backend; empty means the store's own database", secret: true, set: str(func(c *Config) *string { return &c.QueueURL })},
+		{env: "ONEBOX_MEDIA_URL", flag: "media-url", def: "", usage: "media storage: file:DIR (default file: + DATA_DIR/media)", secret: true, set: str(func(c *Config) *string { return &c.MediaURL })},
+		{env: "ONEBOX_NOTIFY_URL", flag: "notify-url", def: "memory://", usage: "notification hub: memory://", secret: true, set: str(func(c *Config) *string { return &c.NotifyURL })},
+		{env: "ONEBOX_MAX_UPLOAD_BYTES", flag: "max-upload-bytes", def: "20971520", usage: "largest photo upload, in bytes", set: func(c *Config, v string) error {
+			n, err := posInt(v)
+			c.MaxUploadBytes = n
+			return err
+		}},
+		{env: "ONEBOX_MAX_PIXELS", flag: "max-pixels", def: "50000000", usage: "largest photo, in pixels (checked from the header before decoding)", set: func(c *Config, v string) error {
+			n, err := posInt(v)
+			c.MaxPixels = n
+			return err
+		}},
+		{env: "ONEBOX_UPLOAD_TIMEOUT", flag: "upload-timeout", def: "2m", usage: "deadline of one upload request", set: dur(func(c *Config) *time.Duration { return &c.UploadTimeout })},
+		{env: "ONEBOX_JPEG_QUALITY", flag: "jpeg-quality", def: "82", usage: "JPEG quality of the variants (1-100)", set: func(c *Config, v string) error {
+			n, err := posInt(v)
+			if err == nil && n > 100 {
+				err = fmt.Errorf("want 1 to 100, got %d", n)
+			}
+			c.JPEGQuality = int(n)
+			return err
+		}},
+		{env: "ONEBOX_DECODE_MEMORY", flag: "decode-memory", def: "536870912", usage: "bytes all concurrent image decodes may hold", set: func(c *Config, v string) error {
+			n, err := posInt(v)
+			c.DecodeMemory = n
+			return err
+		}},
+		{env: "ONEBOX_PHOTO_WORKERS", flag: "photo-workers", def: strconv.Itoa(runtime.NumCPU()), usage: "photos processed at once", set: func(c *Config, v string) error {
+			n, err := posInt(v)
+			c.PhotoWorkers = int(n)
+			return err
+		}},
+		{env: "ONEBOX_JOB_VISIBILITY", flag: "job-visibility", def: "30s", usage: "how long a crashed worker's job stays invisible before another worker retries it", set: dur(func(c *Config) *time.Duration { return &c.JobVisibility })},
+		{env: "ONEBOX_MODERATION_BLOCKLIST", flag: "moderation-blocklist", def: "", usage: "file of perceptual hashes (hex, one a line) of images to reject", set: str(func(c *Config) *string { return &c.ModerationBlocklist })},
 		{env: "ONEBOX_CACHE_TTL", flag: "cache-ttl", def: "60s", usage: "how long a cached profile lives (with ±10% jitter)", set: dur(func(c *Config) *time.Duration { return &c.CacheTTL })},
 		{env: "ONEBOX_CACHE_NEGATIVE_TTL", flag: "cache-negative-ttl", def: "5s", usage: "how long a 'not found' is cached", set: dur(func(c *Config) *time.Duration { return &c.CacheNegative })},
 		{env: "ONEBOX_CACHE_SIZE", flag: "cache-size", def: "67108864", usage: "in-process cache bound, in bytes", set: func(c *Config, v string) error {
@@ -217,6 +263,10 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		c.DatabaseURL = "sqlite:" + filepath.Join(c.DataDir, "onebox.db")
 		c.raw["ONEBOX_DATABASE_URL"] = c.DatabaseURL
 	}
+	if c.MediaURL == "" {
+		c.MediaURL = "file:" + filepath.Join(c.DataDir, "media")
+		c.raw["ONEBOX_MEDIA_URL"] = c.MediaURL
+	}
 	return c, c.validate()
 }
 
@@ -225,10 +275,16 @@ var schemes = map[string][]string{
 	"ONEBOX_DATABASE_URL": {"sqlite"},
 	"ONEBOX_CACHE_URL":    {"memory", "none"},
 	"ONEBOX_LIMITER_URL":  {"memory"},
+	"ONEBOX_QUEUE_URL":    {""}, // only the store's own database, for now
+	"ONEBOX_MEDIA_URL":    {"file"},
+	"ONEBOX_NOTIFY_URL":   {"memory"},
 }
 
 func (c Config) validate() error {
-	for env, v := range map[string]string{"ONEBOX_DATABASE_URL": c.DatabaseURL, "ONEBOX_CACHE_URL": c.CacheURL, "ONEBOX_LIMITER_URL": c.LimiterURL} {
+	for env, v := range map[string]string{
+		"ONEBOX_DATABASE_URL": c.DatabaseURL, "ONEBOX_CACHE_URL": c.CacheURL, "ONEBOX_LIMITER_URL": c.LimiterURL,
+		"ONEBOX_QUEUE_URL": c.QueueURL, "ONEBOX_MEDIA_URL": c.MediaURL, "ONEBOX_NOTIFY_URL": c.NotifyURL,
+	} {
 		if _, err := BackendURL(env, v); err != nil {
 			return err
 		}
@@ -254,8 +310,8 @@ func BackendURL(env, v string) (*url.URL, error) {
 	}
 	for _, s := range schemes[env] {
 		if u.Scheme == s {
-			if s == "sqlite" && u.Opaque == "" && u.Path == "" {
-				return nil, fmt.Errorf("%s: sqlite: needs a file path, as in sqlite:data/onebox.db", env)
+			if (s == "sqlite" || s == "file") && u.Opaque == "" && u.Path == "" {
+				return nil, fmt.Errorf("%s: %s: needs a path, as in %s:data/x", env, s, s)
 			}
 			return u, nil
 		}

@@ -1,0 +1,84 @@
+package app
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// AdminHandler serves the operator listener: health, and the job queue
+// as JSON (the same as `onebox jobs ...`). Metrics and the dashboard join
+// it.
+func (a *App) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /health/", a.echo)
+	mux.HandleFunc("GET /jobs/stats", a.jobStats)
+	mux.HandleFunc("GET /jobs/dead", a.deadJobs)
+	mux.HandleFunc("POST /jobs/retry", a.retryJobs)
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func adminError(w http.ResponseWriter, status int, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(problem(status, "admin", detail))
+}
+
+func (a *App) jobStats(w http.ResponseWriter, r *http.Request) {
+	st, err := a.queue.Stats(r.Context())
+	if err != nil {
+		adminError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (a *App) deadJobs(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			adminError(w, http.StatusBadRequest, "limit must be 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	dead, err := a.queue.Dead(r.Context(), limit)
+	if err != nil {
+		adminError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": dead})
+}
+
+// retryJobs: POST /jobs/retry?id=A&id=B, or ?all=true.
+func (a *App) retryJobs(w http.ResponseWriter, r *http.Request) {
+	ids := r.URL.Query()["id"]
+	if len(ids) == 0 && r.URL.Query().Get("all") != "true" {
+		adminError(w, http.StatusBadRequest, "name the jobs with id=… or pass all=true")
+		return
+	}
+	for _, id := range ids {
+		if id == "" || strings.ContainsAny(id, " \n") {
+			adminError(w, http.StatusBadRequest, "bad id")
+			return
+		}
+	}
+	n, err := a.queue.Redrive(r.Context(), ids...)
+	if err != nil {
+		adminError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	if n > 0 {
+		a.jobs.Notify()
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"retried": n})
+}

@@ -1,0 +1,163 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"onebox/pipeline"
+	"onebox/store"
+)
+
+// Streams of photo events (Server-Sent Events). The events are rows the
+// store writes with each status change, so a client that reconnects with
+// Last-Event-ID gets what it missed, even across a restart; the hub only
+// wakes the stream early, and a slow poll covers other instances.
+const (
+	sseKeepAlive = 15 * time.Second
+	ssePoll      = 2 * time.Second
+	sseMaxAge    = time.Hour // then the client reconnects, with Last-Event-ID
+	sseBatch     = 100
+)
+
+// photoEvents: GET /v1/photos/{id}/events, the owner's stream of one
+// photo. Without Last-Event-ID it starts with the photo's current state.
+func (a *App) photoEvents(c echo.Context) error {
+	who, err := requireUser(c)
+	if err != nil {
+		return err
+	}
+	ph, err := a.visiblePhoto(c, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if ph.OwnerID != who.userID {
+		return problem(http.StatusNotFound, "not-found", "no such photo")
+	}
+	return a.stream(c, who.userID, ph.ID)
+}
+
+// userEvents: GET /v1/users/me/events, every photo event of the caller.
+func (a *App) userEvents(c echo.Context) error {
+	who, err := requireUser(c)
+	if err != nil {
+		return err
+	}
+	return a.stream(c, who.userID, "")
+}
+
+func (a *App) stream(c echo.Context, userID, photoID string) error {
+	req := c.Request()
+	after, resumed, err := lastEventID(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), sseMaxAge)
+	defer cancel()
+	// Subscribe before the first read, so no event falls between them.
+	wake, unsubscribe := a.hub.Subscribe(ctx, pipeline.UserTopic(userID))
+	defer unsubscribe()
+	if !resumed {
+		if after, err = a.store.LastEventID(ctx, userID); err != nil {
+			return err
+		}
+	}
+
+	res := c.Response()
+	h := res.Header()
+	h.Set(echo.HeaderContentType, "text/event-stream")
+	h.Set(echo.HeaderCacheControl, "no-store")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	res.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(res)
+	write := func(s string) error {
+		// Each write gets its own deadline: streams are exempt from the
+		// server's write timeout, but a stuck client must not hold us.
+		_ = rc.SetWriteDeadline(time.Now().Add(sseKeepAlive * 2))
+		if _, err := res.Write([]byte(s)); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	if err := write("retry: 2000\n\n"); err != nil {
+		return nil
+	}
+	if photoID != "" && !resumed {
+		if err := a.sendPhoto(ctx, write, after, photoID); err != nil {
+			return nil
+		}
+	}
+	keepAlive := time.NewTicker(sseKeepAlive)
+	defer keepAlive.Stop()
+	poll := time.NewTicker(ssePoll)
+	defer poll.Stop()
+	for {
+		evs, err := a.store.Events(ctx, store.EventsParams{UserID: userID, PhotoID: photoID, AfterID: after, Limit: sseBatch})
+		if err != nil {
+			return nil // the response has started; the client reconnects
+		}
+		for _, ev := range evs {
+			if err := a.sendPhoto(ctx, write, ev.ID, ev.PhotoID); err != nil {
+				return nil
+			}
+			after = ev.ID
+		}
+		if len(evs) == sseBatch {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.closing:
+			_ = write("event: shutdown\ndata: {}\n\n")
+			return nil
+		case _, ok := <-wake:
+			if !ok {
+				return nil
+			}
+		case <-poll.C:
+		case <-keepAlive.C:
+			if err := write(": keep-alive\n\n"); err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// sendPhoto writes one "photo" event with the photo's current state; a
+// photo deleted since reads as status "deleted".
+func (a *App) sendPhoto(ctx context.Context, write func(string) error, id int64, photoID string) error {
+	var data []byte
+	ph, err := a.store.Photo(ctx, store.PhotoParams{ID: photoID, Freshness: store.MustBeFresh})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		data = mustJSON(map[string]string{"id": photoID, "status": "deleted"})
+	case err != nil:
+		return err
+	default:
+		data = mustJSON(a.photo(ph))
+	}
+	return write(fmt.Sprintf("id: %d\nevent: photo\ndata: %s\n\n", id, data))
+}
+
+// lastEventID reads Last-Event-ID (or ?last_event_id= for clients that
+// cannot set headers).
+func lastEventID(c echo.Context) (int64, bool, error) {
+	v := c.Request().Header.Get("Last-Event-ID")
+	if v == "" {
+		v = c.QueryParam("last_event_id")
+	}
+	if v == "" {
+		return 0, false, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, false, badHeader("Last-Event-ID", "must be an event id this API sent")
+	}
+	return n, true, nil
+}

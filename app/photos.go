@@ -1,0 +1,355 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"onebox/imaging"
+	"onebox/media"
+	"onebox/ops"
+	"onebox/pipeline"
+	"onebox/store"
+)
+
+// photoJSON is a photo as the API shows it (GET /v1/photos/{id}, the SSE
+// events, the gallery).
+type photoJSON struct {
+	ID        string        `json:"id"`
+	OwnerID   string        `json:"owner_id"`
+	Status    string        `json:"status"`
+	Reason    string        `json:"reason,omitempty"`
+	Width     int           `json:"width,omitempty"`
+	Height    int           `json:"height,omitempty"`
+	Variants  []variantJSON `json:"variants"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+}
+
+type variantJSON struct {
+	Name   string `json:"name"`
+	URL    string `json:"url"`
+	Width  int    `json:"width"`
+	Height int    `json:"height"`
+}
+
+func (a *App) photo(p store.Photo) photoJSON {
+	j := photoJSON{ID: p.ID, OwnerID: p.OwnerID, Status: string(p.Status), Reason: p.Reason, Width: p.Width, Height: p.Height,
+		Variants: make([]variantJSON, 0, len(p.Variants)), CreatedAt: p.CreatedAt.UTC(), UpdatedAt: p.UpdatedAt.UTC()}
+	for _, v := range p.Variants {
+		j.Variants = append(j.Variants, variantJSON{Name: v.Name, URL: a.media.URL(v.Key), Width: v.Width, Height: v.Height})
+	}
+	return j
+}
+
+// uploadAnswer is the 202 body of POST /v1/photos.
+type uploadAnswer struct {
+	ID        string `json:"id"`
+	Status    string `json:"status"`
+	StatusURL string `json:"status_url"`
+	EventsURL string `json:"events_url"`
+}
+
+const maxIdempotencyKey = 200
+
+// upload accepts a photo: POST /v1/photos, multipart field "file" or a
+// raw image body. Everything that can be refused is refused before the
+// 202; after it, the file and its job are durable.
+func (a *App) upload(c echo.Context) error {
+	who, err := requireUser(c)
+	if err != nil {
+		return err
+	}
+	req := c.Request()
+	idemKey := req.Header.Get("Idempotency-Key")
+	if len(idemKey) > maxIdempotencyKey {
+		return badHeader("Idempotency-Key", "must be at most 200 characters")
+	}
+	// Uploads are exempt from the API timeout; they get their own.
+	ctx, cancel := context.WithTimeout(req.Context(), a.opts.UploadTimeout)
+	defer cancel()
+	rc := http.NewResponseController(c.Response())
+	_ = rc.SetReadDeadline(time.Now().Add(a.opts.UploadTimeout))
+
+	body, err := uploadBody(c, a.opts.MaxUploadBytes)
+	if err != nil {
+		return err
+	}
+	// Sniff and probe the header from a buffered prefix; the same bytes
+	// then go to storage, so the body is read once.
+	br := bufio.NewReaderSize(body, 64<<10)
+	head, _ := br.Peek(512)
+	if len(head) == 0 {
+		return invalid(FieldError{Pointer: "/file", Detail: "is empty"})
+	}
+	if _, err := imaging.Sniff(head); err != nil {
+		if tooLarge(err) {
+			return tooLargeProblem(a.opts.MaxUploadBytes)
+		}
+		return problem(http.StatusUnsupportedMediaType, "unsupported-media-type", "the file must be a JPEG, PNG, GIF or WebP image")
+	}
+	var probed strings.Builder
+	hdr, err := imaging.Probe(io.TeeReader(io.LimitReader(br, maxHeaderBytes), &probed), a.opts.MaxPixels)
+	switch {
+	case tooLarge(err):
+		return tooLargeProblem(a.opts.MaxUploadBytes)
+	case errors.Is(err, imaging.ErrTooLarge):
+		return invalid(FieldError{Pointer: "/file", Detail: fmt.Sprintf("the image has more than %d megapixels", a.opts.MaxPixels/1_000_000)})
+	case err != nil:
+		var re *imaging.RejectError
+		detail := "the image header could not be read"
+		if errors.As(err, &re) {
+			detail = re.Reason
+		}
+		return invalid(FieldError{Pointer: "/file", Detail: detail})
+	}
+
+	id, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	photoID := id.String()
+	orig := pipeline.OriginalKey(photoID)
+	info, err := a.media.Put(ctx, orig, io.MultiReader(strings.NewReader(probed.String()), br), "image/"+string(hdr.Format))
+	if err != nil {
+		if tooLarge(err) {
+			return tooLargeProblem(a.opts.MaxUploadBytes)
+		}
+		return fmt.Errorf("store original: %w", err)
+	}
+	now := a.now().UTC()
+	ph, created, err := a.store.CreatePhoto(ctx, store.CreatePhotoParams{
+		Photo: store.Photo{ID: photoID, OwnerID: who.userID, Status: store.PhotoProcessing, OriginalKey: orig,
+			ContentType: "image/" + string(hdr.Format), Size: info.Size, CreatedAt: now, UpdatedAt: now},
+		IdempotencyKey: idemKey,
+		Job:            pipeline.ProcessJob(photoID, ops.RequestID(ctx)),
+	})
+	if err != nil || !created {
+		_ = a.media.Delete(context.WithoutCancel(ctx), orig) // not needed: failed, or a retry of an earlier upload
+	}
+	if err != nil {
+		return err
+	}
+	if created {
+		a.jobs.Notify()
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/photos/"+ph.ID)
+	return c.JSONBlob(http.StatusAccepted, mustJSON(uploadAnswer{
+		ID: ph.ID, Status: string(ph.Status), StatusURL: "/v1/photos/" + ph.ID, EventsURL: "/v1/photos/" + ph.ID + "/events",
+	}))
+}
+
+// maxHeaderBytes bounds how far into the file the image header may lie
+// (JPEG metadata segments come first).
+const maxHeaderBytes = 1 << 20
+
+// uploadBody returns the file's bytes: the "file" part of a multipart
+// form, or the raw body when its declared type is image/*. It is capped at
+// max bytes; reading past that fails with *http.MaxBytesError.
+func uploadBody(c echo.Context, max int64) (io.Reader, error) {
+	req := c.Request()
+	if req.ContentLength > max {
+		return nil, tooLargeProblem(max)
+	}
+	req.Body = http.MaxBytesReader(c.Response(), req.Body, max+64<<10) // room for multipart framing
+	mt, _, err := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
+	switch {
+	case err == nil && mt == "multipart/form-data":
+		mr, err := req.MultipartReader()
+		if err != nil {
+			return nil, problem(http.StatusBadRequest, "bad-request", "the multipart body is malformed")
+		}
+		for {
+			part, err := mr.NextPart()
+			if err == io.EOF {
+				return nil, invalid(FieldError{Pointer: "/file", Detail: "is required (a multipart field named file)"})
+			}
+			if tooLarge(err) {
+				return nil, tooLargeProblem(max)
+			}
+			if err != nil {
+				return nil, problem(http.StatusBadRequest, "bad-request", "the multipart body is malformed")
+			}
+			if part.FormName() == "file" {
+				return &capReader{r: part, left: max, max: max}, nil
+			}
+		}
+	case err == nil && strings.HasPrefix(mt, "image/"):
+		return &capReader{r: req.Body, left: max, max: max}, nil
+	}
+	return nil, problem(http.StatusUnsupportedMediaType, "unsupported-media-type", "send multipart/form-data with a file field, or the image itself with an image/* type")
+}
+
+// capReader fails with *http.MaxBytesError once more than max bytes come
+// through, so the limit holds while streaming, whatever the client
+// declared.
+type capReader struct {
+	r         io.Reader
+	left, max int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left < 0 {
+		return 0, &http.MaxBytesError{Limit: c.max}
+	}
+	if int64(len(p)) > c.left+1 {
+		p = p[:c.left+1]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	if c.left < 0 {
+		return n, &http.MaxBytesError{Limit: c.max}
+	}
+	return n, err
+}
+
+func tooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}
+
+func tooLargeProblem(max int64) *Problem {
+	return problem(http.StatusRequestEntityTooLarge, "too-large", fmt.Sprintf("the file must be at most %d MB", max>>20))
+}
+
+func badHeader(name, detail string) *Problem {
+	p := problem(http.StatusBadRequest, "bad-header", "a request header is invalid")
+	p.Errors = []FieldError{{Header: name, Detail: detail}}
+	return p
+}
+
+// getPhoto: GET /v1/photos/{id}. Only the owner sees a photo that is not
+// ready; to anyone else it does not exist.
+func (a *App) getPhoto(c echo.Context) error {
+	ph, err := a.visiblePhoto(c, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, "private, no-cache")
+	return c.JSONBlob(http.StatusOK, mustJSON(a.photo(ph)))
+}
+
+func (a *App) visiblePhoto(c echo.Context, id string) (store.Photo, error) {
+	notFound := problem(http.StatusNotFound, "not-found", "no such photo")
+	if !validID(id) {
+		return store.Photo{}, notFound
+	}
+	ph, err := a.store.Photo(c.Request().Context(), store.PhotoParams{ID: id, Freshness: store.MustBeFresh})
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Photo{}, notFound
+	}
+	if err != nil {
+		return store.Photo{}, err
+	}
+	who, _ := c.Get(identityKey).(identity)
+	if ph.Status != store.PhotoReady && who.userID != ph.OwnerID {
+		return store.Photo{}, notFound
+	}
+	return ph, nil
+}
+
+// listPhotos: GET /v1/users/{id}/photos?limit=&cursor=, newest first.
+// Others see only ready photos; "me" is the caller.
+func (a *App) listPhotos(c echo.Context) error {
+	who, _ := c.Get(identityKey).(identity)
+	owner := c.Param("id")
+	if owner == "me" {
+		if who.userID == "" {
+			return errBadCredentials
+		}
+		owner = who.userID
+	}
+	if !validID(owner) {
+		return problem(http.StatusNotFound, "not-found", "no such user")
+	}
+	limit, before, err := pageParams(c)
+	if err != nil {
+		return err
+	}
+	photos, err := a.store.ListPhotos(c.Request().Context(), store.ListPhotosParams{
+		OwnerID: owner, BeforeID: before, Limit: limit + 1, ReadyOnly: owner != who.userID, Freshness: store.MayBeStale,
+	})
+	if err != nil {
+		return err
+	}
+	page := struct {
+		Items      []photoJSON `json:"items"`
+		NextCursor *string     `json:"next_cursor"`
+	}{Items: make([]photoJSON, 0, min(len(photos), limit))}
+	for i, ph := range photos {
+		if i == limit {
+			next := makeCursor(photos[limit-1].ID)
+			page.NextCursor = &next
+			break
+		}
+		page.Items = append(page.Items, a.photo(ph))
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, "private, no-cache")
+	return c.JSONBlob(http.StatusOK, mustJSON(page))
+}
+
+// deletePhoto: DELETE /v1/photos/{id}, owner only. The files go in a job
+// enqueued with the deletion, so none is left behind by a crash.
+func (a *App) deletePhoto(c echo.Context) error {
+	who, err := requireUser(c)
+	if err != nil {
+		return err
+	}
+	id := c.Param("id")
+	if !validID(id) {
+		return problem(http.StatusNotFound, "not-found", "no such photo")
+	}
+	ctx := c.Request().Context()
+	_, avatarCleared, err := a.store.DeletePhoto(ctx, store.DeletePhotoParams{
+		ID: id, OwnerID: who.userID, Cleanup: pipeline.CleanupJob(ops.RequestID(ctx)), Now: a.now().UTC(),
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return problem(http.StatusNotFound, "not-found", "no such photo")
+	}
+	if err != nil {
+		return err
+	}
+	a.jobs.Notify()
+	if avatarCleared {
+		if err := a.profiles.Invalidate(ctx, "u:"+who.userID); err != nil {
+			return err
+		}
+	}
+	_ = a.hub.Publish(ctx, pipeline.UserTopic(who.userID))
+	return c.NoContent(http.StatusNoContent)
+}
+
+// serveMedia: GET /media/{key}. Published variants are immutable (their
+// keys name the photo), so they may be cached for a year; ServeContent
+// answers ranges and conditional requests.
+func (a *App) serveMedia(c echo.Context) error {
+	key := c.Param("*")
+	if strings.HasPrefix(key, "private/") || key == "private" {
+		return problem(http.StatusNotFound, "not-found", "no such file")
+	}
+	obj, err := a.media.Open(c.Request().Context(), key)
+	if errors.Is(err, media.ErrNotFound) || errors.Is(err, media.ErrBadKey) {
+		return problem(http.StatusNotFound, "not-found", "no such file")
+	}
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	info := obj.Info()
+	h := c.Response().Header()
+	h.Set(echo.HeaderCacheControl, "public, max-age=31536000, immutable")
+	h.Set("ETag", info.ETag)
+	h.Set(echo.HeaderContentType, info.ContentType)
+	h.Set("Cross-Origin-Resource-Policy", "same-site")
+	http.ServeContent(c.Response(), c.Request(), "", info.ModTime, obj)
+	return nil
+}

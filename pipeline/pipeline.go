@@ -1,0 +1,228 @@
+// Package pipeline is the photo pipeline's job: decode the original,
+// orient it, moderate it, publish the variants and mark the photo ready
+// (or rejected), then wake whoever watches. Every step is idempotent, so a
+// job retried after a crash at any point ends with the same files and
+// rows.
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"onebox/imaging"
+	"onebox/jobs"
+	"onebox/media"
+	"onebox/moderation"
+	"onebox/notify"
+	"onebox/store"
+)
+
+// Job kinds this package handles.
+const (
+	KindProcess = "photo.process"
+	KindCleanup = "media.delete"
+)
+
+// Options tune the pipeline.
+type Options struct {
+	MaxPixels   int64 // refuse larger images (the upload checks too)
+	JPEGQuality int
+	// DecodeMemory bounds the bytes all concurrent decodes may hold, so a
+	// burst of large uploads waits instead of exhausting memory.
+	DecodeMemory int64
+	Now          func() time.Time
+}
+
+// Pipeline runs the photo jobs.
+type Pipeline struct {
+	store     store.Store
+	media     media.Storage
+	moderator moderation.Moderator
+	hub       notify.Hub
+	log       *slog.Logger
+	opts      Options
+	decodes   *semaphore.Weighted
+}
+
+// New returns a Pipeline. moderator may be nil (no moderation).
+func New(st store.Store, m media.Storage, mod moderation.Moderator, hub notify.Hub, log *slog.Logger, o Options) *Pipeline {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Pipeline{store: st, media: m, moderator: mod, hub: hub, log: log, opts: o, decodes: semaphore.NewWeighted(o.DecodeMemory)}
+}
+
+// ProcessPayload is the payload of a KindProcess job.
+type ProcessPayload struct {
+	PhotoID string `json:"photo_id"`
+}
+
+// CleanupPayload is the payload of a KindCleanup job.
+type CleanupPayload struct {
+	Keys []string `json:"keys"`
+}
+
+// ProcessJob returns the job that processes a new photo.
+func ProcessJob(photoID, requestID string) jobs.Message {
+	b, _ := json.Marshal(ProcessPayload{PhotoID: photoID})
+	return jobs.Message{Kind: KindProcess, Payload: b, RequestID: requestID}
+}
+
+// CleanupJob is a store.CleanupJob: the job that removes deleted files.
+func CleanupJob(requestID string) store.CleanupJob {
+	return func(keys []string) jobs.Message {
+		b, _ := json.Marshal(CleanupPayload{Keys: keys})
+		return jobs.Message{Kind: KindCleanup, Payload: b, RequestID: requestID}
+	}
+}
+
+// UserTopic is the notify topic of a user's photo events.
+func UserTopic(userID string) string { return "user:" + userID }
+
+// VariantKey is where a variant is published: under the photo's own id,
+// so two photos of the same bytes never share (and delete) files, and a
+// retried job overwrites the same keys instead of adding new ones.
+func VariantKey(photoID, name, contentType string) string {
+	ext := ".jpg"
+	if contentType == "image/png" {
+		ext = ".png"
+	}
+	return path.Join("photos", photoID, name+ext)
+}
+
+// OriginalKey is where the upload is kept, under the private prefix that
+// is never served (the original still carries its GPS tags).
+func OriginalKey(photoID string) string { return path.Join("private", "originals", photoID) }
+
+// Process is the jobs.Handler of KindProcess.
+func (p *Pipeline) Process(ctx context.Context, m jobs.Message) error {
+	var pl ProcessPayload
+	if err := json.Unmarshal(m.Payload, &pl); err != nil || pl.PhotoID == "" {
+		return fmt.Errorf("%w: bad payload %q", jobs.ErrPermanent, m.Payload)
+	}
+	ph, err := p.store.Photo(ctx, store.PhotoParams{ID: pl.PhotoID, Freshness: store.MustBeFresh})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // deleted before we got to it; its cleanup job removes the original
+	}
+	if err != nil {
+		return err
+	}
+	if ph.Status != store.PhotoProcessing {
+		return nil // finished by an earlier attempt
+	}
+	log := p.log.With("request_id", m.RequestID, "job_id", m.ID, "photo_id", ph.ID, "attempt", m.Attempt)
+
+	variants, width, height, reason, err := p.render(ctx, ph)
+	if err != nil {
+		return err
+	}
+	params := store.FinishPhotoParams{ID: ph.ID, Status: store.PhotoReady, Width: width, Height: height, Variants: variants, Now: p.opts.Now().UTC()}
+	if reason != "" {
+		params = store.FinishPhotoParams{ID: ph.ID, Status: store.PhotoRejected, Reason: reason, Now: p.opts.Now().UTC()}
+	}
+	done, err := p.store.FinishPhoto(ctx, params)
+	if errors.Is(err, store.ErrNotFound) {
+		// Deleted while we worked: its cleanup job listed no variants, so
+		// remove what we published.
+		return p.media.Delete(ctx, keys(variants)...)
+	}
+	if err != nil {
+		return err
+	}
+	log.LogAttrs(ctx, slog.LevelInfo, "photo finished", slog.String("status", string(done.Status)), slog.String("reason", done.Reason))
+	if err := p.hub.Publish(ctx, UserTopic(ph.OwnerID)); err != nil {
+		log.Warn("notify failed; clients catch up by polling", "err", err)
+	}
+	return nil
+}
+
+// render decodes, moderates and publishes. A non-empty reason means the
+// photo is rejected (not an error: retrying would not change it).
+func (p *Pipeline) render(ctx context.Context, ph store.Photo) (vs []store.Variant, w, h int, reason string, err error) {
+	obj, err := p.media.Open(ctx, ph.OriginalKey)
+	if err != nil {
+		return nil, 0, 0, "", fmt.Errorf("open original: %w", err)
+	}
+	defer obj.Close()
+	hdr, err := imaging.Probe(obj, p.opts.MaxPixels)
+	if reason := rejection(err); reason != "" {
+		return nil, 0, 0, reason, nil
+	}
+	if err != nil {
+		return nil, 0, 0, "", err
+	}
+	if _, err := obj.Seek(0, 0); err != nil {
+		return nil, 0, 0, "", err
+	}
+	need := min(hdr.DecodeBytes(), p.opts.DecodeMemory)
+	if err := p.decodes.Acquire(ctx, need); err != nil {
+		return nil, 0, 0, "", err
+	}
+	defer p.decodes.Release(need)
+
+	img, err := imaging.Decode(ctx, obj, p.opts.MaxPixels)
+	if reason := rejection(err); reason != "" {
+		return nil, 0, 0, reason, nil
+	}
+	if err != nil {
+		return nil, 0, 0, "", err
+	}
+	if p.moderator != nil {
+		v, err := p.moderator.Moderate(ctx, img.Pixels)
+		if err != nil {
+			return nil, 0, 0, "", fmt.Errorf("moderate: %w", err)
+		}
+		if !v.Allowed {
+			return nil, 0, 0, v.Reason, nil
+		}
+	}
+	outs, err := imaging.Variants(ctx, img, imaging.Options{JPEGQuality: p.opts.JPEGQuality})
+	if err != nil {
+		return nil, 0, 0, "", err
+	}
+	for _, o := range outs {
+		key := VariantKey(ph.ID, o.Name, o.ContentType)
+		info, err := p.media.Put(ctx, key, bytes.NewReader(o.Data), o.ContentType)
+		if err != nil {
+			return nil, 0, 0, "", fmt.Errorf("publish %s: %w", key, err)
+		}
+		vs = append(vs, store.Variant{Name: o.Name, Key: key, Width: o.Width, Height: o.Height, Size: info.Size, ContentType: o.ContentType})
+	}
+	return vs, img.Width, img.Height, "", nil
+}
+
+// rejection returns the user-facing reason if err means the file itself
+// is unacceptable.
+func rejection(err error) string {
+	var re *imaging.RejectError
+	if errors.As(err, &re) {
+		return re.Reason
+	}
+	return ""
+}
+
+func keys(vs []store.Variant) []string {
+	ks := make([]string, len(vs))
+	for i, v := range vs {
+		ks[i] = v.Key
+	}
+	return ks
+}
+
+// Cleanup is the jobs.Handler of KindCleanup: it removes the files of
+// deleted photos. Deleting a missing file is fine, so it is idempotent.
+func (p *Pipeline) Cleanup(ctx context.Context, m jobs.Message) error {
+	var pl CleanupPayload
+	if err := json.Unmarshal(m.Payload, &pl); err != nil {
+		return fmt.Errorf("%w: bad payload %q", jobs.ErrPermanent, m.Payload)
+	}
+	return p.media.Delete(ctx, pl.Keys...)
+}
