@@ -19,8 +19,10 @@ type meta struct {
 	animated    bool // WebP ANIM/ANMF chunks seen
 }
 
-// maxICC bounds a profile: the most that fits in 255 JPEG APP2 chunks.
-const maxICC = 255 * iccChunkMax
+// maxICC bounds a profile. Every variant carries a copy, so a huge one
+// would multiply storage; display profiles are a few KB, and even large
+// print profiles are well under this.
+const maxICC = 1 << 20
 
 func readMeta(f Format, data []byte) meta {
 	m := meta{orientation: 1}
@@ -175,6 +177,8 @@ func pngMeta(b []byte) (orientation int, icc []byte) {
 }
 
 // pngICC inflates an iCCP payload: a 1-79 byte name, NUL, method 0, zlib.
+// It allocates once, the size the profile header declares, so a zlib bomb
+// costs no more than maxICC.
 func pngICC(data []byte) []byte {
 	nul := bytes.IndexByte(data, 0)
 	if nul < 1 || nul > 79 || nul+2 > len(data) || data[nul+1] != 0 {
@@ -185,9 +189,17 @@ func pngICC(data []byte) []byte {
 		return nil
 	}
 	defer zr.Close()
-	// Bounded: a few KB of zlib can claim gigabytes.
-	icc, err := io.ReadAll(io.LimitReader(zr, int64(maxICC)+1))
-	if err != nil || len(icc) > maxICC {
+	var head [128]byte
+	if _, err := io.ReadFull(zr, head[:]); err != nil {
+		return nil
+	}
+	size := int64(binary.BigEndian.Uint32(head[:4]))
+	if size < int64(len(head)) || size > maxICC {
+		return nil
+	}
+	icc := make([]byte, size)
+	copy(icc, head[:])
+	if _, err := io.ReadFull(zr, icc[len(head):]); err != nil {
 		return nil
 	}
 	return validICC(icc)
@@ -212,7 +224,8 @@ func webpMeta(b []byte) (orientation int, icc []byte, animated bool) {
 		case "EXIF":
 			orientation = chunkOrientation(data, orientation)
 		case "ICCP":
-			icc = validICC(data)
+			// A copy: a slice of data would keep the whole file alive.
+			icc = validICC(bytes.Clone(data))
 		case "ANIM", "ANMF":
 			animated = true
 		}

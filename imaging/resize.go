@@ -8,11 +8,16 @@ import (
 )
 
 // The resizer is a separable convolution over 8-bit planes with integer
-// weights: horizontal pass into a scratch buffer, then vertical. The
-// kernel is Catmull-Rom (a sharp cubic, close to Lanczos-2) stretched by
-// the downscale factor, so every source pixel contributes and nothing
-// aliases; Variants chains it (each size from the next larger one), so a
-// pass never shrinks by much more than 2× after the first.
+// weights. The kernel is Catmull-Rom (a sharp cubic, close to Lanczos-2)
+// stretched by the downscale factor, so every source pixel contributes and
+// nothing aliases; Variants chains it (each size from the next larger
+// one), so a pass never shrinks by much more than 2× after the first.
+//
+// Each output row is made by a vertical pass over the source columns it
+// needs, then a horizontal pass over that one row: the cheap vertical
+// loop (one weight per row, streaming) runs on the many source columns,
+// the costlier horizontal one only on output rows, and no intermediate
+// image is allocated.
 //
 // Integer arithmetic and a fixed split of rows among goroutines make the
 // result independent of scheduling: the same input gives the same bytes.
@@ -86,11 +91,11 @@ func makeWeights(sn, dn int, off, scale float64) *weights {
 
 // plane is an 8-bit raster of ch interleaved channels.
 type plane struct {
-	pix       []byte
-	w, h      int
-	stride    int
-	ch        int
-	premulAlp bool // ch == 4 and premultiplied: clamp colour to alpha
+	pix    []byte
+	w, h   int
+	stride int
+	ch     int
+	premul bool // ch == 4 and premultiplied: clamp colour to alpha
 }
 
 // window is the part of a source plane to resample, in its pixels.
@@ -101,20 +106,18 @@ type window struct{ x, y, w, h float64 }
 func resizePlane(dst, src plane, win window, workers int) {
 	wx := makeWeights(src.w, dst.w, win.x, win.w/float64(dst.w))
 	wy := makeWeights(src.h, dst.h, win.y, win.h/float64(dst.h))
-	// Only the source rows the vertical pass reads go through the
-	// horizontal one.
-	y0 := wy.start[0]
-	y1 := wy.start[dst.h-1] + wy.taps
-	tmp := plane{pix: make([]byte, (y1-y0)*dst.w*src.ch), w: dst.w, h: y1 - y0, stride: dst.w * src.ch, ch: src.ch}
-	parallel(y1-y0, workers, func(a, b int) {
-		for y := a; y < b; y++ {
-			hpass(tmp.pix[y*tmp.stride:][:tmp.stride], src.pix[(y0+y)*src.stride:], src.ch, wx)
-		}
-	})
+	x0 := wx.start[0] // the source columns the horizontal pass reads
+	n := (wx.start[dst.w-1] + wx.taps - x0) * src.ch
 	parallel(dst.h, workers, func(a, b int) {
-		acc := make([]int32, dst.w*src.ch)
+		acc := make([]int32, n)
+		row := make([]byte, n)
 		for y := a; y < b; y++ {
-			vpass(dst.pix[y*dst.stride:][:dst.w*dst.ch], tmp, wy.start[y]-y0, wy.w[y*wy.taps:(y+1)*wy.taps], acc, dst.premulAlp)
+			vpass(row, src, x0*src.ch, wy.start[y], wy.w[y*wy.taps:(y+1)*wy.taps], acc)
+			out := dst.pix[y*dst.stride:][:dst.w*dst.ch]
+			hpass(out, row, src.ch, wx, x0)
+			if dst.premul {
+				clampPremul(out)
+			}
 		}
 	})
 }
@@ -146,13 +149,13 @@ func clamp8(v int32) uint8 {
 	return uint8(v)
 }
 
-// hpass filters one row horizontally.
-func hpass(out, row []byte, ch int, wt *weights) {
+// hpass filters one row horizontally; row starts at source column x0.
+func hpass(out, row []byte, ch int, wt *weights, x0 int) {
 	taps := wt.taps
 	if ch == 1 {
 		for x := range out {
 			ws := wt.w[x*taps : (x+1)*taps]
-			p := row[wt.start[x]:][:len(ws)]
+			p := row[wt.start[x]-x0:][:len(ws)]
 			var acc int32
 			for k, w := range ws {
 				acc += w * int32(p[k])
@@ -163,7 +166,7 @@ func hpass(out, row []byte, ch int, wt *weights) {
 	}
 	for x := 0; x < len(out)/4; x++ {
 		ws := wt.w[x*taps : (x+1)*taps]
-		p := row[4*wt.start[x]:][:4*len(ws)]
+		p := row[4*(wt.start[x]-x0):][:4*len(ws)]
 		var r, g, b, a int32
 		for k, w := range ws {
 			q := p[4*k : 4*k+4 : 4*k+4]
@@ -177,14 +180,15 @@ func hpass(out, row []byte, ch int, wt *weights) {
 	}
 }
 
-// vpass computes one output row from taps rows of tmp starting at row s.
-func vpass(out []byte, tmp plane, s int, ws []int32, acc []int32, premul bool) {
+// vpass filters vertically the len(out) bytes at offset off of the source
+// rows s, s+1, ... weighted by ws.
+func vpass(out []byte, src plane, off, s int, ws []int32, acc []int32) {
 	clear(acc)
 	for k, w := range ws {
 		if w == 0 {
 			continue
 		}
-		row := tmp.pix[(s+k)*tmp.stride:][:len(acc)]
+		row := src.pix[(s+k)*src.stride+off:][:len(acc)]
 		for x, v := range row {
 			acc[x] += w * int32(v)
 		}
@@ -193,13 +197,14 @@ func vpass(out []byte, tmp plane, s int, ws []int32, acc []int32, premul bool) {
 	for x, a := range acc {
 		out[x] = clamp8(a)
 	}
-	if premul {
-		// Negative lobes can push a colour above its alpha, which is
-		// not a valid premultiplied value.
-		for i := 0; i+3 < len(out); i += 4 {
-			a := out[i+3]
-			out[i], out[i+1], out[i+2] = min(out[i], a), min(out[i+1], a), min(out[i+2], a)
-		}
+}
+
+// clampPremul fixes premultiplied RGBA pixels whose colour the kernel's
+// negative lobes pushed above their alpha, which is not a valid value.
+func clampPremul(p []byte) {
+	for i := 0; i+3 < len(p); i += 4 {
+		a := p[i+3]
+		p[i], p[i+1], p[i+2] = min(p[i], a), min(p[i+1], a), min(p[i+2], a)
 	}
 }
 
@@ -217,20 +222,22 @@ func resize(m image.Image, win window, w, h int) image.Image {
 		resizePlane(rgbaPlane(d), rgbaPlane(m), win, workers)
 		return d
 	case *image.YCbCr:
-		d := image.NewYCbCr(image.Rect(0, 0, w, h), m.SubsampleRatio)
+		// Always 4:2:0: Go's JPEG encoder subsamples to it anyway, so
+		// carrying more chroma down the cascade would be wasted work.
+		d := image.NewYCbCr(image.Rect(0, 0, w, h), image.YCbCrSubsampleRatio420)
 		sw, sh := m.Rect.Dx(), m.Rect.Dy()
 		resizePlane(plane{pix: d.Y, w: w, h: h, stride: d.YStride, ch: 1},
 			plane{pix: m.Y, w: sw, h: sh, stride: m.YStride, ch: 1}, win, workers)
-		// Chroma planes use the same mapping, scaled: a chroma sample spans
-		// cx×cy luma samples in both images.
+		// Chroma uses the luma mapping, in chroma units: a source chroma
+		// sample spans cx×cy luma samples, an output one 2×2.
 		cx, cy := chromaScale(m.SubsampleRatio)
 		fx, fy := float64(cx), float64(cy)
 		cwin := window{win.x / fx, win.y / fy, win.w / fx, win.h / fy}
 		scw, sch := chromaSize(sw, sh, m.SubsampleRatio)
-		dcw, dch := chromaSize(w, h, m.SubsampleRatio)
+		dcw, dch := chromaSize(w, h, image.YCbCrSubsampleRatio420)
 		for _, p := range [][2][]byte{{d.Cb, m.Cb}, {d.Cr, m.Cr}} {
 			resizeChroma(plane{pix: p[0], w: dcw, h: dch, stride: d.CStride, ch: 1},
-				plane{pix: p[1], w: scw, h: sch, stride: m.CStride, ch: 1}, cwin, float64(w)/fx, float64(h)/fy, workers)
+				plane{pix: p[1], w: scw, h: sch, stride: m.CStride, ch: 1}, cwin, float64(w)/2, float64(h)/2, workers)
 		}
 		return d
 	}
@@ -251,5 +258,5 @@ func grayPlane(m *image.Gray) plane {
 }
 
 func rgbaPlane(m *image.RGBA) plane {
-	return plane{pix: m.Pix, w: m.Rect.Dx(), h: m.Rect.Dy(), stride: m.Stride, ch: 4, premulAlp: true}
+	return plane{pix: m.Pix, w: m.Rect.Dx(), h: m.Rect.Dy(), stride: m.Stride, ch: 4, premul: true}
 }

@@ -115,8 +115,13 @@ func Variants(ctx context.Context, img *Image, o Options) ([]Output, error) {
 	if b.Min != (image.Point{}) || b.Dx() != img.Width || b.Dy() != img.Height {
 		return nil, errors.New("imaging: image bounds do not match its size")
 	}
-	enc := encoder{quality: o.JPEGQuality, alpha: img.HasAlpha}
-	enc.icc = outputICC(src, img.ICC)
+	_, rgba := src.(*image.RGBA)
+	switch src.(type) {
+	case *image.YCbCr, *image.Gray, *image.RGBA:
+	default:
+		return nil, fmt.Errorf("imaging: Variants of a %T: use an Image from Decode", src)
+	}
+	enc := encoder{quality: o.JPEGQuality, alpha: img.HasAlpha && rgba, icc: outputICC(src, img.ICC)}
 
 	levels := plan(o.Widths, img.Width, img.Height)
 	outs := make([]Output, len(levels)+1)

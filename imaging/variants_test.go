@@ -94,6 +94,7 @@ func TestVariantsInvalid(t *testing.T) {
 		{"negative thumb", img, imaging.Options{Thumb: -1}},
 		{"quality 101", img, imaging.Options{JPEGQuality: 101}},
 		{"size mismatch", &imaging.Image{Pixels: gradient(10, 10), Width: 20, Height: 10}, imaging.Options{}},
+		{"not a working layout", &imaging.Image{Pixels: image.NewNRGBA(image.Rect(0, 0, 10, 10)), Width: 10, Height: 10}, imaging.Options{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
