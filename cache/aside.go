@@ -42,6 +42,14 @@ type AsideOptions struct {
 	// OnLoad, if set, is called after every load with its duration and
 	// error, for metrics.
 	OnLoad func(d time.Duration, err error)
+	// OnLookup, if set, is called once per Get with whether the cache
+	// answered it (a cached absence is a hit), for metrics.
+	OnLookup func(hit bool)
+	// StartLoad, if set, is called before every load with the context the
+	// load would run under; the load runs under the context it returns,
+	// and end is called with the load's error when it returns. For
+	// tracing: a span around the load.
+	StartLoad func(ctx context.Context) (_ context.Context, end func(error))
 	// OnError, if set, is called when the cache fails ("get" or "set",
 	// including an entry this package cannot decode). Aside ignores such
 	// failures otherwise: the source is the truth.
@@ -116,7 +124,11 @@ func NewAside(c Cache, o AsideOptions) *Aside {
 // and not cached. A panic in load becomes an error. Each caller gets its
 // own copy of the value.
 func (a *Aside) Get(ctx context.Context, key string, load func(context.Context) ([]byte, error)) ([]byte, error) {
-	if v, ok, err := a.cached(ctx, key); ok {
+	v, ok, err := a.cached(ctx, key)
+	if a.opts.OnLookup != nil {
+		a.opts.OnLookup(ok)
+	}
+	if ok {
 		return v, err
 	}
 	ch := a.group.DoChan(key, func() (any, error) {
@@ -187,10 +199,17 @@ func (a *Aside) fly(ctx context.Context, key string, fn func(context.Context) ([
 	if v, ok, err := a.cached(ctx, key); ok {
 		return v, err
 	}
+	var end func(error)
+	if a.opts.StartLoad != nil {
+		ctx, end = a.opts.StartLoad(ctx)
+	}
 	start := time.Now()
 	v, err := callLoad(ctx, fn)
 	if a.opts.OnLoad != nil {
 		a.opts.OnLoad(time.Since(start), err)
+	}
+	if end != nil {
+		end(err)
 	}
 	switch {
 	case err == nil:

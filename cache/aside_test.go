@@ -531,3 +531,54 @@ func BenchmarkAsideHit(b *testing.B) {
 		}
 	})
 }
+
+// TestAsideHooks: OnLookup sees one hit or miss per Get (a cached absence
+// is a hit), and StartLoad wraps each load: the load runs under the
+// context it returns, and end gets the load's error.
+func TestAsideHooks(t *testing.T) {
+	t.Parallel()
+	type ctxKey struct{}
+	var hits, misses, started atomic.Int32
+	var ended []error
+	var mu sync.Mutex
+	a := cache.NewAside(newMemory(t), cache.AsideOptions{
+		TTL: time.Minute, NegativeTTL: time.Minute,
+		OnLookup: func(hit bool) {
+			if hit {
+				hits.Add(1)
+			} else {
+				misses.Add(1)
+			}
+		},
+		StartLoad: func(ctx context.Context) (context.Context, func(error)) {
+			started.Add(1)
+			return context.WithValue(ctx, ctxKey{}, "traced"), func(err error) {
+				mu.Lock()
+				ended = append(ended, err)
+				mu.Unlock()
+			}
+		},
+	})
+	load := func(ctx context.Context) ([]byte, error) {
+		if ctx.Value(ctxKey{}) != "traced" {
+			t.Error("the load does not run under StartLoad's context")
+		}
+		return []byte("v"), nil
+	}
+	mustGet(t, a, "k", load)
+	mustGet(t, a, "k", noLoad(t))
+	absent := func(context.Context) ([]byte, error) { return nil, cache.ErrAbsent }
+	for range 2 {
+		if _, err := a.Get(t.Context(), "gone", absent); !errors.Is(err, cache.ErrAbsent) {
+			t.Fatalf("Get absent: %v", err)
+		}
+	}
+	if hits.Load() != 2 || misses.Load() != 2 || started.Load() != 2 {
+		t.Fatalf("hits %d, misses %d, loads started %d; want 2, 2, 2", hits.Load(), misses.Load(), started.Load())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ended) != 2 || ended[0] != nil || !errors.Is(ended[1], cache.ErrAbsent) {
+		t.Fatalf("end called with %v", ended)
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"onebox/ops"
 )
 
 // Handler does one job. A nil error acks the message. Any other error
@@ -442,6 +444,11 @@ func (r *Runner) deadLetter(handlerCtx context.Context, k *kind, m Message, star
 func (r *Runner) attempt(handlerCtx context.Context, k *kind, m Message) (err error) {
 	ctx, cancel := context.WithTimeout(handlerCtx, k.o.Timeout)
 	defer cancel()
+	if m.RequestID != "" {
+		// The handler's queries, slow-query log lines included, name the
+		// request that enqueued the job.
+		ctx = ops.WithRequestID(ctx, m.RequestID)
+	}
 	stop := r.heartbeat(handlerCtx, m)
 	defer stop()
 	defer func() {

@@ -22,6 +22,8 @@ import (
 	"onebox/media"
 	"onebox/moderation"
 	"onebox/notify"
+	"onebox/ops"
+	"onebox/ops/tracing"
 	"onebox/store"
 )
 
@@ -39,7 +41,19 @@ type Options struct {
 	// burst of large uploads waits instead of exhausting memory.
 	DecodeMemory int64
 	Now          func() time.Time
+	// OnStep, if set, is called after each step of a photo (StepDecode,
+	// StepModerate, StepVariants, StepPublish) with the job's context and
+	// how long the step took, for metrics and tracing. It must be quick.
+	OnStep func(ctx context.Context, step string, d time.Duration)
 }
+
+// The steps of a photo job that OnStep reports.
+const (
+	StepDecode   = "decode"   // read the header, wait for decode memory, decode and orient
+	StepModerate = "moderate" // the moderator's verdict
+	StepVariants = "variants" // resize and encode every variant
+	StepPublish  = "publish"  // write the variants to media storage
+)
 
 // Pipeline runs the photo jobs.
 type Pipeline struct {
@@ -70,17 +84,20 @@ type CleanupPayload struct {
 	Keys []string `json:"keys"`
 }
 
-// ProcessJob returns the job that processes a new photo.
-func ProcessJob(photoID, requestID string) jobs.Message {
+// ProcessJob returns the job that processes a new photo, carrying the
+// request id and the trace context of ctx (the enqueuing request).
+func ProcessJob(ctx context.Context, photoID string) jobs.Message {
 	b, _ := json.Marshal(ProcessPayload{PhotoID: photoID})
-	return jobs.Message{Kind: KindProcess, Payload: b, RequestID: requestID}
+	return jobs.Message{Kind: KindProcess, Payload: b, RequestID: ops.RequestID(ctx), TraceParent: tracing.TraceParent(ctx)}
 }
 
-// CleanupJob is a store.CleanupJob: the job that removes deleted files.
-func CleanupJob(requestID string) store.CleanupJob {
+// CleanupJob is a store.CleanupJob: the job that removes deleted files,
+// carrying the request id and the trace context of ctx.
+func CleanupJob(ctx context.Context) store.CleanupJob {
+	requestID, traceParent := ops.RequestID(ctx), tracing.TraceParent(ctx)
 	return func(keys []string) jobs.Message {
 		b, _ := json.Marshal(CleanupPayload{Keys: keys})
-		return jobs.Message{Kind: KindCleanup, Payload: b, RequestID: requestID}
+		return jobs.Message{Kind: KindCleanup, Payload: b, RequestID: requestID, TraceParent: traceParent}
 	}
 }
 
@@ -118,7 +135,7 @@ func (p *Pipeline) Process(ctx context.Context, m jobs.Message) error {
 	if ph.Status != store.PhotoProcessing {
 		return nil // finished by an earlier attempt
 	}
-	log := p.log.With("request_id", m.RequestID, "job_id", m.ID, "photo_id", ph.ID, "attempt", m.Attempt)
+	log := p.log.With("request_id", m.RequestID, "job_id", m.ID, "kind", m.Kind, "attempt", m.Attempt, "photo_id", ph.ID)
 
 	variants, width, height, reason, err := p.render(ctx, ph)
 	if err != nil {
@@ -152,6 +169,7 @@ func (p *Pipeline) render(ctx context.Context, ph store.Photo) (vs []store.Varia
 		return nil, 0, 0, "", fmt.Errorf("open original: %w", err)
 	}
 	defer obj.Close()
+	step := p.step(ctx, StepDecode)
 	hdr, err := imaging.Probe(obj, p.opts.MaxPixels)
 	if reason := rejection(err); reason != "" {
 		return nil, 0, 0, reason, nil
@@ -169,6 +187,7 @@ func (p *Pipeline) render(ctx context.Context, ph store.Photo) (vs []store.Varia
 	defer p.decodes.Release(need)
 
 	img, err := imaging.Decode(ctx, obj, p.opts.MaxPixels)
+	step.done()
 	if reason := rejection(err); reason != "" {
 		return nil, 0, 0, reason, nil
 	}
@@ -176,7 +195,9 @@ func (p *Pipeline) render(ctx context.Context, ph store.Photo) (vs []store.Varia
 		return nil, 0, 0, "", err
 	}
 	if p.moderator != nil {
+		step = p.step(ctx, StepModerate)
 		v, err := p.moderator.Moderate(ctx, img.Pixels)
+		step.done()
 		if err != nil {
 			return nil, 0, 0, "", fmt.Errorf("moderate: %w", err)
 		}
@@ -184,10 +205,14 @@ func (p *Pipeline) render(ctx context.Context, ph store.Photo) (vs []store.Varia
 			return nil, 0, 0, v.Reason, nil
 		}
 	}
+	step = p.step(ctx, StepVariants)
 	outs, err := imaging.Variants(ctx, img, imaging.Options{JPEGQuality: p.opts.JPEGQuality})
+	step.done()
 	if err != nil {
 		return nil, 0, 0, "", err
 	}
+	step = p.step(ctx, StepPublish)
+	defer step.done()
 	for _, o := range outs {
 		key := VariantKey(ph.ID, o.Name, o.ContentType)
 		info, err := p.media.Put(ctx, key, bytes.NewReader(o.Data), o.ContentType)
@@ -197,6 +222,28 @@ func (p *Pipeline) render(ctx context.Context, ph store.Photo) (vs []store.Varia
 		vs = append(vs, store.Variant{Name: o.Name, Key: key, Width: o.Width, Height: o.Height, Size: info.Size, ContentType: o.ContentType})
 	}
 	return vs, img.Width, img.Height, "", nil
+}
+
+// stepTimer reports one step to Options.OnStep; without the hook it
+// does not read the clock.
+type stepTimer struct {
+	p     *Pipeline
+	ctx   context.Context
+	name  string
+	start time.Time
+}
+
+func (p *Pipeline) step(ctx context.Context, name string) stepTimer {
+	if p.opts.OnStep == nil {
+		return stepTimer{}
+	}
+	return stepTimer{p: p, ctx: ctx, name: name, start: time.Now()}
+}
+
+func (s stepTimer) done() {
+	if s.p != nil {
+		s.p.opts.OnStep(s.ctx, s.name, time.Since(s.start))
+	}
 }
 
 // rejection returns the user-facing reason if err means the file itself

@@ -140,6 +140,19 @@ type QueryEvent struct {
 	Err      error // nil on success; compare with errors.Is against the sentinels above
 }
 
+// Failed reports whether err is a failure of the database operation:
+// an error other than ErrNotFound, ErrConflict, ErrVersionMismatch and
+// ErrInvalid, which are answers about the data. Metrics and traces count
+// only failures as errors.
+func Failed(err error) bool {
+	switch {
+	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict),
+		errors.Is(err, ErrVersionMismatch), errors.Is(err, ErrInvalid):
+		return false
+	}
+	return true
+}
+
 // Users persists profiles and credentials.
 type Users interface {
 	// CreateUser inserts a user with Version 1. It returns ErrConflict if

@@ -27,6 +27,11 @@ type Options struct {
 	MaxBytes int64
 	// MaxEntries bounds the number of entries.
 	MaxEntries int
+	// OnEvict, if set, is called with the key of every entry removed for
+	// size or expiry (not by Delete or overwrite), for metrics. It runs
+	// under the cache's lock on that key: it must be quick and must not
+	// call the cache.
+	OnEvict func(key string)
 }
 
 // Stats are cumulative counters since New.
@@ -65,6 +70,15 @@ func New(o Options) *Cache {
 		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, entry]) time.Duration {
 			return e.Value.ttl
 		}),
+	}
+	if o.OnEvict != nil {
+		// The atomic listener runs in place; the other one would start a
+		// goroutine for every removal, overwrites included.
+		oo.OnAtomicDeletion = func(e otter.DeletionEvent[string, entry]) {
+			if e.Cause.IsEviction() {
+				o.OnEvict(e.Key)
+			}
+		}
 	}
 	if o.MaxBytes > 0 {
 		oo.MaximumWeight = uint64(o.MaxBytes)

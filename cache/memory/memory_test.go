@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,6 +110,48 @@ func TestStats(t *testing.T) {
 	}
 	if got, want := c.Stats(), (memory.Stats{Hits: 2, Misses: 1}); got != want {
 		t.Fatalf("Stats() = %+v, want %+v", got, want)
+	}
+}
+
+// TestOnEvict: the hook sees the keys evicted for size, and agrees with
+// Stats; a Delete or an overwrite is no eviction.
+func TestOnEvict(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	evicted := map[string]bool{}
+	c := newCache(t, memory.Options{MaxEntries: 10, OnEvict: func(key string) {
+		mu.Lock()
+		evicted[key] = true
+		mu.Unlock()
+	}})
+	ctx := t.Context()
+	for _, k := range []string{"kept", "kept", "deleted"} {
+		if err := c.Set(ctx, k, []byte("v"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = c.Delete(ctx, "deleted")
+	for i := range 1000 {
+		if err := c.Set(ctx, fmt.Sprintf("k%04d", i), []byte("v"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(evicted)
+		deleted := evicted["deleted"]
+		mu.Unlock()
+		if deleted {
+			t.Fatal("a deleted key was reported as evicted")
+		}
+		if n > 0 && uint64(n) == c.Stats().Evictions {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d keys reported evicted, stats %+v", n, c.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

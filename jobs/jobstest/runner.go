@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"onebox/jobs"
+	"onebox/ops"
 )
 
 func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
@@ -33,6 +34,9 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 			defer mu.Unlock()
 			seen[m.ID] = m
 			calls++
+			if ops.RequestID(ctx) != m.RequestID {
+				t.Errorf("handler ctx has request id %q, want the message's %q", ops.RequestID(ctx), m.RequestID)
+			}
 			return nil
 		}, jobs.KindOptions{Concurrency: 4})
 		stop := start(t, r)

@@ -1,0 +1,183 @@
+package metrics_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"onebox/jobs"
+	"onebox/ops/metrics"
+	"onebox/store"
+)
+
+func expose(m *metrics.Metrics) string {
+	var b bytes.Buffer
+	m.WritePrometheus(&b)
+	return b.String()
+}
+
+func mustHave(t *testing.T, text string, lines ...string) {
+	t.Helper()
+	for _, l := range lines {
+		if !strings.Contains(text, "\n"+l+"\n") {
+			t.Errorf("no line %q", l)
+		}
+	}
+}
+
+func TestRouteSeries(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{})
+	r := m.Route("GET", "/v1/users/:id")
+	r.Observe(200, 2*time.Millisecond)
+	r.Observe(304, time.Millisecond)
+	r.Observe(503, time.Second)
+	m.Route("GET", metrics.Unmatched).Observe(404, time.Millisecond)
+	m.Route("GET", `/odd"path`).Observe(999, time.Millisecond) // escaped; an odd status is "other"
+	text := expose(m)
+	mustHave(t, text,
+		`onebox_http_requests_total{route="/v1/users/:id",method="GET",code="2xx"} 1`,
+		`onebox_http_requests_total{route="/v1/users/:id",method="GET",code="3xx"} 1`,
+		`onebox_http_requests_total{route="/v1/users/:id",method="GET",code="5xx"} 1`,
+		`onebox_http_requests_total{route="unmatched",method="GET",code="4xx"} 1`,
+		`onebox_http_requests_total{route="/odd\"path",method="GET",code="other"} 1`,
+		`onebox_http_request_duration_seconds_bucket{route="/v1/users/:id",method="GET",le="0.0025"} 2`,
+		`onebox_http_request_duration_seconds_bucket{route="/v1/users/:id",method="GET",le="+Inf"} 3`,
+		`onebox_http_request_duration_seconds_count{route="/v1/users/:id",method="GET"} 3`,
+		`onebox_http_request_latency_seconds_count{route="/v1/users/:id",method="GET"} 3`,
+		`# TYPE onebox_http_request_duration_seconds histogram`,
+		`# TYPE onebox_http_request_latency_seconds summary`,
+		`# TYPE onebox_http_requests_total counter`,
+	)
+	if strings.Contains(text, `route="/v1/users/me"`) {
+		t.Error("a route with no request has series")
+	}
+}
+
+func TestJobsQueriesAndCaches(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{Kinds: []string{"photo.process"}})
+	m.JobDone("photo.process", time.Second, "ok")
+	m.JobDone("photo.process", time.Second, "retry")
+	m.JobDone("stray", 0, "dead") // no handler: swept, never ran
+	m.QueueStats(jobs.Stats{Kinds: map[string]jobs.KindStats{
+		"photo.process": {Queued: 3, InFlight: 1, Dead: 2, OldestAge: 90 * time.Second},
+		"stray":         {Queued: 4},
+		"other-stray":   {Queued: 1, OldestAge: time.Minute},
+	}})
+	ctx := context.Background()
+	m.Query(ctx, store.QueryEvent{Name: "users_by_id", Duration: time.Millisecond})
+	m.Query(ctx, store.QueryEvent{Name: "users_by_id", Duration: time.Millisecond, Err: store.ErrNotFound})
+	m.Query(ctx, store.QueryEvent{Name: "users_update", Duration: time.Second, Err: fmt.Errorf("sqlite: %w", store.ErrBusy)})
+	m.Query(ctx, store.QueryEvent{Name: "users_update", Duration: time.Second, Err: context.Canceled})
+	c := m.Cache("profiles")
+	c.Lookup(true)
+	c.Lookup(false)
+	c.Load(3*time.Millisecond, nil)
+	m.Cache("profiles").Evicted()
+	m.RateLimit("api", true)
+	m.RateLimit("api", false)
+	m.PipelineStep(ctx, "decode", time.Second)
+	m.PipelineStep(ctx, "unknown", time.Second)
+	m.InFlight(1)
+	m.SSE(1)
+	m.SSE(1)
+	m.SSE(-1)
+	text := expose(m)
+	mustHave(t, text,
+		`onebox_jobs_done_total{kind="photo.process",outcome="ok"} 1`,
+		`onebox_jobs_done_total{kind="photo.process",outcome="retry"} 1`,
+		`onebox_jobs_done_total{kind="other",outcome="dead"} 1`,
+		`onebox_job_duration_seconds_count{kind="photo.process"} 2`,
+		`onebox_job_duration_seconds_count{kind="other"} 0`,
+		`onebox_jobs_queued{kind="photo.process"} 3`,
+		`onebox_jobs_in_flight{kind="photo.process"} 1`,
+		`onebox_jobs_dead{kind="photo.process"} 2`,
+		`onebox_jobs_oldest_age_seconds{kind="photo.process"} 90`,
+		`onebox_jobs_queued{kind="other"} 5`,
+		`onebox_jobs_oldest_age_seconds{kind="other"} 60`,
+		`onebox_db_query_duration_seconds_count{query="users_by_id"} 2`,
+		`onebox_db_errors_total{query="users_by_id",kind="other"} 0`,
+		`onebox_db_errors_total{query="users_update",kind="busy"} 1`,
+		`onebox_db_errors_total{query="users_update",kind="other"} 1`,
+		`onebox_cache_requests_total{cache="profiles",result="hit"} 1`,
+		`onebox_cache_requests_total{cache="profiles",result="miss"} 1`,
+		`onebox_cache_evictions_total{cache="profiles"} 1`,
+		`onebox_cache_load_duration_seconds_count{cache="profiles"} 1`,
+		`onebox_ratelimit_requests_total{policy="api",result="allowed"} 1`,
+		`onebox_ratelimit_requests_total{policy="api",result="rejected"} 1`,
+		`onebox_pipeline_step_duration_seconds_count{step="decode"} 1`,
+		`onebox_pipeline_step_duration_seconds_count{step="moderate"} 0`,
+		`onebox_http_in_flight_requests 1`,
+		`onebox_sse_connections 1`,
+	)
+	if strings.Contains(text, "unknown") || strings.Contains(text, `kind="stray"`) {
+		t.Error("a label value outside its closed set")
+	}
+}
+
+func TestSample(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{Kinds: []string{"k"}})
+	m.SampleOnce(context.Background(), metrics.Sources{
+		Queue: func(context.Context) (jobs.Stats, error) {
+			return jobs.Stats{Kinds: map[string]jobs.KindStats{"k": {Queued: 7}}}, nil
+		},
+		DB: func() metrics.DBStats {
+			return metrics.DBStats{WriterOpen: 1, ReaderOpen: 4, WriterWait: 1500 * time.Millisecond}
+		},
+		DataDir: t.TempDir(),
+	})
+	text := expose(m)
+	mustHave(t, text,
+		`onebox_jobs_queued{kind="k"} 7`,
+		`onebox_db_open_connections{pool="writer"} 1`,
+		`onebox_db_open_connections{pool="reader"} 4`,
+		`onebox_db_writer_wait_seconds_total 1.5`,
+		`# TYPE onebox_db_writer_wait_seconds_total counter`,
+	)
+	if strings.Contains(text, "\nonebox_disk_size_bytes 0\n") || !strings.Contains(text, "\nonebox_disk_free_bytes ") {
+		t.Error("disk not sampled")
+	}
+	if !strings.Contains(text, "\ngo_goroutines ") || !strings.Contains(text, "\nprocess_cpu_seconds_total ") {
+		t.Error("no Go runtime or process metrics")
+	}
+}
+
+// TestOff: a nil Metrics takes every call and serves 404.
+func TestOff(t *testing.T) {
+	t.Parallel()
+	var m *metrics.Metrics
+	m.Route("GET", "/").Observe(200, time.Second)
+	m.Cache("profiles").Lookup(true)
+	m.Cache("profiles").Evicted()
+	m.JobDone("k", time.Second, "ok")
+	m.Query(context.Background(), store.QueryEvent{})
+	m.InFlight(1)
+	m.SampleOnce(context.Background(), metrics.Sources{DataDir: "."})
+	rec := httptest.NewRecorder()
+	m.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Fatalf("status %d", rec.Code)
+	}
+}
+
+// BenchmarkRoute is the request path's cost with metrics on: a counter,
+// a histogram and a summary.
+func BenchmarkRoute(b *testing.B) {
+	m := metrics.New(metrics.Options{})
+	r := m.Route("GET", "/v1/users/:id")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.InFlight(1)
+			r.Observe(200, 150*time.Microsecond)
+			m.InFlight(-1)
+		}
+	})
+}

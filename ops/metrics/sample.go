@@ -1,0 +1,80 @@
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"onebox/jobs"
+	"onebox/ops"
+)
+
+// DBStats are the database pools' numbers the sampler reads.
+type DBStats struct {
+	WriterOpen, ReaderOpen int
+	// WriterWait is the total time callers waited for the writer
+	// connection since the store opened.
+	WriterWait time.Duration
+}
+
+// Sources are what Sample reads. Nil fields are skipped.
+type Sources struct {
+	Queue   func(ctx context.Context) (jobs.Stats, error)
+	DB      func() DBStats
+	DataDir string // its file system's free and total bytes
+	// Interval between samples; default 5s.
+	Interval time.Duration
+}
+
+// Sample reads src at once and then every Interval, until ctx is done,
+// and sets the gauges from it: the queue's Stats is a query, too dear to
+// run on every scrape.
+func (m *Metrics) Sample(ctx context.Context, src Sources) {
+	if m == nil {
+		return
+	}
+	if src.Interval <= 0 {
+		src.Interval = 5 * time.Second
+	}
+	t := time.NewTicker(src.Interval)
+	defer t.Stop()
+	for {
+		m.SampleOnce(ctx, src)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// SampleOnce reads src once.
+func (m *Metrics) SampleOnce(ctx context.Context, src Sources) {
+	if m == nil {
+		return
+	}
+	if src.Queue != nil {
+		qctx, cancel := context.WithTimeout(ctx, src.Interval+time.Second)
+		st, err := src.Queue(qctx)
+		cancel()
+		if err != nil {
+			m.log.DebugContext(ctx, "metrics: queue stats", "error", err)
+		} else {
+			m.QueueStats(st)
+		}
+	}
+	if src.DB != nil {
+		st := src.DB()
+		m.dbOpen[0].Set(float64(st.WriterOpen))
+		m.dbOpen[1].Set(float64(st.ReaderOpen))
+		m.writerWait.Set(st.WriterWait.Seconds())
+	}
+	if src.DataDir != "" {
+		d, err := ops.DiskUsage(src.DataDir)
+		if err != nil {
+			m.log.DebugContext(ctx, "metrics: disk usage", "error", err)
+		} else {
+			m.diskFree.Set(float64(d.Free))
+			m.diskSize.Set(float64(d.Size))
+		}
+	}
+}
