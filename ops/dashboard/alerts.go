@@ -1,0 +1,231 @@
+package dashboard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// AlertRules say when an alert fires. Zero fields take the defaults
+// shown.
+type AlertRules struct {
+	// ErrorRate: the 5xx share of requests (over Recent) above which,
+	// held for For, http_error_rate fires. 0.05.
+	ErrorRate float64
+	// P95: the request p95 (over Recent) above which, held for For,
+	// http_p95 fires. 500ms.
+	P95 time.Duration
+	// For is how long ErrorRate and P95 must hold, and how long the queue
+	// depth must rise, before their alerts fire. 5m.
+	For time.Duration
+	// DiskFree: the free share below which disk_low fires. 0.10.
+	DiskFree float64
+	// MinRequests: fewer requests over Recent never fire
+	// http_error_rate. 10.
+	MinRequests float64
+	// jobs_dead fires as soon as a job is dead-lettered; it has no knob.
+}
+
+func (r AlertRules) withDefaults() AlertRules {
+	r.ErrorRate = orDefault(r.ErrorRate, 0.05)
+	r.P95 = orDefault(r.P95, 500*time.Millisecond)
+	r.For = orDefault(r.For, 5*time.Minute)
+	r.DiskFree = orDefault(r.DiskFree, 0.10)
+	r.MinRequests = orDefault(r.MinRequests, 10)
+	return r
+}
+
+// Alert is one alert's transition, as logged, shown and sent to the
+// webhook.
+type Alert struct {
+	Name    string    `json:"alert"`  // http_error_rate, http_p95, queue_growing, jobs_dead, disk_low
+	Status  string    `json:"status"` // "firing" or "resolved"
+	Summary string    `json:"summary"`
+	Since   time.Time `json:"since"` // when it fired
+	At      time.Time `json:"at"`    // of this transition
+}
+
+// rule is one alert's condition, checked at every sample: true and a
+// sentence, or false.
+type rule struct {
+	name string
+	hold bool // must stay true for AlertRules.For before firing
+	cond func(h *history, o AlertRules) (bool, string)
+}
+
+var rules = []rule{
+	{"http_error_rate", true, func(h *history, o AlertRules) (bool, string) {
+		r := h.current
+		if r.requests < o.MinRequests {
+			return false, ""
+		}
+		er := r.errors5xx / r.requests
+		return er > o.ErrorRate, fmt.Sprintf("HTTP 5xx at %s of requests (alert above %s for %s)", pct(er), pct(o.ErrorRate), dur(o.For))
+	}},
+	{"http_p95", true, func(h *history, o AlertRules) (bool, string) {
+		p := h.current.p95
+		return !math.IsNaN(p) && p > o.P95.Seconds(), fmt.Sprintf("HTTP p95 at %s (alert above %s for %s)", secs(p), secs(o.P95.Seconds()), dur(o.For))
+	}},
+	{"queue_growing", false, func(h *history, o AlertRules) (bool, string) {
+		up, first, last := h.growing("queue.depth", o.For, true)
+		return up, fmt.Sprintf("queue depth rose from %s to %s over %s", count(first), count(last), dur(o.For))
+	}},
+	{"jobs_dead", false, func(h *history, o AlertRules) (bool, string) {
+		n := h.current.deadLettered
+		return n > 0, fmt.Sprintf("%s dead-lettered jobs: see onebox jobs dead", count(n))
+	}},
+	{"disk_low", false, func(h *history, o AlertRules) (bool, string) {
+		r := h.current
+		if !r.has["disk"] {
+			return false, ""
+		}
+		free := r.diskFree / r.diskSize
+		return free < o.DiskFree, fmt.Sprintf("disk %s free (%s of %s)", pct(free), bytesize(r.diskFree), bytesize(r.diskSize))
+	}},
+}
+
+// alerter tracks each rule's state and reports transitions: a log line
+// and a webhook call when an alert fires, and again when it clears.
+type alerter struct {
+	o      Options
+	log    *slog.Logger
+	rules  AlertRules
+	state  map[string]*ruleState
+	recent []Alert // transitions, newest first
+
+	qmu     sync.Mutex
+	queue   []Alert // waiting for the webhook, oldest first
+	sending bool
+	wg      sync.WaitGroup
+}
+
+type ruleState struct {
+	pending time.Time // condition true since; zero when false
+	firing  *Alert
+}
+
+const keepTransitions = 20
+
+func newAlerter(o Options, log *slog.Logger) *alerter {
+	return &alerter{o: o, log: log, rules: o.Alerts, state: map[string]*ruleState{}}
+}
+
+func (a *alerter) evaluate(ctx context.Context, h *history, now time.Time) {
+	for _, r := range rules {
+		st := a.state[r.name]
+		if st == nil {
+			st = &ruleState{}
+			a.state[r.name] = st
+		}
+		on, summary := r.cond(h, a.rules)
+		switch {
+		case on && st.firing != nil:
+			st.firing.Summary = summary // keep the numbers current on the page
+		case on:
+			if st.pending.IsZero() {
+				st.pending = now
+			}
+			if r.hold && now.Sub(st.pending) < a.rules.For {
+				continue
+			}
+			st.firing = &Alert{Name: r.name, Status: "firing", Summary: summary, Since: now, At: now}
+			a.log.LogAttrs(ctx, slog.LevelWarn, "alert firing", slog.String("alert", r.name), slog.String("summary", summary))
+			a.report(*st.firing)
+		default:
+			st.pending = time.Time{}
+			if st.firing == nil {
+				continue
+			}
+			resolved := *st.firing
+			resolved.Status, resolved.At = "resolved", now
+			st.firing = nil
+			a.log.LogAttrs(ctx, slog.LevelInfo, "alert resolved", slog.String("alert", r.name),
+				slog.String("summary", resolved.Summary), slog.Duration("lasted", now.Sub(resolved.Since)))
+			a.report(resolved)
+		}
+	}
+}
+
+// firing lists the alerts firing now, in rule order.
+func (a *alerter) firing() []Alert {
+	var out []Alert
+	for _, r := range rules {
+		if st := a.state[r.name]; st != nil && st.firing != nil {
+			out = append(out, *st.firing)
+		}
+	}
+	return out
+}
+
+func (a *alerter) report(al Alert) {
+	a.recent = append([]Alert{al}, a.recent[:min(len(a.recent), keepTransitions-1)]...)
+	if a.o.Webhook == "" {
+		return
+	}
+	a.qmu.Lock()
+	a.queue = append(a.queue, al)
+	start := !a.sending
+	a.sending = true
+	a.qmu.Unlock()
+	if start {
+		a.wg.Add(1)
+		go a.deliver()
+	}
+}
+
+// deliver posts queued alerts one at a time, so the webhook sees them in
+// order, and exits when the queue is empty.
+func (a *alerter) deliver() {
+	defer a.wg.Done()
+	for {
+		a.qmu.Lock()
+		if len(a.queue) == 0 {
+			a.sending = false
+			a.qmu.Unlock()
+			return
+		}
+		al := a.queue[0]
+		a.queue = a.queue[1:]
+		a.qmu.Unlock()
+		if err := a.post(al); err != nil {
+			a.log.LogAttrs(context.Background(), slog.LevelWarn, "alert webhook failed",
+				slog.String("alert", al.Name), slog.String("status", al.Status), slog.String("err", err.Error()))
+		}
+	}
+}
+
+func (a *alerter) post(al Alert) error {
+	body, err := json.Marshal(al)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequest(http.MethodPost, a.o.Webhook, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := a.o.Client.Do(req)
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err // without the URL, which may hold a secret
+	}
+	if err != nil {
+		return err
+	}
+	res.Body.Close()
+	if res.StatusCode >= 300 {
+		return fmt.Errorf("webhook answered %s", res.Status)
+	}
+	return nil
+}
+
+// wait blocks until queued alerts are delivered or have failed.
+func (a *alerter) wait() { a.wg.Wait() }

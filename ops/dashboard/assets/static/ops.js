@@ -1,0 +1,135 @@
+// onebox ops: polls /ops/api/state and updates the server-rendered page
+// in place. No inline script or style anywhere (the CSP forbids them):
+// text goes in with textContent, state as a class, sparklines as a path.
+'use strict';
+(function () {
+  const token = new URLSearchParams(location.search).get('token');
+  const headers = token ? { Authorization: 'Bearer ' + token } : {};
+  const interval = Math.max(parseInt(document.body.dataset.interval, 10) || 5000, 500);
+  const $ = (id) => document.getElementById(id);
+  const SVG = 'http://www.w3.org/2000/svg';
+
+  function el(tag, cls, ...children) {
+    const n = document.createElement(tag);
+    if (cls) n.className = cls;
+    for (const c of children) n.append(c);
+    return n;
+  }
+  const clock = (t) => new Date(t).toLocaleTimeString('en-GB');
+  const badge = (state) => el('span', 'badge s-' + state, state);
+  const none = (text) => el('li', 'none', text);
+  function setState(node, base, state) { node.className = base + ' s-' + state; }
+  function list(node, items, render, empty) {
+    node.replaceChildren(...(items && items.length ? items.map(render) : (empty ? [none(empty)] : [])));
+  }
+
+  // Lists are rebuilt only when they change, so an opened <details> stays open.
+  const last = {};
+  function changed(key, value) {
+    const s = JSON.stringify(value || null);
+    if (last[key] === s) return false;
+    last[key] = s;
+    return true;
+  }
+
+  function renderIncident(d) {
+    $('incident').hidden = !d.root;
+    if (!d.root) return;
+    const r = d.root;
+    $('root').replaceChildren(
+      el('p', 'root-title', badge(r.state), ' ', el('strong', '', r.title), ' ', el('span', 'since', 'since ' + clock(r.since))),
+      el('ul', 'evidence', ...(r.evidence || []).map((e) => el('li', '', e))));
+    list($('downstream'), d.downstream, (f) => el('li', '', badge(f.state), ' ', f.because), 'nothing else');
+    list($('others'), d.others, (f) => el('li', '', badge(f.state), ' ',
+      ...(f.because ? [f.because] : [el('strong', '', f.title), ' ', (f.evidence || []).join('; ')])), 'none');
+  }
+
+  function renderPanel(p) {
+    const a = $('panel-' + p.name);
+    if (!a) return;
+    setState(a, 'panel', p.state);
+    const b = a.querySelector('header .badge');
+    setState(b, 'badge', p.state);
+    b.textContent = p.state;
+    a.querySelector('.since').textContent = p.since_text;
+    const head = p.metrics[0];
+    a.querySelector('.headline .value').textContent = head.value;
+    list(a.querySelector('.evidence'), p.evidence, (e) => el('li', '', e));
+    for (const m of p.metrics) {
+      const row = a.querySelector('[data-key="' + m.key + '"]');
+      if (!row) continue;
+      row.querySelector('.value').textContent = m.value;
+      row.querySelector('path').setAttribute('d', m.spark);
+    }
+  }
+
+  function renderLists(s) {
+    if (changed('errors', s.errors)) {
+      $('errors').tBodies[0].replaceChildren(...(s.errors || []).map((e) =>
+        el('tr', '', el('td', '', e.time), el('td', '', e.where), el('td', '', e.status ? String(e.status) : ''),
+          el('td', '', e.message), el('td', '', e.request_id || ''))));
+      $('errors-none').hidden = !!(s.errors && s.errors.length);
+      $('errors').hidden = !$('errors-none').hidden;
+    }
+    if (changed('slow', s.slow_queries)) {
+      const qs = s.slow_queries || [];
+      $('slow-queries').replaceChildren(...(qs.length ? qs.map((q) => {
+        const d = el('details', 'query',
+          el('summary', '', el('time', '', q.time), ' ', el('strong', '', q.duration), ' ' + q.name + ' ', el('span', 'rid', q.request_id || '')),
+          el('pre', '', q.sql));
+        if (q.plan) d.append(el('pre', 'plan', q.plan));
+        return d;
+      }) : [el('p', 'none', s.wired.slow_queries ? 'no slow queries' : 'no slow-query source wired')]));
+    }
+    if (changed('traces', s.traces)) {
+      const ts = s.traces || [];
+      $('traces').replaceChildren(...(ts.length ? ts.map((t) => el('details', 'trace',
+        el('summary', '', el('strong', '', t.duration), ' ' + t.name + ' ', el('time', '', t.time), ' ', el('span', 'rid', t.request_id || '')),
+        el('ol', 'spans', ...(t.spans || []).map(span)))) : [el('p', 'none', s.wired.traces ? 'no traces yet' : 'no trace source wired')]));
+    }
+  }
+
+  function span(sp) {
+    const svg = document.createElementNS(SVG, 'svg');
+    svg.setAttribute('viewBox', '0 0 100 4');
+    svg.setAttribute('preserveAspectRatio', 'none');
+    const rect = document.createElementNS(SVG, 'rect');
+    for (const [k, v] of [['x', sp.offset], ['y', 0], ['width', sp.width], ['height', 4]]) rect.setAttribute(k, String(v));
+    svg.append(rect);
+    return el('li', 'span depth-' + Math.min(sp.depth, 6) + (sp.error ? ' error' : ''),
+      el('span', 'name', sp.name), el('span', 'dur', sp.duration), svg);
+  }
+
+  function render(s) {
+    const d = s.diagnosis;
+    $('updated').textContent = s.updated_text;
+    const sum = $('summary');
+    sum.textContent = d.summary;
+    setState(sum, 'summary', d.root ? d.root.state : 'healthy');
+    const se = $('scrape-error');
+    se.textContent = s.scrape_error || '';
+    se.hidden = !s.scrape_error;
+    list($('drills'), d.drills, (t) => el('li', '', 'DRILL: ' + t));
+    $('drills').hidden = !(d.drills && d.drills.length);
+    renderIncident(d);
+    list($('alerts'), s.alerts, (a) => el('li', 's-failing', el('strong', '', a.alert), ' ' + a.summary), 'none firing');
+    list($('alert-log'), s.alert_log, (a) => el('li', '', el('time', '', clock(a.at)), ' ' + a.alert + ' ' + a.status + ': ' + a.summary));
+    for (const p of s.panels) renderPanel(p);
+    renderLists(s);
+  }
+
+  async function poll() {
+    try {
+      const res = await fetch('/ops/api/state', { headers, cache: 'no-store' });
+      if (!res.ok) throw new Error('HTTP ' + res.status);
+      render(await res.json());
+    } catch (e) {
+      const se = $('scrape-error');
+      se.textContent = 'dashboard unreachable: ' + e.message;
+      se.hidden = false;
+    } finally {
+      setTimeout(poll, interval);
+    }
+  }
+  setTimeout(poll, interval);
+})();

@@ -1,0 +1,231 @@
+package dashboard
+
+import (
+	"math"
+	"strings"
+)
+
+// The metric names the dashboard reads, as the metrics package exposes
+// them. A missing metric leaves its component "unknown", not healthy.
+const (
+	mHTTPRequests   = "onebox_http_requests_total"           // {route,method,code="2xx|4xx|5xx"}
+	mHTTPDuration   = "onebox_http_request_duration_seconds" // histogram {route,method}
+	mHTTPLatency    = "onebox_http_request_latency_seconds"  // summary {route,method,quantile}: a fallback
+	mHTTPInFlight   = "onebox_http_in_flight_requests"
+	mSSE            = "onebox_sse_connections"
+	mLimiter        = "onebox_ratelimit_requests_total"    // {policy,result}
+	mCacheRequests  = "onebox_cache_requests_total"        // {cache,result="hit|miss"}
+	mCacheLoad      = "onebox_cache_load_duration_seconds" // histogram {cache}
+	mJobsQueued     = "onebox_jobs_queued"                 // {kind}
+	mJobsInFlight   = "onebox_jobs_in_flight"
+	mJobsDead       = "onebox_jobs_dead"
+	mJobsOldest     = "onebox_jobs_oldest_age_seconds"
+	mJobsDone       = "onebox_jobs_done_total" // {kind,outcome="ok|retry|dead"}
+	mJobDuration    = "onebox_job_duration_seconds"
+	mPipelineStep   = "onebox_pipeline_step_duration_seconds" // {step}
+	mDBQuery        = "onebox_db_query_duration_seconds"      // histogram {query}
+	mDBErrors       = "onebox_db_errors_total"                // {query,kind="busy|other"}
+	mDBWriterWait   = "onebox_db_writer_wait_seconds_total"
+	mDBConnections  = "onebox_db_open_connections" // {pool}
+	mDiskFree       = "onebox_disk_free_bytes"
+	mDiskSize       = "onebox_disk_size_bytes"
+	quantileLabel   = "quantile"
+	streamRouteMark = "/events" // long-lived SSE routes: their duration is not latency
+)
+
+// reading is what happened between two snapshots (counters as deltas,
+// histograms as the observations in between) plus the newer snapshot's
+// gauges. NaN means "no data".
+type reading struct {
+	seconds float64
+	has     map[string]bool // component → its metrics were exposed
+
+	requests, errors5xx float64
+	p50, p95, p99       float64
+	routeP95            map[string]float64 // "GET /v1/users/:id" → seconds
+	inFlight, sse       float64
+
+	limiterTotal, limited, limiterErrors float64
+
+	hits, misses float64
+	loadP95      float64
+
+	depth, oldest, queueInFlight float64
+
+	jobsDone, jobsFailed, jobsDead float64 // finished attempts by outcome
+	deadLettered                   float64 // gauge: dead jobs kept
+	jobP95                         float64
+	stepP95                        map[string]float64
+
+	dbP95           float64
+	queryP95        map[string]float64
+	queryCount      map[string]float64
+	busy, dbErrors  float64
+	writerWait      float64 // seconds spent waiting for the writer, per second
+	openConnections float64
+
+	diskFree, diskSize float64
+}
+
+// measure reads the interval from a to b. Counter resets (a restart)
+// count from zero.
+func measure(a, b snapshot) reading {
+	r := reading{seconds: b.at.Sub(a.at).Seconds(), has: map[string]bool{}}
+	delta := func(name string, match func(sample) bool) (float64, bool) {
+		nb, ok := b.sum(name, match)
+		na, _ := a.sum(name, match)
+		if nb < na {
+			na = 0
+		}
+		return nb - na, ok
+	}
+	gauge := func(name string) float64 {
+		v, ok := b.sum(name, nil)
+		if !ok {
+			return math.NaN()
+		}
+		return v
+	}
+	hist := func(name, group string, keep func(sample) bool) map[string]histogram {
+		hb, ha := b.histograms(name, group, keep), a.histograms(name, group, keep)
+		out := make(map[string]histogram, len(hb))
+		for g, h := range hb {
+			out[g] = h.sub(ha[g])
+		}
+		return out
+	}
+	p95s := func(hs map[string]histogram) map[string]float64 {
+		out := make(map[string]float64, len(hs))
+		for g, h := range hs {
+			if h.total() > 0 {
+				out[g] = h.quantile(0.95)
+			}
+		}
+		return out
+	}
+
+	// HTTP.
+	var ok bool
+	r.requests, ok = delta(mHTTPRequests, nil)
+	r.has["http"] = ok
+	r.errors5xx, _ = delta(mHTTPRequests, withLabel("code", "5xx"))
+	notStream := func(s sample) bool { return !strings.Contains(s.label("route"), streamRouteMark) }
+	routes := hist(mHTTPDuration, "route", notStream)
+	all := merge(values(routes)...)
+	r.p50, r.p95, r.p99 = all.quantile(0.5), all.quantile(0.95), all.quantile(0.99)
+	r.routeP95 = p95s(routes)
+	if all.total() == 0 {
+		r.p50, r.p95, r.p99, r.routeP95 = summaryQuantiles(b, mHTTPLatency, notStream)
+	}
+	r.inFlight, r.sse = gauge(mHTTPInFlight), gauge(mSSE)
+
+	// Limiter: a result is an error, a rejection or (anything else) a pass.
+	for res, n := range deltaBy(a, b, mLimiter, "result") {
+		r.limiterTotal += n
+		switch res {
+		case "error", "failed", "fail":
+			r.limiterErrors += n
+		case "limited", "rejected", "denied", "blocked", "deny", "reject":
+			r.limited += n
+		}
+	}
+	_, r.has["limiter"] = b.metrics[mLimiter]
+
+	// Cache.
+	r.hits, r.has["cache"] = delta(mCacheRequests, withLabel("result", "hit"))
+	r.misses, _ = delta(mCacheRequests, withLabel("result", "miss"))
+	r.loadP95 = merge(values(hist(mCacheLoad, "", nil))...).quantile(0.95)
+
+	// Queue and workers.
+	r.depth, r.oldest, r.queueInFlight = gauge(mJobsQueued), math.NaN(), gauge(mJobsInFlight)
+	if v, ok := b.max(mJobsOldest); ok {
+		r.oldest = v
+	}
+	r.has["queue"] = !math.IsNaN(r.depth)
+	done := deltaBy(a, b, mJobsDone, "outcome")
+	r.jobsDone, r.jobsFailed, r.jobsDead = done["ok"], done["retry"]+done["dead"], done["dead"]
+	r.deadLettered = gauge(mJobsDead)
+	_, r.has["workers"] = b.metrics[mJobsDone]
+	r.has["workers"] = r.has["workers"] || !math.IsNaN(r.deadLettered)
+	r.jobP95 = merge(values(hist(mJobDuration, "", nil))...).quantile(0.95)
+	r.stepP95 = p95s(hist(mPipelineStep, "step", nil))
+
+	// Database.
+	queries := hist(mDBQuery, "query", nil)
+	_, r.has["database"] = b.metrics[mDBQuery+"_bucket"]
+	r.dbP95 = merge(values(queries)...).quantile(0.95)
+	r.queryP95 = p95s(queries)
+	r.queryCount = make(map[string]float64, len(queries))
+	for q, h := range queries {
+		r.queryCount[q] = h.total()
+	}
+	r.busy, _ = delta(mDBErrors, withLabel("kind", "busy"))
+	r.dbErrors, _ = delta(mDBErrors, func(s sample) bool { return s.label("kind") != "busy" })
+	r.writerWait = math.NaN()
+	if w, ok := delta(mDBWriterWait, nil); ok && r.seconds > 0 {
+		r.writerWait = w / r.seconds
+	}
+	r.openConnections = gauge(mDBConnections)
+
+	// Disk.
+	r.diskFree, r.diskSize = gauge(mDiskFree), gauge(mDiskSize)
+	r.has["disk"] = !math.IsNaN(r.diskFree) && r.diskSize > 0
+	return r
+}
+
+// deltaBy is a counter's increase from a to b per value of one label.
+func deltaBy(a, b snapshot, name, labelName string) map[string]float64 {
+	nb, na := b.by(name, labelName), a.by(name, labelName)
+	out := make(map[string]float64, len(nb))
+	for k, v := range nb {
+		if old := na[k]; old <= v {
+			v -= old
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func values[K comparable, V any](m map[K]V) []V {
+	out := make([]V, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// summaryQuantiles reads a summary's quantiles when no histogram is
+// exposed. Quantiles of different routes cannot be merged; the worst
+// route's stands for all, which errs on the side of alarm.
+func summaryQuantiles(s snapshot, name string, keep func(sample) bool) (p50, p95, p99 float64, routes map[string]float64) {
+	p50, p95, p99 = math.NaN(), math.NaN(), math.NaN()
+	routes = map[string]float64{}
+	for _, x := range s.metrics[name] {
+		if !keep(x) || math.IsNaN(x.value) {
+			continue
+		}
+		worse := func(cur float64) float64 {
+			if math.IsNaN(cur) || x.value > cur {
+				return x.value
+			}
+			return cur
+		}
+		switch x.label(quantileLabel) {
+		case "0.5":
+			p50 = worse(p50)
+		case "0.95":
+			p95 = worse(p95)
+			routes[x.label("route")] = x.value
+		case "0.99":
+			p99 = worse(p99)
+		}
+	}
+	return p50, p95, p99, routes
+}
+
+func ratio(part, whole float64) float64 {
+	if whole <= 0 {
+		return math.NaN()
+	}
+	return part / whole
+}
