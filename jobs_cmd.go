@@ -17,11 +17,12 @@ import (
 // jobsCommand is `onebox jobs stats|dead|retry ID…|retry --all`, run
 // against the database directly, so it works while the server is down.
 func jobsCommand(ctx context.Context, cfg config.Config, args []string, stdout io.Writer, log *slog.Logger) error {
-	st, q, err := openStore(ctx, cfg, log)
+	db, err := openStore(ctx, cfg, log, nil)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer db.Close()
+	q := db.queue
 	if len(args) == 0 {
 		return fmt.Errorf("usage: onebox jobs stats | dead | retry ID... | retry --all")
 	}

@@ -21,6 +21,10 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"onebox/app"
 	"onebox/auth"
 	"onebox/cache"
@@ -35,6 +39,9 @@ import (
 	"onebox/notify"
 	notifymemory "onebox/notify/memory"
 	"onebox/ops"
+	"onebox/ops/metrics"
+	"onebox/ops/slowquery"
+	"onebox/ops/tracing"
 	"onebox/pipeline"
 	"onebox/ratelimit"
 	limitmemory "onebox/ratelimit/memory"
@@ -61,7 +68,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	var sub []string // a subcommand's own arguments, after the flags
-	if cmd == "jobs" {
+	if cmd == "jobs" || cmd == "ops" {
 		if i := slices.IndexFunc(args, func(a string) bool { return !strings.HasPrefix(a, "-") }); i >= 0 {
 			args, sub = args[:i], args[i:]
 		}
@@ -75,26 +82,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cfg.Print(stdout)
 		return nil
 	case "migrate":
-		st, _, err := openStore(ctx, cfg, newLogger(cfg, stderr))
+		db, err := openStore(ctx, cfg, newLogger(cfg, stderr), nil)
 		if err != nil {
 			return err
 		}
-		return st.Close() // opening migrates
+		return db.Close() // opening migrates
 	case "jobs":
 		return jobsCommand(ctx, cfg, sub, stdout, newLogger(cfg, stderr))
+	case "ops":
+		return opsCommand(ctx, cfg, sub, stdout)
 	case "serve":
-		return serve(ctx, cfg, newLogger(cfg, stdout))
+		return serve(ctx, cfg, getenv, newLogger(cfg, stdout))
 	}
-	return fmt.Errorf("unknown command %q (want serve, migrate, config or version)", cmd)
+	return fmt.Errorf("unknown command %q (want serve, migrate, config, jobs, ops or version)", cmd)
 }
 
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	st, queue, err := openStore(ctx, cfg, log)
+func serve(ctx context.Context, cfg config.Config, getenv func(string) string, log *slog.Logger) error {
+	obs, err := newObservability(cfg, getenv, log)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	c, err := openCache(cfg)
+	defer obs.close(log)
+	drills := newDrill(cfg, log) // nil unless ONEBOX_DRILLS
+	db, err := openStore(ctx, cfg, log, drills.ObserveQueries(obs.onQuery))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st, queue := db.Store, db.queue
+	if drills != nil {
+		st = drills.Store(st) // every call waits the drill's latency
+	}
+	obs.slow.SetExplain(db.explain)
+	c, err := openCache(cfg, obs.metrics)
 	if err != nil {
 		return err
 	}
@@ -115,19 +135,25 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	pipe := pipeline.New(st, med, mod, hub, log, pipeline.Options{
-		MaxPixels: cfg.MaxPixels, JPEGQuality: cfg.JPEGQuality, DecodeMemory: cfg.DecodeMemory,
+		MaxPixels: cfg.MaxPixels, JPEGQuality: cfg.JPEGQuality, DecodeMemory: cfg.DecodeMemory, OnStep: obs.onStep,
 	})
-	runner := jobs.NewRunner(queue, jobs.RunnerOptions{Logger: log, DrainTimeout: cfg.DrainTimeout, Visibility: cfg.JobVisibility})
-	runner.Register(pipeline.KindProcess, pipe.Process, jobs.KindOptions{Concurrency: cfg.PhotoWorkers, MaxAttempts: 5, Timeout: 5 * time.Minute})
-	runner.Register(pipeline.KindCleanup, pipe.Cleanup, jobs.KindOptions{Concurrency: 2, MaxAttempts: 10, Timeout: time.Minute})
+	runner := jobs.NewRunner(queue, jobs.RunnerOptions{
+		Logger: log, DrainTimeout: cfg.DrainTimeout, Visibility: cfg.JobVisibility, OnDone: obs.metrics.JobDone,
+	})
+	runner.Register(pipeline.KindProcess, obs.tracing.Job(pipe.Process), jobs.KindOptions{Concurrency: cfg.PhotoWorkers, MaxAttempts: 5, Timeout: 5 * time.Minute})
+	runner.Register(pipeline.KindCleanup, obs.tracing.Job(pipe.Cleanup), jobs.KindOptions{Concurrency: 2, MaxAttempts: 10, Timeout: time.Minute})
 
 	health := ops.NewHealth(
 		ops.Check{Name: "database", Timeout: time.Second, Probe: st.Ping},
 		ops.Check{Name: "queue", Timeout: time.Second, Probe: func(ctx context.Context) error { _, err := queue.Stats(ctx); return err }},
+		ops.DiskCheck(db.dir, 0.01),
 	)
+	dash := newDashboard(cfg, log, obs, queue, drills)
 	api := app.New(app.Deps{
+		Ops:   dash.Handler(),
 		Store: st, Cache: c, Limiter: lim, Health: health, Logger: log, Media: med, Hub: hub, Queue: queue, Jobs: runner,
-		Hasher: auth.NewHasher(auth.DefaultParams, cfg.HashConcurrency),
+		Hasher:  auth.NewHasher(auth.DefaultParams, cfg.HashConcurrency),
+		Metrics: obs.metrics, Tracing: obs.tracing,
 	}, app.Options{
 		CacheTTL: cfg.CacheTTL, CacheNegativeTTL: cfg.CacheNegative, ProfileSMaxAge: cfg.ProfileSMaxAge,
 		SessionTTL: cfg.SessionTTL, RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
@@ -162,10 +188,80 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// start.
 	workers := make(chan error, 1)
 	go func() { workers <- runner.Run(ctx) }()
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	dashed := make(chan error, 1)
+	go func() { dashed <- dash.Run(sampleCtx) }()
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		obs.metrics.Sample(sampleCtx, metrics.Sources{Queue: queue.Stats, DB: db.stats, DataDir: db.dir})
+	}()
 	err = ops.Run(ctx, servers, ops.RunOptions{
 		Health: health, Logger: log, ShutdownDelay: cfg.ShutdownDelay, DrainTimeout: cfg.DrainTimeout,
 	})
-	return errors.Join(err, <-workers)
+	err = errors.Join(err, <-workers)
+	stopSampling()
+	<-sampled
+	<-dashed
+	return err
+}
+
+// observability is what watches the process: metrics, traces and the
+// slow-query log. Each is nil when turned off, and the packages' methods
+// accept that.
+type observability struct {
+	metrics *metrics.Metrics
+	tracing *tracing.Tracing
+	slow    *slowquery.Log
+}
+
+// newObservability sets up what cfg turns on. Traces are always kept in
+// memory (the slowest, for the dashboard); OTEL_EXPORTER_OTLP_ENDPOINT
+// (the standard variable) also sends them all to a collector over OTLP
+// HTTP, which reads the other OTEL_EXPORTER_OTLP_* variables itself.
+func newObservability(cfg config.Config, getenv func(string) string, log *slog.Logger) (*observability, error) {
+	o := &observability{}
+	if cfg.Metrics {
+		o.metrics = metrics.New(metrics.Options{Kinds: []string{pipeline.KindProcess, pipeline.KindCleanup}, Logger: log})
+	}
+	if cfg.Tracing {
+		var exp sdktrace.SpanExporter
+		if ep := getenv("OTEL_EXPORTER_OTLP_ENDPOINT"); ep != "" {
+			var err error
+			exp, err = otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(strings.TrimSuffix(ep, "/")+"/v1/traces"))
+			if err != nil {
+				return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT: %w", err)
+			}
+			// The SDK reports failed exports here, not to a logger of ours.
+			otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("tracing: export failed", "error", err) }))
+		}
+		o.tracing = tracing.New(tracing.Options{Exporter: exp, Version: version()})
+	}
+	o.slow = slowquery.New(slowquery.Options{Threshold: cfg.SlowQuery, Logger: log}) // explains once the store is open
+	return o, nil
+}
+
+// onQuery is the store's OnQuery hook.
+func (o *observability) onQuery(ctx context.Context, ev store.QueryEvent) {
+	o.metrics.Query(ctx, ev)
+	o.tracing.Query(ctx, ev)
+	o.slow.Observe(ctx, ev)
+}
+
+// onStep is the pipeline's OnStep hook.
+func (o *observability) onStep(ctx context.Context, step string, d time.Duration) {
+	o.metrics.PipelineStep(ctx, step, d)
+	o.tracing.Record(ctx, "pipeline."+step, d, nil)
+}
+
+// close sends the last spans to the collector.
+func (o *observability) close(log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := o.tracing.Shutdown(ctx); err != nil {
+		log.Warn("tracing: shutdown", "error", err)
+	}
+	o.slow.Wait()
 }
 
 func httpServer(h http.Handler, log *slog.Logger) *http.Server {
@@ -182,12 +278,23 @@ func policy(name string, r config.Rate) ratelimit.Policy {
 	return ratelimit.Policy{Name: name, Limit: r.Limit, Window: r.Window}
 }
 
+// database is the store backend, its queue, and what operators need of
+// it besides the store.Store interface.
+type database struct {
+	store.Store
+	queue   jobs.Queue
+	dir     string                                                // of its files: the disk check and metrics
+	stats   func() metrics.DBStats                                // for metrics
+	explain func(ctx context.Context, sql string) (string, error) // for the slow-query log
+}
+
 // openStore picks the store backend by the URL's scheme, and the queue:
 // by default the store's own database, so a job commits with its row.
-func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.Store, jobs.Queue, error) {
+// onQuery, if set, sees every query.
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, onQuery func(context.Context, store.QueryEvent)) (database, error) {
 	u, err := config.BackendURL("ONEBOX_DATABASE_URL", cfg.DatabaseURL)
 	if err != nil {
-		return nil, nil, err
+		return database{}, err
 	}
 	switch u.Scheme {
 	case "sqlite":
@@ -196,15 +303,21 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (store.
 			path = u.Path
 		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-			return nil, nil, fmt.Errorf("ONEBOX_DATABASE_URL: %w", err)
+			return database{}, fmt.Errorf("ONEBOX_DATABASE_URL: %w", err)
 		}
-		st, err := sqlite.New(ctx, sqlite.Options{Path: path, Logger: log})
+		st, err := sqlite.New(ctx, sqlite.Options{Path: path, Logger: log, OnQuery: onQuery})
 		if err != nil {
-			return nil, nil, fmt.Errorf("ONEBOX_DATABASE_URL: %w", err)
+			return database{}, fmt.Errorf("ONEBOX_DATABASE_URL: %w", err)
 		}
-		return st, st.Queue(jobsqlite.Options{Logger: log}), nil
+		return database{
+			Store: st, queue: st.Queue(jobsqlite.Options{Logger: log}), dir: filepath.Dir(path), explain: st.Explain,
+			stats: func() metrics.DBStats {
+				s := st.Stats()
+				return metrics.DBStats{WriterOpen: s.WriterOpen, ReaderOpen: s.ReaderOpen, WriterWait: s.WriterWait}
+			},
+		}, nil
 	}
-	return nil, nil, fmt.Errorf("ONEBOX_DATABASE_URL: unsupported scheme %q", u.Scheme)
+	return database{}, fmt.Errorf("ONEBOX_DATABASE_URL: unsupported scheme %q", u.Scheme)
 }
 
 func openMedia(cfg config.Config) (media.Storage, error) {
@@ -257,14 +370,18 @@ func openModerator(cfg config.Config) (moderation.Moderator, error) {
 }
 
 // openCache picks the cache backend; nil means caching is off.
-func openCache(cfg config.Config) (cache.Cache, error) {
+func openCache(cfg config.Config, m *metrics.Metrics) (cache.Cache, error) {
 	u, err := config.BackendURL("ONEBOX_CACHE_URL", cfg.CacheURL)
 	if err != nil {
 		return nil, err
 	}
 	switch u.Scheme {
 	case "memory":
-		return cachememory.New(cachememory.Options{MaxBytes: cfg.CacheMaxBytes}), nil
+		o := cachememory.Options{MaxBytes: cfg.CacheMaxBytes}
+		if m != nil {
+			o.OnEvict = func(key string) { m.Cache(app.CacheName(key)).Evicted() }
+		}
+		return cachememory.New(o), nil
 	case "none":
 		return nil, nil
 	}

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -68,6 +70,16 @@ func TestServeEndToEnd(t *testing.T) {
 	if res, err := http.Get("http://" + admin + "/v1/users"); err != nil || res.StatusCode != http.StatusNotFound {
 		t.Fatalf("admin serves the API: %v %v", res, err)
 	}
+	// It serves the metrics, which counted the requests above.
+	res, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), `onebox_http_requests_total{route="/v1/users",method="POST",code="2xx"} 1`) {
+		t.Fatalf("GET /metrics: %d\n%s", res.StatusCode, body)
+	}
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("serve: %v", err)
@@ -103,5 +115,46 @@ func TestCommands(t *testing.T) {
 		if err != nil || !strings.Contains(out.String(), tt.wantOut) {
 			t.Errorf("%v: err %v, output %q", tt.args, err, out.String())
 		}
+	}
+}
+
+// TestOTLPExport: with OTEL_EXPORTER_OTLP_ENDPOINT set, the spans of a
+// request reach the collector over OTLP/HTTP, at the latest when the
+// server stops (the exporter is flushed).
+func TestOTLPExport(t *testing.T) {
+	var posts atomic.Int32
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/traces" && r.Header.Get("Content-Type") == "application/x-protobuf" {
+			posts.Add(1)
+		}
+		io.Copy(io.Discard, r.Body)
+	}))
+	defer collector.Close()
+	addr := freeAddr(t)
+	env := map[string]string{
+		"ONEBOX_ADDR": addr, "ONEBOX_ADMIN_ADDR": "", "ONEBOX_DATA_DIR": t.TempDir(),
+		"OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL,
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "-admin-addr="}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	}()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		res, err := http.Get("http://" + addr + "/v1/users")
+		if err == nil {
+			res.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not serving: %v", err)
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if posts.Load() == 0 {
+		t.Fatal("no spans reached the collector")
 	}
 }

@@ -7,15 +7,18 @@ import (
 	"strings"
 )
 
-// AdminHandler serves the operator listener: health, and the job queue
-// as JSON (the same as `onebox jobs ...`). Metrics and the dashboard join
-// it.
+// AdminHandler serves the operator listener: health, the job queue as
+// JSON (the same as `onebox jobs ...`) and the metrics.
 func (a *App) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /health/", a.echo)
 	mux.HandleFunc("GET /jobs/stats", a.jobStats)
 	mux.HandleFunc("GET /jobs/dead", a.deadJobs)
 	mux.HandleFunc("POST /jobs/retry", a.retryJobs)
+	mux.Handle("GET /metrics", a.metrics) // Prometheus text; 404 when metrics are off
+	if a.ops != nil {
+		mux.Handle("/ops/", a.ops) // the dashboard and drills, behind their own token
+	}
 	return mux
 }
 

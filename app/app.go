@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/trace"
 
 	"onebox/auth"
 	"onebox/cache"
@@ -19,6 +20,8 @@ import (
 	"onebox/media"
 	"onebox/notify"
 	"onebox/ops"
+	"onebox/ops/metrics"
+	"onebox/ops/tracing"
 	"onebox/ratelimit"
 	"onebox/store"
 )
@@ -36,6 +39,13 @@ type Deps struct {
 	Jobs    Notifier
 	Now     func() time.Time // default time.Now
 	Logger  *slog.Logger
+	// Metrics and Tracing observe every request; nil turns each off, at
+	// no cost on the request path.
+	Metrics *metrics.Metrics
+	Tracing *tracing.Tracing
+	// Ops, if set, is served under /ops/ on the admin listener: the
+	// operator dashboard and the drills (ops/dashboard guards them).
+	Ops http.Handler
 }
 
 // Notifier is told when a request enqueued work, so an in-process worker
@@ -85,6 +95,12 @@ type App struct {
 	closing  chan struct{} // closed by Close: long streams end
 	closed   sync.Once
 
+	metrics *metrics.Metrics
+	tracing *tracing.Tracing
+	tracer  trace.Tracer // nil when tracing is off
+	ops     http.Handler // nil leaves /ops out of AdminHandler
+	seen    sync.Map     // routeKey → *route, for observe
+
 	publicCacheControl string
 }
 
@@ -96,11 +112,13 @@ func New(d Deps, o Options) *App {
 	a := &App{
 		store: d.Store, limiter: d.Limiter, hasher: d.Hasher, health: d.Health,
 		media: d.Media, hub: d.Hub, queue: d.Queue, jobs: d.Jobs, log: d.Logger, now: d.Now, opts: o,
+		metrics: d.Metrics, tracing: d.Tracing, tracer: d.Tracing.Tracer(),
+		ops:                d.Ops,
 		closing:            make(chan struct{}),
 		publicCacheControl: "public, no-cache, s-maxage=" + seconds(o.ProfileSMaxAge),
 	}
-	a.profiles = cache.NewAside(d.Cache, cache.AsideOptions{TTL: o.CacheTTL, Jitter: 0.1, NegativeTTL: o.CacheNegativeTTL})
-	a.sessions = cache.NewAside(d.Cache, cache.AsideOptions{TTL: min(o.CacheTTL, time.Minute), Jitter: 0.1, NegativeTTL: o.CacheNegativeTTL})
+	a.profiles = cache.NewAside(d.Cache, a.observeCache("profiles", cache.AsideOptions{TTL: o.CacheTTL, Jitter: 0.1, NegativeTTL: o.CacheNegativeTTL}))
+	a.sessions = cache.NewAside(d.Cache, a.observeCache("sessions", cache.AsideOptions{TTL: min(o.CacheTTL, time.Minute), Jitter: 0.1, NegativeTTL: o.CacheNegativeTTL}))
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -147,6 +165,7 @@ func (a *App) routes(e *echo.Echo) {
 	v1.GET("/photos/:id/events", a.photoEvents, streams)
 	v1.GET("/users/me/events", a.userEvents, streams)
 	e.GET("/media/*", a.serveMedia)
+	a.webRoutes(e)
 }
 
 func seconds(d time.Duration) string {

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"database/sql"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"onebox/auth"
+	"onebox/pipeline"
 	"onebox/ratelimit"
 	"onebox/store"
 )
@@ -194,20 +197,64 @@ func TestRequestID(t *testing.T) {
 	}
 }
 
+// TestNoSecretsInLogs runs requests that carry passwords and tokens, and
+// jobs, with every log on: the access log, the slow-query log (every
+// query is slow) and the jobs' lines at debug level. None may show a
+// secret; the job lines name the request that enqueued the job.
 func TestNoSecretsInLogs(t *testing.T) {
 	t.Parallel()
-	b := newBundle(t)
+	b := newBundle(t, func(s *setup) {
+		s.metrics, s.tracing, s.slowQuery, s.logLevel = true, true, time.Nanosecond, slog.LevelDebug
+	})
 	_, token := b.signup("liam")
 	b.do("PATCH", "/v1/users/me", `{"bio":"x"}`, bearer(token)...)
 	b.do("PUT", "/v1/users/me/password", `{"current_password":"correct horse","new_password":"battery staple"}`, bearer(token)...)
 	b.do("POST", "/v1/sessions", `{"handle":"liam","password":"wrong wrong wrong"}`)
+	token = b.login("liam", "battery staple")
+	up := b.uploadBytes(token, smallPNG(t), false)
+	mustStatus(t, up, http.StatusAccepted)
+	photo := up.json(t)["id"].(string)
+	b.waitPhoto(token, photo)
+	del := b.do("DELETE", "/v1/photos/"+photo, "", bearer(token)...)
+	mustStatus(t, del, http.StatusNoContent)
+	waitFor(t, func() bool { return strings.Contains(b.logs.String(), `"kind":"media.delete"`) })
+	b.slow.Wait()
+
 	logs := b.logs.String()
-	if !strings.Contains(logs, `"route":"/v1/users/me/password"`) {
-		t.Fatalf("access log missing:\n%s", logs)
+	for _, want := range []string{`"route":"/v1/users/me/password"`, `"msg":"slow query"`, `"query":"users_set_password"`, `"msg":"photo finished"`} {
+		if !strings.Contains(logs, want) {
+			t.Fatalf("no %s in the logs:\n%s", want, logs)
+		}
 	}
-	for _, secret := range []string{"correct horse", "battery staple", "wrong wrong wrong", token, "argon2id", "Bearer"} {
+	for _, secret := range []string{"correct horse", "battery staple", "wrong wrong wrong", token, auth.HashToken(token), "argon2id", "Bearer"} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("log contains %q", secret)
+		}
+	}
+	// Every job line names the request that enqueued it, the job, its
+	// kind and its attempt.
+	jobLines := 0
+	for line := range strings.Lines(logs) {
+		if !strings.Contains(line, `"job_id"`) {
+			continue
+		}
+		jobLines++
+		m := logLine(t, line)
+		enqueuedBy := map[any]string{pipeline.KindProcess: up.Header.Get("X-Request-ID"), pipeline.KindCleanup: del.Header.Get("X-Request-ID")}
+		if want, ok := enqueuedBy[m["kind"]]; !ok || m["request_id"] != want || m["job_id"] == "" || m["attempt"] != float64(1) {
+			t.Errorf("job line %s: want request_id %q, job_id, kind and attempt", line, want)
+		}
+	}
+	if jobLines < 3 { // photo finished, and done for each job
+		t.Errorf("%d job lines:\n%s", jobLines, logs)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within a minute")
 		}
 	}
 }

@@ -74,6 +74,8 @@ func (a *App) stream(c echo.Context, userID, photoID string) error {
 	h.Set(echo.HeaderCacheControl, "no-store")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 	res.WriteHeader(http.StatusOK)
+	a.metrics.SSE(1)
+	defer a.metrics.SSE(-1)
 	rc := http.NewResponseController(res)
 	write := func(s string) error {
 		// Each write gets its own deadline: streams are exempt from the

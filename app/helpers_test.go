@@ -30,6 +30,9 @@ import (
 	"onebox/moderation/phash"
 	notifymemory "onebox/notify/memory"
 	"onebox/ops"
+	"onebox/ops/metrics"
+	"onebox/ops/slowquery"
+	"onebox/ops/tracing"
 	"onebox/pipeline"
 	"onebox/ratelimit"
 	limitmemory "onebox/ratelimit/memory"
@@ -50,6 +53,11 @@ type bundle struct {
 	admin   http.Handler
 	logs    *syncBuffer
 	queries sync.Map // query name → *atomic.Int64
+	// As the setup turns them on (else nil): metrics, traces and the
+	// slow-query log.
+	metrics *metrics.Metrics
+	tracing *tracing.Tracing
+	slow    *slowquery.Log
 }
 
 type setup struct {
@@ -59,6 +67,11 @@ type setup struct {
 	wrapStore   func(store.Store) store.Store
 	noWorkers   bool     // leave uploaded photos processing
 	blocked     []uint64 // moderation blocklist
+	// metrics, tracing and slowQuery (the slow-query log's threshold; 0
+	// is off) turn each on, wired as main wires them.
+	metrics, tracing bool
+	slowQuery        time.Duration
+	logLevel         slog.Level // default info
 }
 
 func generous(name string) ratelimit.Policy {
@@ -81,11 +94,23 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 		m(&s)
 	}
 	b := &bundle{t: t, logs: &syncBuffer{}, dbPath: t.TempDir() + "/test.db"}
+	log := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: s.logLevel}))
+	if s.metrics {
+		b.metrics = metrics.New(metrics.Options{Kinds: []string{pipeline.KindProcess, pipeline.KindCleanup}})
+	}
+	if s.tracing {
+		b.tracing = tracing.New(tracing.Options{})
+	}
+	b.slow = slowquery.New(slowquery.Options{Threshold: s.slowQuery, Logger: log})
+	t.Cleanup(b.slow.Wait) // runs after the store closed: the last plans may fail
 	st, err := sqlite.New(context.Background(), sqlite.Options{
 		Path: b.dbPath, BusyTimeout: s.busyTimeout,
-		OnQuery: func(_ context.Context, ev store.QueryEvent) {
+		OnQuery: func(ctx context.Context, ev store.QueryEvent) {
 			n, _ := b.queries.LoadOrStore(ev.Name, new(atomic.Int64))
 			n.(*atomic.Int64).Add(1)
+			b.metrics.Query(ctx, ev)
+			b.tracing.Query(ctx, ev)
+			b.slow.Observe(ctx, ev)
 		},
 	})
 	if err != nil {
@@ -93,9 +118,14 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 	}
 	t.Cleanup(func() { st.Close() })
 	b.store = st
+	b.slow.SetExplain(st.Explain)
 	var c cache.Cache
 	if !s.noCache {
-		c = cachememory.New(cachememory.Options{MaxBytes: 1 << 20})
+		o := cachememory.Options{MaxBytes: 1 << 20}
+		if b.metrics != nil {
+			o.OnEvict = func(key string) { b.metrics.Cache(app.CacheName(key)).Evicted() }
+		}
+		c = cachememory.New(o)
 	}
 	var ss store.Store = st
 	if s.wrapStore != nil {
@@ -108,17 +138,25 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 	}
 	b.media = med
 	hub := notifymemory.New()
-	log := slog.New(slog.NewJSONHandler(b.logs, nil))
 	queue := st.Queue(jobsqlite.Options{Logger: log})
 	b.queue = queue
-	pipe := pipeline.New(ss, med, phash.New(s.blocked, 0), hub, log, pipeline.Options{MaxPixels: s.opts.MaxPixels, JPEGQuality: 80, DecodeMemory: 1 << 30})
-	runner := jobs.NewRunner(queue, jobs.RunnerOptions{Logger: log, PollInterval: 20 * time.Millisecond, MaxPollInterval: 200 * time.Millisecond})
-	runner.Register(pipeline.KindProcess, pipe.Process, jobs.KindOptions{Concurrency: 2, MaxAttempts: 3, Timeout: time.Minute, Backoff: 50 * time.Millisecond})
-	runner.Register(pipeline.KindCleanup, pipe.Cleanup, jobs.KindOptions{Concurrency: 1, MaxAttempts: 3, Backoff: 50 * time.Millisecond})
+	pipe := pipeline.New(ss, med, phash.New(s.blocked, 0), hub, log, pipeline.Options{
+		MaxPixels: s.opts.MaxPixels, JPEGQuality: 80, DecodeMemory: 1 << 30,
+		OnStep: func(ctx context.Context, step string, d time.Duration) {
+			b.metrics.PipelineStep(ctx, step, d)
+			b.tracing.Record(ctx, "pipeline."+step, d, nil)
+		},
+	})
+	runner := jobs.NewRunner(queue, jobs.RunnerOptions{
+		Logger: log, PollInterval: 20 * time.Millisecond, MaxPollInterval: 200 * time.Millisecond, OnDone: b.metrics.JobDone,
+	})
+	runner.Register(pipeline.KindProcess, b.tracing.Job(pipe.Process), jobs.KindOptions{Concurrency: 2, MaxAttempts: 3, Timeout: time.Minute, Backoff: 50 * time.Millisecond})
+	runner.Register(pipeline.KindCleanup, b.tracing.Job(pipe.Cleanup), jobs.KindOptions{Concurrency: 1, MaxAttempts: 3, Backoff: 50 * time.Millisecond})
 	a := app.New(app.Deps{
 		Store: ss, Cache: c, Limiter: limitmemory.New(limitmemory.Options{}),
 		Hasher: auth.NewHasher(auth.Params{Memory: 64, Time: 1, Threads: 1}, 4),
 		Health: b.health, Logger: log, Media: med, Hub: hub, Queue: queue, Jobs: runner,
+		Metrics: b.metrics, Tracing: b.tracing,
 	}, s.opts)
 	b.handler = a.Handler()
 	b.admin = a.AdminHandler()

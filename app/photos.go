@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,7 +17,6 @@ import (
 
 	"onebox/imaging"
 	"onebox/media"
-	"onebox/ops"
 	"onebox/pipeline"
 	"onebox/store"
 )
@@ -127,12 +127,14 @@ func (a *App) upload(c echo.Context) error {
 		return fmt.Errorf("store original: %w", err)
 	}
 	now := a.now().UTC()
-	ph, created, err := a.store.CreatePhoto(ctx, store.CreatePhotoParams{
+	ectx, end := a.tracing.Child(ctx, "enqueue "+pipeline.KindProcess)
+	ph, created, err := a.store.CreatePhoto(ectx, store.CreatePhotoParams{
 		Photo: store.Photo{ID: photoID, OwnerID: who.userID, Status: store.PhotoProcessing, OriginalKey: orig,
 			ContentType: "image/" + string(hdr.Format), Size: info.Size, CreatedAt: now, UpdatedAt: now},
 		IdempotencyKey: idemKey,
-		Job:            pipeline.ProcessJob(photoID, ops.RequestID(ctx)),
+		Job:            pipeline.ProcessJob(ectx, photoID), // the job's trace links to the enqueue span
 	})
+	end(err)
 	if err != nil || !created {
 		_ = a.media.Delete(context.WithoutCancel(ctx), orig) // not needed: failed, or a retry of an earlier upload
 	}
@@ -148,6 +150,10 @@ func (a *App) upload(c echo.Context) error {
 	}))
 }
 
+// multipartSlack is room for the multipart framing around the file; the
+// file itself is held to the exact limit while it streams.
+const multipartSlack = 64 << 10
+
 // maxHeaderBytes bounds how far into the file the image header may lie
 // (JPEG metadata segments come first).
 const maxHeaderBytes = 1 << 20
@@ -157,10 +163,10 @@ const maxHeaderBytes = 1 << 20
 // max bytes; reading past that fails with *http.MaxBytesError.
 func uploadBody(c echo.Context, max int64) (io.Reader, error) {
 	req := c.Request()
-	if req.ContentLength > max {
+	if req.ContentLength > max+multipartSlack {
 		return nil, tooLargeProblem(max)
 	}
-	req.Body = http.MaxBytesReader(c.Response(), req.Body, max+64<<10) // room for multipart framing
+	req.Body = http.MaxBytesReader(c.Response(), req.Body, max+multipartSlack)
 	mt, _, err := mime.ParseMediaType(req.Header.Get(echo.HeaderContentType))
 	switch {
 	case err == nil && mt == "multipart/form-data":
@@ -218,7 +224,11 @@ func tooLarge(err error) bool {
 }
 
 func tooLargeProblem(max int64) *Problem {
-	return problem(http.StatusRequestEntityTooLarge, "too-large", fmt.Sprintf("the file must be at most %d MB", max>>20))
+	size := fmt.Sprintf("%d KB", max>>10)
+	if max >= 1<<20 {
+		size = strconv.FormatFloat(float64(max)/(1<<20), 'f', -1, 64) + " MB"
+	}
+	return problem(http.StatusRequestEntityTooLarge, "too-large", "the file must be at most "+size)
 }
 
 func badHeader(name, detail string) *Problem {
@@ -309,9 +319,11 @@ func (a *App) deletePhoto(c echo.Context) error {
 		return problem(http.StatusNotFound, "not-found", "no such photo")
 	}
 	ctx := c.Request().Context()
-	_, avatarCleared, err := a.store.DeletePhoto(ctx, store.DeletePhotoParams{
-		ID: id, OwnerID: who.userID, Cleanup: pipeline.CleanupJob(ops.RequestID(ctx)), Now: a.now().UTC(),
+	ectx, end := a.tracing.Child(ctx, "enqueue "+pipeline.KindCleanup)
+	_, avatarCleared, err := a.store.DeletePhoto(ectx, store.DeletePhotoParams{
+		ID: id, OwnerID: who.userID, Cleanup: pipeline.CleanupJob(ectx), Now: a.now().UTC(),
 	})
+	end(err)
 	if errors.Is(err, store.ErrNotFound) {
 		return problem(http.StatusNotFound, "not-found", "no such photo")
 	}

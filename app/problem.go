@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/trace"
 
 	"onebox/store"
 )
@@ -105,9 +106,15 @@ func (a *App) errorHandler(err error, c echo.Context) {
 	cp := *p // the shared Problem values must not carry one request's id
 	cp.RequestID = c.Response().Header().Get(echo.HeaderXRequestID)
 	if internal || cp.Status >= 500 {
-		a.log.LogAttrs(c.Request().Context(), slog.LevelError, "request failed",
-			slog.String("request_id", cp.RequestID), slog.String("route", c.Path()),
-			slog.Int("status", cp.Status), slog.String("err", err.Error()))
+		ctx := c.Request().Context()
+		attrs := []slog.Attr{
+			slog.String("request_id", cp.RequestID), slog.String("method", c.Request().Method),
+			slog.String("route", routeLabel(c.Path())), slog.Int("status", cp.Status), slog.String("err", err.Error()),
+		}
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
+		}
+		a.log.LogAttrs(ctx, slog.LevelError, "request failed", attrs...)
 	}
 	if cp.Status == http.StatusUnauthorized {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="onebox"`)

@@ -15,7 +15,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"onebox/cache"
-	"onebox/ops"
 	"onebox/pipeline"
 	"onebox/store"
 )
@@ -312,7 +311,10 @@ func (a *App) deleteMe(c echo.Context) error {
 		return err
 	}
 	if err := a.revoke(ctx, func(ctx context.Context) error {
-		return a.store.DeleteUser(ctx, store.DeleteUserParams{ID: who.userID, Cleanup: pipeline.CleanupJob(ops.RequestID(ctx))})
+		ctx, end := a.tracing.Child(ctx, "enqueue "+pipeline.KindCleanup)
+		err := a.store.DeleteUser(ctx, store.DeleteUserParams{ID: who.userID, Cleanup: pipeline.CleanupJob(ctx)})
+		end(err)
+		return err
 	}, all...); err != nil {
 		return err
 	}

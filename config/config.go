@@ -85,6 +85,18 @@ type Config struct {
 	LogLevel  string
 	LogFormat string
 	AccessLog bool
+	Metrics   bool
+	Tracing   bool
+	SlowQuery time.Duration
+
+	OpsToken       string
+	OpsInterval    time.Duration
+	AlertWebhook   string
+	AlertErrorRate float64
+	AlertP95       time.Duration
+	AlertFor       time.Duration
+	AlertDiskFree  float64
+	Drills         bool
 
 	raw map[string]string // effective value of each variable, for Print
 }
@@ -93,6 +105,7 @@ type Config struct {
 type setting struct {
 	env, flag, def, usage string
 	secret                bool
+	hidden                bool // the whole value is a secret: printed as xxxxx
 	set                   func(c *Config, v string) error
 }
 
@@ -116,6 +129,26 @@ func settings() []setting {
 	}
 	str := func(dst func(*Config) *string) func(*Config, string) error {
 		return func(c *Config, v string) error { *dst(c) = v; return nil }
+	}
+	boolean := func(dst func(*Config) *bool) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("want true or false, got %q", v)
+			}
+			*dst(c) = b
+			return nil
+		}
+	}
+	fraction := func(dst func(*Config) *float64) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f <= 0 || f > 1 {
+				return fmt.Errorf("want a fraction over 0 and at most 1, such as 0.05, got %q", v)
+			}
+			*dst(c) = f
+			return nil
+		}
 	}
 	posInt := func(v string) (int64, error) {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -220,14 +253,18 @@ func settings() []setting {
 			c.LogFormat = v
 			return nil
 		}},
-		{env: "ONEBOX_ACCESS_LOG", flag: "access-log", def: "true", usage: "one log line per request", set: func(c *Config, v string) error {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return fmt.Errorf("want true or false, got %q", v)
-			}
-			c.AccessLog = b
-			return nil
-		}},
+		{env: "ONEBOX_ACCESS_LOG", flag: "access-log", def: "true", usage: "one log line per request", set: boolean(func(c *Config) *bool { return &c.AccessLog })},
+		{env: "ONEBOX_METRICS", flag: "metrics", def: "true", usage: "Prometheus metrics at /metrics on the admin listener", set: boolean(func(c *Config) *bool { return &c.Metrics })},
+		{env: "ONEBOX_TRACING", flag: "tracing", def: "true", usage: "OpenTelemetry traces: the slowest kept in memory, all sent by OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set", set: boolean(func(c *Config) *bool { return &c.Tracing })},
+		{env: "ONEBOX_SLOW_QUERY", flag: "slow-query", def: "100ms", usage: "log queries at least this slow, with their plan; 0 turns the log off", set: dur(func(c *Config) *time.Duration { return &c.SlowQuery })},
+		{env: "ONEBOX_OPS_TOKEN", flag: "ops-token", def: "", usage: "operator token for /ops on the admin listener (Authorization: Bearer, or ?token=); without it /ops answers only on a loopback listener", hidden: true, set: str(func(c *Config) *string { return &c.OpsToken })},
+		{env: "ONEBOX_OPS_INTERVAL", flag: "ops-interval", def: "5s", usage: "how often the dashboard samples the metrics (it keeps the last hour)", set: dur(func(c *Config) *time.Duration { return &c.OpsInterval })},
+		{env: "ONEBOX_ALERT_WEBHOOK", flag: "alert-webhook", def: "", usage: "URL that receives each alert as JSON when it fires and when it clears", hidden: true, set: str(func(c *Config) *string { return &c.AlertWebhook })},
+		{env: "ONEBOX_ALERT_ERROR_RATE", flag: "alert-error-rate", def: "0.05", usage: "alert when more than this share of requests fails (5xx) for ONEBOX_ALERT_FOR; HTTP is failing above it", set: fraction(func(c *Config) *float64 { return &c.AlertErrorRate })},
+		{env: "ONEBOX_ALERT_P95", flag: "alert-p95", def: "500ms", usage: "alert when the request p95 stays above this for ONEBOX_ALERT_FOR; HTTP is degraded above it", set: dur(func(c *Config) *time.Duration { return &c.AlertP95 })},
+		{env: "ONEBOX_ALERT_FOR", flag: "alert-for", def: "5m", usage: "how long the error rate or p95 must stay high, and the queue depth rise, before an alert fires", set: dur(func(c *Config) *time.Duration { return &c.AlertFor })},
+		{env: "ONEBOX_ALERT_DISK_FREE", flag: "alert-disk-free", def: "0.10", usage: "alert when the data directory's file system has less than this share free", set: fraction(func(c *Config) *float64 { return &c.AlertDiskFree })},
+		{env: "ONEBOX_DRILLS", flag: "drills", def: "false", usage: "allow fault-injection drills from the admin listener (POST /ops/drill/db-latency); for game days only", set: boolean(func(c *Config) *bool { return &c.Drills })},
 	}
 }
 
@@ -326,6 +363,9 @@ func (c Config) Print(w io.Writer) {
 		v := c.raw[s.env]
 		if s.secret {
 			v = redact(v)
+		}
+		if s.hidden && v != "" {
+			v = "xxxxx"
 		}
 		fmt.Fprintf(w, "%s=%s\n", s.env, v)
 	}

@@ -19,7 +19,8 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Addr != ":8080" || c.AdminAddr != "127.0.0.1:8081" || c.DatabaseURL != "sqlite:data/onebox.db" ||
-		c.CacheURL != "memory://" || c.RateAPI != (config.Rate{Limit: 300, Window: time.Minute}) || c.ShutdownDelay != 0 {
+		c.CacheURL != "memory://" || c.RateAPI != (config.Rate{Limit: 300, Window: time.Minute}) || c.ShutdownDelay != 0 ||
+		!c.Metrics || !c.Tracing || c.SlowQuery != 100*time.Millisecond {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -48,6 +49,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"ONEBOX_DRAIN_TIMEOUT", "soon"},
 		{"ONEBOX_TRUSTED_PROXIES", "10.0.0.0/33"},
 		{"ONEBOX_LOG_LEVEL", "loud"},
+		{"ONEBOX_METRICS", "maybe"},
+		{"ONEBOX_SLOW_QUERY", "slow"},
 		{"ONEBOX_CACHE_SIZE", "-1"},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"onebox/config"
+	"onebox/jobs"
+	"onebox/ops/dashboard"
+	"onebox/ops/drill"
+)
+
+// newDrill returns the fault injection when ONEBOX_DRILLS is on, else
+// nil (a nil *drill.Drill leaves a query hook as it is).
+func newDrill(cfg config.Config, log *slog.Logger) *drill.Drill {
+	if !cfg.Drills {
+		return nil
+	}
+	log.Warn("drills are on: the admin listener's /ops/drill/ can slow this instance down")
+	return drill.New(drill.Options{Logger: log})
+}
+
+// newDashboard builds the operator dashboard on what obs observes, with
+// the dead-lettered jobs of queue as its recent errors. Run it, and
+// serve its Handler under /ops/ on the admin listener.
+func newDashboard(cfg config.Config, log *slog.Logger, obs *observability, queue jobs.Queue, dr *drill.Drill) *dashboard.Dashboard {
+	if cfg.OpsToken == "" && !loopback(cfg.AdminAddr) {
+		log.Warn("ONEBOX_ADMIN_ADDR is not a loopback address and ONEBOX_OPS_TOKEN is empty: /ops refuses every request")
+	}
+	o := dashboard.Options{
+		Scrape: func(w io.Writer) error {
+			if obs.metrics == nil {
+				return errors.New("metrics are off (ONEBOX_METRICS=false)")
+			}
+			obs.metrics.WritePrometheus(w)
+			return nil
+		},
+		SlowQueries: func() []dashboard.SlowQuery {
+			var out []dashboard.SlowQuery
+			for _, q := range obs.slow.Recent() {
+				out = append(out, dashboard.SlowQuery{Time: q.Time, Name: q.Name, SQL: q.SQL, Duration: q.Duration, Plan: q.Plan, RequestID: q.RequestID})
+			}
+			return out
+		},
+		SlowTraces: func() []dashboard.Trace {
+			var out []dashboard.Trace
+			for _, tr := range obs.tracing.Slowest() {
+				t := dashboard.Trace{ID: tr.TraceID, Name: tr.Name, RequestID: tr.RequestID, Start: tr.Start, Duration: tr.Duration}
+				for _, sp := range tr.Spans {
+					t.Spans = append(t.Spans, dashboard.Span{Name: sp.Name, Offset: sp.Offset, Duration: sp.Duration, Depth: sp.Depth, Error: sp.Error})
+				}
+				out = append(out, t)
+			}
+			return out
+		},
+		RecentErrors: func() []dashboard.ErrorEntry {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			dead, err := queue.Dead(ctx, 20)
+			if err != nil {
+				return []dashboard.ErrorEntry{{Time: time.Now(), Where: "queue", Message: "reading dead jobs: " + err.Error()}}
+			}
+			var out []dashboard.ErrorEntry
+			for _, d := range dead {
+				out = append(out, dashboard.ErrorEntry{Time: d.DiedAt, Where: "job " + d.Kind + " (dead-lettered)", Message: d.LastError, RequestID: d.RequestID})
+			}
+			return out
+		},
+		Interval: cfg.OpsInterval, Token: cfg.OpsToken, Webhook: cfg.AlertWebhook, Logger: log,
+		// A component fails by the numbers that page.
+		Thresholds: dashboard.Thresholds{HTTPErrorRate: cfg.AlertErrorRate, HTTPP95: cfg.AlertP95, QueueGrowth: cfg.AlertFor, DiskFree: cfg.AlertDiskFree},
+		Alerts:     dashboard.AlertRules{ErrorRate: cfg.AlertErrorRate, P95: cfg.AlertP95, For: cfg.AlertFor, DiskFree: cfg.AlertDiskFree},
+	}
+	if dr != nil { // not a typed nil in the interface
+		o.Drill = dr
+	}
+	return dashboard.New(o)
+}
+
+// loopback reports whether a listen address takes only this host's
+// connections.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// opsCommand is `onebox ops diagnose`: it asks the running instance's
+// admin listener (ONEBOX_ADMIN_ADDR, with ONEBOX_OPS_TOKEN) for its
+// reading of the dependency chain and prints it. It fails when the
+// instance cannot be reached.
+func opsCommand(ctx context.Context, cfg config.Config, args []string, stdout io.Writer) error {
+	if len(args) != 1 || args[0] != "diagnose" {
+		return errors.New("usage: onebox ops diagnose")
+	}
+	if cfg.AdminAddr == "" {
+		return errors.New("ONEBOX_ADMIN_ADDR is empty: there is no admin listener to ask")
+	}
+	base, err := adminURL(cfg.AdminAddr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	diag, err := fetchDiagnosis(ctx, base, cfg.OpsToken)
+	if err != nil {
+		return err
+	}
+	return diag.WriteText(stdout)
+}
+
+// adminURL is where this host reaches the admin listener: a listener on
+// every address (":8081", "0.0.0.0:8081") is asked on loopback.
+func adminURL(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("ONEBOX_ADMIN_ADDR: %w", err)
+	}
+	switch ip := net.ParseIP(host); {
+	case host == "" || ip != nil && ip.IsUnspecified() && ip.To4() != nil:
+		host = "127.0.0.1"
+	case ip != nil && ip.IsUnspecified():
+		host = "::1"
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+func fetchDiagnosis(ctx context.Context, base, token string) (dashboard.Diagnosis, error) {
+	var diag dashboard.Diagnosis
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/ops/api/diagnose", nil)
+	if err != nil {
+		return diag, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // the URL is said once, below
+		}
+		return diag, fmt.Errorf("cannot reach the instance at %s: %w", base, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		var p struct{ Detail string }
+		body, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+		if json.Unmarshal(body, &p) != nil || p.Detail == "" {
+			p.Detail = strings.TrimSpace(string(body))
+		}
+		return diag, fmt.Errorf("%s/ops/api/diagnose: %s: %s", base, res.Status, p.Detail)
+	}
+	if err := json.NewDecoder(res.Body).Decode(&diag); err != nil {
+		return diag, fmt.Errorf("%s/ops/api/diagnose: %w", base, err)
+	}
+	return diag, nil
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestOpsEndToEnd serves with drills on and a token, reads the dashboard
+// and the diagnosis the way an operator would, and runs a drill.
+func TestOpsEndToEnd(t *testing.T) {
+	addr, admin := freeAddr(t), freeAddr(t)
+	env := map[string]string{
+		"ONEBOX_ADDR": addr, "ONEBOX_ADMIN_ADDR": admin, "ONEBOX_DATA_DIR": t.TempDir(), "ONEBOX_HASH_CONCURRENCY": "2",
+		"ONEBOX_OPS_TOKEN": "s3cret", "ONEBOX_OPS_INTERVAL": "100ms", "ONEBOX_DRILLS": "true",
+	}
+	getenv := func(k string) string { return env[k] }
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, getenv, io.Discard, io.Discard) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	do := func(method, path, token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+admin+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if code, _ := do("GET", "/health/ready", ""); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	if code, _ := do("GET", "/ops/", ""); code != http.StatusUnauthorized {
+		t.Fatalf("/ops/ without the token: %d", code)
+	}
+	if code, body := do("GET", "/ops/", "s3cret"); code != http.StatusOK || !strings.Contains(body, `id="panel-database"`) {
+		t.Fatalf("/ops/: %d %.200s", code, body)
+	}
+	if code, body := do("POST", "/ops/drill/db-latency?delay=50ms&for=1m", "s3cret"); code != http.StatusOK {
+		t.Fatalf("drill: %d %s", code, body)
+	}
+	time.Sleep(300 * time.Millisecond) // a few of the dashboard's 100ms samples
+
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"ops", "diagnose"}, getenv, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"DRILL RUNNING: database latency +50ms", "Chain (at ", "Database", "needs disk"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("diagnose output lacks %q:\n%s", want, out.String())
+		}
+	}
+	wrong := func(k string) string {
+		if k == "ONEBOX_OPS_TOKEN" {
+			return "nope"
+		}
+		return env[k]
+	}
+	if err := run(context.Background(), []string{"ops", "diagnose"}, wrong, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("wrong token: %v", err)
+	}
+	if code, _ := do("DELETE", "/ops/drill/db-latency", "s3cret"); code != http.StatusOK {
+		t.Errorf("stopping the drill: %d", code)
+	}
+}
+
+func TestOpsCommand(t *testing.T) {
+	closed := freeAddr(t) // nothing listens there any more
+	for _, tt := range []struct {
+		args    []string
+		env     map[string]string
+		wantOut string
+		wantErr string
+	}{
+		{args: []string{"ops", "diagnose"}, env: map[string]string{"ONEBOX_ADMIN_ADDR": closed}, wantErr: "cannot reach the instance at http://" + closed},
+		{args: []string{"ops", "-admin-addr=", "diagnose"}, wantErr: "ONEBOX_ADMIN_ADDR is empty"},
+		{args: []string{"ops"}, wantErr: "usage: onebox ops diagnose"},
+		{args: []string{"ops", "frobnicate"}, wantErr: "usage: onebox ops diagnose"},
+		// The token and the webhook are secrets as a whole.
+		{args: []string{"config"}, env: map[string]string{"ONEBOX_OPS_TOKEN": "t0ken", "ONEBOX_ALERT_WEBHOOK": "https://hooks.example/T1/s3cret"}, wantOut: "ONEBOX_OPS_TOKEN=xxxxx\n"},
+		{args: []string{"config"}, env: map[string]string{"ONEBOX_ALERT_ERROR_RATE": "5"}, wantErr: "ONEBOX_ALERT_ERROR_RATE: want a fraction"},
+	} {
+		var out bytes.Buffer
+		env := map[string]string{"ONEBOX_ADMIN_ADDR": "127.0.0.1:8081"}
+		for k, v := range tt.env {
+			env[k] = v
+		}
+		err := run(context.Background(), tt.args, func(k string) string { return env[k] }, &out, io.Discard)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%v: err %v, want %q", tt.args, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !strings.Contains(out.String(), tt.wantOut) || strings.Contains(out.String(), "s3cret") || strings.Contains(out.String(), "t0ken") {
+			t.Errorf("%v: err %v, output %q", tt.args, err, out.String())
+		}
+	}
+}
+
+func TestAdminURL(t *testing.T) {
+	for addr, want := range map[string]string{
+		":8081": "http://127.0.0.1:8081", "0.0.0.0:8081": "http://127.0.0.1:8081", "[::]:8081": "http://[::1]:8081",
+		"10.0.0.5:9000": "http://10.0.0.5:9000", "localhost:8081": "http://localhost:8081",
+	} {
+		if got, err := adminURL(addr); err != nil || got != want {
+			t.Errorf("adminURL(%q) = %q, %v; want %q", addr, got, err, want)
+		}
+	}
+}
