@@ -23,7 +23,7 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("ONEBOX_TEST_CHILD") == "serve" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-		err := run(ctx, []string{"serve"}, os.Getenv, os.Stdout, os.Stderr)
+		err := run(ctx, []string{"serve"}, os.LookupEnv, os.Stdout, os.Stderr)
 		stop()
 		if err != nil {
 			os.Exit(1)

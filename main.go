@@ -52,13 +52,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "onebox:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
 	cmd := "serve"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			args, sub = args[:i], args[i:]
 		}
 	}
-	cfg, err := config.Load(args, getenv, stderr)
+	cfg, err := config.Load(args, lookupEnv, stderr)
 	if err != nil {
 		return err
 	}
@@ -92,13 +92,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "ops":
 		return opsCommand(ctx, cfg, sub, stdout)
 	case "serve":
-		return serve(ctx, cfg, getenv, newLogger(cfg, stdout))
+		return serve(ctx, cfg, lookupEnv, newLogger(cfg, stdout))
 	}
 	return fmt.Errorf("unknown command %q (want serve, migrate, config, jobs, ops or version)", cmd)
 }
 
-func serve(ctx context.Context, cfg config.Config, getenv func(string) string, log *slog.Logger) error {
-	obs, err := newObservability(cfg, getenv, log)
+func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) error {
+	obs, err := newObservability(cfg, lookupEnv, log)
 	if err != nil {
 		return err
 	}
@@ -219,14 +219,14 @@ type observability struct {
 // memory (the slowest, for the dashboard); OTEL_EXPORTER_OTLP_ENDPOINT
 // (the standard variable) also sends them all to a collector over OTLP
 // HTTP, which reads the other OTEL_EXPORTER_OTLP_* variables itself.
-func newObservability(cfg config.Config, getenv func(string) string, log *slog.Logger) (*observability, error) {
+func newObservability(cfg config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) (*observability, error) {
 	o := &observability{}
 	if cfg.Metrics {
 		o.metrics = metrics.New(metrics.Options{Kinds: []string{pipeline.KindProcess, pipeline.KindCleanup}, Logger: log})
 	}
 	if cfg.Tracing {
 		var exp sdktrace.SpanExporter
-		if ep := getenv("OTEL_EXPORTER_OTLP_ENDPOINT"); ep != "" {
+		if ep, _ := lookupEnv("OTEL_EXPORTER_OTLP_ENDPOINT"); ep != "" {
 			var err error
 			exp, err = otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(strings.TrimSuffix(ep, "/")+"/v1/traces"))
 			if err != nil {

@@ -34,7 +34,7 @@ func TestServeEndToEnd(t *testing.T) {
 	done := make(chan error, 1)
 	var logs bytes.Buffer
 	go func() {
-		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, &logs, io.Discard)
+		done <- run(ctx, []string{"serve"}, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, &logs, io.Discard)
 	}()
 
 	base := "http://" + addr
@@ -105,7 +105,7 @@ func TestCommands(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer
-		err := run(context.Background(), tt.args, func(k string) string { return tt.env[k] }, &out, io.Discard)
+		err := run(context.Background(), tt.args, func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }, &out, io.Discard)
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("%v: err %v, want %q", tt.args, err, tt.wantErr)
@@ -138,7 +138,7 @@ func TestOTLPExport(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "-admin-addr="}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+		done <- run(ctx, []string{"serve", "-admin-addr="}, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard, io.Discard)
 	}()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		res, err := http.Get("http://" + addr + "/v1/users")

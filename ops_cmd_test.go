@@ -18,7 +18,7 @@ func TestOpsEndToEnd(t *testing.T) {
 		"ONEBOX_ADDR": addr, "ONEBOX_ADMIN_ADDR": admin, "ONEBOX_DATA_DIR": t.TempDir(), "ONEBOX_HASH_CONCURRENCY": "2",
 		"ONEBOX_OPS_TOKEN": "s3cret", "ONEBOX_OPS_INTERVAL": "100ms", "ONEBOX_DRILLS": "true",
 	}
-	getenv := func(k string) string { return env[k] }
+	getenv := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve"}, getenv, io.Discard, io.Discard) }()
@@ -72,11 +72,12 @@ func TestOpsEndToEnd(t *testing.T) {
 			t.Errorf("diagnose output lacks %q:\n%s", want, out.String())
 		}
 	}
-	wrong := func(k string) string {
+	wrong := func(k string) (string, bool) {
 		if k == "ONEBOX_OPS_TOKEN" {
-			return "nope"
+			return "nope", true
 		}
-		return env[k]
+		v, ok := env[k]
+		return v, ok
 	}
 	if err := run(context.Background(), []string{"ops", "diagnose"}, wrong, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("wrong token: %v", err)
@@ -107,7 +108,7 @@ func TestOpsCommand(t *testing.T) {
 		for k, v := range tt.env {
 			env[k] = v
 		}
-		err := run(context.Background(), tt.args, func(k string) string { return env[k] }, &out, io.Discard)
+		err := run(context.Background(), tt.args, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, &out, io.Discard)
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("%v: err %v, want %q", tt.args, err, tt.wantErr)

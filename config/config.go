@@ -105,6 +105,7 @@ type Config struct {
 type setting struct {
 	env, flag, def, usage string
 	secret                bool
+	emptyOK               bool // an empty variable means empty, not unset
 	hidden                bool // the whole value is a secret: printed as xxxxx
 	set                   func(c *Config, v string) error
 }
@@ -159,7 +160,7 @@ func settings() []setting {
 	}
 	return []setting{
 		{env: "ONEBOX_ADDR", flag: "addr", def: ":8080", usage: "public HTTP listen address", set: str(func(c *Config) *string { return &c.Addr })},
-		{env: "ONEBOX_ADMIN_ADDR", flag: "admin-addr", def: "127.0.0.1:8081", usage: "operator listener (metrics, dashboard); empty turns it off", set: str(func(c *Config) *string { return &c.AdminAddr })},
+		{env: "ONEBOX_ADMIN_ADDR", flag: "admin-addr", def: "127.0.0.1:8081", emptyOK: true, usage: "operator listener (metrics, dashboard); empty turns it off", set: str(func(c *Config) *string { return &c.AdminAddr })},
 		{env: "ONEBOX_DATA_DIR", flag: "data-dir", def: "./data", usage: "directory for the database and media", set: str(func(c *Config) *string { return &c.DataDir })},
 		{env: "ONEBOX_DATABASE_URL", flag: "database-url", def: "", usage: "store backend: sqlite:PATH (default sqlite: + DATA_DIR/onebox.db)", secret: true, set: str(func(c *Config) *string { return &c.DatabaseURL })},
 		{env: "ONEBOX_CACHE_URL", flag: "cache-url", def: "memory://", usage: "cache backend: memory:// or none", secret: true, set: str(func(c *Config) *string { return &c.CacheURL })},
@@ -270,7 +271,7 @@ func settings() []setting {
 
 // Load reads the environment through getenv, then the flags in args, and
 // validates the result. Errors name the variable.
-func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("onebox", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -278,7 +279,7 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 	vals := make([]*string, len(ss))
 	for i, s := range ss {
 		v := s.def
-		if e := getenv(s.env); e != "" {
+		if e, ok := lookupEnv(s.env); ok && (e != "" || s.emptyOK) {
 			v = e
 		}
 		vals[i] = fs.String(s.flag, v, fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))

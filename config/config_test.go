@@ -10,7 +10,9 @@ import (
 	"onebox/config"
 )
 
-func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
 
 func TestLoadDefaults(t *testing.T) {
 	t.Parallel()
@@ -75,5 +77,16 @@ func TestPrintRedacts(t *testing.T) {
 	}
 	if got := len(c.TrustedProxies); got != 2 || c.TrustedProxies[0].String() != "10.0.0.0/8" {
 		t.Fatalf("proxies %v", c.TrustedProxies)
+	}
+}
+
+func TestEmptyAdminAddrTurnsItOff(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(nil, env(map[string]string{"ONEBOX_ADMIN_ADDR": "", "ONEBOX_ADDR": ""}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AdminAddr != "" || c.Addr != ":8080" {
+		t.Fatalf("admin %q addr %q: an empty ONEBOX_ADMIN_ADDR turns the listener off; other empty variables take their default", c.AdminAddr, c.Addr)
 	}
 }
