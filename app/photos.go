@@ -291,18 +291,7 @@ func (a *App) listPhotos(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page := struct {
-		Items      []photoJSON `json:"items"`
-		NextCursor *string     `json:"next_cursor"`
-	}{Items: make([]photoJSON, 0, min(len(photos), limit))}
-	for i, ph := range photos {
-		if i == limit {
-			next := makeCursor(photos[limit-1].ID)
-			page.NextCursor = &next
-			break
-		}
-		page.Items = append(page.Items, a.photo(ph))
-	}
+	page := makePage(photos, limit, func(p store.Photo) string { return p.ID }, a.photo)
 	c.Response().Header().Set(echo.HeaderCacheControl, "private, no-cache")
 	return c.JSONBlob(http.StatusOK, mustJSON(page))
 }

@@ -341,18 +341,7 @@ func (a *App) listUsers(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page := struct {
-		Items      []profileJSON `json:"items"`
-		NextCursor *string       `json:"next_cursor"`
-	}{Items: make([]profileJSON, 0, min(len(users), limit))}
-	for i, u := range users {
-		if i == limit {
-			next := makeCursor(users[limit-1].ID)
-			page.NextCursor = &next
-			break
-		}
-		page.Items = append(page.Items, profile(u))
-	}
+	page := makePage(users, limit, func(u store.User) string { return u.ID }, profile)
 	return c.JSONBlob(http.StatusOK, mustJSON(page))
 }
 
@@ -368,6 +357,27 @@ func pageParams(c echo.Context) (limit int, afterID string, err error) {
 	}
 	afterID, err = parseCursor(c.QueryParam("cursor"))
 	return limit, afterID, err
+}
+
+// page is one page of a keyset-paged list.
+type page[J any] struct {
+	Items      []J     `json:"items"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+// makePage renders rows fetched with limit+1: the extra row only says
+// that another page follows, and the cursor points after the last shown.
+func makePage[T, J any](rows []T, limit int, id func(T) string, render func(T) J) page[J] {
+	p := page[J]{Items: make([]J, 0, min(len(rows), limit))}
+	for i, r := range rows {
+		if i == limit {
+			next := makeCursor(id(rows[limit-1]))
+			p.NextCursor = &next
+			break
+		}
+		p.Items = append(p.Items, render(r))
+	}
+	return p
 }
 
 const cursorPrefix = "u1:" // versioned, so the format can change
