@@ -215,6 +215,12 @@ func (b *bundle) do(method, path, body string, headers ...string) response {
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return b.send(req, headers...)
+}
+
+// send sets the header pairs on req, sends it and reads the answer.
+func (b *bundle) send(req *http.Request, headers ...string) response {
+	b.t.Helper()
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"mime/multipart"
 	"net/http"
 	"os"
@@ -55,16 +54,7 @@ func (b *bundle) uploadBytes(token string, data []byte, multipartForm bool, head
 	req, _ := http.NewRequest("POST", b.url+"/v1/photos", &body)
 	req.Header.Set("Content-Type", ct)
 	req.Header.Set("Authorization", "Bearer "+token)
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	out, _ := io.ReadAll(res.Body)
-	return response{res, out}
+	return b.send(req, headers...)
 }
 
 // waitPhoto polls GET /v1/photos/{id} until the pipeline is done.
