@@ -87,7 +87,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	writer.SetMaxOpenConns(1)
 	writer.SetMaxIdleConns(1)
 
-	reader, err := sql.Open("sqlite", dsn(opts, "_pragma=query_only(1)"))
+	reader, err := sql.Open("sqlite", dsn(opts, "_pragma=query_only(1)&_pragma=mmap_size(268435456)"))
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("sqlite: open reader: %w", err), writer.Close())
 	}
