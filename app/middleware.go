@@ -39,11 +39,10 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
-		h.Set(echo.HeaderXRequestID, id)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h[headerRequestID] = []string{id}
+		for k, v := range securityHeaders {
+			h[k] = v
+		}
 		ctx := ops.WithRequestID(req.Context(), id)
 
 		var rt *route
@@ -93,6 +92,20 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		return next(c)
 	}
 }
+
+// securityHeaders go on every response. The keys are already canonical
+// and the value slices are shared read-only (net/http never writes to
+// them), so setting them costs no canonicalisation or allocation on the
+// request path; a handler that needs another value (the page's CSP)
+// replaces the slice with Header().Set.
+var securityHeaders = map[string][]string{
+	"X-Content-Type-Options":  {"nosniff"},
+	"X-Frame-Options":         {"DENY"},
+	"Referrer-Policy":         {"no-referrer"},
+	"Content-Security-Policy": {"default-src 'none'; frame-ancestors 'none'"},
+}
+
+var headerRequestID = http.CanonicalHeaderKey(echo.HeaderXRequestID)
 
 // traceContext reads a caller's W3C traceparent, so a request traced by
 // a proxy or another service continues its trace.
