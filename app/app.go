@@ -117,8 +117,10 @@ func New(d Deps, o Options) *App {
 		closing:            make(chan struct{}),
 		publicCacheControl: "public, no-cache, s-maxage=" + seconds(o.ProfileSMaxAge),
 	}
-	a.profiles = cache.NewAside(d.Cache, a.observeCache("profiles", cache.AsideOptions{TTL: o.CacheTTL, Jitter: 0.1, NegativeTTL: o.CacheNegativeTTL}))
-	a.sessions = cache.NewAside(d.Cache, a.observeCache("sessions", cache.AsideOptions{TTL: min(o.CacheTTL, time.Minute), Jitter: 0.1, NegativeTTL: o.CacheNegativeTTL}))
+	// A load runs on the request that misses first, which waits for it:
+	// it gets that request's time budget.
+	a.profiles = cache.NewAside(d.Cache, a.observeCache("profiles", cache.AsideOptions{TTL: o.CacheTTL, Jitter: 0.1, NegativeTTL: o.CacheNegativeTTL, LoadTimeout: o.RequestTimeout}))
+	a.sessions = cache.NewAside(d.Cache, a.observeCache("sessions", cache.AsideOptions{TTL: min(o.CacheTTL, time.Minute), Jitter: 0.1, NegativeTTL: o.CacheNegativeTTL, LoadTimeout: o.RequestTimeout}))
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true

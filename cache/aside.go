@@ -7,11 +7,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 )
 
 // ErrAbsent is how a load function says that the key does not exist at
@@ -76,17 +73,23 @@ type AsideOptions struct {
 type Aside struct {
 	cache Cache
 	opts  AsideOptions
-	group singleflight.Group
 
 	mu sync.Mutex
-	// flights holds, by key, the loads that may still write. There can be
-	// several: a Get after an Invalidate starts a new load while the old
-	// one runs on.
-	flights map[string][]*flight
+	// flights holds, by key, the load that later Gets of the key join.
+	// Invalidate removes it, so Gets after it start a fresh load while
+	// the old one runs on, unable to cache what it read.
+	flights map[string]*flight
 }
 
-// flight is the state Invalidate shares with one in-flight load.
+// flight is one load of a key, shared by the Gets that join it.
+// golang.org/x/sync/singleflight would do, but its waiters cannot leave
+// on their own context without a goroutine per load (DoChan), and a
+// fresh goroutine grows its stack anew for every database call.
 type flight struct {
+	done chan struct{} // closed once val and err are set
+	val  []byte
+	err  error
+
 	mu    sync.Mutex // held from the stale check to the end of the write
 	stale bool       // set by Invalidate: the result must not be cached
 }
@@ -108,21 +111,23 @@ func NewAside(c Cache, o AsideOptions) *Aside {
 	if c == nil {
 		c = noCache{}
 	}
-	return &Aside{cache: c, opts: o, flights: make(map[string][]*flight)}
+	return &Aside{cache: c, opts: o, flights: make(map[string]*flight)}
 }
 
 // Get returns the value for key from the cache, or else from load, which
 // it then caches for TTL±Jitter. Concurrent Gets of a key that is not
-// cached share one call of load: the first caller's. So for a given key,
-// every load function must compute the same value.
+// cached share one call of load, made by the first of them on its own
+// goroutine. So for a given key, every load function must compute the
+// same value.
 //
 // load runs with the first caller's context values but not its
-// cancellation, bounded by LoadTimeout instead: a caller that gives up
-// returns its ctx's error without failing the others. If load's error
-// wraps ErrAbsent, the absence is cached for NegativeTTL and Gets until
-// then return ErrAbsent without calling load; other errors are returned
-// and not cached. A panic in load becomes an error. Each caller gets its
-// own copy of the value.
+// cancellation, bounded by LoadTimeout instead, so that one caller giving
+// up fails nobody else. That first caller waits for load (at most
+// LoadTimeout); the others return their ctx's error as soon as their ctx
+// ends. If load's error wraps ErrAbsent, the absence is cached for
+// NegativeTTL and Gets until then return ErrAbsent without calling load;
+// other errors are returned and not cached. A panic in load becomes an
+// error. Each caller gets its own copy of the value.
 func (a *Aside) Get(ctx context.Context, key string, load func(context.Context) ([]byte, error)) ([]byte, error) {
 	v, ok, err := a.cached(ctx, key)
 	if a.opts.OnLookup != nil {
@@ -131,70 +136,61 @@ func (a *Aside) Get(ctx context.Context, key string, load func(context.Context) 
 	if ok {
 		return v, err
 	}
-	ch := a.group.DoChan(key, func() (any, error) {
-		return a.fly(ctx, key, load)
-	})
-	select {
-	case <-ctx.Done():
-		return nil, fmt.Errorf("cache: get %q: %w", key, ctx.Err())
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
+	a.mu.Lock()
+	if f := a.flights[key]; f != nil {
+		a.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cache: get %q: %w", key, ctx.Err())
+		case <-f.done:
+			if f.err != nil {
+				return nil, f.err
+			}
+			return bytes.Clone(f.val), nil
 		}
-		v := r.Val.([]byte)
-		if r.Shared {
-			v = bytes.Clone(v)
-		}
-		return v, nil
 	}
+	f := &flight{done: make(chan struct{})}
+	a.flights[key] = f
+	a.mu.Unlock()
+
+	v, err = a.fly(ctx, key, f, load)
+	// The waiters clone f.val while this caller may change v.
+	f.val, f.err = bytes.Clone(v), err
+	a.mu.Lock()
+	if a.flights[key] == f { // else Invalidate removed it
+		delete(a.flights, key)
+	}
+	a.mu.Unlock()
+	close(f.done)
+	return v, err
 }
 
 // Invalidate deletes key from the cache, and makes sure that no load of
-// key already in flight in this process caches its result. Call it after
-// changing the source.
+// key already in flight in this process caches its result or is joined
+// by a later Get. Call it after changing the source.
 func (a *Aside) Invalidate(ctx context.Context, key string) error {
 	a.mu.Lock()
-	fs := a.flights[key]
+	f := a.flights[key]
 	delete(a.flights, key)
 	a.mu.Unlock()
-	for _, f := range fs {
+	if f != nil {
 		// Waits for a write in progress, which the Delete below then undoes.
 		f.mu.Lock()
 		f.stale = true
 		f.mu.Unlock()
 	}
-	err := a.cache.Delete(ctx, key)
-	// Only now: a flight that started before the Delete may have read the
-	// old entry from the cache, and Gets from now on must not join it.
-	a.group.Forget(key)
-	if err != nil {
+	if err := a.cache.Delete(ctx, key); err != nil {
 		return fmt.Errorf("cache: invalidate %q: %w", key, err)
 	}
 	return nil
 }
 
-// fly runs one load of key: it registers with Invalidate before reading
-// anything, checks the cache again (a Get may have missed just before the
-// previous flight wrote), calls fn and caches the result.
-func (a *Aside) fly(ctx context.Context, key string, fn func(context.Context) ([]byte, error)) ([]byte, error) {
+// fly runs flight f, one load of key: it checks the cache again (a Get
+// may have missed just before the previous flight wrote), calls fn and
+// caches the result unless f went stale meanwhile.
+func (a *Aside) fly(ctx context.Context, key string, f *flight, fn func(context.Context) ([]byte, error)) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.opts.LoadTimeout)
 	defer cancel()
-
-	f := &flight{}
-	a.mu.Lock()
-	a.flights[key] = append(a.flights[key], f)
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		// After an Invalidate, f is no longer there; nothing is removed.
-		fs := slices.DeleteFunc(a.flights[key], func(g *flight) bool { return g == f })
-		if len(fs) == 0 {
-			delete(a.flights, key)
-		} else {
-			a.flights[key] = fs
-		}
-		a.mu.Unlock()
-	}()
 
 	if v, ok, err := a.cached(ctx, key); ok {
 		return v, err
@@ -220,9 +216,9 @@ func (a *Aside) fly(ctx context.Context, key string, fn func(context.Context) ([
 	return v, err
 }
 
-// callLoad turns a panic into an error: singleflight would re-panic it on
-// a goroutine of its own, where no recover (an HTTP server's included)
-// can catch it, and the whole process would die.
+// callLoad turns a panic into an error, so that the Gets waiting on the
+// flight are answered too rather than left waiting for a close that never
+// comes.
 func callLoad(ctx context.Context, fn func(context.Context) ([]byte, error)) (v []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {

@@ -345,16 +345,23 @@ func TestAsideInvalidateStress(t *testing.T) {
 	wg.Wait()
 }
 
+// A caller that gives up fails nobody else: the load does not see the
+// cancellation of the Get that runs it, and a waiter whose ctx ends
+// returns at once while the others get the value.
 func TestAsideCallerCancelDoesNotFailOthers(t *testing.T) {
 	t.Parallel()
 	a := cache.NewAside(newMemory(t), cache.AsideOptions{TTL: time.Hour})
 	load, started, release := blocking("v")
 
-	ctx, cancel := context.WithCancel(t.Context())
-	firstErr := make(chan error)
+	loaderCtx, cancelLoader := context.WithCancel(t.Context())
+	type result struct {
+		v   []byte
+		err error
+	}
+	loader := make(chan result)
 	go func() {
-		_, err := a.Get(ctx, "k", load)
-		firstErr <- err
+		v, err := a.Get(loaderCtx, "k", load)
+		loader <- result{v, err}
 	}()
 	<-started
 
@@ -367,11 +374,21 @@ func TestAsideCallerCancelDoesNotFailOthers(t *testing.T) {
 			}
 		})
 	}
-	cancel()
-	if err := <-firstErr; !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled Get: %v, want context.Canceled", err)
+	waiterCtx, cancelWaiter := context.WithCancel(t.Context())
+	waiter := make(chan error)
+	go func() {
+		_, err := a.Get(waiterCtx, "k", noLoad(t))
+		waiter <- err
+	}()
+	cancelLoader()
+	cancelWaiter()
+	if err := <-waiter; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled waiter: %v, want context.Canceled", err)
 	}
 	close(release)
+	if r := <-loader; r.err != nil || string(r.v) != "v" {
+		t.Fatalf("cancelled loader's Get = %q, %v; want v: its load must not see the cancellation", r.v, r.err)
+	}
 	wg.Wait()
 }
 
