@@ -101,7 +101,8 @@ type App struct {
 	ops     http.Handler // nil leaves /ops out of AdminHandler
 	seen    sync.Map     // routeKey → *route, for observe
 
-	publicCacheControl string
+	publicCacheControl []string                      // shared, read-only
+	policyHeaders      map[ratelimit.Policy][]string // RateLimit-Policy values, shared, read-only
 }
 
 // New builds the API and its routes.
@@ -115,7 +116,11 @@ func New(d Deps, o Options) *App {
 		metrics: d.Metrics, tracing: d.Tracing, tracer: d.Tracing.Tracer(),
 		ops:                d.Ops,
 		closing:            make(chan struct{}),
-		publicCacheControl: "public, no-cache, s-maxage=" + seconds(o.ProfileSMaxAge),
+		publicCacheControl: []string{"public, no-cache, s-maxage=" + seconds(o.ProfileSMaxAge)},
+		policyHeaders:      make(map[ratelimit.Policy][]string),
+	}
+	for _, p := range []ratelimit.Policy{o.Policies.API, o.Policies.Auth, o.Policies.AuthHandle, o.Policies.Upload} {
+		a.policyHeaders[p] = []string{ratelimit.PolicyHeader(p)}
 	}
 	// A load runs on the request that misses first, which waits for it:
 	// it gets that request's time budget.

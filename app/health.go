@@ -9,7 +9,7 @@ import (
 // live answers while the process can serve at all.
 func (a *App) live(c echo.Context) error {
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
-	return c.JSONBlob(http.StatusOK, []byte(`{"status":"live"}`))
+	return jsonBlob(c, http.StatusOK, []byte(`{"status":"live"}`))
 }
 
 // ready is 200 only when every dependency answers and the process is not
@@ -21,5 +21,5 @@ func (a *App) ready(c echo.Context) error {
 		status = http.StatusServiceUnavailable
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
-	return c.JSONBlob(status, mustJSON(rep))
+	return jsonBlob(c, status, mustJSON(rep))
 }

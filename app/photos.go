@@ -145,7 +145,7 @@ func (a *App) upload(c echo.Context) error {
 		a.jobs.Notify()
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/photos/"+ph.ID)
-	return c.JSONBlob(http.StatusAccepted, mustJSON(uploadAnswer{
+	return jsonBlob(c, http.StatusAccepted, mustJSON(uploadAnswer{
 		ID: ph.ID, Status: string(ph.Status), StatusURL: "/v1/photos/" + ph.ID, EventsURL: "/v1/photos/" + ph.ID + "/events",
 	}))
 }
@@ -245,7 +245,7 @@ func (a *App) getPhoto(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, "private, no-cache")
-	return c.JSONBlob(http.StatusOK, mustJSON(a.photo(ph)))
+	return jsonBlob(c, http.StatusOK, mustJSON(a.photo(ph)))
 }
 
 func (a *App) visiblePhoto(c echo.Context, id string) (store.Photo, error) {
@@ -293,7 +293,7 @@ func (a *App) listPhotos(c echo.Context) error {
 	}
 	page := makePage(photos, limit, func(p store.Photo) string { return p.ID }, a.photo)
 	c.Response().Header().Set(echo.HeaderCacheControl, "private, no-cache")
-	return c.JSONBlob(http.StatusOK, mustJSON(page))
+	return jsonBlob(c, http.StatusOK, mustJSON(page))
 }
 
 // deletePhoto: DELETE /v1/photos/{id}, owner only. The files go in a job

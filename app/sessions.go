@@ -127,7 +127,7 @@ func (a *App) createSession(c echo.Context) error {
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: c.Scheme() == "https",
 	})
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
-	return c.JSONBlob(http.StatusCreated, mustJSON(map[string]any{"token": token, "expires_at": s.ExpiresAt}))
+	return jsonBlob(c, http.StatusCreated, mustJSON(map[string]any{"token": token, "expires_at": s.ExpiresAt}))
 }
 
 // deleteSession is logout: DELETE /v1/sessions/current.

@@ -112,7 +112,7 @@ func (a *App) createUser(c echo.Context) error {
 	_ = a.profiles.Invalidate(ctx, "u:"+u.ID)
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/users/"+u.ID)
 	c.Response().Header().Set("ETag", etag(u.Version))
-	return c.JSONBlob(http.StatusCreated, mustJSON(profile(u)))
+	return jsonBlob(c, http.StatusCreated, mustJSON(profile(u)))
 }
 
 // getUser is the public profile read, served cache-aside:
@@ -141,12 +141,12 @@ func (a *App) getUser(c echo.Context) error {
 	}
 	tag, body, _ := bytes.Cut(b, []byte("\n"))
 	h := c.Response().Header()
-	h.Set("ETag", string(tag))
-	h.Set(echo.HeaderCacheControl, a.publicCacheControl)
+	h[headerETag] = []string{string(tag)}
+	h[echo.HeaderCacheControl] = a.publicCacheControl
 	if match := c.Request().Header.Get("If-None-Match"); match != "" && etagMatches(match, string(tag), true) {
 		return c.NoContent(http.StatusNotModified)
 	}
-	return c.JSONBlob(http.StatusOK, body)
+	return jsonBlob(c, http.StatusOK, body)
 }
 
 // getMe is the caller's own profile, always fresh (read-your-own-writes).
@@ -170,7 +170,7 @@ func (a *App) writeMe(c echo.Context, status int, u store.User) error {
 	h := c.Response().Header()
 	h.Set("ETag", etag(u.Version))
 	h.Set(echo.HeaderCacheControl, "private, no-store")
-	return c.JSONBlob(status, mustJSON(p))
+	return jsonBlob(c, status, mustJSON(p))
 }
 
 // patchMe applies a JSON merge patch (RFC 7396) to the caller's profile:
@@ -342,7 +342,7 @@ func (a *App) listUsers(c echo.Context) error {
 		return err
 	}
 	page := makePage(users, limit, func(u store.User) string { return u.ID }, profile)
-	return c.JSONBlob(http.StatusOK, mustJSON(page))
+	return jsonBlob(c, http.StatusOK, mustJSON(page))
 }
 
 // pageParams reads ?limit= and ?cursor=.

@@ -2,20 +2,31 @@ package ratelimit
 
 import (
 	"fmt"
-	"strings"
+	"strconv"
 	"time"
 )
 
-// Headers returns the values of the RateLimit-Policy and RateLimit
-// header fields of draft-ietf-httpapi-ratelimit-headers for one Allow
-// call, for example `"api";q=300;w=60` and `"api";r=12;t=30`. Seconds
-// are rounded up, so a client that waits t never arrives early and a
-// sub-second window is not announced as w=0. p must be valid.
-func Headers(p Policy, r Result) (policy, state string) {
-	name := sfString(p.Name)
-	policy = fmt.Sprintf("%s;q=%d;w=%d", name, p.Limit, ceilSeconds(p.Window))
-	state = fmt.Sprintf("%s;r=%d;t=%d", name, max(r.Remaining, 0), ceilSeconds(r.Reset))
-	return policy, state
+// PolicyHeader returns the value of the RateLimit-Policy header field of
+// draft-ietf-httpapi-ratelimit-headers for p, for example
+// `"api";q=300;w=60`. It depends on p alone: compute it once. Seconds are
+// rounded up, so a sub-second window is not announced as w=0. p must be
+// valid.
+func PolicyHeader(p Policy) string {
+	return fmt.Sprintf("%s;q=%d;w=%d", sfString(p.Name), p.Limit, ceilSeconds(p.Window))
+}
+
+// StateHeader returns the value of the RateLimit header field for one
+// Allow call under p, for example `"api";r=12;t=30`. t is rounded up, so
+// a client that waits t never arrives early. It runs on every request:
+// one allocation, no fmt.
+func StateHeader(p Policy, r Result) string {
+	b := make([]byte, 0, len(p.Name)+32)
+	b = appendSFString(b, p.Name)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, int64(max(r.Remaining, 0)), 10)
+	b = append(b, ";t="...)
+	b = strconv.AppendInt(b, ceilSeconds(r.Reset), 10)
+	return string(b)
 }
 
 // RetryAfterSeconds returns the Retry-After value for a denied call:
@@ -44,7 +55,16 @@ func ceilSeconds(d time.Duration) int64 {
 // sfString quotes s as a structured-field string (RFC 9651, section
 // 3.3.3). Validate has already rejected bytes outside printable ASCII.
 func sfString(s string) string {
-	s = strings.ReplaceAll(s, `\`, `\\`)
-	s = strings.ReplaceAll(s, `"`, `\"`)
-	return `"` + s + `"`
+	return string(appendSFString(nil, s))
+}
+
+func appendSFString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' || s[i] == '"' {
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return append(b, '"')
 }

@@ -62,7 +62,7 @@ func TestHeaders(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			policy, state := ratelimit.Headers(tt.p, tt.r)
+			policy, state := ratelimit.PolicyHeader(tt.p), ratelimit.StateHeader(tt.p, tt.r)
 			if policy != tt.wantPolicy {
 				t.Errorf("policy = %s, want %s", policy, tt.wantPolicy)
 			}

@@ -141,7 +141,7 @@ func (l *Log) Observe(ctx context.Context, ev store.QueryEvent) {
 func (l *Log) log(ctx context.Context, q SlowQuery, suppressed int) {
 	attrs := []slog.Attr{
 		slog.String("query", q.Name),
-		slog.Float64("duration_ms", float64(q.Duration.Microseconds())/1000),
+		slog.Int64("duration_us", q.Duration.Microseconds()),
 		slog.String("sql", q.SQL),
 		slog.String("request_id", q.RequestID),
 	}

@@ -95,10 +95,10 @@ func TestRateLimitedLines(t *testing.T) {
 	}
 	first, last := users[0], users[1]
 	if first["msg"] != "slow query" || first["level"] != "WARN" || first["query"] != "users" || first["request_id"] != "req-7" ||
-		first["duration_ms"] != 150.0 || first["sql"] != "SELECT * FROM users WHERE id = ?" || !strings.HasPrefix(first["plan"].(string), "SEARCH users") {
+		first["duration_us"] != 150000.0 || first["sql"] != "SELECT * FROM users WHERE id = ?" || !strings.HasPrefix(first["plan"].(string), "SEARCH users") {
 		t.Errorf("first line %v", first)
 	}
-	if last["suppressed"] != 19.0 || last["duration_ms"] != 200.0 {
+	if last["suppressed"] != 19.0 || last["duration_us"] != 200000.0 {
 		t.Errorf("line after the interval %v: want suppressed 19", last)
 	}
 	recent := l.Recent()
