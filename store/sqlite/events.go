@@ -43,5 +43,5 @@ func (s *Store) Events(ctx context.Context, p store.EventsParams) ([]store.Event
 // LastEventID is the newest event id of userID, 0 if there is none (an
 // unknown user has none).
 func (s *Store) LastEventID(ctx context.Context, userID string) (int64, error) {
-	return queryOne(ctx, s, s.reader, "events_last_id", lastEventIDSQL, scanValue[int64], userID)
+	return readOne(ctx, s, "events_last_id", lastEventIDSQL, scanValue[int64], userID)
 }

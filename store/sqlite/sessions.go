@@ -32,7 +32,7 @@ func (s *Store) CreateSession(ctx context.Context, sess store.Session) error {
 // which sees every committed revocation.
 func (s *Store) Session(ctx context.Context, tokenHash string, now time.Time) (store.Session, error) {
 	var sess store.Session
-	err := s.run(ctx, s.reader, "sessions_by_hash", sessionByHashSQL, func(st *sql.Stmt) error {
+	err := s.readKey(ctx, "sessions_by_hash", sessionByHashSQL, func(ctx context.Context, st *sql.Stmt) error {
 		return st.QueryRowContext(ctx, tokenHash, formatTime(now)).Scan(
 			&sess.TokenHash, &sess.UserID, textTime{&sess.CreatedAt}, textTime{&sess.ExpiresAt})
 	})

@@ -82,7 +82,7 @@ func (s *Store) CreateUser(ctx context.Context, p store.CreateUserParams) (store
 // User returns one user, or store.ErrNotFound. Both freshness levels read
 // the reader pool, which sees every committed write.
 func (s *Store) User(ctx context.Context, p store.UserParams) (store.User, error) {
-	return queryOne(ctx, s, s.reader, "users_by_id", userByIDSQL, scanUser, p.ID)
+	return readOne(ctx, s, "users_by_id", userByIDSQL, scanUser, p.ID)
 }
 
 // ListUsers returns up to p.Limit users with ID > p.AfterID in ID order,
@@ -99,7 +99,7 @@ func (s *Store) ListUsers(ctx context.Context, p store.ListUsersParams) ([]store
 // store.ErrNotFound for an unknown handle.
 func (s *Store) Credentials(ctx context.Context, handle string) (store.Credentials, error) {
 	var c store.Credentials
-	err := s.run(ctx, s.reader, "users_credentials", credentialsSQL, func(st *sql.Stmt) error {
+	err := s.readKey(ctx, "users_credentials", credentialsSQL, func(ctx context.Context, st *sql.Stmt) error {
 		return st.QueryRowContext(ctx, handleKey(handle)).Scan(&c.UserID, &c.PasswordHash)
 	})
 	if err != nil {
@@ -143,7 +143,7 @@ func (s *Store) whyNoUpdate(ctx context.Context, p store.UpdateUserParams) error
 		version  int64
 		avatarOK bool
 	)
-	err := s.run(ctx, s.reader, "users_update_check", updateCheckSQL, func(st *sql.Stmt) error {
+	err := s.readKey(ctx, "users_update_check", updateCheckSQL, func(ctx context.Context, st *sql.Stmt) error {
 		return st.QueryRowContext(ctx, p.ID, avatar).Scan(&version, &avatarOK)
 	})
 	switch {

@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -26,6 +28,45 @@ func userCases() []testCase {
 		{"SetPasswordKeepsOne", func(t *testing.T, s store.Store) { testSetPassword(t, s, true) }},
 		{"SetPasswordRevokesAll", func(t *testing.T, s store.Store) { testSetPassword(t, s, false) }},
 		{"DeleteUser", testDeleteUser},
+		{"CancelledReads", testCancelledReads},
+	}
+}
+
+// testCancelledReads: a read for a caller that has already given up is
+// refused with the context's error, however cheap the read.
+func testCancelledReads(t *testing.T, s store.Store) {
+	u := mustCreateUser(t, s, "Alice")
+	live, cancelled := t.Context(), func() context.Context {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		return ctx
+	}()
+	var ctx context.Context
+	reads := []struct {
+		name string
+		read func() error
+	}{
+		{"User", func() error {
+			_, err := s.User(ctx, store.UserParams{ID: u.ID, Freshness: store.MayBeStale})
+			return err
+		}},
+		{"Credentials", func() error { _, err := s.Credentials(ctx, "Alice"); return err }},
+		{"Session", func() error { _, err := s.Session(ctx, "no-such-hash", baseTime()); return err }},
+		{"ListUsers", func() error { _, err := s.ListUsers(ctx, store.ListUsersParams{Limit: 10}); return err }},
+	}
+	// Once with a live context first: a backend may prepare a statement
+	// on first use, which would fail for its own reasons.
+	ctx = live
+	for _, r := range reads {
+		if err := r.read(); err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("%s: %v", r.name, err)
+		}
+	}
+	ctx = cancelled
+	for _, r := range reads {
+		if err := r.read(); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a cancelled context: %v, want context.Canceled", r.name, err)
+		}
 	}
 }
 
