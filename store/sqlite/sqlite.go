@@ -97,7 +97,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	reader.SetMaxIdleConns(opts.ReadConns)
 
 	s := &Store{
-		writer:  &pool{db: writer},
+		writer:  &pool{db: writer, lock: newWriteLock(maxWriteWaiters)},
 		reader:  &pool{db: reader},
 		onQuery: opts.OnQuery,
 		logger:  opts.Logger,
@@ -175,7 +175,8 @@ func (s *Store) Close() error {
 // database/sql prepares a statement again on each connection it lands on.
 type pool struct {
 	db    *sql.DB
-	stmts sync.Map // string → *sql.Stmt
+	lock  *writeLock // the writer's; nil for the reader pool
+	stmts sync.Map   // string → *sql.Stmt
 }
 
 func (p *pool) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
@@ -224,6 +225,12 @@ func (s *Store) run(ctx context.Context, p *pool, name, query string, fn func(*s
 		if err != nil {
 			return err
 		}
+		if p.lock != nil {
+			if err := p.lock.lock(ctx); err != nil {
+				return err
+			}
+			defer p.lock.unlock()
+		}
 		return fn(st)
 	})
 }
@@ -234,14 +241,22 @@ func (s *Store) run(ctx context.Context, p *pool, name, query string, fn func(*s
 func (s *Store) inTx(ctx context.Context, name string, fn func(tx *sql.Tx) error) error {
 	var tx *sql.Tx
 	err := s.observe(ctx, name+"_begin", "BEGIN IMMEDIATE", func() error {
+		if err := s.writer.lock.lock(ctx); err != nil {
+			return err
+		}
 		var err error
 		tx, err = s.writer.db.BeginTx(ctx, nil)
+		if err != nil {
+			s.writer.lock.unlock()
+		}
 		return err
 	})
 	if err != nil {
 		return err
 	}
+	defer s.writer.lock.unlock()
 	// A no-op after Commit; otherwise fn's error is the one to report.
+	// Deferred after the unlock, so it runs first.
 	defer func() { _ = tx.Rollback() }()
 	if err := fn(tx); err != nil {
 		return err

@@ -1,0 +1,92 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"onebox/store"
+)
+
+// Under contention every lock is granted, one holder at a time.
+func TestWriteLockExclusive(t *testing.T) {
+	t.Parallel()
+	l := newWriteLock(maxWriteWaiters)
+	var (
+		wg      sync.WaitGroup
+		holders int // guarded by l
+		n       int // guarded by l
+	)
+	for range 16 {
+		wg.Go(func() {
+			for range 2000 {
+				if err := l.lock(t.Context()); err != nil {
+					t.Errorf("lock: %v", err)
+					return
+				}
+				holders++
+				if holders != 1 {
+					t.Errorf("%d holders at once", holders)
+				}
+				n++
+				holders--
+				l.unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if n != 16*2000 {
+		t.Fatalf("%d critical sections ran, want %d", n, 16*2000)
+	}
+}
+
+// A write whose context ends while it waits gives the lock back as soon
+// as it gets it, and reports the context's error.
+func TestWriteLockExpiredWaiter(t *testing.T) {
+	t.Parallel()
+	l := newWriteLock(maxWriteWaiters)
+	if err := l.lock(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
+	defer cancel()
+	got := make(chan error)
+	go func() { got <- l.lock(ctx) }()
+	<-ctx.Done()
+	l.unlock()
+	if err := <-got; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("lock of an expired waiter: %v, want context.DeadlineExceeded", err)
+	}
+	if !l.mu.TryLock() {
+		t.Fatal("the expired waiter kept the lock")
+	}
+}
+
+// Past max waiters a write fails at once with store.ErrBusy.
+func TestWriteLockBoundedQueue(t *testing.T) {
+	t.Parallel()
+	l := newWriteLock(2)
+	if err := l.lock(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if err := l.lock(t.Context()); err != nil {
+				t.Errorf("queued waiter: %v", err)
+				return
+			}
+			l.unlock()
+		})
+	}
+	for l.waiting.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := l.lock(t.Context()); !errors.Is(err, store.ErrBusy) {
+		t.Fatalf("third waiter: %v, want store.ErrBusy", err)
+	}
+	l.unlock()
+	wg.Wait()
+}
