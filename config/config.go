@@ -77,6 +77,7 @@ type Config struct {
 
 	SessionTTL      time.Duration
 	HashConcurrency int
+	DBReadConns     int
 	MaxBodyBytes    int64
 	RequestTimeout  time.Duration
 	ShutdownDelay   time.Duration
@@ -163,6 +164,11 @@ func settings() []setting {
 		{env: "ONEBOX_ADMIN_ADDR", flag: "admin-addr", def: "127.0.0.1:8081", emptyOK: true, usage: "operator listener (metrics, dashboard); empty turns it off", set: str(func(c *Config) *string { return &c.AdminAddr })},
 		{env: "ONEBOX_DATA_DIR", flag: "data-dir", def: "./data", usage: "directory for the database and media", set: str(func(c *Config) *string { return &c.DataDir })},
 		{env: "ONEBOX_DATABASE_URL", flag: "database-url", def: "", usage: "store backend: sqlite:PATH (default sqlite: + DATA_DIR/onebox.db)", secret: true, set: str(func(c *Config) *string { return &c.DatabaseURL })},
+		{env: "ONEBOX_DB_READ_CONNS", flag: "db-read-conns", def: strconv.Itoa(16 * runtime.NumCPU()), usage: "SQLite read connections (WAL readers do not block each other)", set: func(c *Config, v string) error {
+			n, err := posInt(v)
+			c.DBReadConns = int(n)
+			return err
+		}},
 		{env: "ONEBOX_CACHE_URL", flag: "cache-url", def: "memory://", usage: "cache backend: memory:// or none", secret: true, set: str(func(c *Config) *string { return &c.CacheURL })},
 		{env: "ONEBOX_LIMITER_URL", flag: "limiter-url", def: "memory://", usage: "rate limiter backend: memory://", secret: true, set: str(func(c *Config) *string { return &c.LimiterURL })},
 		{env: "ONEBOX_QUEUE_URL", flag: "queue-url", def: "", usage: "job queue backend; empty means the store's own database", secret: true, set: str(func(c *Config) *string { return &c.QueueURL })},

@@ -36,7 +36,13 @@ type Options struct {
 	// BusyTimeout is how long a statement waits for a lock held by
 	// another process before failing with store.ErrBusy. Default 5s.
 	BusyTimeout time.Duration
-	// ReadConns sizes the reader pool. Default runtime.NumCPU().
+	// ReadConns sizes the reader pool. Default 16 × runtime.NumCPU().
+	// WAL readers do not block each other, so the size bounds memory (each
+	// connection has its page cache and prepared statements), not
+	// parallelism. A pool sized to the CPUs made reads queue in
+	// database/sql, which hands a freed connection to the longest waiter
+	// once the scheduler runs it: CPU sat idle, and 2 -> 32 connections
+	// took uncached profile reads from 15.4k to 17.8k req/s.
 	ReadConns int
 	// OnQuery, when set, is called after every query, for metrics and a
 	// slow-query log. It runs on the caller's goroutine, so it must be
@@ -71,7 +77,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		opts.BusyTimeout = 5 * time.Second
 	}
 	if opts.ReadConns <= 0 {
-		opts.ReadConns = runtime.NumCPU()
+		opts.ReadConns = 16 * runtime.NumCPU()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
