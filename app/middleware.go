@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -192,7 +191,7 @@ func newRequestID() string {
 // the group it guards and set their own deadlines.
 func (a *App) timeout(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ctx, cancel := context.WithTimeout(c.Request().Context(), a.opts.RequestTimeout)
+		ctx, cancel := withLazyDeadline(c.Request().Context(), time.Now().Add(a.opts.RequestTimeout))
 		defer cancel()
 		c.SetRequest(c.Request().WithContext(ctx))
 		return next(c)

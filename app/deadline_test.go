@@ -1,0 +1,94 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+type ctxKey struct{}
+
+func TestLazyDeadline(t *testing.T) {
+	t.Parallel()
+	base := context.WithValue(t.Context(), ctxKey{}, "v")
+	tests := []struct {
+		name    string
+		timeout time.Duration
+		act     func(ctx context.Context, end context.CancelFunc, cancelParent context.CancelFunc)
+		wantErr error
+	}{
+		{"expires", 5 * time.Millisecond, func(ctx context.Context, _, _ context.CancelFunc) {
+			<-ctx.Done()
+		}, context.DeadlineExceeded},
+		{"ended before use", time.Hour, func(_ context.Context, end, _ context.CancelFunc) {
+			end()
+		}, context.Canceled},
+		{"ended after use", time.Hour, func(ctx context.Context, end, _ context.CancelFunc) {
+			_ = ctx.Err()
+			end()
+		}, context.Canceled},
+		{"parent cancelled", time.Hour, func(_ context.Context, _, cancelParent context.CancelFunc) {
+			cancelParent()
+		}, context.Canceled},
+		{"live", time.Hour, func(context.Context, context.CancelFunc, context.CancelFunc) {}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			parent, cancelParent := context.WithCancel(base)
+			defer cancelParent()
+			deadline := time.Now().Add(tt.timeout)
+			ctx, end := withLazyDeadline(parent, deadline)
+			defer end()
+			if d, ok := ctx.Deadline(); !ok || !d.Equal(deadline) {
+				t.Errorf("Deadline() = %v, %v; want %v", d, ok, deadline)
+			}
+			if ctx.armed.Load() != nil {
+				t.Fatal("armed before Done or Err was called")
+			}
+			tt.act(ctx, end, cancelParent)
+			if err := ctx.Err(); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Err() = %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr != nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(5 * time.Second):
+					t.Fatal("Done not closed")
+				}
+			}
+			if v := ctx.Value(ctxKey{}); v != "v" {
+				t.Errorf("Value = %v, want the parent's", v)
+			}
+		})
+	}
+}
+
+// A child of the armed context is cancelled with it: the link that
+// database/sql relies on.
+func TestLazyDeadlineChild(t *testing.T) {
+	t.Parallel()
+	ctx, end := withLazyDeadline(t.Context(), time.Now().Add(time.Hour))
+	child, cancel := context.WithCancel(ctx)
+	defer cancel()
+	end()
+	select {
+	case <-child.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("child not cancelled when the request ended")
+	}
+}
+
+// The earlier of the parent's deadline and its own is the deadline.
+func TestLazyDeadlineParentEarlier(t *testing.T) {
+	t.Parallel()
+	early := time.Now().Add(time.Minute)
+	parent, cancel := context.WithDeadline(t.Context(), early)
+	defer cancel()
+	ctx, end := withLazyDeadline(parent, time.Now().Add(time.Hour))
+	defer end()
+	if d, _ := ctx.Deadline(); !d.Equal(early) {
+		t.Fatalf("Deadline() = %v, want the parent's %v", d, early)
+	}
+}
