@@ -275,3 +275,17 @@ func TestHealth(t *testing.T) {
 	}
 	mustStatus(t, b.do("GET", "/health/live", ""), http.StatusOK)
 }
+
+// Every API answer, success or problem, tells browsers not to sniff it,
+// run it or frame it.
+func TestAPISecurityHeaders(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	id, _ := b.signup("alice")
+	for _, path := range []string{"/v1/users/" + id, "/v1/users/not-an-id", "/health/live", "/no/such/route"} {
+		h := b.do("GET", path, "").Header
+		if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Content-Security-Policy") != "default-src 'none'; frame-ancestors 'none'" {
+			t.Errorf("GET %s: headers %v", path, h)
+		}
+	}
+}

@@ -410,8 +410,9 @@ func validID(id string) bool {
 	if len(id) != 36 {
 		return false
 	}
-	u, err := uuid.Parse(id)
-	return err == nil && u.String() == id
+	_, err := uuid.Parse(id)
+	// Lower case only, as we write them: one spelling per id.
+	return err == nil && strings.ToLower(id) == id
 }
 
 // parseVersionTag reads a strong ETag `"N"`.

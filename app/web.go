@@ -154,6 +154,8 @@ func (s *site) servePage(c echo.Context) error {
 	}
 	h := c.Response().Header()
 	h.Set("Content-Security-Policy", pageCSP)
+	h.Set("X-Frame-Options", "DENY") // for browsers without frame-ancestors
+	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set(echo.HeaderVary, "Cookie")
 	// Revalidate every time; a page with someone's profile is theirs alone.
