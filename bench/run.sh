@@ -125,11 +125,11 @@ start_onebox() {
 			PPROF=127.0.0.1:$(free_port)
 			env+=(BENCH_PPROF_ADDR="$PPROF")
 		fi
-		# Only our settings: an ONEBOX_* variable of the caller's shell
-		# must not change what is measured. An empty ONEBOX_ADMIN_ADDR
-		# counts as unset (config.Load keeps the default 127.0.0.1:8081),
+		# Only our settings: an ONEBOX_* variable (or GOGC, GOMEMLIMIT) of
+		# the caller's shell must not change what is measured. An empty
+		# ONEBOX_ADMIN_ADDR counts as unset (config.Load keeps the default 127.0.0.1:8081),
 		# so the admin listener is turned off by flag.
-		env $(compgen -e | grep '^ONEBOX_' | sed 's/^/-u /') "${env[@]}" "$@" \
+		env $(compgen -e | grep -E '^(ONEBOX_|GOGC$|GOMEMLIMIT$)' | sed 's/^/-u /') "${env[@]}" "$@" \
 			"$WORK/onebox" serve -admin-addr= >"$out" 2>"$WORK/$name.stderr" &
 		SERVER_PID=$!
 		wait_ready "$URL/health/live" "$name" && return
@@ -143,7 +143,9 @@ start_baseline() {
 	for _ in 1 2 3; do
 		port=$(free_port)
 		URL=http://127.0.0.1:$port
-		"$WORK/baseline" -addr "127.0.0.1:$port" -size "$SIZE" >/dev/null 2>"$WORK/$name.stderr" &
+		# The collector settings onebox gives itself (ops.TuneGC), so the
+		# baseline runs the same runtime.
+		GOGC=400 GOMEMLIMIT=512MiB "$WORK/baseline" -addr "127.0.0.1:$port" -size "$SIZE" >/dev/null 2>"$WORK/$name.stderr" &
 		SERVER_PID=$!
 		wait_ready "$URL/v1/users/$(head -n1 "$WORK/ids.txt")" "$name" && return
 	done
