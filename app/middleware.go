@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"onebox/internal/lazyctx"
 	"onebox/ops"
 	"onebox/ops/metrics"
 	"onebox/ops/tracing"
@@ -195,7 +196,7 @@ func newRequestID() string {
 // the group it guards and set their own deadlines.
 func (a *App) timeout(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ctx, cancel := withLazyDeadline(c.Request().Context(), time.Now().Add(a.opts.RequestTimeout))
+		ctx, cancel := lazyctx.WithTimeout(c.Request().Context(), a.opts.RequestTimeout)
 		defer cancel()
 		c.SetRequest(c.Request().WithContext(ctx))
 		return next(c)

@@ -9,6 +9,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"onebox/internal/lazyctx"
 )
 
 // ErrAbsent is how a load function says that the key does not exist at
@@ -189,7 +191,9 @@ func (a *Aside) Invalidate(ctx context.Context, key string) error {
 // may have missed just before the previous flight wrote), calls fn and
 // caches the result unless f went stale meanwhile.
 func (a *Aside) fly(ctx context.Context, key string, f *flight, fn func(context.Context) ([]byte, error)) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.opts.LoadTimeout)
+	// Lazy: a load that never waits on its context (a read by key) makes
+	// no timer.
+	ctx, cancel := lazyctx.WithTimeout(context.WithoutCancel(ctx), a.opts.LoadTimeout)
 	defer cancel()
 
 	if v, ok, err := a.cached(ctx, key); ok {

@@ -1,4 +1,4 @@
-package app
+package lazyctx
 
 import (
 	"context"
@@ -9,23 +9,33 @@ import (
 
 type ctxKey struct{}
 
-func TestLazyDeadline(t *testing.T) {
+func armed(ctx context.Context) bool { return ctx.(*lazyDeadline).armed.Load() != nil }
+
+func TestWithDeadline(t *testing.T) {
 	t.Parallel()
 	base := context.WithValue(t.Context(), ctxKey{}, "v")
 	tests := []struct {
 		name    string
 		timeout time.Duration
-		act     func(ctx context.Context, end context.CancelFunc, cancelParent context.CancelFunc)
+		act     func(ctx context.Context, end, cancelParent context.CancelFunc)
 		wantErr error
 	}{
-		{"expires", 5 * time.Millisecond, func(ctx context.Context, _, _ context.CancelFunc) {
+		{"expires while waited on", 5 * time.Millisecond, func(ctx context.Context, _, _ context.CancelFunc) {
 			<-ctx.Done()
+		}, context.DeadlineExceeded},
+		{"expires unwatched", 5 * time.Millisecond, func(ctx context.Context, end, _ context.CancelFunc) {
+			time.Sleep(10 * time.Millisecond)
+			if err := ctx.Err(); !errors.Is(err, context.DeadlineExceeded) || armed(ctx) {
+				t.Errorf("Err() past the deadline = %v (armed %v), want DeadlineExceeded unarmed", err, armed(ctx))
+			}
+			end() // later, as a handler returns: Err must not change
 		}, context.DeadlineExceeded},
 		{"ended before use", time.Hour, func(_ context.Context, end, _ context.CancelFunc) {
 			end()
 		}, context.Canceled},
 		{"ended after use", time.Hour, func(ctx context.Context, end, _ context.CancelFunc) {
-			_ = ctx.Err()
+			<-time.After(time.Millisecond)
+			_ = ctx.Done()
 			end()
 		}, context.Canceled},
 		{"parent cancelled", time.Hour, func(_ context.Context, _, cancelParent context.CancelFunc) {
@@ -39,13 +49,16 @@ func TestLazyDeadline(t *testing.T) {
 			parent, cancelParent := context.WithCancel(base)
 			defer cancelParent()
 			deadline := time.Now().Add(tt.timeout)
-			ctx, end := withLazyDeadline(parent, deadline)
+			ctx, end := WithDeadline(parent, deadline)
 			defer end()
 			if d, ok := ctx.Deadline(); !ok || !d.Equal(deadline) {
 				t.Errorf("Deadline() = %v, %v; want %v", d, ok, deadline)
 			}
-			if ctx.armed.Load() != nil {
-				t.Fatal("armed before Done or Err was called")
+			if err := ctx.Err(); err != nil {
+				t.Fatalf("Err() at the start = %v", err)
+			}
+			if armed(ctx) {
+				t.Fatal("armed before Done was called")
 			}
 			tt.act(ctx, end, cancelParent)
 			if err := ctx.Err(); !errors.Is(err, tt.wantErr) {
@@ -57,6 +70,9 @@ func TestLazyDeadline(t *testing.T) {
 				case <-time.After(5 * time.Second):
 					t.Fatal("Done not closed")
 				}
+				if err := ctx.Err(); !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Err() once armed = %v, want %v", err, tt.wantErr)
+				}
 			}
 			if v := ctx.Value(ctxKey{}); v != "v" {
 				t.Errorf("Value = %v, want the parent's", v)
@@ -67,9 +83,9 @@ func TestLazyDeadline(t *testing.T) {
 
 // A child of the armed context is cancelled with it: the link that
 // database/sql relies on.
-func TestLazyDeadlineChild(t *testing.T) {
+func TestChildIsCancelled(t *testing.T) {
 	t.Parallel()
-	ctx, end := withLazyDeadline(t.Context(), time.Now().Add(time.Hour))
+	ctx, end := WithTimeout(t.Context(), time.Hour)
 	child, cancel := context.WithCancel(ctx)
 	defer cancel()
 	end()
@@ -81,12 +97,12 @@ func TestLazyDeadlineChild(t *testing.T) {
 }
 
 // The earlier of the parent's deadline and its own is the deadline.
-func TestLazyDeadlineParentEarlier(t *testing.T) {
+func TestParentDeadlineEarlier(t *testing.T) {
 	t.Parallel()
 	early := time.Now().Add(time.Minute)
 	parent, cancel := context.WithDeadline(t.Context(), early)
 	defer cancel()
-	ctx, end := withLazyDeadline(parent, time.Now().Add(time.Hour))
+	ctx, end := WithTimeout(parent, time.Hour)
 	defer end()
 	if d, _ := ctx.Deadline(); !d.Equal(early) {
 		t.Fatalf("Deadline() = %v, want the parent's %v", d, early)
