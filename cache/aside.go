@@ -88,17 +88,20 @@ type Aside struct {
 // on their own context without a goroutine per load (DoChan), and a
 // fresh goroutine grows its stack anew for every database call.
 type flight struct {
-	done chan struct{} // closed once val and err are set
-	val  []byte
-	err  error
+	done    chan struct{} // closed once val and err are set
+	val     []byte
+	err     error
+	waiters int // Gets that joined; guarded by Aside.mu
 
 	mu    sync.Mutex // held from the stale check to the end of the write
 	stale bool       // set by Invalidate: the result must not be cached
 }
 
 // NewAside returns an Aside over c. A nil c turns caching off: every Get
-// loads, though concurrent Gets of a key still share one load. NewAside
-// panics on invalid options: that is a programmer error.
+// loads, though concurrent Gets of a key still share one load, and the
+// hooks are not called, since there is no cache to observe (the source
+// reports its own reads). NewAside panics on invalid options: that is a
+// programmer error.
 func NewAside(c Cache, o AsideOptions) *Aside {
 	if o.TTL <= 0 || o.Jitter < 0 || o.Jitter >= 1 || o.NegativeTTL < 0 || o.LoadTimeout < 0 {
 		panic(fmt.Sprintf("cache: invalid AsideOptions: TTL %v, Jitter %v, NegativeTTL %v, LoadTimeout %v",
@@ -112,6 +115,7 @@ func NewAside(c Cache, o AsideOptions) *Aside {
 	}
 	if c == nil {
 		c = noCache{}
+		o.OnLookup, o.OnLoad, o.StartLoad, o.OnError = nil, nil, nil, nil
 	}
 	return &Aside{cache: c, opts: o, flights: make(map[string]*flight)}
 }
@@ -140,6 +144,7 @@ func (a *Aside) Get(ctx context.Context, key string, load func(context.Context) 
 	}
 	a.mu.Lock()
 	if f := a.flights[key]; f != nil {
+		f.waiters++
 		a.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -156,13 +161,16 @@ func (a *Aside) Get(ctx context.Context, key string, load func(context.Context) 
 	a.mu.Unlock()
 
 	v, err = a.fly(ctx, key, f, load)
-	// The waiters clone f.val while this caller may change v.
-	f.val, f.err = bytes.Clone(v), err
 	a.mu.Lock()
 	if a.flights[key] == f { // else Invalidate removed it
 		delete(a.flights, key)
 	}
+	waiters := f.waiters // final: nobody can join any more
 	a.mu.Unlock()
+	f.val, f.err = v, err
+	if waiters > 0 {
+		f.val = bytes.Clone(v) // the waiters copy it while this caller may change v
+	}
 	close(f.done)
 	return v, err
 }
@@ -211,7 +219,9 @@ func (a *Aside) fly(ctx context.Context, key string, f *flight, fn func(context.
 	if end != nil {
 		end(err)
 	}
+	_, off := a.cache.(noCache)
 	switch {
+	case off:
 	case err == nil:
 		a.set(ctx, key, f, append([]byte{tagValue}, v...), a.opts.TTL)
 	case errors.Is(err, ErrAbsent) && a.opts.NegativeTTL > 0:

@@ -475,7 +475,12 @@ func TestAsideCacheFailuresFallThrough(t *testing.T) {
 func TestAsideWithoutCache(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
-	a := cache.NewAside(nil, cache.AsideOptions{TTL: time.Hour, NegativeTTL: time.Hour})
+	var hooked atomic.Int32
+	a := cache.NewAside(nil, cache.AsideOptions{
+		TTL: time.Hour, NegativeTTL: time.Hour,
+		OnLookup: func(bool) { hooked.Add(1) },
+		OnLoad:   func(time.Duration, error) { hooked.Add(1) },
+	})
 	for range 2 {
 		if v := mustGet(t, a, "k", counted(&calls, "v", nil)); v != "v" {
 			t.Fatalf("Get = %q, want v", v)
@@ -486,6 +491,9 @@ func TestAsideWithoutCache(t *testing.T) {
 	}
 	if n := calls.Load(); n != 4 {
 		t.Fatalf("load called %d times, want 4: nothing is cached", n)
+	}
+	if n := hooked.Load(); n != 0 {
+		t.Errorf("hooks called %d times without a cache, want 0", n)
 	}
 	if err := a.Invalidate(t.Context(), "k"); err != nil {
 		t.Fatalf("Invalidate: %v", err)
