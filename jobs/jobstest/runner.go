@@ -119,6 +119,9 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 					}
 				}
 				want := strings.Repeat("k:retry ", len(tt.want)) + "k:dead"
+				// OnDone runs after the dead letter is written, which is
+				// what mustDeadOne waited for.
+				eventually(t, "the dead outcome", func() bool { return out.count("k:dead") == 1 })
 				if got := strings.Join(out.all(), " "); got != want {
 					t.Errorf("outcomes %q, want %q", got, want)
 				}
@@ -142,6 +145,7 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		if d.Attempt != 1 || !strings.Contains(d.LastError, "decode photo") || string(d.Payload) != `"corrupt"` {
 			t.Errorf("dead %+v, want attempt 1, the error, the payload", d)
 		}
+		eventually(t, "the dead outcome", func() bool { return out.count("k:dead") == 1 })
 		if calls.Load() != 1 || strings.Join(out.all(), " ") != "k:dead" {
 			t.Errorf("%d calls, outcomes %v; want 1 and k:dead", calls.Load(), out.all())
 		}
