@@ -1,10 +1,11 @@
 package app
 
 import (
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -73,7 +74,8 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 				a.errorHandler(err, c)
 				err = nil
 			}
-			d := time.Since(start)
+			end := time.Now()
+			d := end.Sub(start)
 			if rt != nil {
 				status := c.Response().Status
 				rt.metrics.Observe(status, d)
@@ -86,7 +88,7 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 				}
 			}
 			if a.opts.AccessLog {
-				a.accessLog(c, id, d, span)
+				a.accessLog(c, id, end, d, span)
 			}
 		}()
 		return next(c)
@@ -136,14 +138,14 @@ var traceContext = propagation.TraceContext{}
 // a source position the line never shows. The duration is an integer
 // (µs): slog encodes a float through encoding/json, a tenth of the line's
 // cost.
-func (a *App) accessLog(c echo.Context, id string, d time.Duration, span trace.Span) {
+func (a *App) accessLog(c echo.Context, id string, end time.Time, d time.Duration, span trace.Span) {
 	ctx := c.Request().Context()
 	h := a.log.Handler()
 	if !h.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
 	res := c.Response()
-	r := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
+	r := slog.NewRecord(end, slog.LevelInfo, "request", 0)
 	r.AddAttrs(
 		slog.String("request_id", id),
 		slog.String("method", c.Request().Method),
@@ -186,9 +188,14 @@ func validRequestID(id string) bool {
 	return true
 }
 
+// newRequestID returns 96 random bits in hex. A request id must be
+// unique, not secret: math/rand/v2's per-thread ChaCha8, seeded from the
+// OS, gives that at a fraction of crypto/rand's cost (its DRBG and a
+// getrandom call were 0.55% of a cached read's CPU).
 func newRequestID() string {
 	var b [12]byte
-	_, _ = rand.Read(b[:])
+	binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
+	binary.LittleEndian.PutUint32(b[8:], rand.Uint32())
 	return hex.EncodeToString(b[:])
 }
 
