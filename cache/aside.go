@@ -128,9 +128,9 @@ func NewAside(c Cache, o AsideOptions) *Aside {
 //
 // load runs with the first caller's context values but not its
 // cancellation, bounded by LoadTimeout instead, so that one caller giving
-// up fails nobody else. That first caller waits for load (at most
-// LoadTimeout); the others return their ctx's error as soon as their ctx
-// ends. If load's error wraps ErrAbsent, the absence is cached for
+// up fails nobody else. That first caller waits for load (which should
+// honour its context, so LoadTimeout bounds it); the others return their
+// ctx's error as soon as their ctx ends. If load's error wraps ErrAbsent, the absence is cached for
 // NegativeTTL and Gets until then return ErrAbsent without calling load;
 // other errors are returned and not cached. A panic in load becomes an
 // error. Each caller gets its own copy of the value.
@@ -159,8 +159,28 @@ func (a *Aside) Get(ctx context.Context, key string, load func(context.Context) 
 	f := &flight{done: make(chan struct{})}
 	a.flights[key] = f
 	a.mu.Unlock()
+	return a.lead(ctx, key, f, load)
+}
 
-	v, err = a.fly(ctx, key, f, load)
+// lead runs flight f on the caller's goroutine and then hands its result
+// to the Gets that joined it. If a hook or the cache panics (a panic in
+// load is already an error), they get an error and the panic goes on up
+// the caller's stack: the flight must not stay open, or every later miss
+// of key would join it and wait for nothing.
+func (a *Aside) lead(ctx context.Context, key string, f *flight, load func(context.Context) ([]byte, error)) (v []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			a.land(key, f, nil, fmt.Errorf("cache: get %q: panic: %v", key, r))
+			panic(r)
+		}
+		a.land(key, f, v, err)
+	}()
+	return a.fly(ctx, key, f, load)
+}
+
+// land ends flight f with v and err: it leaves the map, and the Gets that
+// joined it are woken with their copy.
+func (a *Aside) land(key string, f *flight, v []byte, err error) {
 	a.mu.Lock()
 	if a.flights[key] == f { // else Invalidate removed it
 		delete(a.flights, key)
@@ -169,30 +189,40 @@ func (a *Aside) Get(ctx context.Context, key string, load func(context.Context) 
 	a.mu.Unlock()
 	f.val, f.err = v, err
 	if waiters > 0 {
-		f.val = bytes.Clone(v) // the waiters copy it while this caller may change v
+		f.val = bytes.Clone(v) // the waiters copy it while the loader's caller may change v
 	}
 	close(f.done)
-	return v, err
 }
 
 // Invalidate deletes key from the cache, and makes sure that no load of
 // key already in flight in this process caches its result or is joined
 // by a later Get. Call it after changing the source.
 func (a *Aside) Invalidate(ctx context.Context, key string) error {
+	a.detach(key)
+	err := a.cache.Delete(ctx, key)
+	// Again: a flight that started before the Delete may have read the
+	// old entry from the cache (written by one detached above), and Gets
+	// from now on must not join it.
+	a.detach(key)
+	if err != nil {
+		return fmt.Errorf("cache: invalidate %q: %w", key, err)
+	}
+	return nil
+}
+
+// detach removes key's flight, if any, from the map, so that no later
+// Get joins it, and marks it stale, so that it caches nothing; if it is
+// writing to the cache, detach waits for the write to end.
+func (a *Aside) detach(key string) {
 	a.mu.Lock()
 	f := a.flights[key]
 	delete(a.flights, key)
 	a.mu.Unlock()
 	if f != nil {
-		// Waits for a write in progress, which the Delete below then undoes.
 		f.mu.Lock()
 		f.stale = true
 		f.mu.Unlock()
 	}
-	if err := a.cache.Delete(ctx, key); err != nil {
-		return fmt.Errorf("cache: invalidate %q: %w", key, err)
-	}
-	return nil
 }
 
 // fly runs flight f, one load of key: it checks the cache again (a Get

@@ -607,3 +607,31 @@ func TestAsideHooks(t *testing.T) {
 		t.Fatalf("end called with %v", ended)
 	}
 }
+
+// A hook that panics during a load must not leave the key's flight open:
+// the panic goes up the loader's stack, and the next Get loads afresh
+// instead of waiting on a flight that never lands.
+func TestAsideHookPanicDoesNotWedgeKey(t *testing.T) {
+	t.Parallel()
+	var boom atomic.Bool
+	boom.Store(true)
+	a := cache.NewAside(newMemory(t), cache.AsideOptions{TTL: time.Hour, OnLoad: func(time.Duration, error) {
+		if boom.Swap(false) {
+			panic("hook")
+		}
+	}})
+	load := func(context.Context) ([]byte, error) { return []byte("v"), nil }
+	func() {
+		defer func() {
+			if r := recover(); r != "hook" {
+				t.Errorf("first Get recovered %v, want the hook's panic", r)
+			}
+		}()
+		_, _ = a.Get(t.Context(), "k", load)
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if v, err := a.Get(ctx, "k", load); err != nil || string(v) != "v" {
+		t.Fatalf("Get after the panic = %q, %v; want v", v, err)
+	}
+}
