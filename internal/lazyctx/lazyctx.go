@@ -19,10 +19,14 @@ type lazyDeadline struct {
 	parent   context.Context
 	deadline time.Time
 
-	armed  atomic.Pointer[context.Context] // set once, under mu
-	mu     sync.Mutex
-	stop   context.CancelFunc // of *armed; nil until armed
-	endErr error              // Err as of the CancelFunc's call; nil before
+	armed atomic.Pointer[context.Context] // set once, under mu
+	mu    sync.Mutex
+	stop  context.CancelFunc // of *armed; nil until armed
+	// err is the first non-nil Err given before arming (or fixed by the
+	// CancelFunc). Once set it is the answer for good, as a context's
+	// Err must not change once it is non-nil; arming then gives an
+	// ended context with this error.
+	err error
 }
 
 // WithDeadline is context.WithDeadline with a lazy timer.
@@ -52,10 +56,13 @@ func (c *lazyDeadline) Err() error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.endErr != nil {
-		return c.endErr
+	if p := c.armed.Load(); p != nil {
+		return (*p).Err()
 	}
-	return c.liveErr()
+	if c.err == nil {
+		c.err = c.liveErr()
+	}
+	return c.err
 }
 
 // liveErr is Err while c has not ended: the parent's error, else
@@ -80,8 +87,9 @@ func (c *lazyDeadline) Value(key any) any {
 	return c.parent.Value(key)
 }
 
-// real returns the armed context, arming it on first use. Once c has
-// ended it is a cancelled one, as WithDeadline's would be.
+// real returns the armed context, arming it on first use: a
+// WithDeadline context, or, once Err has been given, an ended one that
+// keeps that error.
 func (c *lazyDeadline) real() context.Context {
 	if p := c.armed.Load(); p != nil {
 		return *p
@@ -91,11 +99,14 @@ func (c *lazyDeadline) real() context.Context {
 	if p := c.armed.Load(); p != nil {
 		return *p
 	}
-	ctx, cancel := context.WithDeadline(c.parent, c.deadline)
-	if c.endErr != nil {
-		cancel()
+	var ctx context.Context
+	if c.err != nil {
+		done := make(chan struct{})
+		close(done)
+		ctx, c.stop = &ended{parent: c.parent, deadline: c.deadline, err: c.err, done: done}, func() {}
+	} else {
+		ctx, c.stop = context.WithDeadline(c.parent, c.deadline)
 	}
-	c.stop = cancel
 	c.armed.Store(&ctx)
 	return ctx
 }
@@ -103,12 +114,26 @@ func (c *lazyDeadline) real() context.Context {
 func (c *lazyDeadline) end() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.endErr == nil {
-		if c.endErr = c.liveErr(); c.endErr == nil {
-			c.endErr = context.Canceled
-		}
-	}
 	if c.stop != nil {
 		c.stop()
+		return
+	}
+	if c.err == nil {
+		if c.err = c.liveErr(); c.err == nil {
+			c.err = context.Canceled
+		}
 	}
 }
+
+// ended is a context that is over, with err.
+type ended struct {
+	parent   context.Context // for Value
+	deadline time.Time
+	err      error
+	done     chan struct{} // closed
+}
+
+func (e *ended) Deadline() (time.Time, bool) { return e.deadline, true }
+func (e *ended) Done() <-chan struct{}       { return e.done }
+func (e *ended) Err() error                  { return e.err }
+func (e *ended) Value(key any) any           { return e.parent.Value(key) }

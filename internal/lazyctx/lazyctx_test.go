@@ -108,3 +108,46 @@ func TestParentDeadlineEarlier(t *testing.T) {
 		t.Fatalf("Deadline() = %v, want the parent's %v", d, early)
 	}
 }
+
+// Once Err has said something, it says it for good, whatever happens
+// after and whether or not Done is called: the contract of Err.
+func TestErrDoesNotChange(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		first error
+		then  func(ctx context.Context, end, cancelParent context.CancelFunc)
+	}{
+		{"deadline, then the parent is cancelled", context.DeadlineExceeded, func(_ context.Context, _, cancelParent context.CancelFunc) {
+			cancelParent()
+		}},
+		{"ended, then the deadline passes", context.Canceled, func(context.Context, context.CancelFunc, context.CancelFunc) {
+			time.Sleep(10 * time.Millisecond)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			parent, cancelParent := context.WithCancel(t.Context())
+			defer cancelParent()
+			ctx, end := WithTimeout(parent, 5*time.Millisecond)
+			defer end()
+			if tt.first == context.DeadlineExceeded {
+				time.Sleep(10 * time.Millisecond)
+			} else {
+				end()
+			}
+			if err := ctx.Err(); !errors.Is(err, tt.first) {
+				t.Fatalf("Err() = %v, want %v", err, tt.first)
+			}
+			tt.then(ctx, end, cancelParent)
+			if err := ctx.Err(); !errors.Is(err, tt.first) {
+				t.Fatalf("Err() later = %v, want still %v", err, tt.first)
+			}
+			<-ctx.Done()
+			if err := ctx.Err(); !errors.Is(err, tt.first) {
+				t.Fatalf("Err() once Done = %v, want still %v", err, tt.first)
+			}
+		})
+	}
+}
