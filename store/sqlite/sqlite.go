@@ -164,10 +164,13 @@ func (s *Store) Ping(ctx context.Context) error {
 	return ping(ctx, s, s.reader, "ping_reader")
 }
 
+// ping does not take the writer's lock, whose wait cannot be cancelled:
+// a readiness probe must fail within its deadline when the writer is
+// stuck, and database/sql's wait for the connection honours ctx.
 func ping(ctx context.Context, s *Store, p *pool, name string) error {
-	return s.run(ctx, p, name, `SELECT 1`, func(st *sql.Stmt) error {
+	return s.observe(ctx, name, `SELECT 1`, func() error {
 		var one int
-		return st.QueryRowContext(ctx).Scan(&one)
+		return p.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
 	})
 }
 
@@ -381,7 +384,9 @@ func (s *Store) readKey(ctx context.Context, name, query string, fn func(context
 // reads give back as quickly. Watching ctx for it costs more than the
 // read: database/sql and the driver each start a goroutine per statement
 // to wait on ctx.Done (a quarter of BenchmarkUserByID). A caller that is
-// already gone is still refused.
+// already gone is still refused. The price: such a read does not give up
+// at ctx's deadline while it waits for a connection or, should another
+// process hold an exclusive lock, for busy_timeout.
 func keyRead(ctx context.Context) (context.Context, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -90,3 +90,28 @@ func TestWriteLockBoundedQueue(t *testing.T) {
 	l.unlock()
 	wg.Wait()
 }
+
+// Ping does not wait for the writer's lock, whose wait cannot be
+// cancelled: readiness must answer within its deadline.
+func TestPingSkipsWriteLock(t *testing.T) {
+	t.Parallel()
+	s, err := New(t.Context(), Options{Path: t.TempDir() + "/onebox.db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.writer.lock.lock(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.writer.lock.unlock()
+	got := make(chan error, 1)
+	go func() { got <- s.Ping(t.Context()) }()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("Ping while a write holds the lock: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Ping waits for the writer's lock")
+	}
+}
