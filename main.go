@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 }
 
 func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) error {
-	gc := ops.TuneGC(lookupEnv)
+	gc := ops.TuneGC(lookupEnv, ops.CgroupMemoryMax(os.DirFS("/")))
 	log.Info("garbage collector", "gogc", gc.GCPercent, "memory_limit_bytes", gc.MemoryLimit)
 	obs, err := newObservability(cfg, lookupEnv, log)
 	if err != nil {
