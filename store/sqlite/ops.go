@@ -11,7 +11,7 @@ import (
 type Stats struct {
 	WriterOpen      int           // the writer's open connections: 0 or 1
 	WriterInUse     int           // 1 while a statement or transaction holds it
-	WriterWaitCount int64         // times a caller had to wait for the writer connection
+	WriterWaitCount int64         // times a caller had to wait for the writer (its lock or its connection)
 	WriterWait      time.Duration // total time callers waited for it, since New
 	ReaderOpen      int
 	ReaderInUse     int
@@ -22,8 +22,10 @@ type Stats struct {
 // Stats reads the pools' counters. It is cheap: no query runs.
 func (s *Store) Stats() Stats {
 	w, r := s.writer.db.Stats(), s.reader.db.Stats()
+	lockWaits, lockWait := s.writer.lock.waited()
 	return Stats{
-		WriterOpen: w.OpenConnections, WriterInUse: w.InUse, WriterWaitCount: w.WaitCount, WriterWait: w.WaitDuration,
+		WriterOpen: w.OpenConnections, WriterInUse: w.InUse,
+		WriterWaitCount: w.WaitCount + lockWaits, WriterWait: w.WaitDuration + lockWait,
 		ReaderOpen: r.OpenConnections, ReaderInUse: r.InUse, ReaderWaitCount: r.WaitCount, ReaderWait: r.WaitDuration,
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"onebox/store"
 )
@@ -29,6 +30,10 @@ type writeLock struct {
 	mu      sync.Mutex
 	waiting atomic.Int64
 	max     int64
+	// The waits, for Stats: writers now queue here rather than in
+	// database/sql's pool, whose own wait counters stay near zero.
+	waits    atomic.Int64
+	waitedNs atomic.Int64
 }
 
 func newWriteLock(max int64) *writeLock {
@@ -43,8 +48,11 @@ func (l *writeLock) lock(ctx context.Context) error {
 			l.waiting.Add(-1)
 			return fmt.Errorf("sqlite: %d writes already waiting: %w", l.max, store.ErrBusy)
 		}
+		start := time.Now()
 		l.mu.Lock()
 		l.waiting.Add(-1)
+		l.waits.Add(1)
+		l.waitedNs.Add(int64(time.Since(start)))
 	}
 	if err := ctx.Err(); err != nil {
 		l.mu.Unlock()
@@ -54,3 +62,8 @@ func (l *writeLock) lock(ctx context.Context) error {
 }
 
 func (l *writeLock) unlock() { l.mu.Unlock() }
+
+// waited returns how many lock calls had to wait, and for how long in all.
+func (l *writeLock) waited() (int64, time.Duration) {
+	return l.waits.Load(), time.Duration(l.waitedNs.Load())
+}

@@ -115,3 +115,33 @@ func TestPingSkipsWriteLock(t *testing.T) {
 		t.Fatal("Ping waits for the writer's lock")
 	}
 }
+
+// A write that waits for the lock shows in Stats, which the writer-wait
+// metric and the dashboard's database judgement read.
+func TestWriteLockWaitInStats(t *testing.T) {
+	t.Parallel()
+	s, err := New(t.Context(), Options{Path: t.TempDir() + "/onebox.db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	before := s.Stats()
+	if err := s.writer.lock.lock(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- s.DeleteSession(t.Context(), "no-such-hash") }()
+	for s.writer.lock.waiting.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	s.writer.lock.unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	after := s.Stats()
+	if after.WriterWaitCount <= before.WriterWaitCount || after.WriterWait-before.WriterWait < 20*time.Millisecond {
+		t.Fatalf("Stats after a 20ms wait for the writer: %d waits, %v; before %d, %v",
+			after.WriterWaitCount, after.WriterWait, before.WriterWaitCount, before.WriterWait)
+	}
+}
