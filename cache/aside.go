@@ -74,6 +74,7 @@ type AsideOptions struct {
 // staleness.
 type Aside struct {
 	cache Cache
+	off   bool // no cache: nothing is stored, and the hooks are not called
 	opts  AsideOptions
 
 	mu sync.Mutex
@@ -113,11 +114,12 @@ func NewAside(c Cache, o AsideOptions) *Aside {
 	if o.Rand == nil {
 		o.Rand = rand.Float64
 	}
-	if c == nil {
+	off := c == nil
+	if off {
 		c = noCache{}
 		o.OnLookup, o.OnLoad, o.StartLoad, o.OnError = nil, nil, nil, nil
 	}
-	return &Aside{cache: c, opts: o, flights: make(map[string]*flight)}
+	return &Aside{cache: c, off: off, opts: o, flights: make(map[string]*flight)}
 }
 
 // Get returns the value for key from the cache, or else from load, which
@@ -249,9 +251,8 @@ func (a *Aside) fly(ctx context.Context, key string, f *flight, fn func(context.
 	if end != nil {
 		end(err)
 	}
-	_, off := a.cache.(noCache)
 	switch {
-	case off:
+	case a.off:
 	case err == nil:
 		a.set(ctx, key, f, append([]byte{tagValue}, v...), a.opts.TTL)
 	case errors.Is(err, ErrAbsent) && a.opts.NegativeTTL > 0:

@@ -366,32 +366,22 @@ func readOne[T any](ctx context.Context, s *Store, name, query string, scan func
 	return v, nil
 }
 
-// readKey runs fn, a read of one row by key, on the reader pool with the
-// context keyRead gives.
-func (s *Store) readKey(ctx context.Context, name, query string, fn func(context.Context, *sql.Stmt) error) error {
-	return s.run(ctx, s.reader, name, query, func(st *sql.Stmt) error {
-		kctx, err := keyRead(ctx)
-		if err != nil {
-			return err
-		}
-		return fn(kctx, st)
-	})
-}
-
-// keyRead is the context for a read of one row by key on the reader
-// pool: ctx's values without its cancellation. Such a read takes
-// microseconds and waits only for a reader connection, which other short
-// reads give back as quickly. Watching ctx for it costs more than the
-// read: database/sql and the driver each start a goroutine per statement
-// to wait on ctx.Done (a quarter of BenchmarkUserByID). A caller that is
+// readKey runs fn, a read of one row by key, on the reader pool, under
+// ctx's values without its cancellation. Such a read takes microseconds
+// and waits only for a reader connection, which other short reads give
+// back as quickly. Watching ctx for it costs more than the read:
+// database/sql and the driver each start a goroutine per statement to
+// wait on ctx.Done (a quarter of BenchmarkUserByID). A caller that is
 // already gone is still refused. The price: such a read does not give up
 // at ctx's deadline while it waits for a connection or, should another
 // process hold an exclusive lock, for busy_timeout.
-func keyRead(ctx context.Context) (context.Context, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return context.WithoutCancel(ctx), nil
+func (s *Store) readKey(ctx context.Context, name, query string, fn func(context.Context, *sql.Stmt) error) error {
+	return s.run(ctx, s.reader, name, query, func(st *sql.Stmt) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fn(context.WithoutCancel(ctx), st)
+	})
 }
 
 // queryAll runs the query named name, prepared on p, and scans every
