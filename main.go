@@ -39,6 +39,7 @@ import (
 	"onebox/notify"
 	notifymemory "onebox/notify/memory"
 	"onebox/ops"
+	"onebox/ops/logging"
 	"onebox/ops/metrics"
 	"onebox/ops/slowquery"
 	"onebox/ops/tracing"
@@ -92,7 +93,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	case "ops":
 		return opsCommand(ctx, cfg, sub, stdout)
 	case "serve":
-		return serve(ctx, cfg, lookupEnv, newLogger(cfg, stdout))
+		log, flush := logging.New(stdout, logOptions(cfg, cfg.LogFlush))
+		defer flush()
+		return serve(ctx, cfg, lookupEnv, log)
 	}
 	return fmt.Errorf("unknown command %q (want serve, migrate, config, jobs, ops or version)", cmd)
 }
@@ -402,14 +405,16 @@ func openLimiter(cfg config.Config) (ratelimit.Limiter, error) {
 	return nil, fmt.Errorf("ONEBOX_LIMITER_URL: unsupported scheme %q", u.Scheme)
 }
 
+// newLogger is the logger of a short command, which writes every line at once.
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	log, _ := logging.New(w, logOptions(cfg, 0))
+	return log
+}
+
+func logOptions(cfg config.Config, flushEvery time.Duration) logging.Options {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated by config
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return logging.Options{Level: level, Format: cfg.LogFormat, FlushEvery: flushEvery}
 }
 
 func version() string {

@@ -85,6 +85,7 @@ type Config struct {
 
 	LogLevel  string
 	LogFormat string
+	LogFlush  time.Duration
 	AccessLog bool
 	Metrics   bool
 	Tracing   bool
@@ -260,6 +261,7 @@ func settings() []setting {
 			c.LogFormat = v
 			return nil
 		}},
+		{env: "ONEBOX_LOG_FLUSH", flag: "log-flush", def: "200ms", usage: "longest an info line waits to be written with others (warnings and errors go at once); 0 writes every line at once", set: dur(func(c *Config) *time.Duration { return &c.LogFlush })},
 		{env: "ONEBOX_ACCESS_LOG", flag: "access-log", def: "true", usage: "one log line per request", set: boolean(func(c *Config) *bool { return &c.AccessLog })},
 		{env: "ONEBOX_METRICS", flag: "metrics", def: "true", usage: "Prometheus metrics at /metrics on the admin listener", set: boolean(func(c *Config) *bool { return &c.Metrics })},
 		{env: "ONEBOX_TRACING", flag: "tracing", def: "true", usage: "OpenTelemetry traces: the slowest kept in memory, all sent by OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set", set: boolean(func(c *Config) *bool { return &c.Tracing })},

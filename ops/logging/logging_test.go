@@ -1,0 +1,137 @@
+package logging_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"onebox/ops/logging"
+)
+
+// sink is a writer the flush goroutine and the test can share.
+type sink struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *sink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *sink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// messages are the msg fields of the JSON lines written so far.
+func (s *sink) messages(t *testing.T) []string {
+	t.Helper()
+	var msgs []string
+	for line := range strings.Lines(s.String()) {
+		var m struct{ Msg string }
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		msgs = append(msgs, m.Msg)
+	}
+	return msgs
+}
+
+func TestBatching(t *testing.T) {
+	tests := []struct {
+		name  string
+		every time.Duration
+		log   func(*slog.Logger)
+		want  []string // written before stop
+		all   []string // written once stopped
+	}{
+		{
+			name: "unbatched lines are written at once",
+			log:  func(l *slog.Logger) { l.Info("a"); l.Debug("hidden"); l.Info("b") },
+			want: []string{"a", "b"},
+			all:  []string{"a", "b"},
+		},
+		{
+			name:  "info lines wait for the batch",
+			every: time.Hour,
+			log:   func(l *slog.Logger) { l.Info("a"); l.Info("b") },
+			all:   []string{"a", "b"},
+		},
+		{
+			name:  "a warning writes the lines before it and itself",
+			every: time.Hour,
+			log:   func(l *slog.Logger) { l.Info("a"); l.Warn("w"); l.Info("b") },
+			want:  []string{"a", "w"},
+			all:   []string{"a", "w", "b"},
+		},
+		{
+			name:  "an error does too, through With",
+			every: time.Hour,
+			log:   func(l *slog.Logger) { l.Info("a"); l.With("k", 1).WithGroup("g").Error("e") },
+			want:  []string{"a", "e"},
+			all:   []string{"a", "e"},
+		},
+		{
+			name:  "a full batch is written",
+			every: time.Hour,
+			log: func(l *slog.Logger) {
+				for range 2 {
+					l.Info("big", "pad", strings.Repeat("x", 40<<10))
+				}
+			},
+			want: []string{"big"},
+			all:  []string{"big", "big"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out sink
+			l, stop := logging.New(&out, logging.Options{Level: slog.LevelInfo, FlushEvery: tt.every})
+			tt.log(l)
+			if got := out.messages(t); !slices.Equal(got, tt.want) {
+				t.Errorf("before stop: %q, want %q", got, tt.want)
+			}
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			if got := out.messages(t); !slices.Equal(got, tt.all) {
+				t.Errorf("after stop: %q, want %q", got, tt.all)
+			}
+		})
+	}
+}
+
+func TestFlushEvery(t *testing.T) {
+	var out sink
+	l, stop := logging.New(&out, logging.Options{Level: slog.LevelInfo, FlushEvery: 10 * time.Millisecond})
+	defer stop()
+	l.Info("a")
+	for deadline := time.Now().Add(10 * time.Second); out.String() == ""; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the line was not written within 10s of a 10ms flush interval")
+		}
+	}
+	if got := out.messages(t); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestText(t *testing.T) {
+	var out sink
+	l, stop := logging.New(&out, logging.Options{Format: "text", FlushEvery: time.Hour})
+	l.Info("hello", "k", "v")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.Contains(got, "msg=hello k=v") {
+		t.Fatalf("got %q", got)
+	}
+}
