@@ -6,16 +6,21 @@ import (
 	"io/fs"
 )
 
-// Pragma reads one pragma through the writer, or through the reader pool
-// when reader is set, to check what the DSN really applied.
-func (s *Store) Pragma(ctx context.Context, reader bool, name string) (string, error) {
-	p := s.writer
-	if reader {
-		p = s.reader
-	}
+// Pragma reads one pragma through the writer, the reader pool or the key
+// reader, to check what the DSN really applied.
+func (s *Store) Pragma(ctx context.Context, pool, name string) (string, error) {
 	var v string
-	err := p.db.QueryRowContext(ctx, "PRAGMA "+name).Scan(&v)
-	return v, err
+	switch pool {
+	case "writer":
+		return v, s.writer.db.QueryRowContext(ctx, "PRAGMA "+name).Scan(&v)
+	case "reader":
+		return v, s.reader.db.QueryRowContext(ctx, "PRAGMA "+name).Scan(&v)
+	case "keys":
+		var a any
+		err := s.keys.read("PRAGMA "+name, nil, func(r scanner) error { return r.Scan(&a) })
+		return fmt.Sprint(a), err
+	}
+	return "", fmt.Errorf("no pool %q", pool)
 }
 
 // MigrationCount is how many migrations there are, files and Go.

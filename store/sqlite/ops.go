@@ -7,7 +7,9 @@ import (
 	"time"
 )
 
-// Stats are the two pools' counters, as plain numbers for metrics.
+// Stats are the pools' counters, as plain numbers for metrics. The
+// reader's count the reader pool and the key reader together; the key
+// reader does not count its waits.
 type Stats struct {
 	WriterOpen      int           // the writer's open connections: 0 or 1
 	WriterInUse     int           // 1 while a statement or transaction holds it
@@ -23,10 +25,12 @@ type Stats struct {
 func (s *Store) Stats() Stats {
 	w, r := s.writer.db.Stats(), s.reader.db.Stats()
 	lockWaits, lockWait := s.writer.lock.waited()
+	keysOpen, keysIdle := len(s.keys.slots), len(s.keys.idle)
 	return Stats{
 		WriterOpen: w.OpenConnections, WriterInUse: w.InUse,
 		WriterWaitCount: w.WaitCount + lockWaits, WriterWait: w.WaitDuration + lockWait,
-		ReaderOpen: r.OpenConnections, ReaderInUse: r.InUse, ReaderWaitCount: r.WaitCount, ReaderWait: r.WaitDuration,
+		ReaderOpen: r.OpenConnections + keysOpen, ReaderInUse: r.InUse + keysOpen - keysIdle,
+		ReaderWaitCount: r.WaitCount, ReaderWait: r.WaitDuration,
 	}
 }
 

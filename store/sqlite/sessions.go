@@ -32,10 +32,9 @@ func (s *Store) CreateSession(ctx context.Context, sess store.Session) error {
 // which sees every committed revocation.
 func (s *Store) Session(ctx context.Context, tokenHash string, now time.Time) (store.Session, error) {
 	var sess store.Session
-	err := s.readKey(ctx, "sessions_by_hash", sessionByHashSQL, func(ctx context.Context, st *sql.Stmt) error {
-		return st.QueryRowContext(ctx, tokenHash, formatTime(now)).Scan(
-			&sess.TokenHash, &sess.UserID, textTime{&sess.CreatedAt}, textTime{&sess.ExpiresAt})
-	})
+	err := s.readKey(ctx, "sessions_by_hash", sessionByHashSQL, func(r scanner) error {
+		return r.Scan(&sess.TokenHash, &sess.UserID, textTime{&sess.CreatedAt}, textTime{&sess.ExpiresAt})
+	}, tokenHash, formatTime(now))
 	if err != nil {
 		return store.Session{}, err
 	}

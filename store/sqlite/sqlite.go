@@ -1,18 +1,21 @@
 // Package sqlite implements store.Store on SQLite, with the pure-Go driver
 // modernc.org/sqlite.
 //
-// A Store holds two pools on one database file: a single writer
-// connection, so writers queue in Go instead of spinning on SQLITE_BUSY,
-// and a query-only pool for concurrent readers. The database is in WAL
-// mode, where readers do not block the writer and every statement sees
-// all transactions committed before it started. SQLite keeps a single
-// copy of the data, so reads that must be fresh (store.MustBeFresh,
-// Credentials, Session) are served by the reader pool too.
+// A Store holds three sets of connections to one database file: a single
+// writer connection, so writers queue in Go instead of spinning on
+// SQLITE_BUSY; a query-only database/sql pool for reads of many rows; and
+// a query-only key reader (keyread.go) that serves reads of one row by
+// key on driver connections directly. The database is in WAL mode, where
+// readers do not block the writer and every statement sees all
+// transactions committed before it started. SQLite keeps a single copy of
+// the data, so reads that must be fresh (store.MustBeFresh, Credentials,
+// Session) are served by the readers too.
 package sqlite
 
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,7 +39,8 @@ type Options struct {
 	// BusyTimeout is how long a statement waits for a lock held by
 	// another process before failing with store.ErrBusy. Default 5s.
 	BusyTimeout time.Duration
-	// ReadConns sizes the reader pool. Default 16 × runtime.NumCPU().
+	// ReadConns sizes the reader pool, and the key reader too. Default
+	// 16 × runtime.NumCPU().
 	// WAL readers do not block each other, so the size bounds memory (each
 	// connection has its page cache and prepared statements), not
 	// parallelism. A pool sized to the CPUs made reads queue in
@@ -59,6 +63,7 @@ type Options struct {
 type Store struct {
 	writer  *pool
 	reader  *pool
+	keys    *keyReader
 	onQuery func(context.Context, store.QueryEvent)
 	logger  *slog.Logger
 }
@@ -93,7 +98,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	writer.SetMaxOpenConns(1)
 	writer.SetMaxIdleConns(1)
 
-	reader, err := sql.Open("sqlite", dsn(opts, "_pragma=query_only(1)&_pragma=mmap_size(268435456)"))
+	reader, err := sql.Open("sqlite", dsn(opts, readerParams))
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("sqlite: open reader: %w", err), writer.Close())
 	}
@@ -102,9 +107,11 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	// others, with their prepared statements, under load.
 	reader.SetMaxIdleConns(opts.ReadConns)
 
+	readerDSN := dsn(opts, readerParams)
 	s := &Store{
 		writer:  &pool{db: writer, lock: newWriteLock(maxWriteWaiters)},
 		reader:  &pool{db: reader},
+		keys:    newKeyReader(opts.ReadConns, func() (driver.Conn, error) { return (&sqlite.Driver{}).Open(readerDSN) }),
 		onQuery: opts.OnQuery,
 		logger:  opts.Logger,
 	}
@@ -143,6 +150,9 @@ func openWriter(ctx context.Context, db *sql.DB, timeout time.Duration) error {
 	}
 }
 
+// readerParams make a connection read-only, with reads through mmap.
+const readerParams = "_pragma=query_only(1)&_pragma=mmap_size(268435456)"
+
 // dsn sets every pragma in the DSN, so each new connection of a pool
 // gets them; a db.Exec would reach only one connection.
 func dsn(opts Options, extra string) string {
@@ -177,7 +187,7 @@ func ping(ctx context.Context, s *Store, p *pool, name string) error {
 // Close closes both pools. Calls after Close fail; closing twice is fine.
 func (s *Store) Close() error {
 	// The writer goes last: the last connection to close checkpoints the WAL.
-	return errors.Join(s.reader.close(), s.writer.close())
+	return errors.Join(s.keys.close(), s.reader.close(), s.writer.close())
 }
 
 // pool is a *sql.DB and the statements prepared on it, keyed by SQL text.
@@ -352,13 +362,11 @@ func affectedOne(res sql.Result) error {
 	return nil
 }
 
-// readOne runs the query named name, a read of one row by key, on the
-// reader pool and scans its row. No row is store.ErrNotFound.
+// readOne runs the query named name, a read of one row by key, and
+// scans its row. No row is store.ErrNotFound.
 func readOne[T any](ctx context.Context, s *Store, name, query string, scan func(scanner, *T) error, args ...any) (T, error) {
 	var v T
-	err := s.readKey(ctx, name, query, func(ctx context.Context, st *sql.Stmt) error {
-		return scan(st.QueryRowContext(ctx, args...), &v)
-	})
+	err := s.readKey(ctx, name, query, func(r scanner) error { return scan(r, &v) }, args...)
 	if err != nil {
 		var zero T
 		return zero, err
@@ -366,21 +374,21 @@ func readOne[T any](ctx context.Context, s *Store, name, query string, scan func
 	return v, nil
 }
 
-// readKey runs fn, a read of one row by key, on the reader pool, under
-// ctx's values without its cancellation. Such a read takes microseconds
-// and waits only for a reader connection, which other short reads give
-// back as quickly. Watching ctx for it costs more than the read:
-// database/sql and the driver each start a goroutine per statement to
-// wait on ctx.Done (a quarter of BenchmarkUserByID). A caller that is
-// already gone is still refused. The price: such a read does not give up
-// at ctx's deadline while it waits for a connection or, should another
-// process hold an exclusive lock, for busy_timeout.
-func (s *Store) readKey(ctx context.Context, name, query string, fn func(context.Context, *sql.Stmt) error) error {
-	return s.run(ctx, s.reader, name, query, func(st *sql.Stmt) error {
+// readKey runs query, a read of one row by key, on the key reader and
+// hands its row to scan. It checks ctx first, but does not watch it
+// after: such a read takes microseconds and waits only for a connection,
+// which other short reads give back as quickly, and watching costs more
+// than the read (database/sql and the driver each start a goroutine per
+// statement to wait on ctx.Done, a quarter of BenchmarkUserByID). The
+// price: such a read does not give up at ctx's deadline while it waits
+// for a connection or, should another process hold an exclusive lock,
+// for busy_timeout.
+func (s *Store) readKey(ctx context.Context, name, query string, scan func(scanner) error, args ...any) error {
+	return s.observe(ctx, name, query, func() error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		return fn(context.WithoutCancel(ctx), st)
+		return s.keys.read(query, args, scan)
 	})
 }
 

@@ -84,27 +84,28 @@ func TestPragmas(t *testing.T) {
 	s := mustNew(t, sqlite.Options{Path: path, BusyTimeout: 1234 * time.Millisecond})
 	tests := []struct {
 		pragma string
-		reader bool
-		want   string
+		want   string // on the writer
+		reader string // on the reader pool and the key reader
 	}{
-		{"journal_mode", false, "wal"},
-		{"journal_mode", true, "wal"},
-		{"busy_timeout", false, "1234"},
-		{"busy_timeout", true, "1234"},
-		{"synchronous", false, "1"}, // NORMAL
-		{"synchronous", true, "1"},
-		{"foreign_keys", false, "1"},
-		{"foreign_keys", true, "1"},
-		{"query_only", false, "0"},
-		{"query_only", true, "1"},
+		{"journal_mode", "wal", "wal"},
+		{"busy_timeout", "1234", "1234"},
+		{"synchronous", "1", "1"}, // NORMAL
+		{"foreign_keys", "1", "1"},
+		{"query_only", "0", "1"},
 	}
 	for _, tt := range tests {
-		got, err := s.Pragma(t.Context(), tt.reader, tt.pragma)
-		if err != nil {
-			t.Fatalf("PRAGMA %s: %v", tt.pragma, err)
-		}
-		if got != tt.want {
-			t.Errorf("PRAGMA %s (reader %v) = %q, want %q", tt.pragma, tt.reader, got, tt.want)
+		for _, pool := range []string{"writer", "reader", "keys"} {
+			want := tt.reader
+			if pool == "writer" {
+				want = tt.want
+			}
+			got, err := s.Pragma(t.Context(), pool, tt.pragma)
+			if err != nil {
+				t.Fatalf("PRAGMA %s on %s: %v", tt.pragma, pool, err)
+			}
+			if got != want {
+				t.Errorf("PRAGMA %s on %s = %q, want %q", tt.pragma, pool, got, want)
+			}
 		}
 	}
 	if _, err := os.Stat(path + "-wal"); err != nil {

@@ -99,9 +99,9 @@ func (s *Store) ListUsers(ctx context.Context, p store.ListUsersParams) ([]store
 // store.ErrNotFound for an unknown handle.
 func (s *Store) Credentials(ctx context.Context, handle string) (store.Credentials, error) {
 	var c store.Credentials
-	err := s.readKey(ctx, "users_credentials", credentialsSQL, func(ctx context.Context, st *sql.Stmt) error {
-		return st.QueryRowContext(ctx, handleKey(handle)).Scan(&c.UserID, &c.PasswordHash)
-	})
+	err := s.readKey(ctx, "users_credentials", credentialsSQL, func(r scanner) error {
+		return r.Scan(&c.UserID, &c.PasswordHash)
+	}, handleKey(handle))
 	if err != nil {
 		return store.Credentials{}, err
 	}
@@ -143,9 +143,9 @@ func (s *Store) whyNoUpdate(ctx context.Context, p store.UpdateUserParams) error
 		version  int64
 		avatarOK bool
 	)
-	err := s.readKey(ctx, "users_update_check", updateCheckSQL, func(ctx context.Context, st *sql.Stmt) error {
-		return st.QueryRowContext(ctx, p.ID, avatar).Scan(&version, &avatarOK)
-	})
+	err := s.readKey(ctx, "users_update_check", updateCheckSQL, func(r scanner) error {
+		return r.Scan(&version, &avatarOK)
+	}, p.ID, avatar)
 	switch {
 	case err != nil:
 		return err

@@ -1,0 +1,158 @@
+package sqlite
+
+import (
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"modernc.org/sqlite"
+)
+
+func TestAssign(t *testing.T) {
+	type status string
+	var (
+		s  string
+		n  int64
+		b  bool
+		st status
+		i  int
+		i8 int8
+		a  any
+		tm textTimeDest
+	)
+	tests := []struct {
+		name    string
+		dest    any
+		src     driver.Value
+		check   func() bool
+		wantErr bool
+	}{
+		{"string", &s, "x", func() bool { return s == "x" }, false},
+		{"int64", &n, int64(-7), func() bool { return n == -7 }, false},
+		{"bool true", &b, int64(1), func() bool { return b }, false},
+		{"bool false", &b, int64(0), func() bool { return !b }, false},
+		{"named string", &st, "ready", func() bool { return st == "ready" }, false},
+		{"int", &i, int64(2048), func() bool { return i == 2048 }, false},
+		{"any", &a, int64(3), func() bool { return a == int64(3) }, false},
+		{"scanner", &tm, "2026-11-27T09:00:00.000000000Z", func() bool { return tm.got == "2026-11-27T09:00:00.000000000Z" }, false},
+		{"int8 overflow", &i8, int64(300), nil, true},
+		{"text into int64", &n, "12", nil, true},
+		{"null into string", &s, nil, nil, true},
+		{"not a pointer", s, "x", nil, true},
+		{"nil pointer", (*int)(nil), int64(1), nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := assign(tt.dest, tt.src)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("assign(%T, %#v) = %v, want error %v", tt.dest, tt.src, err, tt.wantErr)
+			}
+			if tt.check != nil && !tt.check() {
+				t.Fatalf("assign(%T, %#v) stored the wrong value", tt.dest, tt.src)
+			}
+		})
+	}
+	if err := (values{"a", int64(1)}).Scan(&s); err == nil {
+		t.Error("Scan with fewer destinations than columns: no error")
+	}
+}
+
+type textTimeDest struct{ got string }
+
+func (d *textTimeDest) Scan(src any) error {
+	d.got, _ = src.(string)
+	return nil
+}
+
+// TestKeyReaderPool: concurrent reads never open more connections than
+// the pool's size, reuse them, and no row is sql.ErrNoRows.
+func TestKeyReaderPool(t *testing.T) {
+	k, opened := testKeyReader(t, 3)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			for range 20 {
+				var one int64
+				if err := k.read("SELECT ?", []any{int64(1)}, func(r scanner) error { return r.Scan(&one) }); err != nil || one != 1 {
+					t.Errorf("read: %d, %v", one, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := opened.Load(); n < 1 || n > 3 {
+		t.Errorf("opened %d connections, want 1 to 3", n)
+	}
+	err := k.read("SELECT 1 WHERE 0", nil, func(scanner) error { return nil })
+	if !errors.Is(err, sql.ErrNoRows) {
+		t.Errorf("no row: %v, want sql.ErrNoRows", err)
+	}
+	// A statement error leaves the connection usable.
+	if err := k.read("SELECT nope", nil, func(scanner) error { return nil }); err == nil {
+		t.Error("bad SQL: no error")
+	}
+	var one int64
+	if err := k.read("SELECT 1", nil, func(r scanner) error { return r.Scan(&one) }); err != nil {
+		t.Errorf("read after an error: %v", err)
+	}
+}
+
+// TestKeyReaderClose: a read after close fails, and a connection in use
+// at close is closed when it comes back.
+func TestKeyReaderClose(t *testing.T) {
+	k, opened := testKeyReader(t, 2)
+	inUse, err := k.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.close(); err != nil {
+		t.Fatal(err)
+	}
+	k.put(inUse, nil)
+	if len(k.idle) != 0 || len(k.slots) != 0 {
+		t.Errorf("after close: %d idle, %d open, want none", len(k.idle), len(k.slots))
+	}
+	if err := k.read("SELECT 1", nil, func(scanner) error { return nil }); !errors.Is(err, errKeyReaderClosed) {
+		t.Errorf("read after close: %v", err)
+	}
+	if n := opened.Load(); n != 1 {
+		t.Errorf("opened %d connections, want 1", n)
+	}
+}
+
+// TestKeyReaderBadConn: a connection the driver calls broken is closed
+// rather than pooled.
+func TestKeyReaderBadConn(t *testing.T) {
+	k, opened := testKeyReader(t, 2)
+	c, err := k.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.put(c, driver.ErrBadConn)
+	if len(k.idle) != 0 || len(k.slots) != 0 {
+		t.Errorf("after a bad connection: %d idle, %d open, want none", len(k.idle), len(k.slots))
+	}
+	if err := k.read("SELECT 1", nil, func(scanner) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := opened.Load(); n != 2 {
+		t.Errorf("opened %d connections, want 2", n)
+	}
+}
+
+func testKeyReader(t *testing.T, size int) (*keyReader, *atomic.Int64) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "k.db")
+	var opened atomic.Int64
+	k := newKeyReader(size, func() (driver.Conn, error) {
+		opened.Add(1)
+		return (&sqlite.Driver{}).Open(path)
+	})
+	t.Cleanup(func() { _ = k.close() })
+	return k, &opened
+}
