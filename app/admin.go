@@ -5,17 +5,21 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"onebox/ops"
 )
 
 // AdminHandler serves the operator listener: health, the job queue as
-// JSON (the same as `onebox jobs ...`) and the metrics.
+// JSON (the same as `onebox jobs ...`) and the metrics. All but health,
+// which load balancers poll, need the operator token (ops.Guard).
 func (a *App) AdminHandler() http.Handler {
+	guard := func(h http.HandlerFunc) http.Handler { return ops.Guard(a.opts.OpsToken, h) }
 	mux := http.NewServeMux()
 	mux.Handle("GET /health/", a.echo)
-	mux.HandleFunc("GET /jobs/stats", a.jobStats)
-	mux.HandleFunc("GET /jobs/dead", a.deadJobs)
-	mux.HandleFunc("POST /jobs/retry", a.retryJobs)
-	mux.Handle("GET /metrics", a.metrics) // Prometheus text; 404 when metrics are off
+	mux.Handle("GET /jobs/stats", guard(a.jobStats))
+	mux.Handle("GET /jobs/dead", guard(a.deadJobs))
+	mux.Handle("POST /jobs/retry", guard(a.retryJobs))
+	mux.Handle("GET /metrics", guard(a.metrics.ServeHTTP)) // Prometheus text; 404 when metrics are off
 	if a.ops != nil {
 		mux.Handle("/ops/", a.ops) // the dashboard and drills, behind their own token
 	}

@@ -74,6 +74,9 @@ type Options struct {
 	Policies         Policies
 	TrustedProxies   []netip.Prefix
 	AccessLog        bool
+	// OpsToken guards the admin listener's job queue and metrics, as it
+	// guards /ops: without it they answer only on a loopback listener.
+	OpsToken string
 }
 
 // App is the HTTP API.

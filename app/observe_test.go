@@ -86,8 +86,7 @@ func (b *bundle) scrape(t *testing.T) string {
 			return metrics.DBStats{WriterOpen: s.WriterOpen, ReaderOpen: s.ReaderOpen, WriterWait: s.WriterWait}
 		},
 	})
-	rec := httptest.NewRecorder()
-	b.admin.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	rec := b.adminCall("GET", "/metrics", "127.0.0.1:8081", "")
 	if rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/plain; version=0.0.4") {
 		t.Fatalf("GET /metrics: %d %q", rec.Code, rec.Header().Get("Content-Type"))
 	}

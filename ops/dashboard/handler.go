@@ -2,16 +2,14 @@ package dashboard
 
 import (
 	"crypto/sha256"
-	"crypto/subtle"
 	"embed"
 	"encoding/hex"
 	"encoding/json"
 	"html/template"
 	"io/fs"
-	"net"
 	"net/http"
-	"net/netip"
-	"strings"
+
+	"onebox/ops"
 )
 
 //go:embed assets
@@ -71,7 +69,7 @@ func (d *Dashboard) routes() http.Handler {
 		mux.Handle("/ops/drill/", d.guard(d.o.Drill))
 	} else {
 		mux.HandleFunc("/ops/drill/", func(w http.ResponseWriter, r *http.Request) {
-			writeProblem(w, http.StatusNotFound, "drills-off", "drills are off: they run only with ONEBOX_DRILLS=true")
+			ops.WriteProblem(w, http.StatusNotFound, "drills-off", "drills are off: they run only with ONEBOX_DRILLS=true")
 		})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -96,61 +94,13 @@ func (d *Dashboard) page(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// guard lets a request in with the operator token (Authorization:
-// Bearer, or ?token= for a browser's first visit); without a configured
-// token, only requests that reached a loopback address.
-func (d *Dashboard) guard(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if d.o.Token == "" {
-			if !arrivedOnLoopback(r) {
-				writeProblem(w, http.StatusForbidden, "ops-token", "the admin listener is not on a loopback address: set ONEBOX_OPS_TOKEN to use /ops")
-				return
-			}
-		} else if !hasToken(r, d.o.Token) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="onebox ops"`)
-			writeProblem(w, http.StatusUnauthorized, "ops-token", "pass the operator token (ONEBOX_OPS_TOKEN) as Authorization: Bearer or ?token=")
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-func hasToken(r *http.Request, token string) bool {
-	got := r.URL.Query().Get("token")
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		scheme, t, _ := strings.Cut(auth, " ")
-		if strings.EqualFold(scheme, "Bearer") {
-			got = strings.TrimSpace(t)
-		}
-	}
-	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
-}
-
-// arrivedOnLoopback reports whether the connection's local address, the
-// listener's side, is loopback: only this host can reach it.
-func arrivedOnLoopback(r *http.Request) bool {
-	addr, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-	if !ok {
-		return false
-	}
-	ap, err := netip.ParseAddrPort(addr.String())
-	return err == nil && ap.Addr().Unmap().IsLoopback()
-}
+// guard lets in a request with the operator token or, without one, on a
+// loopback listener (ops.Guard).
+func (d *Dashboard) guard(h http.Handler) http.Handler { return ops.Guard(d.o.Token, h) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// writeProblem answers with an RFC 9457 problem, like the rest of the
-// service.
-func writeProblem(w http.ResponseWriter, status int, kind, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"type": "/problems/" + kind, "title": http.StatusText(status), "status": status, "detail": detail,
-	})
 }

@@ -1,0 +1,63 @@
+package app_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+// adminCall sends a request to the admin handler as if it arrived on a
+// listener at local, with the bearer token if one is given.
+func (b *bundle) adminCall(method, target, local, token string) *httptest.ResponseRecorder {
+	b.t.Helper()
+	req := httptest.NewRequest(method, target, nil)
+	addr, err := net.ResolveTCPAddr("tcp", local)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, addr))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	b.admin.ServeHTTP(rec, req)
+	return rec
+}
+
+// TestAdminAccess: the job queue and the metrics need the operator token
+// on a listener other people can reach; health never does.
+func TestAdminAccess(t *testing.T) {
+	t.Parallel()
+	open := newBundle(t, func(s *setup) { s.noWorkers, s.metrics = true, true })
+	locked := newBundle(t, func(s *setup) { s.noWorkers, s.metrics, s.opts.OpsToken = true, true, "s3cret" })
+	const public, loopback = "10.0.0.7:8081", "127.0.0.1:8081"
+	tests := []struct {
+		name           string
+		b              *bundle
+		method, target string
+		local, token   string
+		want           int
+	}{
+		{"health on a public listener", open, "GET", "/health/ready", public, "", 200},
+		{"health with a token configured", locked, "GET", "/health/live", public, "", 200},
+		{"metrics on loopback", open, "GET", "/metrics", loopback, "", 200},
+		{"metrics on a public listener, no token configured", open, "GET", "/metrics", public, "", 403},
+		{"jobs on a public listener, no token configured", open, "GET", "/jobs/stats", public, "", 403},
+		{"retry on a public listener, no token configured", open, "POST", "/jobs/retry?all=true", public, "", 403},
+		{"dead jobs without the token", locked, "GET", "/jobs/dead", public, "", 401},
+		{"metrics with the token", locked, "GET", "/metrics", public, "s3cret", 200},
+		{"jobs with the token", locked, "GET", "/jobs/stats", public, "s3cret", 200},
+		{"retry with a wrong token", locked, "POST", "/jobs/retry?all=true", public, "nope", 401},
+		{"retry with the token", locked, "POST", "/jobs/retry?all=true", public, "s3cret", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := tt.b.adminCall(tt.method, tt.target, tt.local, tt.token)
+			if rec.Code != tt.want {
+				t.Fatalf("%s %s: %d, want %d: %s", tt.method, tt.target, rec.Code, tt.want, rec.Body)
+			}
+		})
+	}
+}
