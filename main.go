@@ -46,6 +46,7 @@ import (
 	"onebox/pipeline"
 	"onebox/ratelimit"
 	limitmemory "onebox/ratelimit/memory"
+	"onebox/retention"
 	"onebox/store"
 	"onebox/store/sqlite"
 )
@@ -201,12 +202,20 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		defer close(sampled)
 		obs.metrics.Sample(sampleCtx, metrics.Sources{Queue: queue.Stats, DB: db.stats, DataDir: db.dir})
 	}()
+	pruned := make(chan struct{})
+	go func() {
+		defer close(pruned)
+		if cfg.EventRetention > 0 {
+			retention.Run(sampleCtx, st, retention.Options{Keep: cfg.EventRetention, Logger: log})
+		}
+	}()
 	err = ops.Run(ctx, servers, ops.RunOptions{
 		Health: health, Logger: log, ShutdownDelay: cfg.ShutdownDelay, DrainTimeout: cfg.DrainTimeout,
 	})
 	err = errors.Join(err, <-workers)
 	stopSampling()
 	<-sampled
+	<-pruned
 	<-dashed
 	return err
 }

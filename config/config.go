@@ -62,6 +62,7 @@ type Config struct {
 	DecodeMemory        int64
 	PhotoWorkers        int
 	JobVisibility       time.Duration
+	EventRetention      time.Duration
 	ModerationBlocklist string
 
 	CacheTTL       time.Duration
@@ -204,6 +205,7 @@ func settings() []setting {
 			c.PhotoWorkers = int(n)
 			return err
 		}},
+		{env: "ONEBOX_EVENT_RETENTION", flag: "event-retention", def: "168h", usage: "how long photo events stay for SSE clients to resume from (Last-Event-ID); 0 keeps them forever", set: dur(func(c *Config) *time.Duration { return &c.EventRetention })},
 		{env: "ONEBOX_JOB_VISIBILITY", flag: "job-visibility", def: "30s", usage: "how long a crashed worker's job stays invisible before another worker retries it", set: dur(func(c *Config) *time.Duration { return &c.JobVisibility })},
 		{env: "ONEBOX_MODERATION_BLOCKLIST", flag: "moderation-blocklist", def: "", usage: "file of perceptual hashes (hex, one a line) of images to reject", set: str(func(c *Config) *string { return &c.ModerationBlocklist })},
 		{env: "ONEBOX_CACHE_TTL", flag: "cache-ttl", def: "60s", usage: "how long a cached profile lives (with ±10% jitter)", set: dur(func(c *Config) *time.Duration { return &c.CacheTTL })},

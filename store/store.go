@@ -322,6 +322,12 @@ type Photos interface {
 	// LastEventID is the newest event id of a user (0 if none), where a
 	// new stream without Last-Event-ID starts.
 	LastEventID(ctx context.Context, userID string) (int64, error)
+	// PruneEvents deletes up to limit of the oldest events, those created
+	// before before, and says how many it deleted; a caller repeats it
+	// until that is fewer than limit, so no one statement holds the
+	// writer long. Event IDs are never reused after a prune. ErrInvalid
+	// if limit < 1.
+	PruneEvents(ctx context.Context, before time.Time, limit int) (int, error)
 }
 
 // Store is everything onebox persists, behind one handle.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"onebox/store"
 )
@@ -16,6 +17,11 @@ WHERE user_id = ?1 AND id > ?2 AND (?3 = '' OR photo_id = ?3)
 ORDER BY id LIMIT ?4`
 	lastEventIDSQL      = `SELECT coalesce(max(id), 0) FROM events WHERE user_id = ?`
 	deleteUserEventsSQL = `DELETE FROM events WHERE user_id = ?`
+	// IDs grow with time, so the oldest events are the first ids: the
+	// subquery reads ?2 rows from the start of the table and stops, where
+	// a WHERE created_at < ?1 over the table would scan past every newer
+	// event when none is old enough.
+	pruneEventsSQL = `DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?2) AND created_at < ?1`
 )
 
 // insertEvent records, in tx, that photoID of userID changed at now
@@ -44,4 +50,23 @@ func (s *Store) Events(ctx context.Context, p store.EventsParams) ([]store.Event
 // unknown user has none).
 func (s *Store) LastEventID(ctx context.Context, userID string) (int64, error) {
 	return readOne(ctx, s, "events_last_id", lastEventIDSQL, scanValue[int64], userID)
+}
+
+// PruneEvents deletes up to limit of the oldest events created before
+// before. An event older than one it keeps (a clock that stepped back)
+// waits until those ahead of it go. store.ErrInvalid if limit < 1.
+func (s *Store) PruneEvents(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit < 1 {
+		return 0, fmt.Errorf("sqlite events_prune: limit %d: %w", limit, store.ErrInvalid)
+	}
+	var n int64
+	err := s.run(ctx, s.writer, "events_prune", pruneEventsSQL, func(st *sql.Stmt) error {
+		res, err := st.ExecContext(ctx, formatTime(before), limit)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
 }

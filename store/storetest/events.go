@@ -13,6 +13,7 @@ func eventCases() []testCase {
 	return []testCase{
 		{"Order", testEventsOrder},
 		{"IDsNeverReused", testEventIDsNeverReused},
+		{"Prune", testPruneEvents},
 	}
 }
 
@@ -120,5 +121,46 @@ func testEventIDsNeverReused(t *testing.T, s store.Store) {
 	mustCreatePhoto(t, s, u.ID, time.Minute)
 	if id := mustLastEventID(t, s, u.ID); id <= theirs {
 		t.Errorf("event ID %d after deleting event %d: IDs must never be reused", id, theirs)
+	}
+}
+
+// testPruneEvents: PruneEvents deletes the oldest events before a time,
+// at most limit at a time, keeps the newer ones and LastEventID, and
+// refuses a limit below 1.
+func testPruneEvents(t *testing.T, s store.Store) {
+	u := mustCreateUser(t, s, "Alice")
+	other := mustCreateUser(t, s, "Bob")
+	p1 := mustCreatePhoto(t, s, u.ID, time.Minute)
+	mustCreatePhoto(t, s, other.ID, 2*time.Minute)
+	p3 := mustCreatePhoto(t, s, u.ID, 3*time.Minute)
+	mustFinishReady(t, s, p1.ID, 4*time.Minute)
+	last := mustLastEventID(t, s, u.ID)
+
+	_, err := s.PruneEvents(t.Context(), baseTime(), 0)
+	wantErr(t, "PruneEvents with limit 0", err, store.ErrInvalid)
+
+	cut := baseTime().Add(150 * time.Second) // after the first two events
+	for i, want := range []int{1, 1, 0} {
+		n, err := s.PruneEvents(t.Context(), cut, 1)
+		wantErr(t, "PruneEvents", err, nil)
+		if n != want {
+			t.Fatalf("PruneEvents call %d deleted %d, want %d", i+1, n, want)
+		}
+	}
+	if evs := mustEvents(t, s, store.EventsParams{UserID: other.ID, Limit: 10}); len(evs) != 0 {
+		t.Errorf("Bob's old event survived: %+v", evs)
+	}
+	event := func(photoID string, minutes int) store.Event {
+		return store.Event{UserID: u.ID, PhotoID: photoID, CreatedAt: baseTime().Add(time.Duration(minutes) * time.Minute)}
+	}
+	checkEvents(t, "Events after the prune", mustEvents(t, s, store.EventsParams{UserID: u.ID, Limit: 10}),
+		[]store.Event{event(p3.ID, 3), event(p1.ID, 4)})
+	if id := mustLastEventID(t, s, u.ID); id != last {
+		t.Errorf("LastEventID after the prune = %d, want %d", id, last)
+	}
+	n, err := s.PruneEvents(t.Context(), baseTime().Add(time.Hour), 10)
+	wantErr(t, "PruneEvents of all", err, nil)
+	if n != 2 {
+		t.Errorf("PruneEvents of all deleted %d, want 2", n)
 	}
 }
