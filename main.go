@@ -205,9 +205,12 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	pruned := make(chan struct{})
 	go func() {
 		defer close(pruned)
+		var events retention.Pruner // nil keeps them
 		if cfg.EventRetention > 0 {
-			retention.Run(sampleCtx, st, retention.Options{Keep: cfg.EventRetention, Logger: log})
+			events = st
 		}
+		temp, _ := med.(retention.TempSweeper) // a local directory has temp files
+		retention.Run(sampleCtx, events, retention.Options{Keep: cfg.EventRetention, Temp: temp, Logger: log})
 	}()
 	err = ops.Run(ctx, servers, ops.RunOptions{
 		Health: health, Logger: log, ShutdownDelay: cfg.ShutdownDelay, DrainTimeout: cfg.DrainTimeout,

@@ -1,6 +1,7 @@
 // Package retention deletes what onebox keeps only for a while: the photo
-// events that SSE clients replay after Last-Event-ID. Without it the
-// events table grows by a few rows per upload, forever.
+// events that SSE clients replay after Last-Event-ID (without it the
+// events table grows by a few rows per upload, forever), and the temp
+// files of uploads whose process was killed mid-write.
 package retention
 
 import (
@@ -14,6 +15,16 @@ type Pruner interface {
 	PruneEvents(ctx context.Context, before time.Time, limit int) (int, error)
 }
 
+// TempSweeper removes the temp files of writes a killed process left,
+// those older than olderThan (media/local has it).
+type TempSweeper interface {
+	SweepTemp(olderThan time.Duration) (int, error)
+}
+
+// tempAge is when a temp file is surely abandoned: uploads have
+// minutes-long deadlines.
+const tempAge = time.Hour
+
 // Options configure Run and Prune. Keep is required.
 type Options struct {
 	// Keep is how long an event stays: a client away for longer resumes
@@ -23,7 +34,9 @@ type Options struct {
 	Every time.Duration
 	// Batch is how many events one statement deletes, so no statement
 	// holds the writer long. Default 1000.
-	Batch  int
+	Batch int
+	// Temp, when set, has its abandoned temp files swept on each round.
+	Temp   TempSweeper
 	Logger *slog.Logger     // default: discard
 	Now    func() time.Time // default time.Now
 }
@@ -44,17 +57,27 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Run prunes at once and then every o.Every, until ctx is done. Several
+// Run prunes at once and then every o.Every, until ctx is done; a nil p
+// (events kept forever) leaves only the temp files to sweep. Several
 // instances may run it on one database: the deletes do not conflict.
 func Run(ctx context.Context, p Pruner, o Options) {
 	o = o.withDefaults()
 	t := time.NewTicker(o.Every)
 	defer t.Stop()
 	for {
-		if n, err := Prune(ctx, p, o); err != nil && ctx.Err() == nil {
-			o.Logger.Warn("pruning events failed", "err", err.Error(), "pruned", n)
-		} else if n > 0 {
-			o.Logger.Info("events pruned", "count", n, "older_than", o.Keep.String())
+		if p != nil {
+			if n, err := Prune(ctx, p, o); err != nil && ctx.Err() == nil {
+				o.Logger.Warn("pruning events failed", "err", err.Error(), "pruned", n)
+			} else if n > 0 {
+				o.Logger.Info("events pruned", "count", n, "older_than", o.Keep.String())
+			}
+		}
+		if o.Temp != nil {
+			if n, err := o.Temp.SweepTemp(tempAge); err != nil {
+				o.Logger.Warn("sweeping temp files failed", "err", err.Error(), "removed", n)
+			} else if n > 0 {
+				o.Logger.Info("abandoned temp files removed", "count", n)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -74,3 +74,29 @@ type pruneFunc func(context.Context, time.Time, int) (int, error)
 func (f pruneFunc) PruneEvents(ctx context.Context, before time.Time, limit int) (int, error) {
 	return f(ctx, before, limit)
 }
+
+// TestRunSweepsTemp: with events kept forever (a nil Pruner), Run still
+// sweeps temp files older than an hour on each round.
+func TestRunSweepsTemp(t *testing.T) {
+	ages := make(chan time.Duration, 10)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		retention.Run(ctx, nil, retention.Options{Every: time.Millisecond, Temp: sweepFunc(func(age time.Duration) (int, error) {
+			ages <- age
+			return 1, nil
+		})})
+		close(done)
+	}()
+	for range 2 {
+		if age := <-ages; age != time.Hour {
+			t.Errorf("swept files older than %v, want 1h", age)
+		}
+	}
+	cancel()
+	<-done
+}
+
+type sweepFunc func(time.Duration) (int, error)
+
+func (f sweepFunc) SweepTemp(age time.Duration) (int, error) { return f(age) }

@@ -15,8 +15,7 @@
 //
 // Limits of a filesystem: a key cannot also be the directory of other
 // keys ("a" and "a/b"); the second Put fails. A process killed during a
-// Put may leave a hidden ".tmp-*" file, which is safe to remove while no
-// Put runs. A Storage assumes it is the only writer of its directory: it
+// Put may leave a hidden ".tmp-*" file; SweepTemp removes old ones. A Storage assumes it is the only writer of its directory: it
 // orders the writes of a key with in-process locks.
 package local
 
@@ -39,6 +38,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"onebox/media"
 )
@@ -462,4 +462,40 @@ func (r ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return r.r.Read(p)
+}
+
+// SweepTemp removes the temp files of Puts that a killed process left
+// behind, those last modified more than olderThan ago (a live Put writes
+// its temp file continuously and renames it within its request's
+// deadline), and says how many it removed.
+func (s *Storage) SweepTemp(olderThan time.Duration) (int, error) {
+	cutoff := time.Now().Add(-olderThan)
+	n := 0
+	err := fs.WalkDir(s.root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.HasPrefix(d.Name(), tempPrefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // renamed or removed since the directory was read
+		}
+		if err != nil {
+			return err
+		}
+		if fi.ModTime().After(cutoff) {
+			return nil
+		}
+		if err := s.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("media/local: sweep: %w", err)
+	}
+	return n, nil
 }

@@ -350,3 +350,50 @@ func TestURL(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepTemp: old temp files go, wherever they are; young ones,
+// objects and sidecars stay.
+func TestSweepTemp(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := newStorage(t, dir)
+	if _, err := s.Put(t.Context(), "originals/a", strings.NewReader("v"), "image/jpeg"); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	files := map[string]bool{ // name → removed by the sweep
+		"originals/.tmp-old":    true,
+		"variants/x/.tmp-older": true,
+		".tmp-top":              true,
+		"originals/.tmp-young":  false,
+	}
+	for name, stale := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("partial"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if stale {
+			if err := os.Chtimes(p, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	n, err := s.SweepTemp(time.Hour)
+	if err != nil || n != 3 {
+		t.Fatalf("SweepTemp = %d, %v; want 3", n, err)
+	}
+	for name, stale := range files {
+		_, err := os.Stat(filepath.Join(dir, filepath.FromSlash(name)))
+		if gone := errors.Is(err, fs.ErrNotExist); gone != stale {
+			t.Errorf("%s: removed %v, want %v", name, gone, stale)
+		}
+	}
+	if obj, err := s.Open(t.Context(), "originals/a"); err != nil {
+		t.Errorf("the object went too: %v", err)
+	} else {
+		obj.Close()
+	}
+}
