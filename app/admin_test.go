@@ -18,6 +18,7 @@ func (b *bundle) adminCall(method, target, local, token string) *httptest.Respon
 		b.t.Fatal(err)
 	}
 	req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, addr))
+	req.Host = local // as a client that dialled the listener names it
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -20,24 +20,47 @@ func TestGuard(t *testing.T) {
 		target string
 		auth   string
 		want   int
+		method string            // default GET
+		host   string            // default the local address
+		header map[string]string // more request headers
 	}{
-		{"loopback needs no token", "", "127.0.0.1:8081", "/x", "", 204},
-		{"loopback v6", "", "[::1]:8081", "/x", "", 204},
-		{"v4-mapped loopback", "", "[::ffff:127.0.0.1]:8081", "/x", "", 204},
-		{"public address without a configured token", "", "10.1.2.3:8081", "/x", "", 403},
-		{"public address, even with a bearer", "", "10.1.2.3:8081", "/x", "Bearer anything", 403},
-		{"public address, bearer", "s3cret", "10.1.2.3:8081", "/x", "Bearer s3cret", 204},
-		{"bearer scheme in any case", "s3cret", "10.1.2.3:8081", "/x", "bearer s3cret", 204},
-		{"public address, query token", "s3cret", "10.1.2.3:8081", "/x?token=s3cret", "", 204},
-		{"wrong token", "s3cret", "10.1.2.3:8081", "/x", "Bearer nope", 401},
-		{"basic auth is not the token", "s3cret", "10.1.2.3:8081", "/x", "Basic s3cret", 401},
-		{"no token", "s3cret", "10.1.2.3:8081", "/x", "", 401},
-		{"a configured token is required on loopback too", "s3cret", "127.0.0.1:8081", "/x", "", 401},
-		{"no local address", "", "", "/x", "", 403},
+		{"loopback needs no token", "", "127.0.0.1:8081", "/x", "", 204, "", "", nil},
+		{"loopback v6", "", "[::1]:8081", "/x", "", 204, "", "", nil},
+		{"v4-mapped loopback", "", "[::ffff:127.0.0.1]:8081", "/x", "", 204, "", "", nil},
+		{"public address without a configured token", "", "10.1.2.3:8081", "/x", "", 403, "", "", nil},
+		{"public address, even with a bearer", "", "10.1.2.3:8081", "/x", "Bearer anything", 403, "", "", nil},
+		{"public address, bearer", "s3cret", "10.1.2.3:8081", "/x", "Bearer s3cret", 204, "", "", nil},
+		{"bearer scheme in any case", "s3cret", "10.1.2.3:8081", "/x", "bearer s3cret", 204, "", "", nil},
+		{"public address, query token", "s3cret", "10.1.2.3:8081", "/x?token=s3cret", "", 204, "", "", nil},
+		{"wrong token", "s3cret", "10.1.2.3:8081", "/x", "Bearer nope", 401, "", "", nil},
+		{"basic auth is not the token", "s3cret", "10.1.2.3:8081", "/x", "Basic s3cret", 401, "", "", nil},
+		{"no token", "s3cret", "10.1.2.3:8081", "/x", "", 401, "", "", nil},
+		{"a configured token is required on loopback too", "s3cret", "127.0.0.1:8081", "/x", "", 401, "", "", nil},
+		{"no local address", "", "", "/x", "", 403, "", "example.com", nil},
+		{"loopback with localhost", "", "127.0.0.1:8081", "/x", "", 204, "", "localhost:8081", nil},
+		{"loopback with a rebound name", "", "127.0.0.1:8081", "/x", "", 403, "", "evil.example:8081", nil},
+		{"a token works under any name", "s3cret", "127.0.0.1:8081", "/x", "Bearer s3cret", 204, "", "ops.example:8081", nil},
+		{"curl's POST", "", "127.0.0.1:8081", "/x", "", 204, "POST", "", nil},
+		{"same-origin POST", "", "127.0.0.1:8081", "/x", "", 204, "POST", "", map[string]string{"Origin": "http://127.0.0.1:8081"}},
+		{"cross-origin POST", "", "127.0.0.1:8081", "/x", "", 403, "POST", "", map[string]string{"Origin": "http://evil.example"}},
+		{"cross-origin POST with the token", "s3cret", "10.1.2.3:8081", "/x", "Bearer s3cret", 403, "POST", "", map[string]string{"Origin": "http://evil.example"}},
+		{"cross-site fetch without Origin", "", "127.0.0.1:8081", "/x", "", 403, "DELETE", "", map[string]string{"Sec-Fetch-Site": "cross-site"}},
+		{"cross-origin GET reads nothing it may not", "", "127.0.0.1:8081", "/x", "", 204, "", "", map[string]string{"Origin": "http://evil.example"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req := httptest.NewRequest("GET", tt.target, nil)
+			method := tt.method
+			if method == "" {
+				method = "GET"
+			}
+			req := httptest.NewRequest(method, tt.target, nil)
+			req.Host = tt.local
+			if tt.host != "" {
+				req.Host = tt.host
+			}
+			for k, v := range tt.header {
+				req.Header.Set(k, v)
+			}
 			if tt.local != "" {
 				addr, err := net.ResolveTCPAddr("tcp", tt.local)
 				if err != nil {

@@ -21,6 +21,7 @@ func serve(h http.Handler, local, method, target string, headers ...string) *htt
 	if local != "" {
 		addr, _ := net.ResolveTCPAddr("tcp", local)
 		req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, addr))
+		req.Host = local // as a client that dialled the listener names it
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])

@@ -14,8 +14,8 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// bufferSize is the most a batch holds before it is written: the size of a
-// Linux pipe's buffer, so a batch to a pipe is written whole.
+// bufferSize is the most a batch holds before it is written: a Linux
+// pipe's buffer, so a reader that keeps up takes a batch in one read.
 const bufferSize = 64 << 10
 
 // Options configure New.
@@ -36,9 +36,8 @@ func New(w io.Writer, o Options) (*slog.Logger, func() error) {
 	if o.FlushEvery <= 0 {
 		return slog.New(handler(w, o)), func() error { return nil }
 	}
-	// zapcore.AddSync would use an *os.File's Sync, an fsync per warning.
 	bw := &zapcore.BufferedWriteSyncer{
-		WS:            zapcore.AddSync(struct{ io.Writer }{w}),
+		WS:            zapcore.AddSync(forgetful{w}),
 		Size:          bufferSize,
 		FlushInterval: o.FlushEvery,
 	}
@@ -74,4 +73,16 @@ func (h urgent) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h urgent) WithGroup(name string) slog.Handler {
 	return urgent{Handler: h.Handler.WithGroup(name), flush: h.flush}
+}
+
+// forgetful hides w's errors from the batch's bufio.Writer, which would
+// keep the first one and refuse every later write: one failed write
+// (a full disk) would silence the log, warnings too, until a restart.
+// A failed batch is lost; the next one is tried afresh. It also hides an
+// *os.File's Sync from zapcore.AddSync, which would fsync per warning.
+type forgetful struct{ w io.Writer }
+
+func (f forgetful) Write(p []byte) (int, error) {
+	_, _ = f.w.Write(p) // a log write that fails has nowhere to report to
+	return len(p), nil
 }

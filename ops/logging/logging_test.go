@@ -3,6 +3,7 @@ package logging_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -133,5 +134,38 @@ func TestText(t *testing.T) {
 	}
 	if got := out.String(); !strings.Contains(got, "msg=hello k=v") {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// failOnce fails its first write, then writes to sink.
+type failOnce struct {
+	sink
+	failed bool
+}
+
+func (f *failOnce) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	if !f.failed {
+		f.failed = true
+		f.mu.Unlock()
+		return 0, errors.New("no space left on device")
+	}
+	f.mu.Unlock()
+	return f.sink.Write(p)
+}
+
+// TestWriteErrorDoesNotStick: after a failed write the next lines are
+// written; only the failed batch is lost.
+func TestWriteErrorDoesNotStick(t *testing.T) {
+	out := &failOnce{}
+	l, stop := logging.New(out, logging.Options{Level: slog.LevelInfo, FlushEvery: time.Hour})
+	l.Warn("lost")
+	l.Warn("kept")
+	l.Info("batched")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.messages(t); !slices.Equal(got, []string{"kept", "batched"}) {
+		t.Fatalf("got %q, want the lines after the failed write", got)
 	}
 }

@@ -18,8 +18,8 @@ import (
 // connection-statement lookup under locks, Rows, context watchers and
 // value conversion) cost as much CPU as the lookup in SQLite.
 //
-// A read waits for a connection without watching a context, as readKey
-// documents; at most max connections are open.
+// A read that finds every connection busy waits for one until its
+// context ends; at most max connections are open.
 type keyReader struct {
 	open  func() (driver.Conn, error)
 	idle  chan *keyConn
@@ -46,23 +46,35 @@ var errKeyReaderClosed = errors.New("sqlite: store is closed")
 
 // read runs query with args on a pooled connection and hands its one row
 // to scan; no row is sql.ErrNoRows.
-func (k *keyReader) read(query string, args []any, scan func(scanner) error) error {
-	c, err := k.get()
+func (k *keyReader) read(ctx context.Context, query string, args []any, scan func(scanner) error) (err error) {
+	c, err := k.get(ctx)
 	if err != nil {
 		return err
 	}
+	returned := false
+	defer func() {
+		if !returned {
+			// scan panicked with the statement mid-read: drop the
+			// connection rather than lose its slot, or pool it unreset.
+			k.put(c, driver.ErrBadConn)
+		}
+	}()
 	err = c.read(query, args, scan)
+	returned = true
 	k.put(c, err)
 	return err
 }
 
-func (k *keyReader) get() (*keyConn, error) {
+func (k *keyReader) get(ctx context.Context) (*keyConn, error) {
 	select {
 	case c := <-k.idle:
 		return c, nil
 	default:
 	}
+	// Only now ask for Done: a request's deadline makes its timer then.
 	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	case c := <-k.idle:
 		return c, nil
 	case k.slots <- struct{}{}:
@@ -126,7 +138,14 @@ func (c *keyConn) read(query string, args []any, scan func(scanner) error) error
 	}
 	named := c.args[:0]
 	for i, a := range args {
-		named = append(named, driver.NamedValue{Ordinal: i + 1, Value: a})
+		// What database/sql does for a driver without a converter of
+		// its own: an int, a named string type or a Valuer becomes a
+		// driver.Value.
+		v, err := driver.DefaultParameterConverter.ConvertValue(a)
+		if err != nil {
+			return fmt.Errorf("argument %d: %w", i+1, err)
+		}
+		named = append(named, driver.NamedValue{Ordinal: i + 1, Value: v})
 	}
 	// A background context: the driver starts no goroutine to watch it.
 	rows, err := st.(driver.StmtQueryContext).QueryContext(context.Background(), named)
@@ -162,7 +181,11 @@ func (c *keyConn) close() error {
 }
 
 // values is a row as the driver gives it, scanned as database/sql would
-// for the destinations onebox's scan functions use.
+// for the destinations onebox's scan functions use: TEXT into a string
+// kind, INTEGER into an int kind or a bool, anything into a sql.Scanner
+// or an *any. Others (REAL, BLOB, NULL into a pointer) are an error that
+// names them: a read that needs one belongs on the database/sql pool or
+// gets its case here.
 type values []driver.Value
 
 func (v values) Scan(dest ...any) error {
@@ -195,8 +218,8 @@ func assign(dest any, src driver.Value) error {
 			return nil
 		}
 	case *bool:
-		if n, ok := src.(int64); ok {
-			*d = n != 0
+		if n, ok := src.(int64); ok && (n == 0 || n == 1) {
+			*d = n == 1
 			return nil
 		}
 	default:

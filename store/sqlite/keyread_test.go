@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"context"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"modernc.org/sqlite"
 )
@@ -40,6 +42,7 @@ func TestAssign(t *testing.T) {
 		{"any", &a, int64(3), func() bool { return a == int64(3) }, false},
 		{"scanner", &tm, "2026-11-27T09:00:00.000000000Z", func() bool { return tm.got == "2026-11-27T09:00:00.000000000Z" }, false},
 		{"int8 overflow", &i8, int64(300), nil, true},
+		{"bool out of range", &b, int64(2), nil, true},
 		{"text into int64", &n, "12", nil, true},
 		{"null into string", &s, nil, nil, true},
 		{"not a pointer", s, "x", nil, true},
@@ -77,7 +80,7 @@ func TestKeyReaderPool(t *testing.T) {
 		wg.Go(func() {
 			for range 20 {
 				var one int64
-				if err := k.read("SELECT ?", []any{int64(1)}, func(r scanner) error { return r.Scan(&one) }); err != nil || one != 1 {
+				if err := k.read(t.Context(), "SELECT ?", []any{int64(1)}, func(r scanner) error { return r.Scan(&one) }); err != nil || one != 1 {
 					t.Errorf("read: %d, %v", one, err)
 					return
 				}
@@ -88,16 +91,16 @@ func TestKeyReaderPool(t *testing.T) {
 	if n := opened.Load(); n < 1 || n > 3 {
 		t.Errorf("opened %d connections, want 1 to 3", n)
 	}
-	err := k.read("SELECT 1 WHERE 0", nil, func(scanner) error { return nil })
+	err := k.read(t.Context(), "SELECT 1 WHERE 0", nil, func(scanner) error { return nil })
 	if !errors.Is(err, sql.ErrNoRows) {
 		t.Errorf("no row: %v, want sql.ErrNoRows", err)
 	}
 	// A statement error leaves the connection usable.
-	if err := k.read("SELECT nope", nil, func(scanner) error { return nil }); err == nil {
+	if err := k.read(t.Context(), "SELECT nope", nil, func(scanner) error { return nil }); err == nil {
 		t.Error("bad SQL: no error")
 	}
 	var one int64
-	if err := k.read("SELECT 1", nil, func(r scanner) error { return r.Scan(&one) }); err != nil {
+	if err := k.read(t.Context(), "SELECT 1", nil, func(r scanner) error { return r.Scan(&one) }); err != nil {
 		t.Errorf("read after an error: %v", err)
 	}
 }
@@ -106,7 +109,7 @@ func TestKeyReaderPool(t *testing.T) {
 // at close is closed when it comes back.
 func TestKeyReaderClose(t *testing.T) {
 	k, opened := testKeyReader(t, 2)
-	inUse, err := k.get()
+	inUse, err := k.get(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +120,7 @@ func TestKeyReaderClose(t *testing.T) {
 	if len(k.idle) != 0 || len(k.slots) != 0 {
 		t.Errorf("after close: %d idle, %d open, want none", len(k.idle), len(k.slots))
 	}
-	if err := k.read("SELECT 1", nil, func(scanner) error { return nil }); !errors.Is(err, errKeyReaderClosed) {
+	if err := k.read(t.Context(), "SELECT 1", nil, func(scanner) error { return nil }); !errors.Is(err, errKeyReaderClosed) {
 		t.Errorf("read after close: %v", err)
 	}
 	if n := opened.Load(); n != 1 {
@@ -129,7 +132,7 @@ func TestKeyReaderClose(t *testing.T) {
 // rather than pooled.
 func TestKeyReaderBadConn(t *testing.T) {
 	k, opened := testKeyReader(t, 2)
-	c, err := k.get()
+	c, err := k.get(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +140,7 @@ func TestKeyReaderBadConn(t *testing.T) {
 	if len(k.idle) != 0 || len(k.slots) != 0 {
 		t.Errorf("after a bad connection: %d idle, %d open, want none", len(k.idle), len(k.slots))
 	}
-	if err := k.read("SELECT 1", nil, func(scanner) error { return nil }); err != nil {
+	if err := k.read(t.Context(), "SELECT 1", nil, func(scanner) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if n := opened.Load(); n != 2 {
@@ -155,4 +158,59 @@ func testKeyReader(t *testing.T, size int) (*keyReader, *atomic.Int64) {
 	})
 	t.Cleanup(func() { _ = k.close() })
 	return k, &opened
+}
+
+// TestKeyReaderPanicInScan: a scan that panics costs its connection, not
+// the pool's slot: the next read on a pool of one gets a connection.
+func TestKeyReaderPanicInScan(t *testing.T) {
+	k, opened := testKeyReader(t, 1)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the panic was swallowed")
+			}
+		}()
+		_ = k.read(t.Context(), "SELECT 1", nil, func(scanner) error { panic("boom") })
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var one int64
+	if err := k.read(ctx, "SELECT 1", nil, func(r scanner) error { return r.Scan(&one) }); err != nil {
+		t.Fatalf("read after a panic: %v", err)
+	}
+	if n := opened.Load(); n != 2 {
+		t.Errorf("opened %d connections, want 2 (the panicked one is closed)", n)
+	}
+}
+
+// TestKeyReaderWaitEnds: a read waiting for a busy pool gives up when its
+// context ends.
+func TestKeyReaderWaitEnds(t *testing.T) {
+	k, _ := testKeyReader(t, 1)
+	c, err := k.get(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.put(c, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := k.read(ctx, "SELECT 1", nil, func(scanner) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("read on a busy pool with a cancelled context: %v", err)
+	}
+}
+
+// TestKeyReaderArgs: arguments are converted as database/sql converts
+// them for a driver without a converter.
+func TestKeyReaderArgs(t *testing.T) {
+	k, _ := testKeyReader(t, 1)
+	type handle string
+	var n int64
+	var s string
+	err := k.read(t.Context(), "SELECT ? + 1, ?", []any{int(41), handle("ann")}, func(r scanner) error { return r.Scan(&n, &s) })
+	if err != nil || n != 42 || s != "ann" {
+		t.Fatalf("read = %d %q, %v; want 42 \"ann\"", n, s, err)
+	}
+	if err := k.read(t.Context(), "SELECT ?", []any{struct{}{}}, func(scanner) error { return nil }); err == nil {
+		t.Error("an argument of no driver type: no error")
+	}
 }

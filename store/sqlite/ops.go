@@ -25,7 +25,10 @@ type Stats struct {
 func (s *Store) Stats() Stats {
 	w, r := s.writer.db.Stats(), s.reader.db.Stats()
 	lockWaits, lockWait := s.writer.lock.waited()
+	// Read without a lock: a connection opened or closed between the two
+	// reads must not make the count negative.
 	keysOpen, keysIdle := len(s.keys.slots), len(s.keys.idle)
+	keysOpen = max(keysOpen, keysIdle)
 	return Stats{
 		WriterOpen: w.OpenConnections, WriterInUse: w.InUse,
 		WriterWaitCount: w.WaitCount + lockWaits, WriterWait: w.WaitDuration + lockWait,

@@ -166,12 +166,16 @@ func dsn(opts Options, extra string) string {
 	return opts.Path + "?" + strings.Join(params, "&")
 }
 
-// Ping runs SELECT 1 on the writer and on the reader pool.
+// Ping runs SELECT 1 on the writer, the reader pool and the key reader.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := ping(ctx, s, s.writer, "ping_writer"); err != nil {
 		return err
 	}
-	return ping(ctx, s, s.reader, "ping_reader")
+	if err := ping(ctx, s, s.reader, "ping_reader"); err != nil {
+		return err
+	}
+	var one int64
+	return s.readKey(ctx, "ping_keys", `SELECT 1`, func(r scanner) error { return r.Scan(&one) })
 }
 
 // ping does not take the writer's lock, whose wait cannot be cancelled:
@@ -375,20 +379,19 @@ func readOne[T any](ctx context.Context, s *Store, name, query string, scan func
 }
 
 // readKey runs query, a read of one row by key, on the key reader and
-// hands its row to scan. It checks ctx first, but does not watch it
-// after: such a read takes microseconds and waits only for a connection,
-// which other short reads give back as quickly, and watching costs more
-// than the read (database/sql and the driver each start a goroutine per
-// statement to wait on ctx.Done, a quarter of BenchmarkUserByID). The
-// price: such a read does not give up at ctx's deadline while it waits
-// for a connection or, should another process hold an exclusive lock,
-// for busy_timeout.
+// hands its row to scan. It gives up if ctx ends before it gets a
+// connection, but does not watch ctx once the statement runs: such a
+// read takes microseconds, and watching costs more than the read
+// (database/sql and the driver each start a goroutine per statement to
+// wait on ctx.Done, a quarter of BenchmarkUserByID). The price: should
+// another process hold an exclusive lock, the read waits out
+// busy_timeout whatever ctx's deadline.
 func (s *Store) readKey(ctx context.Context, name, query string, scan func(scanner) error, args ...any) error {
 	return s.observe(ctx, name, query, func() error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		return s.keys.read(query, args, scan)
+		return s.keys.read(ctx, query, args, scan)
 	})
 }
 
