@@ -52,6 +52,9 @@ func startChild(t *testing.T, dataDir string) *child {
 		"ONEBOX_DATA_DIR="+dataDir,
 		"ONEBOX_JOB_VISIBILITY=1s",
 		"ONEBOX_HASH_CONCURRENCY=2",
+		// waitPhoto polls; under -race on a loaded machine a 12 MP photo
+		// takes long enough to spend the default 300 requests a minute.
+		"ONEBOX_RATE_API=100000/1m",
 	)
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	if err := c.cmd.Start(); err != nil {
@@ -126,7 +129,7 @@ func (c *child) waitPhoto(token, id string) map[string]any {
 		if ph["status"] != "processing" {
 			return ph
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 	c.t.Fatalf("photo %s still processing", id)
 	return nil
