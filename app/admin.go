@@ -21,7 +21,7 @@ func (a *App) AdminHandler() http.Handler {
 	mux.Handle("POST /jobs/retry", guard(a.retryJobs))
 	mux.Handle("GET /metrics", guard(a.metrics.ServeHTTP)) // Prometheus text; 404 when metrics are off
 	if a.ops != nil {
-		mux.Handle("/ops/", a.ops) // the dashboard and drills, behind their own token
+		mux.Handle("/ops/", a.ops) // the dashboard and drills, behind the same guard
 	}
 	return mux
 }

@@ -160,7 +160,7 @@ func (s *Store) CreatePhoto(ctx context.Context, p store.CreatePhotoParams) (ph 
 }
 
 // Photo returns one photo, or store.ErrNotFound. Both freshness levels
-// read the reader pool, which sees every committed write.
+// read the key reader, which sees every committed write.
 func (s *Store) Photo(ctx context.Context, p store.PhotoParams) (store.Photo, error) {
 	return readOne(ctx, s, "photos_by_id", photoByIDSQL, scanPhoto, p.ID)
 }

@@ -28,7 +28,7 @@ func (s *Store) CreateSession(ctx context.Context, sess store.Session) error {
 }
 
 // Session returns the session for a token hash, or store.ErrNotFound when
-// there is none or it expires at or before now. It reads the reader pool,
+// there is none or it expires at or before now. It reads the key reader,
 // which sees every committed revocation.
 func (s *Store) Session(ctx context.Context, tokenHash string, now time.Time) (store.Session, error) {
 	var sess store.Session

@@ -98,7 +98,8 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	writer.SetMaxOpenConns(1)
 	writer.SetMaxIdleConns(1)
 
-	reader, err := sql.Open("sqlite", dsn(opts, readerParams))
+	readerDSN := dsn(opts, readerParams)
+	reader, err := sql.Open("sqlite", readerDSN)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("sqlite: open reader: %w", err), writer.Close())
 	}
@@ -107,7 +108,6 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	// others, with their prepared statements, under load.
 	reader.SetMaxIdleConns(opts.ReadConns)
 
-	readerDSN := dsn(opts, readerParams)
 	s := &Store{
 		writer:  &pool{db: writer, lock: newWriteLock(maxWriteWaiters)},
 		reader:  &pool{db: reader},
@@ -188,7 +188,8 @@ func ping(ctx context.Context, s *Store, p *pool, name string) error {
 	})
 }
 
-// Close closes both pools. Calls after Close fail; closing twice is fine.
+// Close closes the key reader and both pools. Calls after Close fail;
+// closing twice is fine.
 func (s *Store) Close() error {
 	// The writer goes last: the last connection to close checkpoints the WAL.
 	return errors.Join(s.keys.close(), s.reader.close(), s.writer.close())

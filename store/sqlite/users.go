@@ -80,7 +80,7 @@ func (s *Store) CreateUser(ctx context.Context, p store.CreateUserParams) (store
 }
 
 // User returns one user, or store.ErrNotFound. Both freshness levels read
-// the reader pool, which sees every committed write.
+// the key reader, which sees every committed write.
 func (s *Store) User(ctx context.Context, p store.UserParams) (store.User, error) {
 	return readOne(ctx, s, "users_by_id", userByIDSQL, scanUser, p.ID)
 }
