@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -23,6 +22,7 @@ import (
 	"onebox/cache"
 	cachememory "onebox/cache/memory"
 	"onebox/imaging"
+	"onebox/internal/syncbuf"
 	"onebox/jobs"
 	jobsqlite "onebox/jobs/sqlite"
 	"onebox/media"
@@ -51,7 +51,7 @@ type bundle struct {
 	media   media.Storage
 	queue   jobs.Queue
 	admin   http.Handler
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 	queries sync.Map // query name → *atomic.Int64
 	// As the setup turns them on (else nil): metrics, traces and the
 	// slow-query log.
@@ -93,7 +93,7 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 	for _, m := range mods {
 		m(&s)
 	}
-	b := &bundle{t: t, logs: &syncBuffer{}, dbPath: t.TempDir() + "/test.db"}
+	b := &bundle{t: t, logs: &syncbuf.Buffer{}, dbPath: t.TempDir() + "/test.db"}
 	log := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: s.logLevel}))
 	if s.metrics {
 		b.metrics = metrics.New(metrics.Options{Kinds: []string{pipeline.KindProcess, pipeline.KindCleanup}})
@@ -261,23 +261,6 @@ func (b *bundle) login(handle, password string) string {
 }
 
 func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func mustPrefixes(t *testing.T, cidrs ...string) []netip.Prefix {
 	t.Helper()

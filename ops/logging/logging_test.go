@@ -1,47 +1,29 @@
 package logging_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"onebox/internal/syncbuf"
 	"onebox/ops/logging"
 )
 
-// sink is a writer the flush goroutine and the test can share.
-type sink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *sink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *sink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-// messages are the msg fields of the JSON lines written so far.
-func (s *sink) messages(t *testing.T) []string {
+// messages are the msg fields of the JSON lines written to b so far.
+func messages(t *testing.T, b *syncbuf.Buffer) []string {
 	t.Helper()
+	lines, err := b.JSONLines()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var msgs []string
-	for line := range strings.Lines(s.String()) {
-		var m struct{ Msg string }
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("line %q: %v", line, err)
-		}
-		msgs = append(msgs, m.Msg)
+	for _, m := range lines {
+		msg, _ := m["msg"].(string)
+		msgs = append(msgs, msg)
 	}
 	return msgs
 }
@@ -94,16 +76,16 @@ func TestBatching(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var out sink
+			var out syncbuf.Buffer
 			l, stop := logging.New(&out, logging.Options{Level: slog.LevelInfo, FlushEvery: tt.every})
 			tt.log(l)
-			if got := out.messages(t); !slices.Equal(got, tt.want) {
+			if got := messages(t, &out); !slices.Equal(got, tt.want) {
 				t.Errorf("before stop: %q, want %q", got, tt.want)
 			}
 			if err := stop(); err != nil {
 				t.Fatal(err)
 			}
-			if got := out.messages(t); !slices.Equal(got, tt.all) {
+			if got := messages(t, &out); !slices.Equal(got, tt.all) {
 				t.Errorf("after stop: %q, want %q", got, tt.all)
 			}
 		})
@@ -111,7 +93,7 @@ func TestBatching(t *testing.T) {
 }
 
 func TestFlushEvery(t *testing.T) {
-	var out sink
+	var out syncbuf.Buffer
 	l, stop := logging.New(&out, logging.Options{Level: slog.LevelInfo, FlushEvery: 10 * time.Millisecond})
 	defer stop()
 	l.Info("a")
@@ -120,13 +102,13 @@ func TestFlushEvery(t *testing.T) {
 			t.Fatal("the line was not written within 10s of a 10ms flush interval")
 		}
 	}
-	if got := out.messages(t); !slices.Equal(got, []string{"a"}) {
+	if got := messages(t, &out); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("got %q", got)
 	}
 }
 
 func TestText(t *testing.T) {
-	var out sink
+	var out syncbuf.Buffer
 	l, stop := logging.New(&out, logging.Options{Format: "text", FlushEvery: time.Hour})
 	l.Info("hello", "k", "v")
 	if err := stop(); err != nil {
@@ -137,21 +119,17 @@ func TestText(t *testing.T) {
 	}
 }
 
-// failOnce fails its first write, then writes to sink.
+// failOnce fails its first write, then writes to Buffer.
 type failOnce struct {
-	sink
-	failed bool
+	syncbuf.Buffer
+	failed atomic.Bool
 }
 
 func (f *failOnce) Write(p []byte) (int, error) {
-	f.mu.Lock()
-	if !f.failed {
-		f.failed = true
-		f.mu.Unlock()
+	if !f.failed.Swap(true) {
 		return 0, errors.New("no space left on device")
 	}
-	f.mu.Unlock()
-	return f.sink.Write(p)
+	return f.Buffer.Write(p)
 }
 
 // TestWriteErrorDoesNotStick: after a failed write the next lines are
@@ -165,7 +143,7 @@ func TestWriteErrorDoesNotStick(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if got := out.messages(t); !slices.Equal(got, []string{"kept", "batched"}) {
+	if got := messages(t, &out.Buffer); !slices.Equal(got, []string{"kept", "batched"}) {
 		t.Fatalf("got %q, want the lines after the failed write", got)
 	}
 }

@@ -1,45 +1,27 @@
 package slowquery_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"onebox/internal/syncbuf"
 	"onebox/ops"
 	"onebox/ops/slowquery"
 	"onebox/store"
 )
 
-type buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *buffer) lines(t *testing.T) []map[string]any {
+// lines decodes the JSON lines written to b.
+func lines(t *testing.T, b *syncbuf.Buffer) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	for l := range strings.Lines(b.b.String()) {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m)
+	out, err := b.JSONLines()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
@@ -62,7 +44,7 @@ func ev(name string, d time.Duration) store.QueryEvent {
 // fast queries are ignored; every slow one is kept in Recent.
 func TestRateLimitedLines(t *testing.T) {
 	t.Parallel()
-	var logs buffer
+	var logs syncbuf.Buffer
 	var explained atomic.Int32
 	clk := newClock()
 	l := slowquery.New(slowquery.Options{
@@ -83,7 +65,7 @@ func TestRateLimitedLines(t *testing.T) {
 	l.Observe(ctx, ev("users", 200*time.Millisecond))
 	l.Wait()
 
-	lines := logs.lines(t)
+	lines := lines(t, &logs)
 	if len(lines) != 3 || explained.Load() != 3 {
 		t.Fatalf("%d lines, %d plans; want 3 and 3: %v", len(lines), explained.Load(), lines)
 	}
@@ -125,14 +107,14 @@ func TestRecentIsBounded(t *testing.T) {
 // explain is logged as such; the query's error is kept.
 func TestNoPlanFor(t *testing.T) {
 	t.Parallel()
-	var logs buffer
+	var logs syncbuf.Buffer
 	l := slowquery.New(slowquery.Options{Threshold: time.Nanosecond, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	l.SetExplain(func(context.Context, string) (string, error) { return "", errors.New("no such table") })
 	l.Observe(context.Background(), store.QueryEvent{Name: "tx_begin", SQL: "BEGIN IMMEDIATE", Duration: time.Second, Err: store.ErrBusy})
 	l.Observe(context.Background(), ev("gone", time.Second))
 	l.Wait()
 	byQuery := map[any]map[string]any{}
-	for _, m := range logs.lines(t) {
+	for _, m := range lines(t, &logs) {
 		byQuery[m["query"]] = m
 	}
 	if m := byQuery["tx_begin"]; m == nil || m["plan"] != nil || m["plan_error"] != nil || m["error"] != store.ErrBusy.Error() {
