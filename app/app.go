@@ -104,8 +104,8 @@ type App struct {
 	ops     http.Handler // nil leaves /ops out of AdminHandler
 	seen    sync.Map     // routeKey → *route, for observe
 
-	publicCacheControl []string                      // shared, read-only
-	policyHeaders      map[ratelimit.Policy][]string // RateLimit-Policy values, shared, read-only
+	publicCacheControl []string // shared, read-only
+	authHandle         limit    // login attempts per handle, taken in the handler
 }
 
 // New builds the API and its routes.
@@ -120,10 +120,7 @@ func New(d Deps, o Options) *App {
 		ops:                d.Ops,
 		closing:            make(chan struct{}),
 		publicCacheControl: []string{"public, no-cache, s-maxage=" + seconds(o.ProfileSMaxAge)},
-		policyHeaders:      make(map[ratelimit.Policy][]string),
-	}
-	for _, p := range []ratelimit.Policy{o.Policies.API, o.Policies.Auth, o.Policies.AuthHandle, o.Policies.Upload} {
-		a.policyHeaders[p] = []string{ratelimit.PolicyHeader(p)}
+		authHandle:         newLimit(o.Policies.AuthHandle),
 	}
 	// A load runs on the request that misses first, which waits for it:
 	// it gets that request's time budget.

@@ -41,9 +41,7 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			id = newRequestID()
 		}
 		h[headerRequestID] = []string{id}
-		for k, v := range securityHeaders {
-			h[k] = v
-		}
+		h[headerNoSniff], h[headerCSP] = noSniff, apiCSP
 		ctx := ops.WithRequestID(req.Context(), id)
 
 		var rt *route
@@ -95,7 +93,7 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// securityHeaders go on every response: what a JSON or image response
+// The security headers go on every response: what a JSON or image response
 // needs (no sniffing, nothing runs, no framing). The page adds its own
 // (pageHeaders). The keys are already canonical and the value slices
 // are shared read-only (net/http never writes to them), so setting them
@@ -106,10 +104,10 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 // of it large, a quarter of the request's allocated bytes. X-Frame-Options
 // adds nothing to frame-ancestors in any browser that runs the page, and
 // a JSON document has no links to send a Referer from.
-var securityHeaders = map[string][]string{
-	"X-Content-Type-Options":  {"nosniff"},
-	"Content-Security-Policy": {"default-src 'none'; frame-ancestors 'none'"},
-}
+var (
+	noSniff = []string{"nosniff"}
+	apiCSP  = []string{"default-src 'none'; frame-ancestors 'none'"}
+)
 
 // Header names in canonical form, for setting by map index on the hot
 // path: Header.Set canonicalises on every call.
@@ -118,9 +116,11 @@ const (
 	headerRateLimitPolicy = "Ratelimit-Policy"
 	headerRateLimit       = "Ratelimit"
 	headerETag            = "Etag"
+	headerNoSniff         = "X-Content-Type-Options"
+	headerCSP             = "Content-Security-Policy"
 )
 
-// jsonContentType is shared by every JSON response (see securityHeaders).
+// jsonContentType is shared by every JSON response (see noSniff).
 var jsonContentType = []string{echo.MIMEApplicationJSON}
 
 // jsonBlob answers status with the JSON document body.
@@ -216,6 +216,7 @@ func (a *App) timeout(next echo.HandlerFunc) echo.HandlerFunc {
 // the bucket by client address even for a logged-in caller (sign-up and
 // login).
 func (a *App) guard(p ratelimit.Policy, byIP bool) echo.MiddlewareFunc {
+	l := newLimit(p)
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			who, authErr := a.identify(c)
@@ -223,7 +224,7 @@ func (a *App) guard(p ratelimit.Policy, byIP bool) echo.MiddlewareFunc {
 			if byIP || who.userID == "" {
 				key = "ip:" + clientKey(c.RealIP())
 			}
-			if err := a.allow(c, p, key); err != nil {
+			if err := a.allow(c, l, key); err != nil {
 				return err
 			}
 			if authErr != nil {
@@ -240,11 +241,23 @@ func (a *App) guard(p ratelimit.Policy, byIP bool) echo.MiddlewareFunc {
 	}
 }
 
-// allow takes a token from (p, key), sets the RateLimit headers and
-// returns a 429 problem when the bucket is empty. A failing limiter
+// limit is a policy with its RateLimit-Policy value, made once per route
+// so a request only shares the slice (net/http never writes to it).
+type limit struct {
+	policy ratelimit.Policy
+	header []string
+}
+
+func newLimit(p ratelimit.Policy) limit {
+	return limit{policy: p, header: []string{ratelimit.PolicyHeader(p)}}
+}
+
+// allow takes a token from (l's policy, key), sets the RateLimit headers
+// and returns a 429 problem when the bucket is empty. A failing limiter
 // backend lets the request through: availability beats strictness here,
 // and the failure is logged.
-func (a *App) allow(c echo.Context, p ratelimit.Policy, key string) error {
+func (a *App) allow(c echo.Context, l limit, key string) error {
+	p := l.policy
 	res, err := a.limiter.Allow(c.Request().Context(), p, key)
 	if err != nil {
 		a.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "rate limiter failed; allowing",
@@ -253,11 +266,7 @@ func (a *App) allow(c echo.Context, p ratelimit.Policy, key string) error {
 	}
 	a.metrics.RateLimit(p.Name, res.Allowed)
 	h := c.Response().Header()
-	policy, ok := a.policyHeaders[p]
-	if !ok {
-		policy = []string{ratelimit.PolicyHeader(p)}
-	}
-	h[headerRateLimitPolicy] = policy
+	h[headerRateLimitPolicy] = l.header
 	h[headerRateLimit] = []string{ratelimit.StateHeader(p, res)}
 	if !res.Allowed {
 		pr := problem(http.StatusTooManyRequests, "rate-limited",

@@ -100,7 +100,7 @@ func (a *App) createSession(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	if err := a.allow(c, a.opts.Policies.AuthHandle, "h:"+strings.ToLower(handle)); err != nil {
+	if err := a.allow(c, a.authHandle, "h:"+strings.ToLower(handle)); err != nil {
 		return err
 	}
 	cred, err := a.store.Credentials(ctx, handle)
