@@ -98,21 +98,17 @@ func TestInvalidateDetachesLoadsStartedDuringIt(t *testing.T) {
 	source.Store("new")
 	invalidated := make(chan struct{})
 	go func() { _ = a.Invalidate(ctx, "k"); close(invalidated) }()
-	for flightOf() == f1 { // Invalidate has detached flight 1 and waits for its write
-		time.Sleep(time.Millisecond)
-	}
+	// Invalidate has detached flight 1 and waits for its write.
+	waitUntil(t, "Invalidate detaches flight 1", func() bool { return flightOf() != f1 })
 	go func() { _, _ = a.Get(ctx, "k", load) }() // flight 2, stopped at its re-check
 	<-recheckEntered
 	close(releaseSet) // flight 1 writes "old"
-	for {
+	waitUntil(t, "flight 1 writes", func() bool {
 		h.mu.Lock()
+		defer h.mu.Unlock()
 		_, written := h.m["k"]
-		h.mu.Unlock()
-		if written {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return written
+	})
 	close(recheckGo) // flight 2 reads it, and holds; then Invalidate deletes it
 	<-invalidated
 
@@ -132,5 +128,16 @@ func TestInvalidateDetachesLoadsStartedDuringIt(t *testing.T) {
 	case <-flight2Go:
 	default:
 		close(flight2Go)
+	}
+}
+
+// waitUntil polls cond, and fails the test if it does not hold within
+// ten seconds, instead of hanging until go test's own timeout.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
 	}
 }

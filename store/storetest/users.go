@@ -41,30 +41,30 @@ func testCancelledReads(t *testing.T, s store.Store) {
 		cancel()
 		return ctx
 	}()
-	var ctx context.Context
 	reads := []struct {
 		name string
-		read func() error
+		read func(context.Context) error
 	}{
-		{"User", func() error {
+		{"User", func(ctx context.Context) error {
 			_, err := s.User(ctx, store.UserParams{ID: u.ID, Freshness: store.MayBeStale})
 			return err
 		}},
-		{"Credentials", func() error { _, err := s.Credentials(ctx, "Alice"); return err }},
-		{"Session", func() error { _, err := s.Session(ctx, "no-such-hash", baseTime()); return err }},
-		{"ListUsers", func() error { _, err := s.ListUsers(ctx, store.ListUsersParams{Limit: 10}); return err }},
+		{"Credentials", func(ctx context.Context) error { _, err := s.Credentials(ctx, "Alice"); return err }},
+		{"Session", func(ctx context.Context) error { _, err := s.Session(ctx, "no-such-hash", baseTime()); return err }},
+		{"ListUsers", func(ctx context.Context) error {
+			_, err := s.ListUsers(ctx, store.ListUsersParams{Limit: 10})
+			return err
+		}},
 	}
 	// Once with a live context first: a backend may prepare a statement
 	// on first use, which would fail for its own reasons.
-	ctx = live
 	for _, r := range reads {
-		if err := r.read(); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err := r.read(live); err != nil && !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("%s: %v", r.name, err)
 		}
 	}
-	ctx = cancelled
 	for _, r := range reads {
-		if err := r.read(); !errors.Is(err, context.Canceled) {
+		if err := r.read(cancelled); !errors.Is(err, context.Canceled) {
 			t.Errorf("%s with a cancelled context: %v, want context.Canceled", r.name, err)
 		}
 	}
