@@ -420,6 +420,28 @@ pick baseline-first baseline@0
 pick baseline-last "baseline@$ROUNDS"
 pick baseline $(seq -f "baseline@%g" 0 "$ROUNDS")
 BASE=$(for r in $(seq 0 "$ROUNDS"); do echo "${RPS[baseline@$r]}"; done | awk '{ s += $1 } END { printf "%.1f", s / NR }')
+
+# A scenario's ratio pairs each of its runs with the baselines run just
+# before and just after its round (the mean of the two), and takes the
+# median over the rounds: the machine's speed drifts over a long run (other
+# tenants), and a run compared with the baselines around it cancels most of
+# that drift, where a mean over every baseline lets one outlier move every
+# ratio. median reads numbers on standard input.
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.4f", v[(NR + 1) / 2]; else printf "%.4f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+declare -A RATIO ROUND_RATIOS
+for s in "${SCEN[@]}"; do
+	ROUND_RATIOS[$s]=$(for r in $(seq "$ROUNDS"); do
+		awk -v x="${RPS[$s@$r]}" -v b0="${RPS[baseline@$((r - 1))]}" -v b1="${RPS[baseline@$r]}" 'BEGIN { printf "%.3f ", x / ((b0 + b1) / 2) }'
+	done)
+	RATIO[$s]=$(tr ' ' '\n' <<<"${ROUND_RATIOS[$s]}" | grep . | median)
+done
+# paired_share ON OFF: the median over the rounds of ON's req/s ÷ OFF's in
+# the same round (the two ran minutes apart, not a whole run).
+paired_share() {
+	for r in $(seq "$ROUNDS"); do
+		awk -v on="${RPS[$1@$r]}" -v off="${RPS[$2@$r]}" 'BEGIN { printf "%.4f\n", on / off }'
+	done | median
+}
 echo
 echo "onebox $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') | $(nproc) cores | $(go env GOVERSION) | wrk -t$THREADS -c$CONNECTIONS -d$DURATION on loopback"
 echo "$USERS users; cached reads draw from $WORKING_SET ids, each read once before the run (cache TTL $CACHE_TTL ±10%)"
@@ -436,7 +458,11 @@ done
 printf '%-16s %-*s %10s %9s %9s %7s %8s %s\n' scenario "$W" what "req/s" "p50 ms" "p99 ms" ratio target result
 row() {
 	local name=$1 label=$2 target=${TARGET[$1]:-} ratio result=""
-	ratio=$(awk -v r="${RPS[$name]}" -v b="$BASE" 'BEGIN { printf "%.2f", r / b }')
+	if [[ -n ${RATIO[$name]:-} ]]; then
+		ratio=$(awk -v r="${RATIO[$name]}" 'BEGIN { printf "%.2f", r }')
+	else
+		ratio=$(awk -v r="${RPS[$name]}" -v b="$BASE" 'BEGIN { printf "%.2f", r / b }')
+	fi
 	if [[ -n $target ]]; then
 		result=$(awk -v r="$ratio" -v t="$target" 'BEGIN { if (r >= t) print "ok"; else printf "MISS (%.0f%% short)", (1 - r / t) * 100 }')
 	fi
@@ -451,11 +477,19 @@ for s in "${SCEN[@]}"; do
 	row "$s" "$s"
 done
 row "baseline-last" "baseline"
-printf '%-16s %-*s %10.0f\n' "baseline mean" "$W" "of $((ROUNDS + 1)) runs; ratios are req/s ÷ this" "$BASE"
+printf '%-16s %-*s %10.0f\n' "baseline mean" "$W" "of $((ROUNDS + 1)) runs (the baseline rows' ratios)" "$BASE"
+echo
+rounds_note=""
+((ROUNDS == 1)) || rounds_note="; the median of its $ROUNDS rounds"
+echo "a scenario's ratio: its req/s ÷ the mean of the baselines run just before and after its round$rounds_note"
 if ((ROUNDS > 1)); then
 	echo
 	for s in baseline "${SCEN[@]}"; do
 		printf 'req/s of each run, %-13s %s\n' "$s:" "${RUNS[$s]}"
+	done
+	echo
+	for s in "${SCEN[@]}"; do
+		printf 'ratio of each round, %-13s %s\n' "$s:" "${ROUND_RATIOS[$s]}"
 	done
 fi
 awk -v runs="${RUNS[baseline]}" -v rounds="$ROUNDS" 'BEGIN {
@@ -464,16 +498,16 @@ awk -v runs="${RUNS[baseline]}" -v rounds="$ROUNDS" 'BEGIN {
 	d = (hi - lo) / (s / n)
 	if (d > 0.15) printf "\nWARNING: the baseline runs differ by %.0f%%: the machine was busy, so the ratios are unreliable; rerun when it is quiet%s\n", d * 100, (rounds == 1 ? " (or with ROUNDS=3)" : "") }'
 if [[ -n ${RPS[cached]:-} && -n ${RPS[cached-nolog]:-} ]]; then
-	awk -v on="${RPS[cached]}" -v off="${RPS[cached-nolog]}" -v p50on="${P50[cached]}" -v p50off="${P50[cached-nolog]}" -v cores="$(nproc)" 'BEGIN {
+	awk -v on="${RPS[cached]}" -v off="${RPS[cached-nolog]}" -v share="$(paired_share cached cached-nolog)" -v p50on="${P50[cached]}" -v p50off="${P50[cached-nolog]}" -v cores="$(nproc)" 'BEGIN {
 		printf "\naccess log, cached reads: %.0f req/s (p50 %s ms) with it, %.0f req/s (p50 %s ms) without\n", on, p50on, off, p50off
-		printf "  it costs %.1f%% of throughput, ≈ %.1f µs of CPU per request (%d cores × Δ(1/rps))%s\n",
-			(1 - on / off) * 100, cores * (1 / on - 1 / off) * 1e6, cores, (on > off ? "; negative: smaller than this run'"'"'s noise" : "") }'
+		printf "  it costs %.1f%% of throughput (with ÷ without, paired by round), ≈ %.1f µs of CPU per request (%d cores × Δ(1/rps), from the paired share)%s\n",
+			(1 - share) * 100, cores * (1 / share - 1) / off * 1e6, cores, (share > 1 ? "; negative: smaller than this run'"'"'s noise" : "") }'
 fi
 if [[ -n ${RPS[cached]:-} && -n ${RPS[cached-noobs]:-} ]]; then
-	awk -v on="${RPS[cached]}" -v off="${RPS[cached-noobs]}" -v p50on="${P50[cached]}" -v p50off="${P50[cached-noobs]}" -v cores="$(nproc)" 'BEGIN {
+	awk -v on="${RPS[cached]}" -v off="${RPS[cached-noobs]}" -v share="$(paired_share cached cached-noobs)" -v p50on="${P50[cached]}" -v p50off="${P50[cached-noobs]}" -v cores="$(nproc)" 'BEGIN {
 		printf "\nmetrics and tracing, cached reads: %.0f req/s (p50 %s ms) with both on, %.0f req/s (p50 %s ms) with both off\n", on, p50on, off, p50off
-		printf "  on/off = %.2f: they cost %.1f%% of throughput (target ≤ 15%%), ≈ %.1f µs of CPU per request%s\n",
-			on / off, (1 - on / off) * 100, cores * (1 / on - 1 / off) * 1e6, (on > off ? "; negative: smaller than this run'"'"'s noise" : "") }'
+		printf "  on/off = %.2f (paired by round): they cost %.1f%% of throughput (target ≤ 15%%), ≈ %.1f µs of CPU per request%s\n",
+			share, (1 - share) * 100, cores * (1 / share - 1) / off * 1e6, (share > 1 ? "; negative: smaller than this run'"'"'s noise" : "") }'
 fi
 if [[ $PROFILE == 1 ]]; then
 	echo
