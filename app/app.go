@@ -22,6 +22,7 @@ import (
 	"onebox/ops"
 	"onebox/ops/metrics"
 	"onebox/ops/tracing"
+	"onebox/pipeline"
 	"onebox/ratelimit"
 	"onebox/store"
 )
@@ -71,9 +72,12 @@ type Options struct {
 	MaxUploadBytes   int64
 	MaxPixels        int64
 	UploadTimeout    time.Duration
-	Policies         Policies
-	TrustedProxies   []netip.Prefix
-	AccessLog        bool
+	// UploadBacklog is how many photos may wait for (or be in) the
+	// pipeline before uploads are refused with 503; 0 is no bound.
+	UploadBacklog  int
+	Policies       Policies
+	TrustedProxies []netip.Prefix
+	AccessLog      bool
 	// OpsToken guards the admin listener's job queue and metrics, as it
 	// guards /ops: without it they answer only on a loopback listener.
 	OpsToken string
@@ -92,6 +96,7 @@ type App struct {
 	log      *slog.Logger
 	now      func() time.Time
 	opts     Options
+	backlog  *backlog     // bounds the photos waiting for the pipeline
 	profiles *cache.Aside // public profiles by user id
 	sessions *cache.Aside // sessions by token hash
 	echo     *echo.Echo
@@ -122,6 +127,7 @@ func New(d Deps, o Options) *App {
 		publicCacheControl: []string{"public, no-cache, s-maxage=" + seconds(o.ProfileSMaxAge)},
 		authHandle:         newLimit(o.Policies.AuthHandle),
 	}
+	a.backlog = newBacklog(d.Queue, pipeline.KindProcess, o.UploadBacklog, d.Now)
 	// A load runs on the request that misses first, which waits for it:
 	// it gets that request's time budget.
 	a.profiles = cache.NewAside(d.Cache, a.observeCache("profiles", cache.AsideOptions{TTL: o.CacheTTL, Jitter: 0.1, NegativeTTL: o.CacheNegativeTTL, LoadTimeout: o.RequestTimeout}))

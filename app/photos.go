@@ -74,6 +74,10 @@ func (a *App) upload(c echo.Context) error {
 	if len(idemKey) > maxIdempotencyKey {
 		return badHeader("Idempotency-Key", "must be at most 200 characters")
 	}
+	// Refused before a byte of the body is read: the queue is full.
+	if err := a.backlog.admit(req.Context()); err != nil {
+		return err
+	}
 	// Uploads are exempt from the API timeout; they get their own.
 	ctx, cancel := context.WithTimeout(req.Context(), a.opts.UploadTimeout)
 	defer cancel()
@@ -142,6 +146,7 @@ func (a *App) upload(c echo.Context) error {
 		return err
 	}
 	if created {
+		a.backlog.accepted()
 		a.jobs.Notify()
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/photos/"+ph.ID)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"onebox/media"
+	"onebox/pipeline"
 )
 
 // images is the shared third-party test corpus (see its SOURCES.tsv).
@@ -361,4 +362,53 @@ func TestProcessingPhotoIsPrivate(t *testing.T) {
 		t.Fatalf("owner sees %d photos", n)
 	}
 	mustStatus(t, b.do("PATCH", "/v1/users/me", `{"avatar_id":"`+id+`"}`, bearer(token)...), http.StatusUnprocessableEntity)
+}
+
+// TestUploadBacklog: past UploadBacklog photos waiting for the pipeline,
+// an upload is refused with 503, Retry-After and a problem before its body
+// is stored; once the queue drains, uploads are taken again.
+func TestUploadBacklog(t *testing.T) {
+	t.Parallel()
+	needImages(t)
+	b := newBundle(t, func(s *setup) {
+		s.noWorkers = true // the photos stay queued
+		s.opts.UploadBacklog = 2
+	})
+	_, token := b.signup("backlog")
+	small := filepath.Join(images, "formats", "jpeg_gray_hopper.jpg")
+	for range 2 {
+		mustStatus(t, b.upload(token, small, false), http.StatusAccepted)
+	}
+	r := b.upload(token, small, false)
+	mustStatus(t, r, http.StatusServiceUnavailable)
+	if r.Header.Get("Content-Type") != "application/problem+json" || r.Header.Get("Retry-After") != "30" {
+		t.Fatalf("refusal: %v %s", r.Header, r.body)
+	}
+	if m := r.json(t); m["type"] != "/problems/upload-backlog" || !strings.Contains(m["detail"].(string), "2 photos are waiting") {
+		t.Fatalf("problem %v", m)
+	}
+	st, err := b.queue.Stats(t.Context())
+	if err != nil || st.Kinds[pipeline.KindProcess].Queued != 2 {
+		t.Fatalf("queue after the refusal: %+v %v, want 2 queued", st, err)
+	}
+
+	// The workers take one photo off the queue: the next look at the
+	// queue (at most a second away) lets an upload through again.
+	msgs, err := b.queue.Receive(t.Context(), pipeline.KindProcess, 1, time.Minute)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("receive: %v %v", msgs, err)
+	}
+	if err := b.queue.Ack(t.Context(), msgs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		r := b.upload(token, small, false)
+		if r.StatusCode == http.StatusAccepted {
+			break
+		}
+		if r.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("upload after the queue drained: %d %s", r.StatusCode, r.body)
+		}
+	}
+	mustStatus(t, b.upload(token, small, false), http.StatusServiceUnavailable)
 }

@@ -58,6 +58,7 @@ type Config struct {
 	MaxUploadBytes      int64
 	MaxPixels           int64
 	UploadTimeout       time.Duration
+	UploadBacklog       int
 	JPEGQuality         int
 	DecodeMemory        int64
 	PhotoWorkers        int
@@ -187,6 +188,14 @@ func settings() []setting {
 			return err
 		}},
 		{env: "ONEBOX_UPLOAD_TIMEOUT", flag: "upload-timeout", def: "2m", usage: "deadline of one upload request", set: dur(func(c *Config) *time.Duration { return &c.UploadTimeout })},
+		{env: "ONEBOX_UPLOAD_BACKLOG", flag: "upload-backlog", def: "1000", usage: "photos waiting for the pipeline before uploads are refused with 503; 0 is no bound", set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return fmt.Errorf("want a whole number, 0 or more, got %q", v)
+			}
+			c.UploadBacklog = n
+			return nil
+		}},
 		{env: "ONEBOX_JPEG_QUALITY", flag: "jpeg-quality", def: "82", usage: "JPEG quality of the variants (1-100)", set: func(c *Config, v string) error {
 			n, err := posInt(v)
 			if err == nil && n > 100 {
