@@ -72,6 +72,7 @@ type setup struct {
 	metrics, tracing bool
 	slowQuery        time.Duration
 	logLevel         slog.Level // default info
+	discardLogs      bool       // for benchmarks: the log buffer would grow with b.N
 }
 
 func generous(name string) ratelimit.Policy {
@@ -94,7 +95,11 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 		m(&s)
 	}
 	b := &bundle{t: t, logs: &syncbuf.Buffer{}, dbPath: t.TempDir() + "/test.db"}
-	log := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: s.logLevel}))
+	var logTo io.Writer = b.logs
+	if s.discardLogs {
+		logTo = io.Discard
+	}
+	log := slog.New(slog.NewJSONHandler(logTo, &slog.HandlerOptions{Level: s.logLevel}))
 	if s.metrics {
 		b.metrics = metrics.New(metrics.Options{Kinds: []string{pipeline.KindProcess, pipeline.KindCleanup}})
 	}

@@ -326,24 +326,50 @@ func BenchmarkObserve(b *testing.B) {
 				s.opts.AccessLog = false // its buffer would grow with b.N
 				s.metrics, s.tracing = bc.metrics, bc.tracing
 			})
-			id, _ := bd.signup("bench")
-			req := httptest.NewRequest("GET", "/v1/users/"+id, nil)
-			bd.handler.ServeHTTP(httptest.NewRecorder(), req) // cached from here on
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu := cpuTime()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					rec := httptest.NewRecorder()
-					bd.handler.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/users/"+id, nil))
-					if rec.Code != http.StatusOK {
-						b.Fatalf("status %d", rec.Code)
-					}
-				}
-			})
-			// CPU time, unlike ns/op, holds on a machine that is busy
-			// with other work.
-			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+			benchProfileRead(b, bd)
 		})
 	}
+}
+
+// BenchmarkProfileRead is GET /v1/users/{id} through every production
+// middleware (metrics, tracing, access log as JSON to io.Discard), from
+// the cache and with the cache off, so a change to the read path can be
+// weighed without wrk and the kernel's share of a loopback request.
+//
+//	go test ./app -run '^$' -bench ProfileRead -benchmem -count 6
+func BenchmarkProfileRead(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		noCache bool
+	}{{"cached", false}, {"uncached", true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			bd := newBundle(b, func(s *setup) {
+				s.noWorkers, s.discardLogs, s.noCache = true, true, bc.noCache
+				s.metrics, s.tracing = true, true
+			})
+			benchProfileRead(b, bd)
+		})
+	}
+}
+
+// benchProfileRead signs a user up, reads the profile once (cached from
+// then on, if there is a cache) and then in parallel for b.N reads. It
+// reports cpu-ns/op: CPU time, unlike ns/op, holds on a machine that is
+// busy with other work.
+func benchProfileRead(b *testing.B, bd *bundle) {
+	id, _ := bd.signup("bench")
+	bd.handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/v1/users/"+id, nil))
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := cpuTime()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			rec := httptest.NewRecorder()
+			bd.handler.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/users/"+id, nil))
+			if rec.Code != http.StatusOK {
+				b.Fatalf("status %d", rec.Code)
+			}
+		}
+	})
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 }

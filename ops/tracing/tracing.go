@@ -10,6 +10,7 @@ package tracing
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -54,6 +55,7 @@ type Tracing struct {
 	provider *sdktrace.TracerProvider
 	tracer   trace.Tracer
 	keeper   *keeper
+	queries  sync.Map // query name → *querySpan
 }
 
 // New returns a Tracing whose spans are all sampled.
@@ -140,8 +142,12 @@ func (t *Tracing) Record(ctx context.Context, name string, d time.Duration, err 
 	if t == nil || !trace.SpanFromContext(ctx).IsRecording() {
 		return
 	}
+	t.record(ctx, name, d, err, trace.WithAttributes(attrs...))
+}
+
+func (t *Tracing) record(ctx context.Context, name string, d time.Duration, err error, attrs trace.SpanStartEventOption) {
 	now := time.Now()
-	_, span := t.tracer.Start(ctx, name, trace.WithTimestamp(now.Add(-d)), trace.WithAttributes(attrs...))
+	_, span := t.tracer.Start(ctx, name, trace.WithTimestamp(now.Add(-d)), attrs)
 	if store.Failed(err) {
 		span.SetStatus(codes.Error, err.Error())
 	}
@@ -154,8 +160,35 @@ func (t *Tracing) Query(ctx context.Context, ev store.QueryEvent) {
 	if t == nil || !trace.SpanFromContext(ctx).IsRecording() {
 		return
 	}
-	t.Record(ctx, "db "+ev.Name, ev.Duration, ev.Err,
-		attribute.String("db.operation.name", ev.Name), attribute.String("db.query.text", ev.SQL))
+	q := t.query(ev)
+	t.record(ctx, q.span, ev.Duration, ev.Err, q.attrs)
+}
+
+// querySpan is what every span of one named query shares, made once: a
+// query runs on most requests, and its name and SQL do not change.
+type querySpan struct {
+	span  string
+	sql   string
+	attrs trace.SpanStartEventOption
+}
+
+// query returns the querySpan of ev's name. Names are few and stable
+// (store.QueryEvent), so the map stays small; a name seen with other SQL
+// than it was first stored with (SQL built per call) gets a fresh one.
+func (t *Tracing) query(ev store.QueryEvent) *querySpan {
+	if v, ok := t.queries.Load(ev.Name); ok {
+		if q := v.(*querySpan); q.sql == ev.SQL {
+			return q
+		}
+	}
+	q := &querySpan{
+		span: "db " + ev.Name,
+		sql:  ev.SQL,
+		attrs: trace.WithAttributes(
+			attribute.String("db.operation.name", ev.Name), attribute.String("db.query.text", ev.SQL)),
+	}
+	t.queries.LoadOrStore(ev.Name, q)
+	return q
 }
 
 // Job wraps a job handler: each attempt is the root span of its own

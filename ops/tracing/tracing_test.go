@@ -183,3 +183,39 @@ func BenchmarkRequestSpan(b *testing.B) {
 		}
 	})
 }
+
+// TestQuerySpans: each query the store reports is a "db <name>" span with
+// its name and SQL as attributes, also when a name comes back with other
+// SQL than it first had, and a failed query has an error status.
+func TestQuerySpans(t *testing.T) {
+	t.Parallel()
+	tr := tracing.New(tracing.Options{Keep: 10})
+	events := []store.QueryEvent{
+		{Name: "users_by_id", SQL: "SELECT 1", Duration: time.Millisecond},
+		{Name: "users_by_id", SQL: "SELECT 1", Duration: time.Millisecond},
+		{Name: "users_by_id", SQL: "SELECT 2", Duration: time.Millisecond, Err: errors.New("disk I/O error")},
+	}
+	for i, ev := range events {
+		ctx, span := tr.Tracer().Start(context.Background(), fmt.Sprint("r", i), trace.WithSpanKind(trace.SpanKindServer))
+		tr.Query(ctx, ev)
+		span.End()
+	}
+	got := tr.Slowest()
+	if len(got) != len(events) {
+		t.Fatalf("%d traces, want %d", len(got), len(events))
+	}
+	for _, ts := range got {
+		var i int
+		fmt.Sscanf(ts.Name, "r%d", &i)
+		if len(ts.Spans) != 2 {
+			t.Fatalf("%s: spans %+v", ts.Name, ts.Spans)
+		}
+		db, ev := ts.Spans[1], events[i]
+		if db.Name != "db users_by_id" || db.Attrs["db.operation.name"] != "users_by_id" || db.Attrs["db.query.text"] != ev.SQL {
+			t.Errorf("%s: db span %+v, want SQL %q", ts.Name, db, ev.SQL)
+		}
+		if (db.Error != "") != (ev.Err != nil) {
+			t.Errorf("%s: error %q for %v", ts.Name, db.Error, ev.Err)
+		}
+	}
+}
