@@ -152,7 +152,7 @@ func testKeyReader(t *testing.T, size int) (*keyReader, *atomic.Int64) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "k.db")
 	var opened atomic.Int64
-	k := newKeyReader(size, func() (driver.Conn, error) {
+	k := newKeyReader(size, new(writeMarks), func() (driver.Conn, error) {
 		opened.Add(1)
 		return (&sqlite.Driver{}).Open(path)
 	})
@@ -212,5 +212,106 @@ func TestKeyReaderArgs(t *testing.T) {
 	}
 	if err := k.read(t.Context(), "SELECT ?", []any{struct{}{}}, func(scanner) error { return nil }); err == nil {
 		t.Error("an argument of no driver type: no error")
+	}
+}
+
+// TestKeyReaderSnapshots: while this process is not writing, reads share
+// a snapshot until it writes or the snapshot is snapshotAge old; for
+// quietFor after a write, each read has a transaction of its own; the
+// sweep ends the snapshots of idle connections. The clock stands still
+// unless moved, so the outcome does not depend on the machine's speed.
+func TestKeyReaderSnapshots(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.db")
+	w, err := sql.Open("sqlite", path+"?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	if _, err := w.Exec(`CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	var marks writeMarks
+	k := newKeyReader(1, &marks, func() (driver.Conn, error) { return (&sqlite.Driver{}).Open(path) })
+	t.Cleanup(func() { _ = k.close() })
+	clock := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	k.now = func() time.Time { return clock }
+	read := func() int64 {
+		t.Helper()
+		var v int64
+		if err := k.read(t.Context(), "SELECT v FROM t", nil, func(r scanner) error { return r.Scan(&v) }); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	// set writes as another process would: not in marks.
+	set := func(v int) {
+		t.Helper()
+		if _, err := w.Exec(`UPDATE t SET v = ?`, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snapOpen := func() bool {
+		c := <-k.idle
+		defer k.put(c, nil)
+		return c.snap
+	}
+
+	if v := read(); v != 1 {
+		t.Fatalf("first read: %d", v)
+	}
+	set(2)
+	if v := read(); v != 1 {
+		t.Fatalf("read in the same snapshot: %d, want 1 (snapshots are not shared)", v)
+	}
+	marks.done(clock.Add(-quietFor)) // this process wrote, a while ago
+	if v := read(); v != 2 {
+		t.Fatalf("read after a write of this process: %d, want 2", v)
+	}
+	set(3)
+	clock = clock.Add(snapshotAge)
+	if v := read(); v != 3 {
+		t.Fatalf("read a snapshotAge later: %d, want 3", v)
+	}
+
+	// Right after a write, each read has its own transaction: nothing is
+	// held between reads.
+	marks.done(clock)
+	if v := read(); v != 3 {
+		t.Fatalf("read just after a write: %d, want 3", v)
+	}
+	if snapOpen() {
+		t.Fatal("a snapshot is held just after a write")
+	}
+	set(4)
+	if v := read(); v != 4 || snapOpen() {
+		t.Fatal("a snapshot is shared just after a write")
+	}
+	clock = clock.Add(quietFor) // quiet again: shared
+	read()
+	if !snapOpen() {
+		t.Fatal("no snapshot shared once writes stopped")
+	}
+
+	// An idle connection's snapshot: kept while young, ended by the sweep
+	// once old, or once this process has written since it began.
+	k.sweep(clock.Add(snapshotAge - 1))
+	if !snapOpen() {
+		t.Fatal("the sweep ended a young snapshot")
+	}
+	k.sweep(clock.Add(snapshotAge))
+	if snapOpen() {
+		t.Fatal("the sweep left an old snapshot open")
+	}
+	read()
+	marks.done(clock)
+	k.sweep(clock)
+	if snapOpen() {
+		t.Fatal("the sweep left a snapshot from before a write open")
+	}
+	// With no snapshot open, a checkpoint can empty the WAL.
+	set(5)
+	var busy, log, done int
+	if err := w.QueryRow(`PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &log, &done); err != nil || busy != 0 {
+		t.Fatalf("checkpoint: busy %d, %v", busy, err)
 	}
 }

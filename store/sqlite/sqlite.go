@@ -108,10 +108,11 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	// others, with their prepared statements, under load.
 	reader.SetMaxIdleConns(opts.ReadConns)
 
+	lock := newWriteLock(maxWriteWaiters)
 	s := &Store{
-		writer:  &pool{db: writer, lock: newWriteLock(maxWriteWaiters)},
+		writer:  &pool{db: writer, lock: lock},
 		reader:  &pool{db: reader},
-		keys:    newKeyReader(opts.ReadConns, func() (driver.Conn, error) { return (&sqlite.Driver{}).Open(readerDSN) }),
+		keys:    newKeyReader(opts.ReadConns, &lock.marks, func() (driver.Conn, error) { return (&sqlite.Driver{}).Open(readerDSN) }),
 		onQuery: opts.OnQuery,
 		logger:  opts.Logger,
 	}

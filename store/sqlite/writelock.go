@@ -34,6 +34,9 @@ type writeLock struct {
 	// database/sql's pool, whose own wait counters stay near zero.
 	waits    atomic.Int64
 	waitedNs atomic.Int64
+	// marks counts the lock's releases, each after a write finished
+	// (or failed), for the key reader's snapshots.
+	marks writeMarks
 }
 
 func newWriteLock(max int64) *writeLock {
@@ -61,7 +64,10 @@ func (l *writeLock) lock(ctx context.Context) error {
 	return nil
 }
 
-func (l *writeLock) unlock() { l.mu.Unlock() }
+func (l *writeLock) unlock() {
+	l.marks.done(time.Now())
+	l.mu.Unlock()
+}
 
 // waited returns how many lock calls had to wait, and for how long in all.
 func (l *writeLock) waited() (int64, time.Duration) {
