@@ -29,6 +29,7 @@ import (
 	"onebox/auth"
 	"onebox/cache"
 	cachememory "onebox/cache/memory"
+	cacheredis "onebox/cache/redis"
 	"onebox/config"
 	"onebox/jobs"
 	jobsqlite "onebox/jobs/sqlite"
@@ -46,6 +47,7 @@ import (
 	"onebox/pipeline"
 	"onebox/ratelimit"
 	limitmemory "onebox/ratelimit/memory"
+	limitredis "onebox/ratelimit/redis"
 	"onebox/retention"
 	"onebox/store"
 	"onebox/store/sqlite"
@@ -120,13 +122,19 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		st = drills.Store(st) // every call waits the drill's latency
 	}
 	obs.slow.SetExplain(db.explain)
-	c, err := openCache(cfg, obs.metrics)
+	c, err := openCache(ctx, cfg, obs.metrics)
 	if err != nil {
 		return err
 	}
-	lim, err := openLimiter(cfg)
+	if cl, ok := c.(io.Closer); ok { // a connection pool, or a goroutine
+		defer cl.Close()
+	}
+	lim, err := openLimiter(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	if cl, ok := lim.(io.Closer); ok {
+		defer cl.Close()
 	}
 	med, err := openMedia(cfg)
 	if err != nil {
@@ -386,8 +394,9 @@ func openModerator(cfg config.Config) (moderation.Moderator, error) {
 	return phash.New(blocked, 0), nil
 }
 
-// openCache picks the cache backend; nil means caching is off.
-func openCache(cfg config.Config, m *metrics.Metrics) (cache.Cache, error) {
+// openCache picks the cache backend; nil means caching is off. A backend
+// that holds resources is an io.Closer.
+func openCache(ctx context.Context, cfg config.Config, m *metrics.Metrics) (cache.Cache, error) {
 	u, err := config.BackendURL("ONEBOX_CACHE_URL", cfg.CacheURL)
 	if err != nil {
 		return nil, err
@@ -399,13 +408,21 @@ func openCache(cfg config.Config, m *metrics.Metrics) (cache.Cache, error) {
 			o.OnEvict = func(key string) { m.Cache(app.CacheName(key)).Evicted() }
 		}
 		return cachememory.New(o), nil
+	case "redis", "rediss":
+		c, err := cacheredis.Open(ctx, cfg.CacheURL, cacheredis.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("ONEBOX_CACHE_URL: %w", err)
+		}
+		return c, nil
 	case "none":
 		return nil, nil
 	}
 	return nil, fmt.Errorf("ONEBOX_CACHE_URL: unsupported scheme %q", u.Scheme)
 }
 
-func openLimiter(cfg config.Config) (ratelimit.Limiter, error) {
+// openLimiter picks the rate limiter backend. A backend that holds
+// resources is an io.Closer.
+func openLimiter(ctx context.Context, cfg config.Config) (ratelimit.Limiter, error) {
 	u, err := config.BackendURL("ONEBOX_LIMITER_URL", cfg.LimiterURL)
 	if err != nil {
 		return nil, err
@@ -413,6 +430,12 @@ func openLimiter(cfg config.Config) (ratelimit.Limiter, error) {
 	switch u.Scheme {
 	case "memory":
 		return limitmemory.New(limitmemory.Options{}), nil
+	case "redis", "rediss":
+		l, err := limitredis.Open(ctx, cfg.LimiterURL, limitredis.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("ONEBOX_LIMITER_URL: %w", err)
+		}
+		return l, nil
 	}
 	return nil, fmt.Errorf("ONEBOX_LIMITER_URL: unsupported scheme %q", u.Scheme)
 }

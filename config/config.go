@@ -172,8 +172,8 @@ func settings() []setting {
 			c.DBReadConns = int(n)
 			return err
 		}},
-		{env: "ONEBOX_CACHE_URL", flag: "cache-url", def: "memory://", usage: "cache backend: memory:// or none", secret: true, set: str(func(c *Config) *string { return &c.CacheURL })},
-		{env: "ONEBOX_LIMITER_URL", flag: "limiter-url", def: "memory://", usage: "rate limiter backend: memory://", secret: true, set: str(func(c *Config) *string { return &c.LimiterURL })},
+		{env: "ONEBOX_CACHE_URL", flag: "cache-url", def: "memory://", usage: "cache backend: memory://, redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS; shared by instances), or none", secret: true, set: str(func(c *Config) *string { return &c.CacheURL })},
+		{env: "ONEBOX_LIMITER_URL", flag: "limiter-url", def: "memory://", usage: "rate limiter backend: memory:// (per instance) or redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS; one budget for all instances)", secret: true, set: str(func(c *Config) *string { return &c.LimiterURL })},
 		{env: "ONEBOX_QUEUE_URL", flag: "queue-url", def: "", usage: "job queue backend; empty means the store's own database", secret: true, set: str(func(c *Config) *string { return &c.QueueURL })},
 		{env: "ONEBOX_MEDIA_URL", flag: "media-url", def: "", usage: "media storage: file:DIR (default file: + DATA_DIR/media)", secret: true, set: str(func(c *Config) *string { return &c.MediaURL })},
 		{env: "ONEBOX_NOTIFY_URL", flag: "notify-url", def: "memory://", usage: "notification hub: memory://", secret: true, set: str(func(c *Config) *string { return &c.NotifyURL })},
@@ -330,8 +330,8 @@ func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer
 // Schemes each backend variable accepts; main switches on the same set.
 var schemes = map[string][]string{
 	"ONEBOX_DATABASE_URL": {"sqlite"},
-	"ONEBOX_CACHE_URL":    {"memory", "none"},
-	"ONEBOX_LIMITER_URL":  {"memory"},
+	"ONEBOX_CACHE_URL":    {"memory", "redis", "rediss", "none"},
+	"ONEBOX_LIMITER_URL":  {"memory", "redis", "rediss"},
 	"ONEBOX_QUEUE_URL":    {""}, // only the store's own database, for now
 	"ONEBOX_MEDIA_URL":    {"file"},
 	"ONEBOX_NOTIFY_URL":   {"memory"},
