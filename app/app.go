@@ -98,10 +98,16 @@ type App struct {
 	opts     Options
 	backlog  *backlog     // bounds the photos waiting for the pipeline
 	profiles *cache.Aside // public profiles by user id
-	sessions *cache.Aside // sessions by token hash
-	echo     *echo.Echo
-	closing  chan struct{} // closed by Close: long streams end
-	closed   sync.Once
+	// loadFreshness is how fresh a public profile's load reads: with a
+	// cache, MustBeFresh, since the value is then served for the cache's
+	// TTL (by every instance, with a shared cache) and a load from a
+	// lagging replica or snapshot after an invalidation would undo it;
+	// without one, MayBeStale, as any read that is served as it is.
+	loadFreshness store.Freshness
+	sessions      *cache.Aside // sessions by token hash
+	echo          *echo.Echo
+	closing       chan struct{} // closed by Close: long streams end
+	closed        sync.Once
 
 	metrics *metrics.Metrics
 	tracing *tracing.Tracing
@@ -126,6 +132,10 @@ func New(d Deps, o Options) *App {
 		closing:            make(chan struct{}),
 		publicCacheControl: []string{"public, no-cache, s-maxage=" + seconds(o.ProfileSMaxAge)},
 		authHandle:         newLimit(o.Policies.AuthHandle),
+	}
+	a.loadFreshness = store.MayBeStale
+	if d.Cache != nil {
+		a.loadFreshness = store.MustBeFresh
 	}
 	a.backlog = newBacklog(d.Queue, pipeline.KindProcess, o.UploadBacklog, d.Now)
 	// A load runs on the request that misses first, which waits for it:

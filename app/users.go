@@ -52,13 +52,13 @@ func absent(err error) error {
 	return err
 }
 
-// fullProfile is profile plus the avatar's variant URLs.
-func (a *App) fullProfile(ctx context.Context, u store.User) (profileJSON, error) {
+// fullProfile is profile plus the avatar's variant URLs, read with f.
+func (a *App) fullProfile(ctx context.Context, u store.User, f store.Freshness) (profileJSON, error) {
 	p := profile(u)
 	if u.AvatarID == "" {
 		return p, nil
 	}
-	ph, err := a.store.Photo(ctx, store.PhotoParams{ID: u.AvatarID, Freshness: store.MayBeStale})
+	ph, err := a.store.Photo(ctx, store.PhotoParams{ID: u.AvatarID, Freshness: f})
 	if errors.Is(err, store.ErrNotFound) {
 		return p, nil // deleted a moment ago; the profile's next version drops it
 	}
@@ -123,11 +123,11 @@ func (a *App) getUser(c echo.Context) error {
 		return problem(http.StatusNotFound, "not-found", "no such user")
 	}
 	b, err := a.profiles.Get(c.Request().Context(), "u:"+id, func(ctx context.Context) ([]byte, error) {
-		u, err := a.store.User(ctx, store.UserParams{ID: id, Freshness: store.MayBeStale})
+		u, err := a.store.User(ctx, store.UserParams{ID: id, Freshness: a.loadFreshness})
 		if err != nil {
 			return nil, absent(err)
 		}
-		p, err := a.fullProfile(ctx, u)
+		p, err := a.fullProfile(ctx, u, a.loadFreshness)
 		if err != nil {
 			return nil, err
 		}
@@ -163,7 +163,7 @@ func (a *App) getMe(c echo.Context) error {
 }
 
 func (a *App) writeMe(c echo.Context, status int, u store.User) error {
-	p, err := a.fullProfile(c.Request().Context(), u)
+	p, err := a.fullProfile(c.Request().Context(), u, store.MustBeFresh)
 	if err != nil {
 		return err
 	}

@@ -1,11 +1,15 @@
 package app_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"onebox/store"
 )
 
 func TestPatchIsVisibleToNextRead(t *testing.T) {
@@ -218,4 +222,46 @@ func TestCookieSessionNeedsOrigin(t *testing.T) {
 	stale := []string{"Cookie", "onebox_session=" + strings.Repeat("A", 43)}
 	mustStatus(t, b.do("GET", "/v1/users", "", stale...), http.StatusOK)
 	mustStatus(t, b.do("GET", "/v1/users/me", "", stale...), http.StatusUnauthorized)
+}
+
+// freshnessOf records the freshness of every User read.
+type freshnessOf struct {
+	store.Store
+	mu   sync.Mutex
+	seen []store.Freshness
+}
+
+func (f *freshnessOf) User(ctx context.Context, p store.UserParams) (store.User, error) {
+	f.mu.Lock()
+	f.seen = append(f.seen, p.Freshness)
+	f.mu.Unlock()
+	return f.Store.User(ctx, p)
+}
+
+// TestProfileLoadFreshness: a public profile that goes into the cache is
+// read fresh (a stale load after an invalidation would be served for the
+// TTL); without a cache the read may be stale, as a replica's.
+func TestProfileLoadFreshness(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		noCache bool
+		want    store.Freshness
+	}{{false, store.MustBeFresh}, {true, store.MayBeStale}} {
+		rec := &freshnessOf{}
+		b := newBundle(t, func(s *setup) {
+			s.noCache = tt.noCache
+			s.wrapStore = func(st store.Store) store.Store { rec.Store = st; return rec }
+		})
+		id, _ := b.signup(fmt.Sprintf("fresh%v", tt.noCache))
+		rec.mu.Lock()
+		rec.seen = nil
+		rec.mu.Unlock()
+		mustStatus(t, b.do("GET", "/v1/users/"+id, ""), http.StatusOK)
+		rec.mu.Lock()
+		seen := slices.Clone(rec.seen)
+		rec.mu.Unlock()
+		if len(seen) != 1 || seen[0] != tt.want {
+			t.Errorf("cache off %v: User read with %v, want [%v]", tt.noCache, seen, tt.want)
+		}
+	}
 }

@@ -182,7 +182,7 @@ func (s *site) pageData(c echo.Context) (pageData, error) {
 	if err != nil {
 		return d, err
 	}
-	me, err := a.fullProfile(ctx, u)
+	me, err := a.fullProfile(ctx, u, store.MustBeFresh)
 	if err != nil {
 		return d, err
 	}

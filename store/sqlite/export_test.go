@@ -17,7 +17,7 @@ func (s *Store) Pragma(ctx context.Context, pool, name string) (string, error) {
 		return v, s.reader.db.QueryRowContext(ctx, "PRAGMA "+name).Scan(&v)
 	case "keys":
 		var a any
-		err := s.keys.read(ctx, "PRAGMA "+name, nil, func(r scanner) error { return r.Scan(&a) })
+		err := s.keys.read(ctx, false, "PRAGMA "+name, nil, func(r scanner) error { return r.Scan(&a) })
 		return fmt.Sprint(a), err
 	}
 	return "", fmt.Errorf("no pool %q", pool)

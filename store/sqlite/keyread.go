@@ -40,8 +40,8 @@ import (
 // snapshots of idle connections.
 type keyReader struct {
 	open  func() (driver.Conn, error)
-	marks *writeMarks // this process's writes
-	now   func() time.Time
+	marks *writeMarks      // this process's writes
+	now   func() time.Time // the reads' clock (tests stop it); the sweep keeps its ticker's
 	idle  chan *keyConn
 	slots chan struct{} // one token per open connection
 
@@ -103,8 +103,8 @@ func (k *keyReader) sweeper() {
 		select {
 		case <-k.stop:
 			return
-		case <-t.C:
-			k.sweep(k.now())
+		case now := <-t.C:
+			k.sweep(now)
 		}
 	}
 }
@@ -132,11 +132,15 @@ var errKeyReaderClosed = errors.New("sqlite: store is closed")
 
 // read runs query with args on a pooled connection and hands its one row
 // to scan; no row is sql.ErrNoRows.
-func (k *keyReader) read(ctx context.Context, query string, args []any, scan func(scanner) error) (err error) {
+//
+// With share (a store.MayBeStale read) it may read from the connection's
+// snapshot; without, it reads in a transaction of its own, which sees
+// every write committed before it, by any process.
+func (k *keyReader) read(ctx context.Context, share bool, query string, args []any, scan func(scanner) error) (err error) {
 	// Before the connection: a write finished before this read must be
 	// counted in what the snapshot is checked against.
 	writes, last, now := k.marks.count.Load(), k.marks.last.Load(), k.now()
-	share := now.UnixNano()-last >= int64(quietFor)
+	share = share && now.UnixNano()-last >= int64(quietFor)
 	c, err := k.get(ctx)
 	if err != nil {
 		return err

@@ -80,7 +80,7 @@ func TestKeyReaderPool(t *testing.T) {
 		wg.Go(func() {
 			for range 20 {
 				var one int64
-				if err := k.read(t.Context(), "SELECT ?", []any{int64(1)}, func(r scanner) error { return r.Scan(&one) }); err != nil || one != 1 {
+				if err := k.read(t.Context(), true, "SELECT ?", []any{int64(1)}, func(r scanner) error { return r.Scan(&one) }); err != nil || one != 1 {
 					t.Errorf("read: %d, %v", one, err)
 					return
 				}
@@ -91,16 +91,16 @@ func TestKeyReaderPool(t *testing.T) {
 	if n := opened.Load(); n < 1 || n > 3 {
 		t.Errorf("opened %d connections, want 1 to 3", n)
 	}
-	err := k.read(t.Context(), "SELECT 1 WHERE 0", nil, func(scanner) error { return nil })
+	err := k.read(t.Context(), true, "SELECT 1 WHERE 0", nil, func(scanner) error { return nil })
 	if !errors.Is(err, sql.ErrNoRows) {
 		t.Errorf("no row: %v, want sql.ErrNoRows", err)
 	}
 	// A statement error leaves the connection usable.
-	if err := k.read(t.Context(), "SELECT nope", nil, func(scanner) error { return nil }); err == nil {
+	if err := k.read(t.Context(), true, "SELECT nope", nil, func(scanner) error { return nil }); err == nil {
 		t.Error("bad SQL: no error")
 	}
 	var one int64
-	if err := k.read(t.Context(), "SELECT 1", nil, func(r scanner) error { return r.Scan(&one) }); err != nil {
+	if err := k.read(t.Context(), true, "SELECT 1", nil, func(r scanner) error { return r.Scan(&one) }); err != nil {
 		t.Errorf("read after an error: %v", err)
 	}
 }
@@ -120,7 +120,7 @@ func TestKeyReaderClose(t *testing.T) {
 	if len(k.idle) != 0 || len(k.slots) != 0 {
 		t.Errorf("after close: %d idle, %d open, want none", len(k.idle), len(k.slots))
 	}
-	if err := k.read(t.Context(), "SELECT 1", nil, func(scanner) error { return nil }); !errors.Is(err, errKeyReaderClosed) {
+	if err := k.read(t.Context(), true, "SELECT 1", nil, func(scanner) error { return nil }); !errors.Is(err, errKeyReaderClosed) {
 		t.Errorf("read after close: %v", err)
 	}
 	if n := opened.Load(); n != 1 {
@@ -140,7 +140,7 @@ func TestKeyReaderBadConn(t *testing.T) {
 	if len(k.idle) != 0 || len(k.slots) != 0 {
 		t.Errorf("after a bad connection: %d idle, %d open, want none", len(k.idle), len(k.slots))
 	}
-	if err := k.read(t.Context(), "SELECT 1", nil, func(scanner) error { return nil }); err != nil {
+	if err := k.read(t.Context(), true, "SELECT 1", nil, func(scanner) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if n := opened.Load(); n != 2 {
@@ -170,12 +170,12 @@ func TestKeyReaderPanicInScan(t *testing.T) {
 				t.Error("the panic was swallowed")
 			}
 		}()
-		_ = k.read(t.Context(), "SELECT 1", nil, func(scanner) error { panic("boom") })
+		_ = k.read(t.Context(), true, "SELECT 1", nil, func(scanner) error { panic("boom") })
 	}()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	var one int64
-	if err := k.read(ctx, "SELECT 1", nil, func(r scanner) error { return r.Scan(&one) }); err != nil {
+	if err := k.read(ctx, true, "SELECT 1", nil, func(r scanner) error { return r.Scan(&one) }); err != nil {
 		t.Fatalf("read after a panic: %v", err)
 	}
 	if n := opened.Load(); n != 2 {
@@ -194,7 +194,7 @@ func TestKeyReaderWaitEnds(t *testing.T) {
 	defer k.put(c, nil)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := k.read(ctx, "SELECT 1", nil, func(scanner) error { return nil }); !errors.Is(err, context.Canceled) {
+	if err := k.read(ctx, true, "SELECT 1", nil, func(scanner) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Fatalf("read on a busy pool with a cancelled context: %v", err)
 	}
 }
@@ -206,11 +206,11 @@ func TestKeyReaderArgs(t *testing.T) {
 	type handle string
 	var n int64
 	var s string
-	err := k.read(t.Context(), "SELECT ? + 1, ?", []any{int(41), handle("ann")}, func(r scanner) error { return r.Scan(&n, &s) })
+	err := k.read(t.Context(), true, "SELECT ? + 1, ?", []any{int(41), handle("ann")}, func(r scanner) error { return r.Scan(&n, &s) })
 	if err != nil || n != 42 || s != "ann" {
 		t.Fatalf("read = %d %q, %v; want 42 \"ann\"", n, s, err)
 	}
-	if err := k.read(t.Context(), "SELECT ?", []any{struct{}{}}, func(scanner) error { return nil }); err == nil {
+	if err := k.read(t.Context(), true, "SELECT ?", []any{struct{}{}}, func(scanner) error { return nil }); err == nil {
 		t.Error("an argument of no driver type: no error")
 	}
 }
@@ -235,14 +235,15 @@ func TestKeyReaderSnapshots(t *testing.T) {
 	t.Cleanup(func() { _ = k.close() })
 	clock := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	k.now = func() time.Time { return clock }
-	read := func() int64 {
+	readAs := func(share bool) int64 {
 		t.Helper()
 		var v int64
-		if err := k.read(t.Context(), "SELECT v FROM t", nil, func(r scanner) error { return r.Scan(&v) }); err != nil {
+		if err := k.read(t.Context(), share, "SELECT v FROM t", nil, func(r scanner) error { return r.Scan(&v) }); err != nil {
 			t.Fatal(err)
 		}
 		return v
 	}
+	read := func() int64 { t.Helper(); return readAs(true) }
 	// set writes as another process would: not in marks.
 	set := func(v int) {
 		t.Helper()
@@ -263,6 +264,16 @@ func TestKeyReaderSnapshots(t *testing.T) {
 	if v := read(); v != 1 {
 		t.Fatalf("read in the same snapshot: %d, want 1 (snapshots are not shared)", v)
 	}
+	// A read that must be fresh sees the other process's write, and ends
+	// the connection's snapshot.
+	if v := readAs(false); v != 2 || snapOpen() {
+		t.Fatalf("fresh read: %d, want 2 and no snapshot left open", v)
+	}
+	set(1)
+	if v := read(); v != 1 {
+		t.Fatalf("shared read after a fresh one: %d, want 1", v)
+	}
+	set(2)
 	marks.done(clock.Add(-quietFor)) // this process wrote, a while ago
 	if v := read(); v != 2 {
 		t.Fatalf("read after a write of this process: %d, want 2", v)

@@ -159,10 +159,11 @@ func (s *Store) CreatePhoto(ctx context.Context, p store.CreatePhotoParams) (ph 
 	return ph, created, nil
 }
 
-// Photo returns one photo, or store.ErrNotFound. Both freshness levels
-// read the key reader, which sees every committed write.
+// Photo returns one photo, or store.ErrNotFound. With store.MustBeFresh
+// it sees every committed write; with store.MayBeStale, every write of
+// this process and another process's within 100 ms.
 func (s *Store) Photo(ctx context.Context, p store.PhotoParams) (store.Photo, error) {
-	return readOne(ctx, s, "photos_by_id", photoByIDSQL, scanPhoto, p.ID)
+	return readOne(ctx, s, p.Freshness, "photos_by_id", photoByIDSQL, scanPhoto, p.ID)
 }
 
 // ListPhotos returns up to p.Limit photos of p.OwnerID with ID <

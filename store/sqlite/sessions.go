@@ -32,7 +32,7 @@ func (s *Store) CreateSession(ctx context.Context, sess store.Session) error {
 // which sees every committed revocation.
 func (s *Store) Session(ctx context.Context, tokenHash string, now time.Time) (store.Session, error) {
 	var sess store.Session
-	err := s.readKey(ctx, "sessions_by_hash", sessionByHashSQL, func(r scanner) error {
+	err := s.readKey(ctx, store.MustBeFresh, "sessions_by_hash", sessionByHashSQL, func(r scanner) error {
 		return r.Scan(&sess.TokenHash, &sess.UserID, textTime{&sess.CreatedAt}, textTime{&sess.ExpiresAt})
 	}, tokenHash, formatTime(now))
 	if err != nil {

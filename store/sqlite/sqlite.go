@@ -9,7 +9,9 @@
 // readers do not block the writer and every statement sees all
 // transactions committed before it started. SQLite keeps a single copy of
 // the data, so reads that must be fresh (store.MustBeFresh, Credentials,
-// Session) are served by the readers too.
+// Session) are served by the readers too. A store.MayBeStale read by key
+// may come from a snapshot shared with other reads, up to 100 ms old for
+// another process's writes, as a replica's read may lag (keyread.go).
 package sqlite
 
 import (
@@ -176,7 +178,7 @@ func (s *Store) Ping(ctx context.Context) error {
 		return err
 	}
 	var one int64
-	return s.readKey(ctx, "ping_keys", `SELECT 1`, func(r scanner) error { return r.Scan(&one) })
+	return s.readKey(ctx, store.MustBeFresh, "ping_keys", `SELECT 1`, func(r scanner) error { return r.Scan(&one) })
 }
 
 // ping does not take the writer's lock, whose wait cannot be cancelled:
@@ -370,9 +372,9 @@ func affectedOne(res sql.Result) error {
 
 // readOne runs the query named name, a read of one row by key, and
 // scans its row. No row is store.ErrNotFound.
-func readOne[T any](ctx context.Context, s *Store, name, query string, scan func(scanner, *T) error, args ...any) (T, error) {
+func readOne[T any](ctx context.Context, s *Store, f store.Freshness, name, query string, scan func(scanner, *T) error, args ...any) (T, error) {
 	var v T
-	err := s.readKey(ctx, name, query, func(r scanner) error { return scan(r, &v) }, args...)
+	err := s.readKey(ctx, f, name, query, func(r scanner) error { return scan(r, &v) }, args...)
 	if err != nil {
 		var zero T
 		return zero, err
@@ -388,12 +390,14 @@ func readOne[T any](ctx context.Context, s *Store, name, query string, scan func
 // wait on ctx.Done, a quarter of BenchmarkUserByID). The price: should
 // another process hold an exclusive lock, the read waits out
 // busy_timeout whatever ctx's deadline.
-func (s *Store) readKey(ctx context.Context, name, query string, scan func(scanner) error, args ...any) error {
+//
+// With store.MayBeStale the read may share a snapshot (keyReader).
+func (s *Store) readKey(ctx context.Context, f store.Freshness, name, query string, scan func(scanner) error, args ...any) error {
 	return s.observe(ctx, name, query, func() error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		return s.keys.read(ctx, query, args, scan)
+		return s.keys.read(ctx, f == store.MayBeStale, query, args, scan)
 	})
 }
 

@@ -79,10 +79,11 @@ func (s *Store) CreateUser(ctx context.Context, p store.CreateUserParams) (store
 	}, nil
 }
 
-// User returns one user, or store.ErrNotFound. Both freshness levels read
-// the key reader, which sees every committed write.
+// User returns one user, or store.ErrNotFound. With store.MustBeFresh it
+// sees every committed write; with store.MayBeStale, every write of this
+// process and another process's within 100 ms.
 func (s *Store) User(ctx context.Context, p store.UserParams) (store.User, error) {
-	return readOne(ctx, s, "users_by_id", userByIDSQL, scanUser, p.ID)
+	return readOne(ctx, s, p.Freshness, "users_by_id", userByIDSQL, scanUser, p.ID)
 }
 
 // ListUsers returns up to p.Limit users with ID > p.AfterID in ID order,
@@ -99,7 +100,7 @@ func (s *Store) ListUsers(ctx context.Context, p store.ListUsersParams) ([]store
 // store.ErrNotFound for an unknown handle.
 func (s *Store) Credentials(ctx context.Context, handle string) (store.Credentials, error) {
 	var c store.Credentials
-	err := s.readKey(ctx, "users_credentials", credentialsSQL, func(r scanner) error {
+	err := s.readKey(ctx, store.MustBeFresh, "users_credentials", credentialsSQL, func(r scanner) error {
 		return r.Scan(&c.UserID, &c.PasswordHash)
 	}, handleKey(handle))
 	if err != nil {
@@ -143,7 +144,7 @@ func (s *Store) whyNoUpdate(ctx context.Context, p store.UpdateUserParams) error
 		version  int64
 		avatarOK bool
 	)
-	err := s.readKey(ctx, "users_update_check", updateCheckSQL, func(r scanner) error {
+	err := s.readKey(ctx, store.MustBeFresh, "users_update_check", updateCheckSQL, func(r scanner) error {
 		return r.Scan(&version, &avatarOK)
 	}, p.ID, avatar)
 	switch {
