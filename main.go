@@ -31,6 +31,7 @@ import (
 	cachememory "onebox/cache/memory"
 	cacheredis "onebox/cache/redis"
 	"onebox/config"
+	"onebox/internal/redisconn"
 	"onebox/jobs"
 	jobsqlite "onebox/jobs/sqlite"
 	"onebox/media"
@@ -122,14 +123,14 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		st = drills.Store(st) // every call waits the drill's latency
 	}
 	obs.slow.SetExplain(db.explain)
-	c, err := openCache(ctx, cfg, obs.metrics)
+	c, err := openCache(ctx, cfg, obs.metrics, log)
 	if err != nil {
 		return err
 	}
 	if cl, ok := c.(io.Closer); ok { // a connection pool, or a goroutine
 		defer cl.Close()
 	}
-	lim, err := openLimiter(ctx, cfg)
+	lim, err := openLimiter(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -396,7 +397,7 @@ func openModerator(cfg config.Config) (moderation.Moderator, error) {
 
 // openCache picks the cache backend; nil means caching is off. A backend
 // that holds resources is an io.Closer.
-func openCache(ctx context.Context, cfg config.Config, m *metrics.Metrics) (cache.Cache, error) {
+func openCache(ctx context.Context, cfg config.Config, m *metrics.Metrics, log *slog.Logger) (cache.Cache, error) {
 	u, err := config.BackendURL("ONEBOX_CACHE_URL", cfg.CacheURL)
 	if err != nil {
 		return nil, err
@@ -410,6 +411,11 @@ func openCache(ctx context.Context, cfg config.Config, m *metrics.Metrics) (cach
 		return cachememory.New(o), nil
 	case "redis", "rediss":
 		c, err := cacheredis.Open(ctx, cfg.CacheURL, cacheredis.Options{})
+		if errors.Is(err, redisconn.ErrUnreachable) {
+			// A restart during a Redis outage must not become an outage.
+			log.Error("ONEBOX_CACHE_URL: starting anyway; every read misses the cache until Redis answers", "err", err.Error())
+			return c, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("ONEBOX_CACHE_URL: %w", err)
 		}
@@ -422,7 +428,7 @@ func openCache(ctx context.Context, cfg config.Config, m *metrics.Metrics) (cach
 
 // openLimiter picks the rate limiter backend. A backend that holds
 // resources is an io.Closer.
-func openLimiter(ctx context.Context, cfg config.Config) (ratelimit.Limiter, error) {
+func openLimiter(ctx context.Context, cfg config.Config, log *slog.Logger) (ratelimit.Limiter, error) {
 	u, err := config.BackendURL("ONEBOX_LIMITER_URL", cfg.LimiterURL)
 	if err != nil {
 		return nil, err
@@ -432,6 +438,10 @@ func openLimiter(ctx context.Context, cfg config.Config) (ratelimit.Limiter, err
 		return limitmemory.New(limitmemory.Options{}), nil
 	case "redis", "rediss":
 		l, err := limitredis.Open(ctx, cfg.LimiterURL, limitredis.Options{})
+		if errors.Is(err, redisconn.ErrUnreachable) {
+			log.Error("ONEBOX_LIMITER_URL: starting anyway; requests are not limited until Redis answers", "err", err.Error())
+			return l, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("ONEBOX_LIMITER_URL: %w", err)
 		}

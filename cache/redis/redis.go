@@ -54,15 +54,17 @@ func New(client goredis.UniversalClient, o Options) *Cache {
 // or rediss:// for TLS, with go-redis's query options such as
 // ?read_timeout=1s), checks that it answers, and returns a Cache that
 // owns the connection pool: Close closes it. The context of each call
-// bounds it, deadline included.
+// bounds it, deadline included. If Redis does not answer, Open returns
+// the Cache with an error wrapping redisconn.ErrUnreachable: its calls
+// fail until Redis is back.
 func Open(ctx context.Context, rawURL string, o Options) (*Cache, error) {
 	client, err := redisconn.Dial(ctx, rawURL)
-	if err != nil {
+	if client == nil {
 		return nil, err
 	}
 	c := New(client, o)
 	c.owned = true
-	return c, nil
+	return c, err // err wraps redisconn.ErrUnreachable, or is nil
 }
 
 // Get returns the value of key, a slice of its own, or cache.ErrNotFound

@@ -12,6 +12,7 @@ import (
 	"onebox/cache"
 	"onebox/cache/cachetest"
 	rediscache "onebox/cache/redis"
+	"onebox/internal/redisconn"
 	"onebox/internal/redisconn/redistest"
 )
 
@@ -147,4 +148,20 @@ func BenchmarkGet(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// Open on a Redis that does not answer returns a value whose calls fail
+// (so a service can start during an outage) and an error saying so. No
+// Redis is needed.
+func TestOpenUnreachable(t *testing.T) {
+	t.Parallel()
+	x, err := rediscache.Open(t.Context(), "redis://127.0.0.1:1/0", rediscache.Options{})
+	if !errors.Is(err, redisconn.ErrUnreachable) || x == nil {
+		t.Fatalf("Open: %v, %v; want a value and ErrUnreachable", x, err)
+	}
+	defer x.Close()
+	_, err = x.Get(t.Context(), "k")
+	if err == nil {
+		t.Fatal("a call to an unreachable Redis succeeded")
+	}
 }

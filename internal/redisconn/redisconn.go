@@ -16,9 +16,17 @@ import (
 // pingTimeout bounds the check that Dial makes before returning.
 const pingTimeout = 5 * time.Second
 
+// ErrUnreachable is wrapped by Dial's error when the URL is good but Redis
+// did not answer the ping: the client it returns with it connects when
+// Redis comes back. A service may start on it and run degraded (a cache
+// that misses, a limiter that fails open) rather than not start.
+var ErrUnreachable = errors.New("redis does not answer")
+
 // Dial makes a client for rawURL (redis://[user:password@]host[:port][/db]
-// or rediss:// for TLS, with go-redis's query options) and pings it. Its errors name the
-// address, never the password.
+// or rediss:// for TLS, with go-redis's query options) and pings it. Its
+// errors name the address, never the password. A bad URL returns no
+// client; a ping that fails returns the client and an error wrapping
+// ErrUnreachable.
 func Dial(ctx context.Context, rawURL string) (*goredis.Client, error) {
 	opt, err := goredis.ParseURL(rawURL)
 	if err != nil {
@@ -50,8 +58,7 @@ func Dial(ctx context.Context, rawURL string) (*goredis.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	if err := client.Ping(ctx).Err(); err != nil {
-		_ = client.Close()
-		return nil, fmt.Errorf("redis: ping %s: %w", opt.Addr, err)
+		return client, fmt.Errorf("redis: ping %s: %w: %w", opt.Addr, ErrUnreachable, err)
 	}
 	return client, nil
 }

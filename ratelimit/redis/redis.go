@@ -62,15 +62,17 @@ func New(client goredis.UniversalClient, o Options) *Limiter {
 // or rediss:// for TLS, with go-redis's query options such as
 // ?read_timeout=200ms), checks that it answers, and returns a Limiter
 // that owns the connection pool: Close closes it. The context of each
-// Allow bounds it, deadline included.
+// Allow bounds it, deadline included. If Redis does not answer, Open
+// returns the Limiter with an error wrapping redisconn.ErrUnreachable:
+// Allow fails until Redis is back.
 func Open(ctx context.Context, rawURL string, o Options) (*Limiter, error) {
 	client, err := redisconn.Dial(ctx, rawURL)
-	if err != nil {
+	if client == nil {
 		return nil, err
 	}
 	l := New(client, o)
 	l.owned = true
-	return l, nil
+	return l, err // err wraps redisconn.ErrUnreachable, or is nil
 }
 
 // allow is ratelimit/memory's take, run in Redis. A bucket's value is the

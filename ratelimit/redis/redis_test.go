@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"crypto/rand"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"onebox/internal/redisconn"
 	"onebox/internal/redisconn/redistest"
 	"onebox/ratelimit"
 	"onebox/ratelimit/ratelimittest"
@@ -279,4 +281,20 @@ func scanKeys(t *testing.T, client goredis.UniversalClient, prefix string) []str
 		t.Fatal(err)
 	}
 	return keys
+}
+
+// Open on a Redis that does not answer returns a value whose calls fail
+// (so a service can start during an outage) and an error saying so. No
+// Redis is needed.
+func TestOpenUnreachable(t *testing.T) {
+	t.Parallel()
+	x, err := redislimit.Open(t.Context(), "redis://127.0.0.1:1/0", redislimit.Options{})
+	if !errors.Is(err, redisconn.ErrUnreachable) || x == nil {
+		t.Fatalf("Open: %v, %v; want a value and ErrUnreachable", x, err)
+	}
+	defer x.Close()
+	_, err = x.Allow(t.Context(), ratelimit.Policy{Name: "api", Limit: 1, Window: time.Second}, "k")
+	if err == nil {
+		t.Fatal("a call to an unreachable Redis succeeded")
+	}
 }
