@@ -17,6 +17,9 @@ import (
 // accepts, so a burst cannot overshoot the bound by a second's worth.
 const backlogRecheck = time.Second
 
+// backlogStatsTimeout bounds the look at the queue's depth.
+const backlogStatsTimeout = time.Second
+
 // backlogRetryAfter is what a refused upload is told to wait: long
 // enough for the workers to take a few photos off the queue, short enough
 // that a person retrying by hand is not put off.
@@ -53,7 +56,11 @@ func (b *backlog) admit(ctx context.Context) error {
 	}
 	now := b.now()
 	if now.UnixNano()-b.checked.Load() >= int64(backlogRecheck) && b.refresh.TryLock() {
-		st, err := b.queue.Stats(ctx)
+		// An upload has no API deadline: a stuck stats query must not
+		// hold it.
+		sctx, cancel := context.WithTimeout(ctx, backlogStatsTimeout)
+		st, err := b.queue.Stats(sctx)
+		cancel()
 		if err == nil {
 			ks := st.Kinds[b.kind]
 			b.depth.Store(int64(ks.Queued + ks.InFlight))
