@@ -431,7 +431,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.4f", v[(NR 
 declare -A RATIO ROUND_RATIOS
 for s in "${SCEN[@]}"; do
 	ROUND_RATIOS[$s]=$(for r in $(seq "$ROUNDS"); do
-		awk -v x="${RPS[$s@$r]}" -v b0="${RPS[baseline@$((r - 1))]}" -v b1="${RPS[baseline@$r]}" 'BEGIN { printf "%.3f ", x / ((b0 + b1) / 2) }'
+		awk -v x="${RPS[$s@$r]}" -v b0="${RPS[baseline@$((r - 1))]}" -v b1="${RPS[baseline@$r]}" 'BEGIN { printf "%.4f ", x / ((b0 + b1) / 2) }'
 	done)
 	RATIO[$s]=$(tr ' ' '\n' <<<"${ROUND_RATIOS[$s]}" | grep . | median)
 done
@@ -457,14 +457,13 @@ for t in "${TITLE[@]}"; do
 done
 printf '%-16s %-*s %10s %9s %9s %7s %8s %s\n' scenario "$W" what "req/s" "p50 ms" "p99 ms" ratio target result
 row() {
-	local name=$1 label=$2 target=${TARGET[$1]:-} ratio result=""
-	if [[ -n ${RATIO[$name]:-} ]]; then
-		ratio=$(awk -v r="${RATIO[$name]}" 'BEGIN { printf "%.2f", r }')
-	else
-		ratio=$(awk -v r="${RPS[$name]}" -v b="$BASE" 'BEGIN { printf "%.2f", r / b }')
-	fi
+	local name=$1 label=$2 target=${TARGET[$1]:-} full ratio result=""
+	# The verdict reads the unrounded ratio: 0.3451 is short of 0.35,
+	# though it prints as 0.35.
+	full=${RATIO[$name]:-$(awk -v r="${RPS[$name]}" -v b="$BASE" 'BEGIN { printf "%.4f", r / b }')}
+	ratio=$(awk -v r="$full" 'BEGIN { printf "%.2f", r }')
 	if [[ -n $target ]]; then
-		result=$(awk -v r="$ratio" -v t="$target" 'BEGIN { if (r >= t) print "ok"; else printf "MISS (%.0f%% short)", (1 - r / t) * 100 }')
+		result=$(awk -v r="$full" -v t="$target" 'BEGIN { if (r >= t) print "ok"; else printf "MISS (%.0f%% short)", (1 - r / t) * 100 }')
 	fi
 	if [[ ${NON2XX[$name]} != 0 || ${SOCKERR[$name]} != 0 ]]; then
 		result="ERRORS: ${NON2XX[$name]} ≥400, ${SOCKERR[$name]} socket${result:+; $result}"
