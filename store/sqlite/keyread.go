@@ -23,9 +23,11 @@ import (
 // A read that finds every connection busy waits for one until its
 // context ends; at most max connections are open.
 //
-// Reads share snapshots while this process is not writing: a connection
-// keeps its read transaction open across reads until this process
-// writes, or snapshotAge has passed. Taking and ending a read
+// Reads that may be stale (store.MayBeStale; read's share) share
+// snapshots while this process is not writing: a connection keeps its
+// read transaction open across them until this process writes, or
+// snapshotAge has passed; any other read ends the connection's snapshot
+// and has a transaction of its own. Taking and ending a read
 // transaction for each read (WAL read locks through fcntl, the WAL index
 // header, page 1) was a fifth of an uncached profile read's CPU: about
 // +15 % req/s under wrk with 100k users. A read sees every write this
