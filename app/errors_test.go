@@ -3,15 +3,18 @@ package app_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	_ "modernc.org/sqlite"
 
 	"onebox/auth"
+	"onebox/cache"
 	"onebox/pipeline"
 	"onebox/ratelimit"
 	"onebox/store"
@@ -287,5 +290,50 @@ func TestAPISecurityHeaders(t *testing.T) {
 		if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Content-Security-Policy") != "default-src 'none'; frame-ancestors 'none'" {
 			t.Errorf("GET %s: headers %v", path, h)
 		}
+	}
+}
+
+// deleteFails is the memory cache with Delete failing while down is set,
+// as a shared cache's would while it is away.
+type deleteFails struct {
+	cache.Cache
+	down *atomic.Bool
+}
+
+func (d deleteFails) Delete(ctx context.Context, key string) error {
+	if d.down.Load() {
+		return errors.New("connection refused")
+	}
+	return d.Cache.Delete(ctx, key)
+}
+
+// TestStaleCacheIs503: a write that committed but could not invalidate
+// its cache entry answers 503 with Retry-After (send it again), not 500;
+// the write is saved, and sending it again once the cache is back
+// invalidates the entry.
+func TestStaleCacheIs503(t *testing.T) {
+	t.Parallel()
+	var down atomic.Bool
+	b := newBundle(t, func(s *setup) {
+		s.wrapCache = func(c cache.Cache) cache.Cache { return deleteFails{c, &down} }
+	})
+	id, token := b.signup("stale")
+	mustStatus(t, b.do("GET", "/v1/users/"+id, ""), http.StatusOK) // cached
+	down.Store(true)
+	patch := func() response {
+		return b.do("PATCH", "/v1/users/me", `{"bio":"new"}`, append(bearer(token), "Content-Type", "application/json")...)
+	}
+	r := patch()
+	mustStatus(t, r, http.StatusServiceUnavailable)
+	if m := r.json(t); m["type"] != "/problems/cache-unavailable" || r.Header.Get("Retry-After") != "1" {
+		t.Fatalf("problem %v, Retry-After %q", m, r.Header.Get("Retry-After"))
+	}
+	if m := b.do("GET", "/v1/users/me", "", bearer(token)...).json(t); m["bio"] != "new" {
+		t.Fatalf("the write was not saved: %v", m)
+	}
+	down.Store(false)
+	mustStatus(t, patch(), http.StatusOK)
+	if m := b.do("GET", "/v1/users/"+id, "").json(t); m["bio"] != "new" {
+		t.Fatalf("the public profile after the retry: %v", m)
 	}
 }

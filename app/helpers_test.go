@@ -65,8 +65,9 @@ type setup struct {
 	noCache     bool
 	busyTimeout time.Duration
 	wrapStore   func(store.Store) store.Store
-	noWorkers   bool     // leave uploaded photos processing
-	blocked     []uint64 // moderation blocklist
+	wrapCache   func(cache.Cache) cache.Cache // a fault in front of the memory cache
+	noWorkers   bool                          // leave uploaded photos processing
+	blocked     []uint64                      // moderation blocklist
 	// metrics, tracing and slowQuery (the slow-query log's threshold; 0
 	// is off) turn each on, wired as main wires them.
 	metrics, tracing bool
@@ -131,6 +132,9 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 			o.OnEvict = func(key string) { b.metrics.Cache(app.CacheName(key)).Evicted() }
 		}
 		c = cachememory.New(o)
+		if s.wrapCache != nil {
+			c = s.wrapCache(c)
+		}
 	}
 	var ss store.Store = st
 	if s.wrapStore != nil {

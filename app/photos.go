@@ -326,7 +326,7 @@ func (a *App) deletePhoto(c echo.Context) error {
 	}
 	a.jobs.Notify()
 	if avatarCleared {
-		if err := a.profiles.Invalidate(ctx, "u:"+who.userID); err != nil {
+		if err := invalidate(ctx, a.profiles, "u:"+who.userID); err != nil {
 			return err
 		}
 	}

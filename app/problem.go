@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.opentelemetry.io/otel/trace"
 
+	"onebox/cache"
 	"onebox/store"
 )
 
@@ -50,6 +51,21 @@ func invalid(errs ...FieldError) *Problem {
 	return p
 }
 
+// errStaleCache marks a write that committed but whose cache entry could
+// not be invalidated (a shared cache that is away): 503, so the client
+// sends it again, which invalidates again, rather than a 500 that reads
+// as "not done".
+var errStaleCache = errors.New("cache invalidation failed")
+
+// invalidate drops key from the cache-aside c after a write, wrapping a
+// failure in errStaleCache.
+func invalidate(ctx context.Context, c *cache.Aside, key string) error {
+	if err := c.Invalidate(ctx, key); err != nil {
+		return fmt.Errorf("%w: %w", errStaleCache, err)
+	}
+	return nil
+}
+
 // toProblem maps every error a handler can return onto one problem: this
 // table is the only place domain errors meet HTTP statuses.
 func toProblem(err error) (p *Problem, internal bool) {
@@ -65,6 +81,11 @@ func toProblem(err error) (p *Problem, internal bool) {
 		return problem(http.StatusPreconditionFailed, "precondition-failed", "the resource changed since the version in If-Match"), false
 	case errors.Is(err, store.ErrBusy):
 		p = problem(http.StatusServiceUnavailable, "busy", "the database is busy; retry shortly")
+		p.retryAfter = time.Second
+		return p, false
+	case errors.Is(err, errStaleCache):
+		p = problem(http.StatusServiceUnavailable, "cache-unavailable",
+			"the change is saved, but the cache could not be told; send the request again shortly")
 		p.retryAfter = time.Second
 		return p, false
 	case errors.Is(err, context.DeadlineExceeded):

@@ -152,7 +152,7 @@ func (a *App) revoke(ctx context.Context, change func(context.Context) error, to
 		return err
 	}
 	for _, h := range tokenHashes {
-		if err := a.sessions.Invalidate(ctx, "s:"+h); err != nil {
+		if err := invalidate(ctx, a.sessions, "s:"+h); err != nil {
 			return err
 		}
 	}

@@ -231,7 +231,7 @@ func (a *App) patchMe(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := a.profiles.Invalidate(ctx, "u:"+u.ID); err != nil {
+	if err := invalidate(ctx, a.profiles, "u:"+u.ID); err != nil {
 		return err
 	}
 	return a.writeMe(c, http.StatusOK, u)
@@ -319,7 +319,7 @@ func (a *App) deleteMe(c echo.Context) error {
 		return err
 	}
 	a.jobs.Notify()
-	if err := a.profiles.Invalidate(ctx, "u:"+who.userID); err != nil {
+	if err := invalidate(ctx, a.profiles, "u:"+who.userID); err != nil {
 		return err
 	}
 	a.clearCookie(c)
