@@ -74,6 +74,17 @@ func (a *App) upload(c echo.Context) error {
 	if len(idemKey) > maxIdempotencyKey {
 		return badHeader("Idempotency-Key", "must be at most 200 characters")
 	}
+	// A retry of an upload already taken gets its answer at once: before
+	// a byte of its body is read, and even while the queue is full.
+	if idemKey != "" {
+		ph, err := a.store.PhotoByIdempotencyKey(req.Context(), who.userID, idemKey)
+		if err == nil {
+			return accepted(c, ph)
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
 	// Refused before a byte of the body is read: the queue is full.
 	if err := a.backlog.admit(req.Context()); err != nil {
 		return err
@@ -149,6 +160,11 @@ func (a *App) upload(c echo.Context) error {
 		a.backlog.accepted()
 		a.jobs.Notify()
 	}
+	return accepted(c, ph)
+}
+
+// accepted is the 202 of an upload, first or retried.
+func accepted(c echo.Context, ph store.Photo) error {
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/photos/"+ph.ID)
 	return jsonBlob(c, http.StatusAccepted, mustJSON(uploadAnswer{
 		ID: ph.ID, Status: string(ph.Status), StatusURL: "/v1/photos/" + ph.ID, EventsURL: "/v1/photos/" + ph.ID + "/events",

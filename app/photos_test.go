@@ -376,11 +376,17 @@ func TestUploadBacklog(t *testing.T) {
 	})
 	_, token := b.signup("backlog")
 	small := filepath.Join(images, "formats", "jpeg_gray_hopper.jpg")
-	for range 2 {
-		mustStatus(t, b.upload(token, small, false), http.StatusAccepted)
-	}
+	first := b.upload(token, small, false, "Idempotency-Key", "k1")
+	mustStatus(t, first, http.StatusAccepted)
+	mustStatus(t, b.upload(token, small, false), http.StatusAccepted)
 	r := b.upload(token, small, false)
 	mustStatus(t, r, http.StatusServiceUnavailable)
+	// A retry of an upload already taken still gets its 202.
+	retry := b.upload(token, small, false, "Idempotency-Key", "k1")
+	mustStatus(t, retry, http.StatusAccepted)
+	if retry.json(t)["id"] != first.json(t)["id"] || retry.Header.Get("Location") != first.Header.Get("Location") {
+		t.Fatalf("retry %s, first %s: want the same photo", retry.body, first.body)
+	}
 	if r.Header.Get("Content-Type") != "application/problem+json" || r.Header.Get("Retry-After") != "30" {
 		t.Fatalf("refusal: %v %s", r.Header, r.body)
 	}

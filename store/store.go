@@ -303,6 +303,10 @@ type Photos interface {
 	CreatePhoto(ctx context.Context, p CreatePhotoParams) (ph Photo, created bool, err error)
 	// Photo returns one photo, or ErrNotFound.
 	Photo(ctx context.Context, p PhotoParams) (Photo, error)
+	// PhotoByIdempotencyKey returns the photo ownerID uploaded with key,
+	// or ErrNotFound: what CreatePhoto would answer a retry with, so a
+	// retry can be answered before its body is read. Always fresh.
+	PhotoByIdempotencyKey(ctx context.Context, ownerID, key string) (Photo, error)
 	// ListPhotos returns up to p.Limit photos of p.OwnerID with ID <
 	// p.BeforeID, newest first. ErrInvalid if p.Limit < 1.
 	ListPhotos(ctx context.Context, p ListPhotosParams) ([]Photo, error)

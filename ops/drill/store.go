@@ -103,6 +103,12 @@ func (s *Store) Photo(ctx context.Context, p store.PhotoParams) (store.Photo, er
 	return call(s, ctx, func(ctx context.Context) (store.Photo, error) { return s.inner.Photo(ctx, p) })
 }
 
+func (s *Store) PhotoByIdempotencyKey(ctx context.Context, ownerID, key string) (store.Photo, error) {
+	return call(s, ctx, func(ctx context.Context) (store.Photo, error) {
+		return s.inner.PhotoByIdempotencyKey(ctx, ownerID, key)
+	})
+}
+
 func (s *Store) ListPhotos(ctx context.Context, p store.ListPhotosParams) ([]store.Photo, error) {
 	return call(s, ctx, func(ctx context.Context) ([]store.Photo, error) { return s.inner.ListPhotos(ctx, p) })
 }

@@ -166,6 +166,12 @@ func (s *Store) Photo(ctx context.Context, p store.PhotoParams) (store.Photo, er
 	return readOne(ctx, s, p.Freshness, "photos_by_id", photoByIDSQL, scanPhoto, p.ID)
 }
 
+// PhotoByIdempotencyKey returns the photo ownerID uploaded with key, or
+// store.ErrNotFound.
+func (s *Store) PhotoByIdempotencyKey(ctx context.Context, ownerID, key string) (store.Photo, error) {
+	return readOne(ctx, s, store.MustBeFresh, "photos_by_idempotency", photoByIdempotencySQL, scanPhoto, ownerID, key)
+}
+
 // ListPhotos returns up to p.Limit photos of p.OwnerID with ID <
 // p.BeforeID, newest (highest UUIDv7) first, only ready ones with
 // p.ReadyOnly. store.ErrInvalid if p.Limit < 1.

@@ -223,6 +223,13 @@ func testPhotoCreateIdempotent(t *testing.T, s store.Store) {
 	}
 	checkPhoto(t, "retried CreatePhoto", got, want)
 	wantNoPhoto(t, s, "the retry's own ID", retry.Photo.ID)
+	got, err = s.PhotoByIdempotencyKey(t.Context(), u.ID, first.IdempotencyKey)
+	wantErr(t, "PhotoByIdempotencyKey", err, nil)
+	checkPhoto(t, "PhotoByIdempotencyKey", got, want)
+	for _, k := range []struct{ owner, key string }{{other.ID, first.IdempotencyKey}, {u.ID, "upload-2"}} {
+		_, err := s.PhotoByIdempotencyKey(t.Context(), k.owner, k.key)
+		wantErr(t, fmt.Sprintf("PhotoByIdempotencyKey(%s, %s)", k.owner, k.key), err, store.ErrNotFound)
+	}
 	if id := mustLastEventID(t, s, u.ID); id != lastEvent {
 		t.Errorf("LastEventID after the retry = %d, want %d: no second event", id, lastEvent)
 	}
@@ -237,6 +244,8 @@ func testPhotoCreateIdempotent(t *testing.T, s store.Store) {
 	// The key goes with its photo: once that is deleted, the key uploads anew.
 	_, _, err = s.DeletePhoto(t.Context(), store.DeletePhotoParams{ID: want.ID, OwnerID: u.ID, Now: baseTime()})
 	wantErr(t, "DeletePhoto", err, nil)
+	_, err = s.PhotoByIdempotencyKey(t.Context(), u.ID, first.IdempotencyKey)
+	wantErr(t, "PhotoByIdempotencyKey after deleting the key's photo", err, store.ErrNotFound)
 	again := photoParams(t, u.ID, 2*time.Minute)
 	again.IdempotencyKey = first.IdempotencyKey
 	got, created, err = s.CreatePhoto(t.Context(), again)
