@@ -51,6 +51,10 @@ type keyReader struct {
 	closed bool
 	stop   chan struct{} // closed by close: the sweep ends
 	swept  chan struct{} // closed when the sweep has ended
+
+	// The waits for a connection, for Stats.
+	waits    atomic.Int64
+	waitedNs atomic.Int64
 }
 
 // writeMarks are what the key reader knows of this process's writes.
@@ -165,29 +169,48 @@ func (k *keyReader) get(ctx context.Context) (*keyConn, error) {
 	select {
 	case c := <-k.idle:
 		return c, nil
+	case k.slots <- struct{}{}:
+		return k.openConn()
 	default:
 	}
-	// Only now ask for Done: a request's deadline makes its timer then.
+	// Every connection is busy: wait, and count the wait for Stats. Only
+	// now ask for Done: a request's deadline makes its timer then.
+	start := time.Now()
+	defer func() {
+		k.waits.Add(1)
+		k.waitedNs.Add(int64(time.Since(start)))
+	}()
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case c := <-k.idle:
 		return c, nil
 	case k.slots <- struct{}{}:
-		k.mu.Lock()
-		closed := k.closed
-		k.mu.Unlock()
-		if closed {
-			<-k.slots
-			return nil, errKeyReaderClosed
-		}
-		conn, err := k.open()
-		if err != nil {
-			<-k.slots
-			return nil, err
-		}
-		return &keyConn{conn: conn, stmts: make(map[string]driver.Stmt)}, nil
+		return k.openConn()
 	}
+}
+
+// openConn opens a connection in the slot its caller has taken.
+func (k *keyReader) openConn() (*keyConn, error) {
+	k.mu.Lock()
+	closed := k.closed
+	k.mu.Unlock()
+	if closed {
+		<-k.slots
+		return nil, errKeyReaderClosed
+	}
+	conn, err := k.open()
+	if err != nil {
+		<-k.slots
+		return nil, err
+	}
+	return &keyConn{conn: conn, stmts: make(map[string]driver.Stmt)}, nil
+}
+
+// waited returns how many reads had to wait for a connection, and for
+// how long in all.
+func (k *keyReader) waited() (int64, time.Duration) {
+	return k.waits.Load(), time.Duration(k.waitedNs.Load())
 }
 
 // put returns c to the pool, or closes it when the store is closed or

@@ -197,6 +197,9 @@ func TestKeyReaderWaitEnds(t *testing.T) {
 	if err := k.read(ctx, true, "SELECT 1", nil, func(scanner) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Fatalf("read on a busy pool with a cancelled context: %v", err)
 	}
+	if n, _ := k.waited(); n != 1 {
+		t.Errorf("%d waits counted, want 1", n)
+	}
 }
 
 // TestKeyReaderArgs: arguments are converted as database/sql converts

@@ -8,8 +8,7 @@ import (
 )
 
 // Stats are the pools' counters, as plain numbers for metrics. The
-// reader's count the reader pool and the key reader together; the key
-// reader does not count its waits.
+// reader's count the reader pool and the key reader together.
 type Stats struct {
 	WriterOpen      int           // the writer's open connections: 0 or 1
 	WriterInUse     int           // 1 while a statement or transaction holds it
@@ -25,6 +24,7 @@ type Stats struct {
 func (s *Store) Stats() Stats {
 	w, r := s.writer.db.Stats(), s.reader.db.Stats()
 	lockWaits, lockWait := s.writer.lock.waited()
+	keyWaits, keyWait := s.keys.waited()
 	// Read without a lock: a connection opened or closed between the two
 	// reads must not make the count negative.
 	keysOpen, keysIdle := len(s.keys.slots), len(s.keys.idle)
@@ -33,7 +33,7 @@ func (s *Store) Stats() Stats {
 		WriterOpen: w.OpenConnections, WriterInUse: w.InUse,
 		WriterWaitCount: w.WaitCount + lockWaits, WriterWait: w.WaitDuration + lockWait,
 		ReaderOpen: r.OpenConnections + keysOpen, ReaderInUse: r.InUse + keysOpen - keysIdle,
-		ReaderWaitCount: r.WaitCount, ReaderWait: r.WaitDuration,
+		ReaderWaitCount: r.WaitCount + keyWaits, ReaderWait: r.WaitDuration + keyWait,
 	}
 }
 
