@@ -339,7 +339,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, onQuery
 			Store: st, queue: st.Queue(jobsqlite.Options{Logger: log}), dir: filepath.Dir(path), explain: st.Explain,
 			stats: func() metrics.DBStats {
 				s := st.Stats()
-				return metrics.DBStats{WriterOpen: s.WriterOpen, ReaderOpen: s.ReaderOpen, WriterWait: s.WriterWait}
+				return metrics.DBStats{WriterOpen: s.WriterOpen, ReaderOpen: s.ReaderOpen, WriterWait: s.WriterWait, ReaderWait: s.ReaderWait}
 			},
 		}, nil
 	}

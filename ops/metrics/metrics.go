@@ -77,6 +77,9 @@ const (
 	// DBWriterWait is the total time callers waited for the writer
 	// connection.
 	DBWriterWait = "onebox_db_writer_wait_seconds_total"
+	// DBReaderWait is the total time reads waited for a reader
+	// connection (every one busy).
+	DBReaderWait = "onebox_db_reader_wait_seconds_total"
 	// DBOpenConnections is the open connections per {pool "writer" or
 	// "reader"}.
 	DBOpenConnections = "onebox_db_open_connections"
@@ -134,6 +137,7 @@ type Metrics struct {
 	caches  sync.Map // cache name → *Cache
 
 	writerWait *vm.FloatCounter
+	readerWait *vm.FloatCounter
 	dbOpen     [2]*vm.Gauge // writer, reader
 	diskFree   *vm.Gauge
 	diskSize   *vm.Gauge
@@ -155,6 +159,7 @@ func New(o Options) *Metrics {
 		jobs:       map[string]*jobSeries{},
 		steps:      map[string]*vm.PrometheusHistogram{},
 		writerWait: s.NewFloatCounter(DBWriterWait),
+		readerWait: s.NewFloatCounter(DBReaderWait),
 		dbOpen: [2]*vm.Gauge{
 			s.NewGauge(DBOpenConnections+`{pool="writer"}`, nil),
 			s.NewGauge(DBOpenConnections+`{pool="reader"}`, nil),

@@ -129,7 +129,7 @@ func TestSample(t *testing.T) {
 			return jobs.Stats{Kinds: map[string]jobs.KindStats{"k": {Queued: 7}}}, nil
 		},
 		DB: func() metrics.DBStats {
-			return metrics.DBStats{WriterOpen: 1, ReaderOpen: 4, WriterWait: 1500 * time.Millisecond}
+			return metrics.DBStats{WriterOpen: 1, ReaderOpen: 4, WriterWait: 1500 * time.Millisecond, ReaderWait: 250 * time.Millisecond}
 		},
 		DataDir: t.TempDir(),
 	})
@@ -140,6 +140,8 @@ func TestSample(t *testing.T) {
 		`onebox_db_open_connections{pool="reader"} 4`,
 		`onebox_db_writer_wait_seconds_total 1.5`,
 		`# TYPE onebox_db_writer_wait_seconds_total counter`,
+		`onebox_db_reader_wait_seconds_total 0.25`,
+		`# TYPE onebox_db_reader_wait_seconds_total counter`,
 	)
 	if strings.Contains(text, "\nonebox_disk_size_bytes 0\n") || !strings.Contains(text, "\nonebox_disk_free_bytes ") {
 		t.Error("disk not sampled")

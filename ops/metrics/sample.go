@@ -11,9 +11,10 @@ import (
 // DBStats are the database pools' numbers the sampler reads.
 type DBStats struct {
 	WriterOpen, ReaderOpen int
-	// WriterWait is the total time callers waited for the writer
-	// connection since the store opened.
-	WriterWait time.Duration
+	// WriterWait and ReaderWait are the total time callers waited for
+	// the writer connection, and for a reader connection, since the store
+	// opened.
+	WriterWait, ReaderWait time.Duration
 }
 
 // Sources are what Sample reads. Nil fields are skipped.
@@ -67,6 +68,7 @@ func (m *Metrics) SampleOnce(ctx context.Context, src Sources) {
 		m.dbOpen[0].Set(float64(st.WriterOpen))
 		m.dbOpen[1].Set(float64(st.ReaderOpen))
 		m.writerWait.Set(st.WriterWait.Seconds())
+		m.readerWait.Set(st.ReaderWait.Seconds())
 	}
 	if src.DataDir != "" {
 		d, err := ops.DiskUsage(src.DataDir)
