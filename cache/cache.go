@@ -1,5 +1,5 @@
 // Package cache defines the byte-oriented Cache interface that every
-// cache backend implements (cache/memory in process, cache/redis later),
+// cache backend implements (cache/memory in process, cache/redis shared by instances),
 // and the cache-aside helper the request path uses above it.
 package cache
 

@@ -1,6 +1,6 @@
 // Package ratelimit defines the token-bucket Limiter that guards the
 // HTTP API, implemented in process (ratelimit/memory) and, for many
-// instances sharing one budget, in Redis later.
+// instances sharing one budget, in Redis (ratelimit/redis).
 package ratelimit
 
 import (
