@@ -135,15 +135,25 @@ func testRefill(t *testing.T, l ratelimit.Limiter) {
 func testConcurrent(t *testing.T, l ratelimit.Limiter) {
 	const goroutines, calls = 50, 10
 	p := ratelimit.Policy{Name: "test", Limit: 100, Window: time.Hour}
-	key := uniqueKey(t)
+	if got := CountAllowed(t, []ratelimit.Limiter{l}, p, uniqueKey(t), goroutines, calls); got != p.Limit {
+		t.Errorf("%d of %d calls allowed, want %d", got, goroutines*calls, p.Limit)
+	}
+}
+
+// CountAllowed makes calls calls of Allow(p, key) on each of goroutines
+// goroutines at once, goroutine g on limiters[g % len(limiters)] (several
+// instances sharing one budget), and returns how many were allowed. A
+// failed call fails the test.
+func CountAllowed(t *testing.T, limiters []ratelimit.Limiter, p ratelimit.Policy, key string, goroutines, calls int) int {
+	t.Helper()
 	var (
 		allowed atomic.Int64
 		wg      sync.WaitGroup
 	)
-	for range goroutines {
+	for g := range goroutines {
 		wg.Go(func() {
 			for range calls {
-				r, err := l.Allow(t.Context(), p, key)
+				r, err := limiters[g%len(limiters)].Allow(t.Context(), p, key)
 				if err != nil {
 					t.Errorf("Allow: %v", err)
 					return
@@ -155,9 +165,7 @@ func testConcurrent(t *testing.T, l ratelimit.Limiter) {
 		})
 	}
 	wg.Wait()
-	if got := allowed.Load(); got != int64(p.Limit) {
-		t.Errorf("%d of %d calls allowed, want %d", got, goroutines*calls, p.Limit)
-	}
+	return int(allowed.Load())
 }
 
 // Allow rejects a policy that fails Validate.

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,25 +90,7 @@ func TestSharedBudget(t *testing.T) {
 	}
 
 	// At once: each token is spent once.
-	key = rand.Text()
-	var allowed atomic.Int64
-	var wg sync.WaitGroup
-	for g := range 20 {
-		wg.Go(func() {
-			for range 5 {
-				r, err := limiters[g%2].Allow(t.Context(), p, key)
-				if err != nil {
-					t.Errorf("Allow: %v", err)
-					return
-				}
-				if r.Allowed {
-					allowed.Add(1)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if got := allowed.Load(); got != int64(p.Limit) {
+	if got := ratelimittest.CountAllowed(t, limiters, p, rand.Text(), 20, 5); got != p.Limit {
 		t.Fatalf("%d calls allowed across two instances, want %d", got, p.Limit)
 	}
 }
