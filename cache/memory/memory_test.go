@@ -234,24 +234,13 @@ func TestCloseStopsGoroutines(t *testing.T) {
 func BenchmarkGet(b *testing.B) {
 	c := memory.New(memory.Options{MaxBytes: 64 << 20})
 	b.Cleanup(func() { _ = c.Close() })
-	keys := benchKeys(b, c)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			if _, err := c.Get(b.Context(), keys[i%len(keys)]); err != nil {
-				b.Error(err)
-				return
-			}
-			i++
-		}
-	})
+	cachetest.BenchGet(b, c)
 }
 
 func BenchmarkSet(b *testing.B) {
 	c := memory.New(memory.Options{MaxBytes: 64 << 20})
 	b.Cleanup(func() { _ = c.Close() })
-	keys := benchKeys(b, c)
+	keys := cachetest.BenchKeys(b, c)
 	value := make([]byte, 128)
 	i := 0
 	for b.Loop() {
@@ -260,17 +249,4 @@ func BenchmarkSet(b *testing.B) {
 		}
 		i++
 	}
-}
-
-// benchKeys fills c with 1024 entries of 128 bytes and returns their keys.
-func benchKeys(b *testing.B, c cache.Cache) []string {
-	b.Helper()
-	keys := make([]string, 1024)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("key:%d", i)
-		if err := c.Set(b.Context(), keys[i], make([]byte, 128), time.Hour); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return keys
 }

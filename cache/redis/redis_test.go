@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -129,25 +128,7 @@ func TestCloseLeavesClientOfNew(t *testing.T) {
 
 func BenchmarkGet(b *testing.B) {
 	client := redistest.Client(b, "cache")
-	c := rediscache.New(client, rediscache.Options{Prefix: redistest.Prefix(b, client)})
-	keys := make([]string, 1024)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("key:%d", i)
-		if err := c.Set(b.Context(), keys[i], make([]byte, 128), time.Hour); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			if _, err := c.Get(b.Context(), keys[i%len(keys)]); err != nil {
-				b.Error(err)
-				return
-			}
-			i++
-		}
-	})
+	cachetest.BenchGet(b, rediscache.New(client, rediscache.Options{Prefix: redistest.Prefix(b, client)}))
 }
 
 // Open on a Redis that does not answer returns a value whose calls fail
