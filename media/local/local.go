@@ -7,8 +7,9 @@
 // hash in hex, quoted, so it is the same on every instance and after a
 // restore. Keys carry no reliable extension (originals have none), hence
 // the sidecar. Names whose segments begin with a dot (sidecars, temp
-// files) belong to this package, so such keys are refused with
-// media.ErrBadKey.
+// files) belong to this package; the key grammar (media.ValidKey) never
+// names them, and every method refuses a key outside it with
+// media.ErrBadKey before touching the directory.
 //
 // Every file operation goes through an os.Root: a symlink inside the
 // directory that points outside it is refused, not followed.
@@ -425,15 +426,14 @@ func (o *object) describe() error {
 	return nil
 }
 
-// checkKey accepts slash-separated relative paths without empty, "." or
-// ".." segments, backslashes or NULs (media.ErrBadKey), and also refuses
-// segments that begin with a dot, which name this package's own files.
-// The os.Root, not this check, is what confines access to the directory.
+// checkKey refuses, with media.ErrBadKey, what media.ValidKey refuses,
+// which includes the segments that begin with a dot (this package's own
+// files), and what the OS would not take as a local name (a reserved
+// device name such as "nul" on Windows). The os.Root, not this check, is
+// what confines access to the directory.
 func checkKey(key string) error {
-	if !fs.ValidPath(key) || strings.ContainsAny(key, "\\\x00") ||
-		strings.HasPrefix(key, ".") || strings.Contains(key, "/.") ||
-		!filepath.IsLocal(filepath.FromSlash(key)) {
-		return fmt.Errorf("%w: %q", media.ErrBadKey, key)
+	if !media.ValidKey(key) || !filepath.IsLocal(filepath.FromSlash(key)) {
+		return fmt.Errorf("%w: %.80q", media.ErrBadKey, key)
 	}
 	return nil
 }

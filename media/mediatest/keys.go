@@ -3,16 +3,36 @@ package mediatest
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"onebox/media"
 )
 
-// testBadKeys checks that every method refuses keys that are not clean
-// relative paths, before touching anything.
+// testBadKeys checks that every method refuses the keys media.ValidKey
+// refuses, before touching anything.
 func testBadKeys(t *testing.T, s media.Storage) {
 	ctx := t.Context()
 	keys := []string{
+		"photos/" + strings.Repeat("a", 300), // longer than a file name may be
+		strings.Repeat("a", media.MaxKeySegmentLen+1),
+		strings.Repeat("a/", media.MaxKeySegments) + "a",
+		strings.Repeat("abcdefg/", media.MaxKeyLen/8) + "a",
+		// On a case-insensitive filesystem these would be private/….
+		"PRIVATE/originals/p1",
+		"Private/originals/p1",
+		"private./originals/p1",
+		"Private/..",
+		"photos/P1/w640.jpg",
+		"a b",
+		"a?b",
+		"a:b",
+		"a~1",
+		"é",
+		".hidden",
+		"a/.meta",
+		"a.",
+		"a..b",
 		"",
 		".",
 		"..",
@@ -30,18 +50,53 @@ func testBadKeys(t *testing.T, s media.Storage) {
 	}
 	for _, key := range keys {
 		if _, err := s.Put(ctx, key, bytes.NewReader([]byte("v")), "text/plain"); !errors.Is(err, media.ErrBadKey) {
-			t.Errorf("Put(%q) = %v, want ErrBadKey", key, err)
+			t.Errorf("Put(%.40q) = %v, want ErrBadKey", key, err)
 		}
 		obj, err := s.Open(ctx, key)
 		if err == nil {
 			obj.Close()
 		}
 		if !errors.Is(err, media.ErrBadKey) {
-			t.Errorf("Open(%q) = %v, want ErrBadKey", key, err)
+			t.Errorf("Open(%.40q) = %v, want ErrBadKey", key, err)
 		}
 		if err := s.Delete(ctx, key); !errors.Is(err, media.ErrBadKey) {
-			t.Errorf("Delete(%q) = %v, want ErrBadKey", key, err)
+			t.Errorf("Delete(%.40q) = %v, want ErrBadKey", key, err)
 		}
+	}
+	// Nothing was written, under any spelling.
+	for _, key := range []string{"private/originals/p1", "photos/p1/w640.jpg", "a"} {
+		requireNotFound(t, s, key)
+	}
+	// Delete checks every key before it removes any.
+	mustPut(t, s, "k", []byte("v"), "text/plain")
+	if err := s.Delete(ctx, "k", "K"); !errors.Is(err, media.ErrBadKey) {
+		t.Errorf("Delete(\"k\", \"K\") = %v, want ErrBadKey", err)
+	}
+	read(t, s, "k")
+}
+
+// testKeyLimits checks that keys at the limits of media.ValidKey work,
+// and the pipeline's forms of keys.
+func testKeyLimits(t *testing.T, s media.Storage) {
+	seg := func(n int) string { return strings.Repeat("z", n) }
+	keys := []string{
+		seg(media.MaxKeySegmentLen),
+		strings.Repeat("d/", media.MaxKeySegments-1) + "k",
+		strings.Repeat(seg(31)+"/", media.MaxKeySegments-1) + seg(media.MaxKeyLen-32*(media.MaxKeySegments-1)),
+		"0/a.b-c_d",
+		"photos/0190f3c2-7a6b-7c3d-9e1f-0a1b2c3d4e5f/w2048.jpg",
+		"photos/0190f3c2-7a6b-7c3d-9e1f-0a1b2c3d4e5f/thumb.png",
+		"private/originals/0190f3c2-7a6b-7c3d-9e1f-0a1b2c3d4e5f",
+	}
+	for _, key := range keys {
+		if !media.ValidKey(key) {
+			t.Fatalf("the suite's key %q is not valid", key)
+		}
+		data := []byte(key)
+		info := mustPut(t, s, key, data, "text/plain")
+		requireObject(t, s, key, data, info)
+		mustDelete(t, s, key)
+		requireNotFound(t, s, key)
 	}
 }
 

@@ -32,6 +32,7 @@ func Run(t *testing.T, newStorage func(t *testing.T) media.Storage) {
 		{"FailedPut", testFailedPut},
 		{"CanceledPut", testCanceledPut},
 		{"BadKeys", testBadKeys},
+		{"KeyLimits", testKeyLimits},
 		{"Large", testLarge},
 		{"Seek", testSeek},
 		{"Ranges", testRanges},
