@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -395,5 +396,120 @@ func TestSweepTemp(t *testing.T) {
 		t.Errorf("the object went too: %v", err)
 	} else {
 		obj.Close()
+	}
+}
+
+// fsyncEvent is one fsync a Storage made: of what, relative to its
+// directory, and whether the key's file existed at that moment.
+type fsyncEvent struct {
+	name     string // slash-separated, "." for the directory itself
+	dir      bool
+	keyThere bool
+}
+
+// recordFsyncs makes s record its fsyncs, checking for key's file at
+// each one.
+func recordFsyncs(t *testing.T, s *local.Storage, dir, key string) *[]fsyncEvent {
+	t.Helper()
+	var events []fsyncEvent
+	local.SetFsync(s, func(f *os.File) error {
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, f.Name())
+		if err != nil {
+			return err
+		}
+		_, err = os.Lstat(filepath.Join(dir, filepath.FromSlash(key)))
+		events = append(events, fsyncEvent{name: filepath.ToSlash(rel), dir: fi.IsDir(), keyThere: err == nil})
+		return f.Sync()
+	})
+	return &events
+}
+
+// TestFsyncs: nothing but the fsyncs themselves shows that a Put is
+// durable, so this counts them. A Put fsyncs each temp file (data, then
+// sidecar) before the renames make them visible, the parent of each
+// directory it creates, and the key's directory after the renames; a
+// Delete fsyncs the directory whose entries changed.
+func TestFsyncs(t *testing.T) {
+	t.Parallel()
+	const key = "photos/p1/w640.jpg"
+	tmp := func(name string) bool { return strings.HasPrefix(path.Base(name), ".tmp-") }
+	tests := []struct {
+		name string
+		// before runs first, unrecorded.
+		before func(t *testing.T, s *local.Storage)
+		op     func(t *testing.T, s *local.Storage) error
+		want   []fsyncEvent // a name "tmp" stands for any temp file in photos/p1
+	}{
+		{
+			name: "PutNewDirectories",
+			op: func(t *testing.T, s *local.Storage) error {
+				_, err := s.Put(t.Context(), key, strings.NewReader("v"), "image/jpeg")
+				return err
+			},
+			want: []fsyncEvent{
+				{name: ".", dir: true},      // holds the new photos
+				{name: "photos", dir: true}, // holds the new photos/p1
+				{name: "tmp"},               // the data
+				{name: "tmp"},               // the sidecar
+				{name: "photos/p1", dir: true, keyThere: true},
+			},
+		},
+		{
+			name: "PutExistingDirectory",
+			before: func(t *testing.T, s *local.Storage) {
+				if _, err := s.Put(t.Context(), "photos/p1/w128.jpg", strings.NewReader("v"), "image/jpeg"); err != nil {
+					t.Fatal(err)
+				}
+			},
+			op: func(t *testing.T, s *local.Storage) error {
+				_, err := s.Put(t.Context(), key, strings.NewReader("v"), "image/jpeg")
+				return err
+			},
+			want: []fsyncEvent{
+				{name: "tmp"},
+				{name: "tmp"},
+				{name: "photos/p1", dir: true, keyThere: true},
+			},
+		},
+		{
+			name: "Delete",
+			before: func(t *testing.T, s *local.Storage) {
+				for _, k := range []string{key, "photos/p2/w640.jpg"} {
+					if _, err := s.Put(t.Context(), k, strings.NewReader("v"), "image/jpeg"); err != nil {
+						t.Fatal(err)
+					}
+				}
+			},
+			op: func(t *testing.T, s *local.Storage) error { return s.Delete(t.Context(), key) },
+			// photos/p1 is pruned; photos lost an entry.
+			want: []fsyncEvent{{name: "photos", dir: true}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			s := newStorage(t, dir)
+			if tt.before != nil {
+				tt.before(t, s)
+			}
+			events := recordFsyncs(t, s, dir, key)
+			if err := tt.op(t, s); err != nil {
+				t.Fatal(err)
+			}
+			got := *events
+			for i := range got {
+				if !got[i].dir && path.Dir(got[i].name) == "photos/p1" && tmp(got[i].name) {
+					got[i].name = "tmp"
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("fsyncs %+v,\nwant %+v", got, tt.want)
+			}
+		})
 	}
 }
