@@ -74,6 +74,10 @@ type setup struct {
 	slowQuery        time.Duration
 	logLevel         slog.Level // default info
 	discardLogs      bool       // for benchmarks: the log buffer would grow with b.N
+
+	// wrapMedia is put in front of the app's media storage (not the
+	// pipeline's).
+	wrapMedia func(media.Storage) media.Storage
 }
 
 func generous(name string) ratelimit.Policy {
@@ -146,6 +150,10 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 		t.Fatal(err)
 	}
 	b.media = med
+	var appMedia media.Storage = med
+	if s.wrapMedia != nil {
+		appMedia = s.wrapMedia(med)
+	}
 	hub := notifymemory.New()
 	queue := st.Queue(jobsqlite.Options{Logger: log})
 	b.queue = queue
@@ -164,7 +172,7 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 	a := app.New(app.Deps{
 		Store: ss, Cache: c, Limiter: limitmemory.New(limitmemory.Options{}),
 		Hasher: auth.NewHasher(auth.Params{Memory: 64, Time: 1, Threads: 1}, 4),
-		Health: b.health, Logger: log, Media: med, Hub: hub, Queue: queue, Jobs: runner,
+		Health: b.health, Logger: log, Media: appMedia, Hub: hub, Queue: queue, Jobs: runner,
 		Metrics: b.metrics, Tracing: b.tracing,
 	}, s.opts)
 	b.handler = a.Handler()

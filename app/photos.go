@@ -352,10 +352,11 @@ func (a *App) deletePhoto(c echo.Context) error {
 
 // serveMedia: GET /media/{key}. Published variants are immutable (their
 // keys name the photo), so they may be cached for a year; ServeContent
-// answers ranges and conditional requests.
+// answers ranges and conditional requests. A key outside the grammar of
+// media keys, or a private one, is not found before storage sees it.
 func (a *App) serveMedia(c echo.Context) error {
 	key := c.Param("*")
-	if strings.HasPrefix(key, "private/") || key == "private" {
+	if !media.Public(key) {
 		return problem(http.StatusNotFound, "not-found", "no such file")
 	}
 	obj, err := a.media.Open(c.Request().Context(), key)
