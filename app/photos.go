@@ -373,6 +373,6 @@ func (a *App) serveMedia(c echo.Context) error {
 	h.Set("ETag", info.ETag)
 	h.Set(echo.HeaderContentType, info.ContentType)
 	h.Set("Cross-Origin-Resource-Policy", "same-site")
-	http.ServeContent(c.Response(), c.Request(), "", info.ModTime, obj)
+	serveContent(c, info.ModTime, obj, info.Size)
 	return nil
 }

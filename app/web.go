@@ -119,7 +119,7 @@ func (s *site) serveAsset(c echo.Context) error {
 	h.Set(echo.HeaderCacheControl, immutable)
 	h.Set(echo.HeaderContentType, f.contentType)
 	h.Set("ETag", f.etag)
-	http.ServeContent(c.Response(), c.Request(), "", time.Time{}, bytes.NewReader(f.data))
+	serveContent(c, time.Time{}, bytes.NewReader(f.data), int64(len(f.data)))
 	return nil
 }
 
