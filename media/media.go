@@ -95,9 +95,11 @@ type Object interface {
 	Info() Info
 }
 
-// Storage holds objects by key. Keys follow the grammar of ValidKey;
-// every method refuses any other key with ErrBadKey before it touches
-// storage. Keys under PrivatePrefix are never served to clients.
+// Storage holds objects by key. Keys follow the grammar of ValidKey:
+// Put, Open and Delete refuse any other key with ErrBadKey before they
+// touch storage (Delete refuses all its keys if one is bad), and URL is
+// defined only for valid keys. Keys under PrivatePrefix are never served
+// to clients.
 type Storage interface {
 	// Put stores r under key durably before returning (for the local
 	// backend: temp file, fsync, rename, fsync of the directory), so an
