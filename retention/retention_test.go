@@ -172,8 +172,13 @@ func TestRunPrunesKeys(t *testing.T) {
 		close(done)
 	}()
 	for range 2 {
-		if at := <-nows; !at.Equal(now) {
-			t.Errorf("pruned keys expired at %v, want %v", at, now)
+		select {
+		case at := <-nows:
+			if !at.Equal(now) {
+				t.Errorf("pruned keys expired at %v, want %v", at, now)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Run did not prune the keys")
 		}
 	}
 	cancel()
