@@ -332,3 +332,41 @@ func TestIdempotencyKeyExpires(t *testing.T) {
 		t.Fatalf("%d photos, want 2", n)
 	}
 }
+
+// TestIdempotencyKeyGoneWhileRead: a retry whose key's photo is deleted
+// while its body is read gets 409 (its body is spent, nothing made);
+// sent again, it uploads anew.
+func TestIdempotencyKeyGoneWhileRead(t *testing.T) {
+	t.Parallel()
+	var armed atomic.Bool
+	spy := &idemSpy{}
+	spy.onLookup = func(p store.IdempotencyParams) {
+		if p.Digest == "" || !armed.CompareAndSwap(true, false) {
+			return
+		}
+		// The retry has read its body: its key's photo goes now.
+		ph, err := spy.Store.PhotoByIdempotencyKey(context.Background(), p)
+		if err == nil {
+			_, _, err = spy.Store.DeletePhoto(context.Background(), store.DeletePhotoParams{ID: ph.ID, OwnerID: ph.OwnerID, Now: time.Now()})
+		}
+		if err != nil {
+			t.Errorf("deleting the key's photo: %v", err)
+		}
+	}
+	b := newBundle(t, spyOn(spy))
+	_, token := b.signup("deleter")
+	file := shadedPNG(t, 10)
+	first := b.uploadBytes(token, file, false, "Idempotency-Key", "k-1")
+	mustStatus(t, first, http.StatusAccepted)
+	armed.Store(true)
+	r := b.uploadBytes(token, file, false, "Idempotency-Key", "k-1")
+	mustProblem(t, r, http.StatusConflict, "/problems/idempotency-key-gone")
+	if n := len(spy.created()); n != 1 {
+		t.Fatalf("CreatePhoto called %d times, want 1", n)
+	}
+	again := b.uploadBytes(token, file, false, "Idempotency-Key", "k-1")
+	mustStatus(t, again, http.StatusAccepted)
+	if again.json(t)["id"] == first.json(t)["id"] {
+		t.Fatalf("upload after the key's photo was deleted returned it: %s", again.body)
+	}
+}
