@@ -174,6 +174,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		SessionTTL: cfg.SessionTTL, RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxUploadBytes: cfg.MaxUploadBytes, MaxPixels: cfg.MaxPixels, UploadTimeout: cfg.UploadTimeout, UploadBacklog: cfg.UploadBacklog,
 		TrustedProxies: cfg.TrustedProxies, AccessLog: cfg.AccessLog, OpsToken: cfg.OpsToken,
+		IdempotencyTTL: cfg.IdempotencyTTL,
 		Policies: app.Policies{
 			API:        policy("api", cfg.RateAPI),
 			Auth:       policy("auth", cfg.RateAuth),
@@ -219,7 +220,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 			events = st
 		}
 		temp, _ := med.(retention.TempSweeper) // a local directory has temp files
-		retention.Run(sampleCtx, events, retention.Options{Keep: cfg.EventRetention, Temp: temp, Logger: log})
+		retention.Run(sampleCtx, events, retention.Options{Keep: cfg.EventRetention, Keys: st, Temp: temp, Logger: log})
 	}()
 	err = ops.Run(ctx, servers, ops.RunOptions{
 		Health: health, Logger: log, ShutdownDelay: cfg.ShutdownDelay, DrainTimeout: cfg.DrainTimeout,

@@ -81,6 +81,9 @@ type Options struct {
 	// OpsToken guards the admin listener's job queue and metrics, as it
 	// guards /ops: without it they answer only on a loopback listener.
 	OpsToken string
+	// IdempotencyTTL is how long an upload's Idempotency-Key is held:
+	// until then a retry gets the first answer. Default 24h.
+	IdempotencyTTL time.Duration
 }
 
 // App is the HTTP API.
@@ -97,6 +100,7 @@ type App struct {
 	now      func() time.Time
 	opts     Options
 	backlog  *backlog     // bounds the photos waiting for the pipeline
+	inflight *inflight    // the Idempotency-Keys of uploads in progress
 	profiles *cache.Aside // public profiles by user id
 	// loadFreshness is how fresh a public profile's load reads: with a
 	// cache, MustBeFresh, since the value is then served for the cache's
@@ -124,6 +128,9 @@ func New(d Deps, o Options) *App {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if o.IdempotencyTTL <= 0 {
+		o.IdempotencyTTL = defaultIdempotencyTTL
+	}
 	a := &App{
 		store: d.Store, limiter: d.Limiter, hasher: d.Hasher, health: d.Health,
 		media: d.Media, hub: d.Hub, queue: d.Queue, jobs: d.Jobs, log: d.Logger, now: d.Now, opts: o,
@@ -138,6 +145,7 @@ func New(d Deps, o Options) *App {
 		a.loadFreshness = store.MustBeFresh
 	}
 	a.backlog = newBacklog(d.Queue, pipeline.KindProcess, o.UploadBacklog, d.Now)
+	a.inflight = newInflight()
 	// A load runs on the request that misses first, which waits for it:
 	// it gets that request's time budget.
 	a.profiles = cache.NewAside(d.Cache, a.observeCache("profiles", cache.AsideOptions{TTL: o.CacheTTL, Jitter: 0.1, NegativeTTL: o.CacheNegativeTTL, LoadTimeout: o.RequestTimeout}))

@@ -67,6 +67,7 @@ type setup struct {
 	wrapStore   func(store.Store) store.Store
 	wrapCache   func(cache.Cache) cache.Cache // a fault in front of the memory cache
 	noWorkers   bool                          // leave uploaded photos processing
+	clock       func() time.Time              // the API's clock; nil is time.Now
 	blocked     []uint64                      // moderation blocklist
 	// metrics, tracing and slowQuery (the slow-query log's threshold; 0
 	// is off) turn each on, wired as main wires them.
@@ -173,7 +174,7 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 		Store: ss, Cache: c, Limiter: limitmemory.New(limitmemory.Options{}),
 		Hasher: auth.NewHasher(auth.Params{Memory: 64, Time: 1, Threads: 1}, 4),
 		Health: b.health, Logger: log, Media: appMedia, Hub: hub, Queue: queue, Jobs: runner,
-		Metrics: b.metrics, Tracing: b.tracing,
+		Metrics: b.metrics, Tracing: b.tracing, Now: s.clock,
 	}, s.opts)
 	b.handler = a.Handler()
 	b.admin = a.AdminHandler()

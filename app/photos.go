@@ -3,8 +3,10 @@ package app
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"mime"
 	"net/http"
@@ -74,20 +76,26 @@ func (a *App) upload(c echo.Context) error {
 	if len(idemKey) > maxIdempotencyKey {
 		return badHeader("Idempotency-Key", "must be at most 200 characters")
 	}
-	// A retry of an upload already taken gets its answer at once: before
-	// a byte of its body is read, and even while the queue is full.
+	// A key is held by one request of this process at a time: another
+	// with it is refused (409) before its body is read. A retry of an
+	// upload already taken (retry) is answered once its body is read and
+	// hashed, even while the queue is full (see idempotency.go).
+	retry := false
 	if idemKey != "" {
-		ph, err := a.store.PhotoByIdempotencyKey(req.Context(), who.userID, idemKey)
-		if err == nil {
-			return accepted(c, ph)
+		release, ok := a.inflight.reserve(who.userID, idemKey)
+		if !ok {
+			return errKeyInFlight
 		}
-		if !errors.Is(err, store.ErrNotFound) {
+		defer release()
+		if retry, err = a.keyTaken(c, who.userID, idemKey); err != nil {
 			return err
 		}
 	}
 	// Refused before a byte of the body is read: the queue is full.
-	if err := a.backlog.admit(req.Context()); err != nil {
-		return err
+	if !retry {
+		if err := a.backlog.admit(req.Context()); err != nil {
+			return err
+		}
 	}
 	// Uploads are exempt from the API timeout; they get their own.
 	ctx, cancel := context.WithTimeout(req.Context(), a.opts.UploadTimeout)
@@ -98,6 +106,15 @@ func (a *App) upload(c echo.Context) error {
 	body, err := uploadBody(c, a.opts.MaxUploadBytes)
 	if err != nil {
 		return err
+	}
+	if retry {
+		return a.replayUpload(ctx, c, who.userID, idemKey, body)
+	}
+	// With a key, every byte of the file passes through the digest on its
+	// way to storage.
+	digest := sha256.New()
+	if idemKey != "" {
+		body = io.TeeReader(body, digest)
 	}
 	// Sniff and probe the header from a buffered prefix; the same bytes
 	// then go to storage, so the body is read once.
@@ -146,8 +163,8 @@ func (a *App) upload(c echo.Context) error {
 	ph, created, err := a.store.CreatePhoto(ectx, store.CreatePhotoParams{
 		Photo: store.Photo{ID: photoID, OwnerID: who.userID, Status: store.PhotoProcessing, OriginalKey: orig,
 			ContentType: "image/" + string(hdr.Format), Size: info.Size, CreatedAt: now, UpdatedAt: now},
-		IdempotencyKey: idemKey,
-		Job:            pipeline.ProcessJob(ectx, photoID), // the job's trace links to the enqueue span
+		Idempotency: a.idempotency(idemKey, digest, now),
+		Job:         pipeline.ProcessJob(ectx, photoID), // the job's trace links to the enqueue span
 	})
 	end(err)
 	if err != nil || !created {
@@ -161,6 +178,15 @@ func (a *App) upload(c echo.Context) error {
 		a.jobs.Notify()
 	}
 	return accepted(c, ph)
+}
+
+// idempotency is what CreatePhoto keeps of key ("" for none): the
+// digest of the file read through h, and the key's expiry.
+func (a *App) idempotency(key string, h hash.Hash, now time.Time) store.Idempotency {
+	if key == "" {
+		return store.Idempotency{}
+	}
+	return store.Idempotency{Key: key, Digest: uploadDigest(h), ExpiresAt: now.Add(a.opts.IdempotencyTTL)}
 }
 
 // accepted is the 202 of an upload, first or retried.

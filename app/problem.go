@@ -77,6 +77,8 @@ func toProblem(err error) (p *Problem, internal bool) {
 		return problem(http.StatusNotFound, "not-found", "no such resource"), false
 	case errors.Is(err, store.ErrConflict):
 		return problem(http.StatusConflict, "conflict", "that handle is taken"), false
+	case errors.Is(err, store.ErrIdempotencyMismatch):
+		return errKeyMismatch, false
 	case errors.Is(err, store.ErrVersionMismatch):
 		return problem(http.StatusPreconditionFailed, "precondition-failed", "the resource changed since the version in If-Match"), false
 	case errors.Is(err, store.ErrBusy):

@@ -64,6 +64,7 @@ type Config struct {
 	PhotoWorkers        int
 	JobVisibility       time.Duration
 	EventRetention      time.Duration
+	IdempotencyTTL      time.Duration
 	ModerationBlocklist string
 
 	CacheTTL       time.Duration
@@ -215,6 +216,14 @@ func settings() []setting {
 			return err
 		}},
 		{env: "ONEBOX_EVENT_RETENTION", flag: "event-retention", def: "168h", usage: "how long photo events stay for SSE clients to resume from (Last-Event-ID); 0 keeps them forever", set: dur(func(c *Config) *time.Duration { return &c.EventRetention })},
+		{env: "ONEBOX_IDEMPOTENCY_TTL", flag: "idempotency-ttl", def: "24h", usage: "how long an upload's Idempotency-Key is held: a retry within it gets the first answer, after it the key uploads anew", set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("want a positive duration such as 24h, got %q", v)
+			}
+			c.IdempotencyTTL = d
+			return nil
+		}},
 		{env: "ONEBOX_JOB_VISIBILITY", flag: "job-visibility", def: "30s", usage: "how long a crashed worker's job stays invisible before another worker retries it", set: dur(func(c *Config) *time.Duration { return &c.JobVisibility })},
 		{env: "ONEBOX_MODERATION_BLOCKLIST", flag: "moderation-blocklist", def: "", usage: "file of perceptual hashes (hex, one a line) of images to reject", set: str(func(c *Config) *string { return &c.ModerationBlocklist })},
 		{env: "ONEBOX_CACHE_TTL", flag: "cache-ttl", def: "60s", usage: "how long a cached profile lives (with ±10% jitter)", set: dur(func(c *Config) *time.Duration { return &c.CacheTTL })},

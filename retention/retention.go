@@ -1,7 +1,8 @@
 // Package retention deletes what onebox keeps only for a while: the photo
 // events that SSE clients replay after Last-Event-ID (without it the
-// events table grows by a few rows per upload, forever), and the temp
-// files of uploads whose process was killed mid-write.
+// events table grows by a few rows per upload, forever), the expired
+// Idempotency-Keys of uploads, and the temp files of uploads whose
+// process was killed mid-write.
 package retention
 
 import (
@@ -13,6 +14,12 @@ import (
 // Pruner deletes old events in batches (store.Photos has it).
 type Pruner interface {
 	PruneEvents(ctx context.Context, before time.Time, limit int) (int, error)
+}
+
+// KeyPruner deletes expired idempotency keys in batches (store.Photos
+// has it).
+type KeyPruner interface {
+	PruneIdempotencyKeys(ctx context.Context, now time.Time, limit int) (int, error)
 }
 
 // TempSweeper removes the temp files of writes a killed process left,
@@ -32,9 +39,13 @@ type Options struct {
 	Keep time.Duration
 	// Every is how often Run prunes. Default 1h.
 	Every time.Duration
-	// Batch is how many events one statement deletes, so no statement
-	// holds the writer long. Default 1000.
+	// Batch is how many events or keys one statement deletes, so no
+	// statement holds the writer long. Default 1000.
 	Batch int
+	// Keys, when set, has its expired idempotency keys deleted on each
+	// round. Expired keys are never answered, deleted or not: this only
+	// bounds the table.
+	Keys KeyPruner
 	// Temp, when set, has its abandoned temp files swept on each round.
 	Temp   TempSweeper
 	Logger *slog.Logger     // default: discard
@@ -58,8 +69,9 @@ func (o Options) withDefaults() Options {
 }
 
 // Run prunes at once and then every o.Every, until ctx is done; a nil p
-// (events kept forever) leaves only the temp files to sweep. Several
-// instances may run it on one database: the deletes do not conflict.
+// (events kept forever) leaves only the keys and temp files to sweep.
+// Several instances may run it on one database: the deletes do not
+// conflict.
 func Run(ctx context.Context, p Pruner, o Options) {
 	o = o.withDefaults()
 	t := time.NewTicker(o.Every)
@@ -70,6 +82,13 @@ func Run(ctx context.Context, p Pruner, o Options) {
 				o.Logger.Warn("pruning events failed", "err", err.Error(), "pruned", n)
 			} else if n > 0 {
 				o.Logger.Info("events pruned", "count", n, "older_than", o.Keep.String())
+			}
+		}
+		if o.Keys != nil {
+			if n, err := PruneKeys(ctx, o.Keys, o); err != nil && ctx.Err() == nil {
+				o.Logger.Warn("pruning idempotency keys failed", "err", err.Error(), "pruned", n)
+			} else if n > 0 {
+				o.Logger.Info("expired idempotency keys pruned", "count", n)
 			}
 		}
 		if o.Temp != nil {
@@ -95,6 +114,21 @@ func Prune(ctx context.Context, p Pruner, o Options) (int, error) {
 	total := 0
 	for {
 		n, err := p.PruneEvents(ctx, before, o.Batch)
+		total += n
+		if err != nil || n < o.Batch {
+			return total, err
+		}
+	}
+}
+
+// PruneKeys deletes every idempotency key expired at o.Now, a batch at a
+// time, and returns how many it deleted.
+func PruneKeys(ctx context.Context, k KeyPruner, o Options) (int, error) {
+	o = o.withDefaults()
+	now := o.Now()
+	total := 0
+	for {
+		n, err := k.PruneIdempotencyKeys(ctx, now, o.Batch)
 		total += n
 		if err != nil || n < o.Batch {
 			return total, err

@@ -3,6 +3,7 @@ package retention_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -100,3 +101,92 @@ func TestRunSweepsTemp(t *testing.T) {
 type sweepFunc func(time.Duration) (int, error)
 
 func (f sweepFunc) SweepTemp(age time.Duration) (int, error) { return f(age) }
+
+// TestPruneKeys runs PruneKeys on a real store: every idempotency key
+// expired at now goes, in batches smaller than their number; the live
+// ones and every photo stay, and a pruned key uploads anew.
+func TestPruneKeys(t *testing.T) {
+	s, err := sqlite.New(t.Context(), sqlite.Options{Path: filepath.Join(t.TempDir(), "r.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	u, err := s.CreateUser(t.Context(), store.CreateUserParams{ID: uuid.Must(uuid.NewV7()).String(), Handle: "ann", DisplayName: "Ann", PasswordHash: "x", Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := func(key string, at, expires time.Time) (store.Photo, bool, error) {
+		id := uuid.Must(uuid.NewV7()).String()
+		return s.CreatePhoto(t.Context(), store.CreatePhotoParams{
+			Photo: store.Photo{ID: id, OwnerID: u.ID, Status: store.PhotoProcessing, OriginalKey: "originals/" + id,
+				ContentType: "image/jpeg", Size: 1, CreatedAt: at, UpdatedAt: at},
+			Idempotency: store.Idempotency{Key: key, Digest: "sha256:" + key, ExpiresAt: expires},
+			Job:         jobs.Message{Kind: "test", Payload: []byte("{}")},
+		})
+	}
+	// Five keys taken two days ago for a day, two taken an hour ago.
+	for i, age := range []time.Duration{48, 48, 48, 48, 48, 1, 1} {
+		at := now.Add(-age * time.Hour)
+		if _, _, err := create(fmt.Sprint("k", i), at, at.Add(24*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := retention.PruneKeys(t.Context(), s, retention.Options{Batch: 2, Now: func() time.Time { return now }})
+	if err != nil || n != 5 {
+		t.Fatalf("PruneKeys = %d, %v; want 5", n, err)
+	}
+	photos, err := s.ListPhotos(t.Context(), store.ListPhotosParams{OwnerID: u.ID, Limit: 100})
+	if err != nil || len(photos) != 7 {
+		t.Fatalf("photos left: %d, %v; want all 7", len(photos), err)
+	}
+	// The live keys still answer; a pruned one uploads anew, even if the
+	// clock were to say it had not expired.
+	for i := 5; i < 7; i++ {
+		if _, err := s.PhotoByIdempotencyKey(t.Context(), store.IdempotencyParams{OwnerID: u.ID, Key: fmt.Sprint("k", i), Now: now}); err != nil {
+			t.Errorf("live key k%d: %v", i, err)
+		}
+	}
+	at := now.Add(-47 * time.Hour)
+	if _, created, err := create("k0", at, now); err != nil || !created {
+		t.Errorf("upload with a pruned key: created %v, %v; want a new photo", created, err)
+	}
+}
+
+// TestRunPrunesKeys: with events kept forever (a nil Pruner), Run still
+// prunes the keys expired at its clock's now on each round.
+func TestRunPrunesKeys(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	nows := make(chan time.Time, 10)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		retention.Run(ctx, nil, retention.Options{Every: time.Millisecond, Now: func() time.Time { return now },
+			Keys: keyPruneFunc(func(_ context.Context, at time.Time, _ int) (int, error) {
+				select {
+				case nows <- at:
+				default: // the test has what it needs
+				}
+				return 0, nil
+			})})
+		close(done)
+	}()
+	for range 2 {
+		select {
+		case at := <-nows:
+			if !at.Equal(now) {
+				t.Errorf("pruned keys expired at %v, want %v", at, now)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Run did not prune the keys")
+		}
+	}
+	cancel()
+	<-done
+}
+
+type keyPruneFunc func(context.Context, time.Time, int) (int, error)
+
+func (f keyPruneFunc) PruneIdempotencyKeys(ctx context.Context, now time.Time, limit int) (int, error) {
+	return f(ctx, now, limit)
+}

@@ -31,6 +31,9 @@ var (
 	// ErrInvalid: the arguments break a rule the store enforces, such as
 	// an avatar that is not a ready photo of the same user.
 	ErrInvalid = errors.New("store: invalid")
+	// ErrIdempotencyMismatch: an idempotency key the owner holds came
+	// with a different request (another digest) than the one that took it.
+	ErrIdempotencyMismatch = errors.New("store: idempotency key used with a different request")
 )
 
 // User is a profile. The password hash is deliberately not part of it:
@@ -141,13 +144,13 @@ type QueryEvent struct {
 }
 
 // Failed reports whether err is a failure of the database operation:
-// an error other than ErrNotFound, ErrConflict, ErrVersionMismatch and
-// ErrInvalid, which are answers about the data. Metrics and traces count
-// only failures as errors.
+// an error other than ErrNotFound, ErrConflict, ErrVersionMismatch,
+// ErrInvalid and ErrIdempotencyMismatch, which are answers about the
+// data. Metrics and traces count only failures as errors.
 func Failed(err error) bool {
 	switch {
 	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict),
-		errors.Is(err, ErrVersionMismatch), errors.Is(err, ErrInvalid):
+		errors.Is(err, ErrVersionMismatch), errors.Is(err, ErrInvalid), errors.Is(err, ErrIdempotencyMismatch):
 		return false
 	}
 	return true
@@ -244,10 +247,38 @@ type Event struct {
 // CreatePhotoParams records an upload and enqueues its pipeline job.
 type CreatePhotoParams struct {
 	Photo Photo // ID, OwnerID, OriginalKey, ContentType, Size, CreatedAt
-	// IdempotencyKey, when set, makes a retried upload by the same owner
-	// return the first photo instead of creating a second one.
-	IdempotencyKey string
-	Job            jobs.Message
+	// Idempotency, when its Key is set, makes a retried upload by the
+	// same owner return the first photo instead of creating a second one.
+	Idempotency Idempotency
+	Job         jobs.Message
+}
+
+// Idempotency is a client's Idempotency-Key for one create, with what
+// identifies the request that took it.
+type Idempotency struct {
+	// Key is the client's key, scoped to the owner: another owner's same
+	// key is another key. "" for none.
+	Key string
+	// Digest identifies the request's content (the app uses "sha256:"
+	// and the hex SHA-256 of the uploaded file). The store only compares
+	// digests for equality. Required with a Key.
+	Digest string
+	// ExpiresAt is when the key is forgotten: from then on the same key
+	// creates anew, and PruneIdempotencyKeys may delete it. With a Key it
+	// must be after the create's time.
+	ExpiresAt time.Time
+}
+
+// IdempotencyParams reads what an owner's idempotency key made.
+type IdempotencyParams struct {
+	OwnerID string
+	Key     string
+	// Digest, when set, must equal the key's, else ErrIdempotencyMismatch;
+	// "" asks only whether the key is held.
+	Digest string
+	// Now decides expiry: a key whose ExpiresAt is at or before Now is
+	// not found.
+	Now time.Time
 }
 
 // PhotoParams reads one photo.
@@ -296,17 +327,29 @@ type EventsParams struct {
 // Photos persists uploads, their pipeline state and their events.
 type Photos interface {
 	// CreatePhoto inserts a processing photo, its event and its job in one
-	// transaction, so an accepted upload is never without its job. With
-	// an IdempotencyKey the owner already used, it writes nothing and
-	// returns the earlier photo with created false. ErrNotFound if the
-	// owner is gone.
+	// transaction, so an accepted upload is never without its job.
+	//
+	// With an Idempotency.Key the owner holds (not expired at
+	// p.Photo.CreatedAt) it writes nothing: it returns the key's photo
+	// with created false when the Digest is the key's, and
+	// ErrIdempotencyMismatch when it is not. An expired key is replaced by
+	// the new photo's. However many calls race, from however many
+	// processes, one owner's live key has at most one photo: the store
+	// enforces it, not a read before the write. The key is deleted with
+	// its photo, so a retry after a delete creates anew.
+	//
+	// ErrInvalid if a Key comes without a Digest or with an ExpiresAt not
+	// after CreatedAt; ErrNotFound if the owner is gone.
 	CreatePhoto(ctx context.Context, p CreatePhotoParams) (ph Photo, created bool, err error)
 	// Photo returns one photo, or ErrNotFound.
 	Photo(ctx context.Context, p PhotoParams) (Photo, error)
-	// PhotoByIdempotencyKey returns the photo ownerID uploaded with key,
-	// or ErrNotFound: what CreatePhoto would answer a retry with, so a
-	// retry can be answered before its body is read. Always fresh.
-	PhotoByIdempotencyKey(ctx context.Context, ownerID, key string) (Photo, error)
+	// PhotoByIdempotencyKey returns the photo p.OwnerID made with the key
+	// p.Key, as CreatePhoto would answer a retry, so a retry can be
+	// answered without a second create: ErrNotFound if the owner holds no
+	// such key at p.Now (never used, expired, or its photo deleted);
+	// ErrIdempotencyMismatch if p.Digest is set and is not the key's.
+	// Always fresh.
+	PhotoByIdempotencyKey(ctx context.Context, p IdempotencyParams) (Photo, error)
 	// ListPhotos returns up to p.Limit photos of p.OwnerID with ID <
 	// p.BeforeID, newest first. ErrInvalid if p.Limit < 1.
 	ListPhotos(ctx context.Context, p ListPhotosParams) ([]Photo, error)
@@ -332,6 +375,12 @@ type Photos interface {
 	// writer long. Event IDs are never reused after a prune. ErrInvalid
 	// if limit < 1.
 	PruneEvents(ctx context.Context, before time.Time, limit int) (int, error)
+	// PruneIdempotencyKeys deletes up to limit of the idempotency keys
+	// that expired at or before now and says how many it deleted; a
+	// caller repeats it until that is fewer than limit. Their photos stay.
+	// Expired keys are never answered, deleted or not: pruning only
+	// bounds the table. ErrInvalid if limit < 1.
+	PruneIdempotencyKeys(ctx context.Context, now time.Time, limit int) (int, error)
 }
 
 // Store is everything onebox persists, behind one handle.

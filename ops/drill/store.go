@@ -103,10 +103,8 @@ func (s *Store) Photo(ctx context.Context, p store.PhotoParams) (store.Photo, er
 	return call(s, ctx, func(ctx context.Context) (store.Photo, error) { return s.inner.Photo(ctx, p) })
 }
 
-func (s *Store) PhotoByIdempotencyKey(ctx context.Context, ownerID, key string) (store.Photo, error) {
-	return call(s, ctx, func(ctx context.Context) (store.Photo, error) {
-		return s.inner.PhotoByIdempotencyKey(ctx, ownerID, key)
-	})
+func (s *Store) PhotoByIdempotencyKey(ctx context.Context, p store.IdempotencyParams) (store.Photo, error) {
+	return call(s, ctx, func(ctx context.Context) (store.Photo, error) { return s.inner.PhotoByIdempotencyKey(ctx, p) })
 }
 
 func (s *Store) ListPhotos(ctx context.Context, p store.ListPhotosParams) ([]store.Photo, error) {
@@ -139,6 +137,10 @@ func (s *Store) Ping(ctx context.Context) error {
 
 func (s *Store) PruneEvents(ctx context.Context, before time.Time, limit int) (int, error) {
 	return call(s, ctx, func(ctx context.Context) (int, error) { return s.inner.PruneEvents(ctx, before, limit) })
+}
+
+func (s *Store) PruneIdempotencyKeys(ctx context.Context, now time.Time, limit int) (int, error) {
+	return call(s, ctx, func(ctx context.Context) (int, error) { return s.inner.PruneIdempotencyKeys(ctx, now, limit) })
 }
 
 func (s *Store) Close() error { return s.inner.Close() }

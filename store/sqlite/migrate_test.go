@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -87,5 +88,63 @@ VALUES ('u1', 'Old', 'old', 'Old', 'x', '2024-01-01T00:00:00.000000000Z', '2024-
 	wantJobs(t, s.Queue(jobsqlite.Options{}), processKind, p.Job)
 	if _, err := s.User(t.Context(), store.UserParams{ID: "u1"}); err != nil {
 		t.Errorf("user of version 1: %v", err)
+	}
+}
+
+// TestMigrateIdempotencyKeys upgrades a database of version 3, whose
+// idempotency keys have no digest and no expiry: such a key answers a
+// retry with any digest for a day after it was taken, as the default TTL
+// would, and then is forgotten and pruned.
+func TestMigrateIdempotencyKeys(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "onebox.db")
+	db := openRaw(t, path, 0)
+	queries := []string{`CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT '') STRICT`}
+	for _, f := range []string{"0001_init.sql", "0002_photos.sql"} {
+		q, err := os.ReadFile("migrations/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		queries = append(queries, string(q))
+	}
+	const taken = "2024-01-31T23:59:59.123456789Z"
+	queries = append(queries, jobsqlite.Schema,
+		`INSERT INTO schema_migrations (version, name) VALUES (1, 'init'), (2, 'photos'), (3, 'jobs')`,
+		`INSERT INTO users (id, handle, handle_key, display_name, password_hash, created_at, updated_at)
+VALUES ('u1', 'Old', 'old', 'Old', 'x', '`+taken+`', '`+taken+`')`,
+		`INSERT INTO photos (id, owner_id, status, original_key, content_type, size, created_at, updated_at)
+VALUES ('p1', 'u1', 'processing', 'originals/p1', 'image/png', 1, '`+taken+`', '`+taken+`')`,
+		`INSERT INTO photo_idempotency (owner_id, key, photo_id, created_at) VALUES ('u1', 'k1', 'p1', '`+taken+`')`,
+	)
+	for _, q := range queries {
+		if _, err := db.ExecContext(t.Context(), q); err != nil {
+			t.Fatalf("%.40s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s := mustNew(t, sqlite.Options{Path: path})
+	at, err := time.Parse(time.RFC3339Nano, taken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expires := at.Add(24 * time.Hour)
+	lookup := func(now time.Time, digest string) error {
+		_, err := s.PhotoByIdempotencyKey(t.Context(), store.IdempotencyParams{OwnerID: "u1", Key: "k1", Digest: digest, Now: now})
+		return err
+	}
+	for _, d := range []string{"sha256:aa", "sha256:bb"} {
+		if err := lookup(expires.Add(-time.Nanosecond), d); err != nil {
+			t.Errorf("old key with digest %s just before its expiry: %v", d, err)
+		}
+	}
+	if err := lookup(expires, "sha256:aa"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("old key at its expiry: got %v, want store.ErrNotFound", err)
+	}
+	if n, err := s.PruneIdempotencyKeys(t.Context(), expires.Add(-time.Nanosecond), 10); err != nil || n != 0 {
+		t.Errorf("prune before the expiry: %d, %v; want 0", n, err)
+	}
+	if n, err := s.PruneIdempotencyKeys(t.Context(), expires, 10); err != nil || n != 1 {
+		t.Errorf("prune at the expiry: %d, %v; want 1", n, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"onebox/store"
 )
@@ -17,9 +18,17 @@ const (
 	insertPhotoSQL = `INSERT INTO photos (id, owner_id, status, original_key, content_type, size, created_at, updated_at)
 VALUES (?1, ?2, 'processing', ?3, ?4, ?5, ?6, ?6)
 RETURNING ` + photoColumns
-	insertIdempotencySQL  = `INSERT INTO photo_idempotency (owner_id, key, photo_id, created_at) VALUES (?, ?, ?, ?)`
-	photoByIdempotencySQL = `SELECT ` + photoColumns + ` FROM photos
-WHERE id = (SELECT photo_id FROM photo_idempotency WHERE owner_id = ? AND key = ?)`
+	insertIdempotencySQL = `INSERT INTO photo_idempotency (owner_id, key, photo_id, created_at, digest, expires_at)
+VALUES (?, ?, ?, ?, ?, ?)`
+	// The photo of an owner's live key, and the key's digest. The key is
+	// read in a subquery: photos and photo_idempotency share column names.
+	photoByIdempotencySQL = `SELECT ` + photoColumns + `, k.digest
+FROM (SELECT photo_id, digest FROM photo_idempotency WHERE owner_id = ?1 AND key = ?2 AND expires_at > ?3) AS k
+JOIN photos ON photos.id = k.photo_id`
+	deleteExpiredIdempotencySQL = `DELETE FROM photo_idempotency WHERE owner_id = ? AND key = ? AND expires_at <= ?`
+	// The expires_at index yields the expired keys first and stops at ?2.
+	pruneIdempotencySQL = `DELETE FROM photo_idempotency WHERE (owner_id, key) IN
+(SELECT owner_id, key FROM photo_idempotency WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)`
 	photoByIDSQL = `SELECT ` + photoColumns + ` FROM photos WHERE id = ?`
 	// The first page and the later ones are two statements: with
 	// (?4 = '' OR id < ?4) the planner could not seek to ?4 in the
@@ -115,20 +124,39 @@ func (s *Store) txPhoto(ctx context.Context, tx *sql.Tx, name, query string, arg
 // CreatePhoto inserts a processing photo with its idempotency key, its
 // event and p.Job, in one transaction. The job is sent first: everything
 // after it can still fail (a taken ID is store.ErrConflict, a gone owner
-// store.ErrNotFound) and then rolls the job back with the rest. With a
-// key the owner already used, it writes nothing and returns the earlier
-// photo with created false; the key goes with its photo, so once that is
-// deleted the same key creates a new one.
+// store.ErrNotFound) and then rolls the job back with the rest.
+//
+// With a key the owner holds unexpired at p.Photo.CreatedAt, it writes
+// nothing and returns the earlier photo with created false, or
+// store.ErrIdempotencyMismatch if the digest differs (a key taken before
+// digests were kept matches any). An expired key is deleted and taken
+// anew. The transaction is BEGIN IMMEDIATE, which every process's writer
+// takes in turn, so the read of the key and the insert cannot interleave
+// with another create; the (owner_id, key) primary key stands behind it.
+// The key goes with its photo, so once that is deleted the same key
+// creates a new one. store.ErrInvalid for a key without a digest or one
+// that expires no later than it is taken.
 func (s *Store) CreatePhoto(ctx context.Context, p store.CreatePhotoParams) (ph store.Photo, created bool, err error) {
-	in := p.Photo
+	in, idem := p.Photo, p.Idempotency
+	if idem.Key != "" && (idem.Digest == "" || !idem.ExpiresAt.After(in.CreatedAt)) {
+		return store.Photo{}, false, fmt.Errorf("sqlite photos_create: idempotency key without a digest or a future expiry: %w", store.ErrInvalid)
+	}
 	err = s.inTx(ctx, "photos_create", func(tx *sql.Tx) error {
-		if p.IdempotencyKey != "" {
+		now := formatTime(in.CreatedAt)
+		if idem.Key != "" {
 			// Inside the transaction: a concurrent retry with the same key
 			// waits for this one's lock, then finds its photo here.
-			prev, err := s.txPhoto(ctx, tx, "photos_by_idempotency_key", photoByIdempotencySQL, in.OwnerID, p.IdempotencyKey)
+			_, err := s.txExec(ctx, tx, "photo_idempotency_delete_expired", deleteExpiredIdempotencySQL, in.OwnerID, idem.Key, now)
+			if err != nil {
+				return err
+			}
+			var prev keyedPhoto
+			err = s.observe(ctx, "photos_by_idempotency_key", photoByIdempotencySQL, func() error {
+				return scanKeyedPhoto(tx.QueryRowContext(ctx, photoByIdempotencySQL, in.OwnerID, idem.Key, now), &prev)
+			})
 			if err == nil {
-				ph = prev
-				return nil
+				ph = prev.photo
+				return sameRequest("photos_create", prev.digest, idem.Digest)
 			}
 			if !errors.Is(err, store.ErrNotFound) {
 				return err
@@ -137,7 +165,6 @@ func (s *Store) CreatePhoto(ctx context.Context, p store.CreatePhotoParams) (ph 
 		if err := s.sendTx(ctx, tx, p.Job); err != nil {
 			return err
 		}
-		now := formatTime(in.CreatedAt)
 		var err error
 		ph, err = s.txPhoto(ctx, tx, "photos_insert", insertPhotoSQL,
 			in.ID, in.OwnerID, in.OriginalKey, in.ContentType, in.Size, now)
@@ -145,8 +172,9 @@ func (s *Store) CreatePhoto(ctx context.Context, p store.CreatePhotoParams) (ph 
 			return err
 		}
 		created = true
-		if p.IdempotencyKey != "" {
-			_, err := s.txExec(ctx, tx, "photo_idempotency_insert", insertIdempotencySQL, in.OwnerID, p.IdempotencyKey, in.ID, now)
+		if idem.Key != "" {
+			_, err := s.txExec(ctx, tx, "photo_idempotency_insert", insertIdempotencySQL,
+				in.OwnerID, idem.Key, in.ID, now, idem.Digest, formatTime(idem.ExpiresAt))
 			if err != nil {
 				return err
 			}
@@ -159,6 +187,29 @@ func (s *Store) CreatePhoto(ctx context.Context, p store.CreatePhotoParams) (ph 
 	return ph, created, nil
 }
 
+// keyedPhoto is a photo with the digest of the idempotency key that made it.
+type keyedPhoto struct {
+	photo  store.Photo
+	digest string
+}
+
+func scanKeyedPhoto(r scanner, kp *keyedPhoto) error {
+	ph := &kp.photo
+	return r.Scan(&ph.ID, &ph.OwnerID, &ph.Status, &ph.Reason, &ph.Width, &ph.Height,
+		&ph.OriginalKey, &ph.ContentType, &ph.Size, jsonVariants{&ph.Variants},
+		textTime{&ph.CreatedAt}, textTime{&ph.UpdatedAt}, &kp.digest)
+}
+
+// sameRequest is nil when a request with digest may be answered with what
+// a key with stored made: an empty stored digest is a key taken before
+// digests were kept, and matches any; an empty digest asks nothing.
+func sameRequest(name, stored, digest string) error {
+	if stored == "" || digest == "" || stored == digest {
+		return nil
+	}
+	return fmt.Errorf("sqlite %s: %w", name, store.ErrIdempotencyMismatch)
+}
+
 // Photo returns one photo, or store.ErrNotFound. With store.MustBeFresh
 // it sees every committed write; with store.MayBeStale, every write of
 // this process and another process's within 100 ms.
@@ -166,10 +217,38 @@ func (s *Store) Photo(ctx context.Context, p store.PhotoParams) (store.Photo, er
 	return readOne(ctx, s, p.Freshness, "photos_by_id", photoByIDSQL, scanPhoto, p.ID)
 }
 
-// PhotoByIdempotencyKey returns the photo ownerID uploaded with key, or
-// store.ErrNotFound.
-func (s *Store) PhotoByIdempotencyKey(ctx context.Context, ownerID, key string) (store.Photo, error) {
-	return readOne(ctx, s, store.MustBeFresh, "photos_by_idempotency", photoByIdempotencySQL, scanPhoto, ownerID, key)
+// PhotoByIdempotencyKey returns the photo p.OwnerID made with the key
+// p.Key, unexpired at p.Now, or store.ErrNotFound;
+// store.ErrIdempotencyMismatch if p.Digest is set and is not the key's
+// (a key taken before digests were kept matches any).
+func (s *Store) PhotoByIdempotencyKey(ctx context.Context, p store.IdempotencyParams) (store.Photo, error) {
+	kp, err := readOne(ctx, s, store.MustBeFresh, "photos_by_idempotency", photoByIdempotencySQL, scanKeyedPhoto,
+		p.OwnerID, p.Key, formatTime(p.Now))
+	if err != nil {
+		return store.Photo{}, err
+	}
+	if err := sameRequest("photos_by_idempotency", kp.digest, p.Digest); err != nil {
+		return store.Photo{}, err
+	}
+	return kp.photo, nil
+}
+
+// PruneIdempotencyKeys deletes up to limit of the keys that expired at
+// or before now, oldest first. store.ErrInvalid if limit < 1.
+func (s *Store) PruneIdempotencyKeys(ctx context.Context, now time.Time, limit int) (int, error) {
+	if limit < 1 {
+		return 0, fmt.Errorf("sqlite photo_idempotency_prune: limit %d: %w", limit, store.ErrInvalid)
+	}
+	var n int64
+	err := s.run(ctx, s.writer, "photo_idempotency_prune", pruneIdempotencySQL, func(st *sql.Stmt) error {
+		res, err := st.ExecContext(ctx, formatTime(now), limit)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
 }
 
 // ListPhotos returns up to p.Limit photos of p.OwnerID with ID <

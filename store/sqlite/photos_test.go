@@ -41,6 +41,15 @@ func photoParams(tb testing.TB, ownerID string) store.CreatePhotoParams {
 	}
 }
 
+// keyedParams is photoParams with an idempotency key and digest that
+// lives for a day.
+func keyedParams(tb testing.TB, ownerID, key, digest string) store.CreatePhotoParams {
+	tb.Helper()
+	p := photoParams(tb, ownerID)
+	p.Idempotency = store.Idempotency{Key: key, Digest: digest, ExpiresAt: p.Photo.CreatedAt.Add(24 * time.Hour)}
+	return p
+}
+
 func mustCreatePhoto(tb testing.TB, s *sqlite.Store, p store.CreatePhotoParams) store.Photo {
 	tb.Helper()
 	ph, created, err := s.CreatePhoto(tb.Context(), p)
@@ -85,12 +94,10 @@ func TestCreatePhotoJobs(t *testing.T) {
 	s := mustNew(t, sqlite.Options{})
 	q := s.Queue(jobsqlite.Options{})
 	u := mustCreateUser(t, s)
-	first := photoParams(t, u.ID)
-	first.IdempotencyKey = "upload-1"
+	first := keyedParams(t, u.ID, "upload-1", "sha256:aa")
 	mustCreatePhoto(t, s, first)
 
-	retry := photoParams(t, u.ID)
-	retry.IdempotencyKey = first.IdempotencyKey
+	retry := keyedParams(t, u.ID, "upload-1", "sha256:aa")
 	if _, created, err := s.CreatePhoto(t.Context(), retry); err != nil || created {
 		t.Fatalf("retried CreatePhoto: created %v, error %v", created, err)
 	}
@@ -103,6 +110,7 @@ func TestCreatePhotoJobs(t *testing.T) {
 	}{
 		{"a taken ID", takenID, store.ErrConflict},
 		{"a missing owner", photoParams(t, newID(t)), store.ErrNotFound},
+		{"the key and another digest", keyedParams(t, u.ID, "upload-1", "sha256:bb"), store.ErrIdempotencyMismatch},
 	}
 	for _, tt := range failing {
 		if _, _, err := s.CreatePhoto(t.Context(), tt.p); !errors.Is(err, tt.want) {

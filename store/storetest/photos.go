@@ -17,7 +17,6 @@ import (
 func photoCases() []testCase {
 	return []testCase{
 		{"CreateAndRead", testPhotoCreateAndRead},
-		{"CreateIdempotent", testPhotoCreateIdempotent},
 		{"CreateMissingOwner", testPhotoCreateMissingOwner},
 		{"CreateTakenID", testPhotoCreateTakenID},
 		{"NotFound", testPhotoNotFound},
@@ -202,63 +201,12 @@ func testPhotoCreateAndRead(t *testing.T, s store.Store) {
 	checkPhoto(t, "Photo after FinishPhoto", mustReadPhoto(t, s, want.ID), want)
 }
 
-func testPhotoCreateIdempotent(t *testing.T, s store.Store) {
-	u := mustCreateUser(t, s, "Alice")
-	other := mustCreateUser(t, s, "Bob")
-	first := photoParams(t, u.ID, 0)
-	first.IdempotencyKey = "upload-1"
-	want, created, err := s.CreatePhoto(t.Context(), first)
-	wantErr(t, "CreatePhoto", err, nil)
-	if !created {
-		t.Fatal("first CreatePhoto: created false")
-	}
-	lastEvent := mustLastEventID(t, s, u.ID)
-
-	retry := photoParams(t, u.ID, time.Minute)
-	retry.IdempotencyKey = first.IdempotencyKey
-	got, created, err := s.CreatePhoto(t.Context(), retry)
-	wantErr(t, "retried CreatePhoto", err, nil)
-	if created {
-		t.Error("retried CreatePhoto: created true")
-	}
-	checkPhoto(t, "retried CreatePhoto", got, want)
-	wantNoPhoto(t, s, "the retry's own ID", retry.Photo.ID)
-	got, err = s.PhotoByIdempotencyKey(t.Context(), u.ID, first.IdempotencyKey)
-	wantErr(t, "PhotoByIdempotencyKey", err, nil)
-	checkPhoto(t, "PhotoByIdempotencyKey", got, want)
-	for _, k := range []struct{ owner, key string }{{other.ID, first.IdempotencyKey}, {u.ID, "upload-2"}} {
-		_, err := s.PhotoByIdempotencyKey(t.Context(), k.owner, k.key)
-		wantErr(t, fmt.Sprintf("PhotoByIdempotencyKey(%s, %s)", k.owner, k.key), err, store.ErrNotFound)
-	}
-	if id := mustLastEventID(t, s, u.ID); id != lastEvent {
-		t.Errorf("LastEventID after the retry = %d, want %d: no second event", id, lastEvent)
-	}
-
-	// Keys are per owner.
-	theirs := photoParams(t, other.ID, 0)
-	theirs.IdempotencyKey = first.IdempotencyKey
-	if _, created, err := s.CreatePhoto(t.Context(), theirs); err != nil || !created {
-		t.Fatalf("another owner's CreatePhoto with the same key: created %v, error %v", created, err)
-	}
-
-	// The key goes with its photo: once that is deleted, the key uploads anew.
-	_, _, err = s.DeletePhoto(t.Context(), store.DeletePhotoParams{ID: want.ID, OwnerID: u.ID, Now: baseTime()})
-	wantErr(t, "DeletePhoto", err, nil)
-	_, err = s.PhotoByIdempotencyKey(t.Context(), u.ID, first.IdempotencyKey)
-	wantErr(t, "PhotoByIdempotencyKey after deleting the key's photo", err, store.ErrNotFound)
-	again := photoParams(t, u.ID, 2*time.Minute)
-	again.IdempotencyKey = first.IdempotencyKey
-	got, created, err = s.CreatePhoto(t.Context(), again)
-	wantErr(t, "CreatePhoto after deleting the key's photo", err, nil)
-	if !created || got.ID != again.Photo.ID {
-		t.Errorf("CreatePhoto after deleting the key's photo: created %v, ID %s, want a new photo %s", created, got.ID, again.Photo.ID)
-	}
-}
-
 func testPhotoCreateMissingOwner(t *testing.T, s store.Store) {
 	for _, key := range []string{"", "upload-1"} {
-		p := photoParams(t, newID(t), 0)
-		p.IdempotencyKey = key
+		p := keyedParams(t, newID(t), 0, key, digestA)
+		if key == "" {
+			p.Idempotency = store.Idempotency{}
+		}
 		_, _, err := s.CreatePhoto(t.Context(), p)
 		wantErr(t, fmt.Sprintf("CreatePhoto(key %q) for a missing owner", key), err, store.ErrNotFound)
 		wantNoPhoto(t, s, "Photo", p.Photo.ID)
@@ -586,8 +534,7 @@ func testDeleteUserWithPhotos(t *testing.T, s store.Store) {
 	other := mustCreateUser(t, s, "Bob")
 	ready := mustFinishReady(t, s, mustCreatePhoto(t, s, u.ID, 0).ID, time.Minute)
 	processing := mustCreatePhoto(t, s, u.ID, 0)
-	keyed := photoParams(t, u.ID, 0)
-	keyed.IdempotencyKey = "upload-1"
+	keyed := keyedParams(t, u.ID, 0, "upload-1", digestA)
 	_, _, err := s.CreatePhoto(t.Context(), keyed)
 	wantErr(t, "CreatePhoto", err, nil)
 	mustSetAvatar(t, s, u, ready.ID, time.Hour)

@@ -37,6 +37,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Users", userCases()},
 		{"Sessions", sessionCases()},
 		{"Photos", photoCases()},
+		{"Idempotency", idempotencyCases()},
 		{"Events", eventCases()},
 		{"Store", storeCases()},
 	}
@@ -96,6 +97,10 @@ func testInvalidLimits(t *testing.T, s store.Store) {
 		}},
 		{"Events", func(limit int) error {
 			_, err := s.Events(ctx, store.EventsParams{UserID: u.ID, Limit: limit})
+			return err
+		}},
+		{"PruneIdempotencyKeys", func(limit int) error {
+			_, err := s.PruneIdempotencyKeys(ctx, baseTime(), limit)
 			return err
 		}},
 	}
