@@ -177,7 +177,7 @@ func (b bench) run(ctx context.Context, runs int) error {
 		fmt.Println()
 	}
 
-	fmt.Printf("\n%-13s %-13s %22s %20s\n", "scenario", "baseline", "jobs/s median (min-max)", "ratio median (min-max)")
+	fmt.Printf("\n%-13s %-13s %24s %24s\n", "scenario", "baseline", "jobs/s median (min-max)", "ratio median (min-max)")
 	for _, p := range pairs {
 		for _, name := range []string{p.baseline, p.name} {
 			r := summarize(rates[name])
