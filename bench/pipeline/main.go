@@ -6,7 +6,7 @@
 //	go run ./bench/pipeline -generate 4032x3024             # a 12-MP photo made in Go
 //	go run ./bench/pipeline -generate 4032x3024 -save a.jpg # write it and exit
 //
-// -generate makes a deterministic photo-like JPEG (see generate), so the
+// -generate makes a deterministic photo-like JPEG (see bench/internal/photo), so the
 // large-image benchmark needs no file from outside the repository.
 package main
 
@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"onebox/bench/internal/photo"
 	"onebox/imaging"
 )
 
@@ -46,11 +47,11 @@ func run(ctx context.Context, path, gen, save string, runs int, outDir string, q
 	var data []byte
 	var err error
 	if gen != "" {
-		w, h, err := parseSize(gen)
+		w, h, err := photo.ParseSize(gen)
 		if err != nil {
 			return err
 		}
-		if data, err = generate(w, h); err != nil {
+		if data, err = photo.Generate(w, h); err != nil {
 			return err
 		}
 		path = "generated-" + gen + ".jpg"

@@ -1,4 +1,6 @@
-package main
+// Package photo makes the large test photo the benchmarks use, in Go, so
+// they need no image from outside the repository.
+package photo
 
 import (
 	"bytes"
@@ -7,24 +9,29 @@ import (
 	"image/jpeg"
 	"math"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 )
 
-// parseSize reads "WxH".
-func parseSize(s string) (w, h int, err error) {
-	if _, err := fmt.Sscanf(s, "%dx%d", &w, &h); err != nil || w < 1 || h < 1 {
+// ParseSize reads "WIDTHxHEIGHT", as the -generate flags take it.
+func ParseSize(s string) (w, h int, err error) {
+	ws, hs, _ := strings.Cut(s, "x")
+	w, werr := strconv.Atoi(ws)
+	h, herr := strconv.Atoi(hs)
+	if werr != nil || herr != nil || w < 1 || h < 1 {
 		return 0, 0, fmt.Errorf("size %q: want WIDTHxHEIGHT, both at least 1", s)
 	}
 	return w, h, nil
 }
 
-// generate makes a w×h JPEG that a camera could have taken, as far as the
+// Generate makes a w×h JPEG that a camera could have taken, as far as the
 // decoder and the resizer can tell: 4:2:0 YCbCr at quality 90, smooth
 // gradients and soft blobs (the sky and the subject) under fine sensor-like
 // noise, so the file is about as large as a real photo of that size (a
 // 12-MP camera JPEG is 2–5 MB; a flat image would be a few hundred KB and
 // decode faster than any real one). It is deterministic: the same size
 // gives the same bytes, so runs and machines compare.
-func generate(w, h int) ([]byte, error) {
+func Generate(w, h int) ([]byte, error) {
 	img := image.NewYCbCr(image.Rect(0, 0, w, h), image.YCbCrSubsampleRatio420)
 	rng := rand.New(rand.NewPCG(1, 2))
 	type blob struct{ x, y, r, dy, dcb, dcr float64 }
