@@ -118,8 +118,7 @@ func run(base string, data []byte, conc int, dur time.Duration, frac float64, wa
 	open := newPhase("open loop")
 	rate := maxRate * frac
 	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
-	start = time.Now()
-	end := start.Add(dur)
+	end := time.Now().Add(dur)
 	var sent sync.WaitGroup
 	for now := range tick.C {
 		if now.After(end) {
@@ -132,7 +131,7 @@ func run(base string, data []byte, conc int, dur time.Duration, frac float64, wa
 	// A ticker drops ticks when the process is not scheduled in time, so
 	// the rate sent can fall short of the one asked for on a busy machine.
 	fmt.Printf("open loop: %.0f uploads/s offered (%.0f%% of the maximum) for %s, %.0f/s sent\n",
-		rate, frac*100, dur, float64(open.sent)/time.Since(start).Seconds())
+		rate, frac*100, dur, float64(open.sent)/dur.Seconds())
 	open.settle(client, base, token, ev, wait)
 	lat := open.report(ev)
 	var p50, p99 time.Duration
