@@ -1,6 +1,13 @@
 // Command pipeline times imaging.Decode plus imaging.Variants on one file,
 // the work of one photo upload, and reports the peak resident memory. It
 // is the onebox half of bench/pipeline.sh, which runs libvips beside it.
+//
+//	go run ./bench/pipeline testdata/images/formats/jpeg_gray_hopper.jpg
+//	go run ./bench/pipeline -generate 4032x3024             # a 12-MP photo made in Go
+//	go run ./bench/pipeline -generate 4032x3024 -save a.jpg # write it and exit
+//
+// -generate makes a deterministic photo-like JPEG (see bench/internal/photo), so the
+// large-image benchmark needs no file from outside the repository.
 package main
 
 import (
@@ -14,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"onebox/bench/internal/photo"
 	"onebox/imaging"
 )
 
@@ -22,28 +30,43 @@ func main() {
 	out := flag.String("o", "", "directory to write the last run's outputs to (optional)")
 	quality := flag.Int("q", 82, "JPEG quality")
 	maxPixels := flag.Int64("max-pixels", imaging.DefaultMaxPixels, "pixel limit")
+	gen := flag.String("generate", "", "instead of reading FILE, generate a photo-like JPEG of this size, WIDTHxHEIGHT (4032x3024: 12 MP)")
+	save := flag.String("save", "", "with -generate: write the generated JPEG to this file and exit")
 	flag.Parse()
-	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: pipeline [-n runs] [-o dir] FILE")
+	if (*gen == "") != (flag.NArg() == 1) || (*save != "" && *gen == "") {
+		fmt.Fprintln(os.Stderr, "usage: pipeline [-n runs] [-o dir] [-q quality] FILE\n       pipeline [-n runs] [-o dir] [-q quality] -generate WIDTHxHEIGHT [-save FILE]")
 		os.Exit(2)
 	}
-	if err := run(context.Background(), flag.Arg(0), *runs, *out, *quality, *maxPixels); err != nil {
+	if err := run(context.Background(), flag.Arg(0), *gen, *save, *runs, *out, *quality, *maxPixels); err != nil {
 		fmt.Fprintln(os.Stderr, "pipeline:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, path string, runs int, outDir string, quality int, maxPixels int64) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
+func run(ctx context.Context, path, gen, save string, runs int, outDir string, quality int, maxPixels int64) error {
+	var data []byte
+	var err error
+	if gen != "" {
+		w, h, err := photo.ParseSize(gen)
+		if err != nil {
+			return err
+		}
+		if data, err = photo.Generate(w, h); err != nil {
+			return err
+		}
+		path = "generated-" + gen + ".jpg"
+		if save != "" {
+			return os.WriteFile(save, data, 0o644)
+		}
+	} else if data, err = os.ReadFile(path); err != nil {
 		return err
 	}
 	h, err := imaging.Probe(bytes.NewReader(data), maxPixels)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("file %s: %s %dx%d, GOMAXPROCS %d, DecodeBytes estimate %.1f MB\n",
-		filepath.Base(path), h.Format, h.Width, h.Height, runtime.GOMAXPROCS(0), float64(h.DecodeBytes())/1e6)
+	fmt.Printf("file %s (%.1f MB): %s %dx%d, GOMAXPROCS %d, DecodeBytes estimate %.1f MB\n",
+		filepath.Base(path), float64(len(data))/1e6, h.Format, h.Width, h.Height, runtime.GOMAXPROCS(0), float64(h.DecodeBytes())/1e6)
 	var outs []imaging.Output
 	var total time.Duration
 	for i := range runs {

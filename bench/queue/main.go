@@ -1,22 +1,32 @@
 // Command queue measures onebox's job queue (jobs/sqlite and jobs.Runner)
-// against a plain goqite loop, in one run, each scenario on a fresh
-// database in a temporary directory, opened with the store's pragmas (WAL,
-// synchronous=NORMAL, one writer connection with BEGIN IMMEDIATE, a
-// query-only reader pool):
+// against goqite used directly, like with like, each measurement on a
+// fresh database in a temporary directory, opened with the store's pragmas
+// (WAL, synchronous=NORMAL, one writer connection with BEGIN IMMEDIATE, a
+// query-only reader pool). Two pairs, each a goqite baseline and the
+// onebox scenario that does the same work:
 //
-//   - goqite: goqite's own Send, Receive and Delete, one message at a
-//     time, on goqite's own schema. The baseline.
+//   - goqite-drain: -n messages enqueued beforehand (not timed), then
+//     goqite's own Receive and Delete, one message at a time, until the
+//     queue is empty. Timed: the drain only.
+//   - drain: -n jobs enqueued beforehand (not timed), then run by the
+//     Runner (-concurrency workers, a no-op handler). Timed: from Run to
+//     the last ack. Compared with goqite-drain.
+//   - goqite-send: goqite's Send, Receive and Delete, one message at a
+//     time, -n times. Timed: all of it.
 //   - stream: -producers goroutines enqueue -n no-op jobs one per
 //     transaction, calling Notify like a request handler would, while a
-//     Runner (-concurrency workers) runs them. From the first enqueue to
-//     the last ack.
-//   - drain: -n jobs enqueued beforehand, then run by the Runner. From
-//     Run to the last ack.
+//     Runner runs them. Timed: from the first enqueue to the last ack.
+//     Compared with goqite-send: both send, receive and delete every
+//     message.
 //
-// It prints jobs/s and the ratio to the baseline, which is the number to
-// watch: the machine's speed and load move all three.
+// Each run measures all four, the onebox scenario of a pair before its
+// baseline in every other run so that a drifting machine does not favour
+// one side; the ratio of a run is onebox's jobs/s over its baseline's in
+// the same run. With -runs > 1 it prints every run, then the median and
+// the spread (min–max) of jobs/s and of the ratios. The machine's speed
+// and load move the jobs/s; the ratio is the number to watch.
 //
-//	go run ./bench/queue -n 20000
+//	go run ./bench/queue -n 20000 -runs 5
 package main
 
 import (
@@ -30,6 +40,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,10 +83,16 @@ func noopJob() jobs.Message {
 
 func main() {
 	n := flag.Int("n", 20000, "jobs per scenario")
+	runs := flag.Int("runs", 5, "times every scenario is measured")
 	producers := flag.Int("producers", 4, "goroutines enqueueing in the stream scenario")
 	concurrency := flag.Int("concurrency", 8, "Runner workers for the no-op kind")
+	verbose := flag.Bool("v", false, "print the Runner's Receive and Ack calls per onebox measurement")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *n < 1 || *runs < 1 {
+		fmt.Fprintln(os.Stderr, "queue: -n and -runs must be at least 1")
+		os.Exit(2)
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err == nil {
@@ -87,14 +104,26 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(context.Background(), *n, *producers, *concurrency); err != nil {
+	b := bench{n: *n, producers: *producers, concurrency: *concurrency, verbose: *verbose}
+	if err := b.run(context.Background(), *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "queue:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, n, producers, concurrency int) error {
+type bench struct {
+	n, producers, concurrency int
+	verbose                   bool
+}
+
+// pair is an onebox scenario and the goqite baseline doing the same work.
+type pair struct {
+	name, baseline string
+	onebox, goqite func(ctx context.Context, path string) (time.Duration, error)
+}
+
+func (b bench) run(ctx context.Context, runs int) error {
 	dir, err := os.MkdirTemp("", "onebox-queue-bench-")
 	if err != nil {
 		return err
@@ -102,71 +131,161 @@ func run(ctx context.Context, n, producers, concurrency int) error {
 	defer os.RemoveAll(dir)
 
 	load, _ := os.ReadFile("/proc/loadavg") // Linux only; empty elsewhere
-	fmt.Printf("n=%d producers=%d concurrency=%d GOMAXPROCS=%d loadavg=%s\n",
-		n, producers, concurrency, runtime.GOMAXPROCS(0), strings.TrimSpace(string(load)))
+	fmt.Printf("n=%d runs=%d producers=%d concurrency=%d GOMAXPROCS=%d loadavg=%s\n",
+		b.n, runs, b.producers, b.concurrency, runtime.GOMAXPROCS(0), strings.TrimSpace(string(load)))
 
-	base, err := goqiteLoop(ctx, filepath.Join(dir, "goqite.db"), n)
-	if err != nil {
-		return fmt.Errorf("goqite: %w", err)
+	pairs := []pair{
+		{name: "drain", baseline: "goqite-drain",
+			onebox: func(ctx context.Context, path string) (time.Duration, error) { return b.onebox(ctx, path, true) },
+			goqite: b.goqiteDrain},
+		{name: "stream", baseline: "goqite-send",
+			onebox: func(ctx context.Context, path string) (time.Duration, error) { return b.onebox(ctx, path, false) },
+			goqite: b.goqiteSend},
 	}
-	stream, err := onebox(ctx, filepath.Join(dir, "stream.db"), n, producers, concurrency, false)
-	if err != nil {
-		return fmt.Errorf("stream: %w", err)
+	rates := map[string][]float64{} // jobs/s per run, by scenario
+	ratios := map[string][]float64{}
+	measure := func(run int, name string, f func(context.Context, string) (time.Duration, error)) (float64, error) {
+		d, err := f(ctx, filepath.Join(dir, fmt.Sprintf("%s-%d.db", name, run)))
+		if err != nil {
+			return 0, fmt.Errorf("run %d, %s: %w", run, name, err)
+		}
+		r := float64(b.n) / d.Seconds()
+		rates[name] = append(rates[name], r)
+		return r, nil
 	}
-	drain, err := onebox(ctx, filepath.Join(dir, "drain.db"), n, producers, concurrency, true)
-	if err != nil {
-		return fmt.Errorf("drain: %w", err)
+	for run := 1; run <= runs; run++ {
+		fmt.Printf("run %d:", run)
+		for _, p := range pairs {
+			var base, own float64
+			var err error
+			if run%2 == 1 {
+				if base, err = measure(run, p.baseline, p.goqite); err == nil {
+					own, err = measure(run, p.name, p.onebox)
+				}
+			} else {
+				if own, err = measure(run, p.name, p.onebox); err == nil {
+					base, err = measure(run, p.baseline, p.goqite)
+				}
+			}
+			if err != nil {
+				fmt.Println()
+				return err
+			}
+			ratios[p.name] = append(ratios[p.name], own/base)
+			fmt.Printf("  %s %.0f/s, %s %.0f/s, %.2fx", p.baseline, base, p.name, own, own/base)
+		}
+		fmt.Println()
 	}
 
-	rate := func(d time.Duration) float64 { return float64(n) / d.Seconds() }
-	fmt.Printf("%-8s %8s %9s %9s %9s\n", "scenario", "jobs", "seconds", "jobs/s", "ratio")
-	for _, r := range []struct {
-		name string
-		d    time.Duration
-	}{{"goqite", base}, {"stream", stream}, {"drain", drain}} {
-		fmt.Printf("%-8s %8d %9.3f %9.0f %8.2fx\n", r.name, n, r.d.Seconds(), rate(r.d), rate(r.d)/rate(base))
+	fmt.Printf("\n%-13s %-13s %24s %24s\n", "scenario", "baseline", "jobs/s median (min-max)", "ratio median (min-max)")
+	for _, p := range pairs {
+		for _, name := range []string{p.baseline, p.name} {
+			r := summarize(rates[name])
+			ratio, base := "1.00", "-"
+			if name == p.name {
+				q := summarize(ratios[name])
+				ratio = fmt.Sprintf("%.2fx (%.2f-%.2f)", q.median, q.min, q.max)
+				base = p.baseline
+			}
+			fmt.Printf("%-13s %-13s %24s %24s\n", name, base,
+				fmt.Sprintf("%.0f (%.0f-%.0f)", r.median, r.min, r.max), ratio)
+		}
 	}
 	return nil
 }
 
-// goqiteLoop is the baseline: Send, Receive, Delete, one message at a
-// time, with goqite's API.
-func goqiteLoop(ctx context.Context, path string, n int) (time.Duration, error) {
+type summary struct{ median, min, max float64 }
+
+// summarize gives the median (the mean of the middle two for an even
+// count) and the range of xs, which must not be empty.
+func summarize(xs []float64) summary {
+	s := slices.Sorted(slices.Values(xs))
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + m) / 2
+	}
+	return summary{median: m, min: s[0], max: s[len(s)-1]}
+}
+
+// goqiteQueue opens a fresh database at path with goqite's schema.
+func goqiteQueue(ctx context.Context, path string) (q *goqite.Queue, writer *sql.DB, closeFn func(), err error) {
 	writer, reader, err := open(path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	closeFn = func() { closeAll(writer, reader) }
+	if _, err := writer.ExecContext(ctx, goqiteSchema); err != nil {
+		closeFn()
+		return nil, nil, nil, err
+	}
+	return goqite.New(goqite.NewOpts{DB: writer, Name: "jobs:noop", Timeout: 30 * time.Second}), writer, closeFn, nil
+}
+
+// goqiteSend is the baseline of stream: Send, Receive, Delete, one
+// message at a time, with goqite's API.
+func (b bench) goqiteSend(ctx context.Context, path string) (time.Duration, error) {
+	q, _, closeFn, err := goqiteQueue(ctx, path)
 	if err != nil {
 		return 0, err
 	}
-	defer closeAll(writer, reader)
-	if _, err := writer.ExecContext(ctx, goqiteSchema); err != nil {
-		return 0, err
-	}
-	q := goqite.New(goqite.NewOpts{DB: writer, Name: "jobs:noop", Timeout: 30 * time.Second})
+	defer closeFn()
 	body, err := jobs.Encode(noopJob())
 	if err != nil {
 		return 0, err
 	}
 	start := time.Now()
-	for range n {
+	for range b.n {
 		if err := q.Send(ctx, goqite.Message{Body: body}); err != nil {
 			return 0, err
 		}
-		m, err := q.Receive(ctx)
-		if err != nil {
-			return 0, err
-		}
-		if m == nil {
-			return 0, errors.New("received nothing")
-		}
-		if err := q.Delete(ctx, m.ID); err != nil {
+		if err := receiveDelete(ctx, q); err != nil {
 			return 0, err
 		}
 	}
 	return time.Since(start), nil
 }
 
+// goqiteDrain is the baseline of drain: n messages enqueued beforehand,
+// 1000 per transaction like onebox's, then Receive and Delete, one
+// message at a time, with goqite's API; only the drain is timed.
+func (b bench) goqiteDrain(ctx context.Context, path string) (time.Duration, error) {
+	q, writer, closeFn, err := goqiteQueue(ctx, path)
+	if err != nil {
+		return 0, err
+	}
+	defer closeFn()
+	body, err := jobs.Encode(noopJob())
+	if err != nil {
+		return 0, err
+	}
+	err = inBatches(ctx, writer, b.n, func(tx *sql.Tx) error { return q.SendTx(ctx, tx, goqite.Message{Body: body}) })
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for range b.n {
+		if err := receiveDelete(ctx, q); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), nil
+}
+
+func receiveDelete(ctx context.Context, q *goqite.Queue) error {
+	m, err := q.Receive(ctx)
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		return errors.New("received nothing")
+	}
+	return q.Delete(ctx, m.ID)
+}
+
 // onebox runs n no-op jobs through jobs/sqlite and the Runner: enqueued
-// while the Runner runs (stream), or all beforehand (drain).
-func onebox(ctx context.Context, path string, n, producers, concurrency int, prefill bool) (time.Duration, error) {
+// while the Runner runs (stream), or all beforehand and not timed (drain).
+func (b bench) onebox(ctx context.Context, path string, prefill bool) (time.Duration, error) {
+	n, producers, concurrency := b.n, b.producers, b.concurrency
 	writer, reader, err := open(path)
 	if err != nil {
 		return 0, err
@@ -177,7 +296,8 @@ func onebox(ctx context.Context, path string, n, producers, concurrency int, pre
 	}
 	q := jobsqlite.New(writer, reader, jobsqlite.Options{})
 	if prefill {
-		if err := enqueueAll(ctx, writer, n); err != nil {
+		err := inBatches(ctx, writer, n, func(tx *sql.Tx) error { return jobsqlite.SendTx(ctx, tx, noopJob(), jobs.SendOptions{}) })
+		if err != nil {
 			return 0, err
 		}
 	}
@@ -226,22 +346,24 @@ func onebox(ctx context.Context, path string, n, producers, concurrency int, pre
 	if err := <-runErr; err != nil {
 		return 0, err
 	}
-	fmt.Printf("  %s: %d Receive calls (%.1f jobs each), %d Ack calls (%.1f jobs each)\n", filepath.Base(path),
+	if !b.verbose {
+		return elapsed, nil
+	}
+	fmt.Printf("\n  %s: %d Receive calls (%.1f jobs each), %d Ack calls (%.1f jobs each)\n", filepath.Base(path),
 		counted.receives.Load(), float64(n)/float64(counted.receives.Load()), counted.acks.Load(), float64(n)/float64(counted.acks.Load()))
 	return elapsed, nil
 }
 
-// enqueueAll enqueues n jobs, 1000 per transaction.
-func enqueueAll(ctx context.Context, writer *sql.DB, n int) error {
+// inBatches calls send n times, 1000 calls per transaction.
+func inBatches(ctx context.Context, writer *sql.DB, n int, send func(*sql.Tx) error) error {
 	for n > 0 {
 		tx, err := writer.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
 		for range min(n, 1000) {
-			if err := jobsqlite.SendTx(ctx, tx, noopJob(), jobs.SendOptions{}); err != nil {
-				_ = tx.Rollback()
-				return err
+			if err := send(tx); err != nil {
+				return errors.Join(err, tx.Rollback())
 			}
 			n--
 		}
