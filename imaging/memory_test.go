@@ -2,9 +2,13 @@ package imaging_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"image"
+	"image/png"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -94,6 +98,9 @@ func TestDecodeBytesCoversMeasuredPeaks(t *testing.T) {
 		// No orientation: with one it would hold two RGBA.
 		{"png 8-bit rgb", pngIHDR(4032, 3024, 8, 2), 24_604_933, 70, 12},
 		{"png 8-bit gray, as rgb (tRNS makes it NRGBA)", pngIHDR(4032, 3024, 8, 0), 24_604_933, 70, 12},
+		// Noise, so the PNG variants' buffers are as large as they get;
+		// at 2048 wide the largest variant is the image itself.
+		{"png 8-bit rgba 2048x2048", pngIHDR(2048, 2048, 8, 6), 15_329_590, 54, 20},
 		// The int32 coefficients.
 		{"jpeg progressive 4:2:0", jpegSOF(4000, 3000, 0xc2, 0x22, 0x11, 0x11), 6_537_961, 92, 9.5},
 		{"jpeg progressive 4:4:4", jpegSOF(4000, 3000, 0xc2, 0x11, 0x11, 0x11), 6_607_974, 178, 21},
@@ -167,5 +174,32 @@ func TestCheckMemory(t *testing.T) {
 	}
 	if !strings.HasPrefix(err.Error(), re.Reason) {
 		t.Errorf("Error() = %q", err)
+	}
+}
+
+// TestDecodeReadsASeekableFileOnce: DecodeBytes counts the file once, so
+// Decode must not hold more (a buffer growing by doubling held up to
+// three times the file). The file is a small PNG followed by 8 MiB the
+// decoder never looks at. It measures process-wide allocation, so it
+// does not run in parallel with other tests.
+func TestDecodeReadsASeekableFileOnce(t *testing.T) {
+	var small bytes.Buffer
+	if err := png.Encode(&small, image.NewGray(image.Rect(0, 0, 16, 16))); err != nil {
+		t.Fatal(err)
+	}
+	const pad = 8 << 20
+	data := append(small.Bytes(), make([]byte, pad)...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := imaging.Decode(context.Background(), bytes.NewReader(data), 0)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Once is pad; the race detector's build allocates a second,
+	// short-lived copy in bytes.Buffer.Grow. Growing by doubling from
+	// the header's bytes allocates four times pad or more.
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 2*pad+pad/2 {
+		t.Errorf("Decode of a %d MiB file allocated %d MiB", len(data)>>20, alloc>>20)
 	}
 }
