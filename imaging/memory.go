@@ -108,7 +108,8 @@ func (h Header) CheckMemory(budget int64) error {
 	if need <= budget {
 		return nil
 	}
-	reason := fmt.Sprintf("this image needs about %d MiB to process; the limit is %d MiB", (need+1<<19)>>20, budget>>20)
+	// Rounded up and down, so that the two never read the same.
+	reason := fmt.Sprintf("this image needs about %d MiB to process; the limit is %d MiB", (need+1<<20-1)>>20, budget>>20)
 	return reject(ErrTooMuchMemory, reason, nil)
 }
 
