@@ -27,7 +27,9 @@ import (
 	"onebox/store/sqlite"
 )
 
-// testPNG is a small opaque gradient.
+// testPNG is a small opaque gradient followed by 1 MiB the decoder never
+// reads (after IEND), so that the file weighs in its estimate: the
+// worker holds the whole file while it decodes.
 func testPNG(t *testing.T) []byte {
 	t.Helper()
 	m := image.NewRGBA(image.Rect(0, 0, 64, 48))
@@ -40,7 +42,7 @@ func testPNG(t *testing.T) []byte {
 	if err := png.Encode(&b, m); err != nil {
 		t.Fatal(err)
 	}
-	return b.Bytes()
+	return append(b.Bytes(), make([]byte, 1<<20)...)
 }
 
 // need is what the worker weighs data at.
