@@ -203,3 +203,39 @@ func TestDecodeReadsASeekableFileOnce(t *testing.T) {
 		t.Errorf("Decode of a %d MiB file allocated %d MiB", len(data)>>20, alloc>>20)
 	}
 }
+
+// TestDecodeKeepsAnRGBImageInPlace: Go decodes an 8-bit RGB PNG to an
+// opaque image.RGBA, which is already the working layout; copying it
+// would double what the estimate charges for it. It measures
+// process-wide allocation, so it does not run in parallel.
+func TestDecodeKeepsAnRGBImageInPlace(t *testing.T) {
+	const side = 1024 // an RGBA of 4 MiB
+	enc := png.Encoder{CompressionLevel: png.BestSpeed}
+	var buf bytes.Buffer
+	// png.Encode writes an opaque RGBA as 8-bit RGB (colour type 2).
+	rgb := image.NewRGBA(image.Rect(0, 0, side, side))
+	for i := 3; i < len(rgb.Pix); i += 4 {
+		rgb.Pix[i] = 0xff
+	}
+	if err := enc.Encode(&buf, rgb); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	if data[25] != 2 {
+		t.Fatalf("colour type %d, want 2 (RGB)", data[25])
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	img, err := imaging.Decode(context.Background(), bytes.NewReader(data), 0)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := img.Pixels.(*image.RGBA); !ok || img.HasAlpha {
+		t.Fatalf("Pixels %T, HasAlpha %v; want an opaque *image.RGBA", img.Pixels, img.HasAlpha)
+	}
+	const pixels = 4 * side * side
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > pixels+pixels/2 {
+		t.Errorf("Decode of a %d×%d RGB PNG allocated %d MiB; its pixels are %d MiB", side, side, alloc>>20, pixels>>20)
+	}
+}
