@@ -107,6 +107,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) error {
 	gc := ops.TuneGC(lookupEnv, ops.CgroupMemoryMax(os.DirFS("/")))
 	log.Info("garbage collector", "gogc", gc.GCPercent, "memory_limit_bytes", gc.MemoryLimit)
+	decodeMemory := pipeline.DecodeBudget(cfg.DecodeMemory, gc.MemoryLimit)
+	log.Info("image decodes", "decode_memory_bytes", decodeMemory, "photo_workers", cfg.PhotoWorkers)
 	obs, err := newObservability(cfg, lookupEnv, log)
 	if err != nil {
 		return err
@@ -150,7 +152,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		return err
 	}
 	pipe := pipeline.New(st, med, mod, hub, log, pipeline.Options{
-		MaxPixels: cfg.MaxPixels, JPEGQuality: cfg.JPEGQuality, DecodeMemory: cfg.DecodeMemory, OnStep: obs.onStep,
+		MaxPixels: cfg.MaxPixels, JPEGQuality: cfg.JPEGQuality, DecodeMemory: decodeMemory, OnStep: obs.onStep,
 	})
 	runner := jobs.NewRunner(queue, jobs.RunnerOptions{
 		Logger: log, DrainTimeout: cfg.DrainTimeout, Visibility: cfg.JobVisibility, OnDone: obs.metrics.JobDone,
@@ -172,7 +174,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	}, app.Options{
 		CacheTTL: cfg.CacheTTL, CacheNegativeTTL: cfg.CacheNegative, ProfileSMaxAge: cfg.ProfileSMaxAge,
 		SessionTTL: cfg.SessionTTL, RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
-		MaxUploadBytes: cfg.MaxUploadBytes, MaxPixels: cfg.MaxPixels, UploadTimeout: cfg.UploadTimeout, UploadBacklog: cfg.UploadBacklog,
+		MaxUploadBytes: cfg.MaxUploadBytes, MaxPixels: cfg.MaxPixels, DecodeMemory: decodeMemory, UploadTimeout: cfg.UploadTimeout, UploadBacklog: cfg.UploadBacklog,
 		TrustedProxies: cfg.TrustedProxies, AccessLog: cfg.AccessLog, OpsToken: cfg.OpsToken,
 		IdempotencyTTL: cfg.IdempotencyTTL,
 		Policies: app.Policies{

@@ -71,7 +71,10 @@ type Options struct {
 	MaxBodyBytes     int64
 	MaxUploadBytes   int64
 	MaxPixels        int64
-	UploadTimeout    time.Duration
+	// DecodeMemory is the pipeline's decode budget: an upload whose image
+	// would need more to process is refused (422). 0 does not check.
+	DecodeMemory  int64
+	UploadTimeout time.Duration
 	// UploadBacklog is how many photos may wait for (or be in) the
 	// pipeline before uploads are refused with 503; 0 is no bound.
 	UploadBacklog  int

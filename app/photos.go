@@ -144,6 +144,9 @@ func (a *App) upload(c echo.Context) error {
 		}
 		return invalid(FieldError{Pointer: "/file", Detail: detail})
 	}
+	if err := a.checkMemory(hdr, req.ContentLength); err != nil {
+		return err
+	}
 
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -187,6 +190,28 @@ func (a *App) idempotency(key string, h hash.Hash, now time.Time) store.Idempote
 		return store.Idempotency{}
 	}
 	return store.Idempotency{Key: key, Digest: uploadDigest(h), ExpiresAt: now.Add(a.opts.IdempotencyTTL)}
+}
+
+// checkMemory refuses an image the pipeline would refuse for the memory
+// it needs, saying how much in the detail, rather than accept it and
+// reject it later. The file is not read yet: its size is bounded by the
+// request's declared length (which includes any multipart framing) or
+// else the upload limit, so the worker, which knows it, never needs more.
+func (a *App) checkMemory(hdr imaging.Header, contentLength int64) error {
+	if a.opts.DecodeMemory <= 0 {
+		return nil
+	}
+	hdr.FileSize = a.opts.MaxUploadBytes
+	if contentLength > 0 {
+		hdr.FileSize = min(contentLength, hdr.FileSize)
+	}
+	var re *imaging.RejectError
+	if err := hdr.CheckMemory(a.opts.DecodeMemory); errors.As(err, &re) {
+		p := invalid(FieldError{Pointer: "/file", Detail: re.Reason})
+		p.Detail = re.Reason
+		return p
+	}
+	return nil
 }
 
 // accepted is the 202 of an upload, first or retried.

@@ -205,10 +205,13 @@ func settings() []setting {
 			c.JPEGQuality = int(n)
 			return err
 		}},
-		{env: "ONEBOX_DECODE_MEMORY", flag: "decode-memory", def: "536870912", usage: "bytes all concurrent image decodes may hold", set: func(c *Config, v string) error {
-			n, err := posInt(v)
+		{env: "ONEBOX_DECODE_MEMORY", flag: "decode-memory", def: "0", usage: "bytes all concurrent image decodes may hold; an image estimated to need more is refused; 0 is half the Go soft memory limit (GOMEMLIMIT)", set: func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return fmt.Errorf("want a number of bytes, or 0 for half the memory limit, got %q", v)
+			}
 			c.DecodeMemory = n
-			return err
+			return nil
 		}},
 		{env: "ONEBOX_PHOTO_WORKERS", flag: "photo-workers", def: strconv.Itoa(runtime.NumCPU()), usage: "photos processed at once", set: func(c *Config, v string) error {
 			n, err := posInt(v)

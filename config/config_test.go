@@ -90,3 +90,23 @@ func TestEmptyAdminAddrTurnsItOff(t *testing.T) {
 		t.Fatalf("admin %q addr %q: an empty ONEBOX_ADMIN_ADDR turns the listener off; other empty variables take their default", c.AdminAddr, c.Addr)
 	}
 }
+
+// TestDecodeMemory: 0, the default, leaves the budget to main (half the
+// soft memory limit); a negative budget is an error.
+func TestDecodeMemory(t *testing.T) {
+	t.Parallel()
+	for val, want := range map[string]int64{"": 0, "0": 0, "1073741824": 1 << 30} {
+		vars := map[string]string{}
+		if val != "" {
+			vars["ONEBOX_DECODE_MEMORY"] = val
+		}
+		c, err := config.Load(nil, env(vars), io.Discard)
+		if err != nil || c.DecodeMemory != want {
+			t.Errorf("ONEBOX_DECODE_MEMORY=%q: %d, %v; want %d", val, c.DecodeMemory, err, want)
+		}
+	}
+	_, err := config.Load(nil, env(map[string]string{"ONEBOX_DECODE_MEMORY": "-1"}), io.Discard)
+	if err == nil || !strings.HasPrefix(err.Error(), "ONEBOX_DECODE_MEMORY:") {
+		t.Errorf("ONEBOX_DECODE_MEMORY=-1: %v, want an error naming it", err)
+	}
+}

@@ -19,6 +19,9 @@ func toWorking(m image.Image, w, h int) (work image.Image, alpha bool) {
 			return m, false
 		case *image.Gray:
 			return m, false
+		case *image.RGBA:
+			// An RGB PNG or JPEG: opaque, so already premultiplied.
+			return m, !m.Opaque()
 		case *image.Gray16:
 			g := image.NewGray(canvas)
 			for y := range h {

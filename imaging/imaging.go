@@ -15,11 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"image/color"
 	"image/gif"
 	"image/jpeg"
 	"image/png"
 	"io"
+	"math"
 
 	"golang.org/x/image/webp"
 )
@@ -35,6 +35,10 @@ var (
 	ErrUnsupported = errors.New("imaging: unsupported image")
 	// ErrTooLarge means the image has more pixels than the caller allows.
 	ErrTooLarge = errors.New("imaging: image too large")
+	// ErrTooMuchMemory means decoding and resizing the image would need
+	// more memory than the caller allows (see Header.CheckMemory). It
+	// wraps ErrTooLarge.
+	ErrTooMuchMemory = fmt.Errorf("%w: needs too much memory", ErrTooLarge)
 	// ErrCorrupt means the file claims to be a supported image but cannot
 	// be decoded: damaged, truncated or malformed.
 	ErrCorrupt = errors.New("imaging: damaged image")
@@ -118,26 +122,13 @@ type Header struct {
 	// animated GIF needs a walk over the whole file, and Decode takes the
 	// first frame of a GIF anyway.
 	Animated bool
+	// FileSize is the size of the whole file in bytes, which Decode holds
+	// while it decodes. Probe cannot know it; a caller that does (or
+	// knows a bound) sets it, and DecodeBytes counts it.
+	FileSize int64
 
-	// peak8 is the estimated peak heap of Decode+Variants in eighths of a
-	// byte per pixel, from the format and colour model; 0 when unknown.
-	peak8 int64
-}
-
-// DecodeBytes estimates the peak heap, in bytes, that Decode followed by
-// Variants needs for this image, not counting the encoded file itself.
-// It is meant as the weight of a semaphore that bounds concurrent
-// decodes. It is deliberately pessimistic: it says 4.5 bytes per pixel
-// for a baseline 4:2:0 JPEG (whose measured peak live heap is 3 to 3.8,
-// the latter when EXIF rotates it), 9 for a progressive one, 12 for an
-// RGBA PNG or a GIF, 16 for a lossless WebP.
-func (h Header) DecodeBytes() int64 {
-	px := int64(h.Width) * int64(h.Height)
-	p := h.peak8
-	if p <= 0 {
-		p = 16 * 8
-	}
-	return px*p/8 + 1<<20
+	// cost is what Decode and Variants hold per pixel (see DecodeBytes).
+	cost cost
 }
 
 // Probe reads only as much of r as it takes to identify the format and
@@ -204,7 +195,7 @@ func probe(r io.Reader, maxPixels int64) (h Header, consumed []byte, err error) 
 		const animationBit = 1 << 1
 		h.Animated = head[20]&animationBit != 0
 	}
-	h.peak8 = peakEstimate(format, cfg.ColorModel, rec.buf.Bytes())
+	h.cost = estimate(format, cfg.ColorModel, rec.buf.Bytes())
 	return h, rec.buf.Bytes(), nil
 }
 
@@ -279,6 +270,9 @@ func Decode(ctx context.Context, r io.Reader, maxPixels int64) (img *Image, err 
 		return nil, reject(ErrUnsupported, reasonAnimatedWebP, nil)
 	}
 	buf := bytes.NewBuffer(consumed)
+	if err := growForRest(buf, r); err != nil {
+		return nil, fmt.Errorf("imaging: read: %w", err)
+	}
 	if _, err := buf.ReadFrom(r); err != nil {
 		return nil, fmt.Errorf("imaging: read: %w", err)
 	}
@@ -318,6 +312,32 @@ func Decode(ctx context.Context, r io.Reader, maxPixels int64) (img *Image, err 
 	}, nil
 }
 
+// growForRest makes room in buf for the rest of r when r can tell its
+// size (a file, a bytes.Reader): then Decode holds the file once, where
+// a buffer growing by doubling would hold up to three times its size
+// while it copies.
+func growForRest(buf *bytes.Buffer, r io.Reader) error {
+	s, ok := r.(io.Seeker)
+	if !ok {
+		return nil
+	}
+	cur, err := s.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return nil // not really seekable: read as it comes
+	}
+	end, err := s.Seek(0, io.SeekEnd)
+	if err != nil {
+		return nil
+	}
+	if _, err := s.Seek(cur, io.SeekStart); err != nil {
+		return err
+	}
+	if rest := end - cur; rest > 0 && rest < math.MaxInt32 {
+		buf.Grow(int(rest) + bytes.MinRead) // ReadFrom wants MinRead free to see EOF
+	}
+	return nil
+}
+
 func decodeFormat(f Format, r io.Reader) (image.Image, error) {
 	switch f {
 	case JPEG:
@@ -344,65 +364,4 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
-}
-
-// peakEstimate returns the peak heap of Decode+Variants, in eighths of a
-// byte per pixel. "native" is what the decoder allocates for its result,
-// "temp" its scratch (progressive JPEG keeps every DCT coefficient as an
-// int32: 4 bytes per sample), "work" the 8-bit working copy. The peak is
-// the largest of decoding, converting (native and work both live) and
-// orienting (two works), plus one more work for Variants: the first
-// resize's horizontal pass holds up to the source's size, and garbage
-// from the previous phase may not be collected yet.
-func peakEstimate(f Format, model color.Model, head []byte) int64 {
-	var native, temp, work int64 // eighths of a byte per pixel
-	switch f {
-	case JPEG:
-		fi, ok := jpegFrame(head)
-		if !ok {
-			return 0
-		}
-		native = fi.planes8
-		if fi.progressive {
-			temp = 4 * fi.planes8
-		}
-		switch fi.components {
-		case 1:
-			work = native
-		case 4: // CMYK: planes, then image.CMYK, then RGBA
-			native += 4 * 8
-			work = 4 * 8
-		default:
-			work = native
-			if fi.planes8 >= 3*8 { // 4:4:4 may be an RGB JPEG, decoded to RGBA
-				work = 4 * 8
-			}
-		}
-	case WebP:
-		switch model {
-		case color.YCbCrModel:
-			native, work = 12, 12
-		case color.NYCbCrAModel: // the alpha plane may be decoded via NRGBA
-			native, temp, work = 20, 32, 32
-		default: // lossless: NRGBA plus the decoder's uint32 pixels and transforms
-			native, temp, work = 32, 64, 32
-		}
-	default:
-		switch model {
-		case color.GrayModel:
-			native, work = 8, 8
-		case color.Gray16Model:
-			native, work = 16, 8
-		case color.RGBA64Model, color.NRGBA64Model:
-			native, work = 64, 32
-		case color.RGBAModel, color.NRGBAModel:
-			native, work = 32, 32
-		default: // palette
-			native, work = 8, 32
-		}
-		if f == PNG {
-			temp = native // an interlaced PNG holds its passes too
-		}
-	}
-	return max(native+temp, native+work, 2*work) + work
 }

@@ -119,6 +119,7 @@ type jpegFrameInfo struct {
 	progressive bool
 	components  int
 	planes8     int64 // samples per pixel over all components, in eighths
+	hmax        int64 // the largest horizontal sampling factor: 4 is 4:1:1 or 4:1:0
 }
 
 func jpegFrame(b []byte) (fi jpegFrameInfo, ok bool) {
@@ -139,6 +140,7 @@ func jpegFrame(b []byte) (fi jpegFrameInfo, ok bool) {
 			hv := p[6+3*c+1]
 			hmax, vmax = max(hmax, int64(hv>>4)), max(vmax, int64(hv&15))
 		}
+		fi.hmax = hmax
 		fi.progressive = marker == 0xc2 || marker == 0xc6 || marker == 0xca || marker == 0xce
 		fi.components = nc
 		for c := range nc {

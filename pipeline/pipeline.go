@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"path"
+	"runtime/debug"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -37,8 +39,11 @@ const (
 type Options struct {
 	MaxPixels   int64 // refuse larger images (the upload checks too)
 	JPEGQuality int
-	// DecodeMemory bounds the bytes all concurrent decodes may hold, so a
-	// burst of large uploads waits instead of exhausting memory.
+	// DecodeMemory bounds the bytes all concurrent decodes may hold (each
+	// weighs imaging.Header.DecodeBytes), so a burst of large uploads
+	// waits instead of exhausting memory; an image that would need more
+	// than all of it is rejected. 0 is DecodeBudget(0, the soft memory
+	// limit in effect).
 	DecodeMemory int64
 	Now          func() time.Time
 	// OnStep, if set, is called after each step of a photo (StepDecode,
@@ -55,6 +60,21 @@ const (
 	StepPublish  = "publish"  // write the variants to media storage
 )
 
+// DecodeBudget returns the decode memory budget: configured if it is
+// positive, else half of memoryLimit, the Go soft memory limit in effect
+// (ops.TuneGC's), or half of ops.DefaultMemoryLimit when there is none.
+// The other half is the rest of the process's: its caches, requests, and
+// the garbage the collector has not yet reclaimed.
+func DecodeBudget(configured, memoryLimit int64) int64 {
+	if configured > 0 {
+		return configured
+	}
+	if memoryLimit <= 0 || memoryLimit == math.MaxInt64 {
+		memoryLimit = ops.DefaultMemoryLimit
+	}
+	return memoryLimit / 2
+}
+
 // Pipeline runs the photo jobs.
 type Pipeline struct {
 	store     store.Store
@@ -70,6 +90,9 @@ type Pipeline struct {
 func New(st store.Store, m media.Storage, mod moderation.Moderator, hub notify.Hub, log *slog.Logger, o Options) *Pipeline {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.DecodeMemory <= 0 {
+		o.DecodeMemory = DecodeBudget(0, debug.SetMemoryLimit(-1))
 	}
 	return &Pipeline{store: st, media: m, moderator: mod, hub: hub, log: log, opts: o, decodes: semaphore.NewWeighted(o.DecodeMemory)}
 }
@@ -171,6 +194,12 @@ func (p *Pipeline) render(ctx context.Context, ph store.Photo) (vs []store.Varia
 	defer obj.Close()
 	step := p.step(ctx, StepDecode)
 	hdr, err := imaging.Probe(obj, p.opts.MaxPixels)
+	if err == nil {
+		// Checked again here, not only at upload: the budget may have
+		// shrunk since (a smaller memory limit, another configuration).
+		hdr.FileSize = obj.Info().Size
+		err = hdr.CheckMemory(p.opts.DecodeMemory)
+	}
 	if reason := rejection(err); reason != "" {
 		return nil, 0, 0, reason, nil
 	}
@@ -180,7 +209,7 @@ func (p *Pipeline) render(ctx context.Context, ph store.Photo) (vs []store.Varia
 	if _, err := obj.Seek(0, 0); err != nil {
 		return nil, 0, 0, "", err
 	}
-	need := min(hdr.DecodeBytes(), p.opts.DecodeMemory)
+	need := hdr.DecodeBytes() // at most the whole budget, checked above
 	if err := p.decodes.Acquire(ctx, need); err != nil {
 		return nil, 0, 0, "", err
 	}
