@@ -164,6 +164,9 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		ops.DiskCheck(db.dir, 0.01),
 	)
 	dash := newDashboard(cfg, log, obs, queue, drills)
+	if cfg.DeviceKey == "" {
+		log.Warn("ONEBOX_DEVICE_KEY is empty: device tokens are off, and anyone who exhausts a handle's login budget (ONEBOX_RATE_AUTH_HANDLE) locks its owner out until it refills")
+	}
 	api := app.New(app.Deps{
 		Ops:   dash.Handler(),
 		Store: st, Cache: c, Limiter: lim, Health: health, Logger: log, Media: med, Hub: hub, Queue: queue, Jobs: runner,
@@ -174,10 +177,12 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		SessionTTL: cfg.SessionTTL, RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxUploadBytes: cfg.MaxUploadBytes, MaxPixels: cfg.MaxPixels, UploadTimeout: cfg.UploadTimeout, UploadBacklog: cfg.UploadBacklog,
 		TrustedProxies: cfg.TrustedProxies, AccessLog: cfg.AccessLog, OpsToken: cfg.OpsToken,
+		PublicOrigin: cfg.PublicURL, DeviceKey: []byte(cfg.DeviceKey), DeviceTTL: cfg.DeviceTTL,
 		Policies: app.Policies{
 			API:        policy("api", cfg.RateAPI),
 			Auth:       policy("auth", cfg.RateAuth),
 			AuthHandle: policy("auth-handle", cfg.RateAuthHandle),
+			AuthDevice: policy("auth-device", cfg.RateAuthDevice),
 			Upload:     policy("upload", cfg.RateUpload),
 		},
 	})

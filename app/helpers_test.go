@@ -45,6 +45,7 @@ type bundle struct {
 	t       testing.TB
 	url     string
 	handler http.Handler
+	app     *app.App
 	store   *sqlite.Store
 	dbPath  string
 	health  *ops.Health
@@ -72,8 +73,9 @@ type setup struct {
 	// is off) turn each on, wired as main wires them.
 	metrics, tracing bool
 	slowQuery        time.Duration
-	logLevel         slog.Level // default info
-	discardLogs      bool       // for benchmarks: the log buffer would grow with b.N
+	logLevel         slog.Level       // default info
+	discardLogs      bool             // for benchmarks: the log buffer would grow with b.N
+	now              func() time.Time // the API's clock (Deps.Now); default time.Now
 }
 
 func generous(name string) ratelimit.Policy {
@@ -85,7 +87,7 @@ func defaultOptions() app.Options {
 		CacheTTL: time.Minute, CacheNegativeTTL: 5 * time.Second, ProfileSMaxAge: 10 * time.Second,
 		SessionTTL: time.Hour, RequestTimeout: 10 * time.Second, MaxBodyBytes: 4096, AccessLog: true,
 		MaxUploadBytes: 8 << 20, MaxPixels: 50_000_000, UploadTimeout: time.Minute,
-		Policies: app.Policies{API: generous("api"), Auth: generous("auth"), AuthHandle: generous("auth-handle"), Upload: generous("upload")},
+		Policies: app.Policies{API: generous("api"), Auth: generous("auth"), AuthHandle: generous("auth-handle"), AuthDevice: generous("auth-device"), Upload: generous("upload")},
 	}
 }
 
@@ -165,9 +167,9 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 		Store: ss, Cache: c, Limiter: limitmemory.New(limitmemory.Options{}),
 		Hasher: auth.NewHasher(auth.Params{Memory: 64, Time: 1, Threads: 1}, 4),
 		Health: b.health, Logger: log, Media: med, Hub: hub, Queue: queue, Jobs: runner,
-		Metrics: b.metrics, Tracing: b.tracing,
+		Metrics: b.metrics, Tracing: b.tracing, Now: s.now,
 	}, s.opts)
-	b.handler = a.Handler()
+	b.app, b.handler = a, a.Handler()
 	b.admin = a.AdminHandler()
 	srv := httptest.NewUnstartedServer(b.handler)
 	srv.Config.RegisterOnShutdown(a.Close)
