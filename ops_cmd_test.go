@@ -77,7 +77,7 @@ func TestOpsEndToEnd(t *testing.T) {
 	}
 	wrong := func(k string) (string, bool) {
 		if k == "ONEBOX_OPS_TOKEN" {
-			return "nope", true
+			return "nope-nope-nope-nope-nope-nope-nope-nope", true
 		}
 		v, ok := env[k]
 		return v, ok

@@ -47,6 +47,10 @@ type Deps struct {
 	// Ops, if set, is served under /ops/ on the admin listener: the
 	// operator dashboard and the drills (ops/dashboard guards them).
 	Ops http.Handler
+	// OpsGuard guards the admin listener's job queue and metrics; pass
+	// the dashboard's, so the listener has one budget of failed
+	// authentications. Default: one made from Options.OpsToken.
+	OpsGuard *ops.Guard
 }
 
 // Notifier is told when a request enqueued work, so an in-process worker
@@ -123,11 +127,12 @@ type App struct {
 	closing       chan struct{} // closed by Close: long streams end
 	closed        sync.Once
 
-	metrics *metrics.Metrics
-	tracing *tracing.Tracing
-	tracer  trace.Tracer // nil when tracing is off
-	ops     http.Handler // nil leaves /ops out of AdminHandler
-	seen    sync.Map     // routeKey → *route, for observe
+	metrics  *metrics.Metrics
+	tracing  *tracing.Tracing
+	tracer   trace.Tracer // nil when tracing is off
+	ops      http.Handler // nil leaves /ops out of AdminHandler
+	opsGuard *ops.Guard
+	seen     sync.Map // routeKey → *route, for observe
 
 	publicCacheControl []string      // shared, read-only
 	authHandle         limit         // login attempts per handle, taken in the handler
@@ -145,9 +150,13 @@ func New(d Deps, o Options) *App {
 		media: d.Media, hub: d.Hub, queue: d.Queue, jobs: d.Jobs, log: d.Logger, now: d.Now, opts: o,
 		metrics: d.Metrics, tracing: d.Tracing, tracer: d.Tracing.Tracer(),
 		ops:                d.Ops,
+		opsGuard:           d.OpsGuard,
 		closing:            make(chan struct{}),
 		publicCacheControl: []string{"public, no-cache, s-maxage=" + seconds(o.ProfileSMaxAge)},
 		authHandle:         newLimit(o.Policies.AuthHandle),
+	}
+	if a.opsGuard == nil {
+		a.opsGuard = ops.NewGuard(ops.GuardOptions{Token: o.OpsToken, Now: d.Now})
 	}
 	if len(o.DeviceKey) > 0 {
 		dev, err := auth.NewDevices(o.DeviceKey, o.DeviceTTL)
