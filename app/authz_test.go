@@ -333,3 +333,19 @@ func TestOriginCheckOnEveryCookieWrite(t *testing.T) {
 		})
 	}
 }
+
+// TestDeviceTokensOffWithoutKey: with no ONEBOX_DEVICE_KEY, login issues
+// no device token, and every login counts against its handle.
+func TestDeviceTokensOffWithoutKey(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t, func(s *setup) {
+		s.opts.Policies.AuthHandle = ratelimit.Policy{Name: "auth-handle", Limit: 1, Window: time.Hour}
+	})
+	mustStatus(t, b.do("POST", "/v1/users", `{"handle":"kate","password":"correct horse"}`), http.StatusCreated)
+	r := b.do("POST", "/v1/sessions", `{"handle":"kate","password":"correct horse"}`)
+	mustStatus(t, r, http.StatusCreated)
+	if _, ok := r.json(t)["device_token"]; ok || cookieNamed(r, "onebox_device") != nil {
+		t.Fatalf("device token issued without a key: %s %v", r.body, r.Cookies())
+	}
+	mustStatus(t, b.do("POST", "/v1/sessions", `{"handle":"kate","password":"correct horse"}`, "Onebox-Device", "v1.x"), http.StatusTooManyRequests)
+}
