@@ -349,3 +349,23 @@ func TestDeviceTokensOffWithoutKey(t *testing.T) {
 	}
 	mustStatus(t, b.do("POST", "/v1/sessions", `{"handle":"kate","password":"correct horse"}`, "Onebox-Device", "v1.x"), http.StatusTooManyRequests)
 }
+
+// TestDeviceTokenIsPerAccount: device tokens name the account, not the
+// handle: after an account is deleted and its handle taken by someone
+// else, the old owner's device tokens no longer escape the handle's
+// budget.
+func TestDeviceTokenIsPerAccount(t *testing.T) {
+	t.Parallel()
+	b, _ := deviceBundle(t, 3, 100, 1000)
+	mustStatus(t, b.do("POST", "/v1/users", `{"handle":"zed","password":"correct horse"}`), http.StatusCreated)
+	old := loginDevice(t, b, "zed")
+	r := b.do("POST", "/v1/sessions", `{"handle":"zed","password":"correct horse"}`, "Onebox-Device", old)
+	mustStatus(t, r, http.StatusCreated)
+	mustStatus(t, b.do("DELETE", "/v1/users/me", "", bearer(r.json(t)["token"].(string))...), http.StatusNoContent)
+	mustStatus(t, b.do("POST", "/v1/users", `{"handle":"zed","password":"other horse"}`), http.StatusCreated)
+	// The handle's budget of three had one taken by the first login; the
+	// old token buys no more than the two left.
+	for _, want := range []int{http.StatusUnauthorized, http.StatusUnauthorized, http.StatusTooManyRequests} {
+		mustStatus(t, b.do("POST", "/v1/sessions", `{"handle":"zed","password":"guess guess"}`, "Onebox-Device", old), want)
+	}
+}

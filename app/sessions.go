@@ -96,9 +96,9 @@ func requireUser(c echo.Context) (identity, error) {
 //
 // Besides the client IP's budget (the route's guard), a login takes from
 // its handle's budget, against password guessing spread over many
-// addresses; but a client presenting a device token for the handle (see
-// auth.Devices), issued by an earlier successful login, takes from that
-// device's budget instead, so whoever exhausts the handle's budget does
+// addresses; but a client presenting a device token for the handle's user
+// (see auth.Devices), issued by an earlier successful login, takes from
+// that device's budget instead, so whoever exhausts the handle's budget does
 // not lock its owner out on a known device. The response carries the
 // RateLimit headers of the budget closest to running out.
 func (a *App) createSession(c echo.Context) error {
@@ -116,22 +116,22 @@ func (a *App) createSession(c echo.Context) error {
 	// Kelvin sign, and more) onto ASCII letters.
 	valid := checkHandle(handle) == ""
 	key := handle // its own bucket; no user has it
-	if valid {
-		key = strings.ToLower(handle) // ASCII only
-	}
-	l, bucket := a.authHandle, "h:"+key
-	if device := a.device(c, key, valid); device != "" {
-		l, bucket = a.authDevice, "d:"+device
-	}
-	if err := a.allowAlso(c, l, bucket); err != nil {
-		return err
-	}
 	var cred store.Credentials
 	if valid {
+		key = strings.ToLower(handle) // ASCII only
+		// Looked up before the limit, for the device check: an indexed
+		// read, which the client IP's budget already bounds.
 		cred, err = a.store.Credentials(ctx, handle)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+	}
+	l, bucket := a.authHandle, "h:"+key
+	if device := a.device(c, cred.UserID); device != "" {
+		l, bucket = a.authDevice, "d:"+device
+	}
+	if err := a.allowAlso(c, l, bucket); err != nil {
+		return err
 	}
 	// Verify runs even for an unknown handle (against a dummy hash), so the
 	// answer takes as long either way and does not reveal which handles exist.
@@ -155,7 +155,7 @@ func (a *App) createSession(c echo.Context) error {
 	})
 	body := map[string]any{"token": token, "expires_at": s.ExpiresAt}
 	if a.devices != nil {
-		dev, exp := a.devices.Issue(key, now)
+		dev, exp := a.devices.Issue(cred.UserID, now)
 		// Only login reads it: the cookie goes nowhere else.
 		c.SetCookie(&http.Cookie{
 			Name: deviceCookie, Value: dev, Path: "/v1/sessions", Expires: exp,
@@ -167,18 +167,20 @@ func (a *App) createSession(c echo.Context) error {
 	return jsonBlob(c, http.StatusCreated, mustJSON(body))
 }
 
-// device returns the id of a valid device token for the handle key,
-// from the Onebox-Device header (API clients) or the onebox_device
-// cookie (browsers), or "". A token that is forged, expired or another
-// handle's is ignored: the login is then limited per handle.
-func (a *App) device(c echo.Context, key string, valid bool) string {
-	if a.devices == nil || !valid {
+// device returns the id of a valid device token for the user, from the
+// Onebox-Device header (API clients) or the onebox_device cookie
+// (browsers), or "". A token that is forged, expired or another user's
+// is ignored: the login is then limited per handle. Tokens name the user
+// id, not the handle, so those of a deleted account do not carry over to
+// whoever takes its handle next.
+func (a *App) device(c echo.Context, userID string) string {
+	if a.devices == nil || userID == "" {
 		return ""
 	}
 	now := a.now()
 	req := c.Request()
 	if v := req.Header.Get(headerDevice); v != "" {
-		if id, ok := a.devices.Check(v, key, now); ok {
+		if id, ok := a.devices.Check(v, userID, now); ok {
 			return id
 		}
 	}
@@ -186,7 +188,7 @@ func (a *App) device(c echo.Context, key string, valid bool) string {
 		if i == 4 { // a browser sends one; no work for a flood
 			break
 		}
-		if id, ok := a.devices.Check(ck.Value, key, now); ok {
+		if id, ok := a.devices.Check(ck.Value, userID, now); ok {
 			return id
 		}
 	}

@@ -20,15 +20,16 @@ const MinDeviceKey = 32
 var ErrShortKey = errors.New("auth: device key shorter than 32 bytes")
 
 // Devices issues and checks device tokens, OWASP's "device cookies": a
-// client that logged in to a handle once gets a token naming that handle,
-// and later logins presenting it are rate-limited per device instead of
-// per handle, so someone guessing the handle's password cannot lock its
-// owner out of a device they have used before.
+// client that logged in to an account once gets a token naming that
+// account (its subject: a user id), and later logins presenting it are
+// rate-limited per device instead of per account, so someone guessing
+// the password cannot lock the owner out of a device they have used
+// before.
 //
 // A token is "v1." + base64url(expiry ‖ nonce) + "." + base64url(HMAC):
-// the handle is not in it (the login names it) but in the MAC, so a token
-// works for its own handle only. Nothing is stored: every instance with
-// the same key accepts every instance's tokens.
+// the subject is not in it (the login finds it) but in the MAC, so a
+// token works for its own subject only. Nothing is stored: every
+// instance with the same key accepts every instance's tokens.
 type Devices struct {
 	key []byte
 	ttl time.Duration
@@ -53,21 +54,20 @@ func NewDevices(key []byte, ttl time.Duration) (*Devices, error) {
 	return &Devices{key: key, ttl: ttl}, nil
 }
 
-// Issue returns a fresh token for handle (as the login compares it, for
-// example lower-cased) and when it expires.
-func (d *Devices) Issue(handle string, now time.Time) (token string, expires time.Time) {
+// Issue returns a fresh token for subject and when it expires.
+func (d *Devices) Issue(subject string, now time.Time) (token string, expires time.Time) {
 	expires = now.Add(d.ttl).Truncate(time.Second)
 	var p [devicePayload]byte
 	binary.BigEndian.PutUint64(p[:8], uint64(expires.Unix()))
 	_, _ = rand.Read(p[8:]) // crypto/rand.Read never fails (Go 1.24+)
 	enc := base64.RawURLEncoding
-	return devicePrefix + enc.EncodeToString(p[:]) + "." + enc.EncodeToString(d.mac(handle, p[:])), expires
+	return devicePrefix + enc.EncodeToString(p[:]) + "." + enc.EncodeToString(d.mac(subject, p[:])), expires
 }
 
 // Check returns the device's id (its nonce, URL-safe) if token was issued
-// with this key for handle and has not expired at now; ok is false for
+// with this key for subject and has not expired at now; ok is false for
 // anything else, malformed input included.
-func (d *Devices) Check(token, handle string, now time.Time) (device string, ok bool) {
+func (d *Devices) Check(token, subject string, now time.Time) (device string, ok bool) {
 	if len(token) != deviceLen || token[:len(devicePrefix)] != devicePrefix {
 		return "", false
 	}
@@ -81,7 +81,7 @@ func (d *Devices) Check(token, handle string, now time.Time) (device string, ok 
 		return "", false
 	}
 	mac, err := enc.DecodeString(sig)
-	if err != nil || !hmac.Equal(mac, d.mac(handle, p)) {
+	if err != nil || !hmac.Equal(mac, d.mac(subject, p)) {
 		return "", false
 	}
 	exp := int64(binary.BigEndian.Uint64(p[:8]))
@@ -91,14 +91,14 @@ func (d *Devices) Check(token, handle string, now time.Time) (device string, ok 
 	return enc.EncodeToString(p[8:]), true
 }
 
-// mac signs the payload for handle. The label keeps the key from ever
-// signing anything that means something else; the handle's length is
-// in it, so no handle/payload split can be shifted.
-func (d *Devices) mac(handle string, payload []byte) []byte {
+// mac signs the payload for subject. The label keeps the key from ever
+// signing anything that means something else; the subject's length is
+// in it, so no subject/payload split can be shifted.
+func (d *Devices) mac(subject string, payload []byte) []byte {
 	m := hmac.New(sha256.New, d.key)
 	m.Write([]byte("onebox device token v1\x00"))
-	m.Write(binary.BigEndian.AppendUint32(nil, uint32(len(handle))))
-	m.Write([]byte(handle))
+	m.Write(binary.BigEndian.AppendUint32(nil, uint32(len(subject))))
+	m.Write([]byte(subject))
 	m.Write(payload)
 	return m.Sum(nil)
 }

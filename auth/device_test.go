@@ -55,14 +55,15 @@ func TestDeviceToken(t *testing.T) {
 		return string(b)
 	}
 	tests := []struct {
-		name   string
-		d      *auth.Devices
-		token  string
-		handle string
-		now    time.Time
+		name    string
+		d       *auth.Devices
+		token   string
+		subject string
+		now     time.Time
 	}{
-		{"other handle", d, tok, "bob", now},
-		{"handle differs in case", d, tok, "Alice", now},
+		{"other subject", d, tok, "bob", now},
+		{"subject differs in case", d, tok, "Alice", now},
+		{"empty subject", d, tok, "", now},
 		{"expired", d, tok, "alice", now.Add(time.Hour)},
 		{"other key", other, tok, "alice", now},
 		{"payload tampered", d, flip(tok, 5), "alice", now},
@@ -74,7 +75,7 @@ func TestDeviceToken(t *testing.T) {
 		{"session token", d, strings.Repeat("A", 43), "alice", now},
 	}
 	for _, tt := range tests {
-		if id, ok := tt.d.Check(tt.token, tt.handle, tt.now); ok {
+		if id, ok := tt.d.Check(tt.token, tt.subject, tt.now); ok {
 			t.Errorf("%s: accepted as device %q", tt.name, id)
 		}
 	}
