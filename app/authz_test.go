@@ -131,7 +131,7 @@ func TestDeviceTokenSurvivesHandleLockout(t *testing.T) {
 	flip[10] ^= 1
 	for name, tok := range map[string]string{
 		"tampered":       string(flip),
-		"other handle's": otherDevice,
+		"another user's": otherDevice,
 		"garbage":        "v1.nonsense",
 		"session token":  strings.Repeat("A", 43),
 	} {
