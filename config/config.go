@@ -245,7 +245,7 @@ func settings() []setting {
 		}},
 		{env: "ONEBOX_DEVICE_TTL", flag: "device-ttl", def: "2160h", usage: "how long a device token lasts after the login that issued it", set: dur(func(c *Config) *time.Duration { return &c.DeviceTTL })},
 		{env: "ONEBOX_RATE_UPLOAD", flag: "rate-upload", def: "30/1m", usage: "uploads per user", set: rate(func(c *Config) *Rate { return &c.RateUpload })},
-		{env: "ONEBOX_TRUSTED_PROXIES", flag: "trusted-proxies", def: "", usage: "comma-separated CIDRs whose X-Forwarded-For is believed", set: func(c *Config, v string) error {
+		{env: "ONEBOX_TRUSTED_PROXIES", flag: "trusted-proxies", def: "", usage: "comma-separated CIDRs whose X-Forwarded-For and X-Forwarded-Proto are believed (from any other peer, the connection's own address and scheme count)", set: func(c *Config, v string) error {
 			c.TrustedProxies = nil
 			for p := range strings.SplitSeq(v, ",") {
 				if p = strings.TrimSpace(p); p == "" {
