@@ -165,9 +165,13 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		ops.Check{Name: "queue", Timeout: time.Second, Probe: func(ctx context.Context) error { _, err := queue.Stats(ctx); return err }},
 		ops.DiskCheck(db.dir, 0.01),
 	)
-	dash := newDashboard(cfg, log, obs, queue, drills)
+	opsGuard := ops.NewGuard(ops.GuardOptions{Token: cfg.OpsToken}) // one budget of failed logins for the admin listener
+	dash := newDashboard(cfg, log, obs, queue, drills, opsGuard)
+	if cfg.DeviceKey == "" {
+		log.Warn("ONEBOX_DEVICE_KEY is empty: device tokens are off, and anyone who exhausts a handle's login budget (ONEBOX_RATE_AUTH_HANDLE) locks its owner out until it refills")
+	}
 	api := app.New(app.Deps{
-		Ops:   dash.Handler(),
+		Ops: dash.Handler(), OpsGuard: opsGuard,
 		Store: st, Cache: c, Limiter: lim, Health: health, Logger: log, Media: med, Hub: hub, Queue: queue, Jobs: runner,
 		Hasher:  auth.NewHasher(auth.DefaultParams, cfg.HashConcurrency),
 		Metrics: obs.metrics, Tracing: obs.tracing,
@@ -177,10 +181,12 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		MaxUploadBytes: cfg.MaxUploadBytes, MaxPixels: cfg.MaxPixels, DecodeMemory: decodeMemory, UploadTimeout: cfg.UploadTimeout, UploadBacklog: cfg.UploadBacklog,
 		TrustedProxies: cfg.TrustedProxies, AccessLog: cfg.AccessLog, OpsToken: cfg.OpsToken,
 		IdempotencyTTL: cfg.IdempotencyTTL,
+		PublicOrigin:   cfg.PublicURL, DeviceKey: []byte(cfg.DeviceKey), DeviceTTL: cfg.DeviceTTL,
 		Policies: app.Policies{
 			API:        policy("api", cfg.RateAPI),
 			Auth:       policy("auth", cfg.RateAuth),
 			AuthHandle: policy("auth-handle", cfg.RateAuthHandle),
+			AuthDevice: policy("auth-device", cfg.RateAuthDevice),
 			Upload:     policy("upload", cfg.RateUpload),
 		},
 	})

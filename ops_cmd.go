@@ -16,6 +16,7 @@ import (
 
 	"onebox/config"
 	"onebox/jobs"
+	"onebox/ops"
 	"onebox/ops/dashboard"
 	"onebox/ops/drill"
 )
@@ -33,11 +34,12 @@ func newDrill(cfg config.Config, log *slog.Logger) *drill.Drill {
 // newDashboard builds the operator dashboard on what obs observes, with
 // the dead-lettered jobs of queue as its recent errors. Run it, and
 // serve its Handler under /ops/ on the admin listener.
-func newDashboard(cfg config.Config, log *slog.Logger, obs *observability, queue jobs.Queue, dr *drill.Drill) *dashboard.Dashboard {
+func newDashboard(cfg config.Config, log *slog.Logger, obs *observability, queue jobs.Queue, dr *drill.Drill, guard *ops.Guard) *dashboard.Dashboard {
 	if cfg.OpsToken == "" && !loopback(cfg.AdminAddr) {
 		log.Warn("ONEBOX_ADMIN_ADDR is not a loopback address and ONEBOX_OPS_TOKEN is empty: /ops, /jobs and /metrics refuse every request (health still answers)")
 	}
 	o := dashboard.Options{
+		Guard: guard,
 		Scrape: func(w io.Writer) error {
 			if obs.metrics == nil {
 				return errors.New("metrics are off (ONEBOX_METRICS=false)")

@@ -10,13 +10,16 @@ import (
 	"time"
 )
 
+// opsToken is an operator token long enough for the configuration.
+const opsToken = "s3cret-s3cret-s3cret-s3cret-s3cret"
+
 // TestOpsEndToEnd serves with drills on and a token, reads the dashboard
 // and the diagnosis the way an operator would, and runs a drill.
 func TestOpsEndToEnd(t *testing.T) {
 	addr, admin := freeAddr(t), freeAddr(t)
 	env := map[string]string{
 		"ONEBOX_ADDR": addr, "ONEBOX_ADMIN_ADDR": admin, "ONEBOX_DATA_DIR": t.TempDir(), "ONEBOX_HASH_CONCURRENCY": "2",
-		"ONEBOX_OPS_TOKEN": "s3cret", "ONEBOX_OPS_INTERVAL": "100ms", "ONEBOX_DRILLS": "true",
+		"ONEBOX_OPS_TOKEN": opsToken, "ONEBOX_OPS_INTERVAL": "100ms", "ONEBOX_DRILLS": "true",
 	}
 	getenv := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	ctx, stop := context.WithCancel(context.Background())
@@ -55,10 +58,10 @@ func TestOpsEndToEnd(t *testing.T) {
 	if code, _ := do("GET", "/ops/", ""); code != http.StatusUnauthorized {
 		t.Fatalf("/ops/ without the token: %d", code)
 	}
-	if code, body := do("GET", "/ops/", "s3cret"); code != http.StatusOK || !strings.Contains(body, `id="panel-database"`) {
+	if code, body := do("GET", "/ops/", opsToken); code != http.StatusOK || !strings.Contains(body, `id="panel-database"`) {
 		t.Fatalf("/ops/: %d %.200s", code, body)
 	}
-	if code, body := do("POST", "/ops/drill/db-latency?delay=50ms&for=1m", "s3cret"); code != http.StatusOK {
+	if code, body := do("POST", "/ops/drill/db-latency?delay=50ms&for=1m", opsToken); code != http.StatusOK {
 		t.Fatalf("drill: %d %s", code, body)
 	}
 	time.Sleep(300 * time.Millisecond) // a few of the dashboard's 100ms samples
@@ -74,7 +77,7 @@ func TestOpsEndToEnd(t *testing.T) {
 	}
 	wrong := func(k string) (string, bool) {
 		if k == "ONEBOX_OPS_TOKEN" {
-			return "nope", true
+			return "nope-nope-nope-nope-nope-nope-nope-nope", true
 		}
 		v, ok := env[k]
 		return v, ok
@@ -82,7 +85,7 @@ func TestOpsEndToEnd(t *testing.T) {
 	if err := run(context.Background(), []string{"ops", "diagnose"}, wrong, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("wrong token: %v", err)
 	}
-	if code, _ := do("DELETE", "/ops/drill/db-latency", "s3cret"); code != http.StatusOK {
+	if code, _ := do("DELETE", "/ops/drill/db-latency", opsToken); code != http.StatusOK {
 		t.Errorf("stopping the drill: %d", code)
 	}
 }
@@ -100,7 +103,9 @@ func TestOpsCommand(t *testing.T) {
 		{args: []string{"ops"}, wantErr: "usage: onebox ops diagnose"},
 		{args: []string{"ops", "frobnicate"}, wantErr: "usage: onebox ops diagnose"},
 		// The token and the webhook are secrets as a whole.
-		{args: []string{"config"}, env: map[string]string{"ONEBOX_OPS_TOKEN": "t0ken", "ONEBOX_ALERT_WEBHOOK": "https://hooks.example/T1/s3cret"}, wantOut: "ONEBOX_OPS_TOKEN=xxxxx\n"},
+		{args: []string{"config"}, env: map[string]string{"ONEBOX_OPS_TOKEN": "t0ken-t0ken-t0ken-t0ken-t0ken-t0ken", "ONEBOX_ALERT_WEBHOOK": "https://hooks.example/T1/s3cret"}, wantOut: "ONEBOX_OPS_TOKEN=xxxxx\n"},
+		{args: []string{"config"}, env: map[string]string{"ONEBOX_DEVICE_KEY": "t0ken-t0ken-t0ken-t0ken-t0ken-t0ken"}, wantOut: "ONEBOX_DEVICE_KEY=xxxxx\n"},
+		{args: []string{"config"}, env: map[string]string{"ONEBOX_OPS_TOKEN": "t0ken"}, wantErr: "ONEBOX_OPS_TOKEN: -ops-token: want at least 32 bytes"},
 		{args: []string{"config"}, env: map[string]string{"ONEBOX_ALERT_ERROR_RATE": "5"}, wantErr: "ONEBOX_ALERT_ERROR_RATE: want a fraction"},
 	} {
 		var out bytes.Buffer

@@ -5,15 +5,14 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-
-	"onebox/ops"
 )
 
 // AdminHandler serves the operator listener: health, the job queue as
 // JSON (the same as `onebox jobs ...`) and the metrics. All but health,
-// which load balancers poll, need the operator token (ops.Guard).
+// which load balancers poll, need the operator token (ops.Guard), and
+// requests without it are limited per client address.
 func (a *App) AdminHandler() http.Handler {
-	guard := func(h http.HandlerFunc) http.Handler { return ops.Guard(a.opts.OpsToken, h) }
+	guard := func(h http.HandlerFunc) http.Handler { return a.opsGuard.Wrap(h) }
 	mux := http.NewServeMux()
 	mux.Handle("GET /health/", a.echo)
 	mux.Handle("GET /jobs/stats", guard(a.jobStats))

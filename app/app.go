@@ -47,6 +47,10 @@ type Deps struct {
 	// Ops, if set, is served under /ops/ on the admin listener: the
 	// operator dashboard and the drills (ops/dashboard guards them).
 	Ops http.Handler
+	// OpsGuard guards the admin listener's job queue and metrics; pass
+	// the dashboard's, so the listener has one budget of failed
+	// authentications. Default: one made from Options.OpsToken.
+	OpsGuard *ops.Guard
 }
 
 // Notifier is told when a request enqueued work, so an in-process worker
@@ -58,6 +62,7 @@ type Policies struct {
 	API        ratelimit.Policy // every API route, per user or client IP
 	Auth       ratelimit.Policy // sign-up and login, per client IP
 	AuthHandle ratelimit.Policy // login, per target handle
+	AuthDevice ratelimit.Policy // login with a device token, per device, instead of AuthHandle
 	Upload     ratelimit.Policy // uploads, per user
 }
 
@@ -77,10 +82,23 @@ type Options struct {
 	UploadTimeout time.Duration
 	// UploadBacklog is how many photos may wait for (or be in) the
 	// pipeline before uploads are refused with 503; 0 is no bound.
-	UploadBacklog  int
-	Policies       Policies
+	UploadBacklog int
+	Policies      Policies
+	// TrustedProxies are the peers whose X-Forwarded-For and
+	// X-Forwarded-Proto are believed; from anyone else the connection's
+	// own address and scheme count.
 	TrustedProxies []netip.Prefix
-	AccessLog      bool
+	// PublicOrigin, when set ("https://photos.example.com", as
+	// config.PublicOrigin returns it), is the only Origin a
+	// cookie-authenticated write may carry; else the request's own scheme
+	// and Host are.
+	PublicOrigin string
+	// DeviceKey signs device tokens (auth.Devices, at least 32 bytes, the
+	// same on every instance); empty turns them off, and every login
+	// counts against its handle's budget. DeviceTTL is their lifetime.
+	DeviceKey []byte
+	DeviceTTL time.Duration
+	AccessLog bool
 	// OpsToken guards the admin listener's job queue and metrics, as it
 	// guards /ops: without it they answer only on a loopback listener.
 	OpsToken string
@@ -116,14 +134,17 @@ type App struct {
 	closing       chan struct{} // closed by Close: long streams end
 	closed        sync.Once
 
-	metrics *metrics.Metrics
-	tracing *tracing.Tracing
-	tracer  trace.Tracer // nil when tracing is off
-	ops     http.Handler // nil leaves /ops out of AdminHandler
-	seen    sync.Map     // routeKey → *route, for observe
+	metrics  *metrics.Metrics
+	tracing  *tracing.Tracing
+	tracer   trace.Tracer // nil when tracing is off
+	ops      http.Handler // nil leaves /ops out of AdminHandler
+	opsGuard *ops.Guard
+	seen     sync.Map // routeKey → *route, for observe
 
-	publicCacheControl []string // shared, read-only
-	authHandle         limit    // login attempts per handle, taken in the handler
+	publicCacheControl []string      // shared, read-only
+	authHandle         limit         // login attempts per handle, taken in the handler
+	authDevice         limit         // login attempts per device token, instead of authHandle
+	devices            *auth.Devices // nil: device tokens are off
 }
 
 // New builds the API and its routes.
@@ -139,9 +160,20 @@ func New(d Deps, o Options) *App {
 		media: d.Media, hub: d.Hub, queue: d.Queue, jobs: d.Jobs, log: d.Logger, now: d.Now, opts: o,
 		metrics: d.Metrics, tracing: d.Tracing, tracer: d.Tracing.Tracer(),
 		ops:                d.Ops,
+		opsGuard:           d.OpsGuard,
 		closing:            make(chan struct{}),
 		publicCacheControl: []string{"public, no-cache, s-maxage=" + seconds(o.ProfileSMaxAge)},
 		authHandle:         newLimit(o.Policies.AuthHandle),
+	}
+	if a.opsGuard == nil {
+		a.opsGuard = ops.NewGuard(ops.GuardOptions{Token: o.OpsToken, Now: d.Now})
+	}
+	if len(o.DeviceKey) > 0 {
+		dev, err := auth.NewDevices(o.DeviceKey, o.DeviceTTL)
+		if err != nil {
+			panic("app: " + err.Error()) // configuration validates the key
+		}
+		a.devices, a.authDevice = dev, newLimit(o.Policies.AuthDevice)
 	}
 	a.loadFreshness = store.MayBeStale
 	if d.Cache != nil {
@@ -158,6 +190,7 @@ func New(d Deps, o Options) *App {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.errorHandler
 	e.IPExtractor = ipExtractor(o.TrustedProxies)
+	e.SchemeExtractor = schemeExtractor(o.TrustedProxies)
 	e.Use(a.observe)
 	a.routes(e)
 	a.echo = e
@@ -166,6 +199,19 @@ func New(d Deps, o Options) *App {
 
 // Handler serves the API.
 func (a *App) Handler() http.Handler { return a.echo }
+
+// Route is one method and path template the API serves.
+type Route struct{ Method, Path string }
+
+// Routes lists the API's routes, so a test can cover every one, including
+// those added after it was written.
+func (a *App) Routes() []Route {
+	var rs []Route
+	for _, r := range a.echo.Routes() {
+		rs = append(rs, Route{Method: r.Method, Path: r.Path})
+	}
+	return rs
+}
 
 // Close ends the long-lived event streams, so a graceful shutdown is not
 // held up by them. Register it with http.Server.RegisterOnShutdown.

@@ -45,6 +45,7 @@ type bundle struct {
 	t       testing.TB
 	url     string
 	handler http.Handler
+	app     *app.App
 	store   *sqlite.Store
 	dbPath  string
 	health  *ops.Health
@@ -90,7 +91,7 @@ func defaultOptions() app.Options {
 		CacheTTL: time.Minute, CacheNegativeTTL: 5 * time.Second, ProfileSMaxAge: 10 * time.Second,
 		SessionTTL: time.Hour, RequestTimeout: 10 * time.Second, MaxBodyBytes: 4096, AccessLog: true,
 		MaxUploadBytes: 8 << 20, MaxPixels: 50_000_000, UploadTimeout: time.Minute,
-		Policies: app.Policies{API: generous("api"), Auth: generous("auth"), AuthHandle: generous("auth-handle"), Upload: generous("upload")},
+		Policies: app.Policies{API: generous("api"), Auth: generous("auth"), AuthHandle: generous("auth-handle"), AuthDevice: generous("auth-device"), Upload: generous("upload")},
 	}
 }
 
@@ -176,7 +177,7 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 		Health: b.health, Logger: log, Media: appMedia, Hub: hub, Queue: queue, Jobs: runner,
 		Metrics: b.metrics, Tracing: b.tracing, Now: s.clock,
 	}, s.opts)
-	b.handler = a.Handler()
+	b.app, b.handler = a, a.Handler()
 	b.admin = a.AdminHandler()
 	srv := httptest.NewUnstartedServer(b.handler)
 	srv.Config.RegisterOnShutdown(a.Close)

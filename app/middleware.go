@@ -224,7 +224,13 @@ func (a *App) guard(p ratelimit.Policy, byIP bool) echo.MiddlewareFunc {
 			if byIP || who.userID == "" {
 				key = "ip:" + clientKey(c.RealIP())
 			}
-			if err := a.allow(c, l, key); err != nil {
+			if byIP {
+				// Login may take from a second bucket and keeps the
+				// headers of whichever is closer to running out.
+				if err := a.allowFirst(c, l, key); err != nil {
+					return err
+				}
+			} else if err := a.allow(c, l, key); err != nil {
 				return err
 			}
 			if authErr != nil {
@@ -232,7 +238,7 @@ func (a *App) guard(p ratelimit.Policy, byIP bool) echo.MiddlewareFunc {
 			}
 			if who.userID != "" {
 				c.Set(identityKey, who)
-				if who.viaCookie && !safeMethod(c.Request().Method) && !sameOrigin(c) {
+				if who.viaCookie && !safeMethod(c.Request().Method) && !a.sameOrigin(c) {
 					return problem(http.StatusForbidden, "bad-origin", "a request authenticated by cookie must come from this site (Origin header)")
 				}
 			}
@@ -257,36 +263,114 @@ func newLimit(p ratelimit.Policy) limit {
 // backend lets the request through: availability beats strictness here,
 // and the failure is logged.
 func (a *App) allow(c echo.Context, l limit, key string) error {
+	res, ok := a.take(c, l, key)
+	if !ok {
+		return nil
+	}
+	setRateHeaders(c, l, res)
+	return refused(l.policy, res)
+}
+
+// rateKey holds, on a request that more than one policy limits (login),
+// the result whose RateLimit headers the response carries.
+const rateKey = "onebox.ratelimit"
+
+type rateState struct {
+	l   limit
+	res ratelimit.Result
+}
+
+// allowFirst is allow for the first of several policies on a request:
+// it remembers the result for allowAlso.
+func (a *App) allowFirst(c echo.Context, l limit, key string) error {
+	res, ok := a.take(c, l, key)
+	if !ok {
+		return nil
+	}
+	setRateHeaders(c, l, res)
+	c.Set(rateKey, rateState{l, res})
+	return refused(l.policy, res)
+}
+
+// allowAlso is allow for a later policy on the same request: the
+// response keeps the RateLimit headers of the policy closest to running
+// out, which is what a client pacing itself needs to know.
+func (a *App) allowAlso(c echo.Context, l limit, key string) error {
+	res, ok := a.take(c, l, key)
+	if !ok {
+		return nil
+	}
+	if prev, had := c.Get(rateKey).(rateState); !had || closerToEmpty(res, prev.res) {
+		setRateHeaders(c, l, res)
+		c.Set(rateKey, rateState{l, res})
+	}
+	return refused(l.policy, res)
+}
+
+// closerToEmpty reports whether x is nearer to refusing than y: refused
+// before allowed, then fewer requests left, then a longer wait.
+func closerToEmpty(x, y ratelimit.Result) bool {
+	switch {
+	case x.Allowed != y.Allowed:
+		return !x.Allowed
+	case !x.Allowed:
+		return x.RetryAfter > y.RetryAfter
+	case x.Remaining != y.Remaining:
+		return x.Remaining < y.Remaining
+	}
+	return x.Reset > y.Reset
+}
+
+// take asks the limiter; ok is false when the backend failed, which lets
+// the request through (logged).
+func (a *App) take(c echo.Context, l limit, key string) (res ratelimit.Result, ok bool) {
 	p := l.policy
 	res, err := a.limiter.Allow(c.Request().Context(), p, key)
 	if err != nil {
 		a.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "rate limiter failed; allowing",
 			slog.String("policy", p.Name), slog.String("err", err.Error()))
-		return nil
+		return res, false
 	}
 	a.metrics.RateLimit(p.Name, res.Allowed)
+	return res, true
+}
+
+func setRateHeaders(c echo.Context, l limit, res ratelimit.Result) {
 	h := c.Response().Header()
 	h[headerRateLimitPolicy] = l.header
-	h[headerRateLimit] = []string{ratelimit.StateHeader(p, res)}
-	if !res.Allowed {
-		pr := problem(http.StatusTooManyRequests, "rate-limited",
-			fmt.Sprintf("too many requests (%s policy); retry in %d s", p.Name, ratelimit.RetryAfterSeconds(res)))
-		pr.retryAfter = time.Duration(ratelimit.RetryAfterSeconds(res)) * time.Second
-		return pr
+	h[headerRateLimit] = []string{ratelimit.StateHeader(l.policy, res)}
+}
+
+// refused is the 429 problem for a refused result, else nil.
+func refused(p ratelimit.Policy, res ratelimit.Result) error {
+	if res.Allowed {
+		return nil
 	}
-	return nil
+	pr := problem(http.StatusTooManyRequests, "rate-limited",
+		fmt.Sprintf("too many requests (%s policy); retry in %d s", p.Name, ratelimit.RetryAfterSeconds(res)))
+	pr.retryAfter = time.Duration(ratelimit.RetryAfterSeconds(res)) * time.Second
+	return pr
 }
 
 func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
 
-// sameOrigin reports whether the request's Origin names this host. A
-// missing Origin fails: browsers send it on every cross-site write and on
-// same-origin fetches that are not GET/HEAD.
-func sameOrigin(c echo.Context) bool {
+// sameOrigin reports whether the request's Origin is this site's: exactly
+// ONEBOX_PUBLIC_URL's origin when it is set, else the request's own
+// scheme (believed from a trusted proxy only) and Host. A missing Origin
+// fails, whatever Sec-Fetch-Site or Referer say: browsers send Origin on
+// every cross-site write and on same-origin fetches that are not
+// GET/HEAD, and other clients use bearer tokens.
+func (a *App) sameOrigin(c echo.Context) bool {
 	origin := c.Request().Header.Get(echo.HeaderOrigin)
-	return origin != "" && origin == c.Scheme()+"://"+c.Request().Host
+	if origin == "" {
+		return false
+	}
+	if a.opts.PublicOrigin != "" {
+		return origin == a.opts.PublicOrigin
+	}
+	return origin == c.Scheme()+"://"+c.Request().Host
 }
 
 // clientKey is the rate-limit key of an address: IPv4 as is, IPv6 by its
@@ -311,6 +395,23 @@ func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
 	if len(trusted) == 0 {
 		return echo.ExtractIPDirect()
 	}
+	return echo.ExtractIPFromXFFHeader(trustOnly(trusted)...)
+}
+
+// schemeExtractor believes X-Forwarded-Proto (and its kin) only from the
+// configured proxies, as ipExtractor does X-Forwarded-For. echo's
+// default believes it from any loopback or private-network peer, and the
+// scheme decides the session cookie's Secure flag and the Origin check.
+func schemeExtractor(trusted []netip.Prefix) echo.SchemeExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractSchemeDirect()
+	}
+	return echo.ExtractSchemeFromHeaders(trustOnly(trusted)...)
+}
+
+// trustOnly are echo's trust options for exactly the trusted prefixes:
+// none of its default loopback, link-local and private ranges.
+func trustOnly(trusted []netip.Prefix) []echo.TrustOption {
 	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
 	for _, p := range trusted {
 		_, n, err := net.ParseCIDR(p.String())
@@ -318,5 +419,5 @@ func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
 			opts = append(opts, echo.TrustIPRange(n))
 		}
 	}
-	return echo.ExtractIPFromXFFHeader(opts...)
+	return opts
 }

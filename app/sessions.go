@@ -18,6 +18,9 @@ import (
 const (
 	sessionCookie = "onebox_session"
 	identityKey   = "onebox.identity"
+	// deviceCookie and headerDevice carry a device token (createSession).
+	deviceCookie = "onebox_device"
+	headerDevice = "Onebox-Device"
 )
 
 // identity is who made the request.
@@ -90,6 +93,14 @@ func requireUser(c echo.Context) (identity, error) {
 }
 
 // createSession is login: POST /v1/sessions {handle, password}.
+//
+// Besides the client IP's budget (the route's guard), a login takes from
+// its handle's budget, against password guessing spread over many
+// addresses; but a client presenting a device token for the handle's user
+// (see auth.Devices), issued by an earlier successful login, takes from
+// that device's budget instead, so whoever exhausts the handle's budget does
+// not lock its owner out on a known device. The response carries the
+// RateLimit headers of the budget closest to running out.
 func (a *App) createSession(c echo.Context) error {
 	o, err := readObject(c, a.opts.MaxBodyBytes, echo.MIMEApplicationJSON)
 	if err != nil {
@@ -100,11 +111,26 @@ func (a *App) createSession(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	if err := a.allow(c, a.authHandle, "h:"+strings.ToLower(handle)); err != nil {
-		return err
+	// A handle sign-up would refuse is unknown, and is never folded into
+	// one it would accept: Unicode case folding maps "al\u0130ce" (and the
+	// Kelvin sign, and more) onto ASCII letters.
+	valid := checkHandle(handle) == ""
+	key := handle // its own bucket; no user has it
+	var cred store.Credentials
+	if valid {
+		key = strings.ToLower(handle) // ASCII only
+		// Looked up before the limit, for the device check: an indexed
+		// read, which the client IP's budget already bounds.
+		cred, err = a.store.Credentials(ctx, handle)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
 	}
-	cred, err := a.store.Credentials(ctx, handle)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	l, bucket := a.authHandle, "h:"+key
+	if device := a.device(c, cred.UserID); device != "" {
+		l, bucket = a.authDevice, "d:"+device
+	}
+	if err := a.allowAlso(c, l, bucket); err != nil {
 		return err
 	}
 	// Verify runs even for an unknown handle (against a dummy hash), so the
@@ -122,12 +148,51 @@ func (a *App) createSession(c echo.Context) error {
 	if err := a.store.CreateSession(ctx, s); err != nil {
 		return err
 	}
+	secure := c.Scheme() == "https"
 	c.SetCookie(&http.Cookie{
 		Name: sessionCookie, Value: token, Path: "/", Expires: s.ExpiresAt,
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: c.Scheme() == "https",
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: secure,
 	})
+	body := map[string]any{"token": token, "expires_at": s.ExpiresAt}
+	if a.devices != nil {
+		dev, exp := a.devices.Issue(cred.UserID, now)
+		// Only login reads it: the cookie goes nowhere else.
+		c.SetCookie(&http.Cookie{
+			Name: deviceCookie, Value: dev, Path: "/v1/sessions", Expires: exp,
+			HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: secure,
+		})
+		body["device_token"], body["device_expires_at"] = dev, exp
+	}
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
-	return jsonBlob(c, http.StatusCreated, mustJSON(map[string]any{"token": token, "expires_at": s.ExpiresAt}))
+	return jsonBlob(c, http.StatusCreated, mustJSON(body))
+}
+
+// device returns the id of a valid device token for the user, from the
+// Onebox-Device header (API clients) or the onebox_device cookie
+// (browsers), or "". A token that is forged, expired or another user's
+// is ignored: the login is then limited per handle. Tokens name the user
+// id, not the handle, so those of a deleted account do not carry over to
+// whoever takes its handle next.
+func (a *App) device(c echo.Context, userID string) string {
+	if a.devices == nil || userID == "" {
+		return ""
+	}
+	now := a.now()
+	req := c.Request()
+	if v := req.Header.Get(headerDevice); v != "" {
+		if id, ok := a.devices.Check(v, userID, now); ok {
+			return id
+		}
+	}
+	for i, ck := range req.CookiesNamed(deviceCookie) {
+		if i == 4 { // a browser sends one; no work for a flood
+			break
+		}
+		if id, ok := a.devices.Check(ck.Value, userID, now); ok {
+			return id
+		}
+	}
+	return ""
 }
 
 // deleteSession is logout: DELETE /v1/sessions/current.

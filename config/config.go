@@ -76,7 +76,14 @@ type Config struct {
 	RateAuth       Rate
 	RateAuthHandle Rate
 	RateUpload     Rate
+	RateAuthDevice Rate
 	TrustedProxies []netip.Prefix
+	// PublicURL is the site's origin (scheme://host[:port], default port
+	// dropped) when ONEBOX_PUBLIC_URL is set, else "".
+	PublicURL string
+	// DeviceKey signs device tokens; empty turns them off.
+	DeviceKey string
+	DeviceTTL time.Duration
 
 	SessionTTL      time.Duration
 	HashConcurrency int
@@ -240,8 +247,17 @@ func settings() []setting {
 		{env: "ONEBOX_RATE_API", flag: "rate-api", def: "300/1m", usage: "token bucket per user or client IP for the API", set: rate(func(c *Config) *Rate { return &c.RateAPI })},
 		{env: "ONEBOX_RATE_AUTH", flag: "rate-auth", def: "10/1m", usage: "login and sign-up attempts per client IP", set: rate(func(c *Config) *Rate { return &c.RateAuth })},
 		{env: "ONEBOX_RATE_AUTH_HANDLE", flag: "rate-auth-handle", def: "5/1m", usage: "login attempts per handle (against password guessing)", set: rate(func(c *Config) *Rate { return &c.RateAuthHandle })},
+		{env: "ONEBOX_RATE_AUTH_DEVICE", flag: "rate-auth-device", def: "10/1m", usage: "login attempts per device token, instead of per handle, from a client that logged in to that handle before", set: rate(func(c *Config) *Rate { return &c.RateAuthDevice })},
+		{env: "ONEBOX_DEVICE_KEY", flag: "device-key", def: "", usage: "key (at least 32 bytes, the same on every instance) signing the device tokens that exempt a known device from the per-handle login limit; empty turns device tokens off", hidden: true, set: func(c *Config, v string) error {
+			if v != "" && len(v) < minSecret {
+				return fmt.Errorf("-device-key: want at least %d bytes, got %d (generate one with: openssl rand -base64 48)", minSecret, len(v))
+			}
+			c.DeviceKey = v
+			return nil
+		}},
+		{env: "ONEBOX_DEVICE_TTL", flag: "device-ttl", def: "2160h", usage: "how long a device token lasts after the login that issued it", set: dur(func(c *Config) *time.Duration { return &c.DeviceTTL })},
 		{env: "ONEBOX_RATE_UPLOAD", flag: "rate-upload", def: "30/1m", usage: "uploads per user", set: rate(func(c *Config) *Rate { return &c.RateUpload })},
-		{env: "ONEBOX_TRUSTED_PROXIES", flag: "trusted-proxies", def: "", usage: "comma-separated CIDRs whose X-Forwarded-For is believed", set: func(c *Config, v string) error {
+		{env: "ONEBOX_TRUSTED_PROXIES", flag: "trusted-proxies", def: "", usage: "comma-separated CIDRs whose X-Forwarded-For and X-Forwarded-Proto are believed (from any other peer, the connection's own address and scheme count)", set: func(c *Config, v string) error {
 			c.TrustedProxies = nil
 			for p := range strings.SplitSeq(v, ",") {
 				if p = strings.TrimSpace(p); p == "" {
@@ -254,6 +270,11 @@ func settings() []setting {
 				c.TrustedProxies = append(c.TrustedProxies, pfx.Masked())
 			}
 			return nil
+		}},
+		{env: "ONEBOX_PUBLIC_URL", flag: "public-url", def: "", usage: "the site's public URL, such as https://photos.example.com; when set, cookie-authenticated writes must carry exactly its origin", set: func(c *Config, v string) error {
+			o, err := PublicOrigin(v)
+			c.PublicURL = o
+			return err
 		}},
 		{env: "ONEBOX_SESSION_TTL", flag: "session-ttl", def: "720h", usage: "how long a login lasts", set: dur(func(c *Config) *time.Duration { return &c.SessionTTL })},
 		{env: "ONEBOX_HASH_CONCURRENCY", flag: "hash-concurrency", def: strconv.Itoa(runtime.NumCPU()), usage: "password hashes at once (each takes 19 MiB)", set: func(c *Config, v string) error {
@@ -289,7 +310,13 @@ func settings() []setting {
 		{env: "ONEBOX_METRICS", flag: "metrics", def: "true", usage: "Prometheus metrics at /metrics on the admin listener", set: boolean(func(c *Config) *bool { return &c.Metrics })},
 		{env: "ONEBOX_TRACING", flag: "tracing", def: "true", usage: "OpenTelemetry traces: the slowest kept in memory, all sent by OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set", set: boolean(func(c *Config) *bool { return &c.Tracing })},
 		{env: "ONEBOX_SLOW_QUERY", flag: "slow-query", def: "100ms", usage: "log queries at least this slow, with their plan; 0 turns the log off", set: dur(func(c *Config) *time.Duration { return &c.SlowQuery })},
-		{env: "ONEBOX_OPS_TOKEN", flag: "ops-token", def: "", usage: "operator token for /ops, /jobs and /metrics on the admin listener (Authorization: Bearer, or ?token=); without it they answer only on a loopback listener reached as localhost or a loopback IP", hidden: true, set: str(func(c *Config) *string { return &c.OpsToken })},
+		{env: "ONEBOX_OPS_TOKEN", flag: "ops-token", def: "", usage: "operator token (at least 32 bytes) for /ops, /jobs and /metrics on the admin listener (Authorization: Bearer, or ?token=); without it they answer only on a loopback listener reached as localhost or a loopback IP", hidden: true, set: func(c *Config, v string) error {
+			if v != "" && len(v) < minSecret {
+				return fmt.Errorf("-ops-token: want at least %d bytes, got %d (generate one with: openssl rand -base64 48)", minSecret, len(v))
+			}
+			c.OpsToken = v
+			return nil
+		}},
 		{env: "ONEBOX_OPS_INTERVAL", flag: "ops-interval", def: "5s", usage: "how often the dashboard samples the metrics (it keeps the last hour)", set: dur(func(c *Config) *time.Duration { return &c.OpsInterval })},
 		{env: "ONEBOX_ALERT_WEBHOOK", flag: "alert-webhook", def: "", usage: "URL that receives each alert as JSON when it fires and when it clears", hidden: true, set: str(func(c *Config) *string { return &c.AlertWebhook })},
 		{env: "ONEBOX_ALERT_ERROR_RATE", flag: "alert-error-rate", def: "0.05", usage: "alert when more than this share of requests fails (5xx) for ONEBOX_ALERT_FOR; HTTP is failing above it", set: fraction(func(c *Config) *float64 { return &c.AlertErrorRate })},
@@ -298,6 +325,46 @@ func settings() []setting {
 		{env: "ONEBOX_ALERT_DISK_FREE", flag: "alert-disk-free", def: "0.10", usage: "alert when the data directory's file system has less than this share free", set: fraction(func(c *Config) *float64 { return &c.AlertDiskFree })},
 		{env: "ONEBOX_DRILLS", flag: "drills", def: "false", usage: "allow fault-injection drills from the admin listener (POST /ops/drill/db-latency); for game days only", set: boolean(func(c *Config) *bool { return &c.Drills })},
 	}
+}
+
+// minSecret is the shortest operator token or device key accepted, in
+// bytes: 256 bits even if every byte were a random letter would be more,
+// but 32 bytes from a generator leave guessing hopeless, and a one-word
+// token is refused outright.
+const minSecret = 32
+
+// PublicOrigin validates a public URL (http or https, a host, no path
+// beyond "/", no query, fragment or user) and returns its origin as a
+// browser sends it: lower-case scheme and host, default port dropped. ""
+// stays "".
+func PublicOrigin(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		return "", fmt.Errorf("want a URL such as https://photos.example.com: %w", err)
+	}
+	scheme := strings.ToLower(u.Scheme)
+	switch {
+	case scheme != "http" && scheme != "https":
+		return "", fmt.Errorf("want an http or https URL, got %q", v)
+	case u.Host == "" || u.Hostname() == "" || strings.HasSuffix(u.Host, ":"):
+		return "", fmt.Errorf("want a host in %q", v)
+	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.Fragment != "", u.User != nil, u.Opaque != "":
+		return "", fmt.Errorf("want only scheme://host[:port], got %q", v)
+	}
+	host := strings.ToLower(u.Host)
+	if port := u.Port(); port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("bad port in %q", v)
+		}
+		if scheme == "https" && n == 443 || scheme == "http" && n == 80 {
+			host = strings.TrimSuffix(host, ":"+port)
+		}
+	}
+	return scheme + "://" + host, nil
 }
 
 // Load reads the environment through getenv, then the flags in args, and
@@ -363,6 +430,9 @@ func (c Config) validate() error {
 	}
 	if c.SessionTTL <= 0 || c.RequestTimeout <= 0 {
 		return errors.New("ONEBOX_SESSION_TTL and ONEBOX_REQUEST_TIMEOUT must be positive")
+	}
+	if c.DeviceTTL <= 0 {
+		return errors.New("ONEBOX_DEVICE_TTL: must be positive")
 	}
 	return nil
 }

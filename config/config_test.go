@@ -54,6 +54,20 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"ONEBOX_METRICS", "maybe"},
 		{"ONEBOX_SLOW_QUERY", "slow"},
 		{"ONEBOX_CACHE_SIZE", "-1"},
+		{"ONEBOX_OPS_TOKEN", "s3cret"},
+		{"ONEBOX_OPS_TOKEN", strings.Repeat("x", 31)},
+		{"ONEBOX_DEVICE_KEY", strings.Repeat("x", 31)},
+		{"ONEBOX_DEVICE_TTL", "0s"},
+		{"ONEBOX_RATE_AUTH_DEVICE", "10"},
+		{"ONEBOX_PUBLIC_URL", "photos.example.com"},
+		{"ONEBOX_PUBLIC_URL", "ftp://photos.example.com"},
+		{"ONEBOX_PUBLIC_URL", "https://"},
+		{"ONEBOX_PUBLIC_URL", "https://photos.example.com/app"},
+		{"ONEBOX_PUBLIC_URL", "https://photos.example.com/?x=1"},
+		{"ONEBOX_PUBLIC_URL", "https://photos.example.com/#top"},
+		{"ONEBOX_PUBLIC_URL", "https://user@photos.example.com"},
+		{"ONEBOX_PUBLIC_URL", "https://photos.example.com:"},
+		{"ONEBOX_PUBLIC_URL", "https://photos.example.com:99999"},
 	}
 	for _, tt := range tests {
 		_, err := config.Load(nil, env(map[string]string{tt.key: tt.val}), io.Discard)
@@ -108,5 +122,42 @@ func TestDecodeMemory(t *testing.T) {
 	_, err := config.Load(nil, env(map[string]string{"ONEBOX_DECODE_MEMORY": "-1"}), io.Discard)
 	if err == nil || !strings.HasPrefix(err.Error(), "ONEBOX_DECODE_MEMORY:") {
 		t.Errorf("ONEBOX_DECODE_MEMORY=-1: %v, want an error naming it", err)
+	}
+}
+
+// TestSecretsNameTheFlag: a short secret is refused at start-up with an
+// error naming both ways to set it; 32 bytes are enough.
+func TestSecretsNameTheFlag(t *testing.T) {
+	t.Parallel()
+	for name, flag := range map[string]string{"ONEBOX_OPS_TOKEN": "-ops-token", "ONEBOX_DEVICE_KEY": "-device-key"} {
+		_, err := config.Load(nil, env(map[string]string{name: "s3cret"}), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), flag) {
+			t.Errorf("%s=s3cret: err = %v, want one naming %s and %s", name, err, name, flag)
+		}
+		if _, err := config.Load(nil, env(map[string]string{name: strings.Repeat("x", 32)}), io.Discard); err != nil {
+			t.Errorf("%s of 32 bytes: %v", name, err)
+		}
+	}
+}
+
+func TestPublicURL(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"":                                "",
+		"https://photos.example.com":      "https://photos.example.com",
+		"https://Photos.Example.COM/":     "https://photos.example.com",
+		"HTTPS://photos.example.com:443":  "https://photos.example.com",
+		"http://photos.example.com:80":    "http://photos.example.com",
+		"https://photos.example.com:8443": "https://photos.example.com:8443",
+		"http://[::1]:8080":               "http://[::1]:8080",
+	} {
+		c, err := config.Load(nil, env(map[string]string{"ONEBOX_PUBLIC_URL": in}), io.Discard)
+		if err != nil {
+			t.Errorf("%q: %v", in, err)
+			continue
+		}
+		if c.PublicURL != want {
+			t.Errorf("%q: origin %q, want %q", in, c.PublicURL, want)
+		}
 	}
 }

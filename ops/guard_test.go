@@ -2,12 +2,16 @@ package ops_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"onebox/ops"
+	"onebox/ratelimit"
 )
 
 func TestGuard(t *testing.T) {
@@ -72,7 +76,7 @@ func TestGuard(t *testing.T) {
 				req.Header.Set("Authorization", tt.auth)
 			}
 			w := httptest.NewRecorder()
-			ops.Guard(tt.token, ok).ServeHTTP(w, req)
+			ops.NewGuard(ops.GuardOptions{Token: tt.token}).Wrap(ok).ServeHTTP(w, req)
 			if w.Code != tt.want {
 				t.Fatalf("%d, want %d: %s", w.Code, tt.want, w.Body)
 			}
@@ -83,5 +87,65 @@ func TestGuard(t *testing.T) {
 				t.Error("401 without WWW-Authenticate")
 			}
 		})
+	}
+}
+
+// TestGuardLimitsFailures: requests without the right token are limited
+// per client address (IPv6 by /64); past the budget the address gets
+// 429 with Retry-After even with the right token, so a right guess looks
+// like a wrong one, until a failure is allowed again. The right token
+// from other addresses is never limited, however often it comes.
+func TestGuardLimitsFailures(t *testing.T) {
+	t.Parallel()
+	const token = "0123456789abcdef0123456789abcdef"
+	var offset atomic.Int64
+	g := ops.NewGuard(ops.GuardOptions{
+		Token:    token,
+		Failures: ratelimit.Policy{Name: "ops-auth", Limit: 3, Window: time.Minute},
+		Now:      func() time.Time { return time.Now().Add(time.Duration(offset.Load())) },
+	})
+	h := g.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	call := func(peer, bearer string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", "/x", nil)
+		req.RemoteAddr = peer
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w
+	}
+	const attacker, operator = "203.0.113.7:5000", "198.51.100.2:6000"
+	for i := range 3 {
+		if w := call(attacker, fmt.Sprintf("guess%d", i)); w.Code != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d, want 401", i, w.Code)
+		}
+	}
+	for _, bearer := range []string{"guess3", "", token} {
+		w := call(attacker, bearer)
+		if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "20" || w.Header().Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("past the budget with %q: %d Retry-After %q, want 429 after 20 s", bearer, w.Code, w.Header().Get("Retry-After"))
+		}
+	}
+	for range 10 {
+		if w := call(operator, token); w.Code != http.StatusNoContent {
+			t.Fatalf("operator: %d, want 204", w.Code)
+		}
+	}
+	if w := call(operator, "typo"); w.Code != http.StatusUnauthorized {
+		t.Fatalf("operator's first failure: %d, want 401", w.Code)
+	}
+	// Another address in the attacker's /64 shares its budget; IPv4
+	// neighbours do not.
+	for range 4 {
+		call("[2001:db8:1:2::1]:1", "guess")
+	}
+	if w := call("[2001:db8:1:2::ffff]:1", token); w.Code != http.StatusTooManyRequests {
+		t.Fatalf("same /64: %d, want 429", w.Code)
+	}
+	// A failure's worth of budget later, the right token works again.
+	offset.Store(int64(20 * time.Second))
+	if w := call(attacker, token); w.Code != http.StatusNoContent {
+		t.Fatalf("after Retry-After: %d, want 204", w.Code)
 	}
 }

@@ -20,6 +20,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"onebox/ops"
 )
 
 // SlowQuery is one query the slow-query log kept.
@@ -98,6 +100,10 @@ type Options struct {
 	// on every request but the static files; without it, requests that
 	// did not arrive on a loopback address are refused.
 	Token string
+	// Guard, if set, guards the dashboard instead of one made from Token:
+	// pass the admin listener's, so every route there shares the budget
+	// of failed authentications (ops.Guard).
+	Guard *ops.Guard
 	// Webhook, when set, receives every alert as JSON when it fires and
 	// when it clears.
 	Webhook string
@@ -141,6 +147,9 @@ func New(o Options) *Dashboard {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Guard == nil {
+		o.Guard = ops.NewGuard(ops.GuardOptions{Token: o.Token})
 	}
 	if o.Client == nil {
 		o.Client = &http.Client{Timeout: 10 * time.Second}

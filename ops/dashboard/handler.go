@@ -96,7 +96,7 @@ func (d *Dashboard) page(w http.ResponseWriter, r *http.Request) {
 
 // guard lets in a request with the operator token or, without one, on a
 // loopback listener (ops.Guard).
-func (d *Dashboard) guard(h http.Handler) http.Handler { return ops.Guard(d.o.Token, h) }
+func (d *Dashboard) guard(h http.Handler) http.Handler { return d.o.Guard.Wrap(h) }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
