@@ -137,6 +137,108 @@ func TestDuplicateMembers(t *testing.T) {
 	mustStatus(t, b.do("PATCH", "/v1/users/me", `{"bio":"a","display_name":"b"}`, auth...), http.StatusOK)
 }
 
+// TestFormatCharacters: handles and display names refuse invisible
+// format characters (Unicode category Cf) except a joiner that joins
+// emoji or the letters of a script that uses joiners, and the three
+// subdivision flags; a bio allows the ones running text needs.
+func TestFormatCharacters(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	_, token := b.signup("formats")
+	const (
+		zwj      = "\u200d"
+		zwnj     = "\u200c"
+		england  = "\U0001F3F4\U000E0067\U000E0062\U000E0065\U000E006E\U000E0067\U000E007F"
+		family   = "\U0001F468" + zwj + "\U0001F469" + zwj + "\U0001F467"
+		rainbow  = "\U0001F3F3\uFE0F" + zwj + "\U0001F308"
+		coder    = "\U0001F469\U0001F3FD" + zwj + "\U0001F4BB"
+		sinhala  = "\u0DC1\u0DCA" + zwj + "\u0DBB\u0DD3"                          // "Sri"
+		persian  = "\u0645\u06CC" + zwnj + "\u0634\u0648\u062F"                   // "mi-shavad"
+		devanagi = "\u0915\u094D" + zwj + "\u0937"                                // a half form
+		smuggled = "\U0001F3F4\U000E0068\U000E0069\U000E0021\U000E007F"           // tags spelling "hi!"
+		badFlag  = "\U0001F3F4\U000E0067\U000E0062\U000E0065\U000E006E\U000E0067" // no cancel tag
+	)
+	tests := []struct {
+		name, field, value string
+		ok                 bool
+	}{
+		{"plain", "display_name", "Ada Lovelace", true},
+		{"family emoji", "display_name", "Ada " + family, true},
+		{"rainbow flag", "display_name", rainbow + " Ada", true},
+		{"skin tone sequence", "display_name", coder, true},
+		{"England flag", "display_name", "Ada " + england, true},
+		{"Sinhala", "display_name", sinhala, true},
+		{"Persian", "display_name", persian, true},
+		{"Devanagari", "display_name", devanagi, true},
+		{"right-to-left override", "display_name", "Ada\u202Etxt.exe", false},
+		{"left-to-right embedding", "display_name", "\u202AAda", false},
+		{"pop directional", "display_name", "Ada\u202C", false},
+		{"isolate", "display_name", "\u2066Ada\u2069", false},
+		{"right-to-left mark", "display_name", "Ada\u200F", false},
+		{"zero width space", "display_name", "Ad\u200Ba", false},
+		{"byte order mark", "display_name", "\uFEFFAda", false},
+		{"word joiner", "display_name", "Ada\u2060", false},
+		{"soft hyphen", "display_name", "Lov\u00ADelace", false},
+		{"joiner between Latin letters", "display_name", "Ad" + zwj + "a", false},
+		{"non-joiner between Latin letters", "display_name", "Ad" + zwnj + "a", false},
+		{"joiner between Cyrillic letters", "display_name", "\u0410" + zwj + "\u0434\u0430", false},
+		{"joiner after an emoji, at the end", "display_name", "Ada \U0001F468" + zwj, false},
+		{"joiner at the start", "display_name", zwj + "\U0001F468", false},
+		{"joiner after a space", "display_name", "Ada " + zwj + "\U0001F468", false},
+		{"two joiners", "display_name", "\U0001F468" + zwj + zwj + "\U0001F469", false},
+		{"joiner between emoji and Latin", "display_name", "\U0001F468" + zwj + "Ada", false},
+		{"tags smuggling text", "display_name", "Ada " + smuggled, false},
+		{"flag without its end", "display_name", "Ada " + badFlag, false},
+		{"bare tags", "display_name", "Ada\U000E0041", false},
+		{"line separator", "display_name", "Ada\u2028Lovelace", false},
+		{"bio: marks in mixed text", "bio", "\u05E9\u05DC\u05D5\u05DD, Ada!\u200F", true},
+		{"bio: Thai word breaks", "bio", "\u0E2A\u0E27\u0E31\u0E2A\u200B\u0E14\u0E35", true},
+		{"bio: joiners and flags", "bio", family + " " + england + " " + persian + " al" + zwj + "ice", true},
+		{"bio: soft hyphen", "bio", "Lov\u00ADelace", true},
+		{"bio: right-to-left override", "bio", "Ada\u202Etxt.exe", false},
+		{"bio: isolate", "bio", "\u2067Ada", false},
+		{"bio: byte order mark", "bio", "Ada\uFEFF", false},
+		{"bio: tags smuggling text", "bio", smuggled, false},
+		{"bio: deprecated format", "bio", "Ada\u206A", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := b.do("PATCH", "/v1/users/me", string(mustJSONT(t, map[string]string{tt.field: tt.value})), bearer(token)...)
+			if tt.ok {
+				mustStatus(t, r, http.StatusOK)
+				if got := r.json(t)[tt.field]; got != tt.value {
+					t.Fatalf("%s stored as %q", tt.field, got)
+				}
+				return
+			}
+			mustStatus(t, r, http.StatusUnprocessableEntity)
+			if p := decodeProblem(t, r); len(p.Errors) != 1 || p.Errors[0].Pointer != "/"+tt.field {
+				t.Fatalf("errors %+v, want one at /%s", p.Errors, tt.field)
+			}
+		})
+	}
+
+	// Sign-up applies the same rules to the display name, and handles,
+	// being ASCII, hold no format character at all.
+	for _, tt := range []struct{ name, body, pointer string }{
+		{"override in name", `{"handle":"fmt1","password":"correct horse","display_name":"Ada\u202E"}`, "/display_name"},
+		{"joiner in name", `{"handle":"fmt2","password":"correct horse","display_name":"Ad\u200Da"}`, "/display_name"},
+		{"override in handle", `{"handle":"fmt\u202E3","password":"correct horse"}`, "/handle"},
+		{"zero width space in handle", `{"handle":"fmt\u200B4","password":"correct horse"}`, "/handle"},
+		{"byte order mark in handle", `{"handle":"\uFEFFfmt5","password":"correct horse"}`, "/handle"},
+		{"soft hyphen in handle", `{"handle":"fm\u00ADt6","password":"correct horse"}`, "/handle"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := b.do("POST", "/v1/users", tt.body)
+			mustStatus(t, r, http.StatusUnprocessableEntity)
+			if p := decodeProblem(t, r); len(p.Errors) != 1 || p.Errors[0].Pointer != tt.pointer {
+				t.Fatalf("errors %+v, want one at %s", p.Errors, tt.pointer)
+			}
+		})
+	}
+	mustStatus(t, b.do("POST", "/v1/users", `{"handle":"fmt7","password":"correct horse","display_name":"`+family+`"}`), http.StatusCreated)
+}
+
 func mustJSONT(t *testing.T, v any) []byte {
 	t.Helper()
 	data, err := json.Marshal(v)
