@@ -255,13 +255,15 @@ func newLimit(p ratelimit.Policy) limit {
 // allow takes a token from (l's policy, key), sets the RateLimit headers
 // and returns a 429 problem when the bucket is empty. A failing limiter
 // backend lets the request through: availability beats strictness here,
-// and the failure is logged.
+// and the failure is logged and counted (result "error" in
+// onebox_ratelimit_requests_total, which the dashboard flags).
 func (a *App) allow(c echo.Context, l limit, key string) error {
 	p := l.policy
 	res, err := a.limiter.Allow(c.Request().Context(), p, key)
 	if err != nil {
 		a.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "rate limiter failed; allowing",
 			slog.String("policy", p.Name), slog.String("err", err.Error()))
+		a.metrics.RateLimitFailed(p.Name)
 		return nil
 	}
 	a.metrics.RateLimit(p.Name, res.Allowed)
