@@ -190,20 +190,21 @@ func TestEventStreamResume(t *testing.T) {
 	last := want(resumed, after, ids, photos[resumeAt+1:])
 
 	// What comes next is live, not more replay: the replay was exactly
-	// the three events after the resume point.
-	marker := upload()
+	// the three events after the resume point. (A deletion wakes the
+	// stream at once; an upload waits for the poll.)
+	mustStatus(t, b.do("DELETE", "/v1/photos/"+photos[0], "", bearer(token)...), http.StatusNoContent)
 	ev := next(t, resumed)
-	if eventID(t, ev) <= last || ev.data["id"] != marker {
-		t.Fatalf("after the replay: %+v, want the new upload %s with an id after %d", ev, marker, last)
+	if eventID(t, ev) <= last || ev.data["id"] != photos[0] || ev.data["status"] != "deleted" {
+		t.Fatalf("after the replay: %+v, want the deletion of %s with an id after %d", ev, photos[0], last)
 	}
-	markerID := eventID(t, ev)
+	deletedID := eventID(t, ev)
 
 	// The query parameter resumes the same way.
 	byQuery, _ := b.openStream(ctx, "/v1/users/me/events?last_event_id="+strconv.FormatInt(ids[1], 10), token, "")
-	last = want(byQuery, ids[1], []int64{ids[2], markerID}, []string{photos[11], marker})
-	mustStatus(t, b.do("DELETE", "/v1/photos/"+photos[0], "", bearer(token)...), http.StatusNoContent)
-	if ev := next(t, byQuery); eventID(t, ev) <= last || ev.data["id"] != photos[0] || ev.data["status"] != "deleted" {
-		t.Fatalf("after the replay by query: %+v, want the deletion of %s", ev, photos[0])
+	last = want(byQuery, ids[1], []int64{ids[2], deletedID}, []string{photos[11], photos[0]})
+	mustStatus(t, b.do("DELETE", "/v1/photos/"+photos[1], "", bearer(token)...), http.StatusNoContent)
+	if ev := next(t, byQuery); eventID(t, ev) <= last || ev.data["id"] != photos[1] || ev.data["status"] != "deleted" {
+		t.Fatalf("after the replay by query: %+v, want the deletion of %s", ev, photos[1])
 	}
 
 	// A photo's stream resumed after its upload event starts with what
