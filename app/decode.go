@@ -124,7 +124,7 @@ func noDuplicates(raw []byte) error {
 	dec.UseNumber() // no float parsing: only the structure matters here
 	for {
 		tok, err := dec.Token()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil { // raw was checked already; kept for safety
