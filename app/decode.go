@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -51,21 +52,121 @@ func parseObject(body []byte) (*object, error) {
 	if !utf8.Valid(body) {
 		return nil, problem(http.StatusBadRequest, "malformed-json", "the body is not valid UTF-8")
 	}
+	// Decoding into a RawMessage checks the syntax (and the nesting
+	// limit) without building the value.
 	dec := json.NewDecoder(bytes.NewReader(body))
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
 		return nil, problem(http.StatusBadRequest, "malformed-json", "the body is not valid JSON: "+jsonErrDetail(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, problem(http.StatusBadRequest, "malformed-json", "the body has data after the JSON value")
 	}
-	if _, ok := v.(map[string]any); !ok {
+	if raw = bytes.TrimSpace(raw); len(raw) == 0 || raw[0] != '{' {
 		return nil, invalid(FieldError{Pointer: "", Detail: "the body must be a JSON object"})
 	}
+	if err := noDuplicates(raw); err != nil {
+		return nil, err
+	}
 	o := &object{used: map[string]bool{}}
-	// Valid JSON now, so this cannot fail; duplicate keys keep the last.
-	_ = json.Unmarshal(body, &o.members)
+	// Valid JSON without duplicate members now, so this cannot fail.
+	_ = json.Unmarshal(raw, &o.members)
 	return o, nil
+}
+
+// noDuplicates refuses a JSON value in which an object names a member
+// twice, at any depth: encoding/json would keep the last silently, and a
+// proxy or another parser in front of us may keep the first. The answer
+// is a 422 pointing at each repeat (the first maxFieldErrors of them).
+//
+// It reads the value once as a token stream: each object keeps the set
+// of its member names, so the work and memory are linear in the body,
+// and a pointer is built only for a repeat.
+func noDuplicates(raw []byte) error {
+	// frame is one open object or array; pointer reads the path off the
+	// stack.
+	type frame struct {
+		array   bool
+		index   int    // array: the element being read
+		key     string // object: the member being read
+		wantKey bool   // object: the next token is a name or '}'
+		seen    map[string]struct{}
+	}
+	var (
+		stack   []frame
+		errs    []FieldError
+		omitted int
+	)
+	pointer := func(last string) string {
+		var b strings.Builder
+		for _, f := range stack[:len(stack)-1] {
+			b.WriteByte('/')
+			if f.array {
+				b.WriteString(strconv.Itoa(f.index))
+			} else {
+				b.WriteString(escapePointer(f.key))
+			}
+		}
+		return b.String() + "/" + escapePointer(last)
+	}
+	// valueDone moves the innermost container past the value just read.
+	valueDone := func() {
+		if len(stack) == 0 {
+			return
+		}
+		if top := &stack[len(stack)-1]; top.array {
+			top.index++
+		} else {
+			top.wantKey = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber() // no float parsing: only the structure matters here
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil { // raw was checked already; kept for safety
+			return problem(http.StatusBadRequest, "malformed-json", "the body is not valid JSON: "+jsonErrDetail(err))
+		}
+		if n := len(stack); n > 0 && !stack[n-1].array && stack[n-1].wantKey {
+			top := &stack[n-1]
+			if name, ok := tok.(string); ok {
+				if _, dup := top.seen[name]; dup {
+					if len(errs) < maxFieldErrors {
+						errs = append(errs, FieldError{Pointer: pointer(name), Detail: "is a duplicate member: each name may appear once in an object"})
+					} else {
+						omitted++ // no pointer: building each would be quadratic
+					}
+				} else {
+					if top.seen == nil {
+						top.seen = map[string]struct{}{}
+					}
+					top.seen[name] = struct{}{}
+				}
+				top.key, top.wantKey = name, false
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, frame{wantKey: true})
+		case json.Delim('['):
+			stack = append(stack, frame{array: true})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			valueDone()
+		default:
+			valueDone()
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	p := invalid(errs...)
+	p.ErrorsOmitted += omitted
+	return p
 }
 
 func jsonErrDetail(err error) string {

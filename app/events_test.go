@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"onebox/store"
 )
 
 type sseEvent struct {
@@ -100,7 +103,7 @@ func TestPhotoEventStream(t *testing.T) {
 	// The user stream saw the upload, then its completion.
 	created := next(t, all)
 	done := next(t, all)
-	if created.data["id"] != id || done.data["status"] != "ready" || done.id <= created.id {
+	if created.data["id"] != id || done.data["status"] != "ready" || eventID(t, done) <= eventID(t, created) {
 		t.Fatalf("user stream: %+v then %+v", created, done)
 	}
 
@@ -115,6 +118,102 @@ func TestPhotoEventStream(t *testing.T) {
 	mustStatus(t, b.do("GET", "/v1/photos/"+id+"/events", "", bearer(otherToken)...), http.StatusNotFound)
 	mustStatus(t, b.do("GET", "/v1/users/me/events", "", append(bearer(token), "Last-Event-ID", "x")...), http.StatusBadRequest)
 	mustStatus(t, b.do("GET", "/v1/users/me/events", ""), http.StatusUnauthorized)
+}
+
+// eventID is an event's id as the integer it is: ids compared as
+// strings would put "10" before "9".
+func eventID(t *testing.T, ev sseEvent) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(ev.id, 10, 64)
+	if err != nil {
+		t.Fatalf("event %+v: id %q is not an integer", ev, ev.id)
+	}
+	return n
+}
+
+// TestEventStreamResume: a stream opened with Last-Event-ID (or
+// ?last_event_id=) replays exactly the events after that id, in order,
+// and then the live ones; nothing before it, nothing twice. The events
+// after the resume point have ids of more digits than it (9 → 10, 11,
+// 12), so only an integer comparison passes.
+func TestEventStreamResume(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t, func(s *setup) { s.noWorkers = true }) // one event per upload, none from the pipeline
+	userID, token := b.signup("resumer")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	img := smallPNG(t)
+	upload := func() string {
+		t.Helper()
+		r := b.uploadBytes(token, img, false)
+		mustStatus(t, r, http.StatusAccepted)
+		return r.json(t)["id"].(string)
+	}
+	var photos []string
+	for range 12 {
+		photos = append(photos, upload())
+	}
+	stored, err := b.store.Events(ctx, store.EventsParams{UserID: userID, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != 12 {
+		t.Fatalf("%d events stored for 12 uploads", len(stored))
+	}
+	const resumeAt = 8 // the ninth event; a fresh database numbers it 9
+	after := stored[resumeAt].ID
+
+	// want reads the next len(ids) events and checks each: after the
+	// resume point, increasing, and the ones stored.
+	want := func(evs <-chan sseEvent, from int64, ids []int64, photoIDs []string) int64 {
+		t.Helper()
+		last := from
+		for i := range ids {
+			ev := next(t, evs)
+			n := eventID(t, ev)
+			if n <= last {
+				t.Fatalf("event %d of the replay has id %d, not after %d", i, n, last)
+			}
+			if n != ids[i] || ev.data["id"] != photoIDs[i] {
+				t.Fatalf("event %d of the replay: id %d for photo %v, want %d for %s", i, n, ev.data["id"], ids[i], photoIDs[i])
+			}
+			last = n
+		}
+		return last
+	}
+	var ids []int64
+	for _, ev := range stored[resumeAt+1:] {
+		ids = append(ids, ev.ID)
+	}
+	resumed, res := b.openStream(ctx, "/v1/users/me/events", token, strconv.FormatInt(after, 10))
+	mustStatus(t, response{Response: res}, http.StatusOK)
+	last := want(resumed, after, ids, photos[resumeAt+1:])
+
+	// What comes next is live, not more replay: the replay was exactly
+	// the three events after the resume point. (A deletion wakes the
+	// stream at once; an upload waits for the poll.)
+	mustStatus(t, b.do("DELETE", "/v1/photos/"+photos[0], "", bearer(token)...), http.StatusNoContent)
+	ev := next(t, resumed)
+	if eventID(t, ev) <= last || ev.data["id"] != photos[0] || ev.data["status"] != "deleted" {
+		t.Fatalf("after the replay: %+v, want the deletion of %s with an id after %d", ev, photos[0], last)
+	}
+	deletedID := eventID(t, ev)
+
+	// The query parameter resumes the same way.
+	byQuery, _ := b.openStream(ctx, "/v1/users/me/events?last_event_id="+strconv.FormatInt(ids[1], 10), token, "")
+	last = want(byQuery, ids[1], []int64{ids[2], deletedID}, []string{photos[11], photos[0]})
+	mustStatus(t, b.do("DELETE", "/v1/photos/"+photos[1], "", bearer(token)...), http.StatusNoContent)
+	if ev := next(t, byQuery); eventID(t, ev) <= last || ev.data["id"] != photos[1] || ev.data["status"] != "deleted" {
+		t.Fatalf("after the replay by query: %+v, want the deletion of %s", ev, photos[1])
+	}
+
+	// A photo's stream resumed after its upload event starts with what
+	// came later (here, its deletion), not with the upload again.
+	one, _ := b.openStream(ctx, "/v1/photos/"+photos[5]+"/events", token, strconv.FormatInt(stored[5].ID, 10))
+	mustStatus(t, b.do("DELETE", "/v1/photos/"+photos[5], "", bearer(token)...), http.StatusNoContent)
+	if ev := next(t, one); eventID(t, ev) <= stored[5].ID || ev.data["status"] != "deleted" {
+		t.Fatalf("resumed photo stream: %+v, want the deletion after %d", ev, stored[5].ID)
+	}
 }
 
 func TestModerationRejects(t *testing.T) {

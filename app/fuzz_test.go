@@ -45,6 +45,8 @@ func FuzzJSONBody(f *testing.F) {
 		`{"handle":"fuzzer","password":"correct horse"}`, `{"bio":"\ud800"}`, `{"bio":"a","bio":null}`, "\xff", ``,
 		`{"handle":"` + strings.Repeat("a", 40) + `","password":1}`, `{"current_password":"x","new_password":"y"}`,
 		`{"a/b~c":1}`, `{"bio":"` + strings.Repeat("\\u0000", 10) + `"}`, `1e999`, `{"handle":"fuzz","password":"correct horse","display_name":{}}`,
+		`{"x":[{"a":1,"a":2}]}`, `{"bio":"a","b\u0069o":"b"}`, `{"display_name":"\u202eA"}`, `{"display_name":"\ud83d\udc68\u200d\ud83d\udc69"}`,
+		`{"a":{"b":[[{}],{"c":0,"c":0}]}}`, `{"bio":"x\u2066"}`,
 	} {
 		f.Add(s)
 	}
@@ -60,6 +62,14 @@ func FuzzJSONBody(f *testing.F) {
 			req.Header.Set("Authorization", "Bearer "+token)
 			rec := serve(b, req)
 			checkAnswer(t, rec, body)
+			if rec.Code == http.StatusUnprocessableEntity {
+				var p struct {
+					Errors []json.RawMessage `json:"errors"`
+				}
+				if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || len(p.Errors) > 20 {
+					t.Fatalf("input %q: %d errors listed", body, len(p.Errors))
+				}
+			}
 			if r.method == "PATCH" && rec.Code == http.StatusOK && !json.Valid([]byte(body)) {
 				t.Fatalf("invalid JSON %q accepted", body)
 			}

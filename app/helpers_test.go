@@ -70,6 +70,8 @@ type setup struct {
 	noWorkers   bool                          // leave uploaded photos processing
 	clock       func() time.Time              // the API's clock; nil is time.Now
 	blocked     []uint64                      // moderation blocklist
+	// wrapLimiter puts a fault in front of the memory limiter.
+	wrapLimiter func(ratelimit.Limiter) ratelimit.Limiter
 	// metrics, tracing and slowQuery (the slow-query log's threshold; 0
 	// is off) turn each on, wired as main wires them.
 	metrics, tracing bool
@@ -171,8 +173,12 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 	})
 	runner.Register(pipeline.KindProcess, b.tracing.Job(pipe.Process), jobs.KindOptions{Concurrency: 2, MaxAttempts: 3, Timeout: time.Minute, Backoff: 50 * time.Millisecond})
 	runner.Register(pipeline.KindCleanup, b.tracing.Job(pipe.Cleanup), jobs.KindOptions{Concurrency: 1, MaxAttempts: 3, Backoff: 50 * time.Millisecond})
+	var limiter ratelimit.Limiter = limitmemory.New(limitmemory.Options{})
+	if s.wrapLimiter != nil {
+		limiter = s.wrapLimiter(limiter)
+	}
 	a := app.New(app.Deps{
-		Store: ss, Cache: c, Limiter: limitmemory.New(limitmemory.Options{}),
+		Store: ss, Cache: c, Limiter: limiter,
 		Hasher: auth.NewHasher(auth.Params{Memory: 64, Time: 1, Threads: 1}, 4),
 		Health: b.health, Logger: log, Media: appMedia, Hub: hub, Queue: queue, Jobs: runner,
 		Metrics: b.metrics, Tracing: b.tracing, Now: s.clock,

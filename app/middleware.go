@@ -261,7 +261,8 @@ func newLimit(p ratelimit.Policy) limit {
 // allow takes a token from (l's policy, key), sets the RateLimit headers
 // and returns a 429 problem when the bucket is empty. A failing limiter
 // backend lets the request through: availability beats strictness here,
-// and the failure is logged.
+// and the failure is logged and counted (result "error" in
+// onebox_ratelimit_requests_total, which the dashboard flags).
 func (a *App) allow(c echo.Context, l limit, key string) error {
 	res, ok := a.take(c, l, key)
 	if !ok {
@@ -329,6 +330,7 @@ func (a *App) take(c echo.Context, l limit, key string) (res ratelimit.Result, o
 	if err != nil {
 		a.log.LogAttrs(c.Request().Context(), slog.LevelWarn, "rate limiter failed; allowing",
 			slog.String("policy", p.Name), slog.String("err", err.Error()))
+		a.metrics.RateLimitFailed(p.Name)
 		return res, false
 	}
 	a.metrics.RateLimit(p.Name, res.Allowed)

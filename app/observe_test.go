@@ -119,7 +119,13 @@ func TestMetrics(t *testing.T) {
 	t.Parallel()
 	b := observed(t)
 	b.traffic(t)
+	// The photo reads as ready once the pipeline commits; the runner
+	// counts the job done only after acknowledging it, a moment later.
 	text := b.scrape(t)
+	for deadline := time.Now().Add(30 * time.Second); sample(text, `onebox_jobs_done_total{kind="photo.process",outcome="ok"}`) != "1" && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		text = b.scrape(t)
+	}
 
 	names := []string{
 		metrics.HTTPRequests, metrics.HTTPRequestDuration, metrics.HTTPRequestLatency, metrics.HTTPInFlight,

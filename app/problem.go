@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -36,6 +37,11 @@ type Problem struct {
 	RequestID  string       `json:"request_id,omitempty"`
 	Errors     []FieldError `json:"errors,omitempty"`
 	retryAfter time.Duration
+
+	// ErrorsOmitted counts the field errors found beyond those listed:
+	// the list stops at maxFieldErrors, so a body of a thousand unknown
+	// members gets a short answer, not its own echo.
+	ErrorsOmitted int `json:"errors_omitted,omitempty"`
 }
 
 func (p *Problem) Error() string { return fmt.Sprintf("%d %s: %s", p.Status, p.Title, p.Detail) }
@@ -45,9 +51,34 @@ func problem(status int, kind, detail string) *Problem {
 	return &Problem{Type: "/problems/" + kind, Title: http.StatusText(status), Status: status, Detail: detail}
 }
 
+// A problem lists at most maxFieldErrors field errors, each pointer at
+// most maxPointerBytes long, so the answer to a hostile body (thousands
+// of unknown members, names of kilobytes, arrays nested thousands deep)
+// stays small instead of echoing it.
+const (
+	maxFieldErrors  = 20
+	maxPointerBytes = 128
+)
+
+// invalid is a 422 listing errs: the first maxFieldErrors of them, the
+// rest only counted. A pointer too long to repeat is cut to the enclosing
+// member's (still a true pointer, at what contains the error).
 func invalid(errs ...FieldError) *Problem {
 	p := problem(http.StatusUnprocessableEntity, "validation", "the request has invalid fields")
-	p.Errors = errs
+	if len(errs) > maxFieldErrors {
+		p.ErrorsOmitted = len(errs) - maxFieldErrors
+		errs = errs[:maxFieldErrors]
+	}
+	p.Errors = make([]FieldError, len(errs))
+	for i, e := range errs {
+		if len(e.Pointer) > maxPointerBytes {
+			// Cut at a '/': names escape theirs as ~1, so this ends a
+			// whole reference token, and the prefix is valid UTF-8.
+			e.Pointer = e.Pointer[:max(strings.LastIndexByte(e.Pointer[:maxPointerBytes+1], '/'), 0)]
+			e.Detail = "somewhere inside, at a path too long to repeat, a member " + e.Detail
+		}
+		p.Errors[i] = e
+	}
 	return p
 }
 

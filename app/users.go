@@ -85,7 +85,7 @@ func (a *App) createUser(c echo.Context) error {
 	if msg := checkPassword(password); msg != "" && o.members["password"] != nil {
 		o.fail("password", msg)
 	}
-	if msg := checkText(name, maxDisplayName, false); msg != "" {
+	if msg := checkDisplayName(name); msg != "" {
 		o.fail("display_name", msg)
 	}
 	if err := o.done(); err != nil {
@@ -187,13 +187,13 @@ func (a *App) patchMe(c echo.Context) error {
 	}
 	p := store.UpdateUserParams{ID: who.userID, Now: a.now().UTC()}
 	if v, present, _ := o.str("display_name", true); present {
-		if msg := checkText(v, maxDisplayName, false); msg != "" {
+		if msg := checkDisplayName(v); msg != "" {
 			o.fail("display_name", msg)
 		}
 		p.DisplayName = &v
 	}
 	if v, present, _ := o.str("bio", true); present {
-		if msg := checkText(v, maxBio, true); msg != "" {
+		if msg := checkBio(v); msg != "" {
 			o.fail("bio", msg)
 		}
 		p.Bio = &v

@@ -265,3 +265,133 @@ func TestProfileLoadFreshness(t *testing.T) {
 		}
 	}
 }
+
+// readSpy records the method and freshness of every read that takes one.
+type readSpy struct {
+	store.Store
+	mu    sync.Mutex
+	reads []string // "User MustBeFresh"
+}
+
+func (s *readSpy) record(method string, f store.Freshness) {
+	name := "MayBeStale"
+	if f == store.MustBeFresh {
+		name = "MustBeFresh"
+	}
+	s.mu.Lock()
+	s.reads = append(s.reads, method+" "+name)
+	s.mu.Unlock()
+}
+
+func (s *readSpy) take() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.reads
+	s.reads = nil
+	return r
+}
+
+func (s *readSpy) User(ctx context.Context, p store.UserParams) (store.User, error) {
+	s.record("User", p.Freshness)
+	return s.Store.User(ctx, p)
+}
+
+func (s *readSpy) ListUsers(ctx context.Context, p store.ListUsersParams) ([]store.User, error) {
+	s.record("ListUsers", p.Freshness)
+	return s.Store.ListUsers(ctx, p)
+}
+
+func (s *readSpy) Photo(ctx context.Context, p store.PhotoParams) (store.Photo, error) {
+	s.record("Photo", p.Freshness)
+	return s.Store.Photo(ctx, p)
+}
+
+func (s *readSpy) ListPhotos(ctx context.Context, p store.ListPhotosParams) ([]store.Photo, error) {
+	s.record("ListPhotos", p.Freshness)
+	return s.Store.ListPhotos(ctx, p)
+}
+
+// TestOwnReadsAreFresh: what a user reads of their own account right
+// after changing it must be fresh (read-your-own-writes): on a replica, a
+// stale read would show the old profile, accept a stale If-Match or check
+// a password against the old hash. SQLite has one copy, so only a spy on
+// the freshness asked for can tell.
+func TestOwnReadsAreFresh(t *testing.T) {
+	t.Parallel()
+	spy := &readSpy{}
+	b := newBundle(t, func(s *setup) {
+		s.wrapStore = func(st store.Store) store.Store { spy.Store = st; return spy }
+	})
+	_, token := b.signup("freshman")
+	up := b.uploadBytes(token, smallPNG(t), false)
+	mustStatus(t, up, http.StatusAccepted)
+	photoID := up.json(t)["id"].(string)
+	if ph := b.waitPhoto(token, photoID); ph["status"] != "ready" {
+		t.Fatalf("photo %v", ph)
+	}
+	// With an avatar, the profile answers also read a photo.
+	mustStatus(t, b.do("PATCH", "/v1/users/me", `{"avatar_id":"`+photoID+`"}`, bearer(token)...), http.StatusOK)
+
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		want                     []string // every read, in order
+	}{
+		{"own profile", "GET", "/v1/users/me", "", 200, []string{"User MustBeFresh", "Photo MustBeFresh"}},
+		{"empty patch", "PATCH", "/v1/users/me", `{}`, 200, []string{"User MustBeFresh", "Photo MustBeFresh"}},
+		{"patch", "PATCH", "/v1/users/me", `{"bio":"new"}`, 200, []string{"Photo MustBeFresh"}},
+		{"password change", "PUT", "/v1/users/me/password", `{"current_password":"correct horse","new_password":"correct horse"}`, 204, []string{"User MustBeFresh"}},
+		{"own photo", "GET", "/v1/photos/" + photoID, "", 200, []string{"Photo MustBeFresh"}},
+		{"page", "GET", "/", "", 200, []string{"User MustBeFresh", "Photo MustBeFresh", "ListPhotos MustBeFresh"}},
+		// The spy sees stale reads too: the public list may lag.
+		{"public list", "GET", "/v1/users", "", 200, []string{"ListUsers MayBeStale"}},
+	}
+	for _, tt := range tests {
+		spy.take()
+		mustStatus(t, b.do(tt.method, tt.path, tt.body, bearer(token)...), tt.status)
+		if got := spy.take(); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: reads %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestPatchPreconditions: If-Match is checked whatever the patch holds;
+// an empty patch with a stale version is a 412 too, and a matching one
+// changes nothing.
+func TestPatchPreconditions(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t)
+	_, token := b.signup("precond")
+	mustStatus(t, b.do("PATCH", "/v1/users/me", `{"bio":"v2"}`, bearer(token)...), http.StatusOK) // now version 2
+	tests := []struct {
+		name, body, ifMatch string
+		status              int
+	}{
+		{"empty, stale", `{}`, `"1"`, http.StatusPreconditionFailed},
+		{"empty, ahead", `{}`, `"3"`, http.StatusPreconditionFailed},
+		{"empty, current", `{}`, `"2"`, http.StatusOK},
+		{"empty, any", `{}`, `*`, http.StatusOK},
+		{"empty, none", `{}`, ``, http.StatusOK},
+		{"change, stale", `{"bio":"lost"}`, `"1"`, http.StatusPreconditionFailed},
+		{"null, stale", `{"bio":null}`, `"1"`, http.StatusPreconditionFailed},
+		{"empty, malformed", `{}`, `2`, http.StatusPreconditionFailed},
+	}
+	for _, tt := range tests {
+		h := bearer(token)
+		if tt.ifMatch != "" {
+			h = append(h, "If-Match", tt.ifMatch)
+		}
+		r := b.do("PATCH", "/v1/users/me", tt.body, h...)
+		if r.StatusCode != tt.status {
+			t.Errorf("%s: status %d, want %d: %s", tt.name, r.StatusCode, tt.status, r.body)
+			continue
+		}
+		if tt.status == http.StatusPreconditionFailed && r.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: 412 as %q", tt.name, r.Header.Get("Content-Type"))
+		}
+	}
+	me := b.do("GET", "/v1/users/me", "", bearer(token)...)
+	if m := me.json(t); m["bio"] != "v2" || m["version"] != 2.0 || me.Header.Get("ETag") != `"2"` {
+		t.Fatalf("after the refused and empty patches: %s (ETag %s)", me.body, me.Header.Get("ETag"))
+	}
+}

@@ -46,7 +46,9 @@ const (
 	// HTTPInFlight is the number of requests being served.
 	HTTPInFlight = "onebox_http_in_flight_requests"
 	// RateLimitRequests counts limiter decisions: {policy, result
-	// "allowed" or "rejected"}.
+	// "allowed" or "rejected"}, and failures of the limiter backend
+	// (result "error"), after which the request went through unlimited:
+	// the limiter fails open.
 	RateLimitRequests = "onebox_ratelimit_requests_total"
 	// CacheRequests counts cache-aside lookups: {cache "profiles" or
 	// "sessions", result "hit" or "miss"}.
@@ -133,7 +135,7 @@ type Metrics struct {
 	jobs    map[string]*jobSeries // by kind, Other included; read-only after New
 	steps   map[string]*vm.PrometheusHistogram
 	queries sync.Map // query name → *querySeries
-	limits  sync.Map // policy → *[2]*vm.Counter (allowed, rejected)
+	limits  sync.Map // policy → *[3]*vm.Counter (allowed, rejected, error)
 	caches  sync.Map // cache name → *Cache
 
 	writerWait *vm.FloatCounter
@@ -293,19 +295,31 @@ func (m *Metrics) RateLimit(policy string, allowed bool) {
 	if m == nil {
 		return
 	}
+	if allowed {
+		m.limitSeries(policy)[0].Inc()
+	} else {
+		m.limitSeries(policy)[1].Inc()
+	}
+}
+
+// RateLimitFailed counts one failure of the limiter backend under
+// policy: the request was let through without a decision.
+func (m *Metrics) RateLimitFailed(policy string) {
+	if m != nil {
+		m.limitSeries(policy)[2].Inc()
+	}
+}
+
+func (m *Metrics) limitSeries(policy string) *[3]*vm.Counter {
 	v, ok := m.limits.Load(policy)
 	if !ok {
-		v, _ = m.limits.LoadOrStore(policy, &[2]*vm.Counter{
+		v, _ = m.limits.LoadOrStore(policy, &[3]*vm.Counter{
 			m.set.GetOrCreateCounter(RateLimitRequests + labels("policy", policy, "result", "allowed")),
 			m.set.GetOrCreateCounter(RateLimitRequests + labels("policy", policy, "result", "rejected")),
+			m.set.GetOrCreateCounter(RateLimitRequests + labels("policy", policy, "result", "error")),
 		})
 	}
-	cs := v.(*[2]*vm.Counter)
-	if allowed {
-		cs[0].Inc()
-	} else {
-		cs[1].Inc()
-	}
+	return v.(*[3]*vm.Counter)
 }
 
 // Cache is the series of one cache-aside ("profiles", "sessions"); its

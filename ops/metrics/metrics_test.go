@@ -82,6 +82,7 @@ func TestJobsQueriesAndCaches(t *testing.T) {
 	m.Cache("profiles").Evicted()
 	m.RateLimit("api", true)
 	m.RateLimit("api", false)
+	m.RateLimitFailed("api")
 	m.PipelineStep(ctx, "decode", time.Second)
 	m.PipelineStep(ctx, "unknown", time.Second)
 	m.InFlight(1)
@@ -111,6 +112,7 @@ func TestJobsQueriesAndCaches(t *testing.T) {
 		`onebox_cache_load_duration_seconds_count{cache="profiles"} 1`,
 		`onebox_ratelimit_requests_total{policy="api",result="allowed"} 1`,
 		`onebox_ratelimit_requests_total{policy="api",result="rejected"} 1`,
+		`onebox_ratelimit_requests_total{policy="api",result="error"} 1`,
 		`onebox_pipeline_step_duration_seconds_count{step="decode"} 1`,
 		`onebox_pipeline_step_duration_seconds_count{step="moderate"} 0`,
 		`onebox_http_in_flight_requests 1`,
