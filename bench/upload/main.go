@@ -3,7 +3,7 @@
 // fixed arrival rate (open loop, a fraction of that maximum), the time from
 // each 202 to the photo's "ready" event on the user's SSE stream.
 //
-//	go run ./bench/upload -url http://127.0.0.1:8080 -image ../shared/testdata/images/formats/jpeg_gray_hopper.jpg
+//	go run ./bench/upload -url http://127.0.0.1:8080 -image testdata/images/formats/jpeg_gray_hopper.jpg
 package main
 
 import (

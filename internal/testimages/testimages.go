@@ -80,13 +80,16 @@ func Read(t testing.TB, rel string) []byte {
 	return b
 }
 
+// Photo12MPSeed is the seed of Photo12MP's picture.
+const Photo12MPSeed = 12
+
 // Photo12MP returns a 4032×3024 baseline JPEG with a photo's structure
 // (gradients, soft shapes, edges, fine texture), standing in for a
 // 12-megapixel camera photo; about 1-2 MB. It takes a second or more, so
 // call it once per test.
 func Photo12MP(t testing.TB) []byte {
 	t.Helper()
-	b, err := PhotoJPEG(4032, 3024, 12, 90)
+	b, err := PhotoJPEG(4032, 3024, Photo12MPSeed, 90)
 	if err != nil {
 		t.Fatal(fmt.Errorf("testimages: 12 MP photo: %w", err))
 	}

@@ -1,9 +1,14 @@
 // Command gen writes testimages' generated files into testdata/images and
 // their rows into its SOURCES.tsv (run by `go generate
-// ./internal/testimages`).
+// ./internal/testimages`). With -o it writes one generated photo instead,
+// for benchmarks and examples that want a large image as a file:
+//
+//	go run ./internal/testimages/gen -o /tmp/photo_12mp.jpg   # what the tests' 12 MP photo is
+//	go run ./internal/testimages/gen -o /tmp/p.jpg -size 6000x4000
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,13 +18,35 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	out := flag.String("o", "", "write one generated photo (baseline JPEG, quality 90) to this file instead")
+	size := flag.String("size", "4032x3024", "the photo's size, with -o")
+	seed := flag.Uint64("seed", testimages.Photo12MPSeed, "the photo's seed, with -o")
+	flag.Parse()
+	var err error
+	if *out != "" {
+		err = photo(*out, *size, *seed)
+	} else {
+		err = generate()
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
+func photo(out, size string, seed uint64) error {
+	var w, h int
+	if _, err := fmt.Sscanf(size, "%dx%d", &w, &h); err != nil || w < 1 || h < 1 || w > 20000 || h > 20000 {
+		return fmt.Errorf("-size %q: want WIDTHxHEIGHT, each 1 to 20000", size)
+	}
+	b, err := testimages.PhotoJPEG(w, h, seed, 90)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(out, b, 0o644)
+}
+
+func generate() error {
 	root, err := testimages.Root()
 	if err != nil {
 		return err
