@@ -64,6 +64,17 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
+	return runWith(ctx, args, lookupEnv, stdout, stderr, hooks{})
+}
+
+// hooks let a test process reach into serve's wiring (the crash test's
+// child, see TestMain); production runs with none.
+type hooks struct {
+	// media, if set, wraps the media storage.
+	media func(media.Storage) media.Storage
+}
+
+func runWith(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer, h hooks) error {
 	cmd := "serve"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
@@ -99,12 +110,12 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	case "serve":
 		log, flush := logging.New(stdout, logOptions(cfg, cfg.LogFlush))
 		defer flush()
-		return serve(ctx, cfg, lookupEnv, log)
+		return serve(ctx, cfg, lookupEnv, log, h)
 	}
 	return fmt.Errorf("unknown command %q (want serve, migrate, config, jobs, ops or version)", cmd)
 }
 
-func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) error {
+func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (string, bool), log *slog.Logger, h hooks) error {
 	gc := ops.TuneGC(lookupEnv, ops.CgroupMemoryMax(os.DirFS("/")))
 	log.Info("garbage collector", "gogc", gc.GCPercent, "memory_limit_bytes", gc.MemoryLimit)
 	decodeMemory := pipeline.DecodeBudget(cfg.DecodeMemory, gc.MemoryLimit)
@@ -142,6 +153,9 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	med, err := openMedia(cfg)
 	if err != nil {
 		return err
+	}
+	if h.media != nil {
+		med = h.media(med)
 	}
 	hub, err := openHub(cfg)
 	if err != nil {

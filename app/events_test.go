@@ -84,7 +84,7 @@ func TestPhotoEventStream(t *testing.T) {
 	if ct := res.Header.Get("Content-Type"); res.StatusCode != http.StatusOK || ct != "text/event-stream" {
 		t.Fatalf("stream answer %d %q", res.StatusCode, ct)
 	}
-	r := b.upload(token, filepath.Join(images, "formats", "webp_lossy_photo_4.webp"), true) // 1024 wide: four widths and the thumbnail
+	r := b.upload(token, filepath.Join(images, "formats", "jpeg_baseline_synthetic_1024x768.jpg"), true) // 1024 wide: four widths and the thumbnail
 	mustStatus(t, r, http.StatusAccepted)
 	id := r.json(t)["id"].(string)
 
@@ -221,10 +221,10 @@ func TestModerationRejects(t *testing.T) {
 	needImages(t)
 	// The blocklist holds the hash the pipeline computes for this image.
 	b := newBundle(t, func(s *setup) {
-		s.blocked = []uint64{mustHash(t, filepath.Join(images, "formats", "gif_static_crash_test.gif"))}
+		s.blocked = []uint64{mustHash(t, filepath.Join(images, "formats", "gif_static_synthetic_400x267.gif"))}
 	})
 	_, token := b.signup("moderated")
-	r := b.upload(token, filepath.Join(images, "formats", "gif_static_crash_test.gif"), true)
+	r := b.upload(token, filepath.Join(images, "formats", "gif_static_synthetic_400x267.gif"), true)
 	ph := b.waitPhoto(token, r.json(t)["id"].(string))
 	if ph["status"] != "rejected" || ph["reason"] == "" {
 		t.Fatalf("blocked image: %v", ph)

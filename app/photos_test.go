@@ -15,18 +15,20 @@ import (
 	"testing"
 	"time"
 
+	"onebox/internal/testimages"
 	"onebox/media"
 	"onebox/pipeline"
 )
 
-// images is the shared third-party test corpus (see its SOURCES.tsv).
-var images = filepath.Join("..", "..", "shared", "testdata", "images")
+// images is the repository's test corpus, testdata/images (see its
+// SOURCES.tsv), from this package's directory.
+var images = filepath.Join("..", "testdata", "images")
 
+// needImages fails the test if the corpus is missing: it is part of the
+// repository, so its absence is a broken checkout, not a reason to skip.
 func needImages(t testing.TB) {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(images, "SOURCES.tsv")); err != nil {
-		t.Skipf("test images not found at %s", images)
-	}
+	testimages.Dir(t)
 }
 
 // uploadFile posts a file, as multipart or as a raw body.
@@ -176,7 +178,7 @@ func TestUploadRefusals(t *testing.T) {
 		{"empty", nil, http.StatusUnprocessableEntity},
 		{"too large", bytes.Repeat([]byte{0xff}, 2<<20), http.StatusRequestEntityTooLarge},
 		// The bomb is just over the byte limit, but its header is read first.
-		{"bomb", mustRead(t, filepath.Join(images, "large", "bomb_jpeg_20000x14000_gray.jpg")), http.StatusUnprocessableEntity},
+		{"bomb", mustRead(t, filepath.Join(images, "large", "bomb_jpeg_20000x14000_gray_synthetic.jpg")), http.StatusUnprocessableEntity},
 		{"huge PNG header", hugePNG(), http.StatusUnprocessableEntity},
 	}
 	for _, tt := range tests {
@@ -207,7 +209,7 @@ func TestBombRefusedByPixelsBeforeDecode(t *testing.T) {
 	needImages(t)
 	b := newBundle(t, func(s *setup) { s.opts.MaxUploadBytes = 8 << 20 })
 	_, token := b.signup("bomber")
-	r := b.upload(token, filepath.Join(images, "large", "bomb_jpeg_20000x14000_gray.jpg"), true)
+	r := b.upload(token, filepath.Join(images, "large", "bomb_jpeg_20000x14000_gray_synthetic.jpg"), true)
 	mustStatus(t, r, http.StatusUnprocessableEntity)
 	if !strings.Contains(string(r.body), "megapixels") {
 		t.Fatalf("bomb refusal %s", r.body)
@@ -240,7 +242,7 @@ func TestIdempotentUpload(t *testing.T) {
 	needImages(t)
 	b := newBundle(t, func(s *setup) { s.noWorkers = true })
 	_, token := b.signup("retrier")
-	file := filepath.Join(images, "formats", "png_palette_swiss.png")
+	file := filepath.Join(images, "formats", "png_palette_synthetic_68x68.png")
 	first := b.upload(token, file, true, "Idempotency-Key", "k-1")
 	mustStatus(t, first, http.StatusAccepted)
 	again := b.upload(token, file, false, "Idempotency-Key", "k-1")

@@ -130,7 +130,7 @@ func TestPageInBrowser(t *testing.T) {
 	must(t, os.WriteFile(notImage, []byte("these are words, not pixels"), 0o600))
 	must(t, os.WriteFile(tooBig, make([]byte, 3<<19), 0o600))
 	photo, _ := filepath.Abs(filepath.Join(images, "formats", "jpeg_gray_concert.jpg"))
-	other, _ := filepath.Abs(filepath.Join(images, "formats", "png_palette_swiss.png"))
+	other, _ := filepath.Abs(filepath.Join(images, "formats", "png_palette_synthetic_68x68.png"))
 
 	br.step("the visitor's page", chromedp.Navigate(b.url), chromedp.WaitVisible(chromedp.ID("signup-form")))
 	br.expectNetworkError(http.StatusUnprocessableEntity)

@@ -10,7 +10,6 @@ import (
 	_ "image/gif" // the outputs are checked with image.Decode
 	_ "image/jpeg"
 	_ "image/png"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"onebox/imaging"
+	"onebox/internal/testimages"
 )
 
 func TestSniff(t *testing.T) {
@@ -67,16 +67,15 @@ func TestDecodeCorpus(t *testing.T) {
 	}
 	// Transparent sources must give PNG variants; the rest JPEG.
 	transparent := map[string]bool{
-		"png_rgba8_basn6a08.png":               true,
-		"png_rgba16_basn6a16.png":              true,
-		"png_grayalpha8_basn4a08.png":          true,
-		"png_palette_trns_tbbn3p08.png":        true,
-		"webp_lossy_alpha_lossy_alpha1.webp":   true,
-		"webp_lossy_alpha_photo_5_webp_a.webp": true,
-		"webp_lossless_lossless1.webp":         true, // alpha 0 in its corners
-		"gif_animated_rotating_squares.gif":    true, // a spinner on a transparent background
+		"png_rgba8_basn6a08.png":                 true,
+		"png_rgba16_basn6a16.png":                true,
+		"png_grayalpha8_basn4a08.png":            true,
+		"png_palette_trns_tbbn3p08.png":          true,
+		"webp_lossy_alpha_synthetic_hopper.webp": true,
+		"webp_lossless_synthetic_160x100.webp":   true, // alpha 0 in its corners
+		"gif_animated_rotating_squares.gif":      true, // a spinner on a transparent background
 	}
-	eachFile(t, 40, func(t *testing.T, name string, data []byte) {
+	eachFile(t, 41, func(t *testing.T, name string, data []byte) {
 		h, probeErr := imaging.Probe(bytes.NewReader(data), imaging.DefaultMaxPixels)
 		img, err := imaging.Decode(context.Background(), bytes.NewReader(data), imaging.DefaultMaxPixels)
 		if want, ok := refused[name]; ok {
@@ -202,8 +201,6 @@ func TestCMYK(t *testing.T) {
 	}{
 		{"formats/jpeg_cmyk_small_adobe.jpg", image.Rect(0, 0, 100, 100),
 			func(r, g, b float64) bool { return r < 90 && g < 60 && b < 60 && r > 1.5*g }, "dark with red text"},
-		{"formats/jpeg_cmyk_adobe_no_profile.jpg", image.Rect(0, 220, 140, 290),
-			func(r, g, b float64) bool { return g > r && g > b && g > 80 }, "green grass"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -222,6 +219,16 @@ func TestCMYK(t *testing.T) {
 			}
 		})
 	}
+	// The generated file's pixels are known: testimages.Photo through
+	// color.RGBToCMYK. Decoded, it must be that picture, not its negative.
+	t.Run("formats/jpeg_cmyk_adobe_no_profile_synthetic.jpg", func(t *testing.T) {
+		t.Parallel()
+		img := mustDecode(t, "formats/jpeg_cmyk_adobe_no_profile_synthetic.jpg")
+		want := testimages.Photo(500, 333, 2)
+		if d := channelDiff(img.Pixels, want); d > 6 {
+			t.Errorf("differs from the picture it encodes by %.1f per channel (of 255)", d)
+		}
+	})
 }
 
 // TestBroken: every damaged file is refused with a clean reason or
@@ -229,22 +236,22 @@ func TestCMYK(t *testing.T) {
 func TestBroken(t *testing.T) {
 	t.Parallel()
 	want := map[string]error{ // nil: Go's decoders accept it
-		"empty.jpg":                         imaging.ErrUnsupported,
-		"text_named_as.jpg":                 imaging.ErrUnsupported,
-		"png_xs1n0g01.png":                  imaging.ErrUnsupported,
-		"png_xcrn0g04.png":                  imaging.ErrUnsupported,
-		"jpeg_truncated_10000B.jpg":         imaging.ErrCorrupt,
-		"png_truncated_10000B.png":          imaging.ErrCorrupt,
-		"jpeg_corrupt_header_1024B.jpg":     imaging.ErrCorrupt,
-		"png_broken_data_stream.png":        imaging.ErrCorrupt,
-		"jpeg_exif_corrupt_struct.jpg":      imaging.ErrCorrupt,
-		"jpeg_exif_invalid_tiff_header.jpg": nil,
-		"jpeg_exif_ifd_offset_10.jpg":       nil,
-		"jpeg_exif_two_app1_1x1.jpg":        nil,
-		"jpeg_junk_before_marker.jpg":       nil,
-		"jpeg_truncated_app14.jpg":          nil,
+		"empty.jpg":                               imaging.ErrUnsupported,
+		"text_named_as.jpg":                       imaging.ErrUnsupported,
+		"png_xs1n0g01.png":                        imaging.ErrUnsupported,
+		"png_xcrn0g04.png":                        imaging.ErrUnsupported,
+		"jpeg_truncated_10000B_synthetic.jpg":     imaging.ErrCorrupt,
+		"png_truncated_10000B_synthetic.png":      imaging.ErrCorrupt,
+		"jpeg_corrupt_header_1024B_synthetic.jpg": imaging.ErrCorrupt,
+		"png_broken_data_stream.png":              imaging.ErrCorrupt,
+		"jpeg_exif_corrupt_struct.jpg":            imaging.ErrCorrupt,
+		"jpeg_exif_invalid_tiff_header.jpg":       nil,
+		"jpeg_exif_ifd_offset_10.jpg":             nil,
+		"jpeg_exif_two_app1_1x1.jpg":              nil,
+		"jpeg_junk_before_marker.jpg":             nil,
+		"jpeg_truncated_app14.jpg":                nil,
 	}
-	eachFile(t, 15, func(t *testing.T, name string, data []byte) {
+	eachFile(t, 21, func(t *testing.T, name string, data []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		img, err := imaging.Decode(ctx, bytes.NewReader(data), imaging.DefaultMaxPixels)
@@ -297,7 +304,7 @@ func pngHeader(w, h uint32) []byte {
 // nothing like their pixels. It measures process-wide allocation, so it
 // does not run in parallel with other tests.
 func TestTooLarge(t *testing.T) {
-	bomb := mustRead(t, "large/bomb_jpeg_20000x14000_gray.jpg")
+	bomb := mustRead(t, "large/bomb_jpeg_20000x14000_gray_synthetic.jpg")
 	tests := []struct {
 		name string
 		data []byte
@@ -336,21 +343,22 @@ func TestProbe(t *testing.T) {
 		w, h     int
 		minBytes int64 // DecodeBytes must cover at least the decoded pixels
 	}{
-		{"large/photo_12mp_olympus_4032x3024.jpg", imaging.JPEG, 4032, 3024, 4032 * 3024 * 2},
+		{"12 MP photo", imaging.JPEG, 4032, 3024, 4032 * 3024 * 2},
 		{"formats/jpeg_progressive_icc_500KB.jpg", imaging.JPEG, 425, 250, 425 * 250 * 5},
 		{"formats/png_rgba16_basn6a16.png", imaging.PNG, 32, 32, 32 * 32 * 8},
 		{"formats/gif_animated_rotating_squares.gif", imaging.GIF, 80, 80, 80 * 80 * 4},
-		{"formats/webp_lossless_lossless1.webp", imaging.WebP, 1000, 307, 1000 * 307 * 4},
+		{"formats/webp_lossless_synthetic_160x100.webp", imaging.WebP, 160, 100, 160 * 100 * 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			t.Parallel()
-			f, err := os.Open(filepath.Join(imagesDir(t), tt.file))
-			if err != nil {
-				t.Fatal(err)
+			var data []byte
+			if tt.file == "12 MP photo" {
+				data = testimages.Photo12MP(t)
+			} else {
+				data = mustRead(t, tt.file)
 			}
-			defer f.Close()
-			h, err := imaging.Probe(f, imaging.DefaultMaxPixels)
+			h, err := imaging.Probe(bytes.NewReader(data), imaging.DefaultMaxPixels)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -390,7 +398,7 @@ func TestRejectReasons(t *testing.T) {
 		{"arithmetic jpeg", func(t *testing.T) []byte { return mustRead(t, "formats/jpeg_arithmetic_testimgari.jpg") },
 			imaging.ErrUnsupported, "this kind of JPEG (for example arithmetic-coded or lossless) is not supported"},
 		{"empty", func(*testing.T) []byte { return nil }, imaging.ErrUnsupported, "the file is empty"},
-		{"truncated", func(t *testing.T) []byte { return mustRead(t, "broken/jpeg_truncated_10000B.jpg") },
+		{"truncated", func(t *testing.T) []byte { return mustRead(t, "broken/jpeg_truncated_10000B_synthetic.jpg") },
 			imaging.ErrCorrupt, "the file is damaged or truncated"},
 		{"zero width", func(*testing.T) []byte { return pngHeader(0, 10) }, imaging.ErrCorrupt, ""},
 	}

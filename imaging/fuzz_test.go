@@ -4,28 +4,24 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"onebox/imaging"
+	"onebox/internal/testimages"
 )
 
 // FuzzDecode: no input may panic or hang Decode (or Variants on what it
 // accepts). Seeds are small corpus files of every format, damaged ones
 // included; crashers found are kept under testdata/fuzz/FuzzDecode.
 func FuzzDecode(f *testing.F) {
-	dir := filepath.Join("..", "..", "shared", "testdata", "images")
 	for _, name := range []string{
 		"formats/png_1x1_s01n3p01.png", "formats/png_rgba8_basn6a08.png", "formats/png_exif_chunk_exif2c08.png",
 		"formats/png_palette_trns_tbbn3p08.png", "formats/jpeg_gray_hopper.jpg", "formats/jpeg_baseline_testorig.jpg",
-		"formats/webp_lossy_test.webp", "formats/webp_lossless_lossless1.webp", "orientation/webp_hopper_orientation_2.webp",
-		"broken/jpeg_exif_two_app1_1x1.jpg", "broken/webp_very_short.webp", "broken/png_xdtn0g01.png",
+		"formats/webp_lossy_synthetic_hopper.webp", "formats/webp_lossless_synthetic_160x100.webp", "orientation/webp_hopper_orientation_2.webp",
+		"broken/jpeg_exif_two_app1_1x1.jpg", "broken/webp_very_short_synthetic.webp", "broken/png_xdtn0g01.png",
 	} {
-		if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
-			f.Add(b)
-		}
+		f.Add(testimages.Read(f, name))
 	}
 	f.Add(animatedWebP())
 	f.Add(pngHeader(2000, 2000))

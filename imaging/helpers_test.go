@@ -14,26 +14,18 @@ import (
 	xdraw "golang.org/x/image/draw"
 
 	"onebox/imaging"
+	"onebox/internal/testimages"
 )
 
-// imagesDir is the shared test corpus (see its SOURCES.tsv), never copied
-// into the repository.
+// imagesDir is the repository's test corpus (see its SOURCES.tsv).
 func imagesDir(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join("..", "..", "shared", "testdata", "images")
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("test images not found at %s", dir)
-	}
-	return dir
+	return testimages.Dir(t)
 }
 
 func mustRead(t testing.TB, rel string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(imagesDir(t), rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testimages.Read(t, rel)
 }
 
 // eachFile runs fn in a parallel subtest for every corpus file matching

@@ -15,6 +15,7 @@ import (
 	xdraw "golang.org/x/image/draw"
 
 	"onebox/imaging"
+	"onebox/internal/testimages"
 )
 
 func TestVariantsSizes(t *testing.T) {
@@ -122,11 +123,11 @@ func TestVariantsQuality(t *testing.T) {
 	t.Parallel()
 	const margin = 0.7 // mean absolute difference per channel, of 255
 	for _, file := range []string{
-		"orientation/Landscape_6.jpg",                  // rotated 4:2:0, three cascade steps
-		"formats/webp_lossy_photo_4.webp",              // 4:2:0
-		"formats/jpeg_cmyk_adobe_no_profile.jpg",       // opaque RGBA
-		"formats/webp_lossy_alpha_photo_5_webp_a.webp", // premultiplied alpha
-		"formats/jpeg_gray_concert.jpg",                // gray
+		"orientation/Landscape_6.jpg",                      // rotated 4:2:0, three cascade steps
+		"formats/jpeg_baseline_synthetic_1024x768.jpg",     // 4:2:0, hard and soft edges
+		"formats/jpeg_cmyk_adobe_no_profile_synthetic.jpg", // opaque RGBA
+		"formats/webp_lossless_synthetic_160x100.webp",     // alpha (non-premultiplied source)
+		"formats/jpeg_gray_concert.jpg",                    // gray
 	} {
 		t.Run(file, func(t *testing.T) {
 			t.Parallel()
@@ -340,19 +341,24 @@ func jpegWithGPS(t *testing.T) []byte {
 
 func TestTransparency(t *testing.T) {
 	t.Parallel()
-	img := mustDecode(t, "formats/webp_lossy_alpha_photo_5_webp_a.webp")
-	outs, err := imaging.Variants(context.Background(), img, imaging.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range outs {
-		m, err := png.Decode(bytes.NewReader(o.Data))
-		if err != nil {
-			t.Fatalf("%s: %v", o.Name, err)
-		}
-		if m.(interface{ Opaque() bool }).Opaque() {
-			t.Errorf("%s lost its transparency", o.Name)
-		}
+	for _, file := range []string{"formats/webp_lossless_synthetic_160x100.webp", "formats/webp_lossy_alpha_synthetic_hopper.webp"} {
+		t.Run(file, func(t *testing.T) {
+			t.Parallel()
+			img := mustDecode(t, file)
+			outs, err := imaging.Variants(context.Background(), img, imaging.Options{Widths: []int{64, 2048}, Thumb: 32})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range outs {
+				m, err := png.Decode(bytes.NewReader(o.Data))
+				if err != nil {
+					t.Fatalf("%s: %v", o.Name, err)
+				}
+				if m.(interface{ Opaque() bool }).Opaque() {
+					t.Errorf("%s lost its transparency", o.Name)
+				}
+			}
+		})
 	}
 }
 
@@ -384,7 +390,7 @@ func TestDeterministic(t *testing.T) {
 }
 
 func BenchmarkVariants12MP(b *testing.B) {
-	data := mustRead(b, "large/photo_12mp_olympus_4032x3024.jpg")
+	data := testimages.Photo12MP(b)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -3,6 +3,7 @@ package jobstest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -235,36 +236,46 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 
 	t.Run("concurrency bound", func(t *testing.T) {
 		t.Parallel()
-		q := newQueue(t)
+		q := &recorder{Queue: newQueue(t)}
 		for range 12 {
 			mustSend(t, q, jobs.Message{Kind: "slow"}, jobs.SendOptions{})
 		}
 		mustSend(t, q, jobs.Message{Kind: "other"}, jobs.SendOptions{})
 		r := jobs.NewRunner(q, runnerOptions(t, nil))
 		var running, peak, done atomic.Int32
+		gate := make(chan struct{}) // the slow jobs hold their slots until it closes
 		r.Register("slow", func(ctx context.Context, m jobs.Message) error {
 			n := running.Add(1)
 			defer running.Add(-1)
 			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 			}
-			time.Sleep(50 * time.Millisecond)
+			<-gate
 			done.Add(1)
 			return nil
 		}, jobs.KindOptions{Concurrency: 3})
-		var otherDoneAt atomic.Int32
-		otherDoneAt.Store(-1)
+		otherRan := make(chan int32, 1)
 		r.Register("other", func(ctx context.Context, m jobs.Message) error {
-			otherDoneAt.Store(done.Load())
+			otherRan <- done.Load()
 			return nil
 		}, jobs.KindOptions{})
 		start(t, r)
+		eventually(t, "3 slow jobs to hold their slots", func() bool { return running.Load() >= 3 })
+		// The slow kind's full slots do not stand in front of another
+		// kind: "other" runs while every slow job is still held.
+		if n := receiveFrom(t, otherRan); n != 0 {
+			t.Errorf("the other kind ran after %d slow jobs, want while the first 3 were still running", n)
+		}
+		// Give the loop more turns with the slots full: a runner past its
+		// bound would start a fourth job in one of them.
+		polls := q.receiveCalls()
+		eventually(t, "more polls with the slots full", func() bool { return q.receiveCalls() >= polls+3 })
+		if p := peak.Load(); p != 3 {
+			t.Errorf("%d slow jobs ran at once, want exactly 3 (Concurrency)", p)
+		}
+		close(gate)
 		eventually(t, "all slow jobs", func() bool { return done.Load() == 12 })
 		if p := peak.Load(); p != 3 {
 			t.Errorf("at most %d slow jobs ran at once, want exactly 3", p)
-		}
-		// The slow kind's backlog does not stand in front of another kind.
-		if n := otherDoneAt.Load(); n < 0 || n >= 12 {
-			t.Errorf("the other kind ran after %d of 12 slow jobs, want before the backlog was through", n)
 		}
 	})
 
@@ -365,26 +376,45 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 
 	t.Run("heartbeat", func(t *testing.T) {
 		t.Parallel()
-		q := newQueue(t)
+		q := &recorder{Queue: newQueue(t)}
 		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-		// Two workers; the job outlives the visibility timeout 2.5 times.
+		// Two workers with free slots poll the queue while the job runs
+		// well past its visibility timeout; the heartbeat must keep it
+		// invisible to both.
+		const visibility = 300 * time.Millisecond
 		var calls, done atomic.Int32
 		for range 2 {
 			o := runnerOptions(t, nil)
-			o.Visibility = 600 * time.Millisecond
+			o.Visibility = visibility
 			r := jobs.NewRunner(q, o)
 			r.Register("k", func(ctx context.Context, m jobs.Message) error {
-				calls.Add(1)
-				time.Sleep(1500 * time.Millisecond)
+				if calls.Add(1) > 1 {
+					return nil // a second delivery: the test has failed
+				}
+				// Without heartbeats the message is visible again after
+				// one visibility timeout; wait for two (the queue's clock
+				// is real time), then for every worker to poll again.
+				// (A handler may not call t.Fatal: it is not the test's
+				// goroutine. The test fails on done never being set.)
+				lapsed := time.Now().Add(2 * visibility)
+				if !poll(func() bool { return time.Now().After(lapsed) || calls.Load() > 1 }) {
+					return errors.New("gave up")
+				}
+				polls := q.receiveCalls()
+				if !poll(func() bool { return q.receiveCalls() >= polls+4 || calls.Load() > 1 }) {
+					return errors.New("gave up")
+				}
 				done.Add(1)
 				return nil
 			}, jobs.KindOptions{Concurrency: 2})
 			start(t, r)
 		}
 		eventually(t, "the job", func() bool { return done.Load() >= 1 })
-		time.Sleep(200 * time.Millisecond)
 		if n := calls.Load(); n != 1 {
 			t.Errorf("the job ran %d times, want once", n)
+		}
+		if n := q.extendCalls(); n < 1 {
+			t.Errorf("%d heartbeats (Extend calls) in two visibility timeouts, want at least 1", n)
 		}
 	})
 
@@ -471,6 +501,17 @@ func start(t *testing.T, r *jobs.Runner) (stop func() error) {
 	return stop
 }
 
+// poll is eventually for goroutines other than the test's: it reports
+// whether cond held before the suite's wait ran out.
+func poll(cond func() bool) bool {
+	for deadline := time.Now().Add(wait); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
 func receiveFrom[T any](t *testing.T, c <-chan T) T {
 	t.Helper()
 	select {
@@ -520,12 +561,13 @@ func (o *outcomes) count(s string) int {
 	return n
 }
 
-// recorder is the queue under test with its Receive and Retry calls
+// recorder is the queue under test with its Receive, Extend and Retry calls
 // recorded: a decorator around the real queue, not a mock.
 type recorder struct {
 	jobs.Queue
 	mu       sync.Mutex
 	receives int
+	extends  int
 	retries  []retryCall
 }
 
@@ -547,6 +589,19 @@ func (r *recorder) Retry(ctx context.Context, id string, at time.Time, lastErr s
 	r.retries = append(r.retries, retryCall{id: id, at: at, lastErr: lastErr})
 	r.mu.Unlock()
 	return r.Queue.Retry(ctx, id, at, lastErr)
+}
+
+func (r *recorder) Extend(ctx context.Context, id string, visibility time.Duration) error {
+	r.mu.Lock()
+	r.extends++
+	r.mu.Unlock()
+	return r.Queue.Extend(ctx, id, visibility)
+}
+
+func (r *recorder) extendCalls() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.extends
 }
 
 func (r *recorder) receiveCalls() int {

@@ -7,33 +7,18 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"onebox/imaging"
+	"onebox/internal/testimages"
 	"onebox/moderation/moderationtest"
 	"onebox/moderation/phash"
 )
 
-func imagesDir(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join("..", "..", "..", "shared", "testdata", "images")
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("test images not found at %s", dir)
-	}
-	return dir
-}
-
 func mustDecode(t testing.TB, rel string) *imaging.Image {
 	t.Helper()
-	f, err := os.Open(filepath.Join(imagesDir(t), rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := imaging.Decode(context.Background(), f, 0)
+	img, err := imaging.Decode(context.Background(), bytes.NewReader(testimages.Read(t, rel)), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,15 +42,16 @@ func reencode(t *testing.T, img *imaging.Image, width, quality int) image.Image 
 
 // distinct are pictures of different things.
 var distinct = []string{
-	"formats/jpeg_baseline_photo_2725x2225.jpg",
+	"formats/jpeg_baseline_synthetic_1024x768.jpg",
 	"orientation/Landscape_1.jpg",
 	"formats/jpeg_gray_concert.jpg",
-	"formats/webp_lossy_photo_4.webp",
-	"formats/gif_static_crash_test.gif",
+	"formats/jpeg_progressive_app13_multiple.jpg",
+	"formats/gif_static_synthetic_400x267.gif",
 	"formats/jpeg_baseline_testorig.jpg",
 	"formats/jpeg_gray_hopper.jpg",
-	"formats/jpeg_cmyk_adobe_no_profile.jpg",
-	"formats/webp_lossy_alpha_photo_5_webp_a.webp",
+	"formats/jpeg_cmyk_adobe_no_profile_synthetic.jpg",
+	"formats/webp_lossless_synthetic_160x100.webp",
+	"broken/jpeg_junk_before_marker.jpg",
 }
 
 func TestHashSurvivesResizeAndReencode(t *testing.T) {
@@ -198,8 +184,8 @@ func TestParseBlocklist(t *testing.T) {
 
 func TestModerator(t *testing.T) {
 	t.Parallel()
-	blocked := mustDecode(t, "formats/jpeg_baseline_photo_2725x2225.jpg")
-	allowed := mustDecode(t, "formats/webp_lossy_photo_4.webp")
+	blocked := mustDecode(t, "formats/jpeg_baseline_synthetic_1024x768.jpg")
+	allowed := mustDecode(t, "broken/jpeg_junk_before_marker.jpg") // a 1024x768 photo
 	list := fmt.Sprintf("# known bad\n%016x\n", phash.Hash(blocked.Pixels))
 	hashes, err := phash.ParseBlocklist(strings.NewReader(list))
 	if err != nil {

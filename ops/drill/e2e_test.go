@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +19,7 @@ import (
 	"onebox/app"
 	"onebox/auth"
 	cachememory "onebox/cache/memory"
+	"onebox/internal/testimages"
 	"onebox/jobs"
 	jobsqlite "onebox/jobs/sqlite"
 	medialocal "onebox/media/local"
@@ -149,15 +148,11 @@ func user(t *testing.T, base, handle string) (string, string) {
 	return u.ID, s.Token
 }
 
-// photo is a small JPEG of the shared test corpus, enough for the whole
-// photo pipeline.
+// photo is a small JPEG of the repository's test corpus, enough for the
+// whole photo pipeline.
 func photo(t *testing.T) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "testdata", "images", "formats", "jpeg_baseline_testorig.jpg"))
-	if err != nil {
-		t.Skipf("test images not found: %v", err)
-	}
-	return b
+	return testimages.Read(t, "formats/jpeg_baseline_testorig.jpg")
 }
 
 // TestDatabaseLatencyDrill runs a game day: under a steady load of
