@@ -6,7 +6,7 @@
 //	go run ./bench/pipeline -generate 4032x3024             # a 12-MP photo made in Go
 //	go run ./bench/pipeline -generate 4032x3024 -save a.jpg # write it and exit
 //
-// -generate makes a deterministic photo-like JPEG (see bench/internal/photo), so the
+// -generate makes a deterministic photo-like JPEG (internal/testimages.PhotoJPEG, the tests' 12 MP photo at 4032x3024), so the
 // large-image benchmark needs no file from outside the repository.
 package main
 
@@ -21,8 +21,8 @@ import (
 	"strings"
 	"time"
 
-	"onebox/bench/internal/photo"
 	"onebox/imaging"
+	"onebox/internal/testimages"
 )
 
 func main() {
@@ -47,11 +47,11 @@ func run(ctx context.Context, path, gen, save string, runs int, outDir string, q
 	var data []byte
 	var err error
 	if gen != "" {
-		w, h, err := photo.ParseSize(gen)
+		w, h, err := testimages.ParseSize(gen)
 		if err != nil {
 			return err
 		}
-		if data, err = photo.Generate(w, h); err != nil {
+		if data, err = testimages.PhotoJPEG(w, h, testimages.Photo12MPSeed, 90); err != nil {
 			return err
 		}
 		path = "generated-" + gen + ".jpg"

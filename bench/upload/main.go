@@ -36,7 +36,7 @@ import (
 	"sync"
 	"time"
 
-	"onebox/bench/internal/photo"
+	"onebox/internal/testimages"
 )
 
 func main() {
@@ -62,11 +62,11 @@ func input(path, gen string) ([]byte, error) {
 	if gen == "" {
 		return os.ReadFile(path)
 	}
-	w, h, err := photo.ParseSize(gen)
+	w, h, err := testimages.ParseSize(gen)
 	if err != nil {
 		return nil, err
 	}
-	return photo.Generate(w, h)
+	return testimages.PhotoJPEG(w, h, testimages.Photo12MPSeed, 90)
 }
 
 // errNotAllReady is run's answer when it measured, printed everything,

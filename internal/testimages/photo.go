@@ -9,6 +9,8 @@ import (
 	"image/jpeg"
 	"math"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 )
 
 // Photo draws a w×h picture with a photo's structure: a sky-to-ground
@@ -143,4 +145,16 @@ func toCMYK(img *image.RGBA) *image.CMYK {
 		copy(out.Pix[i:], []byte{c, m, y, k})
 	}
 	return out
+}
+
+// ParseSize reads "WIDTHxHEIGHT", as the generator's -size and the
+// benchmarks' -generate flags take it; each side is 1 to 20000.
+func ParseSize(s string) (w, h int, err error) {
+	ws, hs, _ := strings.Cut(s, "x")
+	w, werr := strconv.Atoi(ws)
+	h, herr := strconv.Atoi(hs)
+	if werr != nil || herr != nil || w < 1 || h < 1 || w > 20000 || h > 20000 {
+		return 0, 0, fmt.Errorf("size %q: want WIDTHxHEIGHT, each 1 to 20000", s)
+	}
+	return w, h, nil
 }

@@ -97,3 +97,27 @@ func TestDirFailsOutsideTheRepository(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestParseSize(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		w, h int
+		ok   bool
+	}{
+		{"4032x3024", 4032, 3024, true},
+		{"1x1", 1, 1, true},
+		{"0x10", 0, 0, false},
+		{"10x-1", 0, 0, false},
+		{"20001x10", 0, 0, false},
+		{"4032", 0, 0, false},
+		{"4032x3024x2", 0, 0, false},
+		{"4032x3024junk", 0, 0, false},
+		{"x", 0, 0, false},
+	} {
+		w, h, err := testimages.ParseSize(tc.in)
+		if (err == nil) != tc.ok || w != tc.w || h != tc.h {
+			t.Errorf("ParseSize(%q) = %d, %d, %v; want %d, %d, ok %v", tc.in, w, h, err, tc.w, tc.h, tc.ok)
+		}
+	}
+}

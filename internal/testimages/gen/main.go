@@ -35,9 +35,9 @@ func main() {
 }
 
 func photo(out, size string, seed uint64) error {
-	var w, h int
-	if _, err := fmt.Sscanf(size, "%dx%d", &w, &h); err != nil || w < 1 || h < 1 || w > 20000 || h > 20000 {
-		return fmt.Errorf("-size %q: want WIDTHxHEIGHT, each 1 to 20000", size)
+	w, h, err := testimages.ParseSize(size)
+	if err != nil {
+		return fmt.Errorf("-size: %w", err)
 	}
 	b, err := testimages.PhotoJPEG(w, h, seed, 90)
 	if err != nil {
