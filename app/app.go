@@ -72,6 +72,9 @@ type Options struct {
 	MaxUploadBytes   int64
 	MaxPixels        int64
 	UploadTimeout    time.Duration
+	// BodyTimeout bounds how long a client may take to send a request
+	// body (uploads have UploadTimeout instead); 0 means 10 s.
+	BodyTimeout time.Duration
 	// UploadBacklog is how many photos may wait for (or be in) the
 	// pipeline before uploads are refused with 503; 0 is no bound.
 	UploadBacklog  int
@@ -117,12 +120,19 @@ type App struct {
 
 	publicCacheControl []string // shared, read-only
 	authHandle         limit    // login attempts per handle, taken in the handler
+
+	// streamed are the routes that read their body as it streams, not
+	// through the bodies middleware, with the time they allow for it.
+	streamed map[routeKey]time.Duration
 }
 
 // New builds the API and its routes.
 func New(d Deps, o Options) *App {
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if o.BodyTimeout == 0 {
+		o.BodyTimeout = defaultBodyTimeout
 	}
 	a := &App{
 		store: d.Store, limiter: d.Limiter, hasher: d.Hasher, health: d.Health,
@@ -132,6 +142,7 @@ func New(d Deps, o Options) *App {
 		closing:            make(chan struct{}),
 		publicCacheControl: []string{"public, no-cache, s-maxage=" + seconds(o.ProfileSMaxAge)},
 		authHandle:         newLimit(o.Policies.AuthHandle),
+		streamed:           map[routeKey]time.Duration{},
 	}
 	a.loadFreshness = store.MayBeStale
 	if d.Cache != nil {
@@ -147,7 +158,7 @@ func New(d Deps, o Options) *App {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.errorHandler
 	e.IPExtractor = ipExtractor(o.TrustedProxies)
-	e.Use(a.observe)
+	e.Use(a.observe, a.bodies)
 	a.routes(e)
 	a.echo = e
 	return a
@@ -183,7 +194,8 @@ func (a *App) routes(e *echo.Echo) {
 	v1.GET("/photos/:id", a.getPhoto, limited...)
 	v1.DELETE("/photos/:id", a.deletePhoto, limited...)
 	// Uploads and streams set their own deadlines instead of the API's.
-	v1.POST("/photos", a.upload, a.guard(p.Upload, false))
+	up := v1.POST("/photos", a.upload, a.guard(p.Upload, false))
+	a.streamed[routeKey{up.Method, up.Path}] = a.opts.UploadTimeout
 	streams := a.guard(p.API, false)
 	v1.GET("/photos/:id/events", a.photoEvents, streams)
 	v1.GET("/users/me/events", a.userEvents, streams)

@@ -58,6 +58,8 @@ type bundle struct {
 	metrics *metrics.Metrics
 	tracing *tracing.Tracing
 	slow    *slowquery.Log
+
+	mediaDir string // media's directory, to look for files left behind
 }
 
 type setup struct {
@@ -141,7 +143,8 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 		ss = s.wrapStore(st)
 	}
 	b.health = ops.NewHealth(ops.Check{Name: "database", Probe: st.Ping})
-	med, err := medialocal.New(t.TempDir())
+	b.mediaDir = t.TempDir()
+	med, err := medialocal.New(b.mediaDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,6 +81,7 @@ type Config struct {
 	HashConcurrency int
 	DBReadConns     int
 	MaxBodyBytes    int64
+	BodyTimeout     time.Duration
 	RequestTimeout  time.Duration
 	ShutdownDelay   time.Duration
 	DrainTimeout    time.Duration
@@ -253,6 +254,14 @@ func settings() []setting {
 			n, err := posInt(v)
 			c.MaxBodyBytes = n
 			return err
+		}},
+		{env: "ONEBOX_BODY_TIMEOUT", flag: "body-timeout", def: "10s", usage: "how long a client may take to send a request body (uploads: ONEBOX_UPLOAD_TIMEOUT); slower gets 408", set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("want a positive duration such as 10s, got %q", v)
+			}
+			c.BodyTimeout = d
+			return nil
 		}},
 		{env: "ONEBOX_REQUEST_TIMEOUT", flag: "request-timeout", def: "10s", usage: "deadline of an ordinary API request", set: dur(func(c *Config) *time.Duration { return &c.RequestTimeout })},
 		{env: "ONEBOX_SHUTDOWN_DELAY", flag: "shutdown-delay", def: "0s", usage: "keep serving this long after SIGTERM while readiness says 503", set: dur(func(c *Config) *time.Duration { return &c.ShutdownDelay })},

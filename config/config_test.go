@@ -54,6 +54,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"ONEBOX_METRICS", "maybe"},
 		{"ONEBOX_SLOW_QUERY", "slow"},
 		{"ONEBOX_CACHE_SIZE", "-1"},
+		{"ONEBOX_BODY_TIMEOUT", "0s"},
 	}
 	for _, tt := range tests {
 		_, err := config.Load(nil, env(map[string]string{tt.key: tt.val}), io.Discard)
