@@ -171,10 +171,14 @@ func (a *App) Handler() http.Handler { return a.echo }
 // held up by them. Register it with http.Server.RegisterOnShutdown.
 func (a *App) Close() { a.closed.Do(func() { close(a.closing) }) }
 
+// getHead registers a GET route for HEAD too, as RFC 9110 asks: the same
+// handler answers, and net/http sends its headers without the body.
+var getHead = []string{http.MethodGet, http.MethodHead}
+
 func (a *App) routes(e *echo.Echo) {
 	p := a.opts.Policies
-	e.GET("/health/live", a.live)
-	e.GET("/health/ready", a.ready)
+	e.Match(getHead, "/health/live", a.live)
+	e.Match(getHead, "/health/ready", a.ready)
 
 	// The timeout goes on each route, not on the group: echo gives a group
 	// with middleware catch-all routes that turn 405 into 404.
@@ -184,22 +188,22 @@ func (a *App) routes(e *echo.Echo) {
 	v1.POST("/users", a.createUser, authLimited...)
 	v1.POST("/sessions", a.createSession, authLimited...)
 	v1.DELETE("/sessions/current", a.deleteSession, limited...)
-	v1.GET("/users", a.listUsers, limited...)
-	v1.GET("/users/me", a.getMe, limited...)
+	v1.Match(getHead, "/users", a.listUsers, limited...)
+	v1.Match(getHead, "/users/me", a.getMe, limited...)
 	v1.PATCH("/users/me", a.patchMe, limited...)
 	v1.DELETE("/users/me", a.deleteMe, limited...)
 	v1.PUT("/users/me/password", a.changePassword, limited...)
-	v1.GET("/users/:id", a.getUser, limited...)
-	v1.GET("/users/:id/photos", a.listPhotos, limited...)
-	v1.GET("/photos/:id", a.getPhoto, limited...)
+	v1.Match(getHead, "/users/:id", a.getUser, limited...)
+	v1.Match(getHead, "/users/:id/photos", a.listPhotos, limited...)
+	v1.Match(getHead, "/photos/:id", a.getPhoto, limited...)
 	v1.DELETE("/photos/:id", a.deletePhoto, limited...)
 	// Uploads and streams set their own deadlines instead of the API's.
 	up := v1.POST("/photos", a.upload, a.guard(p.Upload, false))
 	a.streamed[routeKey{up.Method, up.Path}] = a.opts.UploadTimeout
 	streams := a.guard(p.API, false)
-	v1.GET("/photos/:id/events", a.photoEvents, streams)
-	v1.GET("/users/me/events", a.userEvents, streams)
-	e.GET("/media/*", a.serveMedia)
+	v1.Match(getHead, "/photos/:id/events", a.photoEvents, streams)
+	v1.Match(getHead, "/users/me/events", a.userEvents, streams)
+	e.Match(getHead, "/media/*", a.serveMedia)
 	a.webRoutes(e)
 }
 

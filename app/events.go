@@ -57,6 +57,13 @@ func (a *App) stream(c echo.Context, userID, photoID string) error {
 	if err != nil {
 		return err
 	}
+	res := c.Response()
+	if req.Method == http.MethodHead {
+		// The stream's headers and no stream: a probe holds nothing.
+		streamHeaders(res.Header())
+		res.WriteHeader(http.StatusOK)
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(req.Context(), sseMaxAge)
 	defer cancel()
 	// Subscribe before the first read, so no event falls between them.
@@ -68,11 +75,7 @@ func (a *App) stream(c echo.Context, userID, photoID string) error {
 		}
 	}
 
-	res := c.Response()
-	h := res.Header()
-	h.Set(echo.HeaderContentType, "text/event-stream")
-	h.Set(echo.HeaderCacheControl, "no-store")
-	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	streamHeaders(res.Header())
 	res.WriteHeader(http.StatusOK)
 	a.metrics.SSE(1)
 	defer a.metrics.SSE(-1)
@@ -129,6 +132,12 @@ func (a *App) stream(c echo.Context, userID, photoID string) error {
 			}
 		}
 	}
+}
+
+func streamHeaders(h http.Header) {
+	h.Set(echo.HeaderContentType, "text/event-stream")
+	h.Set(echo.HeaderCacheControl, "no-store")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 }
 
 // sendPhoto writes one "photo" event with the photo's current state; a
