@@ -75,6 +75,9 @@ type Options struct {
 	// BodyTimeout bounds how long a client may take to send a request
 	// body (uploads have UploadTimeout instead); 0 means 10 s.
 	BodyTimeout time.Duration
+	// SSEPerUser and SSEMax cap the open event streams of this instance,
+	// per user (429 past it) and in total (503); 0 is no bound.
+	SSEPerUser, SSEMax int
 	// UploadBacklog is how many photos may wait for (or be in) the
 	// pipeline before uploads are refused with 503; 0 is no bound.
 	UploadBacklog  int
@@ -121,6 +124,7 @@ type App struct {
 	publicCacheControl []string // shared, read-only
 	authHandle         limit    // login attempts per handle, taken in the handler
 
+	streams *streamCaps // bounds the open event streams
 	// streamed are the routes that read their body as it streams, not
 	// through the bodies middleware, with the time they allow for it.
 	streamed map[routeKey]time.Duration
@@ -142,6 +146,7 @@ func New(d Deps, o Options) *App {
 		closing:            make(chan struct{}),
 		publicCacheControl: []string{"public, no-cache, s-maxage=" + seconds(o.ProfileSMaxAge)},
 		authHandle:         newLimit(o.Policies.AuthHandle),
+		streams:            newStreamCaps(o.SSEPerUser, o.SSEMax),
 		streamed:           map[routeKey]time.Duration{},
 	}
 	a.loadFreshness = store.MayBeStale

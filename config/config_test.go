@@ -55,6 +55,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"ONEBOX_SLOW_QUERY", "slow"},
 		{"ONEBOX_CACHE_SIZE", "-1"},
 		{"ONEBOX_BODY_TIMEOUT", "0s"},
+		{"ONEBOX_SSE_MAX", "-1"},
 	}
 	for _, tt := range tests {
 		_, err := config.Load(nil, env(map[string]string{tt.key: tt.val}), io.Discard)
