@@ -19,11 +19,10 @@ const defaultBodyTimeout = 10 * time.Second
 // without one, a client that declares a body and never sends it holds a
 // connection and a goroutine for ever (the handler may answer, but
 // net/http then waits to discard the body before it writes the answer).
-// A server-wide ReadTimeout is no cure: when it fires during the
-// background read net/http does after the body, it cancels the request
-// context, which would end every event stream. So each request with a
+// A server-wide ReadTimeout would be one bound for every route, when an
+// upload needs minutes and a JSON body seconds. So each request with a
 // body gets a read deadline of its own through http.ResponseController,
-// and loses it as soon as the body is in.
+// which lasts until the body is in.
 
 // bodies is the middleware that reads every request body before the
 // route's middleware and handler run: whole, into memory, at most
@@ -76,10 +75,10 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64, timeout time.Du
 		w.Header().Set(echo.HeaderConnection, "close")
 		return bodyTooLarge(max)
 	}
-	// The body is in. Lift the deadline: it bounds the client, not the
-	// handler, and net/http's background read after the body would cancel
-	// the request when it expired.
-	_ = rc.SetReadDeadline(time.Time{})
+	// The body is in. The deadline needs no lifting: at the body's end
+	// net/http starts its background read (which watches for the client
+	// going away) with the deadline cleared, so a handler that outlasts
+	// it is not cut off.
 	r.Body = io.NopCloser(bytes.NewReader(data))
 	return nil
 }
