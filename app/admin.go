@@ -22,7 +22,7 @@ func (a *App) AdminHandler() http.Handler {
 	if a.ops != nil {
 		mux.Handle("/ops/", a.ops) // the dashboard and drills, behind the same guard
 	}
-	return mux
+	return a.boundBodies(mux)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -80,6 +80,12 @@ type Options struct {
 	// would need more to process is refused (422). 0 does not check.
 	DecodeMemory  int64
 	UploadTimeout time.Duration
+	// BodyTimeout bounds how long a client may take to send a request
+	// body (uploads have UploadTimeout instead); 0 means 10 s.
+	BodyTimeout time.Duration
+	// SSEPerUser and SSEMax cap the open event streams of this instance,
+	// per user (429 past it) and in total (503); 0 is no bound.
+	SSEPerUser, SSEMax int
 	// UploadBacklog is how many photos may wait for (or be in) the
 	// pipeline before uploads are refused with 503; 0 is no bound.
 	UploadBacklog int
@@ -145,6 +151,11 @@ type App struct {
 	authHandle         limit         // login attempts per handle, taken in the handler
 	authDevice         limit         // login attempts per device token, instead of authHandle
 	devices            *auth.Devices // nil: device tokens are off
+
+	streams *streamCaps // bounds the open event streams
+	// streamed are the routes that read their body as it streams, not
+	// through the bodies middleware, with the time they allow for it.
+	streamed map[routeKey]time.Duration
 }
 
 // New builds the API and its routes.
@@ -155,6 +166,9 @@ func New(d Deps, o Options) *App {
 	if o.IdempotencyTTL <= 0 {
 		o.IdempotencyTTL = defaultIdempotencyTTL
 	}
+	if o.BodyTimeout == 0 {
+		o.BodyTimeout = defaultBodyTimeout
+	}
 	a := &App{
 		store: d.Store, limiter: d.Limiter, hasher: d.Hasher, health: d.Health,
 		media: d.Media, hub: d.Hub, queue: d.Queue, jobs: d.Jobs, log: d.Logger, now: d.Now, opts: o,
@@ -164,6 +178,8 @@ func New(d Deps, o Options) *App {
 		closing:            make(chan struct{}),
 		publicCacheControl: []string{"public, no-cache, s-maxage=" + seconds(o.ProfileSMaxAge)},
 		authHandle:         newLimit(o.Policies.AuthHandle),
+		streams:            newStreamCaps(o.SSEPerUser, o.SSEMax),
+		streamed:           map[routeKey]time.Duration{},
 	}
 	if a.opsGuard == nil {
 		a.opsGuard = ops.NewGuard(ops.GuardOptions{Token: o.OpsToken, Now: d.Now})
@@ -191,7 +207,7 @@ func New(d Deps, o Options) *App {
 	e.HTTPErrorHandler = a.errorHandler
 	e.IPExtractor = ipExtractor(o.TrustedProxies)
 	e.SchemeExtractor = schemeExtractor(o.TrustedProxies)
-	e.Use(a.observe)
+	e.Use(a.observe, a.bodies)
 	a.routes(e)
 	a.echo = e
 	return a
@@ -217,10 +233,14 @@ func (a *App) Routes() []Route {
 // held up by them. Register it with http.Server.RegisterOnShutdown.
 func (a *App) Close() { a.closed.Do(func() { close(a.closing) }) }
 
+// getHead registers a GET route for HEAD too, as RFC 9110 asks: the same
+// handler answers, and net/http sends its headers without the body.
+var getHead = []string{http.MethodGet, http.MethodHead}
+
 func (a *App) routes(e *echo.Echo) {
 	p := a.opts.Policies
-	e.GET("/health/live", a.live)
-	e.GET("/health/ready", a.ready)
+	e.Match(getHead, "/health/live", a.live)
+	e.Match(getHead, "/health/ready", a.ready)
 
 	// The timeout goes on each route, not on the group: echo gives a group
 	// with middleware catch-all routes that turn 405 into 404.
@@ -230,21 +250,22 @@ func (a *App) routes(e *echo.Echo) {
 	v1.POST("/users", a.createUser, authLimited...)
 	v1.POST("/sessions", a.createSession, authLimited...)
 	v1.DELETE("/sessions/current", a.deleteSession, limited...)
-	v1.GET("/users", a.listUsers, limited...)
-	v1.GET("/users/me", a.getMe, limited...)
+	v1.Match(getHead, "/users", a.listUsers, limited...)
+	v1.Match(getHead, "/users/me", a.getMe, limited...)
 	v1.PATCH("/users/me", a.patchMe, limited...)
 	v1.DELETE("/users/me", a.deleteMe, limited...)
 	v1.PUT("/users/me/password", a.changePassword, limited...)
-	v1.GET("/users/:id", a.getUser, limited...)
-	v1.GET("/users/:id/photos", a.listPhotos, limited...)
-	v1.GET("/photos/:id", a.getPhoto, limited...)
+	v1.Match(getHead, "/users/:id", a.getUser, limited...)
+	v1.Match(getHead, "/users/:id/photos", a.listPhotos, limited...)
+	v1.Match(getHead, "/photos/:id", a.getPhoto, limited...)
 	v1.DELETE("/photos/:id", a.deletePhoto, limited...)
 	// Uploads and streams set their own deadlines instead of the API's.
-	v1.POST("/photos", a.upload, a.guard(p.Upload, false))
+	up := v1.POST("/photos", a.upload, a.guard(p.Upload, false))
+	a.streamed[routeKey{up.Method, up.Path}] = a.opts.UploadTimeout
 	streams := a.guard(p.API, false)
-	v1.GET("/photos/:id/events", a.photoEvents, streams)
-	v1.GET("/users/me/events", a.userEvents, streams)
-	e.GET("/media/*", a.serveMedia)
+	v1.Match(getHead, "/photos/:id/events", a.photoEvents, streams)
+	v1.Match(getHead, "/users/me/events", a.userEvents, streams)
+	e.Match(getHead, "/media/*", a.serveMedia)
 	a.webRoutes(e)
 }
 

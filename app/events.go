@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -23,7 +24,57 @@ const (
 	ssePoll      = 2 * time.Second
 	sseMaxAge    = time.Hour // then the client reconnects, with Last-Event-ID
 	sseBatch     = 100
+	// Retry-After past a cap. At the total cap, streams end every
+	// sseMaxAge/cap on average (3.6 s at 1000), so a slot comes soon; past
+	// the user's own cap, one of the user's streams (another tab) must
+	// close first, so the client should wait longer.
+	sseRetryFull = 5 * time.Second
+	sseRetryUser = 30 * time.Second
 )
+
+// streamCaps bounds the event streams open on this instance: per user,
+// so one account cannot hold them all, and in total, since every stream
+// is a connection, a goroutine and a store read every ssePoll. The counts
+// are this process's: behind a load balancer, each instance has its own.
+type streamCaps struct {
+	perUser, max int // 0 is no bound
+
+	mu     sync.Mutex
+	open   int
+	byUser map[string]int
+}
+
+func newStreamCaps(perUser, max int) *streamCaps {
+	return &streamCaps{perUser: perUser, max: max, byUser: map[string]int{}}
+}
+
+// acquire takes a stream slot for userID, or returns the 429 (the user's
+// cap) or 503 (this instance's) problem. release gives the slot back.
+func (s *streamCaps) acquire(userID string) (release func(), _ error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perUser > 0 && s.byUser[userID] >= s.perUser {
+		p := problem(http.StatusTooManyRequests, "too-many-streams",
+			fmt.Sprintf("at most %d event streams per user are open at once; close one first", s.perUser))
+		p.retryAfter = sseRetryUser
+		return nil, p
+	}
+	if s.max > 0 && s.open >= s.max {
+		p := problem(http.StatusServiceUnavailable, "too-many-streams", "the server has as many event streams open as it takes; retry shortly")
+		p.retryAfter = sseRetryFull
+		return nil, p
+	}
+	s.open++
+	s.byUser[userID]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.open--
+		if s.byUser[userID]--; s.byUser[userID] == 0 {
+			delete(s.byUser, userID) // the map holds only users with a stream
+		}
+	}, nil
+}
 
 // photoEvents: GET /v1/photos/{id}/events, the owner's stream of one
 // photo. Without Last-Event-ID it starts with the photo's current state.
@@ -57,6 +108,18 @@ func (a *App) stream(c echo.Context, userID, photoID string) error {
 	if err != nil {
 		return err
 	}
+	release, err := a.streams.acquire(userID)
+	if err != nil {
+		return err
+	}
+	defer release()
+	res := c.Response()
+	if req.Method == http.MethodHead {
+		// The stream's headers and no stream: a probe holds nothing.
+		streamHeaders(res.Header())
+		res.WriteHeader(http.StatusOK)
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(req.Context(), sseMaxAge)
 	defer cancel()
 	// Subscribe before the first read, so no event falls between them.
@@ -68,11 +131,7 @@ func (a *App) stream(c echo.Context, userID, photoID string) error {
 		}
 	}
 
-	res := c.Response()
-	h := res.Header()
-	h.Set(echo.HeaderContentType, "text/event-stream")
-	h.Set(echo.HeaderCacheControl, "no-store")
-	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	streamHeaders(res.Header())
 	res.WriteHeader(http.StatusOK)
 	a.metrics.SSE(1)
 	defer a.metrics.SSE(-1)
@@ -129,6 +188,12 @@ func (a *App) stream(c echo.Context, userID, photoID string) error {
 			}
 		}
 	}
+}
+
+func streamHeaders(h http.Header) {
+	h.Set(echo.HeaderContentType, "text/event-stream")
+	h.Set(echo.HeaderCacheControl, "no-store")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
 }
 
 // sendPhoto writes one "photo" event with the photo's current state; a

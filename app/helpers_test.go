@@ -59,6 +59,8 @@ type bundle struct {
 	metrics *metrics.Metrics
 	tracing *tracing.Tracing
 	slow    *slowquery.Log
+
+	mediaDir string // media's directory, to look for files left behind
 }
 
 type setup struct {
@@ -149,7 +151,8 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 		ss = s.wrapStore(st)
 	}
 	b.health = ops.NewHealth(ops.Check{Name: "database", Probe: st.Ping})
-	med, err := medialocal.New(t.TempDir())
+	b.mediaDir = t.TempDir()
+	med, err := medialocal.New(b.mediaDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,4 +319,22 @@ func mustHash(t *testing.T, path string) uint64 {
 		t.Fatal(err)
 	}
 	return phash.Hash(img.Pixels)
+}
+
+// mustProblem checks r is a problem+json of status (in the status line and
+// the body) and, unless typ is "", of that type; it returns the problem.
+func mustProblem(t *testing.T, r response, status int, typ string) map[string]any {
+	t.Helper()
+	mustStatus(t, r, status)
+	if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("%s %s: Content-Type %q, want application/problem+json", r.Request.Method, r.Request.URL.Path, ct)
+	}
+	p := r.json(t)
+	if p["status"] != float64(status) {
+		t.Fatalf("problem %v, want status %d", p, status)
+	}
+	if typ != "" && p["type"] != typ {
+		t.Fatalf("problem %v, want type %s", p, typ)
+	}
+	return p
 }

@@ -85,20 +85,6 @@ func shadedPNG(t testing.TB, shade uint8) []byte {
 	return buf.Bytes()
 }
 
-// mustProblem fails unless r is a problem+json of status and type.
-func mustProblem(t *testing.T, r response, status int, typ string) map[string]any {
-	t.Helper()
-	mustStatus(t, r, status)
-	if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
-		t.Fatalf("Content-Type %q, want application/problem+json", ct)
-	}
-	m := r.json(t)
-	if m["type"] != typ {
-		t.Fatalf("problem %v, want type %s", m, typ)
-	}
-	return m
-}
-
 func photoCount(t *testing.T, b *bundle, token string) int {
 	t.Helper()
 	list := b.do("GET", "/v1/users/me/photos", "", bearer(token)...)

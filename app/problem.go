@@ -177,9 +177,7 @@ func (a *App) errorHandler(err error, c echo.Context) {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(int((cp.retryAfter+time.Second-1)/time.Second)))
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
-	if c.Request().Method == http.MethodHead {
-		_ = c.NoContent(cp.Status)
-		return
-	}
+	// HEAD too: net/http sends the headers (type and length) and drops
+	// the body, so HEAD's answer has GET's headers.
 	_ = c.Blob(cp.Status, "application/problem+json", mustJSON(cp))
 }

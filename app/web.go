@@ -58,8 +58,8 @@ type site struct {
 // webRoutes adds the page and its static files.
 func (a *App) webRoutes(e *echo.Echo) {
 	s := newSite(a)
-	e.GET("/", s.servePage, a.timeout, a.guard(a.opts.Policies.API, false))
-	e.GET(staticPrefix+":name", s.serveAsset)
+	e.Match(getHead, "/", s.servePage, a.timeout, a.guard(a.opts.Policies.API, false))
+	e.Match(getHead, staticPrefix+":name", s.serveAsset)
 }
 
 // newSite hashes the embedded assets and parses the template. The files

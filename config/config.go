@@ -89,7 +89,10 @@ type Config struct {
 	HashConcurrency int
 	DBReadConns     int
 	MaxBodyBytes    int64
+	BodyTimeout     time.Duration
 	RequestTimeout  time.Duration
+	SSEPerUser      int
+	SSEMax          int
 	ShutdownDelay   time.Duration
 	DrainTimeout    time.Duration
 
@@ -160,6 +163,16 @@ func settings() []setting {
 				return fmt.Errorf("want a fraction over 0 and at most 1, such as 0.05, got %q", v)
 			}
 			*dst(c) = f
+			return nil
+		}
+	}
+	count := func(dst func(*Config) *int) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return fmt.Errorf("want a whole number, 0 or more, got %q", v)
+			}
+			*dst(c) = n
 			return nil
 		}
 	}
@@ -287,6 +300,16 @@ func settings() []setting {
 			c.MaxBodyBytes = n
 			return err
 		}},
+		{env: "ONEBOX_BODY_TIMEOUT", flag: "body-timeout", def: "10s", usage: "how long a client may take to send a request body (uploads: ONEBOX_UPLOAD_TIMEOUT); slower gets 408", set: func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("want a positive duration such as 10s, got %q", v)
+			}
+			c.BodyTimeout = d
+			return nil
+		}},
+		{env: "ONEBOX_SSE_PER_USER", flag: "sse-per-user", def: "8", usage: "open event streams per user on one instance (429 past it); 0 is no bound", set: count(func(c *Config) *int { return &c.SSEPerUser })},
+		{env: "ONEBOX_SSE_MAX", flag: "sse-max", def: "1000", usage: "open event streams on one instance (503 past it); 0 is no bound", set: count(func(c *Config) *int { return &c.SSEMax })},
 		{env: "ONEBOX_REQUEST_TIMEOUT", flag: "request-timeout", def: "10s", usage: "deadline of an ordinary API request", set: dur(func(c *Config) *time.Duration { return &c.RequestTimeout })},
 		{env: "ONEBOX_SHUTDOWN_DELAY", flag: "shutdown-delay", def: "0s", usage: "keep serving this long after SIGTERM while readiness says 503", set: dur(func(c *Config) *time.Duration { return &c.ShutdownDelay })},
 		{env: "ONEBOX_DRAIN_TIMEOUT", flag: "drain-timeout", def: "30s", usage: "how long in-flight work may take to finish on shutdown", set: dur(func(c *Config) *time.Duration { return &c.DrainTimeout })},

@@ -68,6 +68,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"ONEBOX_PUBLIC_URL", "https://user@photos.example.com"},
 		{"ONEBOX_PUBLIC_URL", "https://photos.example.com:"},
 		{"ONEBOX_PUBLIC_URL", "https://photos.example.com:99999"},
+		{"ONEBOX_BODY_TIMEOUT", "0s"},
+		{"ONEBOX_SSE_MAX", "-1"},
 	}
 	for _, tt := range tests {
 		_, err := config.Load(nil, env(map[string]string{tt.key: tt.val}), io.Discard)
