@@ -69,7 +69,6 @@ func (c *conn) read(method, path string) response {
 	return response{res, body}
 }
 
-
 // A request that declares a body and does not send it all within the
 // body deadline gets a 408 problem and the connection is closed: whether
 // its handler reads bodies or not, on the public and the admin listener.
