@@ -97,11 +97,10 @@ func (a *App) upload(c echo.Context) error {
 			return err
 		}
 	}
-	// Uploads are exempt from the API timeout; they get their own.
+	// Uploads are exempt from the API timeout; they get their own (the
+	// bodies middleware set the read deadline to match).
 	ctx, cancel := context.WithTimeout(req.Context(), a.opts.UploadTimeout)
 	defer cancel()
-	rc := http.NewResponseController(c.Response())
-	_ = rc.SetReadDeadline(time.Now().Add(a.opts.UploadTimeout))
 
 	body, err := uploadBody(c, a.opts.MaxUploadBytes)
 	if err != nil {
