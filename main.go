@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"golang.org/x/sync/errgroup"
 
 	"onebox/app"
 	"onebox/auth"
@@ -45,6 +46,7 @@ import (
 	"onebox/ops/metrics"
 	"onebox/ops/slowquery"
 	"onebox/ops/tracing"
+	"onebox/photos"
 	"onebox/pipeline"
 	"onebox/ratelimit"
 	limitmemory "onebox/ratelimit/memory"
@@ -171,8 +173,8 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	runner := jobs.NewRunner(queue, jobs.RunnerOptions{
 		Logger: log, DrainTimeout: cfg.DrainTimeout, Visibility: cfg.JobVisibility, OnDone: obs.metrics.JobDone,
 	})
-	runner.Register(pipeline.KindProcess, obs.tracing.Job(pipe.Process), jobs.KindOptions{Concurrency: cfg.PhotoWorkers, MaxAttempts: 5, Timeout: 5 * time.Minute})
-	runner.Register(pipeline.KindCleanup, obs.tracing.Job(pipe.Cleanup), jobs.KindOptions{Concurrency: 2, MaxAttempts: 10, Timeout: time.Minute})
+	runner.Register(photos.KindProcess, obs.tracing.Job(pipe.Process), jobs.KindOptions{Concurrency: cfg.PhotoWorkers, MaxAttempts: 5, Timeout: 5 * time.Minute})
+	runner.Register(photos.KindCleanup, obs.tracing.Job(pipe.Cleanup), jobs.KindOptions{Concurrency: 2, MaxAttempts: 10, Timeout: time.Minute})
 
 	health := ops.NewHealth(
 		ops.Check{Name: "database", Timeout: time.Second, Probe: st.Ping},
@@ -222,38 +224,34 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		}
 		servers = append(servers, ops.Server{Name: "admin", Listener: aln, Server: httpServer(api.AdminHandler(), log)})
 	}
-	// The workers stop taking jobs on the same signal and finish what they
-	// run within the drain time; the rest waits in the queue for the next
-	// start.
-	workers := make(chan error, 1)
-	go func() { workers <- runner.Run(ctx) }()
-	sampleCtx, stopSampling := context.WithCancel(ctx)
-	dashed := make(chan error, 1)
-	go func() { dashed <- dash.Run(sampleCtx) }()
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		obs.metrics.Sample(sampleCtx, metrics.Sources{Queue: queue.Stats, DB: db.stats, DataDir: db.dir})
-	}()
-	pruned := make(chan struct{})
-	go func() {
-		defer close(pruned)
-		var events retention.Pruner // nil keeps them
-		if cfg.EventRetention > 0 {
-			events = st
-		}
-		temp, _ := med.(retention.TempSweeper) // a local directory has temp files
-		retention.Run(sampleCtx, events, retention.Options{Keep: cfg.EventRetention, Keys: st, Temp: temp, Logger: log})
-	}()
-	err = ops.Run(ctx, servers, ops.RunOptions{
-		Health: health, Logger: log, ShutdownDelay: cfg.ShutdownDelay, DrainTimeout: cfg.DrainTimeout,
+	// Everything that runs in the background runs in one group under the
+	// signal's context, and that is the one shutdown path: on SIGTERM the
+	// servers drain, the workers stop taking jobs and finish what they run
+	// within the drain time (the rest waits in the queue for the next
+	// start), and the sampling, dashboard and retention loops end; if any
+	// of them fails, the group's context ends the others the same way.
+	var events retention.Pruner // nil keeps them
+	if cfg.EventRetention > 0 {
+		events = st
+	}
+	temp, _ := med.(retention.TempSweeper) // a local directory has temp files
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return runner.Run(gctx) })
+	g.Go(func() error { return dash.Run(gctx) })
+	g.Go(func() error {
+		obs.metrics.Sample(gctx, metrics.Sources{Queue: queue.Stats, DB: db.stats, DataDir: db.dir})
+		return nil
 	})
-	err = errors.Join(err, <-workers)
-	stopSampling()
-	<-sampled
-	<-pruned
-	<-dashed
-	return err
+	g.Go(func() error {
+		retention.Run(gctx, events, retention.Options{Keep: cfg.EventRetention, Keys: st, Temp: temp, Logger: log})
+		return nil
+	})
+	g.Go(func() error {
+		return ops.Run(gctx, servers, ops.RunOptions{
+			Health: health, Logger: log, ShutdownDelay: cfg.ShutdownDelay, DrainTimeout: cfg.DrainTimeout,
+		})
+	})
+	return g.Wait()
 }
 
 // observability is what watches the process: metrics, traces and the
@@ -272,7 +270,7 @@ type observability struct {
 func newObservability(cfg config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) (*observability, error) {
 	o := &observability{}
 	if cfg.Metrics {
-		o.metrics = metrics.New(metrics.Options{Kinds: []string{pipeline.KindProcess, pipeline.KindCleanup}, Logger: log})
+		o.metrics = metrics.New(metrics.Options{Kinds: []string{photos.KindProcess, photos.KindCleanup}, Logger: log})
 	}
 	if cfg.Tracing {
 		var exp sdktrace.SpanExporter

@@ -1,6 +1,10 @@
 // Package app is onebox's HTTP API: routes, handlers and the middleware
-// around them. It depends only on the store, cache, ratelimit, auth and
-// ops interfaces, never on a particular backend.
+// around them. It depends on the interfaces of the store, cache, rate
+// limiter, queue, media storage and notification hub, never on a
+// particular backend; on photos for the names it shares with the photo
+// worker (job kinds, topics, media keys), never on the worker (pipeline)
+// itself; and on imaging only for the upload's probe, which sniffs the
+// type and reads the header's size before the body is stored.
 package app
 
 import (
@@ -22,7 +26,7 @@ import (
 	"onebox/ops"
 	"onebox/ops/metrics"
 	"onebox/ops/tracing"
-	"onebox/pipeline"
+	"onebox/photos"
 	"onebox/ratelimit"
 	"onebox/store"
 )
@@ -195,7 +199,7 @@ func New(d Deps, o Options) *App {
 	if d.Cache != nil {
 		a.loadFreshness = store.MustBeFresh
 	}
-	a.backlog = newBacklog(d.Queue, pipeline.KindProcess, o.UploadBacklog, d.Now)
+	a.backlog = newBacklog(d.Queue, photos.KindProcess, o.UploadBacklog, d.Now)
 	a.inflight = newInflight()
 	// A load runs on the request that misses first, which waits for it:
 	// it gets that request's time budget.

@@ -15,7 +15,7 @@ import (
 
 	"onebox/auth"
 	"onebox/cache"
-	"onebox/pipeline"
+	"onebox/photos"
 	"onebox/ratelimit"
 	"onebox/store"
 )
@@ -243,7 +243,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 		}
 		jobLines++
 		m := logLine(t, line)
-		enqueuedBy := map[any]string{pipeline.KindProcess: up.Header.Get("X-Request-ID"), pipeline.KindCleanup: del.Header.Get("X-Request-ID")}
+		enqueuedBy := map[any]string{photos.KindProcess: up.Header.Get("X-Request-ID"), photos.KindCleanup: del.Header.Get("X-Request-ID")}
 		if want, ok := enqueuedBy[m["kind"]]; !ok || m["request_id"] != want || m["job_id"] == "" || m["attempt"] != float64(1) {
 			t.Errorf("job line %s: want request_id %q, job_id, kind and attempt", line, want)
 		}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"onebox/pipeline"
+	"onebox/photos"
 	"onebox/store"
 )
 
@@ -123,7 +123,7 @@ func (a *App) stream(c echo.Context, userID, photoID string) error {
 	ctx, cancel := context.WithTimeout(req.Context(), sseMaxAge)
 	defer cancel()
 	// Subscribe before the first read, so no event falls between them.
-	wake, unsubscribe := a.hub.Subscribe(ctx, pipeline.UserTopic(userID))
+	wake, unsubscribe := a.hub.Subscribe(ctx, photos.UserTopic(userID))
 	defer unsubscribe()
 	if !resumed {
 		if after, err = a.store.LastEventID(ctx, userID); err != nil {

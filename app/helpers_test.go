@@ -33,6 +33,7 @@ import (
 	"onebox/ops/metrics"
 	"onebox/ops/slowquery"
 	"onebox/ops/tracing"
+	"onebox/photos"
 	"onebox/pipeline"
 	"onebox/ratelimit"
 	limitmemory "onebox/ratelimit/memory"
@@ -112,7 +113,7 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 	}
 	log := slog.New(slog.NewJSONHandler(logTo, &slog.HandlerOptions{Level: s.logLevel}))
 	if s.metrics {
-		b.metrics = metrics.New(metrics.Options{Kinds: []string{pipeline.KindProcess, pipeline.KindCleanup}})
+		b.metrics = metrics.New(metrics.Options{Kinds: []string{photos.KindProcess, photos.KindCleanup}})
 	}
 	if s.tracing {
 		b.tracing = tracing.New(tracing.Options{})
@@ -174,8 +175,8 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 	runner := jobs.NewRunner(queue, jobs.RunnerOptions{
 		Logger: log, PollInterval: 20 * time.Millisecond, MaxPollInterval: 200 * time.Millisecond, OnDone: b.metrics.JobDone,
 	})
-	runner.Register(pipeline.KindProcess, b.tracing.Job(pipe.Process), jobs.KindOptions{Concurrency: 2, MaxAttempts: 3, Timeout: time.Minute, Backoff: 50 * time.Millisecond})
-	runner.Register(pipeline.KindCleanup, b.tracing.Job(pipe.Cleanup), jobs.KindOptions{Concurrency: 1, MaxAttempts: 3, Backoff: 50 * time.Millisecond})
+	runner.Register(photos.KindProcess, b.tracing.Job(pipe.Process), jobs.KindOptions{Concurrency: 2, MaxAttempts: 3, Timeout: time.Minute, Backoff: 50 * time.Millisecond})
+	runner.Register(photos.KindCleanup, b.tracing.Job(pipe.Cleanup), jobs.KindOptions{Concurrency: 1, MaxAttempts: 3, Backoff: 50 * time.Millisecond})
 	var limiter ratelimit.Limiter = limitmemory.New(limitmemory.Options{})
 	if s.wrapLimiter != nil {
 		limiter = s.wrapLimiter(limiter)

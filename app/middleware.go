@@ -18,8 +18,8 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"onebox/correlation"
 	"onebox/internal/lazyctx"
-	"onebox/ops"
 	"onebox/ops/metrics"
 	"onebox/ops/tracing"
 	"onebox/ratelimit"
@@ -42,7 +42,7 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		h[headerRequestID] = []string{id}
 		h[headerNoSniff], h[headerCSP] = noSniff, apiCSP
-		ctx := ops.WithRequestID(req.Context(), id)
+		ctx := correlation.WithRequestID(req.Context(), id)
 
 		var rt *route
 		var span trace.Span

@@ -20,7 +20,7 @@ import (
 
 	"onebox/ops/metrics"
 	"onebox/ops/tracing"
-	"onebox/pipeline"
+	"onebox/photos"
 	"onebox/ratelimit"
 )
 
@@ -240,7 +240,7 @@ func TestTracing(t *testing.T) {
 		t.Fatalf("no upload trace with request id %s in %v", uploadID, names(traces))
 	}
 	ns := spanNames(upload)
-	if i := slices.Index(ns, "enqueue "+pipeline.KindProcess); i < 0 || !slices.Contains(ns[i:], "db jobs_send") {
+	if i := slices.Index(ns, "enqueue "+photos.KindProcess); i < 0 || !slices.Contains(ns[i:], "db jobs_send") {
 		t.Errorf("upload spans %v: want the enqueue span with the job's insert under it", ns)
 	}
 	for _, s := range upload.Spans[1:] {
@@ -249,7 +249,7 @@ func TestTracing(t *testing.T) {
 		}
 	}
 
-	job, ok := byName["job "+pipeline.KindProcess]
+	job, ok := byName["job "+photos.KindProcess]
 	if !ok || job.Kind != "job" || job.LinkedTraceID != upload.TraceID || job.RequestID != uploadID {
 		t.Fatalf("job trace %+v: want it linked to the upload's trace %s, request %s", job, upload.TraceID, uploadID)
 	}

@@ -19,7 +19,7 @@ import (
 
 	"onebox/imaging"
 	"onebox/media"
-	"onebox/pipeline"
+	"onebox/photos"
 	"onebox/store"
 )
 
@@ -152,7 +152,7 @@ func (a *App) upload(c echo.Context) error {
 		return err
 	}
 	photoID := id.String()
-	orig := pipeline.OriginalKey(photoID)
+	orig := photos.OriginalKey(photoID)
 	info, err := a.media.Put(ctx, orig, io.MultiReader(strings.NewReader(probed.String()), br), "image/"+string(hdr.Format))
 	if err != nil {
 		if tooLarge(err) {
@@ -161,12 +161,12 @@ func (a *App) upload(c echo.Context) error {
 		return fmt.Errorf("store original: %w", err)
 	}
 	now := a.now().UTC()
-	ectx, end := a.tracing.Child(ctx, "enqueue "+pipeline.KindProcess)
+	ectx, end := a.tracing.Child(ctx, "enqueue "+photos.KindProcess)
 	ph, created, err := a.store.CreatePhoto(ectx, store.CreatePhotoParams{
 		Photo: store.Photo{ID: photoID, OwnerID: who.userID, Status: store.PhotoProcessing, OriginalKey: orig,
 			ContentType: "image/" + string(hdr.Format), Size: info.Size, CreatedAt: now, UpdatedAt: now},
 		Idempotency: a.idempotency(idemKey, digest, now),
-		Job:         pipeline.ProcessJob(ectx, photoID), // the job's trace links to the enqueue span
+		Job:         photos.ProcessJob(ectx, photoID), // the job's trace links to the enqueue span
 	})
 	end(err)
 	if err != nil || !created {
@@ -379,9 +379,9 @@ func (a *App) deletePhoto(c echo.Context) error {
 		return problem(http.StatusNotFound, "not-found", "no such photo")
 	}
 	ctx := c.Request().Context()
-	ectx, end := a.tracing.Child(ctx, "enqueue "+pipeline.KindCleanup)
+	ectx, end := a.tracing.Child(ctx, "enqueue "+photos.KindCleanup)
 	_, avatarCleared, err := a.store.DeletePhoto(ectx, store.DeletePhotoParams{
-		ID: id, OwnerID: who.userID, Cleanup: pipeline.CleanupJob(ectx), Now: a.now().UTC(),
+		ID: id, OwnerID: who.userID, Cleanup: photos.CleanupJob(ectx), Now: a.now().UTC(),
 	})
 	end(err)
 	if errors.Is(err, store.ErrNotFound) {
@@ -396,7 +396,7 @@ func (a *App) deletePhoto(c echo.Context) error {
 			return err
 		}
 	}
-	_ = a.hub.Publish(ctx, pipeline.UserTopic(who.userID))
+	_ = a.hub.Publish(ctx, photos.UserTopic(who.userID))
 	return c.NoContent(http.StatusNoContent)
 }
 

@@ -17,7 +17,7 @@ import (
 
 	"onebox/internal/testimages"
 	"onebox/media"
-	"onebox/pipeline"
+	"onebox/photos"
 )
 
 // images is the repository's test corpus, testdata/images (see its
@@ -396,13 +396,13 @@ func TestUploadBacklog(t *testing.T) {
 		t.Fatalf("problem %v", m)
 	}
 	st, err := b.queue.Stats(t.Context())
-	if err != nil || st.Kinds[pipeline.KindProcess].Queued != 2 {
+	if err != nil || st.Kinds[photos.KindProcess].Queued != 2 {
 		t.Fatalf("queue after the refusal: %+v %v, want 2 queued", st, err)
 	}
 
 	// The workers take one photo off the queue: the next look at the
 	// queue (at most a second away) lets an upload through again.
-	msgs, err := b.queue.Receive(t.Context(), pipeline.KindProcess, 1, time.Minute)
+	msgs, err := b.queue.Receive(t.Context(), photos.KindProcess, 1, time.Minute)
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("receive: %v %v", msgs, err)
 	}

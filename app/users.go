@@ -15,7 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"onebox/cache"
-	"onebox/pipeline"
+	"onebox/photos"
 	"onebox/store"
 )
 
@@ -311,8 +311,8 @@ func (a *App) deleteMe(c echo.Context) error {
 		return err
 	}
 	if err := a.revoke(ctx, func(ctx context.Context) error {
-		ctx, end := a.tracing.Child(ctx, "enqueue "+pipeline.KindCleanup)
-		err := a.store.DeleteUser(ctx, store.DeleteUserParams{ID: who.userID, Cleanup: pipeline.CleanupJob(ctx)})
+		ctx, end := a.tracing.Child(ctx, "enqueue "+photos.KindCleanup)
+		err := a.store.DeleteUser(ctx, store.DeleteUserParams{ID: who.userID, Cleanup: photos.CleanupJob(ctx)})
 		end(err)
 		return err
 	}, all...); err != nil {

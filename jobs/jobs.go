@@ -2,7 +2,9 @@
 // broker implements (jobs/sqlite on goqite in the store's own database
 // today; an external broker behind an outbox later) and the Runner above
 // it, which gives every backend the same retries, backoff, dead-lettering,
-// heartbeats and bounded concurrency.
+// heartbeats and bounded concurrency. It imports no operator tooling: a
+// job's request id reaches its handler through package correlation, and
+// metrics and traces wrap the handlers from outside (main).
 package jobs
 
 import (

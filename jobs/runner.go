@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"onebox/ops"
+	"onebox/correlation"
 )
 
 // Handler does one job. A nil error acks the message. Any other error
@@ -447,7 +447,7 @@ func (r *Runner) attempt(handlerCtx context.Context, k *kind, m Message) (err er
 	if m.RequestID != "" {
 		// The handler's queries, slow-query log lines included, name the
 		// request that enqueued the job.
-		ctx = ops.WithRequestID(ctx, m.RequestID)
+		ctx = correlation.WithRequestID(ctx, m.RequestID)
 	}
 	stop := r.heartbeat(handlerCtx, m)
 	defer stop()

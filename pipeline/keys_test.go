@@ -9,7 +9,7 @@ import (
 
 	"onebox/imaging"
 	"onebox/media"
-	"onebox/pipeline"
+	"onebox/photos"
 )
 
 // TestKeysAreValid: every key the pipeline writes follows the media key
@@ -39,9 +39,9 @@ func TestKeysAreValid(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		keys = append(keys, pipeline.OriginalKey(id.String()))
+		keys = append(keys, photos.OriginalKey(id.String()))
 		for _, o := range outs {
-			keys = append(keys, pipeline.VariantKey(id.String(), o.Name, o.ContentType))
+			keys = append(keys, photos.VariantKey(id.String(), o.Name, o.ContentType))
 			types[o.ContentType] = true
 		}
 	}

@@ -2,7 +2,8 @@
 // orient it, moderate it, publish the variants and mark the photo ready
 // (or rejected), then wake whoever watches. Every step is idempotent, so a
 // job retried after a crash at any point ends with the same files and
-// rows.
+// rows. The names it shares with the API (job kinds and payloads, topics,
+// media keys) live in package photos; the API never imports this one.
 package pipeline
 
 import (
@@ -13,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"path"
 	"runtime/debug"
 	"time"
 
@@ -24,15 +24,8 @@ import (
 	"onebox/media"
 	"onebox/moderation"
 	"onebox/notify"
-	"onebox/ops"
-	"onebox/ops/tracing"
+	"onebox/photos"
 	"onebox/store"
-)
-
-// Job kinds this package handles.
-const (
-	KindProcess = "photo.process"
-	KindCleanup = "media.delete"
 )
 
 // Options tune the pipeline.
@@ -60,9 +53,13 @@ const (
 	StepPublish  = "publish"  // write the variants to media storage
 )
 
+// DefaultDecodeMemory is the decode budget when no soft memory limit is
+// set (GOMEMLIMIT=off): half of onebox's default limit of 512 MiB.
+const DefaultDecodeMemory = 256 << 20
+
 // DecodeBudget returns the decode memory budget: configured if it is
 // positive, else half of memoryLimit, the Go soft memory limit in effect
-// (ops.TuneGC's), or half of ops.DefaultMemoryLimit when there is none.
+// (ops.TuneGC's), or DefaultDecodeMemory when there is none.
 // The other half is the rest of the process's: its caches, requests, and
 // the garbage the collector has not yet reclaimed.
 func DecodeBudget(configured, memoryLimit int64) int64 {
@@ -70,7 +67,7 @@ func DecodeBudget(configured, memoryLimit int64) int64 {
 		return configured
 	}
 	if memoryLimit <= 0 || memoryLimit == math.MaxInt64 {
-		memoryLimit = ops.DefaultMemoryLimit
+		return DefaultDecodeMemory
 	}
 	return memoryLimit / 2
 }
@@ -97,54 +94,9 @@ func New(st store.Store, m media.Storage, mod moderation.Moderator, hub notify.H
 	return &Pipeline{store: st, media: m, moderator: mod, hub: hub, log: log, opts: o, decodes: semaphore.NewWeighted(o.DecodeMemory)}
 }
 
-// ProcessPayload is the payload of a KindProcess job.
-type ProcessPayload struct {
-	PhotoID string `json:"photo_id"`
-}
-
-// CleanupPayload is the payload of a KindCleanup job.
-type CleanupPayload struct {
-	Keys []string `json:"keys"`
-}
-
-// ProcessJob returns the job that processes a new photo, carrying the
-// request id and the trace context of ctx (the enqueuing request).
-func ProcessJob(ctx context.Context, photoID string) jobs.Message {
-	b, _ := json.Marshal(ProcessPayload{PhotoID: photoID})
-	return jobs.Message{Kind: KindProcess, Payload: b, RequestID: ops.RequestID(ctx), TraceParent: tracing.TraceParent(ctx)}
-}
-
-// CleanupJob is a store.CleanupJob: the job that removes deleted files,
-// carrying the request id and the trace context of ctx.
-func CleanupJob(ctx context.Context) store.CleanupJob {
-	requestID, traceParent := ops.RequestID(ctx), tracing.TraceParent(ctx)
-	return func(keys []string) jobs.Message {
-		b, _ := json.Marshal(CleanupPayload{Keys: keys})
-		return jobs.Message{Kind: KindCleanup, Payload: b, RequestID: requestID, TraceParent: traceParent}
-	}
-}
-
-// UserTopic is the notify topic of a user's photo events.
-func UserTopic(userID string) string { return "user:" + userID }
-
-// VariantKey is where a variant is published: under the photo's own id,
-// so two photos of the same bytes never share (and delete) files, and a
-// retried job overwrites the same keys instead of adding new ones.
-func VariantKey(photoID, name, contentType string) string {
-	ext := ".jpg"
-	if contentType == "image/png" {
-		ext = ".png"
-	}
-	return path.Join("photos", photoID, name+ext)
-}
-
-// OriginalKey is where the upload is kept, under the private prefix that
-// is never served (the original still carries its GPS tags).
-func OriginalKey(photoID string) string { return path.Join("private", "originals", photoID) }
-
-// Process is the jobs.Handler of KindProcess.
+// Process is the jobs.Handler of photos.KindProcess.
 func (p *Pipeline) Process(ctx context.Context, m jobs.Message) error {
-	var pl ProcessPayload
+	var pl photos.ProcessPayload
 	if err := json.Unmarshal(m.Payload, &pl); err != nil || pl.PhotoID == "" {
 		return fmt.Errorf("%w: bad payload %q", jobs.ErrPermanent, m.Payload)
 	}
@@ -178,7 +130,7 @@ func (p *Pipeline) Process(ctx context.Context, m jobs.Message) error {
 		return err
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "photo finished", slog.String("status", string(done.Status)), slog.String("reason", done.Reason))
-	if err := p.hub.Publish(ctx, UserTopic(ph.OwnerID)); err != nil {
+	if err := p.hub.Publish(ctx, photos.UserTopic(ph.OwnerID)); err != nil {
 		log.Warn("notify failed; clients catch up by polling", "err", err)
 	}
 	return nil
@@ -243,7 +195,7 @@ func (p *Pipeline) render(ctx context.Context, ph store.Photo) (vs []store.Varia
 	step = p.step(ctx, StepPublish)
 	defer step.done()
 	for _, o := range outs {
-		key := VariantKey(ph.ID, o.Name, o.ContentType)
+		key := photos.VariantKey(ph.ID, o.Name, o.ContentType)
 		info, err := p.media.Put(ctx, key, bytes.NewReader(o.Data), o.ContentType)
 		if err != nil {
 			return nil, 0, 0, "", fmt.Errorf("publish %s: %w", key, err)
@@ -293,10 +245,10 @@ func keys(vs []store.Variant) []string {
 	return ks
 }
 
-// Cleanup is the jobs.Handler of KindCleanup: it removes the files of
+// Cleanup is the jobs.Handler of photos.KindCleanup: it removes the files of
 // deleted photos. Deleting a missing file is fine, so it is idempotent.
 func (p *Pipeline) Cleanup(ctx context.Context, m jobs.Message) error {
-	var pl CleanupPayload
+	var pl photos.CleanupPayload
 	if err := json.Unmarshal(m.Payload, &pl); err != nil {
 		return fmt.Errorf("%w: bad payload %q", jobs.ErrPermanent, m.Payload)
 	}

@@ -22,6 +22,7 @@ import (
 	"onebox/media"
 	medialocal "onebox/media/local"
 	notifymemory "onebox/notify/memory"
+	"onebox/photos"
 	"onebox/pipeline"
 	"onebox/store"
 	"onebox/store/sqlite"
@@ -86,13 +87,13 @@ func newEnv(t *testing.T) *env {
 func (e *env) addPhoto(t *testing.T, id string, data []byte) jobs.Message {
 	t.Helper()
 	ctx := t.Context()
-	orig := pipeline.OriginalKey(id)
+	orig := photos.OriginalKey(id)
 	info, err := e.media.Put(ctx, orig, bytes.NewReader(data), "image/png")
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	job := pipeline.ProcessJob(ctx, id)
+	job := photos.ProcessJob(ctx, id)
 	_, _, err = e.store.CreatePhoto(ctx, store.CreatePhotoParams{
 		Photo: store.Photo{ID: id, OwnerID: e.owner, Status: store.PhotoProcessing, OriginalKey: orig,
 			ContentType: "image/png", Size: info.Size, CreatedAt: now, UpdatedAt: now},
@@ -161,7 +162,7 @@ func TestDecodeMemoryAdmission(t *testing.T) {
 			if !strings.HasPrefix(ph.Reason, "this image needs about ") || !strings.HasSuffix(ph.Reason, limit) {
 				t.Errorf("reason %q, want the need and the limit", ph.Reason)
 			}
-			if _, err := e.media.Open(t.Context(), pipeline.VariantKey("p1", "thumb", "image/jpeg")); !errors.Is(err, media.ErrNotFound) {
+			if _, err := e.media.Open(t.Context(), photos.VariantKey("p1", "thumb", "image/jpeg")); !errors.Is(err, media.ErrNotFound) {
 				t.Errorf("a variant of the rejected photo exists (%v)", err)
 			}
 		})

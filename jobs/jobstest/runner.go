@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"onebox/correlation"
 	"onebox/jobs"
-	"onebox/ops"
 )
 
 func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
@@ -35,8 +35,8 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 			defer mu.Unlock()
 			seen[m.ID] = m
 			calls++
-			if ops.RequestID(ctx) != m.RequestID {
-				t.Errorf("handler ctx has request id %q, want the message's %q", ops.RequestID(ctx), m.RequestID)
+			if correlation.RequestID(ctx) != m.RequestID {
+				t.Errorf("handler ctx has request id %q, want the message's %q", correlation.RequestID(ctx), m.RequestID)
 			}
 			return nil
 		}, jobs.KindOptions{Concurrency: 4})

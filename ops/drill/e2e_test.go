@@ -29,6 +29,7 @@ import (
 	"onebox/ops/dashboard"
 	"onebox/ops/drill"
 	"onebox/ops/metrics"
+	"onebox/photos"
 	"onebox/pipeline"
 	"onebox/ratelimit"
 	limitmemory "onebox/ratelimit/memory"
@@ -45,7 +46,7 @@ func startInstance(t *testing.T) instance {
 	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	log := slog.New(slog.DiscardHandler)
-	m := metrics.New(metrics.Options{Kinds: []string{pipeline.KindProcess, pipeline.KindCleanup}})
+	m := metrics.New(metrics.Options{Kinds: []string{photos.KindProcess, photos.KindCleanup}})
 	dr := drill.New(drill.Options{Logger: log})
 	st, err := sqlite.New(ctx, sqlite.Options{Path: t.TempDir() + "/onebox.db", OnQuery: dr.ObserveQueries(m.Query)})
 	if err != nil {
@@ -64,8 +65,8 @@ func startInstance(t *testing.T) instance {
 	runner := jobs.NewRunner(queue, jobs.RunnerOptions{
 		Logger: log, PollInterval: 20 * time.Millisecond, MaxPollInterval: 100 * time.Millisecond, OnDone: m.JobDone,
 	})
-	runner.Register(pipeline.KindProcess, pipe.Process, jobs.KindOptions{Concurrency: 2, MaxAttempts: 3, Timeout: time.Minute})
-	runner.Register(pipeline.KindCleanup, pipe.Cleanup, jobs.KindOptions{Concurrency: 1, MaxAttempts: 3})
+	runner.Register(photos.KindProcess, pipe.Process, jobs.KindOptions{Concurrency: 2, MaxAttempts: 3, Timeout: time.Minute})
+	runner.Register(photos.KindCleanup, pipe.Cleanup, jobs.KindOptions{Concurrency: 1, MaxAttempts: 3})
 	// Short windows, so the test takes seconds: the numbers are over the
 	// last second, a request p95 over 250ms is slow, a queue rising for 2s
 	// or a job waiting 1s is backed up.

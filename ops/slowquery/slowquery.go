@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"onebox/ops"
+	"onebox/correlation"
 	"onebox/store"
 )
 
@@ -109,7 +109,7 @@ func (l *Log) Observe(ctx context.Context, ev store.QueryEvent) {
 	if l == nil || ev.Duration < l.o.Threshold {
 		return
 	}
-	q := SlowQuery{Time: l.o.Now(), Name: ev.Name, SQL: ev.SQL, Duration: ev.Duration, RequestID: ops.RequestID(ctx)}
+	q := SlowQuery{Time: l.o.Now(), Name: ev.Name, SQL: ev.SQL, Duration: ev.Duration, RequestID: correlation.RequestID(ctx)}
 	if ev.Err != nil {
 		q.Err = ev.Err.Error()
 	}

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"onebox/correlation"
 	"onebox/internal/syncbuf"
-	"onebox/ops"
 	"onebox/ops/slowquery"
 	"onebox/store"
 )
@@ -54,7 +54,7 @@ func TestRateLimitedLines(t *testing.T) {
 			return "SEARCH " + strings.Fields(sql)[3] + " USING INTEGER PRIMARY KEY (rowid=?)", nil
 		},
 	})
-	ctx := ops.WithRequestID(context.Background(), "req-7")
+	ctx := correlation.WithRequestID(context.Background(), "req-7")
 	l.Observe(ctx, ev("users", 99*time.Millisecond)) // fast
 	for range 20 {
 		l.Observe(ctx, ev("users", 150*time.Millisecond))

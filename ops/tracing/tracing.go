@@ -1,8 +1,9 @@
 // Package tracing is onebox's OpenTelemetry set-up: a tracer whose spans
 // are always recorded, kept in memory as the slowest recent traces (for
 // the dashboard, with or without an exporter), and sent to an OTLP
-// collector when main gives it an exporter. It also carries the trace
-// context from a request into the jobs it enqueues (W3C traceparent).
+// collector when main gives it an exporter. A job's span links back to the
+// request that enqueued it through the traceparent the job carries
+// (package correlation).
 //
 // A nil *Tracing is valid and traces nothing, at no cost.
 package tracing
@@ -13,9 +14,10 @@ import (
 	"sync"
 	"time"
 
+	"onebox/correlation"
+
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -206,7 +208,7 @@ func (t *Tracing) Job(h jobs.Handler) jobs.Handler {
 				attribute.String(AttrJobID, m.ID), attribute.String(AttrJobKind, m.Kind),
 				attribute.Int(AttrAttempt, m.Attempt), attribute.String(AttrRequestID, m.RequestID)),
 		}
-		if sc := parseTraceParent(m.TraceParent); sc.IsValid() {
+		if sc := correlation.SpanContext(m.TraceParent); sc.IsValid() {
 			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
 		}
 		ctx, span := t.tracer.Start(ctx, "job "+m.Kind, opts...)
@@ -223,24 +225,4 @@ func (t *Tracing) Job(h jobs.Handler) jobs.Handler {
 		}()
 		return h(ctx, m)
 	}
-}
-
-// TraceParent is the W3C traceparent of the span in ctx, "" without one:
-// what a job carries to link back to the request that enqueued it.
-func TraceParent(ctx context.Context) string {
-	sc := trace.SpanContextFromContext(ctx)
-	if !sc.IsValid() {
-		return ""
-	}
-	return "00-" + sc.TraceID().String() + "-" + sc.SpanID().String() + "-" + sc.TraceFlags().String()
-}
-
-// parseTraceParent is the inverse of TraceParent; an invalid or empty
-// value gives an invalid SpanContext.
-func parseTraceParent(tp string) trace.SpanContext {
-	if tp == "" {
-		return trace.SpanContext{}
-	}
-	ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": tp})
-	return trace.SpanContextFromContext(ctx)
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"onebox/correlation"
+
 	"go.opentelemetry.io/otel/trace"
 
 	"onebox/jobs"
@@ -108,12 +110,12 @@ func TestJobLinksToItsRequest(t *testing.T) {
 	tr := tracing.New(tracing.Options{})
 	ctx, span := tr.Tracer().Start(context.Background(), "POST /v1/photos", trace.WithSpanKind(trace.SpanKindServer))
 	ectx, end := tr.Child(ctx, "enqueue photo.process")
-	m := jobs.Message{ID: "j1", Kind: "photo.process", RequestID: "req-1", Attempt: 2, TraceParent: tracing.TraceParent(ectx)}
+	m := jobs.Message{ID: "j1", Kind: "photo.process", RequestID: "req-1", Attempt: 2, TraceParent: correlation.TraceParent(ectx)}
 	tr.Query(ectx, store.QueryEvent{Name: "missing", Duration: time.Millisecond, Err: store.ErrNotFound})
 	tr.Query(ectx, store.QueryEvent{Name: "busy", Duration: time.Millisecond, Err: store.ErrBusy})
 	end(nil)
 	span.End()
-	if m.TraceParent == "" || tracing.TraceParent(context.Background()) != "" {
+	if m.TraceParent == "" || correlation.TraceParent(context.Background()) != "" {
 		t.Fatalf("TraceParent %q", m.TraceParent)
 	}
 

@@ -1,0 +1,48 @@
+package correlation_test
+
+import (
+	"context"
+	"testing"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"onebox/correlation"
+)
+
+func TestRequestID(t *testing.T) {
+	t.Parallel()
+	if id := correlation.RequestID(context.Background()); id != "" {
+		t.Errorf("RequestID of a bare context = %q, want empty", id)
+	}
+	ctx := correlation.WithRequestID(context.Background(), "req-1")
+	if id := correlation.RequestID(ctx); id != "req-1" {
+		t.Errorf("RequestID = %q, want req-1", id)
+	}
+}
+
+// A traceparent made from a span context reads back as the same trace,
+// span and flags; no span, or a malformed value, gives none.
+func TestTraceParentRoundTrip(t *testing.T) {
+	t.Parallel()
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    trace.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+		SpanID:     trace.SpanID{1, 2, 3, 4, 5, 6, 7, 8},
+		TraceFlags: trace.FlagsSampled,
+	})
+	tp := correlation.TraceParent(trace.ContextWithSpanContext(context.Background(), sc))
+	if want := "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-01"; tp != want {
+		t.Fatalf("TraceParent = %q, want %q", tp, want)
+	}
+	got := correlation.SpanContext(tp)
+	if got.TraceID() != sc.TraceID() || got.SpanID() != sc.SpanID() || got.TraceFlags() != sc.TraceFlags() {
+		t.Errorf("SpanContext(%q) = %v, want %v", tp, got, sc)
+	}
+	if tp := correlation.TraceParent(context.Background()); tp != "" {
+		t.Errorf("TraceParent without a span = %q, want empty", tp)
+	}
+	for _, bad := range []string{"", "00-zz-01", "00-00000000000000000000000000000000-0000000000000000-01"} {
+		if correlation.SpanContext(bad).IsValid() {
+			t.Errorf("SpanContext(%q) is valid", bad)
+		}
+	}
+}
