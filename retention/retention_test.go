@@ -19,16 +19,7 @@ import (
 // TestPrune runs Prune on a real store: every event older than Keep goes,
 // in batches smaller than their number, and the newer ones stay.
 func TestPrune(t *testing.T) {
-	s, err := sqlite.New(t.Context(), sqlite.Options{Path: filepath.Join(t.TempDir(), "r.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	u, err := s.CreateUser(t.Context(), store.CreateUserParams{ID: uuid.Must(uuid.NewV7()).String(), Handle: "ann", DisplayName: "Ann", PasswordHash: "x", Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, u, now := newStore(t)
 	// Seven events ten days old and two an hour old: one per photo.
 	for _, age := range []time.Duration{240, 240, 240, 240, 240, 240, 240, 1, 1} {
 		id, at := uuid.Must(uuid.NewV7()).String(), now.Add(-age*time.Hour)
@@ -106,16 +97,7 @@ func (f sweepFunc) SweepTemp(age time.Duration) (int, error) { return f(age) }
 // expired at now goes, in batches smaller than their number; the live
 // ones and every photo stay, and a pruned key uploads anew.
 func TestPruneKeys(t *testing.T) {
-	s, err := sqlite.New(t.Context(), sqlite.Options{Path: filepath.Join(t.TempDir(), "r.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	u, err := s.CreateUser(t.Context(), store.CreateUserParams{ID: uuid.Must(uuid.NewV7()).String(), Handle: "ann", DisplayName: "Ann", PasswordHash: "x", Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, u, now := newStore(t)
 	create := func(key string, at, expires time.Time) (store.Photo, bool, error) {
 		id := uuid.Must(uuid.NewV7()).String()
 		return s.CreatePhoto(t.Context(), store.CreatePhotoParams{
@@ -189,4 +171,21 @@ type keyPruneFunc func(context.Context, time.Time, int) (int, error)
 
 func (f keyPruneFunc) PruneIdempotencyKeys(ctx context.Context, now time.Time, limit int) (int, error) {
 	return f(ctx, now, limit)
+}
+
+// newStore opens a store in a temporary directory with one user, made at
+// the time it returns.
+func newStore(t *testing.T) (*sqlite.Store, store.User, time.Time) {
+	t.Helper()
+	s, err := sqlite.New(t.Context(), sqlite.Options{Path: filepath.Join(t.TempDir(), "r.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	u, err := s.CreateUser(t.Context(), store.CreateUserParams{ID: uuid.Must(uuid.NewV7()).String(), Handle: "ann", DisplayName: "Ann", PasswordHash: "x", Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, u, now
 }
