@@ -296,7 +296,7 @@ func (b bench) onebox(ctx context.Context, path string, prefill bool) (time.Dura
 	}
 	q := jobsqlite.New(writer, reader, jobsqlite.Options{})
 	if prefill {
-		err := inBatches(ctx, writer, n, func(tx *sql.Tx) error { return jobsqlite.SendTx(ctx, tx, noopJob(), jobs.SendOptions{}) })
+		err := inBatches(ctx, writer, n, func(tx *sql.Tx) error { return q.SendTx(ctx, tx, noopJob(), jobs.SendOptions{}) })
 		if err != nil {
 			return 0, err
 		}
