@@ -19,6 +19,11 @@
 //     Compared with goqite-send: both send, receive and delete every
 //     message.
 //
+// jobs/sqlite enqueues with goqite's own Send and SendTx, so the pairs
+// differ in how messages are received and acked: goqite's Receive and
+// Delete against jobs/sqlite's batched SQL on goqite's table and the
+// Runner.
+//
 // Each run measures all four, the onebox scenario of a pair before its
 // baseline in every other run so that a drifting machine does not favour
 // one side; the ratio of a run is onebox's jobs/s over its baseline's in

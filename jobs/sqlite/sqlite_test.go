@@ -324,6 +324,27 @@ func BenchmarkReceiveAck(b *testing.B) {
 	}
 }
 
+// BenchmarkGoqiteReceiveDelete is BenchmarkReceiveAck's baseline: the
+// same preloaded queue, on the same pools, drained with goqite's own
+// Receive and Delete, one message and two transactions at a time.
+func BenchmarkGoqiteReceiveDelete(b *testing.B) {
+	q := newQueue(b)
+	preload(b, q, b.N)
+	g := goqite.New(goqite.NewOpts{DB: q.writer, Name: "jobs:k", SQLFlavor: goqite.SQLFlavorSQLite, Timeout: time.Minute})
+	ctx := context.Background()
+	b.ResetTimer()
+	for range b.N {
+		m, err := g.Receive(ctx)
+		if err != nil || m == nil {
+			b.Fatalf("goqite Receive = %v, %v", m, err)
+		}
+		if err := g.Delete(ctx, m.ID); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
 // BenchmarkSend is the producer's cost: one message, one transaction.
 func BenchmarkSend(b *testing.B) {
 	q := newQueue(b)
