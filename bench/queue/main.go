@@ -19,6 +19,11 @@
 //     Compared with goqite-send: both send, receive and delete every
 //     message.
 //
+// jobs/sqlite enqueues with goqite's own Send and SendTx, so the pairs
+// differ in how messages are received and acked: goqite's Receive and
+// Delete against jobs/sqlite's batched SQL on goqite's table and the
+// Runner.
+//
 // Each run measures all four, the onebox scenario of a pair before its
 // baseline in every other run so that a drifting machine does not favour
 // one side; the ratio of a run is onebox's jobs/s over its baseline's in
@@ -296,7 +301,7 @@ func (b bench) onebox(ctx context.Context, path string, prefill bool) (time.Dura
 	}
 	q := jobsqlite.New(writer, reader, jobsqlite.Options{})
 	if prefill {
-		err := inBatches(ctx, writer, n, func(tx *sql.Tx) error { return jobsqlite.SendTx(ctx, tx, noopJob(), jobs.SendOptions{}) })
+		err := inBatches(ctx, writer, n, func(tx *sql.Tx) error { return q.SendTx(ctx, tx, noopJob(), jobs.SendOptions{}) })
 		if err != nil {
 			return 0, err
 		}

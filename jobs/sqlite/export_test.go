@@ -9,5 +9,5 @@ import (
 // SendRaw stores body as a message of kind with goqite's own Send, for
 // jobstest's malformed-body checks (jobstest.RawSender). Tests only.
 func (q *Queue) SendRaw(ctx context.Context, kind string, body []byte) error {
-	return goqite.New(goqite.NewOpts{DB: q.writer, Name: queuePrefix + kind}).Send(ctx, goqite.Message{Body: body})
+	return q.goqite(kind).Send(ctx, goqite.Message{Body: body})
 }

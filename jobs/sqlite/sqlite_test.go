@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -64,49 +66,159 @@ func mustOpen(tb testing.TB, path, extra string) *sql.DB {
 	return db
 }
 
-// TestGoqiteCompatible: SendTx writes what goqite writes; a message sent
-// with goqite's own SendTx is received like any other.
-func TestGoqiteCompatible(t *testing.T) {
+// TestGoqiteReceivesOneboxJobs: what Send and SendTx enqueue is a goqite
+// message that goqite's own Receive reads: in the queue "jobs:<kind>",
+// with onebox's envelope as its body, higher priority first, a delayed
+// one not before its time.
+func TestGoqiteReceivesOneboxJobs(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		send func(t *testing.T, b bundle, m jobs.Message, o jobs.SendOptions)
+	}{
+		{"Send", func(t *testing.T, b bundle, m jobs.Message, o jobs.SendOptions) {
+			if err := b.queue.Send(t.Context(), m, o); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+		}},
+		{"SendTx", func(t *testing.T, b bundle, m jobs.Message, o jobs.SendOptions) {
+			tx, err := b.writer.BeginTx(t.Context(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.queue.SendTx(t.Context(), tx, m, o); err != nil {
+				t.Fatalf("SendTx: %v", err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := newQueue(t)
+			low := jobs.Message{Kind: "k", Payload: json.RawMessage(`{"n":1}`), RequestID: "req-low"}
+			high := jobs.Message{Kind: "k", Payload: json.RawMessage(`{"n":2}`), RequestID: "req-high",
+				TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+			later := jobs.Message{Kind: "k", Payload: json.RawMessage(`{"n":3}`), RequestID: "req-later"}
+			tt.send(t, b, low, jobs.SendOptions{})
+			tt.send(t, b, high, jobs.SendOptions{Priority: 5})
+			tt.send(t, b, later, jobs.SendOptions{Delay: time.Hour})
+
+			g := goqite.New(goqite.NewOpts{DB: b.writer, Name: "jobs:k", SQLFlavor: goqite.SQLFlavorSQLite, Timeout: time.Minute})
+			for _, want := range []jobs.Message{high, low} {
+				gm, err := g.Receive(t.Context())
+				if err != nil || gm == nil {
+					t.Fatalf("goqite Receive = %v, %v; want %s", gm, err, want.RequestID)
+				}
+				got, err := jobs.Decode(gm.Body)
+				if err != nil {
+					t.Fatalf("goqite body %q: %v", gm.Body, err)
+				}
+				if diff := sameMessage(got, want); diff != "" {
+					t.Errorf("goqite received %s", diff)
+				}
+			}
+			if gm, err := g.Receive(t.Context()); err != nil || gm != nil {
+				t.Errorf("goqite Receive before the delay = %+v, %v; want nothing", gm, err)
+			}
+		})
+	}
+}
+
+// TestRunnerRunsGoqiteMessages: a message sent with goqite's own Send,
+// with onebox's envelope as its body, is received, run and acked by the
+// Runner on this Queue, higher priority first.
+func TestRunnerRunsGoqiteMessages(t *testing.T) {
 	t.Parallel()
 	b := newQueue(t)
 	ctx := t.Context()
-	m := jobs.Message{Kind: "k", Payload: json.RawMessage(`[1]`), RequestID: "req-1"}
-	body, err := jobs.Encode(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := goqite.New(goqite.NewOpts{DB: b.writer, Name: "jobs:k"})
-	tx, err := b.writer.BeginTx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.SendTx(ctx, tx, goqite.Message{Body: body, Priority: 1}); err != nil {
-		t.Fatalf("goqite SendTx: %v", err)
-	}
-	if err := sqlite.SendTx(ctx, tx, m, jobs.SendOptions{}); err != nil {
-		t.Fatalf("SendTx: %v", err)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	msgs, err := b.queue.Receive(ctx, "k", 10, time.Minute)
-	if err != nil || len(msgs) != 2 {
-		t.Fatalf("Receive = %d messages, %v; want 2", len(msgs), err)
-	}
-	for _, got := range msgs {
-		if got.RequestID != m.RequestID || string(got.Payload) != string(m.Payload) || got.Attempt != 1 {
-			t.Errorf("received %+v, want %+v at attempt 1", got, m)
+	g := goqite.New(goqite.NewOpts{DB: b.writer, Name: "jobs:k", SQLFlavor: goqite.SQLFlavorSQLite})
+	low := jobs.Message{Kind: "k", Payload: json.RawMessage(`[1]`), RequestID: "req-low"}
+	high := jobs.Message{Kind: "k", Payload: json.RawMessage(`[2]`), RequestID: "req-high",
+		TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+	for _, s := range []struct {
+		m        jobs.Message
+		priority int
+	}{{low, 0}, {high, 1}} {
+		body, err := jobs.Encode(s.m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Send(ctx, goqite.Message{Body: body, Priority: s.priority}); err != nil {
+			t.Fatalf("goqite Send: %v", err)
 		}
 	}
-	// goqite's own columns, as its Receive reads them.
-	var received int
-	var timeout string
-	if err := b.writer.QueryRowContext(ctx, `SELECT received, timeout FROM goqite WHERE id = ?`, msgs[0].ID).Scan(&received, &timeout); err != nil {
+
+	ran := make(chan jobs.Message, 2)
+	r := jobs.NewRunner(b.queue, jobs.RunnerOptions{PollInterval: 10 * time.Millisecond, MaxPollInterval: 50 * time.Millisecond})
+	// One worker: the order it runs them in is the order received.
+	r.Register("k", func(_ context.Context, m jobs.Message) error { ran <- m; return nil }, jobs.KindOptions{Concurrency: 1})
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	for _, want := range []jobs.Message{high, low} {
+		select {
+		case got := <-ran:
+			if diff := sameMessage(got, want); diff != "" || got.Attempt != 1 {
+				t.Errorf("Runner ran %+v: %s, attempt %d, want 1", got, diff, got.Attempt)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("waited 10s for the Runner to run %s", want.RequestID)
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// Acks are flushed by the time Run returns.
+	var left int
+	if err := b.writer.QueryRowContext(ctx, `SELECT count(*) FROM goqite`).Scan(&left); err != nil || left != 0 {
+		t.Errorf("goqite rows after Run: %d (%v), want 0: not acked", left, err)
+	}
+}
+
+// sameMessage reports how got differs from want in what the sender
+// chose, or "".
+func sameMessage(got, want jobs.Message) string {
+	if got.Kind != want.Kind || string(got.Payload) != string(want.Payload) ||
+		got.RequestID != want.RequestID || got.TraceParent != want.TraceParent {
+		return fmt.Sprintf("%+v, want %+v", got, want)
+	}
+	return ""
+}
+
+// TestSchemaIsGoqites: Schema holds goqite's own schema_sqlite.sql, each
+// statement made idempotent and otherwise unchanged, so goqite's
+// operations work on it. goqite does not export its schema; the test
+// reads it from the module goqite is built from, so an upgrade that
+// changes it fails here.
+func TestSchemaIsGoqites(t *testing.T) {
+	t.Parallel()
+	out, err := exec.CommandContext(t.Context(), "go", "list", "-m", "-f", "{{.Dir}}", "maragu.dev/goqite").Output()
+	if err != nil {
+		t.Fatalf("go list maragu.dev/goqite: %v", err)
+	}
+	theirs, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "schema_sqlite.sql"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := time.Parse("2006-01-02T15:04:05.000Z", timeout); err != nil || received != 1 {
-		t.Errorf("goqite row: received %d, timeout %q (%v)", received, timeout, err)
+	ours := normalize(strings.ReplaceAll(sqlite.Schema, " if not exists", ""))
+	if want := normalize(string(theirs)); want == "" || !strings.Contains(ours, want) {
+		t.Errorf("Schema does not hold goqite's schema_sqlite.sql:\n%s\nSchema without \"if not exists\":\n%s", want, ours)
 	}
+}
+
+// normalize drops SQL comments and folds runs of white space.
+func normalize(schema string) string {
+	var lines []string
+	for l := range strings.Lines(schema) {
+		if !strings.HasPrefix(strings.TrimSpace(l), "--") {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(strings.Fields(strings.Join(lines, " ")), " ")
 }
 
 func TestSendTx(t *testing.T) {
@@ -132,7 +244,7 @@ func TestSendTx(t *testing.T) {
 				t.Fatal(err)
 			}
 			m := jobs.Message{Kind: "photo.process", Payload: json.RawMessage(`{"photo":"p1"}`), RequestID: "req-1"}
-			if err := sqlite.SendTx(ctx, tx, m, jobs.SendOptions{Priority: 1}); err != nil {
+			if err := b.queue.SendTx(ctx, tx, m, jobs.SendOptions{Priority: 1}); err != nil {
 				t.Fatalf("SendTx: %v", err)
 			}
 			if tt.commit {
@@ -165,7 +277,7 @@ func TestSendTxMalformed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	if err := sqlite.SendTx(t.Context(), tx, jobs.Message{}, jobs.SendOptions{}); !errors.Is(err, jobs.ErrMalformed) {
+	if err := b.queue.SendTx(t.Context(), tx, jobs.Message{}, jobs.SendOptions{}); !errors.Is(err, jobs.ErrMalformed) {
 		t.Errorf("SendTx(no kind) = %v, want ErrMalformed", err)
 	}
 }
@@ -212,6 +324,27 @@ func BenchmarkReceiveAck(b *testing.B) {
 	}
 }
 
+// BenchmarkGoqiteReceiveDelete is BenchmarkReceiveAck's baseline: the
+// same preloaded queue, on the same pools, drained with goqite's own
+// Receive and Delete, one message and two transactions at a time.
+func BenchmarkGoqiteReceiveDelete(b *testing.B) {
+	q := newQueue(b)
+	preload(b, q, b.N)
+	g := goqite.New(goqite.NewOpts{DB: q.writer, Name: "jobs:k", SQLFlavor: goqite.SQLFlavorSQLite, Timeout: time.Minute})
+	ctx := context.Background()
+	b.ResetTimer()
+	for range b.N {
+		m, err := g.Receive(ctx)
+		if err != nil || m == nil {
+			b.Fatalf("goqite Receive = %v, %v", m, err)
+		}
+		if err := g.Delete(ctx, m.ID); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
 // BenchmarkSend is the producer's cost: one message, one transaction.
 func BenchmarkSend(b *testing.B) {
 	q := newQueue(b)
@@ -234,7 +367,7 @@ func preload(tb testing.TB, b bundle, n int) {
 			tb.Fatal(err)
 		}
 		for range min(n, 10000) {
-			if err := sqlite.SendTx(ctx, tx, jobs.Message{Kind: "k", Payload: json.RawMessage(`{}`)}, jobs.SendOptions{}); err != nil {
+			if err := b.queue.SendTx(ctx, tx, jobs.Message{Kind: "k", Payload: json.RawMessage(`{}`)}, jobs.SendOptions{}); err != nil {
 				tb.Fatal(err)
 			}
 			n--

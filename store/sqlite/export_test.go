@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io/fs"
 )
@@ -44,3 +45,7 @@ func LoadMigrations(fsys fs.FS, goms map[int][2]string) ([]string, error) {
 	}
 	return out, err
 }
+
+// Writer is the store's one writer connection pool, for goqite's own
+// operations on the store's queue.
+func (s *Store) Writer() *sql.DB { return s.writer.db }

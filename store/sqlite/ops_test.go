@@ -31,7 +31,7 @@ func TestExplain(t *testing.T) {
 			t.Errorf("%s: plan %q, want it to contain %q", tt.query, plan, tt.want)
 		}
 	}
-	if _, err := s.Explain(t.Context(), "jobsqlite.SendTx"); err == nil {
+	if _, err := s.Explain(t.Context(), "goqite.SendTx"); err == nil {
 		t.Error("Explain of a non-statement: no error")
 	}
 }

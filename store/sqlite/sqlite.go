@@ -30,6 +30,7 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	jobsqlite "onebox/jobs/sqlite"
 	"onebox/store"
 )
 
@@ -66,6 +67,7 @@ type Store struct {
 	writer  *pool
 	reader  *pool
 	keys    *keyReader
+	jobs    *jobsqlite.Sender // enqueues in the store's transactions
 	onQuery func(context.Context, store.QueryEvent)
 	logger  *slog.Logger
 }
@@ -115,6 +117,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		writer:  &pool{db: writer, lock: lock},
 		reader:  &pool{db: reader},
 		keys:    newKeyReader(opts.ReadConns, &lock.marks, func() (driver.Conn, error) { return (&sqlite.Driver{}).Open(readerDSN) }),
+		jobs:    jobsqlite.NewSender(writer),
 		onQuery: opts.OnQuery,
 		logger:  opts.Logger,
 	}
