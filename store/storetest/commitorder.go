@@ -45,8 +45,8 @@ func testEventsCommitOrder(users int) func(t *testing.T, s store.Store) {
 // It returns what it found wrong instead of failing a test, like
 // testing/fstest.TestFS, so that a backend's tests can also show that it
 // fails on a store that breaks the contract. The suite runs it with one
-// user and with several. s must be empty of users with its handles
-// ("order-writer-N").
+// user and with several. s must hold no user with the handles it
+// creates ("order-writer-N").
 func CheckEventsCommitOrder(ctx context.Context, s store.Store, users int) error {
 	if users < 1 {
 		return fmt.Errorf("CheckEventsCommitOrder: %d users", users)
@@ -132,7 +132,7 @@ func CheckEventsCommitOrder(ctx context.Context, s store.Store, users int) error
 						return nil
 					}
 					if extra++; extra > 2*orderWriters*orderPhotosPerWriter {
-						return fmt.Errorf("user %d: Events after %d never runs dry once the writers are done", u, after)
+						return fmt.Errorf("user %d of %d: Events after %d never runs dry once the writers are done", u+1, users, after)
 					}
 				}
 			}
@@ -205,7 +205,8 @@ func checkSeen(ctx context.Context, s store.Store, owner string, seen []store.Ev
 		}
 	}
 	if len(skipped) > 0 {
-		errs = append([]error{fmt.Errorf("the reader skipped events %v: each became visible after an event with a larger ID", firstN(skipped, 10))}, errs...)
+		errs = append([]error{fmt.Errorf("the reader never saw events %v, which Events returns now: "+
+			"they became visible (or were returned) after an event with a larger ID", firstN(skipped, 10))}, errs...)
 	}
 	return errors.Join(firstN(errs, 10)...)
 }
