@@ -20,7 +20,7 @@ import (
 )
 
 // The suite reads what the store enqueued through Enqueued
-// (export_test.go).
+// (enqueued_export_test.go).
 var _ storetest.EnqueuedReader = (*sqlite.Store)(nil)
 
 func TestConformance(t *testing.T) {
