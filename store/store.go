@@ -235,8 +235,9 @@ type Photo struct {
 }
 
 // Event says that a photo changed, for the SSE streams. Its ID grows with
-// every event across the whole store, so a client resumes after the last
-// ID it saw (Last-Event-ID), across restarts and instances.
+// every event across the whole store and follows commit order (see
+// Photos.Events), so a client resumes after the last ID it saw
+// (Last-Event-ID), across restarts and instances, and misses nothing.
 type Event struct {
 	ID        int64
 	UserID    string // the photo's owner
@@ -365,9 +366,25 @@ type Photos interface {
 	DeletePhoto(ctx context.Context, p DeletePhotoParams) (ph Photo, avatarCleared bool, err error)
 	// Events returns up to p.Limit events with ID > p.AfterID, oldest
 	// first. Always fresh. ErrInvalid if p.Limit < 1.
+	//
+	// Event IDs follow commit order: an event is visible to Events only
+	// once every event of its user with a smaller ID is (or has rolled
+	// back and never will be). So a reader that polls with AfterID set to
+	// the last ID it saw never skips an event: that is the SSE resume
+	// contract, a client resumes after the last id. Events always reads
+	// one user's events, so the order is owed within a user; events of
+	// different users may become visible out of ID order.
+	//
+	// One writer that numbers events as it commits them keeps this by
+	// construction (SQLite's AUTOINCREMENT). Where IDs are taken at
+	// insert and transactions commit in any order (a PostgreSQL
+	// sequence), a store must not show an event while a smaller ID of the
+	// same user may still commit, for example by serializing each user's
+	// event inserts on a transaction-level lock keyed by the user.
 	Events(ctx context.Context, p EventsParams) ([]Event, error)
 	// LastEventID is the newest event id of a user (0 if none), where a
-	// new stream without Last-Event-ID starts.
+	// new stream without Last-Event-ID starts. Every event of the user up
+	// to it is visible to Events, as Events' ordering requires.
 	LastEventID(ctx context.Context, userID string) (int64, error)
 	// PruneEvents deletes up to limit of the oldest events, those created
 	// before before, and says how many it deleted; a caller repeats it

@@ -38,6 +38,11 @@ func scanEvent(r scanner, ev *store.Event) error {
 // Events returns up to p.Limit events of p.UserID (of p.PhotoID only, if
 // set) with ID > p.AfterID, oldest first. It reads the reader pool, which
 // sees every committed event. store.ErrInvalid if p.Limit < 1.
+//
+// IDs follow commit order, as store.Photos.Events requires, because
+// writers take the database's one write lock in turn (BEGIN IMMEDIATE)
+// and AUTOINCREMENT numbers an event inside it: no transaction holding a
+// smaller ID can still be open when a larger one commits.
 func (s *Store) Events(ctx context.Context, p store.EventsParams) ([]store.Event, error) {
 	if p.Limit < 1 {
 		// SQLite reads a negative LIMIT as no limit at all.

@@ -19,6 +19,10 @@ import (
 	"onebox/store/storetest"
 )
 
+// The suite reads what the store enqueued through Enqueued
+// (enqueued_export_test.go).
+var _ storetest.EnqueuedReader = (*sqlite.Store)(nil)
+
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) store.Store {

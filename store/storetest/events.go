@@ -14,6 +14,8 @@ func eventCases() []testCase {
 		{"Order", testEventsOrder},
 		{"IDsNeverReused", testEventIDsNeverReused},
 		{"Prune", testPruneEvents},
+		{"CommitOrderOneUser", testEventsCommitOrder(1)},
+		{"CommitOrderThreeUsers", testEventsCommitOrder(3)},
 	}
 }
 

@@ -76,6 +76,7 @@ func testIdempotentRetry(t *testing.T, s store.Store) {
 	if id := mustLastEventID(t, s, u.ID); id != lastEvent {
 		t.Errorf("LastEventID after the retry = %d, want %d: no second event", id, lastEvent)
 	}
+	wantJobs(t, s, "retried CreatePhoto", processKind, first.Job)
 	// The lookup answers the same, with the digest and without one.
 	for _, d := range []string{digestA, ""} {
 		got, err := byKey(t, s, u.ID, "upload-1", d, time.Minute)
@@ -90,7 +91,8 @@ func testIdempotentRetry(t *testing.T, s store.Store) {
 // ErrIdempotencyMismatch and writes nothing; the key keeps its photo.
 func testIdempotencyMismatch(t *testing.T, s store.Store) {
 	u := mustCreateUser(t, s, "Alice")
-	want := mustCreateKeyed(t, s, keyedParams(t, u.ID, 0, "upload-1", digestA))
+	first := keyedParams(t, u.ID, 0, "upload-1", digestA)
+	want := mustCreateKeyed(t, s, first)
 	lastEvent := mustLastEventID(t, s, u.ID)
 
 	other := keyedParams(t, u.ID, time.Minute, "upload-1", digestB)
@@ -103,6 +105,7 @@ func testIdempotencyMismatch(t *testing.T, s store.Store) {
 	if id := mustLastEventID(t, s, u.ID); id != lastEvent {
 		t.Errorf("LastEventID after the mismatch = %d, want %d", id, lastEvent)
 	}
+	wantJobs(t, s, "CreatePhoto with another digest", processKind, first.Job)
 	_, err = byKey(t, s, u.ID, "upload-1", digestB, time.Minute)
 	wantErr(t, "PhotoByIdempotencyKey with another digest", err, store.ErrIdempotencyMismatch)
 	got, err := byKey(t, s, u.ID, "upload-1", digestA, time.Minute)
@@ -134,7 +137,8 @@ func testIdempotencyPerOwner(t *testing.T, s store.Store) {
 // is not found and creates anew.
 func testIdempotencyGoesWithPhoto(t *testing.T, s store.Store) {
 	u := mustCreateUser(t, s, "Alice")
-	first := mustCreateKeyed(t, s, keyedParams(t, u.ID, 0, "upload-1", digestA))
+	firstParams := keyedParams(t, u.ID, 0, "upload-1", digestA)
+	first := mustCreateKeyed(t, s, firstParams)
 	_, _, err := s.DeletePhoto(t.Context(), store.DeletePhotoParams{ID: first.ID, OwnerID: u.ID, Now: baseTime()})
 	wantErr(t, "DeletePhoto", err, nil)
 	_, err = byKey(t, s, u.ID, "upload-1", digestA, time.Minute)
@@ -143,6 +147,7 @@ func testIdempotencyGoesWithPhoto(t *testing.T, s store.Store) {
 	if got := mustCreateKeyed(t, s, again); got.ID != again.Photo.ID {
 		t.Errorf("CreatePhoto after deleting the key's photo: ID %s, want the new %s", got.ID, again.Photo.ID)
 	}
+	wantJobs(t, s, "CreatePhoto after deleting the key's photo", processKind, firstParams.Job, again.Job)
 }
 
 // testIdempotencyExpiry: a key answers until its ExpiresAt, then is not
@@ -150,7 +155,8 @@ func testIdempotencyGoesWithPhoto(t *testing.T, s store.Store) {
 // the new digest. The old photo stays.
 func testIdempotencyExpiry(t *testing.T, s store.Store) {
 	u := mustCreateUser(t, s, "Alice")
-	first := mustCreateKeyed(t, s, keyedParams(t, u.ID, 0, "upload-1", digestA))
+	firstParams := keyedParams(t, u.ID, 0, "upload-1", digestA)
+	first := mustCreateKeyed(t, s, firstParams)
 	if _, err := byKey(t, s, u.ID, "upload-1", digestA, keyTTL-time.Microsecond); err != nil {
 		t.Fatalf("PhotoByIdempotencyKey just before the expiry: %v", err)
 	}
@@ -172,6 +178,7 @@ func testIdempotencyExpiry(t *testing.T, s store.Store) {
 	_, err = byKey(t, s, u.ID, "upload-1", digestA, keyTTL)
 	wantErr(t, "PhotoByIdempotencyKey with the expired key's digest", err, store.ErrIdempotencyMismatch)
 	mustReadPhoto(t, s, first.ID)
+	wantJobs(t, s, "CreatePhoto around the expiry", processKind, firstParams.Job, later.Job)
 }
 
 // testIdempotencyPrune: PruneIdempotencyKeys deletes the keys expired at
@@ -245,6 +252,7 @@ func testIdempotencyInvalid(t *testing.T, s store.Store) {
 		wantErr(t, "CreatePhoto with "+tt.name, err, store.ErrInvalid)
 		wantNoPhoto(t, s, "photo of "+tt.name, p.Photo.ID)
 	}
+	wantJobs(t, s, "invalid CreatePhoto", processKind)
 }
 
 // testIdempotencyRace: creates racing with one key make one photo; every
@@ -308,4 +316,5 @@ func testIdempotencyRace(t *testing.T, s store.Store) {
 	if len(page) != 1 {
 		t.Errorf("%d photos after the race, want 1", len(page))
 	}
+	wantJobs(t, s, "racing CreatePhoto", processKind, params[winner].Job)
 }

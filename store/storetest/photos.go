@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"onebox/jobs"
 	"onebox/store"
 )
@@ -36,10 +38,23 @@ func photoCases() []testCase {
 // passes to CreatePhoto.
 func photoParams(t *testing.T, ownerID string, offset time.Duration) store.CreatePhotoParams {
 	t.Helper()
-	id := newID(t)
-	payload, err := json.Marshal(map[string]string{"photo_id": id})
+	p, err := newPhotoParams(ownerID, offset)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return p
+}
+
+// newPhotoParams is photoParams for callers without a test.
+func newPhotoParams(ownerID string, offset time.Duration) (store.CreatePhotoParams, error) {
+	uid, err := uuid.NewV7()
+	if err != nil {
+		return store.CreatePhotoParams{}, err
+	}
+	id := uid.String()
+	payload, err := json.Marshal(map[string]string{"photo_id": id})
+	if err != nil {
+		return store.CreatePhotoParams{}, err
 	}
 	return store.CreatePhotoParams{
 		Photo: store.Photo{
@@ -52,8 +67,8 @@ func photoParams(t *testing.T, ownerID string, offset time.Duration) store.Creat
 			CreatedAt:   baseTime().Add(offset),
 			UpdatedAt:   baseTime().Add(offset),
 		},
-		Job: jobs.Message{Kind: "test.process", Payload: payload, RequestID: "req-" + id},
-	}
+		Job: jobs.Message{Kind: processKind, Payload: payload, RequestID: "req-" + id},
+	}, nil
 }
 
 // mustCreatePhoto uploads a processing photo of ownerID at baseTime+offset.
@@ -134,34 +149,6 @@ func wantNoPhoto(t *testing.T, s store.Store, what, id string) {
 	wantErr(t, what, err, store.ErrNotFound)
 }
 
-// cleanupRecorder is a store.CleanupJob that records the keys of each
-// call, so the suite checks what a deletion asked to remove without
-// reading a queue.
-type cleanupRecorder struct {
-	calls [][]string
-}
-
-func (r *cleanupRecorder) job(keys []string) jobs.Message {
-	r.calls = append(r.calls, slices.Clone(keys))
-	payload, _ := json.Marshal(map[string][]string{"keys": keys})
-	return jobs.Message{Kind: "test.cleanup", Payload: payload}
-}
-
-// check fails unless there was one call per want, each with its keys in
-// any order.
-func (r *cleanupRecorder) check(t *testing.T, what string, want ...[]string) {
-	t.Helper()
-	if len(r.calls) != len(want) {
-		t.Fatalf("%s: cleanup called %d times with %v, want %d", what, len(r.calls), r.calls, len(want))
-	}
-	for i, keys := range want {
-		got, w := slices.Sorted(slices.Values(r.calls[i])), slices.Sorted(slices.Values(keys))
-		if !slices.Equal(got, w) {
-			t.Errorf("%s: cleanup keys %v, want %v", what, got, w)
-		}
-	}
-}
-
 // keysOf lists the media keys of photos made by readyParams.
 func keysOf(ph store.Photo) []string {
 	keys := []string{ph.OriginalKey}
@@ -187,6 +174,7 @@ func testPhotoCreateAndRead(t *testing.T, s store.Store) {
 		CreatedAt:   p.Photo.CreatedAt,
 		UpdatedAt:   p.Photo.CreatedAt,
 	}
+	wantJobs(t, s, "before CreatePhoto", processKind)
 	got, created, err := s.CreatePhoto(t.Context(), p)
 	wantErr(t, "CreatePhoto", err, nil)
 	if !created {
@@ -194,6 +182,9 @@ func testPhotoCreateAndRead(t *testing.T, s store.Store) {
 	}
 	checkPhoto(t, "CreatePhoto", got, want)
 	checkPhoto(t, "Photo", mustReadPhoto(t, s, want.ID), want)
+	// The job committed with the photo, as the caller made it: its
+	// payload names the photo.
+	wantJobs(t, s, "after CreatePhoto", processKind, p.Job)
 
 	// Variants round-trip, in order, with every field.
 	want = readyPhoto(want, 2*time.Minute)
@@ -211,20 +202,25 @@ func testPhotoCreateMissingOwner(t *testing.T, s store.Store) {
 		wantErr(t, fmt.Sprintf("CreatePhoto(key %q) for a missing owner", key), err, store.ErrNotFound)
 		wantNoPhoto(t, s, "Photo", p.Photo.ID)
 	}
+	wantJobs(t, s, "CreatePhoto for a missing owner", processKind)
 }
 
 func testPhotoCreateTakenID(t *testing.T, s store.Store) {
 	u := mustCreateUser(t, s, "Alice")
-	ph := mustCreatePhoto(t, s, u.ID, 0)
+	first := photoParams(t, u.ID, 0)
+	ph, _, err := s.CreatePhoto(t.Context(), first)
+	wantErr(t, "CreatePhoto", err, nil)
 	lastEvent := mustLastEventID(t, s, u.ID)
 	p := photoParams(t, u.ID, time.Minute)
 	p.Photo.ID = ph.ID
-	_, _, err := s.CreatePhoto(t.Context(), p)
+	_, _, err = s.CreatePhoto(t.Context(), p)
 	wantErr(t, "CreatePhoto with a taken ID", err, store.ErrConflict)
 	checkPhoto(t, "the first photo", mustReadPhoto(t, s, ph.ID), ph)
 	if id := mustLastEventID(t, s, u.ID); id != lastEvent {
 		t.Errorf("LastEventID = %d, want %d: a failed create writes no event", id, lastEvent)
 	}
+	// The failed create's job rolled back with it.
+	wantJobs(t, s, "CreatePhoto with a taken ID", processKind, first.Job)
 }
 
 func testPhotoNotFound(t *testing.T, s store.Store) {
@@ -380,18 +376,19 @@ func testPhotoDelete(t *testing.T, s store.Store) {
 	ready = mustFinishReady(t, s, ready.ID, time.Minute)
 	processing := mustCreatePhoto(t, s, u.ID, 0)
 
+	var cleanups [][]string
 	for _, ph := range []store.Photo{ready, processing} {
-		var cleanup cleanupRecorder
 		now := baseTime().Add(time.Hour)
 		got, avatarCleared, err := s.DeletePhoto(t.Context(), store.DeletePhotoParams{
-			ID: ph.ID, OwnerID: u.ID, Cleanup: cleanup.job, Now: now,
+			ID: ph.ID, OwnerID: u.ID, Cleanup: cleanupJob, Now: now,
 		})
 		wantErr(t, "DeletePhoto", err, nil)
 		checkPhoto(t, "DeletePhoto", got, ph)
 		if avatarCleared {
 			t.Error("DeletePhoto of a photo that is no avatar: avatarCleared true")
 		}
-		cleanup.check(t, "DeletePhoto", keysOf(ph))
+		cleanups = append(cleanups, keysOf(ph))
+		wantCleanups(t, s, "DeletePhoto", cleanups...)
 		wantNoPhoto(t, s, "Photo after DeletePhoto", ph.ID)
 
 		// The delete event outlives the photo.
@@ -400,9 +397,9 @@ func testPhotoDelete(t *testing.T, s store.Store) {
 			t.Errorf("events of the deleted photo %+v: want its delete event last, at %v", evs, now)
 		}
 
-		_, _, err = s.DeletePhoto(t.Context(), store.DeletePhotoParams{ID: ph.ID, OwnerID: u.ID, Cleanup: cleanup.job, Now: now})
+		_, _, err = s.DeletePhoto(t.Context(), store.DeletePhotoParams{ID: ph.ID, OwnerID: u.ID, Cleanup: cleanupJob, Now: now})
 		wantErr(t, "DeletePhoto again", err, store.ErrNotFound)
-		cleanup.check(t, "DeletePhoto again", keysOf(ph))
+		wantCleanups(t, s, "DeletePhoto again", cleanups...)
 	}
 
 	// Without a cleanup job, the rows go all the same.
@@ -410,6 +407,7 @@ func testPhotoDelete(t *testing.T, s store.Store) {
 	_, _, err := s.DeletePhoto(t.Context(), store.DeletePhotoParams{ID: ph.ID, OwnerID: u.ID, Now: baseTime()})
 	wantErr(t, "DeletePhoto without Cleanup", err, nil)
 	wantNoPhoto(t, s, "Photo", ph.ID)
+	wantCleanups(t, s, "DeletePhoto without Cleanup", cleanups...)
 }
 
 func testPhotoDeleteNotOwner(t *testing.T, s store.Store) {
@@ -417,14 +415,13 @@ func testPhotoDeleteNotOwner(t *testing.T, s store.Store) {
 	other := mustCreateUser(t, s, "Bob")
 	ph := mustCreatePhoto(t, s, u.ID, 0)
 	lastEvent := mustLastEventID(t, s, u.ID)
-	var cleanup cleanupRecorder
 	for _, owner := range []string{other.ID, newID(t)} {
-		_, _, err := s.DeletePhoto(t.Context(), store.DeletePhotoParams{ID: ph.ID, OwnerID: owner, Cleanup: cleanup.job, Now: baseTime()})
+		_, _, err := s.DeletePhoto(t.Context(), store.DeletePhotoParams{ID: ph.ID, OwnerID: owner, Cleanup: cleanupJob, Now: baseTime()})
 		wantErr(t, "DeletePhoto by another user", err, store.ErrNotFound)
 	}
-	_, _, err := s.DeletePhoto(t.Context(), store.DeletePhotoParams{ID: newID(t), OwnerID: u.ID, Cleanup: cleanup.job, Now: baseTime()})
+	_, _, err := s.DeletePhoto(t.Context(), store.DeletePhotoParams{ID: newID(t), OwnerID: u.ID, Cleanup: cleanupJob, Now: baseTime()})
 	wantErr(t, "DeletePhoto(unknown)", err, store.ErrNotFound)
-	cleanup.check(t, "refused DeletePhoto")
+	wantCleanups(t, s, "refused DeletePhoto")
 	checkPhoto(t, "Photo", mustReadPhoto(t, s, ph.ID), ph)
 	if id := mustLastEventID(t, s, u.ID); id != lastEvent {
 		t.Errorf("LastEventID = %d, want %d: a refused delete writes no event", id, lastEvent)
@@ -541,9 +538,9 @@ func testDeleteUserWithPhotos(t *testing.T, s store.Store) {
 	theirs := mustCreatePhoto(t, s, other.ID, 0)
 	theirEvents := mustEvents(t, s, store.EventsParams{UserID: other.ID, Limit: 10})
 
-	var cleanup cleanupRecorder
-	wantErr(t, "DeleteUser", s.DeleteUser(t.Context(), store.DeleteUserParams{ID: u.ID, Cleanup: cleanup.job}), nil)
-	cleanup.check(t, "DeleteUser", slices.Concat(keysOf(ready), keysOf(processing), []string{keyed.Photo.OriginalKey}))
+	wantErr(t, "DeleteUser", s.DeleteUser(t.Context(), store.DeleteUserParams{ID: u.ID, Cleanup: cleanupJob}), nil)
+	mine := slices.Concat(keysOf(ready), keysOf(processing), []string{keyed.Photo.OriginalKey})
+	wantCleanups(t, s, "DeleteUser", mine)
 
 	for _, id := range []string{ready.ID, processing.ID, keyed.Photo.ID} {
 		wantNoPhoto(t, s, "photo of the deleted user", id)
@@ -565,12 +562,16 @@ func testDeleteUserWithPhotos(t *testing.T, s store.Store) {
 		t.Errorf("another user's events = %+v, want %+v", evs, theirEvents)
 	}
 
-	cleanup = cleanupRecorder{}
-	wantErr(t, "DeleteUser(one photo)", s.DeleteUser(t.Context(), store.DeleteUserParams{ID: other.ID, Cleanup: cleanup.job}), nil)
-	cleanup.check(t, "DeleteUser(one photo)", keysOf(theirs))
+	// A refused delete enqueues nothing, even for a user who had photos.
+	for _, id := range []string{u.ID, newID(t)} {
+		wantErr(t, "DeleteUser of a missing user", s.DeleteUser(t.Context(), store.DeleteUserParams{ID: id, Cleanup: cleanupJob}), store.ErrNotFound)
+	}
+	wantCleanups(t, s, "refused DeleteUser", mine)
+
+	wantErr(t, "DeleteUser(one photo)", s.DeleteUser(t.Context(), store.DeleteUserParams{ID: other.ID, Cleanup: cleanupJob}), nil)
+	wantCleanups(t, s, "DeleteUser(one photo)", mine, keysOf(theirs))
 	// A user without photos has nothing to clean up.
 	lonely := mustCreateUser(t, s, "Carol")
-	cleanup = cleanupRecorder{}
-	wantErr(t, "DeleteUser(no photos)", s.DeleteUser(t.Context(), store.DeleteUserParams{ID: lonely.ID, Cleanup: cleanup.job}), nil)
-	cleanup.check(t, "DeleteUser(no photos)")
+	wantErr(t, "DeleteUser(no photos)", s.DeleteUser(t.Context(), store.DeleteUserParams{ID: lonely.ID, Cleanup: cleanupJob}), nil)
+	wantCleanups(t, s, "DeleteUser(no photos)", mine, keysOf(theirs))
 }

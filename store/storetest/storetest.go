@@ -27,7 +27,8 @@ type testCase struct {
 // Run runs every case as a parallel subtest on its own store from
 // newStore, which must return an empty, migrated store and close it in
 // t.Cleanup. One case closes its store itself, so Close must accept a
-// second call.
+// second call. The store must also be an EnqueuedReader, or the cases
+// of the writes that enqueue jobs fail.
 func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	t.Helper()
 	groups := []struct {
