@@ -183,7 +183,7 @@ func TestParse(t *testing.T) {
 		{cmd: ops, args: []string{"-admin-addr", "h:1", "diagnose"}, wantRest: "diagnose", wantAddr: "h:1"},
 		{cmd: ops, args: []string{"--admin-addr=h:1", "a", "b"}, env: map[string]string{"ONEBOX_ADMIN_ADDR": "e:2"}, wantRest: "a b", wantAddr: "h:1"},
 		{cmd: ops, args: []string{"a"}, env: map[string]string{"ONEBOX_ADMIN_ADDR": "e:2"}, wantRest: "a", wantAddr: "e:2"},
-		{cmd: ops, args: []string{"a", "--", "-admin-addr", "h:1"}, wantRest: "a -admin-addr h:1", wantAddr: "127.0.0.1:8081"},
+		{cmd: ops, args: []string{"a", "--", "-admin-addr=h:1", "-admin-addr=h:2"}, wantRest: "a -admin-addr=h:1 -admin-addr=h:2", wantAddr: "127.0.0.1:8081"},
 		// Not its setting: neither a flag nor read.
 		{cmd: ops, args: []string{"-addr", ":1"}, wantErr: "flag provided but not defined: -addr"},
 		{cmd: ops, env: map[string]string{"ONEBOX_SSE_MAX": "x", "ONEBOX_CACHE_URL": "bad://"}, wantAddr: "127.0.0.1:8081"},
