@@ -10,13 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -77,47 +75,17 @@ type hooks struct {
 }
 
 func runWith(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer, h hooks) error {
-	cmd := "serve"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
-	}
-	if cmd == "version" {
-		fmt.Fprintln(stdout, version())
-		return nil
-	}
-	var sub []string // a subcommand's own arguments, after the flags
-	if cmd == "jobs" || cmd == "ops" {
-		if i := slices.IndexFunc(args, func(a string) bool { return !strings.HasPrefix(a, "-") }); i >= 0 {
-			args, sub = args[:i], args[i:]
-		}
-	}
-	cfg, err := config.Load(args, lookupEnv, stderr)
-	if err != nil {
-		return err
-	}
-	switch cmd {
-	case "config":
-		cfg.Print(stdout)
-		return nil
-	case "migrate":
-		db, err := openStore(ctx, cfg, newLogger(cfg, stderr), nil)
-		if err != nil {
-			return err
-		}
-		return db.Close() // opening migrates
-	case "jobs":
-		return jobsCommand(ctx, cfg, sub, stdout, newLogger(cfg, stderr))
-	case "ops":
-		return opsCommand(ctx, cfg, sub, stdout)
-	case "serve":
-		log, flush := logging.New(stdout, logOptions(cfg, cfg.LogFlush))
-		defer flush()
-		return serve(ctx, cfg, lookupEnv, log, h)
-	}
-	return fmt.Errorf("unknown command %q (want serve, migrate, config, jobs, ops or version)", cmd)
+	return dispatch(ctx, args, lookupEnv, stdout, stderr, h) // cli.go
 }
 
 func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (string, bool), log *slog.Logger, h hooks) error {
+	// Listen before anything is created, so an address in use or not
+	// ours leaves no database behind.
+	lns, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	defer lns.close() // the servers have closed them by then; harmless twice
 	gc := ops.TuneGC(lookupEnv, ops.CgroupMemoryMax(os.DirFS("/")))
 	log.Info("garbage collector", "gogc", gc.GCPercent, "memory_limit_bytes", gc.MemoryLimit)
 	decodeMemory := pipeline.DecodeBudget(cfg.DecodeMemory, gc.MemoryLimit)
@@ -209,20 +177,11 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	})
 
 	servers := []ops.Server{}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("ONEBOX_ADDR: %w", err)
-	}
 	public := httpServer(api.Handler(), log)
 	public.RegisterOnShutdown(api.Close) // event streams end so the drain can finish
-	servers = append(servers, ops.Server{Name: "public", Listener: ln, Server: public})
-	if cfg.AdminAddr != "" {
-		aln, err := net.Listen("tcp", cfg.AdminAddr)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("ONEBOX_ADMIN_ADDR: %w", err)
-		}
-		servers = append(servers, ops.Server{Name: "admin", Listener: aln, Server: httpServer(api.AdminHandler(), log)})
+	servers = append(servers, ops.Server{Name: "public", Listener: lns.public, Server: public})
+	if lns.admin != nil {
+		servers = append(servers, ops.Server{Name: "admin", Listener: lns.admin, Server: httpServer(api.AdminHandler(), log)})
 	}
 	// Everything that runs in the background runs in one group under the
 	// signal's context, and that is the one shutdown path: on SIGTERM the

@@ -106,17 +106,17 @@ func loopback(addr string) bool {
 // opsCommand is `onebox ops diagnose`: it asks the running instance's
 // admin listener (ONEBOX_ADMIN_ADDR, with ONEBOX_OPS_TOKEN) for its
 // reading of the dependency chain and prints it. It fails when the
-// instance cannot be reached.
+// instance cannot be reached, saying what to set.
 func opsCommand(ctx context.Context, cfg config.Config, args []string, stdout io.Writer) error {
 	if len(args) != 1 || args[0] != "diagnose" {
-		return errors.New("usage: onebox ops diagnose")
+		return errors.New("usage: onebox ops diagnose (see onebox ops --help)")
 	}
 	if cfg.AdminAddr == "" {
-		return errors.New("ONEBOX_ADMIN_ADDR is empty: there is no admin listener to ask")
+		return fmt.Errorf("%s is empty: there is no admin listener to ask (set ONEBOX_ADMIN_ADDR or -admin-addr to the instance's)", cfg.Name("ONEBOX_ADMIN_ADDR"))
 	}
 	base, err := adminURL(cfg.AdminAddr)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", cfg.Name("ONEBOX_ADMIN_ADDR"), err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -132,7 +132,7 @@ func opsCommand(ctx context.Context, cfg config.Config, args []string, stdout io
 func adminURL(addr string) (string, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", fmt.Errorf("ONEBOX_ADMIN_ADDR: %w", err)
+		return "", err
 	}
 	switch ip := net.ParseIP(host); {
 	case host == "" || ip != nil && ip.IsUnspecified() && ip.To4() != nil:
@@ -158,7 +158,7 @@ func fetchDiagnosis(ctx context.Context, base, token string) (dashboard.Diagnosi
 		if errors.As(err, &uerr) {
 			err = uerr.Err // the URL is said once, below
 		}
-		return diag, fmt.Errorf("cannot reach the instance at %s: %w", base, err)
+		return diag, fmt.Errorf("cannot reach the admin listener at %s (set ONEBOX_ADMIN_ADDR or -admin-addr to the instance's): %w", strings.TrimPrefix(base, "http://"), err)
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
@@ -166,6 +166,9 @@ func fetchDiagnosis(ctx context.Context, base, token string) (dashboard.Diagnosi
 		body, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
 		if json.Unmarshal(body, &p) != nil || p.Detail == "" {
 			p.Detail = strings.TrimSpace(string(body))
+		}
+		if res.StatusCode == http.StatusUnauthorized {
+			p.Detail += " (set ONEBOX_OPS_TOKEN or -ops-token to the instance's)"
 		}
 		return diag, fmt.Errorf("%s/ops/api/diagnose: %s: %s", base, res.Status, p.Detail)
 	}

@@ -90,7 +90,7 @@ func TestOpsEndToEnd(t *testing.T) {
 		v, ok := env[k]
 		return v, ok
 	}
-	if err := run(context.Background(), []string{"ops", "diagnose"}, wrong, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "401") {
+	if err := run(context.Background(), []string{"ops", "diagnose"}, wrong, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "set ONEBOX_OPS_TOKEN or -ops-token") {
 		t.Errorf("wrong token: %v", err)
 	}
 	if code, _ := do("DELETE", "/ops/drill/db-latency", opsToken); code != http.StatusOK {
@@ -106,14 +106,15 @@ func TestOpsCommand(t *testing.T) {
 		wantOut string
 		wantErr string
 	}{
-		{args: []string{"ops", "diagnose"}, env: map[string]string{"ONEBOX_ADMIN_ADDR": closed}, wantErr: "cannot reach the instance at http://" + closed},
-		{args: []string{"ops", "-admin-addr=", "diagnose"}, wantErr: "ONEBOX_ADMIN_ADDR is empty"},
+		{args: []string{"ops", "diagnose"}, env: map[string]string{"ONEBOX_ADMIN_ADDR": closed}, wantErr: "cannot reach the admin listener at " + closed + " (set ONEBOX_ADMIN_ADDR or -admin-addr"},
+		{args: []string{"ops", "-admin-addr=", "diagnose"}, wantErr: "-admin-addr is empty"},
+		{args: []string{"ops", "diagnose"}, env: map[string]string{"ONEBOX_ADMIN_ADDR": ""}, wantErr: "ONEBOX_ADMIN_ADDR is empty"},
 		{args: []string{"ops"}, wantErr: "usage: onebox ops diagnose"},
 		{args: []string{"ops", "frobnicate"}, wantErr: "usage: onebox ops diagnose"},
 		// The token and the webhook are secrets as a whole.
 		{args: []string{"config"}, env: map[string]string{"ONEBOX_OPS_TOKEN": "t0ken-t0ken-t0ken-t0ken-t0ken-t0ken", "ONEBOX_ALERT_WEBHOOK": "https://hooks.example/T1/s3cret"}, wantOut: "ONEBOX_OPS_TOKEN=xxxxx\n"},
 		{args: []string{"config"}, env: map[string]string{"ONEBOX_DEVICE_KEY": "t0ken-t0ken-t0ken-t0ken-t0ken-t0ken"}, wantOut: "ONEBOX_DEVICE_KEY=xxxxx\n"},
-		{args: []string{"config"}, env: map[string]string{"ONEBOX_OPS_TOKEN": "t0ken"}, wantErr: "ONEBOX_OPS_TOKEN: -ops-token: want at least 32 bytes"},
+		{args: []string{"config"}, env: map[string]string{"ONEBOX_OPS_TOKEN": "t0ken"}, wantErr: "ONEBOX_OPS_TOKEN: want at least 32 bytes"},
 		{args: []string{"config"}, env: map[string]string{"ONEBOX_ALERT_ERROR_RATE": "5"}, wantErr: "ONEBOX_ALERT_ERROR_RATE: want a fraction"},
 	} {
 		var out bytes.Buffer

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -113,7 +114,8 @@ type Config struct {
 	AlertDiskFree  float64
 	Drills         bool
 
-	raw map[string]string // effective value of each variable, for Print
+	raw   map[string]string // effective value of each variable read, for Print
+	names map[string]string // of each variable read, how errors name it (Name)
 }
 
 // setting is one variable: its env name, flag name, default and parser.
@@ -263,7 +265,7 @@ func settings() []setting {
 		{env: "ONEBOX_RATE_AUTH_DEVICE", flag: "rate-auth-device", def: "10/1m", usage: "login attempts per device token, instead of per handle, from a client that logged in to that handle before", set: rate(func(c *Config) *Rate { return &c.RateAuthDevice })},
 		{env: "ONEBOX_DEVICE_KEY", flag: "device-key", def: "", usage: "key (at least 32 bytes, the same on every instance) signing the device tokens that exempt a known device from the per-handle login limit; empty turns device tokens off", hidden: true, set: func(c *Config, v string) error {
 			if v != "" && len(v) < minSecret {
-				return fmt.Errorf("-device-key: want at least %d bytes, got %d (generate one with: openssl rand -base64 48)", minSecret, len(v))
+				return fmt.Errorf("want at least %d bytes, got %d (generate one with openssl rand -base64 48, and set it as ONEBOX_DEVICE_KEY or -device-key)", minSecret, len(v))
 			}
 			c.DeviceKey = v
 			return nil
@@ -335,7 +337,7 @@ func settings() []setting {
 		{env: "ONEBOX_SLOW_QUERY", flag: "slow-query", def: "100ms", usage: "log queries at least this slow, with their plan; 0 turns the log off", set: dur(func(c *Config) *time.Duration { return &c.SlowQuery })},
 		{env: "ONEBOX_OPS_TOKEN", flag: "ops-token", def: "", usage: "operator token (at least 32 bytes) for /ops, /jobs and /metrics on the admin listener (Authorization: Bearer, or ?token=); without it they answer only on a loopback listener reached as localhost or a loopback IP", hidden: true, set: func(c *Config, v string) error {
 			if v != "" && len(v) < minSecret {
-				return fmt.Errorf("-ops-token: want at least %d bytes, got %d (generate one with: openssl rand -base64 48)", minSecret, len(v))
+				return fmt.Errorf("want at least %d bytes, got %d (generate one with openssl rand -base64 48, and set it as ONEBOX_OPS_TOKEN or -ops-token)", minSecret, len(v))
 			}
 			c.OpsToken = v
 			return nil
@@ -390,43 +392,204 @@ func PublicOrigin(v string) (string, error) {
 	return scheme + "://" + host, nil
 }
 
-// Load reads the environment through getenv, then the flags in args, and
-// validates the result. Errors name the variable.
+// Command is the command line of one subcommand: what --help says of it
+// and which settings it reads, each of which is also one of its flags.
+type Command struct {
+	// Name is the command as typed, such as "onebox jobs".
+	Name string
+	// Usage is printed by --help above the flags: the synopsis and what
+	// the command does.
+	Usage string
+	// Settings are the variables (ONEBOX_*) the command reads; nil is
+	// every one. The others are neither read nor flags.
+	Settings []string
+	// Flags, if set, defines the command's own flags besides the
+	// settings.
+	Flags func(fs *flag.FlagSet)
+}
+
+// ErrHelp is returned by Parse when the command line asked for help,
+// which Parse has then printed.
+var ErrHelp = flag.ErrHelp
+
+// Load reads every setting from the environment through lookupEnv, then
+// from the flags in args, and validates the result. Errors name the
+// variable, or the flag when the value came from one. It takes no
+// arguments besides flags; help goes to stderr.
 func Load(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (Config, error) {
-	var c Config
-	fs := flag.NewFlagSet("onebox", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	c, rest, err := Parse(Command{Name: "onebox"}, args, lookupEnv, stderr)
+	if err == nil && len(rest) > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", rest[0])
+	}
+	return c, err
+}
+
+// Parse reads cmd's settings from the environment through lookupEnv,
+// then from the flags in args, and validates the result. Flags and
+// arguments may come in any order ("--" ends the flags); the arguments
+// are returned in order. -h, -help or --help print cmd's help to out and
+// return ErrHelp. Errors name the variable, or the flag when the value
+// came from one.
+func Parse(cmd Command, args []string, lookupEnv func(string) (string, bool), out io.Writer) (Config, []string, error) {
+	fs := flag.NewFlagSet(cmd.Name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned, help is printed below
+	fs.Usage = func() {}
 	ss := settings()
-	vals := make([]*string, len(ss))
+	if cmd.Settings != nil {
+		ss = slices.DeleteFunc(ss, func(s setting) bool { return !slices.Contains(cmd.Settings, s.env) })
+	}
+	vals := make([]*flagValue, len(ss))
 	for i, s := range ss {
-		v := s.def
+		v := &flagValue{value: s.def, bool: kindOf(s) == "bool"}
 		if e, ok := lookupEnv(s.env); ok && (e != "" || s.emptyOK) {
-			v = e
+			v.value = e
 		}
-		vals[i] = fs.String(s.flag, v, fmt.Sprintf("%s (env %s, default %q)", s.usage, s.env, s.def))
+		vals[i] = v
+		fs.Var(v, s.flag, s.usage)
 	}
-	if err := fs.Parse(args); err != nil {
-		return Config{}, err
+	if cmd.Flags != nil {
+		cmd.Flags(fs)
 	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	rest, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		PrintUsage(out, cmd, fs)
+		return Config{}, nil, ErrHelp
 	}
-	c.raw = make(map[string]string, len(ss))
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("%w (see %s --help)", err, cmd.Name)
+	}
+	c := Config{raw: make(map[string]string, len(ss)), names: make(map[string]string, len(ss))}
 	for i, s := range ss {
-		if err := s.set(&c, *vals[i]); err != nil {
-			return Config{}, fmt.Errorf("%s: %w", s.env, err)
+		c.names[s.env] = s.env
+		if vals[i].set {
+			c.names[s.env] = "-" + s.flag
 		}
-		c.raw[s.env] = *vals[i]
+		if err := s.set(&c, vals[i].value); err != nil {
+			return Config{}, nil, fmt.Errorf("%s: %w", c.names[s.env], err)
+		}
+		c.raw[s.env] = vals[i].value
 	}
-	if c.DatabaseURL == "" {
+	if _, ok := c.raw["ONEBOX_DATABASE_URL"]; ok && c.DatabaseURL == "" {
 		c.DatabaseURL = "sqlite:" + filepath.Join(c.DataDir, "onebox.db")
 		c.raw["ONEBOX_DATABASE_URL"] = c.DatabaseURL
 	}
-	if c.MediaURL == "" {
+	if _, ok := c.raw["ONEBOX_MEDIA_URL"]; ok && c.MediaURL == "" {
 		c.MediaURL = "file:" + filepath.Join(c.DataDir, "media")
 		c.raw["ONEBOX_MEDIA_URL"] = c.MediaURL
 	}
-	return c, c.validate()
+	return c, rest, c.validate()
+}
+
+// parseInterleaved parses the flags among args wherever they are, as
+// `onebox ops diagnose -admin-addr X` and `onebox ops -admin-addr X
+// diagnose` mean the same, and returns the other arguments in order.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		left := fs.Args()
+		if consumed := len(args) - len(left); consumed > 0 && args[consumed-1] == "--" {
+			return append(rest, left...), nil // the flag package ate the "--"
+		}
+		if len(left) == 0 {
+			return rest, nil
+		}
+		rest, args = append(rest, left[0]), left[1:]
+	}
+}
+
+// flagValue is one setting as a flag: its text, validated after parsing
+// so an error can name where the value came from.
+type flagValue struct {
+	value string
+	set   bool // given as a flag
+	bool  bool // -name alone means -name=true
+}
+
+func (v *flagValue) String() string {
+	if v == nil {
+		return ""
+	}
+	return v.value
+}
+
+func (v *flagValue) Set(s string) error { v.value, v.set = s, true; return nil }
+
+func (v *flagValue) IsBoolFlag() bool { return v.bool }
+
+// kinds name the values of the settings whose default does not say what
+// they take (see kindOf).
+var kinds = map[string]string{
+	"ONEBOX_ADDR": "host:port", "ONEBOX_ADMIN_ADDR": "host:port", "ONEBOX_DATA_DIR": "dir",
+	"ONEBOX_DATABASE_URL": "url", "ONEBOX_CACHE_URL": "url", "ONEBOX_LIMITER_URL": "url", "ONEBOX_QUEUE_URL": "url",
+	"ONEBOX_MEDIA_URL": "url", "ONEBOX_NOTIFY_URL": "url", "ONEBOX_PUBLIC_URL": "url", "ONEBOX_ALERT_WEBHOOK": "url",
+	"ONEBOX_MODERATION_BLOCKLIST": "file", "ONEBOX_TRUSTED_PROXIES": "cidrs",
+}
+
+// kindOf is the type of value a setting takes, for --help: named in
+// kinds, else read off its default.
+func kindOf(s setting) string {
+	if k, ok := kinds[s.env]; ok {
+		return k
+	}
+	if _, err := strconv.ParseInt(s.def, 10, 64); err == nil {
+		return "int"
+	}
+	if s.def == "true" || s.def == "false" {
+		return "bool"
+	}
+	if _, err := ParseRate(s.def); err == nil {
+		return "rate"
+	}
+	if _, err := time.ParseDuration(s.def); err == nil {
+		return "duration"
+	}
+	if _, err := strconv.ParseFloat(s.def, 64); err == nil {
+		return "fraction"
+	}
+	return "string"
+}
+
+// PrintUsage writes cmd's help: its Usage, then each flag with its type,
+// what it sets, its variable and its default, once.
+func PrintUsage(w io.Writer, cmd Command, fs *flag.FlagSet) {
+	fmt.Fprintln(w, strings.TrimRight(cmd.Usage, "\n"))
+	byFlag := map[string]setting{}
+	for _, s := range settings() {
+		byFlag[s.flag] = s
+	}
+	first := true
+	fs.VisitAll(func(f *flag.Flag) {
+		if first {
+			fmt.Fprintf(w, "\nFlags (each setting's variable is read first, a flag wins):\n")
+			first = false
+		}
+		s, ok := byFlag[f.Name]
+		if !ok { // the command's own flag
+			kind, usage := flag.UnquoteUsage(f)
+			if kind != "" {
+				kind = " " + kind
+			}
+			fmt.Fprintf(w, "  -%s%s\n    \t%s\n", f.Name, kind, usage)
+			return
+		}
+		fmt.Fprintf(w, "  -%s %s\n    \t%s\n    \t(%s", f.Name, kindOf(s), s.usage, s.env)
+		if s.def != "" {
+			fmt.Fprintf(w, ", default %s", s.def)
+		}
+		fmt.Fprintln(w, ")")
+	})
+}
+
+// Name is how an error should name a setting: its flag ("-admin-addr")
+// when the value came from one, else its variable.
+func (c Config) Name(env string) string {
+	if n, ok := c.names[env]; ok {
+		return n
+	}
+	return env
 }
 
 // Schemes each backend variable accepts; main switches on the same set.
@@ -444,41 +607,46 @@ func (c Config) validate() error {
 		"ONEBOX_DATABASE_URL": c.DatabaseURL, "ONEBOX_CACHE_URL": c.CacheURL, "ONEBOX_LIMITER_URL": c.LimiterURL,
 		"ONEBOX_QUEUE_URL": c.QueueURL, "ONEBOX_MEDIA_URL": c.MediaURL, "ONEBOX_NOTIFY_URL": c.NotifyURL,
 	} {
-		if _, err := BackendURL(env, v); err != nil {
+		if _, read := c.raw[env]; !read {
+			continue
+		}
+		if _, err := backendURL(env, c.Name(env), v); err != nil {
 			return err
 		}
 	}
-	if c.CacheTTL <= 0 || c.CacheNegative <= 0 {
-		return errors.New("ONEBOX_CACHE_TTL and ONEBOX_CACHE_NEGATIVE_TTL must be positive")
-	}
-	if c.SessionTTL <= 0 || c.RequestTimeout <= 0 {
-		return errors.New("ONEBOX_SESSION_TTL and ONEBOX_REQUEST_TIMEOUT must be positive")
-	}
-	if c.DeviceTTL <= 0 {
-		return errors.New("ONEBOX_DEVICE_TTL: must be positive")
+	for env, d := range map[string]time.Duration{
+		"ONEBOX_CACHE_TTL": c.CacheTTL, "ONEBOX_CACHE_NEGATIVE_TTL": c.CacheNegative,
+		"ONEBOX_SESSION_TTL": c.SessionTTL, "ONEBOX_REQUEST_TIMEOUT": c.RequestTimeout, "ONEBOX_DEVICE_TTL": c.DeviceTTL,
+	} {
+		if _, read := c.raw[env]; read && d <= 0 {
+			return fmt.Errorf("%s: must be positive", c.Name(env))
+		}
 	}
 	return nil
 }
 
 // BackendURL parses a backend URL and checks its scheme against what env
 // accepts. "none" alone is a valid cache URL.
-func BackendURL(env, v string) (*url.URL, error) {
+func BackendURL(env, v string) (*url.URL, error) { return backendURL(env, env, v) }
+
+// backendURL is BackendURL, naming the setting name in errors.
+func backendURL(env, name, v string) (*url.URL, error) {
 	if v == "none" {
 		v = "none:"
 	}
 	u, err := url.Parse(v)
 	if err != nil {
-		return nil, fmt.Errorf("%s: malformed URL: %w", env, err)
+		return nil, fmt.Errorf("%s: malformed URL: %w", name, err)
 	}
 	for _, s := range schemes[env] {
 		if u.Scheme == s {
 			if (s == "sqlite" || s == "file") && u.Opaque == "" && u.Path == "" {
-				return nil, fmt.Errorf("%s: %s: needs a path, as in %s:data/x", env, s, s)
+				return nil, fmt.Errorf("%s: %s: needs a path, as in %s:data/x", name, s, s)
 			}
 			return u, nil
 		}
 	}
-	return nil, fmt.Errorf("%s: unknown scheme %q in %q (want one of %s)", env, u.Scheme, redact(v), strings.Join(schemes[env], ", "))
+	return nil, fmt.Errorf("%s: unknown scheme %q in %q (want one of %s)", name, u.Scheme, redact(v), strings.Join(schemes[env], ", "))
 }
 
 // Print writes the effective configuration as ONEBOX_* lines, with the

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -161,5 +162,72 @@ func TestPublicURL(t *testing.T) {
 		if c.PublicURL != want {
 			t.Errorf("%q: origin %q, want %q", in, c.PublicURL, want)
 		}
+	}
+}
+
+// TestParse: flags and arguments interleave ("--" ends the flags), a
+// command reads only its settings, and a value's error names its flag
+// or its variable, whichever gave it.
+func TestParse(t *testing.T) {
+	t.Parallel()
+	ops := config.Command{Name: "onebox ops", Settings: []string{"ONEBOX_ADMIN_ADDR"}}
+	tests := []struct {
+		cmd      config.Command
+		args     []string
+		env      map[string]string
+		wantRest string
+		wantAddr string
+		wantErr  string
+	}{
+		{cmd: ops, args: []string{"diagnose", "-admin-addr", "h:1"}, wantRest: "diagnose", wantAddr: "h:1"},
+		{cmd: ops, args: []string{"-admin-addr", "h:1", "diagnose"}, wantRest: "diagnose", wantAddr: "h:1"},
+		{cmd: ops, args: []string{"--admin-addr=h:1", "a", "b"}, env: map[string]string{"ONEBOX_ADMIN_ADDR": "e:2"}, wantRest: "a b", wantAddr: "h:1"},
+		{cmd: ops, args: []string{"a"}, env: map[string]string{"ONEBOX_ADMIN_ADDR": "e:2"}, wantRest: "a", wantAddr: "e:2"},
+		{cmd: ops, args: []string{"a", "--", "-admin-addr=h:1", "-admin-addr=h:2"}, wantRest: "a -admin-addr=h:1 -admin-addr=h:2", wantAddr: "127.0.0.1:8081"},
+		// Not its setting: neither a flag nor read.
+		{cmd: ops, args: []string{"-addr", ":1"}, wantErr: "flag provided but not defined: -addr"},
+		{cmd: ops, env: map[string]string{"ONEBOX_SSE_MAX": "x", "ONEBOX_CACHE_URL": "bad://"}, wantAddr: "127.0.0.1:8081"},
+		{cmd: config.Command{Name: "onebox"}, args: []string{"-sse-max", "x"}, wantErr: "-sse-max: want a whole number"},
+		{cmd: config.Command{Name: "onebox"}, env: map[string]string{"ONEBOX_SSE_MAX": "x"}, wantErr: "ONEBOX_SSE_MAX: want a whole number"},
+		{cmd: config.Command{Name: "onebox"}, args: []string{"-database-url", "mysql://x"}, wantErr: "-database-url: unknown scheme"},
+		{cmd: config.Command{Name: "onebox"}, args: []string{"-session-ttl=0s"}, wantErr: "-session-ttl: must be positive"},
+		{cmd: config.Command{Name: "onebox"}, args: []string{"-tracing", "x"}, wantRest: "x"}, // a bool flag takes no separate value
+	}
+	for _, tt := range tests {
+		c, rest, err := config.Parse(tt.cmd, tt.args, env(tt.env), io.Discard)
+		if tt.wantErr != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
+				t.Errorf("%q %v: err %v, want it to start %q", tt.args, tt.env, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || strings.Join(rest, " ") != tt.wantRest || tt.wantAddr != "" && c.AdminAddr != tt.wantAddr {
+			t.Errorf("%q %v: %q %q %v, want %q %q", tt.args, tt.env, rest, c.AdminAddr, err, tt.wantRest, tt.wantAddr)
+		}
+	}
+}
+
+// TestUsage: --help prints each flag with its type, and its variable
+// and default once.
+func TestUsage(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	_, _, err := config.Parse(config.Command{Name: "onebox", Usage: "usage: onebox"}, []string{"--help"}, env(nil), &out)
+	if !errors.Is(err, config.ErrHelp) {
+		t.Fatalf("err %v, want ErrHelp", err)
+	}
+	for _, want := range []string{
+		"usage: onebox\n",
+		"  -addr host:port\n    \tpublic HTTP listen address\n    \t(ONEBOX_ADDR, default :8080)\n",
+		"  -sse-max int\n", "  -cache-ttl duration\n", "  -access-log bool\n", "  -rate-api rate\n",
+		"  -alert-disk-free fraction\n", "  -cache-url url\n", "  -trusted-proxies cidrs\n",
+		"  -ops-token string\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("usage lacks %q", want)
+		}
+	}
+	if n := strings.Count(out.String(), "default 8)\n") + strings.Count(out.String(), "\"8\""); n != 1 { // -sse-per-user
+		t.Errorf("the default of -sse-per-user appears %d times:\n%s", n, out.String())
 	}
 }

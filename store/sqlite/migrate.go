@@ -85,8 +85,9 @@ const (
 	name       TEXT NOT NULL,
 	applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 ) STRICT`
-	appliedMigrationsSQL = `SELECT version FROM schema_migrations`
-	recordMigrationSQL   = `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`
+	appliedMigrationsSQL  = `SELECT version FROM schema_migrations`
+	hasMigrationsTableSQL = `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'`
+	recordMigrationSQL    = `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`
 )
 
 // Migrate applies the migrations the database lacks and records
@@ -95,9 +96,16 @@ const (
 // transaction, so a second migrator waits for the first (up to
 // BusyTimeout, then store.ErrBusy) and then finds nothing left to do.
 func (s *Store) Migrate(ctx context.Context) error {
+	_, err := s.Apply(ctx)
+	return err
+}
+
+// Apply is Migrate, returning the names (NNNN_name) of the migrations
+// it applied: none when the database was up to date.
+func (s *Store) Apply(ctx context.Context) ([]string, error) {
 	ms, err := migrations()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var applied []migration
 	err = s.inTx(ctx, "migrate", func(tx *sql.Tx) error {
@@ -145,10 +153,54 @@ func (s *Store) Migrate(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
+	names := make([]string, 0, len(applied))
 	for _, m := range applied {
 		s.logger.InfoContext(ctx, "sqlite: applied migration", "version", m.version, "name", m.name)
+		names = append(names, fmt.Sprintf("%04d_%s", m.version, m.name))
 	}
-	return nil
+	return names, nil
+}
+
+// Pending returns the names (NNNN_name) of the migrations the database
+// lacks, without applying them: a command that must not change the
+// schema checks it is current with this.
+func (s *Store) Pending(ctx context.Context) ([]string, error) {
+	ms, err := migrations()
+	if err != nil {
+		return nil, err
+	}
+	var tables int
+	err = s.observe(ctx, "migrate_has_table", hasMigrationsTableSQL, func() error {
+		return s.reader.db.QueryRowContext(ctx, hasMigrationsTableSQL).Scan(&tables)
+	})
+	if err != nil {
+		return nil, translate("migrate_has_table", err)
+	}
+	done := map[int]bool{}
+	if tables > 0 {
+		var versions []int
+		err = s.observe(ctx, "migrate_applied", appliedMigrationsSQL, func() error {
+			rows, err := s.reader.db.QueryContext(ctx, appliedMigrationsSQL)
+			if err != nil {
+				return err
+			}
+			versions, err = collect(rows, scanValue[int])
+			return err
+		})
+		if err != nil {
+			return nil, translate("migrate_applied", err)
+		}
+		for _, v := range versions {
+			done[v] = true
+		}
+	}
+	var pending []string
+	for _, m := range ms {
+		if !done[m.version] {
+			pending = append(pending, fmt.Sprintf("%04d_%s", m.version, m.name))
+		}
+	}
+	return pending, nil
 }

@@ -2,9 +2,11 @@ package sqlite_test
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -147,4 +149,60 @@ VALUES ('p1', 'u1', 'processing', 'originals/p1', 'image/png', 1, '`+taken+`', '
 	if n, err := s.PruneIdempotencyKeys(t.Context(), expires, 10); err != nil || n != 1 {
 		t.Errorf("prune at the expiry: %d, %v; want 1", n, err)
 	}
+}
+
+// TestNoCreateAndPending: with NoCreate a missing database stays missing
+// (the error says so), a database made without migrating reports every
+// migration pending, Apply names what it applied, and then nothing is
+// pending or left to apply.
+func TestNoCreateAndPending(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "onebox.db")
+	if s, err := sqlite.New(ctx, sqlite.Options{Path: path, NoCreate: true, SkipMigrate: true}); !errors.Is(err, fs.ErrNotExist) {
+		if err == nil {
+			s.Close()
+		}
+		t.Errorf("NoCreate on a missing file: err %v, want fs.ErrNotExist", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("NoCreate created %s: %v", path, err)
+	}
+	all, err := sqlite.MigrationCount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := sqlite.New(ctx, sqlite.Options{Path: path, SkipMigrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	steps := []struct {
+		name        string
+		do          func() ([]string, error)
+		want, first string
+	}{
+		{"pending before", func() ([]string, error) { return s.Pending(ctx) }, strconv.Itoa(all), "0001_init"},
+		{"apply", func() ([]string, error) { return s.Apply(ctx) }, strconv.Itoa(all), "0001_init"},
+		{"pending after", func() ([]string, error) { return s.Pending(ctx) }, "0", ""},
+		{"apply again", func() ([]string, error) { return s.Apply(ctx) }, "0", ""},
+	}
+	for _, st := range steps {
+		got, err := st.do()
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if strconv.Itoa(len(got)) != st.want || len(got) > 0 && got[0] != st.first {
+			t.Errorf("%s: %v, want %s names starting with %q", st.name, got, st.want, st.first)
+		}
+	}
+	// An existing database opens with NoCreate.
+	s2, err := sqlite.New(ctx, sqlite.Options{Path: path, NoCreate: true, SkipMigrate: true})
+	if err != nil {
+		t.Fatalf("NoCreate on an existing file: %v", err)
+	}
+	if p, err := s2.Pending(ctx); err != nil || len(p) != 0 {
+		t.Errorf("pending through a NoCreate store: %v %v", p, err)
+	}
+	s2.Close()
 }

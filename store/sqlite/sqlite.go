@@ -20,7 +20,10 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net/url"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -57,6 +60,11 @@ type Options struct {
 	OnQuery func(ctx context.Context, ev store.QueryEvent)
 	// SkipMigrate leaves the schema to an explicit Migrate call.
 	SkipMigrate bool
+	// NoCreate opens only an existing database: a missing file is an
+	// error wrapping fs.ErrNotExist, not a new empty database. With
+	// SkipMigrate, a command can read a database without changing it
+	// into one it did not find.
+	NoCreate bool
 	// Logger reports applied migrations. Default: discard.
 	Logger *slog.Logger
 }
@@ -90,6 +98,21 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+
+	if opts.NoCreate {
+		// The driver would create the file: SQLite's mode=rw (in a file:
+		// URI, see dsn) refuses to, but says only "unable to open", so
+		// the usual case gets its own error first.
+		// An empty file is no database either: opening it in WAL mode
+		// would write one.
+		fi, err := os.Stat(opts.Path)
+		if err == nil && fi.Size() == 0 {
+			err = &fs.PathError{Op: "open", Path: opts.Path, Err: fs.ErrNotExist}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: %w", err)
+		}
 	}
 
 	// BEGIN IMMEDIATE takes the write lock up front, waiting under
@@ -168,6 +191,11 @@ func dsn(opts Options, extra string) string {
 		"_pragma=synchronous(NORMAL)",
 		"_pragma=foreign_keys(1)",
 		extra,
+	}
+	if opts.NoCreate {
+		// A file: URI passes SQLite's own mode parameter on (a plain
+		// name's would be dropped); the path is escaped as a URI's.
+		return "file:" + (&url.URL{Path: opts.Path}).EscapedPath() + "?mode=rw&" + strings.Join(params, "&")
 	}
 	return opts.Path + "?" + strings.Join(params, "&")
 }

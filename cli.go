@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"text/tabwriter"
+
+	"onebox/config"
+	"onebox/ops/logging"
+)
+
+// command is one subcommand: what help says of it, the settings it
+// reads (each also one of its flags) and what it runs.
+type command struct {
+	name     string // as typed after onebox
+	summary  string // one line, for onebox help
+	usage    string // its --help, above the flags
+	example  string
+	settings []string // nil: every setting
+	flags    func(fs *flag.FlagSet)
+	run      func(ctx context.Context, cfg config.Config, args []string) error
+}
+
+// The settings of the commands that open the database directly.
+var databaseSettings = []string{"ONEBOX_DATA_DIR", "ONEBOX_DATABASE_URL", "ONEBOX_LOG_LEVEL", "ONEBOX_LOG_FORMAT"}
+
+// commands is onebox's command line. Each call builds it anew, so a
+// command's own flags live no longer than one run.
+func commands(lookupEnv func(string) (string, bool), stdout, stderr io.Writer, h hooks) []command {
+	var all bool // jobs retry -all
+	return []command{{
+		name:    "serve",
+		summary: "run the service: the API, the workers and the admin listener (the default command)",
+		usage:   "usage: onebox [serve] [flags]\n\nRuns the service until SIGINT or SIGTERM, then drains. It listens first, so an address in use stops it before any database is created.",
+		example: "onebox serve -addr :8080 -data-dir ./data",
+		run: func(ctx context.Context, cfg config.Config, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("serve: unexpected argument %q (see onebox serve --help)", args[0])
+			}
+			log, flush := logging.New(stdout, logOptions(cfg, cfg.LogFlush))
+			defer flush()
+			return serve(ctx, cfg, lookupEnv, log, h)
+		},
+	}, {
+		name:     "migrate",
+		summary:  "create the database, or bring its schema up to date, and print each migration applied",
+		usage:    "usage: onebox migrate [flags]\n\nApplies the migrations the database lacks (creating it if missing) and prints the name of each, or \"up to date\". Safe to run again, and while the service runs.",
+		example:  "onebox migrate -data-dir ./data",
+		settings: databaseSettings,
+		run: func(ctx context.Context, cfg config.Config, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("migrate: unexpected argument %q (see onebox migrate --help)", args[0])
+			}
+			return migrateCommand(ctx, cfg, stdout, newLogger(cfg, stderr))
+		},
+	}, {
+		name:    "config",
+		summary: "print the effective configuration as ONEBOX_* lines, secrets redacted",
+		usage:   "usage: onebox config [flags]\n\nPrints every setting as the service would read it from the environment and these flags, with passwords and tokens redacted.",
+		example: "onebox config -cache-url redis://localhost:6379",
+		run: func(ctx context.Context, cfg config.Config, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("config: unexpected argument %q (see onebox config --help)", args[0])
+			}
+			cfg.Print(stdout)
+			return nil
+		},
+	}, {
+		name:    "jobs",
+		summary: "inspect and redrive the job queue in the database, with the service up or down: stats, dead, retry",
+		usage: `usage: onebox jobs stats|dead|retry [ID...] [flags]
+
+Reads the job queue in an existing database directly: it never creates or
+migrates one (see onebox migrate).
+
+  stats          queued, in-flight and dead jobs of each kind, and the oldest's age
+  dead           the dead-lettered jobs, one JSON object a line
+  retry ID...    put those dead jobs back in the queue
+  retry -all     put every dead job back in the queue`,
+		example:  "onebox jobs stats -data-dir ./data",
+		settings: databaseSettings,
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&all, "all", false, "with retry: every dead job")
+		},
+		run: func(ctx context.Context, cfg config.Config, args []string) error {
+			return jobsCommand(ctx, cfg, args, all, stdout, stderr, newLogger(cfg, stderr))
+		},
+	}, {
+		name:    "ops",
+		summary: "ask the running instance's admin listener for its diagnosis: ops diagnose",
+		usage: `usage: onebox ops diagnose [flags]
+
+Asks the running instance, on its admin listener, for its reading of the
+dependency chain (HTTP, cache, database, queue, disk) and prints it.`,
+		example:  "onebox ops diagnose -admin-addr 127.0.0.1:8081",
+		settings: []string{"ONEBOX_ADMIN_ADDR", "ONEBOX_OPS_TOKEN"},
+		run: func(ctx context.Context, cfg config.Config, args []string) error {
+			return opsCommand(ctx, cfg, args, stdout)
+		},
+	}, {
+		name:     "version",
+		summary:  "print the version, commit and Go version of this build",
+		usage:    "usage: onebox version",
+		example:  "onebox version",
+		settings: []string{},
+		run: func(ctx context.Context, cfg config.Config, args []string) error {
+			fmt.Fprintln(stdout, version())
+			return nil
+		},
+	}, {
+		name:     "help",
+		summary:  "print this list, or a command's help",
+		usage:    "usage: onebox help [command]",
+		example:  "onebox help jobs",
+		settings: []string{},
+		// run is dispatch's, which knows the other commands.
+	}}
+}
+
+// dispatch runs the command args name (serve when the first argument is
+// a flag or there is none). --help anywhere prints the command's help
+// to stdout and succeeds.
+func dispatch(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer, h hooks) error {
+	cmds := commands(lookupEnv, stdout, stderr, h)
+	name := "serve"
+	switch {
+	case len(args) > 0 && isHelp(args[0]):
+		return printCommands(stdout, cmds)
+	case len(args) > 0 && !strings.HasPrefix(args[0], "-"):
+		name, args = args[0], args[1:]
+	}
+	cmd, ok := find(cmds, name)
+	if !ok {
+		return fmt.Errorf("unknown command %q (onebox help lists them)", name)
+	}
+	if name == "help" {
+		if len(args) == 0 || isHelp(args[0]) {
+			return printCommands(stdout, cmds)
+		}
+		if cmd, ok = find(cmds, args[0]); !ok {
+			return fmt.Errorf("unknown command %q (onebox help lists them)", args[0])
+		}
+		args = []string{"--help"}
+	}
+	cfg, rest, err := config.Parse(config.Command{
+		Name: "onebox " + cmd.name, Usage: cmd.usage + "\n\nexample: " + cmd.example, Settings: cmd.settings, Flags: cmd.flags,
+	}, args, lookupEnv, stdout)
+	if errors.Is(err, config.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return cmd.run(ctx, cfg, rest)
+}
+
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+func find(cmds []command, name string) (command, bool) {
+	for _, c := range cmds {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+// printCommands is onebox help: each command with one line.
+func printCommands(w io.Writer, cmds []command) error {
+	fmt.Fprintln(w, "onebox is the whole service in one binary.\n\nusage: onebox [command] [flags]\n\ncommands:")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, c := range cmds {
+		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, "\nEvery setting is an ONEBOX_* variable and a flag; a flag wins, and may come anywhere after the command.\nonebox COMMAND --help shows a command's flags, with their types and defaults.")
+	return err
+}
+
+// listeners are serve's, opened before anything else.
+type listeners struct {
+	public, admin net.Listener // admin nil when ONEBOX_ADMIN_ADDR is empty
+}
+
+// listen opens the public listener and, unless it is off, the admin
+// one. Errors name the setting as it was given.
+func listen(cfg config.Config) (listeners, error) {
+	var lns listeners
+	var err error
+	if lns.public, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return lns, fmt.Errorf("%s: %w", cfg.Name("ONEBOX_ADDR"), err)
+	}
+	if cfg.AdminAddr != "" {
+		if lns.admin, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+			lns.public.Close()
+			return listeners{}, fmt.Errorf("%s: %w", cfg.Name("ONEBOX_ADMIN_ADDR"), err)
+		}
+	}
+	return lns, nil
+}
+
+func (l listeners) close() {
+	for _, ln := range []net.Listener{l.public, l.admin} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
