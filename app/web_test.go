@@ -260,6 +260,24 @@ func TestPageInBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("profile-bio"), "Enchantress of numbers."),
 		chromedp.Click(chromedp.CSS("#profile-form button[type=submit]")),
 		hasText("#status", "Profile saved."))
+	// The status line says how the latest attempt went, never the one
+	// before: a refused save after a good one, and a good one after it.
+	// Every text the line takes is logged, so its clearing when the new
+	// attempt starts is seen, not only where it ends.
+	br.step("a refused save: the status line says so, not the save before",
+		chromedp.Evaluate[chromedp.Void](`window.statusLog = [];
+			new MutationObserver(() => statusLog.push(document.querySelector('#status').textContent))
+				.observe(document.querySelector('#status'), {childList: true, characterData: true, subtree: true})`),
+		chromedp.SetValue(chromedp.ID("profile-display_name"), strings.Repeat("x", 65)),
+		chromedp.Click(chromedp.CSS("#profile-form button[type=submit]")),
+		hasText("#profile-display_name-error", "Display name must be at most 64 characters."),
+		hasText("#status", "Display name must be at most 64 characters."),
+		until(`statusLog.length === 2 && statusLog[0] === ''`))
+	br.step("then a save that works",
+		chromedp.SetValue(chromedp.ID("profile-display_name"), "Ada Lovelace"),
+		chromedp.Click(chromedp.CSS("#profile-form button[type=submit]")),
+		hasText("#status", "Profile saved."),
+		chromedp.WaitNotVisible(chromedp.ID("profile-display_name-error")))
 	// The upload card is as tall as the profile card beside it; what it
 	// holds must fill it, not leave the lower part empty.
 	br.step("the upload card has no empty area", until(`(() => {
@@ -274,7 +292,6 @@ func TestPageInBrowser(t *testing.T) {
 		return box.top === profile.top && inner - bottom <= 24;
 	})()`))
 
-	// The status line says how the latest attempt went, never the one before.
 	br.expectNetworkError(http.StatusUnsupportedMediaType)
 	br.step("a file that is no image is refused",
 		chromedp.SetUploadFiles(chromedp.ID("upload-file"), []string{notImage}),
