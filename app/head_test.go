@@ -35,6 +35,7 @@ func TestHeadOnEveryGetRoute(t *testing.T) {
 		"/v1/photos/:id/events": "/v1/photos/" + photoID + "/events",
 		"/media/*":              mediaURL,
 		"/static/:name":         string(asset),
+		"/u/:handle":            "/u/prober",
 	}
 	e, ok := b.handler.(*echo.Echo)
 	if !ok {

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"mime"
 	"net/http"
+	"net/url"
 	"path"
 	"slices"
 	"strconv"
@@ -26,7 +27,7 @@ import (
 // assets are embedded and served under content-hashed names, so they can
 // be cached for a year and a deploy still takes effect at once.
 
-//go:embed web/page.html web/static
+//go:embed web/page.html web/user.html web/static
 var webFiles embed.FS
 
 // pageCSP is the policy of the page: only its own scripts, styles,
@@ -36,6 +37,7 @@ const pageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-sr
 
 const (
 	galleryPage  = 12 // photos per gallery page (fills rows of 2, 3 or 4)
+	publicPage   = 24 // photos per page of a public page
 	immutable    = "public, max-age=31536000, immutable"
 	staticPrefix = "/static/"
 )
@@ -60,6 +62,7 @@ func (a *App) webRoutes(e *echo.Echo) {
 	s := newSite(a)
 	e.Match(getHead, "/", s.servePage, a.timeout, a.guard(a.opts.Policies.API, false))
 	e.Match(getHead, staticPrefix+":name", s.serveAsset)
+	e.Match(getHead, "/u/:handle", s.serveUser, a.timeout, a.guard(a.opts.Policies.API, false))
 }
 
 // newSite hashes the embedded assets and parses the template. The files
@@ -96,7 +99,7 @@ func newSite(a *App) *site {
 		"fallback": fallbackVariant,
 		"thumb":    thumbURL,
 		"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
-	}).ParseFS(webFiles, "web/page.html"))
+	}).ParseFS(webFiles, "web/page.html", "web/user.html"))
 	return s
 }
 
@@ -134,10 +137,12 @@ type pageData struct {
 	MaxUploadText  string
 }
 
-// galleryItem is one photo of the gallery; Avatar marks the current one.
+// galleryItem is one photo of the gallery; Avatar marks the current one
+// and Owner is its owner's handle, whose public page it links to.
 type galleryItem struct {
 	photoJSON
 	Avatar bool
+	Owner  string
 }
 
 // servePage: GET /. What is known now is rendered now: a valid session
@@ -153,10 +158,7 @@ func (s *site) servePage(c echo.Context) error {
 		return err
 	}
 	h := c.Response().Header()
-	h.Set("Content-Security-Policy", pageCSP)
-	h.Set("X-Frame-Options", "DENY") // for browsers without frame-ancestors
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	pageHeaders(h)
 	h.Set(echo.HeaderVary, "Cookie")
 	// Revalidate every time; a page with someone's profile is theirs alone.
 	if d.Me != nil {
@@ -165,6 +167,14 @@ func (s *site) servePage(c echo.Context) error {
 		h.Set(echo.HeaderCacheControl, "no-cache")
 	}
 	return c.HTMLBlob(http.StatusOK, buf.Bytes())
+}
+
+// pageHeaders are the security headers of every HTML page.
+func pageHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", pageCSP)
+	h.Set("X-Frame-Options", "DENY") // for browsers without frame-ancestors
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 }
 
 func (s *site) pageData(c echo.Context) (pageData, error) {
@@ -187,6 +197,7 @@ func (s *site) pageData(c echo.Context) (pageData, error) {
 		return d, err
 	}
 	d.Me = &me
+	d.Blank.Owner = u.Handle
 	photos, err := a.store.ListPhotos(ctx, store.ListPhotosParams{OwnerID: u.ID, Limit: galleryPage + 1, Freshness: store.MustBeFresh})
 	if err != nil {
 		return d, err
@@ -196,9 +207,94 @@ func (s *site) pageData(c echo.Context) (pageData, error) {
 		d.NextCursor = makeCursor(photos[galleryPage-1].ID)
 	}
 	for _, ph := range photos {
-		d.Photos = append(d.Photos, galleryItem{photoJSON: a.photo(ph), Avatar: ph.ID == u.AvatarID})
+		d.Photos = append(d.Photos, galleryItem{photoJSON: a.photo(ph), Avatar: ph.ID == u.AvatarID, Owner: u.Handle})
 	}
 	return d, nil
+}
+
+// userData is what the public page renders: only what the public API
+// shows of a user (the profile and ready photos), never the session's.
+// User is nil for an unknown handle.
+type userData struct {
+	Handle string // as asked for
+	User   *profileJSON
+	Photos []galleryItem
+	Older  string // the next page's URL, "" on the last
+}
+
+// serveUser: GET /u/{handle}, a user's public page: their profile and
+// ready photos, newest first, with a link to older ones (?cursor=).
+//
+// It is rendered on the server with html/template rather than by the
+// script from the public API: it then works without JavaScript, is one
+// request, escapes in one place, and is the same for every visitor, so
+// a shared cache may keep it. The session is never read. The ETag is the
+// hash of the bytes: the profile's version alone would not change when
+// a photo becomes ready. Cache-Control is the public profile's.
+func (s *site) serveUser(c echo.Context) error {
+	a := s.app
+	d := userData{Handle: c.Param("handle")}
+	status := http.StatusOK
+	before, err := parseCursor(c.QueryParam("cursor"))
+	if err != nil {
+		return err
+	}
+	// Sign-up's rules first: a handle no one can have is not looked up.
+	if checkHandle(d.Handle) != "" {
+		status = http.StatusNotFound
+	} else if err := s.userData(c, &d, before); errors.Is(err, store.ErrNotFound) {
+		status = http.StatusNotFound
+	} else if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := s.page.ExecuteTemplate(&buf, "user.html", d); err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	pageHeaders(h)
+	h[echo.HeaderCacheControl] = a.publicCacheControl
+	if status != http.StatusOK {
+		return c.HTMLBlob(status, buf.Bytes())
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	tag := `"` + hex.EncodeToString(sum[:12]) + `"`
+	h.Set("ETag", tag)
+	if match := c.Request().Header.Get("If-None-Match"); match != "" && etagMatches(match, tag, true) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	return c.HTMLBlob(status, buf.Bytes())
+}
+
+// userData reads the profile and one page of ready photos, as the public
+// profile reads them (possibly from a replica). store.ErrNotFound for an
+// unknown handle.
+func (s *site) userData(c echo.Context, d *userData, before string) error {
+	a := s.app
+	ctx := c.Request().Context()
+	u, err := a.store.UserByHandle(ctx, store.UserByHandleParams{Handle: d.Handle, Freshness: a.loadFreshness})
+	if err != nil {
+		return err
+	}
+	p, err := a.fullProfile(ctx, u, a.loadFreshness)
+	if err != nil {
+		return err
+	}
+	d.User = &p
+	photos, err := a.store.ListPhotos(ctx, store.ListPhotosParams{
+		OwnerID: u.ID, BeforeID: before, Limit: publicPage + 1, ReadyOnly: true, Freshness: a.loadFreshness,
+	})
+	if err != nil {
+		return err
+	}
+	if len(photos) > publicPage {
+		photos = photos[:publicPage]
+		d.Older = "/u/" + url.PathEscape(u.Handle) + "?cursor=" + url.QueryEscape(makeCursor(photos[publicPage-1].ID))
+	}
+	for _, ph := range photos {
+		d.Photos = append(d.Photos, galleryItem{photoJSON: a.photo(ph), Avatar: ph.ID == u.AvatarID, Owner: u.Handle})
+	}
+	return nil
 }
 
 // byteSize writes a limit the way a person reads it: "20 MB", "512 KB".

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -93,8 +94,109 @@ func TestPageAndAssets(t *testing.T) {
 	}
 }
 
-// gated holds the pipeline's last step until the test opens the gate, so
-// the page's "processing" state can be seen for sure.
+// TestPublicPage checks /u/{handle} without a browser: only the profile
+// and ready photos, the same bytes for every visitor (so a shared cache
+// may keep them), an ETag that follows the photos as well as the
+// profile, escaping, paging, and 404s that look nothing up for handles
+// sign-up would refuse.
+func TestPublicPage(t *testing.T) {
+	t.Parallel()
+	needImages(t)
+	blocked := filepath.Join(images, "formats", "gif_static_synthetic_400x267.gif")
+	b := newBundle(t, func(s *setup) { s.blocked = []uint64{mustHash(t, blocked)} })
+	userID, token := b.signup("grace")
+	mustStatus(t, b.do("PATCH", "/v1/users/me", `{"display_name":"Grace <b>Hopper</b>","bio":"<script>alert(1)</script>"}`,
+		bearer(token)...), http.StatusOK)
+	upload := func(path string) string {
+		t.Helper()
+		r := b.upload(token, path, true)
+		mustStatus(t, r, http.StatusAccepted)
+		return b.waitPhoto(token, r.json(t)["id"].(string))["id"].(string)
+	}
+	older := upload(filepath.Join(images, "formats", "jpeg_gray_hopper.jpg"))
+	rejected := upload(blocked)
+	mustStatus(t, b.do("PATCH", "/v1/users/me", `{"avatar_id":"`+older+`"}`, bearer(token)...), http.StatusOK)
+
+	r := b.do("GET", "/u/grace", "")
+	mustStatus(t, r, http.StatusOK)
+	html := string(r.body)
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("Content-Type %q", r.Header.Get("Content-Type"))
+	}
+	for _, want := range []string{`id="photo-` + older + `"`, "Grace &lt;b&gt;Hopper&lt;/b&gt;", "@grace",
+		"&lt;script&gt;alert(1)&lt;/script&gt;", `<p class="badge">Avatar</p>`} {
+		if !strings.Contains(html, want) {
+			t.Errorf("the public page lacks %s:\n%s", want, html)
+		}
+	}
+	for _, unwanted := range []string{rejected, "<script>alert", "<b>Hopper", "Signed in as", "/v1/"} {
+		if strings.Contains(html, unwanted) {
+			t.Errorf("the public page holds %q:\n%s", unwanted, html)
+		}
+	}
+	if m := inline.FindString(html); m != "" {
+		t.Errorf("the public page holds %q: inline code or style", m)
+	}
+	profile := b.do("GET", "/v1/users/"+userID, "")
+	mustStatus(t, profile, http.StatusOK)
+	h := r.Header
+	if cc := h.Get("Cache-Control"); cc == "" || cc != profile.Header.Get("Cache-Control") {
+		t.Errorf("Cache-Control %q, want the public profile's %q", cc, profile.Header.Get("Cache-Control"))
+	}
+	if h.Get("Content-Security-Policy") == "" || h.Get("X-Frame-Options") != "DENY" || strings.Contains(h.Get("Vary"), "Cookie") {
+		t.Errorf("public page headers %v", h)
+	}
+	tag := h.Get("ETag")
+	if !strings.HasPrefix(tag, `"`) {
+		t.Fatalf("ETag %q, want a strong one", tag)
+	}
+
+	// The session is never read: the owner gets the bytes anyone gets.
+	if mine := b.do("GET", "/u/GRACE", "", "Cookie", "onebox_session="+token); string(mine.body) != html || mine.Header.Get("ETag") != tag {
+		t.Errorf("the page differs for its owner or by the handle's case:\n%s", mine.body)
+	}
+	mustStatus(t, b.do("GET", "/u/grace", "", "If-None-Match", tag), http.StatusNotModified)
+
+	// A photo becoming ready changes the page, not the profile's version:
+	// the ETag must change all the same.
+	newer := upload(filepath.Join(images, "formats", "png_palette_synthetic_68x68.png"))
+	r = b.do("GET", "/u/grace", "", "If-None-Match", tag)
+	mustStatus(t, r, http.StatusOK)
+	if !strings.Contains(string(r.body), `id="photo-`+newer+`"`) || r.Header.Get("ETag") == tag {
+		t.Errorf("after a new ready photo: ETag %q (was %q), page:\n%s", r.Header.Get("ETag"), tag, r.body)
+	}
+
+	// Older photos: the cursor after the newest shows the one before it.
+	cursor := base64.RawURLEncoding.EncodeToString([]byte("u1:" + newer))
+	r = b.do("GET", "/u/grace?cursor="+cursor, "")
+	mustStatus(t, r, http.StatusOK)
+	if page := string(r.body); !strings.Contains(page, `id="photo-`+older+`"`) || strings.Contains(page, newer) {
+		t.Errorf("the page after the newest photo:\n%s", page)
+	}
+	mustProblem(t, b.do("GET", "/u/grace?cursor=nonsense", ""), http.StatusBadRequest, "")
+
+	// Unknown handles are 404 pages; those sign-up refuses are not looked up.
+	r = b.do("GET", "/u/nobody", "")
+	mustStatus(t, r, http.StatusNotFound)
+	if !strings.Contains(string(r.body), "No such user") || r.Header.Get("ETag") != "" {
+		t.Errorf("unknown handle: %v\n%s", r.Header, r.body)
+	}
+	lookups := b.count("users_by_handle")
+	for _, bad := range []string{"gr", "1grace", "me", "grace%3Cx%3E", strings.Repeat("g", 31), "gr%C3%A2ce"} {
+		r := b.do("GET", "/u/"+bad, "")
+		mustStatus(t, r, http.StatusNotFound)
+		if strings.Contains(string(r.body), "<x>") {
+			t.Errorf("/u/%s: the handle is not escaped:\n%s", bad, r.body)
+		}
+	}
+	if n := b.count("users_by_handle") - lookups; n != 0 {
+		t.Errorf("%d lookups for handles sign-up refuses", n)
+	}
+}
+
+// gated holds the pipeline's last step until the test lets one photo
+// through (a send on gate) or all (closing it), so the page's
+// "processing" state can be seen for sure.
 type gated struct {
 	store.Store
 	gate chan struct{}
@@ -110,10 +212,11 @@ func (g gated) FinishPhoto(ctx context.Context, p store.FinishPhotoParams) (stor
 }
 
 // TestPageInBrowser drives the page in headless Chromium against a real
-// onebox: sign up, edit the profile, refused uploads, an upload seen from
-// processing to ready without a reload, a deletion, the avatar, a reload,
-// logging out and in. No step may write an error to the console, and a
-// CSP violation is one.
+// onebox: sign up, edit the profile, the upload card's layout, refused
+// uploads and the status line after each, an upload seen from processing
+// to ready without a reload, the avatar and its label, a deletion, a
+// reload, the public page from the gallery's link, logging out and in.
+// No step may write an error to the console, and a CSP violation is one.
 func TestPageInBrowser(t *testing.T) {
 	t.Parallel()
 	needImages(t)
@@ -123,6 +226,15 @@ func TestPageInBrowser(t *testing.T) {
 		s.opts.MaxUploadBytes = 1 << 20
 		s.wrapStore = func(st store.Store) store.Store { return gated{st, gate} }
 	})
+	t.Cleanup(func() { close(gate) }) // before the bundle's: the last photo waits here
+	release := func() {
+		t.Helper()
+		select {
+		case gate <- struct{}{}:
+		case <-time.After(time.Minute): // a hang, not a timing
+			t.Fatal("the pipeline never came to finish a photo")
+		}
+	}
 	br := newBrowser(t, exe)
 	dir := t.TempDir()
 	notImage := filepath.Join(dir, "notes.txt")
@@ -148,20 +260,54 @@ func TestPageInBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("profile-bio"), "Enchantress of numbers."),
 		chromedp.Click(chromedp.CSS("#profile-form button[type=submit]")),
 		hasText("#status", "Profile saved."))
+	// The status line says how the latest attempt went, never the one
+	// before: a refused save after a good one, and a good one after it.
+	// Every text the line takes is logged, so its clearing when the new
+	// attempt starts is seen, not only where it ends.
+	br.step("a refused save: the status line says so, not the save before",
+		chromedp.Evaluate[chromedp.Void](`window.statusLog = [];
+			new MutationObserver(() => statusLog.push(document.querySelector('#status').textContent))
+				.observe(document.querySelector('#status'), {childList: true, characterData: true, subtree: true})`),
+		chromedp.SetValue(chromedp.ID("profile-display_name"), strings.Repeat("x", 65)),
+		chromedp.Click(chromedp.CSS("#profile-form button[type=submit]")),
+		hasText("#profile-display_name-error", "Display name must be at most 64 characters."),
+		hasText("#status", "Display name must be at most 64 characters."),
+		until(`statusLog.length === 2 && statusLog[0] === ''`))
+	br.step("then a save that works",
+		chromedp.SetValue(chromedp.ID("profile-display_name"), "Ada Lovelace"),
+		chromedp.Click(chromedp.CSS("#profile-form button[type=submit]")),
+		hasText("#status", "Profile saved."),
+		chromedp.WaitNotVisible(chromedp.ID("profile-display_name-error")))
+	// The upload card is as tall as the profile card beside it; what it
+	// holds must fill it, not leave the lower part empty.
+	br.step("the upload card has no empty area", until(`(() => {
+		const card = document.getElementById('upload-h').closest('.card');
+		const box = card.getBoundingClientRect();
+		const inner = box.bottom - parseFloat(getComputedStyle(card).paddingBottom) - card.clientTop;
+		let bottom = box.top;
+		for (const el of card.querySelectorAll('*')) {
+			if (el.checkVisibility()) bottom = Math.max(bottom, el.getBoundingClientRect().bottom);
+		}
+		const profile = document.getElementById('profile').getBoundingClientRect();
+		return box.top === profile.top && inner - bottom <= 24;
+	})()`))
 
 	br.expectNetworkError(http.StatusUnsupportedMediaType)
 	br.step("a file that is no image is refused",
 		chromedp.SetUploadFiles(chromedp.ID("upload-file"), []string{notImage}),
-		hasText("#upload-file-error", "The file must be a JPEG, PNG, GIF or WebP image."))
+		hasText("#upload-file-error", "The file must be a JPEG, PNG, GIF or WebP image."),
+		hasText("#status", "The file must be a JPEG, PNG, GIF or WebP image."))
 	br.step("a file over the limit is refused",
 		chromedp.SetUploadFiles(chromedp.ID("upload-file"), []string{tooBig}),
-		hasText("#upload-file-error", "The file must be at most 1 MB."))
+		hasText("#upload-file-error", "The file must be at most 1 MB."),
+		hasText("#status", "The file must be at most 1 MB."))
 
-	br.step("upload: processing",
+	br.step("upload after a failure: processing, and the status line says so",
 		chromedp.SetUploadFiles(chromedp.ID("upload-file"), []string{photo}),
 		chromedp.WaitVisible(chromedp.CSS(`#gallery .photo[data-status="processing"] .photo-state`)),
-		hasText("#upload-file-error", ""))
-	close(gate)
+		hasText("#upload-file-error", ""),
+		hasText("#status", "Uploaded jpeg_gray_concert.jpg. Processing…"))
+	release()
 	br.step("upload: ready without a reload",
 		chromedp.WaitVisible(chromedp.CSS(`#gallery .photo[data-status="ready"] img[srcset*="/media/"]`)),
 		until(`(() => {
@@ -172,22 +318,64 @@ func TestPageInBrowser(t *testing.T) {
 	id, err := chromedp.Run(br.ctx, chromedp.Evaluate[string](`document.querySelector('#gallery .photo').dataset.id`))
 	must(t, err)
 
-	br.step("a second upload, then delete it",
+	br.step("a second upload",
 		chromedp.SetUploadFiles(chromedp.ID("upload-file"), []string{other}),
+		hasText("#status", "Uploaded png_palette_synthetic_68x68.png. Processing…"))
+	release()
+	br.step("the second is ready",
 		until(`document.querySelectorAll('#gallery .photo[data-status="ready"]').length === 2`),
-		chromedp.Click(chromedp.CSS(`#gallery .photo .delete`)), // the newest; confirm() is accepted
+		until(`document.querySelectorAll('#gallery .avatar-badge').length === 2 &&
+			[...document.querySelectorAll('#gallery .avatar-badge')].every((b) => !b.checkVisibility())`))
+	// The label is on the avatar's photo and on no other.
+	avatarLabel := `(() => {
+		const shown = [...document.querySelectorAll('#gallery .avatar-badge')].filter((b) => b.checkVisibility());
+		return shown.length === 1 && shown[0].closest('.photo').dataset.id === '` + id + `' &&
+			shown[0].textContent.trim() === 'Current avatar';
+	})()`
+	br.step("choose the avatar: it is labelled",
+		chromedp.Click(chromedp.CSS(`#gallery .photo[data-id="`+id+`"] .avatar-toggle`)),
+		chromedp.WaitVisible(chromedp.ID("avatar")),
+		hasText("#status", "Your avatar is changed."),
+		until(`document.querySelector('#avatar').src.includes('`+id+`') &&
+			document.querySelector('#gallery .photo[data-id="`+id+`"] .avatar-toggle').getAttribute('aria-pressed') === 'true'`),
+		until(avatarLabel))
+	br.step("delete the other",
+		chromedp.Click(chromedp.CSS(`#gallery .photo:not([data-id="`+id+`"]) .delete`)), // confirm() is accepted
 		until(`document.querySelectorAll('#gallery .photo').length === 1`),
 		hasText("#status", "Photo deleted."))
-	br.step("choose the avatar",
-		chromedp.Click(chromedp.CSS(`#gallery .photo .avatar-toggle`)),
-		chromedp.WaitVisible(chromedp.ID("avatar")),
-		until(`document.querySelector('#avatar').src.includes('`+id+`') &&
-			document.querySelector('#gallery .avatar-toggle').getAttribute('aria-pressed') === 'true'`))
 	avatarThere := chromedp.Steps(
 		chromedp.WaitVisible(chromedp.ID("avatar")),
 		until(`document.querySelector('#avatar').src.includes('`+id+`') && document.querySelector('#avatar').naturalWidth > 0 &&
-			document.querySelector('#gallery .photo[data-status="ready"] .avatar-toggle[aria-pressed="true"]') !== null`))
-	br.step("reload: the avatar is still there", chromedp.Reload(), avatarThere)
+			document.querySelector('#gallery .photo[data-status="ready"] .avatar-toggle[aria-pressed="true"]') !== null`),
+		until(avatarLabel))
+	br.step("reload: the avatar is still there, labelled", chromedp.Reload(), avatarThere)
+	br.screenshot("screenshot-avatar")
+
+	// The public page, reached from the gallery: the profile and ready
+	// photos, not one still processing.
+	br.step("a third upload stays processing",
+		chromedp.SetUploadFiles(chromedp.ID("upload-file"), []string{other}),
+		chromedp.WaitVisible(chromedp.CSS(`#gallery .photo[data-status="processing"] .photo-state`)))
+	pending, err := chromedp.Run(br.ctx, chromedp.Evaluate[string](`document.querySelector('#gallery .photo[data-status="processing"]').dataset.id`))
+	must(t, err)
+	br.step("the gallery links to the public page",
+		until(`document.querySelector('#public-link').getAttribute('href') === '/u/ada' &&
+			!document.querySelector('#gallery .photo[data-id="`+pending+`"] a.open').checkVisibility()`),
+		chromedp.Click(chromedp.CSS(`#gallery .photo[data-id="`+id+`"] a.open`)),
+		loaded("public-profile"),
+		until(`location.pathname === '/u/ada' && location.hash === '#photo-`+id+`'`),
+		hasText("#public-name", "Ada Lovelace"),
+		hasText("#public-bio", "Enchantress of numbers."),
+		until(`(() => {
+			const photos = document.querySelectorAll('#public-gallery .photo');
+			const img = document.querySelector('#photo-`+id+` img');
+			return photos.length === 1 && img.complete && img.naturalWidth > 0 &&
+				document.getElementById('photo-`+pending+`') === null &&
+				document.querySelector('#photo-`+id+` .badge')?.textContent === 'Avatar' &&
+				document.querySelector('#public-avatar').src.includes('`+id+`');
+		})()`))
+	br.screenshot("screenshot-public")
+	br.step("back to the page", chromedp.Navigate(b.url), loaded("profile-form"))
 	br.step("log out", chromedp.Click(chromedp.CSS("#logout-form button")), loaded("login-form"))
 	br.step("log in",
 		chromedp.SendKeys(chromedp.ID("login-handle"), "ada"),
@@ -197,7 +385,7 @@ func TestPageInBrowser(t *testing.T) {
 	br.step("phone width: nothing wider than the screen",
 		chromedp.EmulateViewport(390, 844),
 		until(`document.documentElement.scrollWidth <= window.innerWidth &&
-			document.querySelector('#gallery .photo img').currentSrc !== ''`))
+			document.querySelector('#gallery .photo[data-status="ready"] img').currentSrc !== ''`))
 	br.screenshot("screenshot-phone")
 	br.checkCSPIsWatched()
 }

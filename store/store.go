@@ -92,6 +92,13 @@ type UserParams struct {
 	Freshness Freshness
 }
 
+// UserByHandleParams reads one user by handle, compared
+// case-insensitively as sign-up compares them.
+type UserByHandleParams struct {
+	Handle    string
+	Freshness Freshness
+}
+
 // ListUsersParams reads one page of users ordered by ID (keyset paging).
 type ListUsersParams struct {
 	AfterID   string // exclusive; "" starts at the beginning
@@ -164,6 +171,11 @@ type Users interface {
 	// User returns one user, or ErrNotFound. With MayBeStale it may be
 	// served by a replica and lag recent writes.
 	User(ctx context.Context, p UserParams) (User, error)
+	// UserByHandle returns the user whose handle equals p.Handle
+	// case-insensitively, or ErrNotFound. With MayBeStale it may be
+	// served by a replica and lag recent writes (a handle never changes,
+	// but a new user may not be seen yet).
+	UserByHandle(ctx context.Context, p UserByHandleParams) (User, error)
 	// ListUsers returns up to p.Limit users with ID > p.AfterID, in ID
 	// order. An empty slice means the end. ErrInvalid if p.Limit < 1.
 	ListUsers(ctx context.Context, p ListUsersParams) ([]User, error)

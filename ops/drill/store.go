@@ -55,6 +55,10 @@ func (s *Store) User(ctx context.Context, p store.UserParams) (store.User, error
 	return call(s, ctx, func(ctx context.Context) (store.User, error) { return s.inner.User(ctx, p) })
 }
 
+func (s *Store) UserByHandle(ctx context.Context, p store.UserByHandleParams) (store.User, error) {
+	return call(s, ctx, func(ctx context.Context) (store.User, error) { return s.inner.UserByHandle(ctx, p) })
+}
+
 func (s *Store) ListUsers(ctx context.Context, p store.ListUsersParams) ([]store.User, error) {
 	return call(s, ctx, func(ctx context.Context) ([]store.User, error) { return s.inner.ListUsers(ctx, p) })
 }

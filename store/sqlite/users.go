@@ -16,9 +16,10 @@ const userColumns = `id, handle, display_name, bio, coalesce(avatar_id, ''), cre
 const (
 	insertUserSQL = `INSERT INTO users (id, handle, handle_key, display_name, password_hash, created_at, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?)`
-	userByIDSQL    = `SELECT ` + userColumns + ` FROM users WHERE id = ?`
-	listUsersSQL   = `SELECT ` + userColumns + ` FROM users WHERE id > ? ORDER BY id LIMIT ?`
-	credentialsSQL = `SELECT id, password_hash FROM users WHERE handle_key = ?`
+	userByIDSQL     = `SELECT ` + userColumns + ` FROM users WHERE id = ?`
+	userByHandleSQL = `SELECT ` + userColumns + ` FROM users WHERE handle_key = ?`
+	listUsersSQL    = `SELECT ` + userColumns + ` FROM users WHERE id > ? ORDER BY id LIMIT ?`
+	credentialsSQL  = `SELECT id, password_hash FROM users WHERE handle_key = ?`
 	// A NULL argument leaves its column alone; ?5 = 0 skips the version
 	// check; ?6 = '' clears the avatar, and any other avatar must be a
 	// ready photo of the user, checked in this same statement.
@@ -84,6 +85,12 @@ func (s *Store) CreateUser(ctx context.Context, p store.CreateUserParams) (store
 // process and another process's within 100 ms.
 func (s *Store) User(ctx context.Context, p store.UserParams) (store.User, error) {
 	return readOne(ctx, s, p.Freshness, "users_by_id", userByIDSQL, scanUser, p.ID)
+}
+
+// UserByHandle returns the user with this handle, compared
+// case-insensitively, or store.ErrNotFound. Freshness as for User.
+func (s *Store) UserByHandle(ctx context.Context, p store.UserByHandleParams) (store.User, error) {
+	return readOne(ctx, s, p.Freshness, "users_by_handle", userByHandleSQL, scanUser, handleKey(p.Handle))
 }
 
 // ListUsers returns up to p.Limit users with ID > p.AfterID in ID order,

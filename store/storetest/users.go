@@ -18,6 +18,7 @@ func userCases() []testCase {
 	return []testCase{
 		{"CreateAndRead", testCreateAndRead},
 		{"Credentials", testCredentials},
+		{"UserByHandle", testUserByHandle},
 		{"HandleConflict", testHandleConflict},
 		{"NotFound", testUserNotFound},
 		{"ListPaging", testListPaging},
@@ -50,6 +51,10 @@ func testCancelledReads(t *testing.T, s store.Store) {
 			return err
 		}},
 		{"Credentials", func(ctx context.Context) error { _, err := s.Credentials(ctx, "Alice"); return err }},
+		{"UserByHandle", func(ctx context.Context) error {
+			_, err := s.UserByHandle(ctx, store.UserByHandleParams{Handle: "Alice", Freshness: store.MayBeStale})
+			return err
+		}},
 		{"Session", func(ctx context.Context) error { _, err := s.Session(ctx, "no-such-hash", baseTime()); return err }},
 		{"ListUsers", func(ctx context.Context) error {
 			_, err := s.ListUsers(ctx, store.ListUsersParams{Limit: 10})
@@ -108,6 +113,24 @@ func testCredentials(t *testing.T, s store.Store) {
 	}
 	_, err := s.Credentials(t.Context(), "bob")
 	wantErr(t, "Credentials(unknown)", err, store.ErrNotFound)
+}
+
+// testUserByHandle: the handle compares as sign-up compares it, and the
+// user comes back as User returns it, at either freshness.
+func testUserByHandle(t *testing.T, s store.Store) {
+	u := mustCreateUser(t, s, "Alice")
+	mustCreateUser(t, s, "Bob")
+	for _, f := range []store.Freshness{store.MayBeStale, store.MustBeFresh} {
+		for _, handle := range []string{"Alice", "alice", "ALICE"} {
+			got, err := s.UserByHandle(t.Context(), store.UserByHandleParams{Handle: handle, Freshness: f})
+			wantErr(t, "UserByHandle("+handle+")", err, nil)
+			checkUser(t, fmt.Sprintf("UserByHandle(%q, freshness %d)", handle, f), got, u)
+		}
+		for _, handle := range []string{"Alic", "Alice2", ""} {
+			_, err := s.UserByHandle(t.Context(), store.UserByHandleParams{Handle: handle, Freshness: f})
+			wantErr(t, "UserByHandle("+handle+")", err, store.ErrNotFound)
+		}
+	}
 }
 
 func testHandleConflict(t *testing.T, s store.Store) {

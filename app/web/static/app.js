@@ -121,11 +121,12 @@ function showError(root, err) {
     el.textContent = el.textContent ? `${el.textContent} ${text}` : text;
     el.hidden = false;
   }
+  // The status line says the outcome of this attempt, whichever it was:
+  // left alone, it would still describe the one before.
+  say(found.map(([, text]) => text).join(' '));
   const invalid = root.querySelector('[aria-invalid="true"]');
   if (invalid && !invalid.contains(document.activeElement)) {
-    invalid.focus(); // its aria-describedby reads the error
-  } else {
-    say(found.map(([, text]) => text).join(' '));
+    invalid.focus(); // its aria-describedby reads the error too
   }
   return wait;
 }
@@ -136,6 +137,7 @@ async function act(root, fn) {
   const buttons = [...root.querySelectorAll('button')].filter((b) => !b.disabled);
   for (const b of buttons) b.disabled = true;
   let wait = 0;
+  say(''); // a new action: what the line said was about the last one
   try {
     clearErrors(root);
     await fn();
@@ -235,9 +237,15 @@ function showAvatar(me) {
   if (url) img.src = url;
   img.hidden = !url;
   $('#no-avatar').hidden = Boolean(url);
-  for (const b of document.querySelectorAll('#gallery .avatar-toggle')) {
-    b.setAttribute('aria-pressed', String(b.closest('.photo').dataset.id === avatarID));
-  }
+  for (const li of document.querySelectorAll('#gallery .photo')) markAvatar(li);
+}
+
+// markAvatar shows whether li is the current avatar: its toggle pressed
+// and its label shown.
+function markAvatar(li) {
+  const on = li.dataset.id === avatarID;
+  li.querySelector('.avatar-toggle').setAttribute('aria-pressed', String(on));
+  li.querySelector('.avatar-badge').hidden = !on;
 }
 
 // The gallery.
@@ -268,12 +276,14 @@ function fill(li, p) {
     img.width = v.width;
     img.height = v.height;
   }
-  img.hidden = !ready;
+  const link = li.querySelector('.open');
+  link.hash = `photo-${p.id}`; // the photo on the public page, once ready
+  link.hidden = !ready;
   const state = { processing: 'Processing…', rejected: `Rejected: ${p.reason || 'not accepted'}` };
   li.querySelector('.photo-state').textContent = state[p.status] || '';
   const toggle = li.querySelector('.avatar-toggle');
   toggle.disabled = !ready;
-  toggle.setAttribute('aria-pressed', String(p.id === avatarID));
+  markAvatar(li);
   for (const b of li.querySelectorAll('button')) b.setAttribute('aria-describedby', img.id);
 }
 
@@ -389,7 +399,9 @@ async function uploadOne(file) {
   try {
     const ans = await send(file, progress);
     const li = upsert({ id: ans.id, status: ans.status, variants: [], created_at: new Date().toISOString() }, true);
-    if (li.dataset.status === 'processing') say(`Uploaded ${file.name}. Processing…`);
+    // The photo's event may have come first: say the state it is in now.
+    const now = { processing: 'Processing…', ready: 'It is ready.', rejected: 'It was rejected.' };
+    say(`Uploaded ${file.name}. ${now[li.dataset.status] || ''}`.trim());
     // A closed stream would miss the photo's progress: ask once instead.
     if (events.readyState !== EventSource.OPEN) upsert(await api('GET', ans.status_url));
   } finally {
