@@ -272,7 +272,7 @@ type observability struct {
 func newObservability(cfg config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) (*observability, error) {
 	o := &observability{}
 	if cfg.Metrics {
-		o.metrics = metrics.New(metrics.Options{Kinds: []string{pipeline.KindProcess, pipeline.KindCleanup}, Logger: log})
+		o.metrics = metrics.New(metrics.Options{Kinds: []string{pipeline.KindProcess, pipeline.KindCleanup}, Logger: log, SlowRequest: cfg.AlertP95})
 	}
 	if cfg.Tracing {
 		var exp sdktrace.SpanExporter
