@@ -45,7 +45,12 @@ func startInstance(t *testing.T) instance {
 	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	log := slog.New(slog.DiscardHandler)
-	m := metrics.New(metrics.Options{Kinds: []string{pipeline.KindProcess, pipeline.KindCleanup}})
+	// The alert's threshold is the dashboard's (250ms, below), and the
+	// per-route summaries cover the last 10s: the test's whole drill.
+	m := metrics.New(metrics.Options{
+		Kinds:       []string{pipeline.KindProcess, pipeline.KindCleanup},
+		SlowRequest: 250 * time.Millisecond, SummaryWindow: 10 * time.Second,
+	})
 	dr := drill.New(drill.Options{Logger: log})
 	st, err := sqlite.New(ctx, sqlite.Options{Path: t.TempDir() + "/onebox.db", OnQuery: dr.ObserveQueries(m.Query)})
 	if err != nil {
@@ -72,8 +77,9 @@ func startInstance(t *testing.T) instance {
 	dash := dashboard.New(dashboard.Options{
 		Scrape:   func(w io.Writer) error { m.WritePrometheus(w); return nil },
 		Drill:    dr,
-		Interval: 100 * time.Millisecond, Recent: time.Second, Window: 30 * time.Second,
+		Interval: 100 * time.Millisecond, Recent: time.Second, Window: 30 * time.Second, SummaryWindow: 10 * time.Second,
 		Thresholds: dashboard.Thresholds{HTTPP95: 250 * time.Millisecond, QueueGrowth: 2 * time.Second, QueueOldest: time.Second},
+		Alerts:     dashboard.AlertRules{P95: 250 * time.Millisecond, For: time.Second},
 	})
 	generous := func(name string) ratelimit.Policy {
 		return ratelimit.Policy{Name: name, Limit: 1_000_000, Window: time.Second}
