@@ -309,3 +309,22 @@ func waitMetrics(t *testing.T, in instance, want map[string]float64) {
 		time.Sleep(50 * time.Millisecond) // polling the load's progress
 	}
 }
+
+// TestAdminRootLeadsToDashboard: the admin listener's / redirects to
+// /ops/, the dashboard.
+func TestAdminRootLeadsToDashboard(t *testing.T) {
+	t.Parallel()
+	in := startInstance(t)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := client.Get(in.admin + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusFound || res.Header.Get("Location") != "/ops/" {
+		t.Fatalf("GET /: %s, Location %q", res.Status, res.Header.Get("Location"))
+	}
+	if code, _ := call(t, "GET", in.admin+"/nothing", "", "", nil); code != http.StatusNotFound {
+		t.Fatalf("GET /nothing: %d, want 404: only / redirects", code)
+	}
+}
