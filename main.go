@@ -125,7 +125,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		return err
 	}
 	defer obs.close(log)
-	redisconn.SetLogger(log) // go-redis logs as JSON too
+	redisconn.SetLogger(log)     // go-redis logs as JSON too
 	drills := newDrill(cfg, log) // nil unless ONEBOX_DRILLS
 	db, err := openStore(ctx, cfg, log, drills.ObserveQueries(obs.onQuery))
 	if err != nil {
