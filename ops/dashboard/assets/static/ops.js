@@ -54,12 +54,14 @@
     a.querySelector('.since').textContent = p.since_text;
     const head = p.metrics[0];
     a.querySelector('.headline .value').textContent = head.value;
+    a.querySelector('.headline .value').title = head.source || '';
     list(a.querySelector('.evidence'), p.evidence, (e) => el('li', '', e));
     for (const m of p.metrics) {
       const row = a.querySelector('[data-key="' + m.key + '"]');
       if (!row) continue;
       row.querySelector('.value').textContent = m.value;
       row.querySelector('.value').title = m.source || '';
+      row.querySelector('.source').textContent = m.source || '';
       row.querySelector('path').setAttribute('d', m.spark);
     }
   }
