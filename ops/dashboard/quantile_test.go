@@ -1,6 +1,8 @@
 package dashboard_test
 
 import (
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -158,5 +160,30 @@ func TestEvidenceRankedByTimeSpent(t *testing.T) {
 	}
 	if !strings.Contains(d.Summary, "photos_hot") {
 		t.Fatalf("summary %q", d.Summary)
+	}
+}
+
+// TestSlowQueriesGrouped: the slow-query log is shown one line per query
+// name, with its count, p95 (nearest rank: a run that happened), max and
+// total, ranked by total time; the SQL, plan and request are the slowest
+// run's.
+func TestSlowQueriesGrouped(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	var log []dashboard.SlowQuery
+	for i := range 20 { // 20 runs of 100ms to 290ms: 3.9 s in all
+		log = append(log, dashboard.SlowQuery{Time: at.Add(time.Duration(i) * time.Second), Name: "photos_by_owner",
+			SQL: "SELECT 1", Duration: time.Duration(100+10*i) * time.Millisecond, RequestID: fmt.Sprintf("r%d", i)})
+	}
+	log = append(log, dashboard.SlowQuery{Time: at, Name: "users_update", SQL: "UPDATE", Duration: 2 * time.Second, Plan: "SCAN users", RequestID: "u1"})
+	p := newProc(t, dashboard.Options{SlowQueries: func() []dashboard.SlowQuery { return log }})
+	p.tick()
+	got := p.d.State().SlowQueries
+	want := []dashboard.SlowQueryView{
+		{Time: "12:00:19", Name: "photos_by_owner", Count: 20, P95: "280 ms", Max: "290 ms", Total: "3.9 s", SQL: "SELECT 1", RequestID: "r19"},
+		{Time: "12:00:00", Name: "users_update", Count: 1, P95: "2.0 s", Max: "2.0 s", Total: "2.0 s", SQL: "UPDATE", Plan: "SCAN users", RequestID: "u1"},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("slow queries\n got %+v\nwant %+v", got, want)
 	}
 }
