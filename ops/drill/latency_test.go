@@ -123,15 +123,21 @@ func TestInjectedLatencyShown(t *testing.T) {
 		t.Fatalf("the drill did not slow every request: %s", whole[0])
 	}
 
-	within := func(what, shown string, truth time.Duration) {
+	// Each request's duration on the server is at least the delay (it
+	// runs a delayed query) and at most what its client measured: the
+	// true quantile lies between the two, and what is shown must be
+	// within 10 % of that span. (On a busy machine the client's clock
+	// runs on past the server's; the span keeps that out of the verdict.)
+	within := func(what, shown string, clientSide time.Duration) {
 		t.Helper()
 		got, err := parseSeconds(shown)
 		if err != nil {
 			t.Errorf("%s: %v", what, err)
 			return
 		}
-		if off := got/truth.Seconds() - 1; off > 0.1 || off < -0.1 {
-			t.Errorf("%s shows %s for requests that took %s: %+.0f %%", what, shown, truth, 100*off)
+		lo, hi := 0.9*delay.Seconds(), 1.1*clientSide.Seconds()
+		if got < lo || got > hi {
+			t.Errorf("%s shows %s; the truth is %s to %s, so it must be within %.3f–%.3f s", what, shown, delay, clientSide, lo, hi)
 		}
 	}
 	// The page.
