@@ -214,7 +214,7 @@ func judgeHTTP(j *judging) {
 	if h := level(r.p95, t.HTTPP95.Seconds(), 4); h.Bad() {
 		msg := fmt.Sprintf("p95 %s (%s)", quantText(r.est["http.p95"]), quantSource("http.p95", r.est["http.p95"], dur(j.h.recent)))
 		if route, v := maxEntry(r.routeP95); route != "" {
-			msg += fmt.Sprintf("; slowest route %s p95 %s (its summary)", route, secs(v))
+			msg += fmt.Sprintf("; slowest route %s p95 %s (its summary, last %s)", route, secs(v), dur(j.h.summaryWindow))
 		}
 		j.flag(h, "%s", msg)
 	}
@@ -239,7 +239,7 @@ func judgeCache(j *judging) {
 		}
 	}
 	if h := level(r.loadP95, t.CacheLoadP95.Seconds(), 4); h.Bad() {
-		j.flag(h, "loads on a miss p95 %s", quantText(r.est["cache.load"]))
+		j.flag(h, "loads on a miss p95 %s (%s)", quantText(r.est["cache.load"]), quantSource("cache.load", r.est["cache.load"], dur(j.h.recent)))
 	}
 }
 
@@ -269,7 +269,7 @@ func judgeWorkers(j *judging) {
 	}
 	if p := r.jobP95; !math.IsNaN(p) {
 		if base := j.h.baseline(j.h.series["workers.p95"]); !math.IsNaN(base) && p >= t.BaselineFactor*base && p >= t.QueryFloor.Seconds() {
-			msg := fmt.Sprintf("job p95 %s, normally %s", quantText(r.est["workers.p95"]), secs(base))
+			msg := fmt.Sprintf("job p95 %s over the last %s, normally %s", quantText(r.est["workers.p95"]), dur(j.h.recent), secs(base))
 			if step, v := maxEntry(r.stepP95); step != "" {
 				msg += fmt.Sprintf("; slowest step %s p95 %s", step, secs(v))
 			}
@@ -310,11 +310,12 @@ func judgeDatabase(j *judging) {
 			break
 		}
 		h := Degraded
-		msg := fmt.Sprintf("query %s p95 %s", s.query, secs(s.p95))
+		// From its vmrange histogram: within 7 %.
+		msg := fmt.Sprintf("query %s p95 %s over the last %s", s.query, secs(s.p95), dur(j.h.recent))
 		if !math.IsNaN(s.base) {
 			msg += ", normally " + secs(s.base)
 		}
-		msg += fmt.Sprintf("; %s runs, %s spent in %s", count(s.count), secs(s.spent), dur(j.h.recent))
+		msg += fmt.Sprintf("; %s runs, %s spent", count(s.count), secs(s.spent))
 		if !math.IsNaN(s.base) {
 			if s.p95 >= t.QueryP95.Seconds() {
 				h = Failing
