@@ -40,6 +40,7 @@ import (
 	"onebox/notify"
 	notifymemory "onebox/notify/memory"
 	"onebox/ops"
+	"onebox/ops/errlog"
 	"onebox/ops/logging"
 	"onebox/ops/metrics"
 	"onebox/ops/slowquery"
@@ -95,6 +96,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		return err
 	}
 	defer obs.close(log)
+	redisconn.SetLogger(log)     // go-redis logs as JSON too
 	drills := newDrill(cfg, log) // nil unless ONEBOX_DRILLS
 	db, err := openStore(ctx, cfg, log, drills.ObserveQueries(obs.onQuery))
 	if err != nil {
@@ -158,7 +160,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		Ops: dash.Handler(), OpsGuard: opsGuard,
 		Store: st, Cache: c, Limiter: lim, Health: health, Logger: log, Media: med, Hub: hub, Queue: queue, Jobs: runner,
 		Hasher:  auth.NewHasher(auth.DefaultParams, cfg.HashConcurrency),
-		Metrics: obs.metrics, Tracing: obs.tracing,
+		Metrics: obs.metrics, Tracing: obs.tracing, Errors: obs.errors,
 	}, app.Options{
 		CacheTTL: cfg.CacheTTL, CacheNegativeTTL: cfg.CacheNegative, ProfileSMaxAge: cfg.ProfileSMaxAge,
 		SessionTTL: cfg.SessionTTL, RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
@@ -220,6 +222,7 @@ type observability struct {
 	metrics *metrics.Metrics
 	tracing *tracing.Tracing
 	slow    *slowquery.Log
+	errors  *errlog.Log // the last 5xx answers, for the dashboard
 }
 
 // newObservability sets up what cfg turns on. Traces are always kept in
@@ -227,9 +230,9 @@ type observability struct {
 // (the standard variable) also sends them all to a collector over OTLP
 // HTTP, which reads the other OTEL_EXPORTER_OTLP_* variables itself.
 func newObservability(cfg config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) (*observability, error) {
-	o := &observability{}
+	o := &observability{errors: errlog.New(50)}
 	if cfg.Metrics {
-		o.metrics = metrics.New(metrics.Options{Kinds: []string{photos.KindProcess, photos.KindCleanup}, Logger: log})
+		o.metrics = metrics.New(metrics.Options{Kinds: []string{photos.KindProcess, photos.KindCleanup}, Logger: log, SlowRequest: cfg.AlertP95})
 	}
 	if cfg.Tracing {
 		var exp sdktrace.SpanExporter

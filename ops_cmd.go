@@ -32,7 +32,8 @@ func newDrill(cfg config.Config, log *slog.Logger) *drill.Drill {
 }
 
 // newDashboard builds the operator dashboard on what obs observes, with
-// the dead-lettered jobs of queue as its recent errors. Run it, and
+// the last 5xx answers and the dead-lettered jobs of queue as its recent
+// errors. Run it, and
 // serve its Handler under /ops/ on the admin listener.
 func newDashboard(cfg config.Config, log *slog.Logger, obs *observability, queue jobs.Queue, dr *drill.Drill, guard *ops.Guard) *dashboard.Dashboard {
 	if cfg.OpsToken == "" && !loopback(cfg.AdminAddr) {
@@ -66,13 +67,16 @@ func newDashboard(cfg config.Config, log *slog.Logger, obs *observability, queue
 			return out
 		},
 		RecentErrors: func() []dashboard.ErrorEntry {
+			var out []dashboard.ErrorEntry
+			for _, e := range obs.errors.Recent() {
+				out = append(out, dashboard.ErrorEntry{Time: e.Time, Where: e.Route, Status: e.Status, Message: e.Message, RequestID: e.RequestID})
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 			dead, err := queue.Dead(ctx, 20)
 			if err != nil {
-				return []dashboard.ErrorEntry{{Time: time.Now(), Where: "queue", Message: "reading dead jobs: " + err.Error()}}
+				return append(out, dashboard.ErrorEntry{Time: time.Now(), Where: "queue", Message: "reading dead jobs: " + err.Error()})
 			}
-			var out []dashboard.ErrorEntry
 			for _, d := range dead {
 				out = append(out, dashboard.ErrorEntry{Time: d.DiedAt, Where: "job " + d.Kind + " (dead-lettered)", Message: d.LastError, RequestID: d.RequestID})
 			}

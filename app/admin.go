@@ -21,6 +21,8 @@ func (a *App) AdminHandler() http.Handler {
 	mux.Handle("GET /metrics", guard(a.metrics.ServeHTTP)) // Prometheus text; 404 when metrics are off
 	if a.ops != nil {
 		mux.Handle("/ops/", a.ops) // the dashboard and drills, behind the same guard
+		// An operator who opens the admin address finds the dashboard.
+		mux.Handle("GET /{$}", http.RedirectHandler("/ops/", http.StatusFound))
 	}
 	return a.boundBodies(mux)
 }

@@ -24,6 +24,7 @@ import (
 	"onebox/media"
 	"onebox/notify"
 	"onebox/ops"
+	"onebox/ops/errlog"
 	"onebox/ops/metrics"
 	"onebox/ops/tracing"
 	"onebox/photos"
@@ -48,6 +49,9 @@ type Deps struct {
 	// no cost on the request path.
 	Metrics *metrics.Metrics
 	Tracing *tracing.Tracing
+	// Errors, if set, records every 5xx answer with its request id, for
+	// the dashboard's recent errors.
+	Errors *errlog.Log
 	// Ops, if set, is served under /ops/ on the admin listener: the
 	// operator dashboard and the drills (ops/dashboard guards them).
 	Ops http.Handler
@@ -147,6 +151,7 @@ type App struct {
 	metrics  *metrics.Metrics
 	tracing  *tracing.Tracing
 	tracer   trace.Tracer // nil when tracing is off
+	errors   *errlog.Log  // nil records no 5xx
 	ops      http.Handler // nil leaves /ops out of AdminHandler
 	opsGuard *ops.Guard
 	seen     sync.Map // routeKey → *route, for observe
@@ -176,7 +181,7 @@ func New(d Deps, o Options) *App {
 	a := &App{
 		store: d.Store, limiter: d.Limiter, hasher: d.Hasher, health: d.Health,
 		media: d.Media, hub: d.Hub, queue: d.Queue, jobs: d.Jobs, log: d.Logger, now: d.Now, opts: o,
-		metrics: d.Metrics, tracing: d.Tracing, tracer: d.Tracing.Tracer(),
+		metrics: d.Metrics, tracing: d.Tracing, tracer: d.Tracing.Tracer(), errors: d.Errors,
 		ops:                d.Ops,
 		opsGuard:           d.OpsGuard,
 		closing:            make(chan struct{}),

@@ -186,6 +186,12 @@ func TestPanicIs500Problem(t *testing.T) {
 		t.Fatalf("panic not logged with its stack:\n%s", logs)
 	}
 	mustStatus(t, b.do("GET", "/health/live", ""), http.StatusOK) // still serving
+	// The dashboard's recent errors have it, with its request id.
+	id := r.Header.Get("X-Request-ID")
+	errs := b.errors.Recent()
+	if len(errs) != 1 || errs[0].Status != 500 || errs[0].RequestID != id || errs[0].Route != "GET /v1/users" || !strings.Contains(errs[0].Message, "boom") {
+		t.Fatalf("recent errors %+v, want the 500 of request %s", errs, id)
+	}
 }
 
 func TestRequestID(t *testing.T) {

@@ -30,6 +30,7 @@ import (
 	"onebox/moderation/phash"
 	notifymemory "onebox/notify/memory"
 	"onebox/ops"
+	"onebox/ops/errlog"
 	"onebox/ops/metrics"
 	"onebox/ops/slowquery"
 	"onebox/ops/tracing"
@@ -60,6 +61,7 @@ type bundle struct {
 	metrics *metrics.Metrics
 	tracing *tracing.Tracing
 	slow    *slowquery.Log
+	errors  *errlog.Log // the 5xx answers, as main keeps them
 
 	mediaDir string // media's directory, to look for files left behind
 }
@@ -106,7 +108,7 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 	for _, m := range mods {
 		m(&s)
 	}
-	b := &bundle{t: t, logs: &syncbuf.Buffer{}, dbPath: t.TempDir() + "/test.db"}
+	b := &bundle{t: t, logs: &syncbuf.Buffer{}, dbPath: t.TempDir() + "/test.db", errors: errlog.New(20)}
 	var logTo io.Writer = b.logs
 	if s.discardLogs {
 		logTo = io.Discard
@@ -185,7 +187,7 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 		Store: ss, Cache: c, Limiter: limiter,
 		Hasher: auth.NewHasher(auth.Params{Memory: 64, Time: 1, Threads: 1}, 4),
 		Health: b.health, Logger: log, Media: appMedia, Hub: hub, Queue: queue, Jobs: runner,
-		Metrics: b.metrics, Tracing: b.tracing, Now: s.clock,
+		Metrics: b.metrics, Tracing: b.tracing, Now: s.clock, Errors: b.errors,
 	}, s.opts)
 	b.app, b.handler = a, a.Handler()
 	b.admin = a.AdminHandler()

@@ -20,6 +20,7 @@ import (
 
 	"onebox/correlation"
 	"onebox/internal/lazyctx"
+	"onebox/ops/errlog"
 	"onebox/ops/metrics"
 	"onebox/ops/tracing"
 	"onebox/ratelimit"
@@ -68,12 +69,16 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 					slog.String("request_id", id), slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
 				err = fmt.Errorf("panic: %v", r)
 			}
+			failure := err
 			if err != nil {
 				a.errorHandler(err, c)
 				err = nil
 			}
 			end := time.Now()
 			d := end.Sub(start)
+			if status := c.Response().Status; status >= 500 && a.errors != nil {
+				a.recordError(c, id, end, status, failure)
+			}
 			if rt != nil {
 				status := c.Response().Status
 				rt.metrics.Observe(status, d)
@@ -91,6 +96,27 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}()
 		return next(c)
 	}
+}
+
+// recordError keeps a 5xx answer for the dashboard's recent errors.
+func (a *App) recordError(c echo.Context, id string, at time.Time, status int, err error) {
+	msg := http.StatusText(status)
+	if err != nil {
+		msg = err.Error()
+	}
+	path := c.Path() // the template; a client's path only when none matched
+	if path == "" {
+		path = c.Request().URL.Path
+	}
+	// Bounded, whatever the client sent: the log keeps a fixed number.
+	a.errors.Add(errlog.Entry{Time: at, Route: clip(c.Request().Method+" "+path, 200), Status: status, Message: clip(msg, 500), RequestID: id})
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 // The security headers go on every response: what a JSON or image response

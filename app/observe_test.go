@@ -128,7 +128,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	names := []string{
-		metrics.HTTPRequests, metrics.HTTPRequestDuration, metrics.HTTPRequestLatency, metrics.HTTPInFlight,
+		metrics.HTTPRequests, metrics.HTTPRequestDuration, metrics.HTTPRequestLatency, metrics.HTTPRequestsSlow, metrics.HTTPInFlight,
 		metrics.RateLimitRequests, metrics.CacheRequests, metrics.CacheEvictions, metrics.CacheLoadDuration,
 		metrics.JobsQueued, metrics.JobsInFlight, metrics.JobsDead, metrics.JobsOldestAge, metrics.JobsDone, metrics.JobDuration,
 		metrics.DBQueryDuration, metrics.DBErrors, metrics.DBWriterWait, metrics.DBOpenConnections,
@@ -140,25 +140,25 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	for series, want := range map[string]string{
-		`onebox_http_requests_total{route="/v1/users/:id",method="GET",code="2xx"}`:                 "2",
-		`onebox_http_requests_total{route="unmatched",method="GET",code="4xx"}`:                     "1",
-		`onebox_http_requests_total{route="/v1/users",method="PUT",code="4xx"}`:                     "1",
-		`onebox_http_requests_total{route="/v1/users",method="other",code="4xx"}`:                   "1",
-		`onebox_http_request_duration_seconds_count{route="/v1/users/:id",method="GET"}`:            "2",
-		`onebox_http_request_duration_seconds_bucket{route="/v1/users/:id",method="GET",le="+Inf"}`: "2",
-		`onebox_http_request_latency_seconds_count{route="/v1/users/:id",method="GET"}`:             "2",
-		`onebox_ratelimit_requests_total{policy="auth-handle",result="rejected"}`:                   "1",
-		`onebox_ratelimit_requests_total{policy="auth-handle",result="allowed"}`:                    "1",
-		`onebox_cache_requests_total{cache="profiles",result="hit"}`:                                "1",
-		`onebox_cache_requests_total{cache="profiles",result="miss"}`:                               "1",
-		`onebox_cache_load_duration_seconds_count{cache="profiles"}`:                                "1",
-		`onebox_jobs_done_total{kind="photo.process",outcome="ok"}`:                                 "1",
-		`onebox_job_duration_seconds_count{kind="photo.process"}`:                                   "1",
-		`onebox_jobs_queued{kind="photo.process"}`:                                                  "0",
-		`onebox_pipeline_step_duration_seconds_count{step="decode"}`:                                "1",
-		`onebox_pipeline_step_duration_seconds_count{step="publish"}`:                               "1",
-		`onebox_db_query_duration_seconds_count{query="users_insert"}`:                              "1",
-		`onebox_db_open_connections{pool="writer"}`:                                                 "1",
+		`onebox_http_requests_total{route="/v1/users/:id",method="GET",code="2xx"}`:           "2",
+		`onebox_http_requests_total{route="unmatched",method="GET",code="4xx"}`:               "1",
+		`onebox_http_requests_total{route="/v1/users",method="PUT",code="4xx"}`:               "1",
+		`onebox_http_requests_total{route="/v1/users",method="other",code="4xx"}`:             "1",
+		`onebox_http_request_duration_seconds_count{route="/v1/users/:id",method="GET"}`:      "2",
+		`onebox_http_requests_slow_total{route="/v1/users/:id",method="GET",threshold="0.5"}`: "0",
+		`onebox_http_request_latency_seconds_count{route="/v1/users/:id",method="GET"}`:       "2",
+		`onebox_ratelimit_requests_total{policy="auth-handle",result="rejected"}`:             "1",
+		`onebox_ratelimit_requests_total{policy="auth-handle",result="allowed"}`:              "1",
+		`onebox_cache_requests_total{cache="profiles",result="hit"}`:                          "1",
+		`onebox_cache_requests_total{cache="profiles",result="miss"}`:                         "1",
+		`onebox_cache_load_duration_seconds_count{cache="profiles"}`:                          "1",
+		`onebox_jobs_done_total{kind="photo.process",outcome="ok"}`:                           "1",
+		`onebox_job_duration_seconds_count{kind="photo.process"}`:                             "1",
+		`onebox_jobs_queued{kind="photo.process"}`:                                            "0",
+		`onebox_pipeline_step_duration_seconds_count{step="decode"}`:                          "1",
+		`onebox_pipeline_step_duration_seconds_count{step="publish"}`:                         "1",
+		`onebox_db_query_duration_seconds_count{query="users_insert"}`:                        "1",
+		`onebox_db_open_connections{pool="writer"}`:                                           "1",
 		`onebox_sse_connections`: "1",
 		// This scrape itself is not in flight: /metrics is served by the
 		// admin mux, not the API.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"time"
 
@@ -61,4 +62,17 @@ func Dial(ctx context.Context, rawURL string) (*goredis.Client, error) {
 		return client, fmt.Errorf("redis: ping %s: %w: %w", opt.Addr, ErrUnreachable, err)
 	}
 	return client, nil
+}
+
+// SetLogger sends go-redis's own log lines (pool and reconnection
+// notices it otherwise prints to stderr as plain text) to log, as
+// warnings, so that they come out as JSON with the rest. go-redis's
+// logger is process-wide: main calls this once, at wiring.
+func SetLogger(log *slog.Logger) { goredis.SetLogger(slogAdapter{log}) }
+
+// slogAdapter is go-redis's Logging interface on a slog.Logger.
+type slogAdapter struct{ log *slog.Logger }
+
+func (a slogAdapter) Printf(ctx context.Context, format string, v ...any) {
+	a.log.WarnContext(ctx, fmt.Sprintf(format, v...), slog.String("component", "go-redis"))
 }

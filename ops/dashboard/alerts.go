@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/url"
 	"sync"
@@ -21,7 +20,10 @@ type AlertRules struct {
 	// held for For, http_error_rate fires. 0.05.
 	ErrorRate float64
 	// P95: the request p95 (over Recent) above which, held for For,
-	// http_p95 fires. 500ms.
+	// http_p95 fires. 500ms. It is read exactly, not from buckets: the
+	// p95 is above P95 exactly when more than 5 % of requests were
+	// slower, which the metric onebox_http_requests_slow_total counts
+	// (its threshold must be this one: metrics.Options.SlowRequest).
 	P95 time.Duration
 	// For is how long ErrorRate and P95 must hold, and how long the queue
 	// depth must rise, before their alerts fire. 5m.
@@ -53,29 +55,43 @@ type Alert struct {
 	At      time.Time `json:"at"`    // of this transition
 }
 
-// rule is one alert's condition, checked at every sample: true and a
-// sentence, or false.
+// rule is one alert's condition, checked at every sample: whether it
+// holds, and a sentence with the current value either way (the
+// resolved line says it), or "" when there is nothing to say.
 type rule struct {
 	name string
 	hold bool // must stay true for AlertRules.For before firing
 	cond func(h *history, o AlertRules) (bool, string)
 }
 
+// slowShare is the share of requests above the p95: 5 %.
+const slowShare = 0.05
+
 var rules = []rule{
 	{"http_error_rate", true, func(h *history, o AlertRules) (bool, string) {
 		r := h.current
-		if r.requests < o.MinRequests {
-			return false, ""
+		if r.requests <= 0 {
+			return false, "no requests"
 		}
 		er := r.errors5xx / r.requests
-		return er > o.ErrorRate, fmt.Sprintf("HTTP 5xx at %s of requests (alert above %s for %s)", pct(er), pct(o.ErrorRate), dur(o.For))
+		return er > o.ErrorRate && r.requests >= o.MinRequests,
+			fmt.Sprintf("HTTP 5xx at %s of %s requests (alert above %s for %s)", pct(er), count(r.requests), pct(o.ErrorRate), dur(o.For))
 	}},
 	{"http_p95", true, func(h *history, o AlertRules) (bool, string) {
-		p := h.current.p95
-		return !math.IsNaN(p) && p > o.P95.Seconds(), fmt.Sprintf("HTTP p95 at %s (alert above %s for %s)", secs(p), secs(o.P95.Seconds()), dur(o.For))
+		r := h.current
+		if r.timed <= 0 {
+			return false, "no requests"
+		}
+		share := r.slow / r.timed
+		return share > slowShare, fmt.Sprintf("%s of requests slower than %s, so p95 %s it (alert when over %s for %s); p95 %s",
+			pct(share), secs(o.P95.Seconds()), map[bool]string{true: "is above", false: "is within"}[share > slowShare],
+			pct(slowShare), dur(o.For), quantText(r.est["http.p95"]))
 	}},
 	{"queue_growing", false, func(h *history, o AlertRules) (bool, string) {
 		up, first, last := h.growing("queue.depth", o.For, true)
+		if !up {
+			return false, "queue depth " + count(h.current.depth)
+		}
 		return up, fmt.Sprintf("queue depth rose from %s to %s over %s", count(first), count(last), dur(o.For))
 	}},
 	{"jobs_dead", false, func(h *history, o AlertRules) (bool, string) {
@@ -85,7 +101,7 @@ var rules = []rule{
 	{"disk_low", false, func(h *history, o AlertRules) (bool, string) {
 		r := h.current
 		if !r.has["disk"] {
-			return false, ""
+			return false, "no disk figures"
 		}
 		free := r.diskFree / r.diskSize
 		return free < o.DiskFree, fmt.Sprintf("disk %s free (%s of %s)", pct(free), bytesize(r.diskFree), bytesize(r.diskSize))
@@ -146,9 +162,15 @@ func (a *alerter) evaluate(ctx context.Context, h *history, now time.Time) {
 			}
 			resolved := *st.firing
 			resolved.Status, resolved.At = "resolved", now
+			lasted := now.Sub(resolved.Since)
+			// The firing numbers are history; say what holds now.
+			resolved.Summary = "resolved after " + dur(lasted.Round(time.Second))
+			if summary != "" {
+				resolved.Summary += ": now " + summary
+			}
 			st.firing = nil
 			a.log.LogAttrs(ctx, slog.LevelInfo, "alert resolved", slog.String("alert", r.name),
-				slog.String("summary", resolved.Summary), slog.Duration("lasted", now.Sub(resolved.Since)))
+				slog.String("summary", resolved.Summary), slog.Duration("lasted", lasted))
 			a.report(resolved)
 		}
 	}

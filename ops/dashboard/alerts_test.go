@@ -70,7 +70,7 @@ func TestErrorRateAlert(t *testing.T) {
 		failing()
 	}
 	s := p.d.State()
-	if len(s.Alerts) != 1 || s.Alerts[0].Name != "http_error_rate" || !strings.Contains(s.Alerts[0].Summary, "HTTP 5xx at 33 % of requests") {
+	if len(s.Alerts) != 1 || s.Alerts[0].Name != "http_error_rate" || !strings.Contains(s.Alerts[0].Summary, "HTTP 5xx at 33 % of 150 requests") {
 		t.Fatalf("alerts %+v", s.Alerts)
 	}
 	p.warm(10)
@@ -91,6 +91,11 @@ func TestErrorRateAlert(t *testing.T) {
 	}
 	if log := p.d.State().AlertLog; len(log) != 2 || log[0].Status != "resolved" {
 		t.Fatalf("alert log %+v", log)
+	}
+	// The resolved line says how long it lasted and what holds now, not
+	// the numbers it fired on.
+	if want := "resolved after 9s: now HTTP 5xx at 0 % of "; !strings.HasPrefix(resolved.Summary, want) {
+		t.Fatalf("resolved summary %q, want it to start %q", resolved.Summary, want)
 	}
 }
 

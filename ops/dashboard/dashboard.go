@@ -7,8 +7,16 @@
 // and as JSON on the admin listener.
 //
 // It reads metrics only through Options.Scrape (the text a /metrics
-// endpoint serves), so it knows no metrics library and works the same
-// whatever registers them.
+// endpoint serves), parsed by the Prometheus project's expfmt, so it
+// reads what a Prometheus server would, whatever registers them.
+//
+// Every quantile it shows states its source and window. Routes, queries
+// and job kinds merge only in histograms: over VictoriaMetrics' vmrange
+// buckets (13.6 % wide) a quantile is shown as its bucket's geometric
+// middle, within 7 % of the truth; over buckets too wide for 10 %, as
+// the bucket's range. A route's own p95 comes from its summary.
+// Alerts on latency fire on an exact count, the share of requests
+// slower than the threshold, not on a quantile estimate.
 package dashboard
 
 import (
@@ -95,6 +103,9 @@ type Options struct {
 	Recent     time.Duration
 	Thresholds Thresholds
 	Alerts     AlertRules
+	// SummaryWindow is the window of the per-route latency summaries
+	// (metrics.Options.SummaryWindow), as the page states it. Default 5m.
+	SummaryWindow time.Duration
 
 	// Token, when set, is required (Authorization: Bearer, or ?token=)
 	// on every request but the static files; without it, requests that
@@ -141,6 +152,7 @@ func New(o Options) *Dashboard {
 	o.Window = max(orDefault(o.Window, time.Hour), 2*o.Interval)
 	o.Recent = min(max(orDefault(o.Recent, time.Minute), o.Interval), o.Window)
 	o.Thresholds = o.Thresholds.withDefaults()
+	o.SummaryWindow = orDefault(o.SummaryWindow, 5*time.Minute)
 	o.Alerts = o.Alerts.withDefaults()
 	if o.Now == nil {
 		o.Now = time.Now

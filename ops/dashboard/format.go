@@ -120,3 +120,39 @@ func ago(t, now time.Time) string {
 	}
 	return fmt.Sprintf("%dh%02dm ago", int(d.Hours()), int(d.Minutes())%60)
 }
+
+// quantText prints a quantile read from a histogram: a point when its
+// bucket is narrow enough to be within 10 % (estimate.precise), else the
+// bucket's range, which holds the truth, rather than a point
+// interpolated inside it, which need not be near it.
+func quantText(e estimate) string {
+	switch {
+	case math.IsNaN(e.v):
+		return "–"
+	case math.IsInf(e.hi, 1):
+		return "over " + secs(e.lo)
+	case e.precise():
+		return secs(e.v)
+	}
+	return secs(e.lo) + "–" + secs(e.hi)
+}
+
+// quantScope says what a histogram quantile merges, by metricSpec key.
+var quantScope = map[string]string{
+	"http.p50": "all routes", "http.p95": "all routes", "http.p99": "all routes",
+	"cache.load": "all caches", "workers.p95": "all job kinds", "db.p95": "all queries",
+}
+
+// quantSource states where a quantile comes from and over what window.
+func quantSource(key string, e estimate, recent string) string {
+	if math.IsNaN(e.v) {
+		return ""
+	}
+	s := fmt.Sprintf("histogram of %s, last %s", quantScope[key], recent)
+	if e.precise() {
+		s += fmt.Sprintf(": middle of the bucket %s–%s, within 7 %%", secs(e.lo), secs(e.hi))
+	} else {
+		s += ": the bucket it falls in, too wide for a point"
+	}
+	return s
+}

@@ -45,7 +45,8 @@ func (r *ring) last(n int) []float64 {
 // over Window.
 type history struct {
 	interval, recent time.Duration
-	size             int // points per series
+	summaryWindow    time.Duration // of the per-route summaries, to say so
+	size             int           // points per series
 
 	snaps   []snapshot // oldest is at or before newest - recent, when old enough
 	latest  reading    // over the last interval
@@ -56,7 +57,7 @@ type history struct {
 
 func newHistory(o Options) *history {
 	h := &history{
-		interval: o.Interval, recent: o.Recent,
+		interval: o.Interval, recent: o.Recent, summaryWindow: o.SummaryWindow,
 		size:    int(o.Window / o.Interval),
 		series:  map[string]*ring{},
 		queries: map[string]*ring{},

@@ -212,9 +212,9 @@ func judgeHTTP(j *judging) {
 		}
 	}
 	if h := level(r.p95, t.HTTPP95.Seconds(), 4); h.Bad() {
-		msg := "p95 " + secs(r.p95)
+		msg := fmt.Sprintf("p95 %s (%s)", quantText(r.est["http.p95"]), quantSource("http.p95", r.est["http.p95"], dur(j.h.recent)))
 		if route, v := maxEntry(r.routeP95); route != "" {
-			msg += fmt.Sprintf(" (slowest %s at %s)", route, secs(v))
+			msg += fmt.Sprintf("; slowest route %s p95 %s (its summary, last %s)", route, secs(v), dur(j.h.summaryWindow))
 		}
 		j.flag(h, "%s", msg)
 	}
@@ -239,7 +239,7 @@ func judgeCache(j *judging) {
 		}
 	}
 	if h := level(r.loadP95, t.CacheLoadP95.Seconds(), 4); h.Bad() {
-		j.flag(h, "loads on a miss p95 %s", secs(r.loadP95))
+		j.flag(h, "loads on a miss p95 %s (%s)", quantText(r.est["cache.load"]), quantSource("cache.load", r.est["cache.load"], dur(j.h.recent)))
 	}
 }
 
@@ -269,7 +269,7 @@ func judgeWorkers(j *judging) {
 	}
 	if p := r.jobP95; !math.IsNaN(p) {
 		if base := j.h.baseline(j.h.series["workers.p95"]); !math.IsNaN(base) && p >= t.BaselineFactor*base && p >= t.QueryFloor.Seconds() {
-			msg := fmt.Sprintf("job p95 %s, normally %s", secs(p), secs(base))
+			msg := fmt.Sprintf("job p95 %s over the last %s, normally %s", quantText(r.est["workers.p95"]), dur(j.h.recent), secs(base))
 			if step, v := maxEntry(r.stepP95); step != "" {
 				msg += fmt.Sprintf("; slowest step %s p95 %s", step, secs(v))
 			}
@@ -280,34 +280,43 @@ func judgeWorkers(j *judging) {
 
 // judgeDatabase compares each query's p95 with its own baseline: a query
 // is abnormal at BaselineFactor times its normal p95 (and above
-// QueryFloor); with no baseline yet, at QueryP95.
+// QueryFloor); with no baseline yet, at QueryP95. Abnormal queries are
+// ranked by the time spent in them over Recent (count × latency): a
+// query run a thousand times 5 ms too slow costs more than one run once
+// a second too slow, and is the one to fix first.
 func judgeDatabase(j *judging) {
 	r, t := j.r, j.t
 	type slow struct {
-		query      string
-		p95, base  float64
-		abnormalBy float64
+		query        string
+		p95, base    float64
+		count, spent float64
 	}
 	var slows []slow
 	for q, p := range r.queryP95 {
 		base := j.h.baseline(j.h.queries[q])
 		switch {
 		case !math.IsNaN(base) && p >= t.BaselineFactor*math.Max(base, 1e-6) && p >= t.QueryFloor.Seconds():
-			slows = append(slows, slow{q, p, base, p / math.Max(base, 1e-6)})
+			slows = append(slows, slow{q, p, base, r.queryCount[q], r.queryTime[q]})
 		case math.IsNaN(base) && p >= t.QueryP95.Seconds():
-			slows = append(slows, slow{q, p, base, p / t.QueryP95.Seconds()})
+			slows = append(slows, slow{q, p, base, r.queryCount[q], r.queryTime[q]})
 		}
 	}
-	slices.SortFunc(slows, func(a, b slow) int { return cmp.Or(cmp.Compare(b.p95, a.p95), cmp.Compare(a.query, b.query)) })
+	slices.SortFunc(slows, func(a, b slow) int {
+		return cmp.Or(cmp.Compare(b.spent, a.spent), cmp.Compare(b.p95, a.p95), cmp.Compare(a.query, b.query))
+	})
 	for i, s := range slows {
 		if i == 3 {
 			j.flag(Degraded, "and %d more queries slower than normal", len(slows)-3)
 			break
 		}
 		h := Degraded
-		msg := fmt.Sprintf("query %s p95 %s", s.query, secs(s.p95))
+		// From its vmrange histogram: within 7 %.
+		msg := fmt.Sprintf("query %s p95 %s over the last %s", s.query, secs(s.p95), dur(j.h.recent))
 		if !math.IsNaN(s.base) {
 			msg += ", normally " + secs(s.base)
+		}
+		msg += fmt.Sprintf("; %s runs, %s spent", count(s.count), secs(s.spent))
+		if !math.IsNaN(s.base) {
 			if s.p95 >= t.QueryP95.Seconds() {
 				h = Failing
 			}
@@ -383,6 +392,18 @@ type Diagnosis struct {
 	Chain []Link `json:"chain"`
 	// Drills are fault injections running now.
 	Drills []string `json:"drills,omitempty"`
+	// Latency is the headline quantiles, each with its source and
+	// window: request p50, p95 and p99 over all routes, the slowest
+	// routes' p95, the query p95.
+	Latency []Number `json:"latency,omitempty"`
+}
+
+// Number is one figure of a diagnosis, formatted, with where it comes
+// from.
+type Number struct {
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Source string `json:"source,omitempty"`
 }
 
 // Finding is one unhealthy component and its evidence.

@@ -9,8 +9,9 @@ import (
 // them. A missing metric leaves its component "unknown", not healthy.
 const (
 	mHTTPRequests   = "onebox_http_requests_total"           // {route,method,code="2xx|4xx|5xx"}
-	mHTTPDuration   = "onebox_http_request_duration_seconds" // histogram {route,method}
-	mHTTPLatency    = "onebox_http_request_latency_seconds"  // summary {route,method,quantile}: a fallback
+	mHTTPDuration   = "onebox_http_request_duration_seconds" // histogram {route,method}, vmrange buckets
+	mHTTPLatency    = "onebox_http_request_latency_seconds"  // summary {route,method,quantile}: per route
+	mHTTPSlow       = "onebox_http_requests_slow_total"      // {route,method,threshold}: slower than the alert's p95
 	mHTTPInFlight   = "onebox_http_in_flight_requests"
 	mSSE            = "onebox_sse_connections"
 	mLimiter        = "onebox_ratelimit_requests_total"    // {policy,result}
@@ -41,9 +42,16 @@ type reading struct {
 	has     map[string]bool // component → its metrics were exposed
 
 	requests, errors5xx float64
-	p50, p95, p99       float64
-	routeP95            map[string]float64 // "GET /v1/users/:id" → seconds
-	inFlight, sse       float64
+	// timed and slow are the requests of routes whose duration is
+	// latency (not event streams), and those of them slower than the
+	// alert threshold.
+	timed, slow   float64
+	p50, p95, p99 float64
+	// est holds the quantiles read from histograms by metricSpec key
+	// ("http.p95"), with the bucket each fell in.
+	est           map[string]estimate
+	routeP95      map[string]float64 // "GET /v1/users/:id" → seconds, from its summary
+	inFlight, sse float64
 
 	limiterTotal, limited, limiterErrors float64
 
@@ -60,6 +68,7 @@ type reading struct {
 	dbP95           float64
 	queryP95        map[string]float64
 	queryCount      map[string]float64
+	queryTime       map[string]float64 // seconds spent in each query: count × latency
 	busy, dbErrors  float64
 	writerWait      float64 // seconds spent waiting for the writer, per second
 	openConnections float64
@@ -70,7 +79,7 @@ type reading struct {
 // measure reads the interval from a to b. Counter resets (a restart)
 // count from zero.
 func measure(a, b snapshot) reading {
-	r := reading{seconds: b.at.Sub(a.at).Seconds(), has: map[string]bool{}}
+	r := reading{seconds: b.at.Sub(a.at).Seconds(), has: map[string]bool{}, est: map[string]estimate{}}
 	delta := func(name string, match func(sample) bool) (float64, bool) {
 		nb, ok := b.sum(name, match)
 		na, _ := a.sum(name, match)
@@ -98,10 +107,15 @@ func measure(a, b snapshot) reading {
 		out := make(map[string]float64, len(hs))
 		for g, h := range hs {
 			if h.total() > 0 {
-				out[g] = h.quantile(0.95)
+				out[g] = h.quantile(0.95).v
 			}
 		}
 		return out
+	}
+	quant := func(key string, h histogram, q float64) float64 {
+		e := h.quantile(q)
+		r.est[key] = e
+		return e.v
 	}
 
 	// HTTP.
@@ -110,13 +124,13 @@ func measure(a, b snapshot) reading {
 	r.has["http"] = ok
 	r.errors5xx, _ = delta(mHTTPRequests, withLabel("code", "5xx"))
 	notStream := func(s sample) bool { return !strings.Contains(s.label("route"), streamRouteMark) }
-	routes := hist(mHTTPDuration, "route", notStream)
-	all := merge(values(routes)...)
-	r.p50, r.p95, r.p99 = all.quantile(0.5), all.quantile(0.95), all.quantile(0.99)
-	r.routeP95 = p95s(routes)
-	if all.total() == 0 {
-		r.p50, r.p95, r.p99, r.routeP95 = summaryQuantiles(b, mHTTPLatency, notStream)
-	}
+	r.timed, _ = delta(mHTTPRequests, notStream)
+	r.slow, _ = delta(mHTTPSlow, notStream)
+	// Routes merge only in a histogram; each route's own quantile comes
+	// from its summary, which is exact for it.
+	all := merge(values(hist(mHTTPDuration, "", notStream))...)
+	r.p50, r.p95, r.p99 = quant("http.p50", all, 0.5), quant("http.p95", all, 0.95), quant("http.p99", all, 0.99)
+	r.routeP95 = summaryP95(b, mHTTPLatency, notStream)
 	r.inFlight, r.sse = gauge(mHTTPInFlight), gauge(mSSE)
 
 	// Limiter: a result is an error, a rejection or (anything else) a pass.
@@ -134,7 +148,7 @@ func measure(a, b snapshot) reading {
 	// Cache.
 	r.hits, r.has["cache"] = delta(mCacheRequests, withLabel("result", "hit"))
 	r.misses, _ = delta(mCacheRequests, withLabel("result", "miss"))
-	r.loadP95 = merge(values(hist(mCacheLoad, "", nil))...).quantile(0.95)
+	r.loadP95 = quant("cache.load", merge(values(hist(mCacheLoad, "", nil))...), 0.95)
 
 	// Queue and workers.
 	r.depth, r.oldest, r.queueInFlight = gauge(mJobsQueued), math.NaN(), gauge(mJobsInFlight)
@@ -147,18 +161,19 @@ func measure(a, b snapshot) reading {
 	r.deadLettered = gauge(mJobsDead)
 	_, r.has["workers"] = b.metrics[mJobsDone]
 	r.has["workers"] = r.has["workers"] || !math.IsNaN(r.deadLettered)
-	r.jobP95 = merge(values(hist(mJobDuration, "", nil))...).quantile(0.95)
+	r.jobP95 = quant("workers.p95", merge(values(hist(mJobDuration, "", nil))...), 0.95)
 	r.stepP95 = p95s(hist(mPipelineStep, "step", nil))
 
 	// Database.
 	queries := hist(mDBQuery, "query", nil)
 	_, r.has["database"] = b.metrics[mDBQuery+"_bucket"]
-	r.dbP95 = merge(values(queries)...).quantile(0.95)
+	r.dbP95 = quant("db.p95", merge(values(queries)...), 0.95)
 	r.queryP95 = p95s(queries)
 	r.queryCount = make(map[string]float64, len(queries))
 	for q, h := range queries {
 		r.queryCount[q] = h.total()
 	}
+	r.queryTime = deltaBy(a, b, mDBQuery+"_sum", "query")
 	r.busy, _ = delta(mDBErrors, withLabel("kind", "busy"))
 	r.dbErrors, _ = delta(mDBErrors, func(s sample) bool { return s.label("kind") != "busy" })
 	r.writerWait = math.NaN()
@@ -175,7 +190,7 @@ func measure(a, b snapshot) reading {
 
 // deltaBy is a counter's increase from a to b per value of one label.
 func deltaBy(a, b snapshot, name, labelName string) map[string]float64 {
-	nb, na := b.by(name, labelName), a.by(name, labelName)
+	nb, na := b.by(name, labelName, nil), a.by(name, labelName, nil)
 	out := make(map[string]float64, len(nb))
 	for k, v := range nb {
 		if old := na[k]; old <= v {
@@ -194,33 +209,17 @@ func values[K comparable, V any](m map[K]V) []V {
 	return out
 }
 
-// summaryQuantiles reads a summary's quantiles when no histogram is
-// exposed. Quantiles of different routes cannot be merged; the worst
-// route's stands for all, which errs on the side of alarm.
-func summaryQuantiles(s snapshot, name string, keep func(sample) bool) (p50, p95, p99 float64, routes map[string]float64) {
-	p50, p95, p99 = math.NaN(), math.NaN(), math.NaN()
-	routes = map[string]float64{}
+// summaryP95 reads each route's p95 from its summary: "GET /route" →
+// seconds. Summaries of different routes cannot be merged, so they serve
+// only per route.
+func summaryP95(s snapshot, name string, keep func(sample) bool) map[string]float64 {
+	routes := map[string]float64{}
 	for _, x := range s.metrics[name] {
-		if !keep(x) || math.IsNaN(x.value) {
-			continue
-		}
-		worse := func(cur float64) float64 {
-			if math.IsNaN(cur) || x.value > cur {
-				return x.value
-			}
-			return cur
-		}
-		switch x.label(quantileLabel) {
-		case "0.5":
-			p50 = worse(p50)
-		case "0.95":
-			p95 = worse(p95)
-			routes[x.label("route")] = x.value
-		case "0.99":
-			p99 = worse(p99)
+		if keep(x) && !math.IsNaN(x.value) && x.label(quantileLabel) == "0.95" {
+			routes[x.label("method")+" "+x.label("route")] = x.value
 		}
 	}
-	return p50, p95, p99, routes
+	return routes
 }
 
 func ratio(part, whole float64) float64 {

@@ -2,6 +2,8 @@ package dashboard
 
 import (
 	"cmp"
+	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -42,7 +44,10 @@ type MetricView struct {
 	Key   string `json:"key"`
 	Label string `json:"label"`
 	Value string `json:"value"`
-	Spark string `json:"spark"` // SVG path in a viewBox of sparkWidth × sparkHeight
+	// Source, for a quantile, says what it was computed from and over
+	// which window.
+	Source string `json:"source,omitempty"`
+	Spark  string `json:"spark"` // SVG path in a viewBox of sparkWidth × sparkHeight
 }
 
 type ErrorView struct {
@@ -53,10 +58,17 @@ type ErrorView struct {
 	RequestID string `json:"request_id,omitempty"`
 }
 
+// SlowQueryView is one query name of the slow-query log: how many of
+// its runs were kept, their p95 and max, and the slowest one's SQL,
+// plan and request. The list is ranked by time spent (the sum of the
+// kept runs), the cost an operator can win back.
 type SlowQueryView struct {
-	Time      string `json:"time"`
+	Time      string `json:"time"` // of the newest run
 	Name      string `json:"name"`
-	Duration  string `json:"duration"`
+	Count     int    `json:"count"`
+	P95       string `json:"p95"`
+	Max       string `json:"max"`
+	Total     string `json:"total"`
 	SQL       string `json:"sql"`
 	Plan      string `json:"plan,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
@@ -104,11 +116,15 @@ func (d *Dashboard) buildState(judged []judging, src sources, now time.Time) Sta
 			if spec.component != n.name {
 				continue
 			}
-			p.Metrics = append(p.Metrics, MetricView{
+			mv := MetricView{
 				Key: spec.key, Label: spec.label,
 				Value: format(spec.value(d.hist.current), spec.unit),
 				Spark: sparkPath(d.hist.series[spec.key].points(), spec.unit),
-			})
+			}
+			if e, ok := d.hist.current.est[spec.key]; ok {
+				mv.Value, mv.Source = quantText(e), quantSource(spec.key, e, dur(d.o.Recent))
+			}
+			p.Metrics = append(p.Metrics, mv)
 		}
 		s.Panels = append(s.Panels, p)
 	}
@@ -118,15 +134,8 @@ func (d *Dashboard) buildState(judged []judging, src sources, now time.Time) Sta
 			s.Errors = append(s.Errors, ErrorView{Time: clock(e.Time), Where: e.Where, Status: e.Status, Message: e.Message, RequestID: e.RequestID})
 		}
 	}
-	if qs := slices.Clone(src.slow); len(qs) > 0 {
-		slices.SortStableFunc(qs, func(a, b SlowQuery) int { return b.Time.Compare(a.Time) })
-		for _, q := range qs[:min(len(qs), listLimit)] {
-			s.SlowQueries = append(s.SlowQueries, SlowQueryView{
-				Time: clock(q.Time), Name: q.Name, Duration: secs(q.Duration.Seconds()),
-				SQL: strings.TrimSpace(q.SQL), Plan: strings.TrimSpace(q.Plan), RequestID: q.RequestID,
-			})
-		}
-	}
+	s.SlowQueries = groupSlow(src.slow)
+	s.Diagnosis.Latency = d.latency(s.Panels)
 	if ts := src.traces; len(ts) > 0 {
 		slices.SortStableFunc(ts, func(a, b Trace) int { return cmp.Compare(b.Duration, a.Duration) })
 		for _, t := range ts[:min(len(ts), 10)] {
@@ -134,6 +143,77 @@ func (d *Dashboard) buildState(judged []judging, src sources, now time.Time) Sta
 		}
 	}
 	return s
+}
+
+// latency is the diagnosis's headline quantiles.
+func (d *Dashboard) latency(panels []Panel) []Number {
+	names := map[string]string{"http.p50": "HTTP p50", "http.p95": "HTTP p95", "http.p99": "HTTP p99", "db.p95": "query p95"}
+	var out []Number
+	for _, p := range panels {
+		for _, m := range p.Metrics {
+			if n, ok := names[m.Key]; ok && m.Value != "–" {
+				out = append(out, Number{Name: n, Value: m.Value, Source: m.Source})
+			}
+		}
+	}
+	routes := d.hist.current.routeP95
+	keys := slices.Collect(maps.Keys(routes))
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Or(cmp.Compare(routes[b], routes[a]), cmp.Compare(a, b)) })
+	for _, k := range keys[:min(len(keys), 3)] {
+		out = append(out, Number{Name: "p95 " + k, Value: secs(routes[k]),
+			Source: "the route's own summary, last " + dur(d.o.SummaryWindow)})
+	}
+	return out
+}
+
+// groupSlow groups the slow-query log by query name, ranked by the time
+// its runs took in all.
+func groupSlow(qs []SlowQuery) []SlowQueryView {
+	type group struct {
+		runs    []time.Duration
+		total   time.Duration
+		newest  time.Time
+		slowest SlowQuery
+	}
+	groups := map[string]*group{}
+	for _, q := range qs {
+		g := groups[q.Name]
+		if g == nil {
+			g = &group{}
+			groups[q.Name] = g
+		}
+		g.runs = append(g.runs, q.Duration)
+		g.total += q.Duration
+		if q.Time.After(g.newest) {
+			g.newest = q.Time
+		}
+		if q.Duration >= g.slowest.Duration {
+			g.slowest = q
+		}
+	}
+	names := slices.Collect(maps.Keys(groups))
+	slices.SortFunc(names, func(a, b string) int {
+		return cmp.Or(cmp.Compare(groups[b].total, groups[a].total), cmp.Compare(a, b))
+	})
+	var out []SlowQueryView
+	for _, n := range names[:min(len(names), listLimit)] {
+		g := groups[n]
+		slices.Sort(g.runs)
+		out = append(out, SlowQueryView{
+			Time: clock(g.newest), Name: n, Count: len(g.runs),
+			P95: secs(nearestRank(g.runs, 0.95).Seconds()), Max: secs(g.runs[len(g.runs)-1].Seconds()),
+			Total: secs(g.total.Seconds()),
+			SQL:   strings.TrimSpace(g.slowest.SQL), Plan: strings.TrimSpace(g.slowest.Plan), RequestID: g.slowest.RequestID,
+		})
+	}
+	return out
+}
+
+// nearestRank is the q-quantile of sorted durations by the nearest-rank
+// method: one of them, never an interpolation.
+func nearestRank(sorted []time.Duration, q float64) time.Duration {
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
 func traceView(t Trace) TraceView {

@@ -16,6 +16,16 @@ func (d Diagnosis) WriteText(w io.Writer) error {
 	for _, dr := range d.Drills {
 		fmt.Fprintf(&b, "DRILL RUNNING: %s\n", dr)
 	}
+	if len(d.Latency) > 0 {
+		fmt.Fprintf(&b, "\nLatency:\n")
+		for _, n := range d.Latency {
+			fmt.Fprintf(&b, "  %s %s", n.Name, n.Value)
+			if n.Source != "" {
+				fmt.Fprintf(&b, " (%s)", n.Source)
+			}
+			b.WriteByte('\n')
+		}
+	}
 	if r := d.Root; r != nil {
 		fmt.Fprintf(&b, "\nRoot cause: %s, %s since %s\n", r.Title, strings.ToUpper(string(r.State)), r.Since.Format("15:04:05"))
 		for _, e := range r.Evidence {

@@ -46,7 +46,12 @@ func startInstance(t *testing.T) instance {
 	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	log := slog.New(slog.DiscardHandler)
-	m := metrics.New(metrics.Options{Kinds: []string{photos.KindProcess, photos.KindCleanup}})
+	// The alert's threshold is the dashboard's (250ms, below), and the
+	// per-route summaries cover the last 10s: the test's whole drill.
+	m := metrics.New(metrics.Options{
+		Kinds:       []string{photos.KindProcess, photos.KindCleanup},
+		SlowRequest: 250 * time.Millisecond, SummaryWindow: 10 * time.Second,
+	})
 	dr := drill.New(drill.Options{Logger: log})
 	st, err := sqlite.New(ctx, sqlite.Options{Path: t.TempDir() + "/onebox.db", OnQuery: dr.ObserveQueries(m.Query)})
 	if err != nil {
@@ -73,8 +78,9 @@ func startInstance(t *testing.T) instance {
 	dash := dashboard.New(dashboard.Options{
 		Scrape:   func(w io.Writer) error { m.WritePrometheus(w); return nil },
 		Drill:    dr,
-		Interval: 100 * time.Millisecond, Recent: time.Second, Window: 30 * time.Second,
+		Interval: 100 * time.Millisecond, Recent: time.Second, Window: 30 * time.Second, SummaryWindow: 10 * time.Second,
 		Thresholds: dashboard.Thresholds{HTTPP95: 250 * time.Millisecond, QueueGrowth: 2 * time.Second, QueueOldest: time.Second},
+		Alerts:     dashboard.AlertRules{P95: 250 * time.Millisecond, For: time.Second},
 	})
 	generous := func(name string) ratelimit.Policy {
 		return ratelimit.Policy{Name: name, Limit: 1_000_000, Window: time.Second}
@@ -302,5 +308,24 @@ func waitMetrics(t *testing.T, in instance, want map[string]float64) {
 			t.Fatalf("metrics did not reach %v within a minute", want)
 		}
 		time.Sleep(50 * time.Millisecond) // polling the load's progress
+	}
+}
+
+// TestAdminRootLeadsToDashboard: the admin listener's / redirects to
+// /ops/, the dashboard.
+func TestAdminRootLeadsToDashboard(t *testing.T) {
+	t.Parallel()
+	in := startInstance(t)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := client.Get(in.admin + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusFound || res.Header.Get("Location") != "/ops/" {
+		t.Fatalf("GET /: %s, Location %q", res.Status, res.Header.Get("Location"))
+	}
+	if code, _ := call(t, "GET", in.admin+"/nothing", "", "", nil); code != http.StatusNotFound {
+		t.Fatalf("GET /nothing: %d, want 404: only / redirects", code)
 	}
 }

@@ -54,11 +54,14 @@
     a.querySelector('.since').textContent = p.since_text;
     const head = p.metrics[0];
     a.querySelector('.headline .value').textContent = head.value;
+    a.querySelector('.headline .value').title = head.source || '';
     list(a.querySelector('.evidence'), p.evidence, (e) => el('li', '', e));
     for (const m of p.metrics) {
       const row = a.querySelector('[data-key="' + m.key + '"]');
       if (!row) continue;
       row.querySelector('.value').textContent = m.value;
+      row.querySelector('.value').title = m.source || '';
+      row.querySelector('.source').textContent = m.source || '';
       row.querySelector('path').setAttribute('d', m.spark);
     }
   }
@@ -75,7 +78,8 @@
       const qs = s.slow_queries || [];
       $('slow-queries').replaceChildren(...(qs.length ? qs.map((q) => {
         const d = el('details', 'query',
-          el('summary', '', el('time', '', q.time), ' ', el('strong', '', q.duration), ' ' + q.name + ' ', el('span', 'rid', q.request_id || '')),
+          el('summary', '', el('strong', '', q.total), ' ' + q.name + ': ' + q.count + ' runs, p95 ' + q.p95 + ', max ' + q.max + ', last ',
+            el('time', '', q.time), ' ', el('span', 'rid', q.request_id || '')),
           el('pre', '', q.sql));
         if (q.plan) d.append(el('pre', 'plan', q.plan));
         return d;
