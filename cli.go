@@ -32,7 +32,9 @@ var databaseSettings = []string{"ONEBOX_DATA_DIR", "ONEBOX_DATABASE_URL", "ONEBO
 // commands is onebox's command line. Each call builds it anew, so a
 // command's own flags live no longer than one run.
 func commands(lookupEnv func(string) (string, bool), stdout, stderr io.Writer, h hooks) []command {
-	var all bool // jobs retry -all
+	var all bool           // jobs retry -all
+	var backupTo string    // backup -to
+	var restoreFrom string // restore -from
 	return []command{{
 		name:    "serve",
 		summary: "run the service: the API, the workers and the admin listener (the default command)",
@@ -89,6 +91,48 @@ migrates one (see onebox migrate).
 		},
 		run: func(ctx context.Context, cfg config.Config, args []string) error {
 			return jobsCommand(ctx, cfg, args, all, stdout, stderr, newLogger(cfg, stderr))
+		},
+	}, {
+		name:    "backup",
+		summary: "copy the database and the media it references to a new directory, with their digests, while the service runs",
+		usage: `usage: onebox backup -to DIR [flags]
+
+Writes a consistent snapshot of the database (VACUUM INTO) and a copy of
+exactly the media files it references into DIR, which must be missing or
+empty, with DIR/manifest.json last: the SHA-256 of every file, the row
+count of every table. It checks the snapshot's integrity first. Safe while
+the service runs; it never creates or migrates a database.`,
+		example:  "onebox backup -to /srv/backups/onebox-2026-01-31 -data-dir ./data",
+		settings: backupSettings,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&backupTo, "to", "", "the new `dir`ectory to write the backup into")
+		},
+		run: func(ctx context.Context, cfg config.Config, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("backup: unexpected argument %q (see onebox backup --help)", args[0])
+			}
+			return backupCommand(ctx, cfg, backupTo, stdout, newLogger(cfg, stderr))
+		},
+	}, {
+		name:    "restore",
+		summary: "bring a backup back into an empty data directory and check it against its manifest",
+		usage: `usage: onebox restore -from DIR [flags]
+
+Copies the database and media of the backup in DIR (see onebox backup) into
+the data directory, which must be missing or empty, with the service
+stopped. It then checks PRAGMA integrity_check, the row count of every
+table and the SHA-256 of every media file against the manifest, and exits
+non-zero naming the first difference.`,
+		example:  "onebox restore -from /srv/backups/onebox-2026-01-31 -data-dir ./data",
+		settings: backupSettings,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&restoreFrom, "from", "", "the backup `dir`ectory to restore")
+		},
+		run: func(ctx context.Context, cfg config.Config, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("restore: unexpected argument %q (see onebox restore --help)", args[0])
+			}
+			return restoreCommand(ctx, cfg, restoreFrom, stdout)
 		},
 	}, {
 		name:    "ops",

@@ -78,6 +78,8 @@ type Store struct {
 	jobs    *jobsqlite.Sender // enqueues in the store's transactions
 	onQuery func(context.Context, store.QueryEvent)
 	logger  *slog.Logger
+	// snapshotDSN opens the connection of a Snapshot (backup.go).
+	snapshotDSN string
 }
 
 var _ store.Store = (*Store)(nil)
@@ -143,6 +145,8 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		jobs:    jobsqlite.NewSender(writer),
 		onQuery: opts.OnQuery,
 		logger:  opts.Logger,
+		// Not query-only, which refuses VACUUM INTO.
+		snapshotDSN: dsn(opts, "_pragma=query_only(0)"),
 	}
 	if err := openWriter(ctx, writer, opts.BusyTimeout); err != nil {
 		return nil, errors.Join(err, s.Close())
