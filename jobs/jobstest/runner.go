@@ -203,7 +203,6 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		release := make(chan struct{})
 		var releaseOnce sync.Once
 		unblock := func() { releaseOnce.Do(func() { close(release) }) }
-		t.Cleanup(unblock) // before the Runner stops: cleanups run last first
 		nextRan := make(chan struct{}, 1)
 		r.Register("k", func(ctx context.Context, m jobs.Message) error {
 			if string(m.Payload) == `"stuck"` {
@@ -215,6 +214,7 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 			return nil
 		}, jobs.KindOptions{Concurrency: 1, Timeout: 50 * time.Millisecond, Grace: 10 * time.Millisecond, MaxAttempts: 3, Backoff: time.Hour})
 		stop := start(t, r)
+		t.Cleanup(unblock) // before the Runner stops: cleanups run last first
 		id := receiveFrom(t, stuck)
 
 		// The one slot is freed: the next job runs while the stuck one
@@ -260,13 +260,13 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		release := make(chan struct{})
 		var releaseOnce sync.Once
 		unblock := func() { releaseOnce.Do(func() { close(release) }) }
-		t.Cleanup(unblock)
 		r := jobs.NewRunner(q, runnerOptions(t, nil))
 		r.Register("k", func(ctx context.Context, m jobs.Message) error {
-			<-release
+			<-release // ignoring ctx
 			return nil
 		}, jobs.KindOptions{Timeout: 20 * time.Millisecond, Grace: 10 * time.Millisecond, MaxAttempts: 1})
 		start(t, r)
+		t.Cleanup(unblock) // before the Runner stops: cleanups run last first
 		if d := mustDeadOne(t, q); d.Attempt != 1 || !strings.Contains(d.LastError, jobs.ErrAbandoned.Error()) {
 			t.Errorf("dead %+v, want attempt 1 with %q", d, jobs.ErrAbandoned)
 		}
