@@ -142,6 +142,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	})
 	runner := jobs.NewRunner(queue, jobs.RunnerOptions{
 		Logger: log, DrainTimeout: cfg.DrainTimeout, Visibility: cfg.JobVisibility, OnDone: obs.metrics.JobDone,
+		OnAbandoned: obs.metrics.JobAbandoned,
 	})
 	runner.Register(photos.KindProcess, obs.tracing.Job(pipe.Process), jobs.KindOptions{Concurrency: cfg.PhotoWorkers, MaxAttempts: 5, Timeout: 5 * time.Minute})
 	runner.Register(photos.KindCleanup, obs.tracing.Job(pipe.Cleanup), jobs.KindOptions{Concurrency: 2, MaxAttempts: 10, Timeout: time.Minute})
@@ -150,6 +151,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		ops.Check{Name: "database", Timeout: time.Second, Probe: st.Ping},
 		ops.Check{Name: "queue", Timeout: time.Second, Probe: func(ctx context.Context) error { _, err := queue.Stats(ctx); return err }},
 		ops.DiskCheck(db.dir, 0.01),
+		ops.AbandonedJobsCheck(runner.Abandoned, cfg.JobAbandonedMax),
 	)
 	opsGuard := ops.NewGuard(ops.GuardOptions{Token: cfg.OpsToken}) // one budget of failed logins for the admin listener
 	dash := newDashboard(cfg, log, obs, queue, drills, opsGuard)

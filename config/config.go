@@ -64,6 +64,7 @@ type Config struct {
 	DecodeMemory        int64
 	PhotoWorkers        int
 	JobVisibility       time.Duration
+	JobAbandonedMax     int
 	EventRetention      time.Duration
 	IdempotencyTTL      time.Duration
 	ModerationBlocklist string
@@ -250,6 +251,11 @@ func settings() []setting {
 			return nil
 		}},
 		{env: "ONEBOX_JOB_VISIBILITY", flag: "job-visibility", def: "30s", usage: "how long a crashed worker's job stays invisible before another worker retries it", set: dur(func(c *Config) *time.Duration { return &c.JobVisibility })},
+		{env: "ONEBOX_JOB_ABANDONED_MAX", flag: "job-abandoned-max", def: "10", usage: "readiness fails once this many job handlers, abandoned for ignoring their context past their timeout, are still running; only a restart reclaims them", set: func(c *Config, v string) error {
+			n, err := posInt(v)
+			c.JobAbandonedMax = int(n)
+			return err
+		}},
 		{env: "ONEBOX_MODERATION_BLOCKLIST", flag: "moderation-blocklist", def: "", usage: "file of perceptual hashes (hex, one a line) of images to reject", set: str(func(c *Config) *string { return &c.ModerationBlocklist })},
 		{env: "ONEBOX_CACHE_TTL", flag: "cache-ttl", def: "60s", usage: "how long a cached profile lives (with ±10% jitter)", set: dur(func(c *Config) *time.Duration { return &c.CacheTTL })},
 		{env: "ONEBOX_CACHE_NEGATIVE_TTL", flag: "cache-negative-ttl", def: "5s", usage: "how long a 'not found' is cached", set: dur(func(c *Config) *time.Duration { return &c.CacheNegative })},

@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"onebox/correlation"
@@ -21,7 +22,8 @@ import (
 // dead-letters it when the error wraps ErrPermanent or the attempts are
 // used up. A panic counts as an error. ctx ends after the kind's Timeout,
 // and when the Runner stops waiting for handlers at shutdown; handlers
-// must return soon after.
+// must return soon after. One that has not returned Grace later is
+// abandoned: see ErrAbandoned.
 type Handler func(ctx context.Context, m Message) error
 
 // KindOptions tune the jobs of one kind. Zero fields take the defaults.
@@ -33,6 +35,9 @@ type KindOptions struct {
 	MaxAttempts int
 	// Timeout bounds one attempt: its handler's ctx ends then. Default 1m.
 	Timeout time.Duration
+	// Grace is how long after its ctx ends the Runner waits for a
+	// handler before abandoning it (ErrAbandoned). Default 1s.
+	Grace time.Duration
 	// Backoff is the wait after the first failed attempt; it doubles
 	// after each further one, ±20% jitter. Default 1s.
 	Backoff time.Duration
@@ -80,7 +85,21 @@ type RunnerOptions struct {
 	// message is delivered again. It must be quick and safe for
 	// concurrent use.
 	OnDone func(kind string, d time.Duration, outcome string)
+	// OnAbandoned, if set, is called with +1 when a handler is abandoned
+	// (ErrAbandoned) and with -1 when such a handler finally returns: a
+	// gauge of the goroutines Abandoned counts. It must be quick and safe
+	// for concurrent use.
+	OnAbandoned func(kind string, delta int)
 }
+
+// ErrAbandoned is the error of an attempt whose handler did not return
+// within its kind's Timeout and Grace: it ignores its ctx. The Runner
+// stops the heartbeat, frees the slot and settles the attempt as failed
+// (retry, or dead letter once the attempts are used up), so a stuck
+// handler neither holds its message forever nor starves its kind. The
+// handler's goroutine cannot be killed: it runs on, counted by
+// Runner.Abandoned until it returns, and its result is discarded.
+var ErrAbandoned = errors.New("abandoned: handler did not return within its timeout")
 
 // Runner receives messages from a Queue and runs their kind's Handler,
 // with bounded concurrency per kind, heartbeats, retries with backoff
@@ -94,6 +113,8 @@ type Runner struct {
 
 	wake  chan struct{} // Notify
 	freed chan struct{} // a handler finished, so a slot is free
+
+	abandoned atomic.Int64 // handler goroutines still running after ErrAbandoned
 
 	mu      sync.Mutex
 	running bool
@@ -135,6 +156,9 @@ func NewRunner(q Queue, o RunnerOptions) *Runner {
 	if o.OnDone == nil {
 		o.OnDone = func(string, time.Duration, string) {}
 	}
+	if o.OnAbandoned == nil {
+		o.OnAbandoned = func(string, int) {}
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -172,6 +196,7 @@ func (r *Runner) Register(name string, h Handler, o KindOptions) {
 	o.Concurrency = orDefault(o.Concurrency, 1)
 	o.MaxAttempts = orDefault(o.MaxAttempts, 5)
 	o.Timeout = orDefault(o.Timeout, time.Minute)
+	o.Grace = orDefault(o.Grace, time.Second)
 	o.Backoff = orDefault(o.Backoff, time.Second)
 	o.MaxBackoff = orDefault(o.MaxBackoff, time.Hour)
 	k := &kind{name: name, h: h, o: o, slots: make(chan struct{}, o.Concurrency)}
@@ -179,6 +204,12 @@ func (r *Runner) Register(name string, h Handler, o KindOptions) {
 	r.order = append(r.order, k)
 	slices.SortFunc(r.order, func(a, b *kind) int { return cmp.Compare(a.name, b.name) })
 }
+
+// Abandoned is how many abandoned handlers (ErrAbandoned) are still
+// running. Each holds a goroutine and whatever it allocated; a readiness
+// check turns the process unready past a cap of them, since only a
+// restart reclaims what they hold.
+func (r *Runner) Abandoned() int { return int(r.abandoned.Load()) }
 
 // Notify tells the Runner that work is waiting, so it asks the queue
 // within a couple of milliseconds instead of after its poll interval
@@ -194,7 +225,8 @@ func (r *Runner) Notify() {
 
 // Run receives and runs jobs until ctx is done. Then it stops receiving
 // and waits up to DrainTimeout for running handlers, cancels the
-// contexts of those still running and waits for them to return. Their
+// contexts of those still running and waits for them to return, or
+// abandons them after their kind's Grace. Their
 // messages, unacked, are delivered again after their visibility timeout:
 // nothing is lost. Run returns an error if it is already running or if
 // the last acks could not be written (those jobs will run again).
@@ -440,8 +472,10 @@ func (r *Runner) deadLetter(handlerCtx context.Context, k *kind, m Message, star
 
 // attempt calls the handler with the kind's timeout, a heartbeat and a
 // recover. It returns once the heartbeat has stopped, so no Extend can
-// undo the Retry that may follow.
-func (r *Runner) attempt(handlerCtx context.Context, k *kind, m Message) (err error) {
+// undo the Retry that may follow. A handler still running Grace after its
+// ctx ended is abandoned: attempt returns ErrAbandoned and the handler's
+// late result goes nowhere.
+func (r *Runner) attempt(handlerCtx context.Context, k *kind, m Message) error {
 	ctx, cancel := context.WithTimeout(handlerCtx, k.o.Timeout)
 	defer cancel()
 	if m.RequestID != "" {
@@ -451,6 +485,51 @@ func (r *Runner) attempt(handlerCtx context.Context, k *kind, m Message) (err er
 	}
 	stop := r.heartbeat(handlerCtx, m)
 	defer stop()
+
+	res := make(chan error, 1) // buffered: an abandoned handler's send never blocks
+	var abandoned atomic.Bool
+	go func() {
+		res <- r.call(ctx, k, m)
+		// Whoever clears the flag, this goroutine or attempt, uncounts it.
+		if abandoned.CompareAndSwap(true, false) {
+			r.abandoned.Add(-1)
+			r.o.OnAbandoned(k.name, -1)
+			r.logger(m).WarnContext(ctx, "jobs: abandoned handler returned at last; its result is discarded")
+		}
+	}()
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+	}
+	grace := time.NewTimer(k.o.Grace)
+	defer grace.Stop()
+	select {
+	case err := <-res:
+		return err
+	case <-grace.C:
+	}
+	// Count it before the handler's goroutine can see the flag, so its
+	// decrement never comes first; then look once more, for a handler
+	// that returned as the grace ran out.
+	r.abandoned.Add(1)
+	r.o.OnAbandoned(k.name, 1)
+	abandoned.Store(true)
+	select {
+	case err := <-res:
+		if abandoned.CompareAndSwap(true, false) {
+			r.abandoned.Add(-1)
+			r.o.OnAbandoned(k.name, -1)
+		}
+		return err
+	default:
+	}
+	r.logger(m).ErrorContext(ctx, "jobs: handler ignored its context, abandoning it", "timeout", k.o.Timeout, "grace", k.o.Grace, "abandoned", r.Abandoned())
+	return fmt.Errorf("%w (%v, then %v of grace)", ErrAbandoned, k.o.Timeout, k.o.Grace)
+}
+
+// call runs the handler, turning a panic into an error.
+func (r *Runner) call(ctx context.Context, k *kind, m Message) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			r.logger(m).ErrorContext(ctx, "jobs: handler panicked", "panic", p, "stack", string(debug.Stack()))

@@ -190,6 +190,93 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		}
 	})
 
+	t.Run("abandons a handler that ignores its ctx", func(t *testing.T) {
+		t.Parallel()
+		q := &recorder{Queue: newQueue(t)}
+		mustSend(t, q, jobs.Message{Kind: "k", Payload: json.RawMessage(`"stuck"`)}, jobs.SendOptions{})
+		mustSend(t, q, jobs.Message{Kind: "k", Payload: json.RawMessage(`"next"`)}, jobs.SendOptions{})
+		const heartbeat = 20 * time.Millisecond
+		o := runnerOptions(t, nil)
+		o.Visibility = 3 * heartbeat
+		r := jobs.NewRunner(q, o)
+		stuck := make(chan string, 1)
+		release := make(chan struct{})
+		var releaseOnce sync.Once
+		unblock := func() { releaseOnce.Do(func() { close(release) }) }
+		nextRan := make(chan struct{}, 1)
+		r.Register("k", func(ctx context.Context, m jobs.Message) error {
+			if string(m.Payload) == `"stuck"` {
+				stuck <- m.ID
+				<-release  // ignoring ctx
+				return nil // late: must not ack the retried message
+			}
+			nextRan <- struct{}{}
+			return nil
+		}, jobs.KindOptions{Concurrency: 1, Timeout: 50 * time.Millisecond, Grace: 10 * time.Millisecond, MaxAttempts: 3, Backoff: time.Hour})
+		stop := start(t, r)
+		t.Cleanup(unblock) // before the Runner stops: cleanups run last first
+		id := receiveFrom(t, stuck)
+
+		// The one slot is freed: the next job runs while the stuck one
+		// still blocks.
+		receiveFrom(t, nextRan)
+		if n := r.Abandoned(); n != 1 {
+			t.Errorf("Abandoned() = %d while the handler is stuck, want 1", n)
+		}
+		// Its attempt failed through the retry path.
+		var retried []retryCall
+		eventually(t, "the stuck job's retry", func() bool {
+			retried = q.retryCalls()
+			return len(retried) > 0
+		})
+		if len(retried) != 1 || retried[0].id != id || !strings.Contains(retried[0].lastErr, jobs.ErrAbandoned.Error()) {
+			t.Errorf("retries %+v, want one of %s with %q", retried, id, jobs.ErrAbandoned)
+		}
+		// Its heartbeat stopped before the retry (the attempt returned
+		// first): no Extend in several heartbeat intervals after it.
+		extends := q.extendCallsOf(id)
+		lapsed := time.Now().Add(4 * heartbeat)
+		eventually(t, "four heartbeat intervals", func() bool { return time.Now().After(lapsed) })
+		if n := q.extendCallsOf(id); n != extends {
+			t.Errorf("%d Extend calls of the abandoned job after its retry, want none", n-extends)
+		}
+
+		unblock()
+		eventually(t, "the abandoned handler to return", func() bool { return r.Abandoned() == 0 })
+		// Its late nil is discarded: the message waits for its retry, an
+		// hour away, unacked. Stopping the Runner flushes any ack.
+		if err := stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if ks := mustStats(t, q).Kinds["k"]; ks.Queued != 1 {
+			t.Errorf("after the late return: %+v, want the stuck job still queued for its retry", ks)
+		}
+	})
+
+	t.Run("abandoned on its last attempt", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
+		release := make(chan struct{})
+		var releaseOnce sync.Once
+		unblock := func() { releaseOnce.Do(func() { close(release) }) }
+		r := jobs.NewRunner(q, runnerOptions(t, nil))
+		r.Register("k", func(ctx context.Context, m jobs.Message) error {
+			<-release // ignoring ctx
+			return nil
+		}, jobs.KindOptions{Timeout: 20 * time.Millisecond, Grace: 10 * time.Millisecond, MaxAttempts: 1})
+		start(t, r)
+		t.Cleanup(unblock) // before the Runner stops: cleanups run last first
+		if d := mustDeadOne(t, q); d.Attempt != 1 || !strings.Contains(d.LastError, jobs.ErrAbandoned.Error()) {
+			t.Errorf("dead %+v, want attempt 1 with %q", d, jobs.ErrAbandoned)
+		}
+		if n := r.Abandoned(); n != 1 {
+			t.Errorf("Abandoned() = %d, want 1", n)
+		}
+		unblock()
+		eventually(t, "the abandoned handler to return", func() bool { return r.Abandoned() == 0 })
+	})
+
 	t.Run("panic", func(t *testing.T) {
 		t.Parallel()
 		q := newQueue(t)
@@ -568,6 +655,7 @@ type recorder struct {
 	mu       sync.Mutex
 	receives int
 	extends  int
+	extendOf map[string]int
 	retries  []retryCall
 }
 
@@ -594,6 +682,10 @@ func (r *recorder) Retry(ctx context.Context, id string, at time.Time, lastErr s
 func (r *recorder) Extend(ctx context.Context, id string, visibility time.Duration) error {
 	r.mu.Lock()
 	r.extends++
+	if r.extendOf == nil {
+		r.extendOf = map[string]int{}
+	}
+	r.extendOf[id]++
 	r.mu.Unlock()
 	return r.Queue.Extend(ctx, id, visibility)
 }
@@ -602,6 +694,12 @@ func (r *recorder) extendCalls() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.extends
+}
+
+func (r *recorder) extendCallsOf(id string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.extendOf[id]
 }
 
 func (r *recorder) receiveCalls() int {

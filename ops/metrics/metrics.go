@@ -78,6 +78,9 @@ const (
 	// JobsDone counts finished attempts: {kind, outcome "ok", "retry" or
 	// "dead"}.
 	JobsDone = "onebox_jobs_done_total"
+	// JobsAbandoned is the number of abandoned job handlers still running,
+	// which ignored their context past their timeout: {kind}.
+	JobsAbandoned = "onebox_jobs_abandoned"
 	// JobDuration is the histogram of attempts: {kind}.
 	JobDuration = "onebox_job_duration_seconds"
 	// DBQueryDuration is the histogram of queries: {query}, the store's
@@ -402,16 +405,18 @@ type jobSeries struct {
 	done                           map[string]*vm.Counter // by outcome
 	duration                       *vm.Histogram
 	queued, inFlight, dead, oldest *vm.Gauge
+	abandoned                      *vm.Gauge
 }
 
 func newJobSeries(s *vm.Set, kind string) *jobSeries {
 	js := &jobSeries{
-		done:     map[string]*vm.Counter{},
-		duration: s.NewHistogram(JobDuration + labels("kind", kind)),
-		queued:   s.NewGauge(JobsQueued+labels("kind", kind), nil),
-		inFlight: s.NewGauge(JobsInFlight+labels("kind", kind), nil),
-		dead:     s.NewGauge(JobsDead+labels("kind", kind), nil),
-		oldest:   s.NewGauge(JobsOldestAge+labels("kind", kind), nil),
+		done:      map[string]*vm.Counter{},
+		duration:  s.NewHistogram(JobDuration + labels("kind", kind)),
+		queued:    s.NewGauge(JobsQueued+labels("kind", kind), nil),
+		inFlight:  s.NewGauge(JobsInFlight+labels("kind", kind), nil),
+		dead:      s.NewGauge(JobsDead+labels("kind", kind), nil),
+		oldest:    s.NewGauge(JobsOldestAge+labels("kind", kind), nil),
+		abandoned: s.NewGauge(JobsAbandoned+labels("kind", kind), nil),
 	}
 	for _, o := range []string{"ok", "retry", "dead"} {
 		js.done[o] = s.NewCounter(JobsDone + labels("kind", kind, "outcome", o))
@@ -438,6 +443,15 @@ func (m *Metrics) JobDone(kind string, d time.Duration, outcome string) {
 	if d > 0 { // a message swept for having no handler never ran
 		js.duration.Update(d.Seconds())
 	}
+}
+
+// JobAbandoned moves the abandoned handlers' gauge by delta:
+// jobs.RunnerOptions.OnAbandoned.
+func (m *Metrics) JobAbandoned(kind string, delta int) {
+	if m == nil {
+		return
+	}
+	m.job(kind).abandoned.Add(float64(delta))
 }
 
 // PipelineStep records one step of a photo job: pipeline.Options.OnStep.

@@ -81,6 +81,9 @@ func TestJobsQueriesAndCaches(t *testing.T) {
 	m.JobDone("photo.process", time.Second, "ok")
 	m.JobDone("photo.process", time.Second, "retry")
 	m.JobDone("stray", 0, "dead") // no handler: swept, never ran
+	m.JobAbandoned("photo.process", 1)
+	m.JobAbandoned("photo.process", 1)
+	m.JobAbandoned("photo.process", -1)
 	m.QueueStats(jobs.Stats{Kinds: map[string]jobs.KindStats{
 		"photo.process": {Queued: 3, InFlight: 1, Dead: 2, OldestAge: 90 * time.Second},
 		"stray":         {Queued: 4},
@@ -112,6 +115,7 @@ func TestJobsQueriesAndCaches(t *testing.T) {
 		`onebox_jobs_done_total{kind="other",outcome="dead"} 1`,
 		`onebox_job_duration_seconds_count{kind="photo.process"} 2`,
 		`onebox_jobs_queued{kind="photo.process"} 3`,
+		`onebox_jobs_abandoned{kind="photo.process"} 1`,
 		`onebox_jobs_in_flight{kind="photo.process"} 1`,
 		`onebox_jobs_dead{kind="photo.process"} 2`,
 		`onebox_jobs_oldest_age_seconds{kind="photo.process"} 90`,
