@@ -208,6 +208,10 @@ func TestDiskFull(t *testing.T) {
 	if len(visible)+len(hidden) != 0 {
 		t.Fatalf("the refused upload left files: %v %v", visible, hidden)
 	}
+	// The database's own writes fail too (SQLITE_FULL: its WAL cannot
+	// grow), and say so the same way.
+	res, body = c.do("POST", c.base+"/v1/users", "application/json", strings.NewReader(`{"handle":"nospace","password":"correct horse"}`))
+	wantProblem(t, "sign-up on a full disk", res, body, http.StatusInsufficientStorage, "insufficient-storage")
 	res, body = c.do("GET", c.adm+"/health/ready", "", nil)
 	if res.StatusCode != http.StatusServiceUnavailable || !bytes.Contains(body, []byte("disk")) {
 		t.Fatalf("ready on a full disk: %d %s, want 503 naming the disk", res.StatusCode, body)
@@ -217,6 +221,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitReady()
+	c.call("POST", "/v1/users", "", "application/json", strings.NewReader(`{"handle":"nospace","password":"correct horse"}`))
 	res, body = upload(c, token)
 	if res.StatusCode != http.StatusAccepted {
 		t.Fatalf("upload once space returned: %d %s", res.StatusCode, body)
