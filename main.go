@@ -317,7 +317,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, onQuery
 		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 			return database{}, fmt.Errorf("ONEBOX_DATABASE_URL: %w", err)
 		}
-		st, err := sqlite.New(ctx, sqlite.Options{Path: path, ReadConns: cfg.DBReadConns, Logger: log, OnQuery: onQuery})
+		st, err := sqlite.New(ctx, sqlite.Options{Path: path, ReadConns: cfg.DBReadConns, BusyTimeout: cfg.DBBusyTimeout, Logger: log, OnQuery: onQuery})
 		if err != nil {
 			return database{}, fmt.Errorf("ONEBOX_DATABASE_URL: %w", err)
 		}

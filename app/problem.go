@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -116,6 +117,11 @@ func toProblem(err error) (p *Problem, internal bool) {
 		p = problem(http.StatusServiceUnavailable, "busy", "the database is busy; retry shortly")
 		p.retryAfter = time.Second
 		return p, false
+	case errors.Is(err, store.ErrFull), errors.Is(err, syscall.ENOSPC):
+		// Not the client's fault, and not a bug: the disk filled up (the
+		// media files or the database), and writes work again once space
+		// is freed. Readiness fails meanwhile (ops.DiskCheck).
+		return problem(http.StatusInsufficientStorage, "insufficient-storage", "the server is out of disk space; retry later"), false
 	case errors.Is(err, errStaleCache):
 		p = problem(http.StatusServiceUnavailable, "cache-unavailable",
 			"the change is saved, but the cache could not be told; send the request again shortly")

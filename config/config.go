@@ -90,6 +90,7 @@ type Config struct {
 	SessionTTL      time.Duration
 	HashConcurrency int
 	DBReadConns     int
+	DBBusyTimeout   time.Duration
 	MaxBodyBytes    int64
 	BodyTimeout     time.Duration
 	RequestTimeout  time.Duration
@@ -196,6 +197,7 @@ func settings() []setting {
 			c.DBReadConns = int(n)
 			return err
 		}},
+		{env: "ONEBOX_DB_BUSY_TIMEOUT", flag: "db-busy-timeout", def: "5s", usage: "how long an SQLite write waits for a lock another process holds before it answers 503", set: dur(func(c *Config) *time.Duration { return &c.DBBusyTimeout })},
 		{env: "ONEBOX_CACHE_URL", flag: "cache-url", def: "memory://", usage: "cache backend: memory://, redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS; shared by instances), or none", secret: true, set: str(func(c *Config) *string { return &c.CacheURL })},
 		{env: "ONEBOX_LIMITER_URL", flag: "limiter-url", def: "memory://", usage: "rate limiter backend: memory:// (per instance) or redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS; one budget for all instances)", secret: true, set: str(func(c *Config) *string { return &c.LimiterURL })},
 		{env: "ONEBOX_QUEUE_URL", flag: "queue-url", def: "", usage: "job queue backend; empty means the store's own database", secret: true, set: str(func(c *Config) *string { return &c.QueueURL })},
@@ -623,6 +625,7 @@ func (c Config) validate() error {
 	for env, d := range map[string]time.Duration{
 		"ONEBOX_CACHE_TTL": c.CacheTTL, "ONEBOX_CACHE_NEGATIVE_TTL": c.CacheNegative,
 		"ONEBOX_SESSION_TTL": c.SessionTTL, "ONEBOX_REQUEST_TIMEOUT": c.RequestTimeout, "ONEBOX_DEVICE_TTL": c.DeviceTTL,
+		"ONEBOX_DB_BUSY_TIMEOUT": c.DBBusyTimeout,
 	} {
 		if _, read := c.raw[env]; read && d <= 0 {
 			return fmt.Errorf("%s: must be positive", c.Name(env))

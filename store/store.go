@@ -28,6 +28,9 @@ var (
 	// ErrBusy: the database could not take the lock within its timeout.
 	// Callers should retry later; it is not a bug.
 	ErrBusy = errors.New("store: busy")
+	// ErrFull: the disk holding the database is full (SQLITE_FULL). The
+	// write was rolled back; it may succeed once space is freed.
+	ErrFull = errors.New("store: disk full")
 	// ErrInvalid: the arguments break a rule the store enforces, such as
 	// an avatar that is not a ready photo of the same user.
 	ErrInvalid = errors.New("store: invalid")

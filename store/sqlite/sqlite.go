@@ -367,6 +367,8 @@ func translate(name string, err error) error {
 	var serr *sqlite.Error
 	if errors.As(err, &serr) {
 		switch code := serr.Code(); {
+		case code&0xff == sqlite3.SQLITE_FULL:
+			return fmt.Errorf("sqlite %s: %w (%v)", name, store.ErrFull, err)
 		case code == sqlite3.SQLITE_CONSTRAINT_UNIQUE, code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
 			return fmt.Errorf("sqlite %s: %w (%v)", name, store.ErrConflict, err)
 		case code == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
