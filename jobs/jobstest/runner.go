@@ -467,8 +467,11 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
 		// Two workers with free slots poll the queue while the job runs
 		// well past its visibility timeout; the heartbeat must keep it
-		// invisible to both.
-		const visibility = 300 * time.Millisecond
+		// invisible to both. The visibility leaves a heartbeat (every
+		// third of it) a whole second of slack: under the race detector on
+		// a loaded machine a 300 ms visibility once lapsed between two
+		// heartbeats and the job ran twice.
+		const visibility = 1500 * time.Millisecond
 		var calls, done atomic.Int32
 		for range 2 {
 			o := runnerOptions(t, nil)
