@@ -308,6 +308,7 @@ func FuzzMultipart(f *testing.F) {
 	f.Add("boundary=", []byte("--\r\n\r\n--"))
 	f.Add("", []byte("x"))
 	f.Add("boundary=x; boundary=y", []byte("--x\r\n"))
+	f.Add("boundary=x", []byte("--x\r\nContent-Disposition: form-data; name=other\r\n\r\nx\r\n--x\r\nno colon\r\n\r\n--x--\r\n"))
 	f.Add("boundary=x", []byte("--x\r\nContent-Disposition: form-data; name=file; filename*=UTF-8''%ZZ\r\n\r\n\xff\xd8\xff\r\n--x--"))
 	b := newBundle(f, func(s *setup) { s.noWorkers = true; s.opts.MaxUploadBytes = 1 << 20 })
 	_, token := b.signup("fuzzmulti")
