@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"hash"
 	"io"
 	"net/http"
@@ -123,7 +122,7 @@ func (a *App) replayUpload(ctx context.Context, c echo.Context, userID, key stri
 		if tooLarge(err) {
 			return tooLargeProblem(a.opts.MaxUploadBytes)
 		}
-		return fmt.Errorf("read retried upload: %w", err)
+		return bodyCutShort() // nothing but the body is read here
 	}
 	ph, err := a.store.PhotoByIdempotencyKey(ctx, store.IdempotencyParams{
 		OwnerID: userID, Key: key, Digest: uploadDigest(h), Now: a.now().UTC(),

@@ -139,6 +139,11 @@ func TestMediaRanges(t *testing.T) {
 		{"past the end", "bytes=40000-", http.StatusRequestedRangeNotSatisfiable, nil},
 		{"all past the end", repeat("40000-40001", 3), http.StatusRequestedRangeNotSatisfiable, nil},
 		{"malformed", "bytes=abc", http.StatusRequestedRangeNotSatisfiable, nil},
+		// Found by FuzzRange: ServeContent answered these with a 206 and
+		// "Content-Range: bytes 32768-32767/32768".
+		{"zero suffix", "bytes=-0", http.StatusRequestedRangeNotSatisfiable, nil},
+		{"zero suffixes", "bytes=-0, -0", http.StatusRequestedRangeNotSatisfiable, nil},
+		{"zero suffix and a range", "bytes=-0,10-19", http.StatusPartialContent, []part{{10, 19}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

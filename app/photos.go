@@ -106,6 +106,8 @@ func (a *App) upload(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	src := &bodyReader{r: body}
+	body = src
 	if retry {
 		return a.replayUpload(ctx, c, who.userID, idemKey, body)
 	}
@@ -157,6 +159,9 @@ func (a *App) upload(c echo.Context) error {
 	if err != nil {
 		if tooLarge(err) {
 			return tooLargeProblem(a.opts.MaxUploadBytes)
+		}
+		if src.err != nil {
+			return bodyCutShort()
 		}
 		return fmt.Errorf("store original: %w", err)
 	}
@@ -264,6 +269,30 @@ func uploadBody(c echo.Context, max int64) (io.Reader, error) {
 		return &capReader{r: req.Body, left: max, max: max}, nil
 	}
 	return nil, problem(http.StatusUnsupportedMediaType, "unsupported-media-type", "send multipart/form-data with a file field, or the image itself with an image/* type")
+}
+
+// bodyReader notes the first error reading the upload's body other than
+// io.EOF, so that a failure to store the file can be told apart: one the
+// body caused (cut short, or multipart framing that never closes) is the
+// client's, not storage's.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// bodyCutShort answers an upload whose body failed while the file was
+// read; a body cut off by the upload deadline is a 408 instead (see
+// streamBody).
+func bodyCutShort() *Problem {
+	return problem(http.StatusBadRequest, "bad-request", "the body ended before the file did: it was cut short, or its multipart form never closes")
 }
 
 // capReader fails with *http.MaxBytesError once more than max bytes come

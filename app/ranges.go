@@ -47,8 +47,10 @@ type byteRange struct{ start, end int64 }
 // of size bytes, and whether it differs: "" (ignore the header, 200) for
 // more than maxRanges ranges; otherwise, if some ranges overlap or touch,
 // their union, sorted, in absolute positions (RFC 9110 §14.2 lets a
-// server coalesce them). A header ServeContent would refuse (malformed,
-// or no range inside the content) is left to it, which answers 416.
+// server coalesce them); if no range holds a byte, one past the end, so
+// that ServeContent answers 416. A header ServeContent would refuse
+// (malformed, or no range inside the content) is left to it, which
+// answers 416.
 // Ranges are parsed as ServeContent parses them.
 func limitRanges(h string, size int64) (string, bool) {
 	specs, ok := strings.CutPrefix(h, "bytes=")
@@ -74,6 +76,14 @@ func limitRanges(h string, size int64) (string, bool) {
 		}
 	}
 	if len(ranges) == 0 {
+		if n > 0 {
+			// Every range is valid and none holds a byte: past the end,
+			// or a zero suffix ("-0"), which RFC 9110 §14.1.1 calls
+			// unsatisfiable but ServeContent answers with a 206 and a
+			// Content-Range whose last byte precedes its first. A range
+			// at the end is one ServeContent answers with a 416.
+			return "bytes=" + strconv.FormatInt(size, 10) + "-", true
+		}
 		return h, false
 	}
 	slices.SortFunc(ranges, func(a, b byteRange) int { return cmp.Compare(a.start, b.start) })
