@@ -1,12 +1,11 @@
 //go:build unix
 
-package main_test
+package main
 
 import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,7 +44,7 @@ func TestREADME(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, adm := freeAddress(t), freeAddress(t)
+	pub, adm := freeAddr(t), freeAddr(t)
 	script = strings.NewReplacer(
 		"localhost:8080", pub, "localhost:8081", adm, "127.0.0.1:8081", adm,
 	).Replace(script)
@@ -222,14 +221,4 @@ func lookTool(t *testing.T, name string) string {
 		t.Fatalf("TestREADME runs the README's walkthrough, which needs %s on PATH: %v", name, err)
 	}
 	return p
-}
-
-func freeAddress(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
