@@ -23,6 +23,7 @@ type command struct {
 	example  string
 	settings []string // nil: every setting
 	flags    func(fs *flag.FlagSet)
+	noArgs   bool // refuses any argument after its flags (dispatch says so)
 	run      func(ctx context.Context, cfg config.Config, args []string) error
 }
 
@@ -37,38 +38,32 @@ func commands(lookupEnv func(string) (string, bool), stdout, stderr io.Writer, h
 	var restoreFrom string // restore -from
 	return []command{{
 		name:    "serve",
+		noArgs:  true,
 		summary: "run the service: the API, the workers and the admin listener (the default command)",
 		usage:   "usage: onebox [serve] [flags]\n\nRuns the service until SIGINT or SIGTERM, then drains. It listens first, so an address in use stops it before any database is created.",
 		example: "onebox serve -addr :8080 -data-dir ./data",
 		run: func(ctx context.Context, cfg config.Config, args []string) error {
-			if len(args) > 0 {
-				return fmt.Errorf("serve: unexpected argument %q (see onebox serve --help)", args[0])
-			}
 			log, flush := logging.New(stdout, logOptions(cfg, cfg.LogFlush))
 			defer flush()
 			return serve(ctx, cfg, lookupEnv, log, h)
 		},
 	}, {
 		name:     "migrate",
+		noArgs:   true,
 		summary:  "create the database, or bring its schema up to date, and print each migration applied",
 		usage:    "usage: onebox migrate [flags]\n\nApplies the migrations the database lacks (creating it if missing) and prints the name of each, or \"up to date\". Safe to run again, and while the service runs.",
 		example:  "onebox migrate -data-dir ./data",
 		settings: databaseSettings,
 		run: func(ctx context.Context, cfg config.Config, args []string) error {
-			if len(args) > 0 {
-				return fmt.Errorf("migrate: unexpected argument %q (see onebox migrate --help)", args[0])
-			}
 			return migrateCommand(ctx, cfg, stdout, newLogger(cfg, stderr))
 		},
 	}, {
 		name:    "config",
+		noArgs:  true,
 		summary: "print the effective configuration as ONEBOX_* lines, secrets redacted",
 		usage:   "usage: onebox config [flags]\n\nPrints every setting as the service would read it from the environment and these flags, with passwords and tokens redacted.",
 		example: "onebox config -cache-url redis://localhost:6379",
 		run: func(ctx context.Context, cfg config.Config, args []string) error {
-			if len(args) > 0 {
-				return fmt.Errorf("config: unexpected argument %q (see onebox config --help)", args[0])
-			}
 			cfg.Print(stdout)
 			return nil
 		},
@@ -94,6 +89,7 @@ migrates one (see onebox migrate).
 		},
 	}, {
 		name:    "backup",
+		noArgs:  true,
 		summary: "copy the database and the media it references to a new directory, with their digests, while the service runs",
 		usage: `usage: onebox backup -to DIR [flags]
 
@@ -108,13 +104,11 @@ the service runs; it never creates or migrates a database.`,
 			fs.StringVar(&backupTo, "to", "", "the new `dir`ectory to write the backup into")
 		},
 		run: func(ctx context.Context, cfg config.Config, args []string) error {
-			if len(args) > 0 {
-				return fmt.Errorf("backup: unexpected argument %q (see onebox backup --help)", args[0])
-			}
 			return backupCommand(ctx, cfg, backupTo, stdout, newLogger(cfg, stderr))
 		},
 	}, {
 		name:    "restore",
+		noArgs:  true,
 		summary: "bring a backup back into an empty data directory and check it against its manifest",
 		usage: `usage: onebox restore -from DIR [flags]
 
@@ -129,9 +123,6 @@ non-zero naming the first difference.`,
 			fs.StringVar(&restoreFrom, "from", "", "the backup `dir`ectory to restore")
 		},
 		run: func(ctx context.Context, cfg config.Config, args []string) error {
-			if len(args) > 0 {
-				return fmt.Errorf("restore: unexpected argument %q (see onebox restore --help)", args[0])
-			}
 			return restoreCommand(ctx, cfg, restoreFrom, stdout)
 		},
 	}, {
@@ -199,6 +190,9 @@ func dispatch(ctx context.Context, args []string, lookupEnv func(string) (string
 	}
 	if err != nil {
 		return err
+	}
+	if cmd.noArgs && len(rest) > 0 {
+		return fmt.Errorf("%s: unexpected argument %q (see onebox %s --help)", cmd.name, rest[0], cmd.name)
 	}
 	return cmd.run(ctx, cfg, rest)
 }

@@ -123,6 +123,14 @@ func TestBadValueNamesItsSource(t *testing.T) {
 		{[]string{"config", "-cache-ttl", "0s"}, nil, "-cache-ttl: must be positive"},
 		{[]string{"config", "-metrics=maybe"}, nil, "-metrics: want true or false"},
 		{[]string{"serve", "-ops-token", "short"}, nil, "-ops-token: want at least 32 bytes"},
+		// A command that takes no arguments names the first one it got.
+		// (An address no one can listen on: serve must not start if the
+		// check is ever lost.)
+		{[]string{"serve", "-addr", "256.0.0.1:1", "now"}, nil, `serve: unexpected argument "now"`},
+		{[]string{"migrate", "-data-dir", t.TempDir(), "up"}, nil, `migrate: unexpected argument "up"`},
+		{[]string{"config", "all"}, nil, `config: unexpected argument "all"`},
+		{[]string{"backup", "-to", t.TempDir(), "x"}, nil, `backup: unexpected argument "x"`},
+		{[]string{"restore", "-from", t.TempDir(), "x"}, nil, `restore: unexpected argument "x"`},
 	} {
 		_, _, err := runCLI(t, tt.args, tt.env)
 		if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) {
