@@ -34,22 +34,7 @@ func (s *Store) Snapshot(ctx context.Context, path string) error {
 // says "ok", or an error that quotes (the first lines of) what it found.
 func (s *Store) IntegrityCheck(ctx context.Context) error {
 	const query = `PRAGMA integrity_check(20)`
-	var problems []string
-	err := s.observe(ctx, "integrity_check", query, func() error {
-		rows, err := s.reader.db.QueryContext(ctx, query)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				return err
-			}
-			problems = append(problems, line)
-		}
-		return rows.Err()
-	})
+	problems, err := s.readStrings(ctx, "integrity_check", query)
 	if err != nil {
 		return fmt.Errorf("sqlite: integrity check: %w", err)
 	}
@@ -63,22 +48,7 @@ func (s *Store) IntegrityCheck(ctx context.Context) error {
 // own (sqlite_*) aside, by table name.
 func (s *Store) RowCounts(ctx context.Context) (map[string]int64, error) {
 	const tablesSQL = `SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name`
-	var tables []string
-	err := s.observe(ctx, "tables", tablesSQL, func() error {
-		rows, err := s.reader.db.QueryContext(ctx, tablesSQL)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var name string
-			if err := rows.Scan(&name); err != nil {
-				return err
-			}
-			tables = append(tables, name)
-		}
-		return rows.Err()
-	})
+	tables, err := s.readStrings(ctx, "tables", tablesSQL)
 	if err != nil {
 		return nil, err
 	}
@@ -127,4 +97,26 @@ func (s *Store) MediaKeys(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(keys)
 	return slices.Compact(keys), nil
+}
+
+// readStrings runs query, named name for the query hook, on the reader
+// pool and returns its one text column.
+func (s *Store) readStrings(ctx context.Context, name, query string) ([]string, error) {
+	var out []string
+	err := s.observe(ctx, name, query, func() error {
+		rows, err := s.reader.db.QueryContext(ctx, query)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var v string
+			if err := rows.Scan(&v); err != nil {
+				return err
+			}
+			out = append(out, v)
+		}
+		return rows.Err()
+	})
+	return out, err
 }
