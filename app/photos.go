@@ -102,12 +102,11 @@ func (a *App) upload(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(req.Context(), a.opts.UploadTimeout)
 	defer cancel()
 
-	body, err := uploadBody(c, a.opts.MaxUploadBytes)
+	src, err := uploadBody(c, a.opts.MaxUploadBytes)
 	if err != nil {
 		return err
 	}
-	src := &bodyReader{r: body}
-	body = src
+	var body io.Reader = src
 	if retry {
 		return a.replayUpload(ctx, c, who.userID, idemKey, body)
 	}
@@ -237,7 +236,7 @@ const maxHeaderBytes = 1 << 20
 // uploadBody returns the file's bytes: the "file" part of a multipart
 // form, or the raw body when its declared type is image/*. It is capped at
 // max bytes; reading past that fails with *http.MaxBytesError.
-func uploadBody(c echo.Context, max int64) (io.Reader, error) {
+func uploadBody(c echo.Context, max int64) (*capReader, error) {
 	req := c.Request()
 	if req.ContentLength > max+multipartSlack {
 		return nil, tooLargeProblem(max)
@@ -271,23 +270,6 @@ func uploadBody(c echo.Context, max int64) (io.Reader, error) {
 	return nil, problem(http.StatusUnsupportedMediaType, "unsupported-media-type", "send multipart/form-data with a file field, or the image itself with an image/* type")
 }
 
-// bodyReader notes the first error reading the upload's body other than
-// io.EOF, so that a failure to store the file can be told apart: one the
-// body caused (cut short, or multipart framing that never closes) is the
-// client's, not storage's.
-type bodyReader struct {
-	r   io.Reader
-	err error
-}
-
-func (b *bodyReader) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if err != nil && err != io.EOF && b.err == nil {
-		b.err = err
-	}
-	return n, err
-}
-
 // bodyCutShort answers an upload whose body failed while the file was
 // read; a body cut off by the upload deadline is a 408 instead (see
 // streamBody).
@@ -295,12 +277,16 @@ func bodyCutShort() *Problem {
 	return problem(http.StatusBadRequest, "bad-request", "the body ended before the file did: it was cut short, or its multipart form never closes")
 }
 
-// capReader fails with *http.MaxBytesError once more than max bytes come
-// through, so the limit holds while streaming, whatever the client
-// declared.
+// capReader is the upload's file as it streams: it fails with
+// *http.MaxBytesError once more than max bytes come through, so the limit
+// holds whatever the client declared, and it notes the first error
+// reading the body other than io.EOF, so that a failure to store the
+// file can be told apart: one the body caused (cut short, or multipart
+// framing that never closes) is the client's, not storage's.
 type capReader struct {
 	r         io.Reader
 	left, max int64
+	err       error // the body's first read error, io.EOF aside
 }
 
 func (c *capReader) Read(p []byte) (int, error) {
@@ -311,6 +297,9 @@ func (c *capReader) Read(p []byte) (int, error) {
 		p = p[:c.left+1]
 	}
 	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
 	c.left -= int64(n)
 	if c.left < 0 {
 		return n, &http.MaxBytesError{Limit: c.max}
