@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"image"
-	"image/color"
-	"image/png"
 	"io"
 	"net/http"
 	"strings"
@@ -66,23 +63,6 @@ func spyOn(spy *idemSpy) func(*setup) {
 			return spy
 		}
 	}
-}
-
-// shadedPNG is a 64×64 PNG whose blue channel is shade: different shades
-// are different files.
-func shadedPNG(t testing.TB, shade uint8) []byte {
-	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, 64, 64))
-	for y := range 64 {
-		for x := range 64 {
-			img.Set(x, y, color.RGBA{uint8(4 * x), uint8(4 * y), shade, 255})
-		}
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 func photoCount(t *testing.T, b *bundle, token string) int {

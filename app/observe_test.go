@@ -25,12 +25,16 @@ import (
 )
 
 // smallPNG is a 64×64 gradient, enough for the whole photo pipeline.
-func smallPNG(t testing.TB) []byte {
+func smallPNG(t testing.TB) []byte { return shadedPNG(t, 128) }
+
+// shadedPNG is a 64×64 gradient PNG whose blue channel is shade: different
+// shades are different files.
+func shadedPNG(t testing.TB, shade uint8) []byte {
 	t.Helper()
 	img := image.NewRGBA(image.Rect(0, 0, 64, 64))
 	for y := range 64 {
 		for x := range 64 {
-			img.Set(x, y, color.RGBA{uint8(4 * x), uint8(4 * y), 128, 255})
+			img.Set(x, y, color.RGBA{uint8(4 * x), uint8(4 * y), shade, 255})
 		}
 	}
 	var buf bytes.Buffer
