@@ -36,6 +36,7 @@ func commands(lookupEnv func(string) (string, bool), stdout, stderr io.Writer, h
 	var all bool           // jobs retry -all
 	var backupTo string    // backup -to
 	var restoreFrom string // restore -from
+	var copyFrom, copyTo string
 	return []command{{
 		name:    "serve",
 		noArgs:  true,
@@ -124,6 +125,28 @@ non-zero naming the first difference.`,
 		},
 		run: func(ctx context.Context, cfg config.Config, args []string) error {
 			return restoreCommand(ctx, cfg, restoreFrom, stdout)
+		},
+	}, {
+		name:    "copy",
+		noArgs:  true,
+		summary: "copy a whole database to another backend (SQLite to PostgreSQL and back), checked by row counts and checksums",
+		usage: `usage: onebox copy -from URL -to URL [flags]
+
+Copies every table (users, sessions, photos, events with their ids,
+idempotency keys, queued, failing and dead jobs) in batches, moves the
+destination's event sequence past the largest id, then compares each
+table's row count and SHA-256 checksum on both sides. The destination is
+created and migrated if need be. Rerun after an interruption, it skips
+the rows already there and resumes; a destination that holds other data is
+refused. Stop writes to the source first (see README, "Moving to
+PostgreSQL").`,
+		example: "onebox copy -from sqlite:data/onebox.db -to postgres://onebox@db.internal/onebox",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&copyFrom, "from", "", "the source database `url`: sqlite:PATH or postgres://…")
+			fs.StringVar(&copyTo, "to", "", "the destination database `url`")
+		},
+		run: func(ctx context.Context, cfg config.Config, args []string) error {
+			return copyCommand(ctx, copyFrom, copyTo, stdout, newLogger(cfg, stderr))
 		},
 	}, {
 		name:    "ops",

@@ -115,13 +115,13 @@ func New(writer, reader *sql.DB, o Options) *Queue {
 	return &Queue{Sender: NewSender(writer), writer: writer, reader: reader, log: o.Logger, stmts: map[string]*sql.Stmt{}}
 }
 
-// timeFormat is goqite's: UTC with milliseconds, so the text order of
+// TimeFormat is goqite's: UTC with milliseconds, so the text order of
 // stored times is their time order.
-const timeFormat = "2006-01-02T15:04:05.000Z07:00"
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
 
-func format(t time.Time) string { return t.UTC().Format(timeFormat) }
+func format(t time.Time) string { return t.UTC().Format(TimeFormat) }
 
-func parse(s string) (time.Time, error) { return time.Parse(timeFormat, s) }
+func parse(s string) (time.Time, error) { return time.Parse(TimeFormat, s) }
 
 // Sender enqueues jobs with goqite's own Send and SendTx. It makes one
 // goqite.Queue per kind on first use and keeps it; kinds are the

@@ -1,0 +1,235 @@
+// Package dbcopytest is the conformance suite of dbcopy.Database: it
+// seeds a store with a row in every table, copies it to another backend
+// and back, and checks what arrives. Every backend's tests call Run.
+package dbcopytest
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"onebox/dbcopy"
+	"onebox/jobs"
+	"onebox/store"
+)
+
+// Database is a store that is also a copy end and holds the job queue.
+type Database interface {
+	store.Store
+	dbcopy.Database
+}
+
+// Backend opens a new, empty, migrated database and its queue, closed
+// when the test ends.
+type Backend func(t *testing.T) (Database, jobs.Queue)
+
+// Run seeds a database from from, copies it to one from to and back to
+// a second from from, and checks row counts and checksums each way; then
+// that a rerun resumes, that a destination holding other data is
+// refused, and that new events get new ids after a copy.
+func Run(t *testing.T, from, to Backend) {
+	t.Helper()
+	src, srcQ := from(t)
+	seed(t, src, srcQ)
+	mid, _ := to(t)
+	back, _ := from(t)
+
+	there := mustCopy(t, src, mid)
+	again := mustCopy(t, mid, back)
+	for i := range there {
+		if there[i].Rows == 0 {
+			t.Errorf("%s: no rows seeded", there[i].Name)
+		}
+		if there[i].Inserted != there[i].Rows || there[i].Checksum != again[i].Checksum || again[i].Rows != there[i].Rows {
+			t.Errorf("%s: there %+v, back %+v", there[i].Name, there[i], again[i])
+		}
+	}
+
+	// A rerun inserts nothing and agrees.
+	rerun := mustCopy(t, src, mid)
+	for i := range rerun {
+		if rerun[i].Inserted != 0 || rerun[i].Checksum != there[i].Checksum {
+			t.Errorf("%s: rerun %+v, want nothing inserted and checksum %.12s", rerun[i].Name, rerun[i], there[i].Checksum)
+		}
+	}
+
+	// What the store reads back from the round trip is what it wrote,
+	// to PostgreSQL's microsecond.
+	checkSame(t, src, back)
+
+	// The copy is usable: a new event gets an id past the copied ones,
+	// and what was queued can be received.
+	checkUsable(t, src, mid)
+
+	// A destination that holds other data is refused, not merged.
+	bio := "changed in the destination"
+	users, err := back.ListUsers(t.Context(), store.ListUsersParams{Limit: 1, Freshness: store.MustBeFresh})
+	if err != nil || len(users) == 0 {
+		t.Fatalf("ListUsers: %v %v", users, err)
+	}
+	if _, err := back.UpdateUser(t.Context(), store.UpdateUserParams{ID: users[0].ID, Bio: &bio, Now: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = dbcopy.Copy(t.Context(), src, back, dbcopy.Options{Batch: 2})
+	if !errors.Is(err, dbcopy.ErrMismatch) || !strings.Contains(err.Error(), ": users has 3 rows") {
+		t.Errorf("copy onto a changed destination: %v, want ErrMismatch for users", err)
+	}
+}
+
+// checkSame compares every user, photo and event as the stores read them.
+func checkSame(t *testing.T, a, b store.Store) {
+	t.Helper()
+	ctx := t.Context()
+	all := func(s store.Store) []any {
+		users, err := s.ListUsers(ctx, store.ListUsersParams{Limit: 100, Freshness: store.MustBeFresh})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []any
+		for _, u := range users {
+			u.CreatedAt, u.UpdatedAt = micro(u.CreatedAt), micro(u.UpdatedAt)
+			out = append(out, u)
+			phs, err := s.ListPhotos(ctx, store.ListPhotosParams{OwnerID: u.ID, Limit: 100, Freshness: store.MustBeFresh})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ph := range phs {
+				ph.CreatedAt, ph.UpdatedAt = micro(ph.CreatedAt), micro(ph.UpdatedAt)
+				out = append(out, ph)
+			}
+			evs, err := s.Events(ctx, store.EventsParams{UserID: u.ID, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ev := range evs {
+				ev.CreatedAt = micro(ev.CreatedAt)
+				out = append(out, ev)
+			}
+		}
+		return out
+	}
+	want, got := all(a), all(b)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("after a round trip the store reads\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func micro(t time.Time) time.Time { return t.Truncate(time.Microsecond) }
+
+func mustCopy(t *testing.T, from, to dbcopy.Database) []dbcopy.TableReport {
+	t.Helper()
+	// A small batch, so every table takes several.
+	r, err := dbcopy.Copy(t.Context(), from, to, dbcopy.Options{Batch: 2})
+	if err != nil {
+		t.Fatalf("copy: %v", err)
+	}
+	if len(r) != len(dbcopy.Tables()) {
+		t.Fatalf("%d table reports, want %d", len(r), len(dbcopy.Tables()))
+	}
+	return r
+}
+
+// seed writes several rows into every table, through the store and the
+// queue as the service does.
+func seed(t *testing.T, st store.Store, q jobs.Queue) {
+	t.Helper()
+	ctx := t.Context()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 678912345, time.UTC)
+	job := func(kind string) jobs.Message {
+		return jobs.Message{Kind: kind, Payload: []byte(`{"n":1}`), RequestID: "req"}
+	}
+	for i := range 3 {
+		u, err := st.CreateUser(ctx, store.CreateUserParams{ID: newID(t), Handle: fmt.Sprintf("Copy%d", i), DisplayName: "Copy", PasswordHash: "h", Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.CreateSession(ctx, store.Session{TokenHash: fmt.Sprintf("%064d", i), UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		var last store.Photo
+		for j := range 3 {
+			ph, _, err := st.CreatePhoto(ctx, store.CreatePhotoParams{
+				Photo: store.Photo{ID: newID(t), OwnerID: u.ID, Status: store.PhotoProcessing, OriginalKey: fmt.Sprintf("orig/%d-%d", i, j),
+					ContentType: "image/png", Size: 10, CreatedAt: now, UpdatedAt: now},
+				Idempotency: store.Idempotency{Key: fmt.Sprintf("k%d", j), Digest: "sha256:x", ExpiresAt: now.Add(24 * time.Hour)},
+				Job:         job("copy.process"),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = ph
+		}
+		if _, err := st.FinishPhoto(ctx, store.FinishPhotoParams{ID: last.ID, Status: store.PhotoReady, Width: 4, Height: 3, Now: now,
+			Variants: []store.Variant{{Name: "w128", Key: "v/" + last.ID, Width: 4, Height: 3, Size: 9, ContentType: "image/webp"}}}); err != nil {
+			t.Fatal(err)
+		}
+		avatar := last.ID
+		if _, err := st.UpdateUser(ctx, store.UpdateUserParams{ID: u.ID, AvatarID: &avatar, Now: now.Add(time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A failing job (jobs_errors) and dead ones (jobs_dead).
+	for _, kind := range []string{"copy.fail", "copy.dead", "copy.dead"} {
+		if err := q.Send(ctx, job(kind), jobs.SendOptions{Priority: 2}); err != nil {
+			t.Fatal(err)
+		}
+		ms, err := q.Receive(ctx, kind, 1, time.Minute)
+		if err != nil || len(ms) != 1 {
+			t.Fatalf("receive %s: %v %v", kind, ms, err)
+		}
+		if kind == "copy.fail" {
+			err = q.Retry(ctx, ms[0].ID, now.Add(time.Hour), "it failed")
+		} else {
+			err = q.DeadLetter(ctx, ms[0].ID, "it died")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func checkUsable(t *testing.T, src, dst Database) {
+	t.Helper()
+	ctx := t.Context()
+	users, err := dst.ListUsers(ctx, store.ListUsersParams{Limit: 1, Freshness: store.MustBeFresh})
+	if err != nil || len(users) == 0 {
+		t.Fatalf("ListUsers: %v %v", users, err)
+	}
+	last, err := src.LastEventID(ctx, users[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := dst.LastEventID(ctx, users[0].ID)
+	if err != nil || copied != last {
+		t.Fatalf("LastEventID in the copy %d %v, want the source's %d", copied, err, last)
+	}
+	ph, _, err := dst.CreatePhoto(ctx, store.CreatePhotoParams{
+		Photo: store.Photo{ID: newID(t), OwnerID: users[0].ID, Status: store.PhotoProcessing, OriginalKey: "orig/new",
+			ContentType: "image/png", Size: 1, CreatedAt: time.Now(), UpdatedAt: time.Now()},
+		Job: jobs.Message{Kind: "copy.after"},
+	})
+	if err != nil {
+		t.Fatalf("CreatePhoto in the copy: %v", err)
+	}
+	evs, err := dst.Events(ctx, store.EventsParams{UserID: users[0].ID, PhotoID: ph.ID, Limit: 10})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("Events of the new photo: %v %v", evs, err)
+	}
+	if evs[0].ID <= last {
+		t.Errorf("a new event in the copy got id %d, not past the copied %d", evs[0].ID, last)
+	}
+}
+
+func newID(t *testing.T) string {
+	t.Helper()
+	id, err := uuid.NewV7()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id.String()
+}
