@@ -50,11 +50,21 @@ type Config struct {
 	DataDir   string
 
 	DatabaseURL string
-	CacheURL    string
-	LimiterURL  string
-	QueueURL    string
-	MediaURL    string
-	NotifyURL   string
+	// DatabaseReplicaURLs are PostgreSQL streaming replicas that serve
+	// reads (ONEBOX_DATABASE_REPLICA_URLS, comma-separated).
+	DatabaseReplicaURLs []string
+	// DatabaseMaxLag and DatabaseMaxLagBytes take a replica out of the
+	// read rotation while it is further behind the primary.
+	DatabaseMaxLag      time.Duration
+	DatabaseMaxLagBytes int64
+	// DBMaxConns sizes the PostgreSQL pool of the primary (and of each
+	// replica).
+	DBMaxConns int
+	CacheURL   string
+	LimiterURL string
+	QueueURL   string
+	MediaURL   string
+	NotifyURL  string
 
 	MaxUploadBytes      int64
 	MaxPixels           int64
@@ -192,6 +202,30 @@ func settings() []setting {
 		{env: "ONEBOX_ADMIN_ADDR", flag: "admin-addr", def: "127.0.0.1:8081", emptyOK: true, usage: "operator listener (metrics, dashboard); empty turns it off", set: str(func(c *Config) *string { return &c.AdminAddr })},
 		{env: "ONEBOX_DATA_DIR", flag: "data-dir", def: "./data", usage: "directory for the database and media", set: str(func(c *Config) *string { return &c.DataDir })},
 		{env: "ONEBOX_DATABASE_URL", flag: "database-url", def: "", usage: "store backend: sqlite:PATH (default sqlite: + DATA_DIR/onebox.db)", secret: true, set: str(func(c *Config) *string { return &c.DatabaseURL })},
+		{env: "ONEBOX_DATABASE_REPLICA_URLS", flag: "database-replica-urls", def: "", emptyOK: true, usage: "PostgreSQL streaming replicas for reads, postgres://… comma-separated (only with a postgres:// ONEBOX_DATABASE_URL)", secret: true, set: func(c *Config, v string) error {
+			c.DatabaseReplicaURLs = nil
+			for r := range strings.SplitSeq(v, ",") {
+				if r = strings.TrimSpace(r); r == "" {
+					continue
+				}
+				if u, err := url.Parse(r); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+					return fmt.Errorf("want postgres://host/db URLs separated by commas, got %q", Redact(r))
+				}
+				c.DatabaseReplicaURLs = append(c.DatabaseReplicaURLs, r)
+			}
+			return nil
+		}},
+		{env: "ONEBOX_DATABASE_MAX_LAG", flag: "database-max-lag", def: "5s", usage: "a replica further behind than this (pg_stat_replication.replay_lag) leaves the read rotation until it catches up", set: dur(func(c *Config) *time.Duration { return &c.DatabaseMaxLag })},
+		{env: "ONEBOX_DATABASE_MAX_LAG_BYTES", flag: "database-max-lag-bytes", def: "16777216", usage: "a replica more WAL bytes behind than this leaves the read rotation until it catches up", set: func(c *Config, v string) error {
+			n, err := posInt(v)
+			c.DatabaseMaxLagBytes = n
+			return err
+		}},
+		{env: "ONEBOX_DB_MAX_CONNS", flag: "db-max-conns", def: "16", usage: "PostgreSQL connections per pool (the primary's, and each replica's)", set: func(c *Config, v string) error {
+			n, err := posInt(v)
+			c.DBMaxConns = int(n)
+			return err
+		}},
 		{env: "ONEBOX_DB_READ_CONNS", flag: "db-read-conns", def: strconv.Itoa(16 * runtime.NumCPU()), usage: "SQLite read connections (WAL readers do not block each other)", set: func(c *Config, v string) error {
 			n, err := posInt(v)
 			c.DBReadConns = int(n)
@@ -602,7 +636,7 @@ func (c Config) Name(env string) string {
 
 // Schemes each backend variable accepts; main switches on the same set.
 var schemes = map[string][]string{
-	"ONEBOX_DATABASE_URL": {"sqlite"},
+	"ONEBOX_DATABASE_URL": {"sqlite", "postgres", "postgresql"},
 	"ONEBOX_CACHE_URL":    {"memory", "redis", "rediss", "none"},
 	"ONEBOX_LIMITER_URL":  {"memory", "redis", "rediss"},
 	"ONEBOX_QUEUE_URL":    {""}, // only the store's own database, for now
@@ -622,10 +656,13 @@ func (c Config) validate() error {
 			return err
 		}
 	}
+	if len(c.DatabaseReplicaURLs) > 0 && !strings.HasPrefix(c.DatabaseURL, "postgres") {
+		return fmt.Errorf("%s: replicas need a PostgreSQL primary: set %s to postgres://…", c.Name("ONEBOX_DATABASE_REPLICA_URLS"), c.Name("ONEBOX_DATABASE_URL"))
+	}
 	for env, d := range map[string]time.Duration{
 		"ONEBOX_CACHE_TTL": c.CacheTTL, "ONEBOX_CACHE_NEGATIVE_TTL": c.CacheNegative,
 		"ONEBOX_SESSION_TTL": c.SessionTTL, "ONEBOX_REQUEST_TIMEOUT": c.RequestTimeout, "ONEBOX_DEVICE_TTL": c.DeviceTTL,
-		"ONEBOX_DB_BUSY_TIMEOUT": c.DBBusyTimeout,
+		"ONEBOX_DB_BUSY_TIMEOUT": c.DBBusyTimeout, "ONEBOX_DATABASE_MAX_LAG": c.DatabaseMaxLag,
 	} {
 		if _, read := c.raw[env]; read && d <= 0 {
 			return fmt.Errorf("%s: must be positive", c.Name(env))
@@ -652,10 +689,13 @@ func backendURL(env, name, v string) (*url.URL, error) {
 			if (s == "sqlite" || s == "file") && u.Opaque == "" && u.Path == "" {
 				return nil, fmt.Errorf("%s: %s: needs a path, as in %s:data/x", name, s, s)
 			}
+			if (s == "postgres" || s == "postgresql") && u.Host == "" {
+				return nil, fmt.Errorf("%s: %s: needs a host, as in %s://user@host:5432/db", name, s, s)
+			}
 			return u, nil
 		}
 	}
-	return nil, fmt.Errorf("%s: unknown scheme %q in %q (want one of %s)", name, u.Scheme, redact(v), strings.Join(schemes[env], ", "))
+	return nil, fmt.Errorf("%s: unknown scheme %q in %q (want one of %s)", name, u.Scheme, Redact(v), strings.Join(schemes[env], ", "))
 }
 
 // Print writes the effective configuration as ONEBOX_* lines, with the
@@ -664,7 +704,7 @@ func (c Config) Print(w io.Writer) {
 	for _, s := range settings() {
 		v := c.raw[s.env]
 		if s.secret {
-			v = redact(v)
+			v = Redact(v)
 		}
 		if s.hidden && v != "" {
 			v = "xxxxx"
@@ -673,9 +713,9 @@ func (c Config) Print(w io.Writer) {
 	}
 }
 
-// redact hides the password of a URL's userinfo and secret-looking
-// query parameters.
-func redact(v string) string {
+// Redact is v with a URL's password and secret-looking query values
+// replaced, for printing.
+func Redact(v string) string {
 	u, err := url.Parse(v)
 	if err != nil {
 		return "(unparseable)"

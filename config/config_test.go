@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -191,6 +192,10 @@ func TestParse(t *testing.T) {
 		{cmd: config.Command{Name: "onebox"}, env: map[string]string{"ONEBOX_SSE_MAX": "x"}, wantErr: "ONEBOX_SSE_MAX: want a whole number"},
 		{cmd: config.Command{Name: "onebox"}, args: []string{"-database-url", "mysql://x"}, wantErr: "-database-url: unknown scheme"},
 		{cmd: config.Command{Name: "onebox"}, args: []string{"-session-ttl=0s"}, wantErr: "-session-ttl: must be positive"},
+		{cmd: config.Command{Name: "onebox"}, args: []string{"-database-url", "postgres:///db"}, wantErr: "-database-url: postgres: needs a host"},
+		{cmd: config.Command{Name: "onebox"}, args: []string{"-database-replica-urls", "postgres://r1/db,redis://r2"}, env: map[string]string{"ONEBOX_DATABASE_URL": "postgres://p/db"}, wantErr: "-database-replica-urls: want postgres://"},
+		{cmd: config.Command{Name: "onebox"}, env: map[string]string{"ONEBOX_DATABASE_REPLICA_URLS": "postgres://r1/db"}, wantErr: "ONEBOX_DATABASE_REPLICA_URLS: replicas need a PostgreSQL primary"},
+		{cmd: config.Command{Name: "onebox"}, args: []string{"-database-replica-urls", " postgres://r1/db , postgresql://r2:5433/db,"}, env: map[string]string{"ONEBOX_DATABASE_URL": "postgres://p/db"}, wantRest: ""},
 		{cmd: config.Command{Name: "onebox"}, args: []string{"-tracing", "x"}, wantRest: "x"}, // a bool flag takes no separate value
 	}
 	for _, tt := range tests {
@@ -229,5 +234,16 @@ func TestUsage(t *testing.T) {
 	}
 	if n := strings.Count(out.String(), "default 8)\n") + strings.Count(out.String(), "\"8\""); n != 1 { // -sse-per-user
 		t.Errorf("the default of -sse-per-user appears %d times:\n%s", n, out.String())
+	}
+}
+
+// TestReplicaURLs: the list is split on commas, blanks dropped.
+func TestReplicaURLs(t *testing.T) {
+	t.Parallel()
+	c, _, err := config.Parse(config.Command{Name: "onebox"}, []string{"-database-replica-urls", " postgres://r1/db , postgresql://r2:5433/db,"},
+		env(map[string]string{"ONEBOX_DATABASE_URL": "postgres://p/db"}), io.Discard)
+	want := []string{"postgres://r1/db", "postgresql://r2:5433/db"}
+	if err != nil || !slices.Equal(c.DatabaseReplicaURLs, want) {
+		t.Fatalf("replicas %q %v, want %q", c.DatabaseReplicaURLs, err, want)
 	}
 }
