@@ -35,10 +35,15 @@ type bundle struct {
 }
 
 // newQueue opens database/sql over a pgx pool in a schema of the test's
-// own, as store/postgres does, and runs Schema there.
-func newQueue(tb testing.TB) bundle {
+// own, as store/postgres does, and runs Schema there. params are
+// settings for its connections.
+func newQueue(tb testing.TB, params ...string) bundle {
 	tb.Helper()
-	cfg, err := pgxpool.ParseConfig(pgtest.Schema(tb, "queue"))
+	settings := map[string]string{}
+	for i := 0; i+1 < len(params); i += 2 {
+		settings[params[i]] = params[i+1]
+	}
+	cfg, err := pgxpool.ParseConfig(pgtest.WithParams(tb, pgtest.Schema(tb, "queue"), settings))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -231,7 +236,7 @@ func TestGoqiteReceivesOneboxJobs(t *testing.T) {
 // TestReceivesGoqiteMessages: a message sent with goqite's own Send,
 // with onebox's envelope as its body, is received here, higher priority
 // first, with its attempt counted, a delayed one not before its time;
-// and Ack deletes it for goqite too.
+// Stats counts it under its kind; and Ack deletes it for goqite too.
 func TestReceivesGoqiteMessages(t *testing.T) {
 	t.Parallel()
 	b := newQueue(t)
@@ -253,6 +258,18 @@ func TestReceivesGoqiteMessages(t *testing.T) {
 		if err := g.Send(ctx, s.o); err != nil {
 			t.Fatalf("goqite Send: %v", err)
 		}
+	}
+	// A goqite queue of someone else's in the same table is not a kind.
+	other := goqite.New(goqite.NewOpts{DB: b.db, Name: "other", SQLFlavor: goqite.SQLFlavorPostgreSQL})
+	if err := other.Send(ctx, goqite.Message{Body: []byte("theirs")}); err != nil {
+		t.Fatalf("goqite Send: %v", err)
+	}
+	st, err := b.queue.Stats(ctx)
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	if ks, ok := st.Kinds["k"]; len(st.Kinds) != 1 || !ok || ks.Queued != 3 {
+		t.Errorf("Stats = %+v, want kind k only, 3 queued", st.Kinds)
 	}
 	msgs, err := b.queue.Receive(ctx, "k", 10, time.Minute)
 	if err != nil {
@@ -421,6 +438,35 @@ func preload(tb testing.TB, b bundle, kind string, n int) {
 		}
 		if err := tx.Commit(); err != nil {
 			tb.Fatal(err)
+		}
+	}
+}
+
+// TestReceiveOrdersABatch: a batch comes back higher priority first,
+// then oldest first, whatever order the update visited its rows in.
+// RETURNING promises none; the planner's usual join returns the batch in
+// order, a merge join (forced here) in id order, which is random.
+func TestReceiveOrdersABatch(t *testing.T) {
+	t.Parallel()
+	b := newQueue(t, "enable_hashjoin", "off", "enable_nestloop", "off")
+	ctx := t.Context()
+	const n = 300
+	for i := range n {
+		if err := b.queue.Send(ctx, jobs.Message{Kind: "k", Payload: json.RawMessage(fmt.Sprint(i))}, jobs.SendOptions{Priority: i / 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, err := b.queue.Receive(ctx, "k", n, time.Minute)
+	if err != nil {
+		t.Fatalf("Receive: %v", err)
+	}
+	if len(msgs) != n {
+		t.Fatalf("Receive = %d messages, want %d", len(msgs), n)
+	}
+	for i, m := range msgs {
+		// Priorities n/2-1 down to 0, two messages each, the older first.
+		if want := fmt.Sprint(n - 2 - i/2*2 + i%2); string(m.Payload) != want {
+			t.Fatalf("message %d is %s, want %s", i, m.Payload, want)
 		}
 	}
 }
