@@ -1,9 +1,10 @@
-// Command queue measures onebox's job queue (jobs/sqlite and jobs.Runner)
-// against goqite used directly, like with like, each measurement on a
-// fresh database in a temporary directory, opened with the store's pragmas
-// (WAL, synchronous=NORMAL, one writer connection with BEGIN IMMEDIATE, a
-// query-only reader pool). Two pairs, each a goqite baseline and the
-// onebox scenario that does the same work:
+// Command queue measures onebox's job queue (jobs/sqlite, with -postgres
+// also jobs/postgres, and jobs.Runner) against goqite used directly, like
+// with like, each measurement on a fresh database in a temporary
+// directory, opened with the store's pragmas (WAL, synchronous=NORMAL,
+// one writer connection with BEGIN IMMEDIATE, a query-only reader
+// pool). Two pairs, each a goqite baseline and the onebox scenario that
+// does the same work:
 //
 //   - goqite-drain: -n messages enqueued beforehand (not timed), then
 //     goqite's own Receive and Delete, one message at a time, until the
@@ -24,7 +25,15 @@
 // Delete against jobs/sqlite's batched SQL on goqite's table and the
 // Runner.
 //
-// Each run measures all four, the onebox scenario of a pair before its
+// With -postgres URL the same two pairs run a second time on PostgreSQL,
+// in the same command: pg-drain and pg-stream on jobs/postgres against
+// pg-goqite-drain and pg-goqite-send, goqite's own SQLFlavorPostgreSQL
+// Receive and Delete. Every PostgreSQL measurement gets a schema of its
+// own on that server (search_path), dropped after, and a pool of
+// -pg-conns connections; the SQLite and PostgreSQL figures of one run can
+// be read side by side.
+//
+// Each run measures every scenario, the onebox scenario of a pair before its
 // baseline in every other run so that a drifting machine does not favour
 // one side; the ratio of a run is onebox's jobs/s over its baseline's in
 // the same run. With -runs > 1 it prints every run, then the median and
@@ -32,15 +41,18 @@
 // and load move the jobs/s; the ratio is the number to watch.
 //
 //	go run ./bench/queue -n 20000 -runs 5
+//	go run ./bench/queue -postgres 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable'
 package main
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -51,10 +63,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 	"maragu.dev/goqite"
 	_ "modernc.org/sqlite"
 
 	"onebox/jobs"
+	jobpg "onebox/jobs/postgres"
 	jobsqlite "onebox/jobs/sqlite"
 )
 
@@ -77,6 +92,34 @@ end;
 
 create index goqite_queue_priority_created_idx on goqite (queue, priority desc, created);`
 
+// goqitePostgresSchema is goqite v0.4.0's schema_postgres.sql without its
+// first line, "create extension if not exists pgcrypto": the extension
+// belongs to the database, which must have it already.
+const goqitePostgresSchema = `create function update_timestamp()
+returns trigger as $$
+begin
+   new.updated = now();
+   return new;
+end;
+$$ language plpgsql;
+
+create table goqite (
+  id text primary key default ('m_' || encode(gen_random_bytes(16), 'hex')),
+  created timestamptz not null default now(),
+  updated timestamptz not null default now(),
+  queue text not null,
+  body bytea not null,
+  timeout timestamptz not null default now(),
+  received integer not null default 0,
+  priority integer not null default 0
+);
+
+create trigger goqite_updated_timestamp
+before update on goqite
+for each row execute procedure update_timestamp();
+
+create index goqite_queue_priority_created_idx on goqite (queue, priority desc, created);`
+
 // noopJob is what every scenario enqueues: the shape of a photo job.
 func noopJob() jobs.Message {
 	return jobs.Message{
@@ -92,6 +135,8 @@ func main() {
 	producers := flag.Int("producers", 4, "goroutines enqueueing in the stream scenario")
 	concurrency := flag.Int("concurrency", 8, "Runner workers for the no-op kind")
 	verbose := flag.Bool("v", false, "print the Runner's Receive and Ack calls per onebox measurement")
+	pgURL := flag.String("postgres", "", "also run every pair on the PostgreSQL server at this URL (a schema per measurement, dropped after)")
+	pgConns := flag.Int("pg-conns", 4, "pool size of each PostgreSQL measurement")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *n < 1 || *runs < 1 {
@@ -109,7 +154,7 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	b := bench{n: *n, producers: *producers, concurrency: *concurrency, verbose: *verbose}
+	b := bench{n: *n, producers: *producers, concurrency: *concurrency, verbose: *verbose, pgURL: *pgURL, pgConns: *pgConns}
 	if err := b.run(context.Background(), *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "queue:", err)
 		pprof.StopCPUProfile()
@@ -120,12 +165,35 @@ func main() {
 type bench struct {
 	n, producers, concurrency int
 	verbose                   bool
+	pgURL                     string
+	pgConns                   int
 }
 
-// pair is an onebox scenario and the goqite baseline doing the same work.
+// pair is an onebox scenario and the goqite baseline doing the same work,
+// each on a fresh database that open makes.
 type pair struct {
 	name, baseline string
-	onebox, goqite func(ctx context.Context, path string) (time.Duration, error)
+	open           opener
+	onebox, goqite func(ctx context.Context, db database) (time.Duration, error)
+}
+
+// opener makes a fresh database named name for one measurement, with
+// goqite's own schema (goqiteOnly) or onebox's.
+type opener func(ctx context.Context, name string, goqiteOnly bool) (database, error)
+
+// database is one measurement's database: db for goqite and for sending
+// in transactions; queue, onebox's, unless it has goqite's schema only.
+type database struct {
+	db     *sql.DB
+	flavor goqite.SQLFlavor
+	queue  oneboxQueue
+	close  func()
+}
+
+// oneboxQueue is what jobs/sqlite and jobs/postgres both offer.
+type oneboxQueue interface {
+	jobs.Queue
+	SendTx(ctx context.Context, tx *sql.Tx, m jobs.Message, o jobs.SendOptions) error
 }
 
 func (b bench) run(ctx context.Context, runs int) error {
@@ -139,18 +207,19 @@ func (b bench) run(ctx context.Context, runs int) error {
 	fmt.Printf("n=%d runs=%d producers=%d concurrency=%d GOMAXPROCS=%d loadavg=%s\n",
 		b.n, runs, b.producers, b.concurrency, runtime.GOMAXPROCS(0), strings.TrimSpace(string(load)))
 
-	pairs := []pair{
-		{name: "drain", baseline: "goqite-drain",
-			onebox: func(ctx context.Context, path string) (time.Duration, error) { return b.onebox(ctx, path, true) },
-			goqite: b.goqiteDrain},
-		{name: "stream", baseline: "goqite-send",
-			onebox: func(ctx context.Context, path string) (time.Duration, error) { return b.onebox(ctx, path, false) },
-			goqite: b.goqiteSend},
+	pairs := b.pairs("", b.openSQLite(dir))
+	if b.pgURL != "" {
+		pairs = append(pairs, b.pairs("pg-", b.openPostgres)...)
 	}
 	rates := map[string][]float64{} // jobs/s per run, by scenario
 	ratios := map[string][]float64{}
-	measure := func(run int, name string, f func(context.Context, string) (time.Duration, error)) (float64, error) {
-		d, err := f(ctx, filepath.Join(dir, fmt.Sprintf("%s-%d.db", name, run)))
+	measure := func(run int, name string, open opener, goqiteOnly bool, f func(context.Context, database) (time.Duration, error)) (float64, error) {
+		db, err := open(ctx, fmt.Sprintf("%s-%d", name, run), goqiteOnly)
+		if err != nil {
+			return 0, fmt.Errorf("run %d, %s: %w", run, name, err)
+		}
+		d, err := f(ctx, db)
+		db.close()
 		if err != nil {
 			return 0, fmt.Errorf("run %d, %s: %w", run, name, err)
 		}
@@ -164,12 +233,12 @@ func (b bench) run(ctx context.Context, runs int) error {
 			var base, own float64
 			var err error
 			if run%2 == 1 {
-				if base, err = measure(run, p.baseline, p.goqite); err == nil {
-					own, err = measure(run, p.name, p.onebox)
+				if base, err = measure(run, p.baseline, p.open, true, p.goqite); err == nil {
+					own, err = measure(run, p.name, p.open, false, p.onebox)
 				}
 			} else {
-				if own, err = measure(run, p.name, p.onebox); err == nil {
-					base, err = measure(run, p.baseline, p.goqite)
+				if own, err = measure(run, p.name, p.open, false, p.onebox); err == nil {
+					base, err = measure(run, p.baseline, p.open, true, p.goqite)
 				}
 			}
 			if err != nil {
@@ -182,7 +251,7 @@ func (b bench) run(ctx context.Context, runs int) error {
 		fmt.Println()
 	}
 
-	fmt.Printf("\n%-13s %-13s %24s %24s\n", "scenario", "baseline", "jobs/s median (min-max)", "ratio median (min-max)")
+	fmt.Printf("\n%-16s %-16s %24s %24s\n", "scenario", "baseline", "jobs/s median (min-max)", "ratio median (min-max)")
 	for _, p := range pairs {
 		for _, name := range []string{p.baseline, p.name} {
 			r := summarize(rates[name])
@@ -192,11 +261,100 @@ func (b bench) run(ctx context.Context, runs int) error {
 				ratio = fmt.Sprintf("%.2fx (%.2f-%.2f)", q.median, q.min, q.max)
 				base = p.baseline
 			}
-			fmt.Printf("%-13s %-13s %24s %24s\n", name, base,
+			fmt.Printf("%-16s %-16s %24s %24s\n", name, base,
 				fmt.Sprintf("%.0f (%.0f-%.0f)", r.median, r.min, r.max), ratio)
 		}
 	}
 	return nil
+}
+
+// pairs are the two pairs on the databases open makes, their names
+// prefixed.
+func (b bench) pairs(prefix string, open opener) []pair {
+	return []pair{
+		{name: prefix + "drain", baseline: prefix + "goqite-drain", open: open,
+			onebox: func(ctx context.Context, db database) (time.Duration, error) { return b.onebox(ctx, db, true) },
+			goqite: b.goqiteDrain},
+		{name: prefix + "stream", baseline: prefix + "goqite-send", open: open,
+			onebox: func(ctx context.Context, db database) (time.Duration, error) { return b.onebox(ctx, db, false) },
+			goqite: b.goqiteSend},
+	}
+}
+
+// openSQLite makes databases in dir, opened as store/sqlite opens them.
+func (b bench) openSQLite(dir string) opener {
+	return func(ctx context.Context, name string, goqiteOnly bool) (database, error) {
+		writer, reader, err := open(filepath.Join(dir, name+".db"))
+		if err != nil {
+			return database{}, err
+		}
+		d := database{db: writer, flavor: goqite.SQLFlavorSQLite, close: func() { closeAll(writer, reader) }}
+		schema := jobsqlite.Schema
+		if goqiteOnly {
+			schema = goqiteSchema
+		} else {
+			d.queue = jobsqlite.New(writer, reader, jobsqlite.Options{})
+		}
+		if _, err := writer.ExecContext(ctx, schema); err != nil {
+			d.close()
+			return database{}, err
+		}
+		return d, nil
+	}
+}
+
+// openPostgres makes a schema of its own on the server at -postgres and
+// opens database/sql over a pgx pool in it, as store/postgres does.
+func (b bench) openPostgres(ctx context.Context, _ string, goqiteOnly bool) (database, error) {
+	// admin makes and drops the schema, outside the measured pool.
+	admin, err := sql.Open("pgx", b.pgURL)
+	if err != nil {
+		return database{}, err
+	}
+	admin.SetMaxOpenConns(1)
+	schema := "bench_queue_" + strings.ToLower(rand.Text())
+	if _, err := admin.ExecContext(ctx, "create schema "+schema); err != nil {
+		return database{}, errors.Join(err, admin.Close())
+	}
+	d := database{flavor: goqite.SQLFlavorPostgreSQL}
+	var pool *pgxpool.Pool
+	d.close = func() {
+		if d.db != nil {
+			_ = d.db.Close()
+		}
+		if pool != nil {
+			pool.Close()
+		}
+		if _, err := admin.ExecContext(context.Background(), "drop schema "+schema+" cascade"); err != nil {
+			fmt.Fprintln(os.Stderr, "queue: drop schema:", err)
+		}
+		_ = admin.Close()
+	}
+	u, err := url.Parse(b.pgURL)
+	if err != nil {
+		d.close()
+		return database{}, err
+	}
+	q := u.Query()
+	q.Set("search_path", schema+",public")
+	q.Set("pool_max_conns", fmt.Sprint(b.pgConns))
+	u.RawQuery = q.Encode()
+	if pool, err = pgxpool.New(ctx, u.String()); err != nil {
+		d.close()
+		return database{}, err
+	}
+	d.db = stdlib.OpenDBFromPool(pool)
+	ddl := jobpg.Schema
+	if goqiteOnly {
+		ddl = goqitePostgresSchema
+	} else {
+		d.queue = jobpg.New(d.db, jobpg.Options{})
+	}
+	if _, err := d.db.ExecContext(ctx, ddl); err != nil {
+		d.close()
+		return database{}, err
+	}
+	return d, nil
 }
 
 type summary struct{ median, min, max float64 }
@@ -212,28 +370,15 @@ func summarize(xs []float64) summary {
 	return summary{median: m, min: s[0], max: s[len(s)-1]}
 }
 
-// goqiteQueue opens a fresh database at path with goqite's schema.
-func goqiteQueue(ctx context.Context, path string) (q *goqite.Queue, writer *sql.DB, closeFn func(), err error) {
-	writer, reader, err := open(path)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	closeFn = func() { closeAll(writer, reader) }
-	if _, err := writer.ExecContext(ctx, goqiteSchema); err != nil {
-		closeFn()
-		return nil, nil, nil, err
-	}
-	return goqite.New(goqite.NewOpts{DB: writer, Name: "jobs:noop", Timeout: 30 * time.Second}), writer, closeFn, nil
+// goqiteQueue is the baselines' queue: goqite's own, on db.
+func goqiteQueue(db database) *goqite.Queue {
+	return goqite.New(goqite.NewOpts{DB: db.db, Name: "jobs:noop", SQLFlavor: db.flavor, Timeout: 30 * time.Second})
 }
 
 // goqiteSend is the baseline of stream: Send, Receive, Delete, one
 // message at a time, with goqite's API.
-func (b bench) goqiteSend(ctx context.Context, path string) (time.Duration, error) {
-	q, _, closeFn, err := goqiteQueue(ctx, path)
-	if err != nil {
-		return 0, err
-	}
-	defer closeFn()
+func (b bench) goqiteSend(ctx context.Context, db database) (time.Duration, error) {
+	q := goqiteQueue(db)
 	body, err := jobs.Encode(noopJob())
 	if err != nil {
 		return 0, err
@@ -253,17 +398,13 @@ func (b bench) goqiteSend(ctx context.Context, path string) (time.Duration, erro
 // goqiteDrain is the baseline of drain: n messages enqueued beforehand,
 // 1000 per transaction like onebox's, then Receive and Delete, one
 // message at a time, with goqite's API; only the drain is timed.
-func (b bench) goqiteDrain(ctx context.Context, path string) (time.Duration, error) {
-	q, writer, closeFn, err := goqiteQueue(ctx, path)
-	if err != nil {
-		return 0, err
-	}
-	defer closeFn()
+func (b bench) goqiteDrain(ctx context.Context, db database) (time.Duration, error) {
+	q := goqiteQueue(db)
 	body, err := jobs.Encode(noopJob())
 	if err != nil {
 		return 0, err
 	}
-	err = inBatches(ctx, writer, b.n, func(tx *sql.Tx) error { return q.SendTx(ctx, tx, goqite.Message{Body: body}) })
+	err = inBatches(ctx, db.db, b.n, func(tx *sql.Tx) error { return q.SendTx(ctx, tx, goqite.Message{Body: body}) })
 	if err != nil {
 		return 0, err
 	}
@@ -287,21 +428,14 @@ func receiveDelete(ctx context.Context, q *goqite.Queue) error {
 	return q.Delete(ctx, m.ID)
 }
 
-// onebox runs n no-op jobs through jobs/sqlite and the Runner: enqueued
-// while the Runner runs (stream), or all beforehand and not timed (drain).
-func (b bench) onebox(ctx context.Context, path string, prefill bool) (time.Duration, error) {
+// onebox runs n no-op jobs through onebox's queue and the Runner:
+// enqueued while the Runner runs (stream), or all beforehand and not
+// timed (drain).
+func (b bench) onebox(ctx context.Context, db database, prefill bool) (time.Duration, error) {
 	n, producers, concurrency := b.n, b.producers, b.concurrency
-	writer, reader, err := open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer closeAll(writer, reader)
-	if _, err := writer.ExecContext(ctx, jobsqlite.Schema); err != nil {
-		return 0, err
-	}
-	q := jobsqlite.New(writer, reader, jobsqlite.Options{})
+	q := db.queue
 	if prefill {
-		err := inBatches(ctx, writer, n, func(tx *sql.Tx) error { return q.SendTx(ctx, tx, noopJob(), jobs.SendOptions{}) })
+		err := inBatches(ctx, db.db, n, func(tx *sql.Tx) error { return q.SendTx(ctx, tx, noopJob(), jobs.SendOptions{}) })
 		if err != nil {
 			return 0, err
 		}
@@ -354,7 +488,7 @@ func (b bench) onebox(ctx context.Context, path string, prefill bool) (time.Dura
 	if !b.verbose {
 		return elapsed, nil
 	}
-	fmt.Printf("\n  %s: %d Receive calls (%.1f jobs each), %d Ack calls (%.1f jobs each)\n", filepath.Base(path),
+	fmt.Printf("\n  %d Receive calls (%.1f jobs each), %d Ack calls (%.1f jobs each)\n",
 		counted.receives.Load(), float64(n)/float64(counted.receives.Load()), counted.acks.Load(), float64(n)/float64(counted.acks.Load()))
 	return elapsed, nil
 }

@@ -3,14 +3,45 @@
 // in the same transaction as the row it belongs to. Jobs are sent with
 // goqite's own Send and SendTx (SQLFlavorPostgreSQL) through database/sql
 // over the store's pgx pool.
+//
+// Receiving and acking are this package's own SQL on goqite's table, for
+// the reasons jobs/sqlite gives (batches, the received count, no
+// MaxReceive, Ack and Extend without the kind) and one more: goqite's
+// PostgreSQL Receive, run by two workers at once, either fails to
+// serialize (it asks for SERIALIZABLE) or, under READ COMMITTED, hands
+// both the same message. Receive here picks its batch with FOR UPDATE
+// SKIP LOCKED, so concurrent receivers take disjoint batches and never
+// wait for one another. See bench/queue -postgres for how it compares
+// with goqite's own Receive and Delete.
+//
+// Retry, DeadLetter, Redrive, Stats and Dead have no goqite counterpart:
+// they are this package's SQL on goqite's table and its own tables, each
+// one statement.
+//
+// Times are Go's clock, as goqite's are: Send's delay, Receive's
+// visibility and Retry's time are computed in Go and compared with
+// goqite's timeout column, so goqite's own operations and these agree.
+// Only goqite's defaults (created, and the timeout of a redriven message)
+// are the database's now().
+//
+// Unlike jobs/sqlite, whose rowid breaks ties, messages of one priority
+// sent in one transaction share goqite's created (now() is the
+// transaction's start), so their order among themselves is unspecified;
+// so is the order of messages dead-lettered in the same microsecond.
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	_ "embed"
+	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"maragu.dev/goqite"
 
@@ -94,4 +125,295 @@ func (s *Sender) SendTx(ctx context.Context, tx *sql.Tx, m jobs.Message, o jobs.
 		return fmt.Errorf("jobs/postgres send: %w", err)
 	}
 	return nil
+}
+
+// Options configure New. Every field has a default.
+type Options struct {
+	// Logger reports messages dead-lettered because their body does not
+	// decode. Default: discard.
+	Logger *slog.Logger
+}
+
+// Queue is a jobs.Queue on one PostgreSQL database; its Send and SendTx
+// are its Sender's, goqite's own. It is safe for concurrent use, from
+// any number of processes on the same database.
+type Queue struct {
+	*Sender
+	db  *sql.DB
+	log *slog.Logger
+}
+
+var _ jobs.Queue = (*Queue)(nil)
+
+// New returns a Queue on db, database/sql over the store's pgx pool
+// (stdlib.OpenDBFromPool) or sql.Open("pgx", url), where Schema has run.
+func New(db *sql.DB, o Options) *Queue {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Queue{Sender: NewSender(db), db: db, log: o.Logger}
+}
+
+// receiveSQL takes up to $3 visible messages of queue $1 in one
+// statement. FOR UPDATE SKIP LOCKED makes concurrent receivers pick
+// disjoint rows without waiting: a row another receiver is taking is
+// passed over, and the next visible one taken instead. Without it, under
+// READ COMMITTED, a receiver that waited for another's row lock would
+// recheck only the join, not the visibility, and take the same message.
+// The CTE is materialized (row locks keep it from being inlined), so its
+// LIMIT holds. The ORDER BY follows goqite's index.
+const receiveSQL = `with picked as (
+	select id from goqite
+	where queue = $1 and timeout <= $2
+	order by priority desc, created
+	limit $3
+	for update skip locked)
+update goqite g set timeout = $4, received = g.received + 1
+from picked where g.id = picked.id
+returning g.id, g.body, g.received, g.priority, g.created`
+
+// Receive takes up to max visible messages of kind. Bodies that do not
+// decode are dead-lettered and logged.
+func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility time.Duration) ([]jobs.Message, error) {
+	if kind == "" {
+		return nil, errors.New("jobs/postgres receive: empty kind")
+	}
+	if max <= 0 {
+		return nil, nil
+	}
+	now := time.Now()
+	rows, err := q.db.QueryContext(ctx, receiveSQL, queuePrefix+kind, now, max, now.Add(visibility))
+	if err != nil {
+		return nil, fmt.Errorf("jobs/postgres receive: %w", err)
+	}
+	type received struct {
+		msg      jobs.Message
+		priority int
+		created  time.Time
+		err      error
+	}
+	var got []received
+	err = each(rows, func(rows *sql.Rows) error {
+		var r received
+		var body []byte
+		if err := rows.Scan(&r.msg.ID, &body, &r.msg.Attempt, &r.priority, &r.created); err != nil {
+			return err
+		}
+		id, attempt := r.msg.ID, r.msg.Attempt
+		r.msg, r.err = jobs.Decode(body)
+		r.msg.ID, r.msg.Attempt = id, attempt
+		got = append(got, r)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs/postgres receive: %w", err)
+	}
+	// RETURNING gives no order; ids break ties so the order is stable.
+	slices.SortFunc(got, func(a, b received) int {
+		return cmp.Or(cmp.Compare(b.priority, a.priority), a.created.Compare(b.created), strings.Compare(a.msg.ID, b.msg.ID))
+	})
+	msgs := make([]jobs.Message, 0, len(got))
+	for _, r := range got {
+		if r.err == nil {
+			msgs = append(msgs, r.msg)
+			continue
+		}
+		q.log.ErrorContext(ctx, "jobs: dead-lettering a malformed message", "job_id", r.msg.ID, "kind", kind, "error", r.err)
+		if err := q.DeadLetter(ctx, r.msg.ID, r.err.Error()); err != nil {
+			// It comes back after visibility and is tried again.
+			q.log.ErrorContext(ctx, "jobs: dead-letter malformed message", "job_id", r.msg.ID, "error", err)
+		}
+	}
+	return msgs, nil
+}
+
+// Extend keeps a message invisible for visibility from now.
+func (q *Queue) Extend(ctx context.Context, id string, visibility time.Duration) error {
+	res, err := q.db.ExecContext(ctx, `update goqite set timeout = $1 where id = $2`, time.Now().Add(visibility), id)
+	if err := affectedOne(res, err); err != nil {
+		return fmt.Errorf("jobs/postgres extend %s: %w", id, err)
+	}
+	return nil
+}
+
+// Ack deletes the messages in one statement; the ids travel as one
+// array, so the statement is the same for any number of them.
+func (q *Queue) Ack(ctx context.Context, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := q.db.ExecContext(ctx, `delete from goqite where id = any($1)`, ids); err != nil {
+		return fmt.Errorf("jobs/postgres ack: %w", err)
+	}
+	return nil
+}
+
+// retrySQL makes message $1 visible at $2 and records the error: a
+// message whose timeout is still its retry_at waits for its retry rather
+// than runs (see statsSQL). Nothing is inserted when the message is gone.
+const retrySQL = `with retried as (
+	update goqite set timeout = $2 where id = $1 returning id)
+insert into jobs_errors (id, last_error, retry_at)
+select id, $3, $2 from retried
+on conflict (id) do update set last_error = excluded.last_error, retry_at = excluded.retry_at`
+
+// Retry makes the message visible at at and records lastErr.
+func (q *Queue) Retry(ctx context.Context, id string, at time.Time, lastErr string) error {
+	res, err := q.db.ExecContext(ctx, retrySQL, id, at, lastErr)
+	if err := affectedOne(res, err); err != nil {
+		return fmt.Errorf("jobs/postgres retry %s: %w", id, err)
+	}
+	return nil
+}
+
+// deadLetterSQL moves message $1 to jobs_dead. The join reads jobs_errors
+// as it was when the statement began, before the delete's cascade
+// removes the message's row there.
+const deadLetterSQL = `with gone as (
+	delete from goqite where id = $1 returning id, queue, body, priority, received, created)
+insert into jobs_dead (id, queue, kind, body, priority, last_error, attempts, created, died_at)
+select g.id, $2, substr(g.queue, $3), g.body, g.priority, coalesce(nullif($4, ''), e.last_error, ''), g.received, g.created, $5
+from gone g left join jobs_errors e on e.id = g.id`
+
+// DeadLetter moves the message to jobs_dead.
+func (q *Queue) DeadLetter(ctx context.Context, id string, reason string) error {
+	res, err := q.db.ExecContext(ctx, deadLetterSQL, id, queueName, len(queuePrefix)+1, reason, time.Now())
+	if err := affectedOne(res, err); err != nil {
+		return fmt.Errorf("jobs/postgres dead-letter %s: %w", id, err)
+	}
+	return nil
+}
+
+// statsSQL counts one queue's messages per kind. A message is in flight
+// when it was received and is invisible, unless Retry set that timeout.
+// It visits every row of the queue. starts_with, not a range on the
+// name, since a range's meaning depends on the database's collation.
+const statsSQL = `select substr(g.queue, $1), count(*),
+	count(*) filter (where g.received > 0 and g.timeout > $2 and (e.retry_at is null or e.retry_at <> g.timeout)),
+	min(g.created)
+from goqite g left join jobs_errors e on e.id = g.id
+where starts_with(g.queue, $3)
+group by g.queue`
+
+// Stats counts messages per kind.
+func (q *Queue) Stats(ctx context.Context) (jobs.Stats, error) {
+	now := time.Now()
+	st := jobs.Stats{Kinds: map[string]jobs.KindStats{}}
+	rows, err := q.db.QueryContext(ctx, statsSQL, len(queuePrefix)+1, now, queuePrefix)
+	if err != nil {
+		return jobs.Stats{}, fmt.Errorf("jobs/postgres stats: %w", err)
+	}
+	err = each(rows, func(r *sql.Rows) error {
+		var kind string
+		var total, inFlight int
+		var oldest time.Time
+		if err := r.Scan(&kind, &total, &inFlight, &oldest); err != nil {
+			return err
+		}
+		st.Kinds[kind] = jobs.KindStats{Queued: total - inFlight, InFlight: inFlight, OldestAge: max(now.Sub(oldest), 0)}
+		return nil
+	})
+	if err != nil {
+		return jobs.Stats{}, fmt.Errorf("jobs/postgres stats: %w", err)
+	}
+	rows, err = q.db.QueryContext(ctx, `select kind, count(*) from jobs_dead where queue = $1 group by kind`, queueName)
+	if err != nil {
+		return jobs.Stats{}, fmt.Errorf("jobs/postgres stats: %w", err)
+	}
+	err = each(rows, func(r *sql.Rows) error {
+		var kind string
+		var n int
+		if err := r.Scan(&kind, &n); err != nil {
+			return err
+		}
+		ks := st.Kinds[kind]
+		ks.Dead = n
+		st.Kinds[kind] = ks
+		return nil
+	})
+	if err != nil {
+		return jobs.Stats{}, fmt.Errorf("jobs/postgres stats: %w", err)
+	}
+	return st, nil
+}
+
+// Dead lists dead messages, newest first. A body that does not decode
+// is listed with its kind and no payload.
+func (q *Queue) Dead(ctx context.Context, limit int) ([]jobs.DeadMessage, error) {
+	rows, err := q.db.QueryContext(ctx, `select id, kind, body, last_error, attempts, died_at from jobs_dead
+where queue = $1 order by died_at desc, id desc limit $2`, queueName, limit)
+	if err != nil {
+		return nil, fmt.Errorf("jobs/postgres dead: %w", err)
+	}
+	out := []jobs.DeadMessage{}
+	err = each(rows, func(r *sql.Rows) error {
+		var d jobs.DeadMessage
+		var id, kind string
+		var body []byte
+		var attempts int
+		if err := r.Scan(&id, &kind, &body, &d.LastError, &attempts, &d.DiedAt); err != nil {
+			return err
+		}
+		m, err := jobs.Decode(body)
+		if err != nil {
+			m = jobs.Message{Kind: kind}
+		}
+		m.ID, m.Attempt = id, attempts
+		d.Message = m
+		out = append(out, d)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs/postgres dead: %w", err)
+	}
+	return out, nil
+}
+
+// Redrive moves dead messages back into their goqite queues, visible now
+// and with received = 0 (goqite's defaults), behind the messages already
+// waiting, in one statement.
+func (q *Queue) Redrive(ctx context.Context, ids ...string) (int, error) {
+	where, args := `queue = $2`, []any{queuePrefix, queueName}
+	if len(ids) > 0 {
+		where += ` and id = any($3)`
+		args = append(args, ids)
+	}
+	res, err := q.db.ExecContext(ctx, `with moved as (
+	delete from jobs_dead where `+where+` returning id, kind, body, priority)
+insert into goqite (id, queue, body, priority)
+select id, $1 || kind, body, priority from moved`, args...)
+	if err != nil {
+		return 0, fmt.Errorf("jobs/postgres redrive: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("jobs/postgres redrive: %w", err)
+	}
+	return int(n), nil
+}
+
+// affectedOne turns a statement that matched no row into jobs.ErrNotFound.
+func affectedOne(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return jobs.ErrNotFound
+	}
+	return nil
+}
+
+// each calls fn for every row and closes rows.
+func each(rows *sql.Rows, fn func(*sql.Rows) error) error {
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }

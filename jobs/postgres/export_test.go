@@ -1,0 +1,13 @@
+package postgres
+
+import (
+	"context"
+
+	"maragu.dev/goqite"
+)
+
+// SendRaw stores body as a message of kind with goqite's own Send, for
+// jobstest's malformed-body checks (jobstest.RawSender). Tests only.
+func (q *Queue) SendRaw(ctx context.Context, kind string, body []byte) error {
+	return q.goqite(kind).Send(ctx, goqite.Message{Body: body})
+}
