@@ -21,6 +21,12 @@
 # Needs root (or the postgres user): pg_basebackup and pg_ctl run as
 # postgres, and start adds `host replication all 127.0.0.1/32 trust` to the
 # primary's pg_hba.conf (once) and reloads it; the primary is never stopped.
+# The replica streams through a physical replication slot of its own
+# (onebox_replica_<port>): without one, a checkpoint on a busy primary (the
+# drill's base backup forces one) can recycle WAL a replica has not yet
+# received, and it never catches up. stop drops the slot, and start drops
+# every inactive onebox_replica_* slot, so a crash does not leave one
+# holding WAL on the primary for good.
 # Every command is safe to rerun after a crash: a stale cluster in the
 # directory is stopped and removed first.
 set -euo pipefail
@@ -165,6 +171,13 @@ streaming() {
 		is_true "$primary_port" "select exists (select from pg_stat_replication where application_name = '$2' and state = 'streaming')"
 }
 
+# drop_slots drops the inactive replication slots named like $1 (a LIKE
+# pattern) on the primary.
+drop_slots() {
+	sql "$primary_port" "select count(pg_drop_replication_slot(slot_name)) from pg_replication_slots
+		where slot_name like '$1' and not active" >/dev/null
+}
+
 replica_url() { echo "ONEBOX_TEST_POSTGRES_REPLICA_URL=postgres://postgres@127.0.0.1:$1/test?sslmode=disable"; }
 
 cmd_start() {
@@ -180,13 +193,14 @@ cmd_start() {
 		fi
 	fi
 	discard "$bin" "$replica_dir"
+	drop_slots 'onebox\_replica\_%'
 	ensure_hba
 	port=$(free_port)
 	name=onebox_replica_$port
 	own_root
 	local t0=$SECONDS
 	as_pg "$bin/pg_basebackup" -h "$primary_host" -p "$primary_port" -U postgres \
-		-D "$replica_dir" -R -X stream -c fast
+		-D "$replica_dir" -R -X stream -c fast -C -S "$name"
 	configure "$replica_dir" "$port" "$name"
 	as_pg tee "$replica_dir/port" >/dev/null <<<"$port"
 	as_pg "$bin/pg_ctl" start -D "$replica_dir" -l "$replica_dir/log" -w -t 60 >/dev/null ||
@@ -197,9 +211,11 @@ cmd_start() {
 }
 
 cmd_stop() {
-	local bin
+	local bin port=""
 	bin=$(pgbin)
+	[ ! -f "$replica_dir/port" ] || port=$(cat "$replica_dir/port")
 	discard "$bin" "$replica_dir"
+	[ -z "$port" ] || drop_slots "onebox_replica_$port"
 	log "replica stopped and removed"
 }
 

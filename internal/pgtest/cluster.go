@@ -99,7 +99,8 @@ full_page_writes = off
 
 // StartReplica makes a private streaming replica of the server at
 // primaryURL with deploy/postgres/replica.sh (pg_basebackup -R) on a free
-// port, waits until it streams, and returns its URL (database test) with
+// port, waits until it streams, and returns its URL (the primary URL's
+// database, on the replica's port) with
 // the Cluster to stop and start it. It is stopped and removed when the
 // test ends.
 func StartReplica(tb testing.TB, primaryURL string) (string, *Cluster) {
@@ -116,18 +117,34 @@ func StartReplica(tb testing.TB, primaryURL string) (string, *Cluster) {
 	c.Dir = filepath.Join(base, "replica")
 	ctx, cancel := context.WithTimeout(tb.Context(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, script, "start")
-	cmd.Env = append(os.Environ(),
+	env := append(os.Environ(),
 		"ONEBOX_PG_DIR="+base,
 		"ONEBOX_REPLICA_PORT="+strconv.Itoa(c.Port),
 		"ONEBOX_PRIMARY_HOST="+u.Hostname(),
 		"ONEBOX_PRIMARY_PORT="+orDefault(u.Port(), "5432"),
 	)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		tb.Fatalf("pgtest: replica.sh start: %v\n%s", err, out)
+	replicaSh := func(ctx context.Context, command string) error {
+		cmd := exec.CommandContext(ctx, script, command)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("replica.sh %s: %w\n%s", command, err, out)
+		}
+		return nil
 	}
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/test?sslmode=disable", c.Port), c
+	// stop also drops the replica's slot, which would hold WAL on the
+	// primary for good. (A stopped primary has nothing to drop.)
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := replicaSh(ctx, "stop"); err != nil {
+			tb.Logf("pgtest: %v", err)
+		}
+	})
+	if err := replicaSh(ctx, "start"); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	u.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Port))
+	return u.String(), c
 }
 
 func orDefault(s, fallback string) string {
