@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -269,9 +271,11 @@ func TestReplicaStoppedUnderLoadLeavesRotationAndReturns(t *testing.T) {
 	if err := rc.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("out of rotation", func() bool { return !s.status()[0].InRotation })
-	if st := s.status()[0]; st.LastError == "" {
-		t.Errorf("stopped replica's status names no error: %+v", st)
+	// The checker, not only a failed read, finds it down.
+	stopped := time.Now()
+	waitFor("checked and found down", func() bool { return s.status()[0].CheckedAt.After(stopped) })
+	if st := s.status()[0]; st.Healthy || st.InRotation || st.LastError == "" {
+		t.Errorf("stopped replica's status: %+v, want unhealthy, out of rotation, with its error", st)
 	}
 	before := onPrimary.Load()
 	waitFor("reading from the primary", func() bool { return onPrimary.Load() > before })
@@ -303,5 +307,35 @@ func TestNoReplicasPicksThePrimary(t *testing.T) {
 		if db, name := s.pick(tok); db != primary || name != primaryName {
 			t.Errorf("pick(%q) = %s, want the primary", tok, name)
 		}
+	}
+}
+
+// A read that finds its replica gone is answered by the primary, and the
+// replica leaves the rotation at once, before the next check.
+func TestReadOnALostReplicaFallsBackAndEvicts(t *testing.T) {
+	t.Parallel()
+	primary := openDB(t, pgtest.URL(t, "replicas"))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := fmt.Sprintf("postgres://postgres@%s/test?sslmode=disable&connect_timeout=5", l.Addr())
+	l.Close() // nothing listens there now
+	s := newTestSet(t, primary, gone)
+	// As a check would have left it just before the server went away.
+	s.replicas[0].state.Store(&replicaState{status: ReplicaStatus{Name: s.replicas[0].name, Healthy: true, InRotation: true}})
+
+	name, err := s.read(t.Context(), "", func(db *sql.DB) error {
+		var one int
+		return db.QueryRowContext(t.Context(), "select 1").Scan(&one)
+	})
+	if err != nil || name != primaryName {
+		t.Fatalf("read = %s, %v; want the primary's answer", name, err)
+	}
+	if _, name := s.pick(""); name != primaryName {
+		t.Errorf("pick after the failed read = %s, want the primary", name)
+	}
+	if st := s.status()[0]; st.InRotation || st.LastError == "" {
+		t.Errorf("status after the failed read: %+v", st)
 	}
 }
