@@ -182,6 +182,7 @@ func (a *App) upload(c echo.Context) error {
 	if created {
 		a.backlog.accepted()
 		a.jobs.Notify()
+		a.markWritten(ctx, who)
 	}
 	return accepted(c, ph)
 }
@@ -374,8 +375,14 @@ func (a *App) listPhotos(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// The owner's own list holds their uploads and deletes (the session's
+	// token); anyone else's may lag, as a replica does.
+	var at store.Token
+	if owner == who.userID {
+		at = who.token
+	}
 	photos, err := a.store.ListPhotos(c.Request().Context(), store.ListPhotosParams{
-		OwnerID: owner, BeforeID: before, Limit: limit + 1, ReadyOnly: owner != who.userID, Freshness: store.MayBeStale,
+		OwnerID: owner, BeforeID: before, Limit: limit + 1, ReadyOnly: owner != who.userID, Freshness: store.MayBeStale, AtLeast: at,
 	})
 	if err != nil {
 		return err
@@ -409,6 +416,7 @@ func (a *App) deletePhoto(c echo.Context) error {
 		return err
 	}
 	a.jobs.Notify()
+	a.markWritten(ctx, who)
 	if avatarCleared {
 		if err := invalidate(ctx, a.profiles, "u:"+who.userID); err != nil {
 			return err

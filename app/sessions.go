@@ -28,6 +28,39 @@ type identity struct {
 	userID    string
 	tokenHash string
 	viaCookie bool
+	// token is the store's position of the session's latest write; ""
+	// where the store keeps one copy.
+	token store.Token
+}
+
+// own is how the caller reads their own account: at least at the
+// session's token, so a replica serves the read only once it holds the
+// session's writes (read-your-own-writes). A store without tokens
+// (SQLite) hands out none, and the read is then simply fresh.
+func (who identity) own() (store.Freshness, store.Token) {
+	if who.token == "" {
+		return store.MustBeFresh, ""
+	}
+	return store.MayBeStale, who.token
+}
+
+// markWritten moves the session's token past the write that just
+// committed and returns the caller with it, for the reads that answer
+// the write. Its cached entry goes, so the next request, on any instance
+// sharing the cache, reads the new token. A store without tokens does
+// nothing here, at no cost. A failure is logged, not returned: the write
+// is done, and the session's next reads are only as fresh as its older
+// token.
+func (a *App) markWritten(ctx context.Context, who identity) identity {
+	tok, err := a.store.MarkWritten(ctx, who.tokenHash)
+	if err == nil && tok != "" {
+		who.token = tok
+		err = invalidate(ctx, a.sessions, "s:"+who.tokenHash)
+	}
+	if err != nil {
+		a.log.WarnContext(ctx, "keep the session's read token", "err", err)
+	}
+	return who
 }
 
 var errBadCredentials = problem(http.StatusUnauthorized, "unauthorized", "missing, invalid or expired credentials")
@@ -68,7 +101,7 @@ func (a *App) session(ctx context.Context, token string, viaCookie bool) (identi
 		if err != nil {
 			return nil, absent(err)
 		}
-		return []byte(s.UserID + " " + strconv.FormatInt(s.ExpiresAt.UnixNano(), 10)), nil
+		return []byte(s.UserID + " " + strconv.FormatInt(s.ExpiresAt.UnixNano(), 10) + " " + string(s.Token)), nil
 	})
 	if errors.Is(err, cache.ErrAbsent) {
 		return identity{}, errBadCredentials
@@ -76,11 +109,12 @@ func (a *App) session(ctx context.Context, token string, viaCookie bool) (identi
 	if err != nil {
 		return identity{}, err
 	}
-	userID, exp, _ := strings.Cut(string(b), " ")
+	userID, rest, _ := strings.Cut(string(b), " ")
+	exp, tok, _ := strings.Cut(rest, " ")
 	if n, err := strconv.ParseInt(exp, 10, 64); err != nil || !a.now().Before(time.Unix(0, n)) {
 		return identity{}, errBadCredentials
 	}
-	return identity{userID: userID, tokenHash: hash, viaCookie: viaCookie}, nil
+	return identity{userID: userID, tokenHash: hash, viaCookie: viaCookie, token: store.Token(tok)}, nil
 }
 
 // requireUser returns the caller or a 401.

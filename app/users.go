@@ -52,13 +52,14 @@ func absent(err error) error {
 	return err
 }
 
-// fullProfile is profile plus the avatar's variant URLs, read with f.
-func (a *App) fullProfile(ctx context.Context, u store.User, f store.Freshness) (profileJSON, error) {
+// fullProfile is profile plus the avatar's variant URLs, read with f
+// (and at least at token at).
+func (a *App) fullProfile(ctx context.Context, u store.User, f store.Freshness, at store.Token) (profileJSON, error) {
 	p := profile(u)
 	if u.AvatarID == "" {
 		return p, nil
 	}
-	ph, err := a.store.Photo(ctx, store.PhotoParams{ID: u.AvatarID, Freshness: f})
+	ph, err := a.store.Photo(ctx, store.PhotoParams{ID: u.AvatarID, Freshness: f, AtLeast: at})
 	if errors.Is(err, store.ErrNotFound) {
 		return p, nil // deleted a moment ago; the profile's next version drops it
 	}
@@ -127,7 +128,7 @@ func (a *App) getUser(c echo.Context) error {
 		if err != nil {
 			return nil, absent(err)
 		}
-		p, err := a.fullProfile(ctx, u, a.loadFreshness)
+		p, err := a.fullProfile(ctx, u, a.loadFreshness, "")
 		if err != nil {
 			return nil, err
 		}
@@ -149,21 +150,24 @@ func (a *App) getUser(c echo.Context) error {
 	return jsonBlob(c, http.StatusOK, body)
 }
 
-// getMe is the caller's own profile, always fresh (read-your-own-writes).
+// getMe is the caller's own profile, read at least at the session's
+// token (read-your-own-writes).
 func (a *App) getMe(c echo.Context) error {
 	who, err := requireUser(c)
 	if err != nil {
 		return err
 	}
-	u, err := a.store.User(c.Request().Context(), store.UserParams{ID: who.userID, Freshness: store.MustBeFresh})
+	f, at := who.own()
+	u, err := a.store.User(c.Request().Context(), store.UserParams{ID: who.userID, Freshness: f, AtLeast: at})
 	if err != nil {
 		return err
 	}
-	return a.writeMe(c, http.StatusOK, u)
+	return a.writeMe(c, http.StatusOK, u, who)
 }
 
-func (a *App) writeMe(c echo.Context, status int, u store.User) error {
-	p, err := a.fullProfile(c.Request().Context(), u, store.MustBeFresh)
+func (a *App) writeMe(c echo.Context, status int, u store.User, who identity) error {
+	f, at := who.own()
+	p, err := a.fullProfile(c.Request().Context(), u, f, at)
 	if err != nil {
 		return err
 	}
@@ -223,7 +227,9 @@ func (a *App) patchMe(c echo.Context) error {
 			err = store.ErrVersionMismatch
 		}
 	} else {
-		u, err = a.store.UpdateUser(ctx, p)
+		if u, err = a.store.UpdateUser(ctx, p); err == nil {
+			who = a.markWritten(ctx, who)
+		}
 	}
 	if errors.Is(err, store.ErrInvalid) {
 		return invalid(FieldError{Pointer: "/avatar_id", Detail: "must be the id of one of your ready photos"})
@@ -234,7 +240,7 @@ func (a *App) patchMe(c echo.Context) error {
 	if err := invalidate(ctx, a.profiles, "u:"+u.ID); err != nil {
 		return err
 	}
-	return a.writeMe(c, http.StatusOK, u)
+	return a.writeMe(c, http.StatusOK, u, who)
 }
 
 // changePassword: PUT /v1/users/me/password {current_password,
@@ -282,6 +288,7 @@ func (a *App) changePassword(c echo.Context) error {
 	}, others...); err != nil {
 		return err
 	}
+	a.markWritten(ctx, who)
 	return c.NoContent(http.StatusNoContent)
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"onebox/store"
 )
@@ -267,16 +268,48 @@ func TestProfileLoadFreshness(t *testing.T) {
 }
 
 // readSpy records the method and freshness of every read that takes one.
+// With marks set, it stands for a store with replicas: a session's token
+// is "t" and the number of MarkWritten calls on it so far, so a read
+// shows which write it waits for.
 type readSpy struct {
 	store.Store
 	mu    sync.Mutex
-	reads []string // "User MustBeFresh"
+	reads []string       // "User MustBeFresh", "Photo AtLeast t2"
+	marks map[string]int // by token hash; nil: the store's own tokens
 }
 
-func (s *readSpy) record(method string, f store.Freshness) {
+func (s *readSpy) token(tokenHash string) store.Token {
+	return store.Token(fmt.Sprintf("t%d", s.marks[tokenHash]))
+}
+
+func (s *readSpy) Session(ctx context.Context, tokenHash string, now time.Time) (store.Session, error) {
+	sess, err := s.Store.Session(ctx, tokenHash, now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.marks != nil {
+		sess.Token = s.token(tokenHash)
+	}
+	return sess, err
+}
+
+func (s *readSpy) MarkWritten(ctx context.Context, tokenHash string) (store.Token, error) {
+	tok, err := s.Store.MarkWritten(ctx, tokenHash)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.marks == nil || err != nil {
+		return tok, err
+	}
+	s.marks[tokenHash]++
+	return s.token(tokenHash), nil
+}
+
+func (s *readSpy) record(method string, f store.Freshness, at store.Token) {
 	name := "MayBeStale"
 	if f == store.MustBeFresh {
 		name = "MustBeFresh"
+	}
+	if at != "" {
+		name += " AtLeast " + string(at)
 	}
 	s.mu.Lock()
 	s.reads = append(s.reads, method+" "+name)
@@ -292,23 +325,41 @@ func (s *readSpy) take() []string {
 }
 
 func (s *readSpy) User(ctx context.Context, p store.UserParams) (store.User, error) {
-	s.record("User", p.Freshness)
+	s.record("User", p.Freshness, p.AtLeast)
 	return s.Store.User(ctx, p)
 }
 
 func (s *readSpy) ListUsers(ctx context.Context, p store.ListUsersParams) ([]store.User, error) {
-	s.record("ListUsers", p.Freshness)
+	s.record("ListUsers", p.Freshness, "")
 	return s.Store.ListUsers(ctx, p)
 }
 
 func (s *readSpy) Photo(ctx context.Context, p store.PhotoParams) (store.Photo, error) {
-	s.record("Photo", p.Freshness)
+	s.record("Photo", p.Freshness, p.AtLeast)
 	return s.Store.Photo(ctx, p)
 }
 
 func (s *readSpy) ListPhotos(ctx context.Context, p store.ListPhotosParams) ([]store.Photo, error) {
-	s.record("ListPhotos", p.Freshness)
+	s.record("ListPhotos", p.Freshness, p.AtLeast)
 	return s.Store.ListPhotos(ctx, p)
+}
+
+// readCase is a request and every read the spy should see it make.
+type readCase struct {
+	name, method, path, body string
+	status                   int
+	want                     []string // every read, in order
+}
+
+func checkReads(t *testing.T, b *bundle, spy *readSpy, token string, tests []readCase) {
+	t.Helper()
+	for _, tt := range tests {
+		spy.take()
+		mustStatus(t, b.do(tt.method, tt.path, tt.body, bearer(token)...), tt.status)
+		if got := spy.take(); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: reads %v, want %v", tt.name, got, tt.want)
+		}
+	}
 }
 
 // TestOwnReadsAreFresh: what a user reads of their own account right
@@ -332,11 +383,7 @@ func TestOwnReadsAreFresh(t *testing.T) {
 	// With an avatar, the profile answers also read a photo.
 	mustStatus(t, b.do("PATCH", "/v1/users/me", `{"avatar_id":"`+photoID+`"}`, bearer(token)...), http.StatusOK)
 
-	tests := []struct {
-		name, method, path, body string
-		status                   int
-		want                     []string // every read, in order
-	}{
+	checkReads(t, b, spy, token, []readCase{
 		{"own profile", "GET", "/v1/users/me", "", 200, []string{"User MustBeFresh", "Photo MustBeFresh"}},
 		{"empty patch", "PATCH", "/v1/users/me", `{}`, 200, []string{"User MustBeFresh", "Photo MustBeFresh"}},
 		{"patch", "PATCH", "/v1/users/me", `{"bio":"new"}`, 200, []string{"Photo MustBeFresh"}},
@@ -345,14 +392,45 @@ func TestOwnReadsAreFresh(t *testing.T) {
 		{"page", "GET", "/", "", 200, []string{"User MustBeFresh", "Photo MustBeFresh", "ListPhotos MustBeFresh"}},
 		// The spy sees stale reads too: the public list may lag.
 		{"public list", "GET", "/v1/users", "", 200, []string{"ListUsers MayBeStale"}},
+	})
+}
+
+// TestOwnReadsCarryTheToken: on a store with replicas, what a user reads
+// of their own account waits for the session's latest write (its token),
+// not for every write of everyone: a replica that has it may serve the
+// read. Each write moves the token on, for the rest of the same request
+// and for the session's next requests. Reads that must see others'
+// writes (the job's progress, the If-Match check, the password) stay
+// fresh.
+func TestOwnReadsCarryTheToken(t *testing.T) {
+	t.Parallel()
+	spy := &readSpy{marks: map[string]int{}}
+	b := newBundle(t, func(s *setup) {
+		s.wrapStore = func(st store.Store) store.Store { spy.Store = st; return spy }
+	})
+	other, _ := b.signup("tokenwoman")
+	_, token := b.signup("tokenman")
+	up := b.uploadBytes(token, smallPNG(t), false) // t1
+	mustStatus(t, up, http.StatusAccepted)
+	photoID := up.json(t)["id"].(string)
+	if ph := b.waitPhoto(token, photoID); ph["status"] != "ready" {
+		t.Fatalf("photo %v", ph)
 	}
-	for _, tt := range tests {
-		spy.take()
-		mustStatus(t, b.do(tt.method, tt.path, tt.body, bearer(token)...), tt.status)
-		if got := spy.take(); !slices.Equal(got, tt.want) {
-			t.Errorf("%s: reads %v, want %v", tt.name, got, tt.want)
-		}
-	}
+	mustStatus(t, b.do("PATCH", "/v1/users/me", `{"avatar_id":"`+photoID+`"}`, bearer(token)...), http.StatusOK) // t2
+
+	checkReads(t, b, spy, token, []readCase{
+		{"own profile", "GET", "/v1/users/me", "", 200, []string{"User MayBeStale AtLeast t2", "Photo MayBeStale AtLeast t2"}},
+		{"empty patch", "PATCH", "/v1/users/me", `{}`, 200, []string{"User MustBeFresh", "Photo MayBeStale AtLeast t2"}},
+		{"patch", "PATCH", "/v1/users/me", `{"bio":"new"}`, 200, []string{"Photo MayBeStale AtLeast t3"}},
+		{"after the patch", "GET", "/v1/users/me", "", 200, []string{"User MayBeStale AtLeast t3", "Photo MayBeStale AtLeast t3"}},
+		{"password change", "PUT", "/v1/users/me/password", `{"current_password":"correct horse","new_password":"correct horse"}`, 204, []string{"User MustBeFresh"}},
+		{"own photo", "GET", "/v1/photos/" + photoID, "", 200, []string{"Photo MustBeFresh"}},
+		{"own list", "GET", "/v1/users/me/photos", "", 200, []string{"ListPhotos MayBeStale AtLeast t4"}},
+		{"page", "GET", "/", "", 200, []string{"User MayBeStale AtLeast t4", "Photo MayBeStale AtLeast t4", "ListPhotos MayBeStale AtLeast t4"}},
+		{"delete", "DELETE", "/v1/photos/" + photoID, "", 204, nil},
+		{"own list after the delete", "GET", "/v1/users/me/photos", "", 200, []string{"ListPhotos MayBeStale AtLeast t5"}},
+		{"someone's list", "GET", "/v1/users/" + other + "/photos", "", 200, []string{"ListPhotos MayBeStale"}},
+	})
 }
 
 // TestPatchPreconditions: If-Match is checked whatever the patch holds;

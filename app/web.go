@@ -185,20 +185,21 @@ func (s *site) pageData(c echo.Context) (pageData, error) {
 		return d, nil
 	}
 	ctx := c.Request().Context()
-	u, err := a.store.User(ctx, store.UserParams{ID: who.userID, Freshness: store.MustBeFresh})
+	f, at := who.own()
+	u, err := a.store.User(ctx, store.UserParams{ID: who.userID, Freshness: f, AtLeast: at})
 	if errors.Is(err, store.ErrNotFound) {
 		return d, nil // deleted since the session was cached: a visitor
 	}
 	if err != nil {
 		return d, err
 	}
-	me, err := a.fullProfile(ctx, u, store.MustBeFresh)
+	me, err := a.fullProfile(ctx, u, f, at)
 	if err != nil {
 		return d, err
 	}
 	d.Me = &me
 	d.Blank.Owner = u.Handle
-	photos, err := a.store.ListPhotos(ctx, store.ListPhotosParams{OwnerID: u.ID, Limit: galleryPage + 1, Freshness: store.MustBeFresh})
+	photos, err := a.store.ListPhotos(ctx, store.ListPhotosParams{OwnerID: u.ID, Limit: galleryPage + 1, Freshness: f, AtLeast: at})
 	if err != nil {
 		return d, err
 	}
@@ -276,7 +277,7 @@ func (s *site) userData(c echo.Context, d *userData, before string) error {
 	if err != nil {
 		return err
 	}
-	p, err := a.fullProfile(ctx, u, a.loadFreshness)
+	p, err := a.fullProfile(ctx, u, a.loadFreshness, "")
 	if err != nil {
 		return err
 	}

@@ -66,6 +66,10 @@ type Session struct {
 	UserID    string
 	CreatedAt time.Time
 	ExpiresAt time.Time
+	// Token is the position every write of this session (and everything
+	// committed before the session began) is at: reads with it as AtLeast
+	// see them. Set by the store; "" where the store keeps one copy.
+	Token Token
 }
 
 // Freshness says how current a read must be. The zero value allows a
@@ -79,6 +83,20 @@ const (
 	// visible (read-your-own-writes): served by the primary.
 	MustBeFresh
 )
+
+// Token is a position in the primary's history of writes: on PostgreSQL
+// the text of a WAL position (pg_lsn, "0/16B3748"). It is opaque to
+// callers, who only hand back what a store gave them. "" is no position.
+//
+// A read with AtLeast set to a token sees every write committed before
+// the token was taken: a replica serves it only once it has replayed that
+// far, otherwise the primary does. That is read-your-own-writes,
+// precisely: a session keeps the token of its latest write
+// (Sessions.MarkWritten) where every instance reads it, the session row,
+// and its reads carry it. A read with neither a token nor MustBeFresh may
+// be served by any healthy replica. Stores with a single copy (SQLite)
+// hand out "" and ignore AtLeast: every read sees every commit.
+type Token string
 
 // CreateUserParams creates a user. ID and Now come from the caller so
 // every backend agrees and tests control time.
@@ -94,6 +112,7 @@ type CreateUserParams struct {
 type UserParams struct {
 	ID        string
 	Freshness Freshness
+	AtLeast   Token // with MayBeStale: see every write up to this token
 }
 
 // UserByHandleParams reads one user by handle, compared
@@ -202,6 +221,9 @@ type Users interface {
 // Sessions persists login sessions.
 type Sessions interface {
 	// CreateSession stores a session. ErrNotFound if the user is gone.
+	// The session's Token starts at the primary's position at its
+	// creation (s.Token is ignored), so its first reads see everything
+	// committed before the login, the sign-up included.
 	CreateSession(ctx context.Context, s Session) error
 	// Session returns the session for a token hash, or ErrNotFound when
 	// there is none or it expired before now. Always fresh: a revoked
@@ -210,6 +232,14 @@ type Sessions interface {
 	// DeleteSession revokes one session. Deleting a missing one is not an
 	// error (logout is idempotent).
 	DeleteSession(ctx context.Context, tokenHash string) error
+	// MarkWritten records in the session the primary's position now, at
+	// or after the commit of every write that returned before the call,
+	// and returns it as the session's new Token; a token never moves
+	// back. Callers mark after a session's write, so its next read, on any
+	// instance, sees the write. ErrNotFound if the session is gone. A
+	// store with a single copy returns "" and does nothing at all, so the
+	// call costs nothing there.
+	MarkWritten(ctx context.Context, tokenHash string) (Token, error)
 	// UserSessions lists the token hashes of a user's sessions, so callers
 	// can evict them from caches before revoking them.
 	UserSessions(ctx context.Context, userID string) ([]string, error)
@@ -302,6 +332,7 @@ type IdempotencyParams struct {
 type PhotoParams struct {
 	ID        string
 	Freshness Freshness
+	AtLeast   Token // with MayBeStale: see every write up to this token
 }
 
 // ListPhotosParams reads one page of a user's photos, newest first.
@@ -311,6 +342,7 @@ type ListPhotosParams struct {
 	Limit     int
 	ReadyOnly bool
 	Freshness Freshness
+	AtLeast   Token // with MayBeStale: see every write up to this token
 }
 
 // FinishPhotoParams records the pipeline's outcome.

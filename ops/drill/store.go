@@ -91,6 +91,10 @@ func (s *Store) DeleteSession(ctx context.Context, tokenHash string) error {
 	return s.do(ctx, func(ctx context.Context) error { return s.inner.DeleteSession(ctx, tokenHash) })
 }
 
+func (s *Store) MarkWritten(ctx context.Context, tokenHash string) (store.Token, error) {
+	return call(s, ctx, func(ctx context.Context) (store.Token, error) { return s.inner.MarkWritten(ctx, tokenHash) })
+}
+
 func (s *Store) UserSessions(ctx context.Context, userID string) ([]string, error) {
 	return call(s, ctx, func(ctx context.Context) ([]string, error) { return s.inner.UserSessions(ctx, userID) })
 }

@@ -16,6 +16,7 @@ func sessionCases() []testCase {
 		{"MissingUser", testSessionMissingUser},
 		{"DeleteIdempotent", testSessionDelete},
 		{"UserSessions", testUserSessions},
+		{"Tokens", testSessionTokens},
 	}
 }
 
@@ -100,4 +101,41 @@ func testUserSessions(t *testing.T, s store.Store) {
 	if len(got) != 0 {
 		t.Errorf("UserSessions(unknown user) = %v, want none", got)
 	}
+}
+
+// testSessionTokens: MarkWritten's token is the session's, and a read at
+// least at it sees the write made before it (on a store with replicas,
+// whichever copy serves it). A single-copy store hands out "" throughout.
+func testSessionTokens(t *testing.T, s store.Store) {
+	u := mustCreateUser(t, s, "Alice")
+	sess := mustCreateSession(t, s, u.ID, time.Hour)
+	created, err := s.Session(t.Context(), sess.TokenHash, baseTime())
+	wantErr(t, "Session", err, nil)
+
+	bio := "written before the token"
+	_, err = s.UpdateUser(t.Context(), store.UpdateUserParams{ID: u.ID, Bio: &bio, Now: baseTime().Add(time.Second)})
+	wantErr(t, "UpdateUser", err, nil)
+	tok, err := s.MarkWritten(t.Context(), sess.TokenHash)
+	wantErr(t, "MarkWritten", err, nil)
+	got, err := s.Session(t.Context(), sess.TokenHash, baseTime())
+	wantErr(t, "Session after MarkWritten", err, nil)
+	if got.Token != tok {
+		t.Errorf("Session's Token %q, want MarkWritten's %q", got.Token, tok)
+	}
+	if tok == "" {
+		if created.Token != "" {
+			t.Errorf("a store that marks nothing gave a new session the token %q", created.Token)
+		}
+		return
+	}
+	if created.Token == "" {
+		t.Error("a store with tokens gave a new session none")
+	}
+	read, err := s.User(t.Context(), store.UserParams{ID: u.ID, AtLeast: tok})
+	wantErr(t, "User AtLeast", err, nil)
+	if read.Bio != bio {
+		t.Errorf("User AtLeast the write's token: bio %q, want %q", read.Bio, bio)
+	}
+	_, err = s.MarkWritten(t.Context(), newTokenHash())
+	wantErr(t, "MarkWritten unknown session", err, store.ErrNotFound)
 }
