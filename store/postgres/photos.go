@@ -220,7 +220,7 @@ func sameRequest(name, stored, digest string) error {
 
 // Photo returns one photo, or store.ErrNotFound.
 func (s *Store) Photo(ctx context.Context, p store.PhotoParams) (store.Photo, error) {
-	return readOne(ctx, s, s.reader(p.Freshness, ""), "photos_by_id", photoByIDSQL, scanPhoto, p.ID)
+	return readOne(ctx, s, s.reader(p.Freshness, p.AtLeast), "photos_by_id", photoByIDSQL, scanPhoto, p.ID)
 }
 
 // PhotoByIdempotencyKey returns the photo p.OwnerID made with the key
@@ -258,7 +258,7 @@ func (s *Store) ListPhotos(ctx context.Context, p store.ListPhotosParams) ([]sto
 	if p.Limit < 1 {
 		return nil, fmt.Errorf("postgres %s: limit %d: %w", name, p.Limit, store.ErrInvalid)
 	}
-	return queryAll(ctx, s, s.reader(p.Freshness, ""), name, query, scanPhoto, args...)
+	return queryAll(ctx, s, s.reader(p.Freshness, p.AtLeast), name, query, scanPhoto, args...)
 }
 
 // FinishPhoto moves a processing photo to p.Status and writes its event,

@@ -156,7 +156,7 @@ func (s *Store) Close() error {
 // reader is the database a read with freshness f and token at goes to.
 // Every read method takes its database here, so that replicas plug in
 // at one place; until they do, it is the primary.
-func (s *Store) reader(f store.Freshness, at string) *sql.DB { // TODO(merge): at store.Token
+func (s *Store) reader(f store.Freshness, at store.Token) *sql.DB {
 	_, _ = f, at
 	return s.db
 }

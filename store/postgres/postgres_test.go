@@ -466,3 +466,57 @@ func TestOnQuery(t *testing.T) {
 func testJob() jobs.Message {
 	return jobs.Message{Kind: "test.process", Payload: []byte(`{}`)}
 }
+
+// TestMarkWritten: a session's token starts at the primary's position at
+// its creation and grows with each write marked after it; a token never
+// moves back, and Session returns the latest.
+func TestMarkWritten(t *testing.T) {
+	t.Parallel()
+	s := mustNew(t, postgres.Options{})
+	ctx := t.Context()
+	u := mustCreateUser(t, s)
+	hash := "hash-" + newID(t)
+	if err := s.CreateSession(ctx, store.Session{TokenHash: hash, UserID: u.ID, CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := s.Session(ctx, hash, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	less := func(a, b store.Token) bool {
+		t.Helper()
+		var ok bool
+		if err := s.DB().QueryRowContext(ctx, `select $1::pg_lsn < $2::pg_lsn`, string(a), string(b)).Scan(&ok); err != nil {
+			t.Fatalf("compare %q %q: %v", a, b, err)
+		}
+		return ok
+	}
+	tokens := []store.Token{sess.Token}
+	for i := range 3 {
+		bio := fmt.Sprintf("write %d", i)
+		if _, err := s.UpdateUser(ctx, store.UpdateUserParams{ID: u.ID, Bio: &bio, Now: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := s.MarkWritten(ctx, hash)
+		if err != nil {
+			t.Fatalf("MarkWritten: %v", err)
+		}
+		if prev := tokens[len(tokens)-1]; !less(prev, tok) {
+			t.Errorf("token after write %d is %q, not past the one before, %q", i, tok, prev)
+		}
+		tokens = append(tokens, tok)
+	}
+	got, err := s.Session(ctx, hash, time.Now())
+	if err != nil || got.Token != tokens[len(tokens)-1] {
+		t.Errorf("Session's token %q, %v; want the last MarkWritten's %q", got.Token, err, tokens[len(tokens)-1])
+	}
+
+	// A token ahead of the primary (as if set by a later write) stays.
+	const ahead = "FFFFFFFF/0"
+	if _, err := s.DB().ExecContext(ctx, `update sessions set read_lsn = $1 where token_hash = $2`, ahead, hash); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := s.MarkWritten(ctx, hash); err != nil || tok != ahead {
+		t.Errorf("MarkWritten with a token ahead: %q, %v; want %q", tok, err, ahead)
+	}
+}

@@ -80,7 +80,7 @@ func (s *Store) CreateUser(ctx context.Context, p store.CreateUserParams) (store
 
 // User returns one user, or store.ErrNotFound.
 func (s *Store) User(ctx context.Context, p store.UserParams) (store.User, error) {
-	return readOne(ctx, s, s.reader(p.Freshness, ""), "users_by_id", userByIDSQL, scanUser, p.ID)
+	return readOne(ctx, s, s.reader(p.Freshness, p.AtLeast), "users_by_id", userByIDSQL, scanUser, p.ID)
 }
 
 // UserByHandle returns the user with this handle, compared
