@@ -476,6 +476,10 @@ func TestMarkWritten(t *testing.T) {
 	ctx := t.Context()
 	u := mustCreateUser(t, s)
 	hash := "hash-" + newID(t)
+	var before store.Token
+	if err := s.DB().QueryRowContext(ctx, `select pg_current_wal_lsn()::text`).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.CreateSession(ctx, store.Session{TokenHash: hash, UserID: u.ID, CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
@@ -490,6 +494,9 @@ func TestMarkWritten(t *testing.T) {
 			t.Fatalf("compare %q %q: %v", a, b, err)
 		}
 		return ok
+	}
+	if less(sess.Token, before) {
+		t.Errorf("a new session's token %q is before the position %q read before its creation", sess.Token, before)
 	}
 	tokens := []store.Token{sess.Token}
 	for i := range 3 {
