@@ -179,6 +179,12 @@ func (s *Store) CreatePhoto(ctx context.Context, p store.CreatePhotoParams) (ph 
 		if idem.Key != "" {
 			_, err := s.txExec(ctx, tx, "photo_idempotency_insert", insertIdempotencySQL,
 				in.OwnerID, idem.Key, in.ID, now, idem.Digest, utc(idem.ExpiresAt))
+			if errors.Is(err, store.ErrConflict) {
+				// Another create took the key and committed, which the
+				// lock rules out; should it happen anyway, running again
+				// finds that create's photo, as the contract answers.
+				return fmt.Errorf("%w: %w", errRetryable, err)
+			}
 			if err != nil {
 				return err
 			}

@@ -527,3 +527,38 @@ func TestMarkWritten(t *testing.T) {
 		t.Errorf("MarkWritten with a token ahead: %q, %v; want %q", tok, err, ahead)
 	}
 }
+
+// TestIdempotencyRaceWithoutLock: should creates with one key race past
+// the owner's lock, the key's primary key stops the second, and its
+// create runs again and answers with the first photo: never ErrConflict.
+func TestIdempotencyRaceWithoutLock(t *testing.T) {
+	t.Parallel()
+	s := mustNew(t, postgres.Options{})
+	s.SlowEvents(nil, true)
+	u := mustCreateUser(t, s)
+	now := time.Now()
+	const n = 8
+	ids := make([]string, n)
+	created := make([]bool, n)
+	var g errgroup.Group
+	for i := range n {
+		g.Go(func() error {
+			ph, c, err := s.CreatePhoto(t.Context(), store.CreatePhotoParams{
+				Photo:       store.Photo{ID: newID(t), OwnerID: u.ID, OriginalKey: "k", ContentType: "image/png", Size: 1, CreatedAt: now},
+				Idempotency: store.Idempotency{Key: "upload-1", Digest: "sha256:x", ExpiresAt: now.Add(time.Hour)},
+				Job:         testJob(),
+			})
+			ids[i], created[i] = ph.ID, c
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatalf("racing CreatePhoto: %v", err)
+	}
+	if got := slices.Compact(slices.Sorted(slices.Values(ids))); len(got) != 1 {
+		t.Errorf("racing creates returned photos %v, want one", got)
+	}
+	if c := slices.DeleteFunc(created, func(c bool) bool { return !c }); len(c) != 1 {
+		t.Errorf("%d creates say they created the photo, want 1", len(c))
+	}
+}
