@@ -1,0 +1,412 @@
+// Package postgres implements store.Store on PostgreSQL, with
+// github.com/jackc/pgx/v5 (pgxpool).
+//
+// Every query runs through database/sql over the pgx pool
+// (stdlib.OpenDBFromPool), so that goqite's SendTx, which takes a
+// *sql.Tx, enqueues a job inside the store's own transaction: a photo
+// row and its job commit together. pgx caches each statement's
+// preparation per connection, so the store keeps no prepared statements
+// of its own.
+//
+// Transactions run at READ COMMITTED. A serialization failure or a
+// deadlock (SQLSTATE 40001, 40P01) is retried a few times with a short
+// jittered backoff and then reported as store.ErrBusy; a lost connection
+// or a server that refuses new ones is store.ErrBusy at once, which the
+// app answers with 503 and Retry-After.
+//
+// Reads go to the primary today; each read takes its database from one
+// function (reader), where replicas are to be plugged in.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	jobpg "onebox/jobs/postgres"
+	"onebox/store"
+)
+
+// Options configure New. Every field but URL has a default.
+type Options struct {
+	// URL is the primary's connection string, postgres://…; pgxpool's
+	// parameters (pool_max_conns and the like) may be set in it.
+	URL string
+	// OnQuery, when set, is called after every query, for metrics and a
+	// slow-query log. It runs on the caller's goroutine, so it must be
+	// quick and safe for concurrent use.
+	OnQuery func(ctx context.Context, ev store.QueryEvent)
+	// SkipMigrate leaves the schema to an explicit Migrate call.
+	SkipMigrate bool
+	// Logger reports applied migrations. Default: discard.
+	Logger *slog.Logger
+	// Attempts bounds the tries of a transaction or statement that fails
+	// with a serialization failure or a deadlock. Default 3.
+	Attempts int
+}
+
+// Store is a store.Store on one PostgreSQL database. It is safe for
+// concurrent use.
+type Store struct {
+	pool     *pgxpool.Pool
+	db       *sql.DB       // over pool: every query and transaction
+	jobs     *jobpg.Sender // enqueues in the store's transactions
+	onQuery  func(context.Context, store.QueryEvent)
+	logger   *slog.Logger
+	attempts int
+
+	closeOnce sync.Once
+	closeErr  error
+
+	test testHooks
+}
+
+// testHooks let this package's tests take the event lock away and slow
+// a transaction down between its event insert and its commit, to show
+// what the lock prevents. Zero in every Store that New returns.
+type testHooks struct {
+	noEventLock bool
+	afterEvent  func()
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New connects to opts.URL, applies the migrations unless
+// opts.SkipMigrate is set, and checks that the database answers. A
+// server that cannot be reached is store.ErrBusy.
+func New(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Attempts < 1 {
+		opts.Attempts = 3
+	}
+	cfg, err := pgxpool.ParseConfig(opts.URL)
+	if err != nil {
+		// The error quotes the URL, password included: say only what is wrong.
+		return nil, fmt.Errorf("postgres: parse URL: %w", errors.New(redact(err.Error())))
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: pool: %w", err)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	s := &Store{
+		pool:     pool,
+		db:       db,
+		jobs:     jobpg.NewSender(db),
+		onQuery:  opts.OnQuery,
+		logger:   opts.Logger,
+		attempts: opts.Attempts,
+	}
+	if err := s.Ping(ctx); err != nil {
+		return nil, errors.Join(err, s.Close())
+	}
+	if !opts.SkipMigrate {
+		if err := s.Migrate(ctx); err != nil {
+			return nil, errors.Join(err, s.Close())
+		}
+	}
+	return s, nil
+}
+
+// redact drops a connection string's password from a message.
+func redact(msg string) string {
+	if i := strings.Index(msg, "://"); i >= 0 {
+		if at := strings.Index(msg[i:], "@"); at >= 0 {
+			return msg[:i+3] + "…" + msg[i+at:]
+		}
+	}
+	return msg
+}
+
+// Ping runs SELECT 1 on the primary.
+func (s *Store) Ping(ctx context.Context) error {
+	const query = `select 1`
+	return s.observe(ctx, "ping", query, func() error {
+		var one int
+		return s.db.QueryRowContext(ctx, query).Scan(&one)
+	})
+}
+
+// Close closes the database/sql handle and the pool. Calls after Close
+// fail; closing twice is fine.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closeErr = s.db.Close()
+		s.pool.Close()
+	})
+	return s.closeErr
+}
+
+// reader is the database a read with freshness f and token at goes to.
+// Every read method takes its database here, so that replicas plug in
+// at one place; until they do, it is the primary.
+func (s *Store) reader(f store.Freshness, at store.Token) *sql.DB {
+	_, _ = f, at
+	return s.db
+}
+
+// observe is the one path every query takes: fn runs the query named
+// name, observe translates its error at the boundary and reports it to
+// the OnQuery hook. Without a hook it does not read the clock.
+func (s *Store) observe(ctx context.Context, name, query string, fn func() error) error {
+	if s.onQuery == nil {
+		return translate(name, fn())
+	}
+	start := time.Now()
+	err := translate(name, fn())
+	s.onQuery(ctx, store.QueryEvent{Name: name, SQL: query, Duration: time.Since(start), Err: err})
+	return err
+}
+
+// retry runs fn, which runs a statement or a whole transaction, again
+// while it fails with a serialization failure or a deadlock, at most
+// s.attempts times in all, after a short random pause that doubles each
+// time. The last failure is store.ErrBusy.
+func (s *Store) retry(ctx context.Context, fn func() error) error {
+	var err error
+	for attempt := range s.attempts {
+		if attempt > 0 {
+			pause := rand.N(5 * time.Millisecond << attempt)
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(pause):
+			}
+		}
+		if err = fn(); !errors.Is(err, errRetryable) {
+			return err
+		}
+	}
+	return err
+}
+
+// do runs one statement outside a transaction, named name, retried as
+// retry retries.
+func (s *Store) do(ctx context.Context, name, query string, fn func() error) error {
+	return s.retry(ctx, func() error { return s.observe(ctx, name, query, fn) })
+}
+
+// inTx runs fn in a READ COMMITTED transaction on the primary and
+// commits it. The whole transaction runs again (fn included) on a
+// serialization failure or a deadlock, so fn must not keep state across
+// calls that it does not reset.
+func (s *Store) inTx(ctx context.Context, name string, fn func(tx *sql.Tx) error) error {
+	return s.retry(ctx, func() error {
+		var tx *sql.Tx
+		err := s.observe(ctx, name+"_begin", "BEGIN", func() error {
+			var err error
+			tx, err = s.db.BeginTx(ctx, nil)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		// A no-op after Commit; otherwise fn's error is the one to report.
+		defer func() { _ = tx.Rollback() }()
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return s.observe(ctx, name+"_commit", "COMMIT", tx.Commit)
+	})
+}
+
+// txExec runs the statement named name in tx.
+func (s *Store) txExec(ctx context.Context, tx *sql.Tx, name, query string, args ...any) (sql.Result, error) {
+	var res sql.Result
+	err := s.observe(ctx, name, query, func() error {
+		var err error
+		res, err = tx.ExecContext(ctx, query, args...)
+		return err
+	})
+	return res, err
+}
+
+// txExecOne is txExec for an UPDATE or DELETE that must match a row:
+// none is store.ErrNotFound.
+func (s *Store) txExecOne(ctx context.Context, tx *sql.Tx, name, query string, args ...any) error {
+	return s.observe(ctx, name, query, func() error {
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		return affectedOne(res)
+	})
+}
+
+// lockUserEvents takes, in tx, the transaction-level advisory lock of
+// userID's events. Every transaction that inserts an event of a user
+// takes it first, before any row lock (so no two such transactions wait
+// on each other in opposite orders), and holds it until it ends: one
+// user's event inserts are serialized, an event takes its ID from the
+// sequence inside the lock, and so a smaller ID of the user has always
+// committed, or rolled back, before a larger one can (store.Photos.Events).
+func (s *Store) lockUserEvents(ctx context.Context, tx *sql.Tx, userID string) error {
+	if s.test.noEventLock {
+		return nil
+	}
+	const query = `select pg_advisory_xact_lock(hashtextextended($1, 0))`
+	_, err := s.txExec(ctx, tx, "events_lock_user", query, "onebox.events:"+userID)
+	return err
+}
+
+// errRetryable marks a serialization failure or a deadlock: retry runs
+// the work again; past its attempts the error is store.ErrBusy.
+var errRetryable = errors.New("serialization failure or deadlock")
+
+// translate maps driver errors to the store's sentinels and names the
+// query. The driver's message is kept as text, not as a wrapped error,
+// so callers cannot come to depend on driver types. The context's own
+// errors stay as they are.
+func translate(name string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("postgres %s: %w", name, err)
+	case errors.Is(err, sql.ErrNoRows), errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("postgres %s: %w", name, store.ErrNotFound)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch code := pgErr.Code; {
+		case code == "40001", code == "40P01": // serialization_failure, deadlock_detected
+			return fmt.Errorf("postgres %s: %w: %w (%v)", name, store.ErrBusy, errRetryable, err)
+		case code == "23505": // unique_violation
+			return fmt.Errorf("postgres %s: %w (%v)", name, store.ErrConflict, err)
+		case code == "23503": // foreign_key_violation
+			// Every foreign key names a parent row (the user of a session
+			// or photo, the photo of an idempotency key): it is gone.
+			return fmt.Errorf("postgres %s: %w (%v)", name, store.ErrNotFound, err)
+		case code == "23514": // check_violation
+			// A value outside its column's domain, such as a photo status.
+			return fmt.Errorf("postgres %s: %w (%v)", name, store.ErrInvalid, err)
+		case code == "53100": // disk_full
+			return fmt.Errorf("postgres %s: %w (%v)", name, store.ErrFull, err)
+		case strings.HasPrefix(code, "08"), // connection_exception
+			code == "53300",                  // too_many_connections
+			code == "57P01", code == "57P02", // admin_shutdown, crash_shutdown
+			code == "57P03": // cannot_connect_now (starting up, recovering)
+			return fmt.Errorf("postgres %s: %w (%v)", name, store.ErrBusy, err)
+		}
+		return fmt.Errorf("postgres %s: %w", name, err)
+	}
+	if unreachable(err) {
+		return fmt.Errorf("postgres %s: %w (%v)", name, store.ErrBusy, err)
+	}
+	return fmt.Errorf("postgres %s: %w", name, err)
+}
+
+// unreachable reports whether err says the server could not be reached
+// or the connection was lost: a failure of the moment, not of the query.
+func unreachable(err error) bool {
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connErr) || errors.As(err, &netErr) ||
+		errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// affectedOne turns an UPDATE or DELETE that matched no row into
+// sql.ErrNoRows, which translate reports as store.ErrNotFound.
+func affectedOne(res sql.Result) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return sql.ErrNoRows
+	}
+	return nil
+}
+
+// readOne runs the query named name on db, a read of one row, and scans
+// its row. No row is store.ErrNotFound.
+func readOne[T any](ctx context.Context, s *Store, db *sql.DB, name, query string, scan func(scanner, *T) error, args ...any) (T, error) {
+	var v T
+	err := s.do(ctx, name, query, func() error { return scan(db.QueryRowContext(ctx, query, args...), &v) })
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return v, nil
+}
+
+// queryAll runs the query named name on db and scans every row, as
+// collect does.
+func queryAll[T any](ctx context.Context, s *Store, db *sql.DB, name, query string, scan func(scanner, *T) error, args ...any) ([]T, error) {
+	var vs []T
+	err := s.do(ctx, name, query, func() error {
+		rows, err := db.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		vs, err = collect(rows, scan)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return vs, nil
+}
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// collect reads every row of rows with scan, and closes rows. The result
+// is never nil, so an empty page encodes as [] rather than null.
+func collect[T any](rows *sql.Rows, scan func(scanner, *T) error) ([]T, error) {
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		var v T
+		if err := scan(rows, &v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// scanValue scans a one-column row.
+func scanValue[T any](r scanner, v *T) error {
+	return r.Scan(v)
+}
+
+// utc is a time for a timestamptz parameter. PostgreSQL keeps
+// microseconds: pgx drops the rest, as Truncate does.
+func utc(t time.Time) time.Time {
+	return t.UTC()
+}
+
+// utcTime scans a timestamptz into a UTC time.Time; pgx hands it over in
+// the process's local zone.
+type utcTime struct{ t *time.Time }
+
+func (ut utcTime) Scan(src any) error {
+	t, ok := src.(time.Time)
+	if !ok {
+		return fmt.Errorf("time column: got %T, want timestamptz", src)
+	}
+	*ut.t = t.UTC()
+	return nil
+}
