@@ -364,3 +364,66 @@ func countRows(t *testing.T, path, query string) int {
 	}
 	return n
 }
+
+// TestDeployRollback deploys a release that fails before it is ready (it
+// opens and migrates the database, then cannot read its moderation
+// blocklist): deploy.sh reports the failure and puts the previous binary
+// back, the old process serves on without one failed request, and the
+// next deploy of a good binary goes through.
+func TestDeployRollback(t *testing.T) {
+	d := startDeployed(t)
+	l := &load{
+		base: d.base, uploads: map[string]string{}, stop: make(chan struct{}),
+		client: &http.Client{Timeout: time.Minute},
+	}
+	l.image, _ = os.ReadFile(filepath.Join("testdata", "images", "formats", "jpeg_gray_hopper.jpg"))
+	l.wg.Add(2)
+	go l.run(0)
+	go l.run(1)
+	stopLoad := func() {
+		close(l.stop)
+		l.wg.Wait()
+		for _, f := range l.failures {
+			t.Errorf("failed request: %s", f)
+		}
+	}
+
+	bad := filepath.Join(t.TempDir(), "onebox")
+	script := fmt.Sprintf("#!/bin/sh\nexec env ONEBOX_MODERATION_BLOCKLIST=%s %q \"$@\"\n", filepath.Join(d.dir, "missing"), os.Args[0])
+	if err := os.WriteFile(bad, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := d.pid()
+	// The bad release exits at once; DEPLOY_TIMEOUT only bounds the wait.
+	out, err := d.deploy(bad, "DEPLOY_TIMEOUT=5")
+	if err == nil || !strings.Contains(out, fmt.Sprintf("pid %d serves on", old)) {
+		stopLoad()
+		t.Fatalf("deploy of a bad release: %v\n%s", err, out)
+	}
+	if d.pid() != old || !running(old) {
+		t.Fatalf("after the failed deploy the pid file says %d, want %d running (%v)", d.pid(), old, running(old))
+	}
+	installed, err := os.ReadFile(d.bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(installed, []byte(script)) {
+		t.Fatal("the bad release is still installed")
+	}
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(d.log(), "upgrade failed; this process keeps serving"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the old process never logged the failed upgrade; log:\n%s", d.log())
+		}
+	}
+
+	good := filepath.Join(t.TempDir(), "onebox")
+	copyFile(t, os.Args[0], good)
+	if out, err := d.deploy(good); err != nil {
+		stopLoad()
+		t.Fatalf("deploy after the rollback: %v\n%s\nlog:\n%s", err, out, d.log())
+	}
+	stopLoad()
+	if d.pid() == old || l.done.Load() == 0 {
+		t.Fatalf("pid %d → %d, %d requests", old, d.pid(), l.done.Load())
+	}
+}

@@ -15,7 +15,8 @@
 # Settings (environment): ONEBOX_BIN (the installed binary,
 # /usr/local/bin/onebox), ONEBOX_PID_FILE (/run/onebox/onebox.pid, as in
 # onebox.service), DEPLOY_TIMEOUT (seconds, 90: more than the minute a
-# new process has to become ready).
+# new process has to become ready), DEPLOY_DRAIN_TIMEOUT (seconds, 60:
+# more than ONEBOX_SHUTDOWN_DELAY + ONEBOX_DRAIN_TIMEOUT).
 set -eu
 
 if [ $# -ne 1 ]; then
@@ -26,6 +27,12 @@ new=$1
 bin=${ONEBOX_BIN:-/usr/local/bin/onebox}
 pidfile=${ONEBOX_PID_FILE:-/run/onebox/onebox.pid}
 timeout=${DEPLOY_TIMEOUT:-90}
+drain=${DEPLOY_DRAIN_TIMEOUT:-60}
+
+# zombie PID: it has exited, and whoever adopted it has not reaped it yet.
+zombie() {
+	[ "$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null)" = Z ]
+}
 
 fail() {
 	echo "deploy: $*" >&2
@@ -50,7 +57,7 @@ while [ "$pid" = "$old" ]; do
 		mv -f "$bin.prev" "$bin"
 		fail "no new process became ready within ${timeout}s; pid $old serves on, $bin is the previous binary again (its log says why the new one failed)"
 	fi
-	kill -0 "$old" 2>/dev/null || fail "pid $old exited without a ready replacement: onebox is down"
+	kill -0 "$old" 2>/dev/null && ! zombie "$old" || fail "pid $old exited without a ready replacement: onebox is down"
 	sleep 0.1
 	ticks=$((ticks - 1))
 	pid=$(cat "$pidfile" 2>/dev/null || echo "$old")
@@ -58,7 +65,10 @@ done
 echo "deploy: pid $pid is ready; pid $old drains"
 # The old process drains (in-flight requests, running jobs) and exits;
 # until then the new one refuses a further hand-over.
-while kill -0 "$old" 2>/dev/null; do
+ticks=$((drain * 10))
+while kill -0 "$old" 2>/dev/null && ! zombie "$old"; do
+	[ "$ticks" -gt 0 ] || fail "pid $old still draining after ${drain}s (pid $pid serves)"
 	sleep 0.1
+	ticks=$((ticks - 1))
 done
 echo "deploy: done, pid $pid serves"
