@@ -256,16 +256,17 @@ type listeners struct {
 	public, admin net.Listener // admin nil when ONEBOX_ADMIN_ADDR is empty
 }
 
-// listen opens the public listener and, unless it is off, the admin
-// one. Errors name the setting as it was given.
-func listen(cfg config.Config) (listeners, error) {
+// listen opens (or, through a hand-over, inherits) the public listener
+// and, unless it is off, the admin one. Errors name the setting as it
+// was given.
+func listen(cfg config.Config, listen func(network, addr string) (net.Listener, error)) (listeners, error) {
 	var lns listeners
 	var err error
-	if lns.public, err = net.Listen("tcp", cfg.Addr); err != nil {
+	if lns.public, err = listen("tcp", cfg.Addr); err != nil {
 		return lns, fmt.Errorf("%s: %w", cfg.Name("ONEBOX_ADDR"), err)
 	}
 	if cfg.AdminAddr != "" {
-		if lns.admin, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+		if lns.admin, err = listen("tcp", cfg.AdminAddr); err != nil {
 			lns.public.Close()
 			return listeners{}, fmt.Errorf("%s: %w", cfg.Name("ONEBOX_ADMIN_ADDR"), err)
 		}

@@ -34,13 +34,18 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("ONEBOX_TEST_CHILD") == "serve" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-		var h hooks
+		h, err := processHooks() // as main's: the deploy test hands its listeners over
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 		if n, err := strconv.Atoi(os.Getenv("ONEBOX_TEST_STALL_AFTER_VARIANTS")); err == nil {
 			h.media = func(s media.Storage) media.Storage { return &stallAfter{Storage: s, n: int64(n)} }
 		}
-		err := runWith(ctx, []string{"serve"}, os.LookupEnv, os.Stdout, os.Stderr, h)
+		err = runWith(ctx, []string{"serve"}, os.LookupEnv, os.Stdout, os.Stderr, h)
 		stop()
 		if err != nil {
+			fmt.Fprintln(os.Stderr, "onebox:", err)
 			os.Exit(1)
 		}
 		os.Exit(0)

@@ -30,6 +30,7 @@ import (
 	cachememory "onebox/cache/memory"
 	cacheredis "onebox/cache/redis"
 	"onebox/config"
+	"onebox/handover"
 	"onebox/internal/redisconn"
 	"onebox/jobs"
 	jobsqlite "onebox/jobs/sqlite"
@@ -58,19 +59,42 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr); err != nil {
+	h, err := processHooks()
+	if err == nil {
+		err = runWith(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr, h)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "onebox:", err)
 		os.Exit(1)
 	}
+}
+
+// processHooks are what only a whole process has: the listening sockets
+// it inherits from the process it replaces and hands to the next one
+// on SIGHUP (see package handover).
+func processHooks() (hooks, error) {
+	hand, err := handover.New(handover.Options{})
+	if err != nil {
+		return hooks{}, err
+	}
+	upgrades := make(chan os.Signal, 1)
+	signal.Notify(upgrades, syscall.SIGHUP)
+	return hooks{handover: hand, upgrades: upgrades}, nil
 }
 
 func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
 	return runWith(ctx, args, lookupEnv, stdout, stderr, hooks{})
 }
 
-// hooks let a test process reach into serve's wiring (the crash test's
-// child, see TestMain); production runs with none.
+// hooks are what serve takes from the process around it: main's hand-over,
+// and what lets a test process reach into serve's wiring (the crash
+// test's child, see TestMain).
 type hooks struct {
+	// handover, if set, is the process's: serve listens through it,
+	// signals ready through it, and drains when a replacement is ready.
+	// Nil (serve run in-process by a test) listens afresh.
+	handover *handover.Handover
+	upgrades <-chan os.Signal // each one starts a hand-over
 	// media, if set, wraps the media storage.
 	media func(media.Storage) media.Storage
 }
@@ -82,7 +106,7 @@ func runWith(ctx context.Context, args []string, lookupEnv func(string) (string,
 func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (string, bool), log *slog.Logger, h hooks) error {
 	// Listen before anything is created, so an address in use or not
 	// ours leaves no database behind.
-	lns, err := listen(cfg)
+	lns, err := listen(cfg, h.handover.Listen)
 	if err != nil {
 		return err
 	}
@@ -198,7 +222,34 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		events = st
 	}
 	temp, _ := med.(retention.TempSweeper) // a local directory has temp files
+	// A replacement that is ready ends this process as SIGTERM does.
+	ctx, replaced := context.WithCancel(ctx)
+	defer replaced()
+	go func() {
+		select {
+		case <-h.handover.Replaced():
+			log.Info("replaced by a new process: draining")
+			replaced()
+		case <-ctx.Done():
+		}
+	}()
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { h.handover.Run(gctx, h.upgrades, log); return nil })
+	g.Go(func() error {
+		// Ready once the store is open (above), the listeners accept
+		// (a connection that comes before Serve waits in the kernel's
+		// queue) and every readiness check passes; only then does a
+		// parent drain. A process that never gets here is killed by its
+		// parent, which serves on.
+		err := h.handover.Ready(gctx, cfg.PIDFile, func(ctx context.Context) bool { ok, _ := health.Ready(ctx); return ok })
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		if err == nil {
+			log.Info("ready", "replaces_parent", h.handover.Inherited())
+		}
+		return err
+	})
 	g.Go(func() error { return runner.Run(gctx) })
 	g.Go(func() error { return dash.Run(gctx) })
 	g.Go(func() error {

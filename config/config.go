@@ -108,6 +108,7 @@ type Config struct {
 	SSEMax          int
 	ShutdownDelay   time.Duration
 	DrainTimeout    time.Duration
+	PIDFile         string
 
 	LogLevel  string
 	LogFormat string
@@ -357,6 +358,7 @@ func settings() []setting {
 		{env: "ONEBOX_REQUEST_TIMEOUT", flag: "request-timeout", def: "10s", usage: "deadline of an ordinary API request", set: dur(func(c *Config) *time.Duration { return &c.RequestTimeout })},
 		{env: "ONEBOX_SHUTDOWN_DELAY", flag: "shutdown-delay", def: "0s", usage: "keep serving this long after SIGTERM while readiness says 503", set: dur(func(c *Config) *time.Duration { return &c.ShutdownDelay })},
 		{env: "ONEBOX_DRAIN_TIMEOUT", flag: "drain-timeout", def: "30s", usage: "how long in-flight work may take to finish on shutdown", set: dur(func(c *Config) *time.Duration { return &c.DrainTimeout })},
+		{env: "ONEBOX_PID_FILE", flag: "pid-file", def: "", usage: "once ready, write the process id here (systemd's PIDFile=, which follows a hand-over on SIGHUP); empty writes none", set: str(func(c *Config) *string { return &c.PIDFile })},
 		{env: "ONEBOX_LOG_LEVEL", flag: "log-level", def: "info", usage: "debug, info, warn or error", set: func(c *Config, v string) error {
 			switch v {
 			case "debug", "info", "warn", "error":
@@ -567,7 +569,7 @@ var kinds = map[string]string{
 	"ONEBOX_ADDR": "host:port", "ONEBOX_ADMIN_ADDR": "host:port", "ONEBOX_DATA_DIR": "dir",
 	"ONEBOX_DATABASE_URL": "url", "ONEBOX_CACHE_URL": "url", "ONEBOX_LIMITER_URL": "url", "ONEBOX_QUEUE_URL": "url",
 	"ONEBOX_MEDIA_URL": "url", "ONEBOX_NOTIFY_URL": "url", "ONEBOX_PUBLIC_URL": "url", "ONEBOX_ALERT_WEBHOOK": "url",
-	"ONEBOX_MODERATION_BLOCKLIST": "file", "ONEBOX_TRUSTED_PROXIES": "cidrs",
+	"ONEBOX_MODERATION_BLOCKLIST": "file", "ONEBOX_TRUSTED_PROXIES": "cidrs", "ONEBOX_PID_FILE": "file",
 }
 
 // kindOf is the type of value a setting takes, for --help: named in

@@ -206,3 +206,34 @@ func TestAlertRules(t *testing.T) {
 		}
 	}
 }
+
+// TestSystemdUnit lints onebox.service with systemd-analyze verify, which
+// exits 0 even on an unknown key or a value it cannot parse: any line it
+// prints fails the test. verify also wants ExecStart's binary to exist,
+// so the copy it reads starts this test binary instead.
+func TestSystemdUnit(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed (Debian: apt-get install systemd; it need not run as PID 1)")
+	}
+	unit, err := os.ReadFile("onebox.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bin = "/usr/local/bin/onebox"
+	if !bytes.Contains(unit, []byte("ExecStart="+bin+" ")) {
+		t.Fatalf("onebox.service: no ExecStart=%s", bin)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "onebox.service")
+	if err := os.WriteFile(path, bytes.ReplaceAll(unit, []byte("ExecStart="+bin), []byte("ExecStart="+self)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+	if err != nil || len(out) > 0 {
+		t.Fatalf("systemd-analyze verify onebox.service: %v\n%s", err, out)
+	}
+}

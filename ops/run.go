@@ -33,7 +33,7 @@ type RunOptions struct {
 
 // Run serves until ctx is done, then shuts down in the order a
 // zero-downtime deploy needs: readiness turns 503 at once, serving goes on
-// for ShutdownDelay, then listeners close and in-flight requests get
+// for ShutdownDelay (each answer now closes its connection), then listeners close and in-flight requests get
 // DrainTimeout to finish (idle keep-alive connections are closed). A
 // listener that fails on its own ends Run with its error, after the same
 // drain of the others.
@@ -49,6 +49,9 @@ func Run(ctx context.Context, servers []Server, o RunOptions) error {
 		}
 	}
 	failed := make(chan error, len(servers))
+	for _, s := range servers {
+		s.Server.Handler = closeWhenDraining(s.Server.Handler, o.Health)
+	}
 	for _, s := range servers {
 		go func() {
 			o.Logger.Info("listening", "server", s.Name, "addr", s.Listener.Addr().String())
@@ -86,4 +89,21 @@ func Run(ctx context.Context, servers []Server, o RunOptions) error {
 	wg.Wait()
 	o.Logger.Info("drained")
 	return errors.Join(append(errs, cause)...)
+}
+
+// closeWhenDraining answers with Connection: close once h is draining,
+// so a keep-alive connection ends right after an answer, when its client
+// knows not to reuse it. Without it, Shutdown closes the connections
+// idle at that moment, and a request a client sends on one just then is
+// lost (an EOF, which a client may retry only for a GET or a request
+// with an Idempotency-Key). In a hand-over the clients' next connections
+// reach the new process; give ShutdownDelay a second or two for busy
+// connections to turn over.
+func closeWhenDraining(next http.Handler, h *Health) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.Draining() {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -73,6 +73,16 @@ func TestRunDrainsInOrder(t *testing.T) {
 		t.Fatalf("request during the shutdown delay: %v", err)
 	}
 	res.Body.Close()
+	// And each answer ends its connection, so no client reuses one that
+	// the drain will close under it (asked by a client that keeps them).
+	ka := &http.Client{Transport: &http.Transport{}}
+	if res, err = ka.Get(base + "/fast"); err != nil {
+		t.Fatalf("request during the shutdown delay: %v", err)
+	}
+	res.Body.Close()
+	if !res.Close {
+		t.Fatalf("answer during the shutdown delay keeps its connection: %v", res.Header)
+	}
 	close(endDelay)
 
 	select {
