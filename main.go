@@ -33,6 +33,7 @@ import (
 	"onebox/handover"
 	"onebox/internal/redisconn"
 	"onebox/jobs"
+	jobpg "onebox/jobs/postgres"
 	jobsqlite "onebox/jobs/sqlite"
 	"onebox/media"
 	medialocal "onebox/media/local"
@@ -53,6 +54,7 @@ import (
 	limitredis "onebox/ratelimit/redis"
 	"onebox/retention"
 	"onebox/store"
+	"onebox/store/postgres"
 	"onebox/store/sqlite"
 )
 
@@ -171,12 +173,12 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	runner.Register(photos.KindProcess, obs.tracing.Job(pipe.Process), jobs.KindOptions{Concurrency: cfg.PhotoWorkers, MaxAttempts: 5, Timeout: 5 * time.Minute})
 	runner.Register(photos.KindCleanup, obs.tracing.Job(pipe.Cleanup), jobs.KindOptions{Concurrency: 2, MaxAttempts: 10, Timeout: time.Minute})
 
-	health := ops.NewHealth(
-		ops.Check{Name: "database", Timeout: time.Second, Probe: st.Ping},
-		ops.Check{Name: "queue", Timeout: time.Second, Probe: func(ctx context.Context) error { _, err := queue.Stats(ctx); return err }},
+	health := ops.NewHealth(append([]ops.Check{
+		{Name: "database", Timeout: time.Second, Probe: st.Ping},
+		{Name: "queue", Timeout: time.Second, Probe: func(ctx context.Context) error { _, err := queue.Stats(ctx); return err }},
 		ops.DiskCheck(db.dir, 0.01),
 		ops.AbandonedJobsCheck(runner.Abandoned, cfg.JobAbandonedMax),
-	)
+	}, db.checks...)...)
 	opsGuard := ops.NewGuard(ops.GuardOptions{Token: cfg.OpsToken}) // one budget of failed logins for the admin listener
 	dash := newDashboard(cfg, log, obs, queue, drills, opsGuard)
 	if cfg.DeviceKey == "" {
@@ -349,6 +351,7 @@ type database struct {
 	dir     string                                                // of its files: the disk check and metrics
 	stats   func() metrics.DBStats                                // for metrics
 	explain func(ctx context.Context, sql string) (string, error) // for the slow-query log
+	checks  []ops.Check                                           // its own, besides Ping
 }
 
 // openStore picks the store backend by the URL's scheme, and the queue:
@@ -379,6 +382,32 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, onQuery
 				return metrics.DBStats{WriterOpen: s.WriterOpen, ReaderOpen: s.ReaderOpen, WriterWait: s.WriterWait, ReaderWait: s.ReaderWait}
 			},
 		}, nil
+	case "postgres", "postgresql":
+		st, err := postgres.New(ctx, postgres.Options{
+			URL: cfg.DatabaseURL, MaxConns: int32(cfg.DBMaxConns), Logger: log, OnQuery: onQuery,
+			Replicas:       cfg.DatabaseReplicaURLs,
+			ReplicaOptions: postgres.ReplicaOptions{MaxLag: cfg.DatabaseMaxLag, MaxLagBytes: cfg.DatabaseMaxLagBytes, MaxConns: int32(cfg.DBMaxConns)},
+		})
+		if err != nil {
+			return database{}, fmt.Errorf("%s: %w", cfg.Name("ONEBOX_DATABASE_URL"), err)
+		}
+		db := database{
+			Store: st, queue: st.Queue(jobpg.Options{Logger: log}), dir: cfg.DataDir, explain: st.Explain,
+			stats: func() metrics.DBStats {
+				s := st.Stats()
+				d := metrics.DBStats{WriterOpen: s.Open, WriterWait: s.Wait}
+				for _, r := range st.Replicas() {
+					d.Replicas = append(d.Replicas, metrics.ReplicaStats{Name: r.Name, InRotation: r.InRotation, LagBytes: r.LagBytes, LagSeconds: r.LagSeconds})
+				}
+				return d
+			},
+		}
+		if len(cfg.DatabaseReplicaURLs) > 0 {
+			db.checks = append(db.checks, ops.Check{Name: "replicas", Advisory: true, Probe: func(context.Context) error {
+				return postgres.ReplicaProblems(st.Replicas())
+			}})
+		}
+		return db, nil
 	}
 	return database{}, fmt.Errorf("ONEBOX_DATABASE_URL: unsupported scheme %q", u.Scheme)
 }

@@ -15,6 +15,10 @@ type Check struct {
 	Name    string
 	Timeout time.Duration // default 1s
 	Probe   func(ctx context.Context) error
+	// Advisory checks are reported but leave the instance ready: what
+	// they watch degrades the service without stopping it (a read replica
+	// out of rotation sends its reads to the primary).
+	Advisory bool
 }
 
 // Health tracks readiness: every check must pass and the process must not
@@ -58,7 +62,7 @@ func (h *Health) Ready(ctx context.Context) (bool, Report) {
 			}
 			mu.Lock()
 			rep.Checks[c.Name] = res
-			if res != "ok" {
+			if res != "ok" && !c.Advisory {
 				rep.Status = "unready"
 			}
 			mu.Unlock()

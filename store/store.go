@@ -4,8 +4,9 @@
 //
 // Nothing in this package knows about SQL: no *sql.Tx, driver type or
 // dialect crosses these interfaces. IDs are UUIDv7 strings minted by
-// onebox, times are UTC and kept to the microsecond (PostgreSQL's
-// timestamptz keeps no more), so rows can be copied between backends.
+// onebox, times are UTC, so rows can be copied between backends. They
+// are owed to the microsecond, truncated (PostgreSQL's timestamptz keeps
+// no more; SQLite's text keeps nanoseconds).
 package store
 
 import (

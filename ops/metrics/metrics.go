@@ -108,6 +108,13 @@ const (
 	// sampled.
 	DiskFree = "onebox_disk_free_bytes"
 	DiskSize = "onebox_disk_size_bytes"
+	// ReplicaLagBytes and ReplicaLagSeconds are each PostgreSQL read
+	// replica's lag behind the primary (pg_wal_lsn_diff, and
+	// pg_stat_replication.replay_lag), sampled; ReplicaInRotation is 1
+	// while it serves reads.
+	ReplicaLagBytes   = "onebox_db_replica_lag_bytes"
+	ReplicaLagSeconds = "onebox_db_replica_lag_seconds"
+	ReplicaInRotation = "onebox_db_replica_in_rotation"
 )
 
 // Unmatched is the route label of requests no route matched.

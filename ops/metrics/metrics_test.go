@@ -149,7 +149,8 @@ func TestSample(t *testing.T) {
 			return jobs.Stats{Kinds: map[string]jobs.KindStats{"k": {Queued: 7}}}, nil
 		},
 		DB: func() metrics.DBStats {
-			return metrics.DBStats{WriterOpen: 1, ReaderOpen: 4, WriterWait: 1500 * time.Millisecond, ReaderWait: 250 * time.Millisecond}
+			return metrics.DBStats{WriterOpen: 1, ReaderOpen: 4, WriterWait: 1500 * time.Millisecond, ReaderWait: 250 * time.Millisecond,
+				Replicas: []metrics.ReplicaStats{{Name: "r1:5432", InRotation: true, LagBytes: 4096, LagSeconds: 0.25}, {Name: "r2:5432", LagBytes: 1 << 30}}}
 		},
 		DataDir: t.TempDir(),
 	})
@@ -158,6 +159,11 @@ func TestSample(t *testing.T) {
 		`onebox_jobs_queued{kind="k"} 7`,
 		`onebox_db_open_connections{pool="writer"} 1`,
 		`onebox_db_open_connections{pool="reader"} 4`,
+		`onebox_db_replica_lag_bytes{replica="r1:5432"} 4096`,
+		`onebox_db_replica_lag_seconds{replica="r1:5432"} 0.25`,
+		`onebox_db_replica_in_rotation{replica="r1:5432"} 1`,
+		`onebox_db_replica_lag_bytes{replica="r2:5432"} 1073741824`,
+		`onebox_db_replica_in_rotation{replica="r2:5432"} 0`,
 		`onebox_db_writer_wait_seconds_total 1.5`,
 		`# TYPE onebox_db_writer_wait_seconds_total counter`,
 		`onebox_db_reader_wait_seconds_total 0.25`,

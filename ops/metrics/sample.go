@@ -15,6 +15,16 @@ type DBStats struct {
 	// the writer connection, and for a reader connection, since the store
 	// opened.
 	WriterWait, ReaderWait time.Duration
+	// Replicas are the read replicas, where the store has them.
+	Replicas []ReplicaStats
+}
+
+// ReplicaStats is one read replica as the store last checked it.
+type ReplicaStats struct {
+	Name       string // host:port
+	InRotation bool
+	LagBytes   int64
+	LagSeconds float64
 }
 
 // Sources are what Sample reads. Nil fields are skipped.
@@ -69,6 +79,16 @@ func (m *Metrics) SampleOnce(ctx context.Context, src Sources) {
 		m.dbOpen[1].Set(float64(st.ReaderOpen))
 		m.writerWait.Set(st.WriterWait.Seconds())
 		m.readerWait.Set(st.ReaderWait.Seconds())
+		for _, r := range st.Replicas {
+			l := labels("replica", r.Name)
+			m.set.GetOrCreateGauge(ReplicaLagBytes+l, nil).Set(float64(r.LagBytes))
+			m.set.GetOrCreateGauge(ReplicaLagSeconds+l, nil).Set(r.LagSeconds)
+			in := 0.0
+			if r.InRotation {
+				in = 1
+			}
+			m.set.GetOrCreateGauge(ReplicaInRotation+l, nil).Set(in)
+		}
 	}
 	if src.DataDir != "" {
 		d, err := ops.DiskUsage(src.DataDir)

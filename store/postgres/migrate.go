@@ -195,13 +195,13 @@ func (s *Store) Pending(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	has, err := readOne(ctx, s, s.db, "migrate_has_table", hasMigrationsTableSQL, scanValue[bool])
+	has, err := readOne(ctx, s, onPrimary, "migrate_has_table", hasMigrationsTableSQL, scanValue[bool])
 	if err != nil {
 		return nil, err
 	}
 	done := map[int]bool{}
 	if has {
-		versions, err := queryAll(ctx, s, s.db, "migrate_applied", appliedMigrationsSQL, scanValue[int])
+		versions, err := queryAll(ctx, s, onPrimary, "migrate_applied", appliedMigrationsSQL, scanValue[int])
 		if err != nil {
 			return nil, err
 		}

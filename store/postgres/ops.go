@@ -108,14 +108,14 @@ func (s *Store) IntegrityCheck(ctx context.Context) error {
 // table name.
 func (s *Store) RowCounts(ctx context.Context) (map[string]int64, error) {
 	const tablesSQL = `select tablename from pg_tables where schemaname = current_schema() order by tablename`
-	tables, err := queryAll(ctx, s, s.db, "tables", tablesSQL, scanValue[string])
+	tables, err := queryAll(ctx, s, onPrimary, "tables", tablesSQL, scanValue[string])
 	if err != nil {
 		return nil, err
 	}
 	counts := make(map[string]int64, len(tables))
 	for _, t := range tables {
 		query := `select count(*) from ` + pgx.Identifier{t}.Sanitize()
-		n, err := readOne(ctx, s, s.db, "count_rows", query, scanValue[int64])
+		n, err := readOne(ctx, s, onPrimary, "count_rows", query, scanValue[int64])
 		if err != nil {
 			return nil, fmt.Errorf("counting %s: %w", t, err)
 		}

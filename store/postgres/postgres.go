@@ -14,8 +14,9 @@
 // or a server that refuses new ones is store.ErrBusy at once, which the
 // app answers with 503 and Retry-After.
 //
-// Reads go to the primary today; each read takes its database from one
-// function (reader), where replicas are to be plugged in.
+// Reads that must be fresh go to the primary; the others to a streaming
+// replica in rotation, one that has replayed at least the read's token
+// when it carries one (replicas.go), else to the primary.
 package postgres
 
 import (
@@ -54,6 +55,15 @@ type Options struct {
 	SkipMigrate bool
 	// Logger reports applied migrations. Default: discard.
 	Logger *slog.Logger
+	// MaxConns caps the primary's pool unless the URL sets
+	// pool_max_conns; 0 keeps pgxpool's default (4, or the CPUs if more).
+	MaxConns int32
+	// Replicas are streaming replicas' URLs: reads that need not be fresh
+	// go to one that is in rotation and, for a token, has replayed that
+	// far (replicas.go).
+	Replicas []string
+	// ReplicaOptions bound a replica's lag and set how often it is checked.
+	ReplicaOptions ReplicaOptions
 	// Attempts bounds the tries of a transaction or statement that fails
 	// with a serialization failure or a deadlock. Default 3.
 	Attempts int
@@ -68,6 +78,9 @@ type Store struct {
 	onQuery  func(context.Context, store.QueryEvent)
 	logger   *slog.Logger
 	attempts int
+	replicas *replicaSet        // nil without replicas
+	stop     context.CancelFunc // ends the replicas' checks
+	checks   sync.WaitGroup     // the replicas' check loop
 
 	closeOnce sync.Once
 	closeErr  error
@@ -100,6 +113,9 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		// The error quotes the URL, password included: say only what is wrong.
 		return nil, fmt.Errorf("postgres: parse URL: %w", errors.New(redact(err.Error())))
 	}
+	if opts.MaxConns > 0 && !strings.Contains(opts.URL, "pool_max_conns") {
+		cfg.MaxConns = opts.MaxConns
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: pool: %w", err)
@@ -115,6 +131,17 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	}
 	if err := s.Ping(ctx); err != nil {
 		return nil, errors.Join(err, s.Close())
+	}
+	if len(opts.Replicas) > 0 {
+		if s.replicas, err = newReplicaSet(db, opts.Replicas, opts.ReplicaOptions); err != nil {
+			return nil, errors.Join(fmt.Errorf("postgres: %w", err), s.Close())
+		}
+		// The first check runs before New returns, so replicas that are
+		// well serve from the first read.
+		s.replicas.check(ctx)
+		var runCtx context.Context
+		runCtx, s.stop = context.WithCancel(context.WithoutCancel(ctx))
+		s.checks.Go(func() { s.replicas.run(runCtx) })
 	}
 	if !opts.SkipMigrate {
 		if err := s.Migrate(ctx); err != nil {
@@ -134,6 +161,15 @@ func redact(msg string) string {
 	return msg
 }
 
+// Replicas says what the last check found of each replica, in the order
+// of Options.Replicas: for metrics, readiness and the dashboard.
+func (s *Store) Replicas() []ReplicaStatus {
+	if s.replicas == nil {
+		return nil
+	}
+	return s.replicas.status()
+}
+
 // Ping runs SELECT 1 on the primary.
 func (s *Store) Ping(ctx context.Context) error {
 	const query = `select 1`
@@ -147,18 +183,43 @@ func (s *Store) Ping(ctx context.Context) error {
 // fail; closing twice is fine.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.replicas != nil {
+			s.stop()
+			s.checks.Wait()
+			s.replicas.close()
+		}
 		s.closeErr = s.db.Close()
 		s.pool.Close()
 	})
 	return s.closeErr
 }
 
-// reader is the database a read with freshness f and token at goes to.
-// Every read method takes its database here, so that replicas plug in
-// at one place; until they do, it is the primary.
-func (s *Store) reader(f store.Freshness, at store.Token) *sql.DB {
-	_, _ = f, at
-	return s.db
+// route says where a read may go: a fresh one to the primary; any other
+// to a replica in rotation that has replayed at least at (the primary if
+// none has).
+type route struct {
+	fresh bool
+	at    store.Token
+}
+
+// onPrimary is the route of reads that are part of a write's protocol
+// (migrations, tokens) or that must see everything.
+var onPrimary = route{fresh: true}
+
+// reader is the route of a read with freshness f and token at. Every
+// read method takes its route here.
+func (s *Store) reader(f store.Freshness, at store.Token) route {
+	return route{fresh: f == store.MustBeFresh, at: at}
+}
+
+// query runs fn on the database r picks: the primary, or a replica,
+// falling back to the primary if the replica fails (replicaSet.read).
+func (s *Store) query(ctx context.Context, r route, fn func(*sql.DB) error) error {
+	if r.fresh || s.replicas == nil {
+		return fn(s.db)
+	}
+	_, err := s.replicas.read(ctx, string(r.at), fn)
+	return err
 }
 
 // observe is the one path every query takes: fn runs the query named
@@ -336,9 +397,11 @@ func affectedOne(res sql.Result) error {
 
 // readOne runs the query named name on db, a read of one row, and scans
 // its row. No row is store.ErrNotFound.
-func readOne[T any](ctx context.Context, s *Store, db *sql.DB, name, query string, scan func(scanner, *T) error, args ...any) (T, error) {
+func readOne[T any](ctx context.Context, s *Store, r route, name, query string, scan func(scanner, *T) error, args ...any) (T, error) {
 	var v T
-	err := s.do(ctx, name, query, func() error { return scan(db.QueryRowContext(ctx, query, args...), &v) })
+	err := s.do(ctx, name, query, func() error {
+		return s.query(ctx, r, func(db *sql.DB) error { return scan(db.QueryRowContext(ctx, query, args...), &v) })
+	})
 	if err != nil {
 		var zero T
 		return zero, err
@@ -348,15 +411,17 @@ func readOne[T any](ctx context.Context, s *Store, db *sql.DB, name, query strin
 
 // queryAll runs the query named name on db and scans every row, as
 // collect does.
-func queryAll[T any](ctx context.Context, s *Store, db *sql.DB, name, query string, scan func(scanner, *T) error, args ...any) ([]T, error) {
+func queryAll[T any](ctx context.Context, s *Store, r route, name, query string, scan func(scanner, *T) error, args ...any) ([]T, error) {
 	var vs []T
 	err := s.do(ctx, name, query, func() error {
-		rows, err := db.QueryContext(ctx, query, args...)
-		if err != nil {
+		return s.query(ctx, r, func(db *sql.DB) error {
+			rows, err := db.QueryContext(ctx, query, args...)
+			if err != nil {
+				return err
+			}
+			vs, err = collect(rows, scan)
 			return err
-		}
-		vs, err = collect(rows, scan)
-		return err
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -395,7 +460,9 @@ func scanValue[T any](r scanner, v *T) error {
 // utc is a time for a timestamptz parameter. PostgreSQL keeps
 // microseconds: pgx drops the rest, as Truncate does.
 func utc(t time.Time) time.Time {
-	return t.UTC()
+	// Truncated here: PostgreSQL would round to the nearest microsecond,
+	// and the store returns what it stored.
+	return t.UTC().Truncate(time.Microsecond)
 }
 
 // utcTime scans a timestamptz into a UTC time.Time; pgx hands it over in

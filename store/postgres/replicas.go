@@ -101,7 +101,7 @@ func newReplicaSet(primary *sql.DB, replicaURLs []string, opts ReplicaOptions) (
 		if err != nil {
 			s.close()
 			// Not %w: pgx's parse error carries the URL, password and all.
-			return nil, fmt.Errorf("replica URL %q: invalid", redact(rawURL))
+			return nil, fmt.Errorf("replica URL %q: invalid", redactURL(rawURL))
 		}
 		if !strings.Contains(rawURL, "pool_max_conns") {
 			cfg.MaxConns = opts.MaxConns
@@ -109,7 +109,7 @@ func newReplicaSet(primary *sql.DB, replicaURLs []string, opts ReplicaOptions) (
 		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 		if err != nil {
 			s.close()
-			return nil, fmt.Errorf("replica %s: %w", redact(rawURL), err)
+			return nil, fmt.Errorf("replica %s: %w", redactURL(rawURL), err)
 		}
 		r := &replica{
 			name: net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port))),
@@ -122,7 +122,8 @@ func newReplicaSet(primary *sql.DB, replicaURLs []string, opts ReplicaOptions) (
 	return s, nil
 }
 
-func redact(rawURL string) string {
+// redactURL is rawURL without its password.
+func redactURL(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "(unparsable)"
@@ -366,4 +367,22 @@ func parseLSN(s string) (uint64, error) {
 		return 0, fmt.Errorf("WAL position %q: %w", s, err)
 	}
 	return h<<32 | l, nil
+}
+
+// ReplicaProblems says which replicas are out of rotation and why, for
+// readiness (an advisory check: their reads go to the primary), or nil
+// when every one serves.
+func ReplicaProblems(replicas []ReplicaStatus) error {
+	var errs []error
+	for _, r := range replicas {
+		if r.InRotation {
+			continue
+		}
+		why := r.LastError
+		if why == "" {
+			why = "not checked yet"
+		}
+		errs = append(errs, fmt.Errorf("replica %s out of rotation (%s); its reads go to the primary", r.Name, why))
+	}
+	return errors.Join(errs...)
 }

@@ -62,5 +62,5 @@ func (s *Store) UserSessions(ctx context.Context, userID string) ([]string, erro
 // returns it as the session's Token, in one statement; the token never
 // moves back. store.ErrNotFound if the session is gone.
 func (s *Store) MarkWritten(ctx context.Context, tokenHash string) (store.Token, error) {
-	return readOne(ctx, s, s.db, "sessions_mark_written", markWrittenSQL, scanValue[store.Token], tokenHash)
+	return readOne(ctx, s, onPrimary, "sessions_mark_written", markWrittenSQL, scanValue[store.Token], tokenHash)
 }

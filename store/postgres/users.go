@@ -67,7 +67,7 @@ func (s *Store) CreateUser(ctx context.Context, p store.CreateUserParams) (store
 	if err != nil {
 		return store.User{}, err
 	}
-	now := p.Now.UTC() // also drops the monotonic reading, as a read-back would
+	now := utc(p.Now) // as a read-back would be
 	return store.User{
 		ID:          p.ID,
 		Handle:      p.Handle,

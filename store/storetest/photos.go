@@ -393,7 +393,7 @@ func testPhotoDelete(t *testing.T, s store.Store) {
 
 		// The delete event outlives the photo.
 		evs := mustEvents(t, s, store.EventsParams{UserID: u.ID, PhotoID: ph.ID, Limit: 10})
-		if n := len(evs); n < 2 || evs[n-1].ID != mustLastEventID(t, s, u.ID) || !evs[n-1].CreatedAt.Equal(now) {
+		if n := len(evs); n < 2 || evs[n-1].ID != mustLastEventID(t, s, u.ID) || !sameTime(evs[n-1].CreatedAt, now) {
 			t.Errorf("events of the deleted photo %+v: want its delete event last, at %v", evs, now)
 		}
 
