@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"onebox/config"
 	"onebox/ops/logging"
@@ -33,9 +34,11 @@ var databaseSettings = []string{"ONEBOX_DATA_DIR", "ONEBOX_DATABASE_URL", "ONEBO
 // commands is onebox's command line. Each call builds it anew, so a
 // command's own flags live no longer than one run.
 func commands(lookupEnv func(string) (string, bool), stdout, stderr io.Writer, h hooks) []command {
-	var all bool           // jobs retry -all
-	var backupTo string    // backup -to
-	var restoreFrom string // restore -from
+	var all bool            // jobs retry -all
+	var backupTo string     // backup -to
+	var restoreFrom string  // restore -from
+	var sweep bool          // reconcile -sweep
+	var grace time.Duration // reconcile -grace
 	return []command{{
 		name:    "serve",
 		noArgs:  true,
@@ -116,7 +119,8 @@ Copies the database and media of the backup in DIR (see onebox backup) into
 the data directory, which must be missing or empty, with the service
 stopped. It then checks PRAGMA integrity_check, the row count of every
 table and the SHA-256 of every media file against the manifest, and exits
-non-zero naming the first difference.`,
+non-zero naming the first difference. Last, it reconciles rows and files
+(see onebox reconcile, without -sweep).`,
 		example:  "onebox restore -from /srv/backups/onebox-2026-01-31 -data-dir ./data",
 		settings: backupSettings,
 		flags: func(fs *flag.FlagSet) {
@@ -124,6 +128,28 @@ non-zero naming the first difference.`,
 		},
 		run: func(ctx context.Context, cfg config.Config, args []string) error {
 			return restoreCommand(ctx, cfg, restoreFrom, stdout)
+		},
+	}, {
+		name:    "reconcile",
+		noArgs:  true,
+		summary: "after a restore, make again or mark lost the photos whose files are missing, and list (or -sweep) files without a row",
+		usage: `usage: onebox reconcile [-sweep] [flags]
+
+Compares the photos in the database with the media files (and those in
+ONEBOX_MEDIA_BACKUP_DIR, if set). A photo whose variant is missing goes
+back to processing with its job enqueued, to be made again from its
+original; one whose original is missing is rejected as lost. Files that no
+row references are listed, and with -sweep deleted once older than -grace
+(so a sweep beside the running service spares uploads in progress).
+onebox restore runs it without -sweep.`,
+		example:  "onebox reconcile -sweep -data-dir ./data",
+		settings: reconcileSettings,
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&sweep, "sweep", false, "delete the files no row references")
+			fs.DurationVar(&grace, "grace", 10*time.Minute, "with -sweep, spare files written more recently than this")
+		},
+		run: func(ctx context.Context, cfg config.Config, args []string) error {
+			return reconcileCommand(ctx, cfg, sweep, grace, stdout, newLogger(cfg, stderr))
 		},
 	}, {
 		name:    "ops",
