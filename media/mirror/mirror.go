@@ -76,9 +76,6 @@ func (s *Storage) Delete(ctx context.Context, keys ...string) error {
 		return err
 	}
 	if err := s.backup.Delete(ctx, keys...); err != nil {
-		if errors.Is(err, media.ErrBadKey) {
-			return err // the primary would have refused it first
-		}
 		s.log.Warn("media/mirror: backup delete failed; `onebox reconcile -sweep` removes the files", "keys", len(keys), "err", err)
 	}
 	return nil
