@@ -12,12 +12,18 @@ import (
 
 	"onebox/backup"
 	"onebox/config"
+	"onebox/media"
 	medialocal "onebox/media/local"
+	mediamirror "onebox/media/mirror"
 	"onebox/store/sqlite"
 )
 
 // The settings of backup and restore: the database's and the media's.
 var backupSettings = append([]string{"ONEBOX_MEDIA_URL"}, databaseSettings...)
+
+// The settings of reconcile: backup's, and the media backup directory,
+// whose files it lists and sweeps too.
+var reconcileSettings = append([]string{"ONEBOX_MEDIA_BACKUP_DIR"}, backupSettings...)
 
 // mediaPath is the directory ONEBOX_MEDIA_URL names.
 func mediaPath(cfg config.Config) (string, error) {
@@ -34,6 +40,33 @@ func mediaPath(cfg config.Config) (string, error) {
 	return u.Path, nil
 }
 
+// openInstance opens an existing instance's database (never creating
+// one) with opts, and its media directory, for the command named cmd.
+func openInstance(ctx context.Context, cfg config.Config, cmd string, opts sqlite.Options) (*sqlite.Store, *medialocal.Storage, error) {
+	path, err := databasePath(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts.Path, opts.ReadConns, opts.NoCreate = path, 1, true
+	st, err := sqlite.New(ctx, opts)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("%s: no database at %s (set ONEBOX_DATA_DIR or -data-dir, or ONEBOX_DATABASE_URL or -database-url, to the instance's)", cmd, path)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", cfg.Name("ONEBOX_DATABASE_URL"), err)
+	}
+	dir, err := mediaPath(cfg)
+	if err == nil {
+		var m *medialocal.Storage
+		if m, err = medialocal.New(dir); err == nil {
+			return st, m, nil
+		}
+		err = fmt.Errorf("%s: %w", cfg.Name("ONEBOX_MEDIA_URL"), err)
+	}
+	st.Close()
+	return nil, nil, err
+}
+
 // backupCommand is `onebox backup -to DIR`. It reads the database and
 // the media beside a running service, and never creates or migrates a
 // database.
@@ -42,27 +75,14 @@ func backupCommand(ctx context.Context, cfg config.Config, to string, stdout io.
 		return errors.New("backup: -to DIR is required (see onebox backup --help)")
 	}
 	start := time.Now()
-	path, err := databasePath(cfg)
+	st, src, err := openInstance(ctx, cfg, "backup", sqlite.Options{SkipMigrate: true, Logger: log})
 	if err != nil {
 		return err
-	}
-	st, err := sqlite.New(ctx, sqlite.Options{Path: path, ReadConns: 1, NoCreate: true, SkipMigrate: true, Logger: log})
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("backup: no database at %s (set ONEBOX_DATA_DIR or -data-dir, or ONEBOX_DATABASE_URL or -database-url, to the instance's)", path)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", cfg.Name("ONEBOX_DATABASE_URL"), err)
 	}
 	defer st.Close()
-	dir, err := mediaPath(cfg)
-	if err != nil {
-		return err
-	}
-	src, err := medialocal.New(dir)
-	if err != nil {
-		return fmt.Errorf("%s: %w", cfg.Name("ONEBOX_MEDIA_URL"), err)
-	}
 	defer src.Close()
+	path, _ := databasePath(cfg) // for the report; openInstance read them
+	dir, _ := mediaPath(cfg)
 	m, err := backup.Backup(ctx, st, src, to, backup.Options{Version: version()})
 	if errors.Is(err, backup.ErrNotEmpty) {
 		return fmt.Errorf("backup: -to %w; back up into a new directory", err)
@@ -120,7 +140,71 @@ func restoreCommand(ctx context.Context, cfg config.Config, from string, stdout 
 		fmt.Fprintf(stdout, "warning: %d referenced media files were not in the backup (gone when it was taken), the first %s\n", len(m.Missing), m.Missing[0])
 	}
 	fmt.Fprintf(stdout, "restored %d bytes in %s\n", r.Bytes, time.Since(start).Round(time.Millisecond))
+	// Rows whose files did not make it are made again or marked lost;
+	// files without rows are listed, for onebox reconcile -sweep.
+	st, err := sqlite.New(ctx, sqlite.Options{Path: path, ReadConns: 1, NoCreate: true})
+	if err != nil {
+		return fmt.Errorf("%s: %w", cfg.Name("ONEBOX_DATABASE_URL"), err)
+	}
+	defer st.Close()
+	rec, err := backup.Reconcile(ctx, st, dst, backup.ReconcileOptions{Lists: []backup.Lister{dst}})
+	if err != nil {
+		return err
+	}
+	printReconciled(stdout, rec, false)
 	return nil
+}
+
+// reconcileCommand is `onebox reconcile [-sweep]`: rows and media files
+// brought back into agreement after a restore (see backup.Reconcile).
+func reconcileCommand(ctx context.Context, cfg config.Config, sweep bool, grace time.Duration, stdout io.Writer, log *slog.Logger) error {
+	start := time.Now()
+	st, primary, err := openInstance(ctx, cfg, "reconcile", sqlite.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	defer primary.Close()
+	var m media.Storage = primary
+	lists := []backup.Lister{primary}
+	if cfg.MediaBackupDir != "" {
+		b, err := medialocal.New(cfg.MediaBackupDir)
+		if err != nil {
+			return fmt.Errorf("%s: %w", cfg.Name("ONEBOX_MEDIA_BACKUP_DIR"), err)
+		}
+		defer b.Close()
+		m, lists = mediamirror.New(primary, b, log), append(lists, b) // a sweep deletes from both
+	}
+	rec, err := backup.Reconcile(ctx, st, m, backup.ReconcileOptions{Lists: lists, Sweep: sweep, Grace: grace})
+	if err != nil {
+		return err
+	}
+	printReconciled(stdout, rec, sweep)
+	fmt.Fprintf(stdout, "reconciled in %s\n", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// printReconciled is one line a photo or file changed or found, then a
+// summary line.
+func printReconciled(w io.Writer, r backup.Reconciled, swept bool) {
+	for _, id := range r.Reprocessed {
+		fmt.Fprintf(w, "reprocess %s: a variant was missing; back to processing, job enqueued\n", id)
+	}
+	for _, id := range r.Lost {
+		fmt.Fprintf(w, "lost %s: its original was missing; rejected\n", id)
+	}
+	for _, k := range r.Orphans {
+		fmt.Fprintf(w, "orphan %s\n", k)
+	}
+	fmt.Fprintf(w, "reconcile: %d photos checked, %d reprocessed, %d lost, %d files without a row", r.Photos, len(r.Reprocessed), len(r.Lost), len(r.Orphans))
+	switch {
+	case swept:
+		fmt.Fprintf(w, ", %d swept (the rest are younger than -grace)\n", r.Swept)
+	case len(r.Orphans) > 0:
+		fmt.Fprintln(w, " (onebox reconcile -sweep removes them)")
+	default:
+		fmt.Fprintln(w)
+	}
 }
 
 // refuse is restore's error for a destination that is not empty, naming

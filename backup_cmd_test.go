@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,6 +75,40 @@ func TestBackupRestoreCommands(t *testing.T) {
 	defer rst.Close()
 	if ru, err := rst.User(ctx, store.UserParams{ID: u.ID, Freshness: store.MustBeFresh}); err != nil || ru != u {
 		t.Errorf("restored user = %+v, %v; want %+v", ru, err, u)
+	}
+	if !strings.Contains(out, "reconcile: 1 photos checked, 0 reprocessed, 0 lost, 0 files without a row") {
+		t.Errorf("restore did not reconcile:\n%s", out)
+	}
+
+	// Reconcile: the original gone marks its photo lost; a file without
+	// a row, in the media and in its backup copy, is swept from both.
+	copyDir := t.TempDir()
+	for _, dir := range []string{filepath.Join(restored, "media"), copyDir} {
+		lm, err := medialocal.New(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := lm.Put(ctx, "photos/gone/w128.jpg", strings.NewReader("x"), ""); err != nil {
+			t.Fatal(err)
+		}
+		lm.Close()
+	}
+	if err := os.Remove(filepath.Join(restored, "media", "private", "originals", "p1")); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = runCLI(t, []string{"reconcile", "-sweep", "-grace", "0s", "-media-backup-dir", copyDir}, map[string]string{"ONEBOX_DATA_DIR": restored})
+	if err != nil || !strings.Contains(out, "lost 0190a0a0-0000-7000-8000-000000000002") || !strings.Contains(out, "orphan photos/gone/w128.jpg") ||
+		!strings.Contains(out, "1 lost, 1 files without a row, 1 swept") {
+		t.Fatalf("reconcile: %v\n%s", err, out)
+	}
+	for _, dir := range []string{filepath.Join(restored, "media"), copyDir} {
+		if _, err := os.Stat(filepath.Join(dir, "photos", "gone", "w128.jpg")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("orphan in %s not swept: %v", dir, err)
+		}
+	}
+	ph, err := rst.Photo(ctx, store.PhotoParams{ID: "0190a0a0-0000-7000-8000-000000000002", Freshness: store.MustBeFresh})
+	if err != nil || ph.Status != store.PhotoRejected {
+		t.Errorf("photo without its original: %+v, %v; want rejected", ph, err)
 	}
 
 	// Into the live data directory, by flag and by variable: refused,

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"onebox/config"
 	"onebox/ops/logging"
@@ -37,6 +38,8 @@ func commands(lookupEnv func(string) (string, bool), stdout, stderr io.Writer, h
 	var backupTo string    // backup -to
 	var restoreFrom string // restore -from
 	var copyFrom, copyTo string
+	var sweep bool          // reconcile -sweep
+	var grace time.Duration // reconcile -grace
 	return []command{{
 		name:    "serve",
 		noArgs:  true,
@@ -117,7 +120,8 @@ Copies the database and media of the backup in DIR (see onebox backup) into
 the data directory, which must be missing or empty, with the service
 stopped. It then checks PRAGMA integrity_check, the row count of every
 table and the SHA-256 of every media file against the manifest, and exits
-non-zero naming the first difference.`,
+non-zero naming the first difference. Last, it reconciles rows and files
+(see onebox reconcile, without -sweep).`,
 		example:  "onebox restore -from /srv/backups/onebox-2026-01-31 -data-dir ./data",
 		settings: backupSettings,
 		flags: func(fs *flag.FlagSet) {
@@ -147,6 +151,28 @@ PostgreSQL").`,
 		},
 		run: func(ctx context.Context, cfg config.Config, args []string) error {
 			return copyCommand(ctx, copyFrom, copyTo, stdout, newLogger(cfg, stderr))
+		},
+	}, {
+		name:    "reconcile",
+		noArgs:  true,
+		summary: "after a restore, make again or mark lost the photos whose files are missing, and list (or -sweep) files without a row",
+		usage: `usage: onebox reconcile [-sweep] [flags]
+
+Compares the photos in the database with the media files (and those in
+ONEBOX_MEDIA_BACKUP_DIR, if set). A photo whose variant is missing goes
+back to processing with its job enqueued, to be made again from its
+original; one whose original is missing is rejected as lost. Files that no
+row references are listed, and with -sweep deleted once older than -grace
+(so a sweep beside the running service spares uploads in progress).
+onebox restore runs it without -sweep.`,
+		example:  "onebox reconcile -sweep -data-dir ./data",
+		settings: reconcileSettings,
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&sweep, "sweep", false, "delete the files no row references")
+			fs.DurationVar(&grace, "grace", 10*time.Minute, "with -sweep, spare files written more recently than this")
+		},
+		run: func(ctx context.Context, cfg config.Config, args []string) error {
+			return reconcileCommand(ctx, cfg, sweep, grace, stdout, newLogger(cfg, stderr))
 		},
 	}, {
 		name:    "ops",

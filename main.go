@@ -37,6 +37,7 @@ import (
 	jobsqlite "onebox/jobs/sqlite"
 	"onebox/media"
 	medialocal "onebox/media/local"
+	mediamirror "onebox/media/mirror"
 	"onebox/moderation"
 	"onebox/moderation/phash"
 	"onebox/notify"
@@ -148,7 +149,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	if cl, ok := lim.(io.Closer); ok {
 		defer cl.Close()
 	}
-	med, err := openMedia(cfg)
+	med, err := openMedia(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -412,7 +413,9 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, onQuery
 	return database{}, fmt.Errorf("ONEBOX_DATABASE_URL: unsupported scheme %q", u.Scheme)
 }
 
-func openMedia(cfg config.Config) (media.Storage, error) {
+// openMedia opens the media storage and, with ONEBOX_MEDIA_BACKUP_DIR,
+// mirrors every write into that directory before acknowledging it.
+func openMedia(cfg config.Config, log *slog.Logger) (media.Storage, error) {
 	u, err := config.BackendURL("ONEBOX_MEDIA_URL", cfg.MediaURL)
 	if err != nil {
 		return nil, err
@@ -427,7 +430,14 @@ func openMedia(cfg config.Config) (media.Storage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ONEBOX_MEDIA_URL: %w", err)
 		}
-		return m, nil
+		if cfg.MediaBackupDir == "" {
+			return m, nil
+		}
+		b, err := medialocal.New(cfg.MediaBackupDir)
+		if err != nil {
+			return nil, fmt.Errorf("ONEBOX_MEDIA_BACKUP_DIR: %w", err)
+		}
+		return mediamirror.New(m, b, log), nil
 	}
 	return nil, fmt.Errorf("ONEBOX_MEDIA_URL: unsupported scheme %q", u.Scheme)
 }

@@ -13,8 +13,8 @@
 // Media files are copied after the database snapshot, so a photo deleted
 // in between may have lost its files already: the manifest lists those
 // keys as missing instead of failing the backup, and the restored
-// database still references them (reconciling rows and files after a
-// restore is not built yet).
+// database still references them until Reconcile (reconcile.go), which
+// onebox restore runs, makes those photos again or marks them lost.
 package backup
 
 import (

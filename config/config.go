@@ -65,6 +65,9 @@ type Config struct {
 	QueueURL   string
 	MediaURL   string
 	NotifyURL  string
+	// MediaBackupDir, when set, holds a copy of every media file, written
+	// before a Put returns (media/mirror); "" is no copy.
+	MediaBackupDir string
 
 	MaxUploadBytes      int64
 	MaxPixels           int64
@@ -237,6 +240,7 @@ func settings() []setting {
 		{env: "ONEBOX_LIMITER_URL", flag: "limiter-url", def: "memory://", usage: "rate limiter backend: memory:// (per instance) or redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS; one budget for all instances)", secret: true, set: str(func(c *Config) *string { return &c.LimiterURL })},
 		{env: "ONEBOX_QUEUE_URL", flag: "queue-url", def: "", usage: "job queue backend; empty means the store's own database", secret: true, set: str(func(c *Config) *string { return &c.QueueURL })},
 		{env: "ONEBOX_MEDIA_URL", flag: "media-url", def: "", usage: "media storage: file:DIR (default file: + DATA_DIR/media)", secret: true, set: str(func(c *Config) *string { return &c.MediaURL })},
+		{env: "ONEBOX_MEDIA_BACKUP_DIR", flag: "media-backup-dir", def: "", usage: "directory that gets a copy of every media file before its write is acknowledged (another disk); empty is none", set: str(func(c *Config) *string { return &c.MediaBackupDir })},
 		{env: "ONEBOX_NOTIFY_URL", flag: "notify-url", def: "memory://", usage: "notification hub: memory://", secret: true, set: str(func(c *Config) *string { return &c.NotifyURL })},
 		{env: "ONEBOX_MAX_UPLOAD_BYTES", flag: "max-upload-bytes", def: "20971520", usage: "largest photo upload, in bytes", set: func(c *Config, v string) error {
 			n, err := posInt(v)
@@ -566,7 +570,7 @@ func (v *flagValue) IsBoolFlag() bool { return v.bool }
 // kinds name the values of the settings whose default does not say what
 // they take (see kindOf).
 var kinds = map[string]string{
-	"ONEBOX_ADDR": "host:port", "ONEBOX_ADMIN_ADDR": "host:port", "ONEBOX_DATA_DIR": "dir",
+	"ONEBOX_ADDR": "host:port", "ONEBOX_ADMIN_ADDR": "host:port", "ONEBOX_DATA_DIR": "dir", "ONEBOX_MEDIA_BACKUP_DIR": "dir",
 	"ONEBOX_DATABASE_URL": "url", "ONEBOX_CACHE_URL": "url", "ONEBOX_LIMITER_URL": "url", "ONEBOX_QUEUE_URL": "url",
 	"ONEBOX_MEDIA_URL": "url", "ONEBOX_NOTIFY_URL": "url", "ONEBOX_PUBLIC_URL": "url", "ONEBOX_ALERT_WEBHOOK": "url",
 	"ONEBOX_MODERATION_BLOCKLIST": "file", "ONEBOX_TRUSTED_PROXIES": "cidrs", "ONEBOX_PID_FILE": "file",
@@ -661,6 +665,9 @@ func (c Config) validate() error {
 	if len(c.DatabaseReplicaURLs) > 0 && !strings.HasPrefix(c.DatabaseURL, "postgres") {
 		return fmt.Errorf("%s: replicas need a PostgreSQL primary: set %s to postgres://…", c.Name("ONEBOX_DATABASE_REPLICA_URLS"), c.Name("ONEBOX_DATABASE_URL"))
 	}
+	if err := c.checkMediaBackup(); err != nil {
+		return err
+	}
 	for env, d := range map[string]time.Duration{
 		"ONEBOX_CACHE_TTL": c.CacheTTL, "ONEBOX_CACHE_NEGATIVE_TTL": c.CacheNegative,
 		"ONEBOX_SESSION_TTL": c.SessionTTL, "ONEBOX_REQUEST_TIMEOUT": c.RequestTimeout, "ONEBOX_DEVICE_TTL": c.DeviceTTL,
@@ -671,6 +678,38 @@ func (c Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// checkMediaBackup refuses a media backup directory that is the media
+// directory, or inside it or around it: a copy on the same files is no
+// copy, and a Delete would remove both.
+func (c Config) checkMediaBackup() error {
+	if c.MediaBackupDir == "" || !strings.HasPrefix(c.MediaURL, "file:") {
+		return nil
+	}
+	u, err := url.Parse(c.MediaURL)
+	if err != nil {
+		return nil // validate reports it
+	}
+	media := u.Opaque
+	if media == "" {
+		media = u.Path
+	}
+	a, errA := filepath.Abs(media)
+	b, errB := filepath.Abs(c.MediaBackupDir)
+	if errA != nil || errB != nil {
+		return fmt.Errorf("%s: %w", c.Name("ONEBOX_MEDIA_BACKUP_DIR"), errors.Join(errA, errB))
+	}
+	if within(a, b) || within(b, a) {
+		return fmt.Errorf("%s: %s overlaps the media directory %s; put the copy elsewhere, on another disk", c.Name("ONEBOX_MEDIA_BACKUP_DIR"), c.MediaBackupDir, media)
+	}
+	return nil
+}
+
+// within reports whether path is dir or below it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && filepath.IsLocal(rel) || rel == "."
 }
 
 // BackendURL parses a backend URL and checks its scheme against what env

@@ -197,6 +197,10 @@ func TestParse(t *testing.T) {
 		{cmd: config.Command{Name: "onebox"}, env: map[string]string{"ONEBOX_DATABASE_REPLICA_URLS": "postgres://r1/db"}, wantErr: "ONEBOX_DATABASE_REPLICA_URLS: replicas need a PostgreSQL primary"},
 		{cmd: config.Command{Name: "onebox"}, args: []string{"-database-replica-urls", " postgres://r1/db , postgresql://r2:5433/db,"}, env: map[string]string{"ONEBOX_DATABASE_URL": "postgres://p/db"}, wantRest: ""},
 		{cmd: config.Command{Name: "onebox"}, args: []string{"-tracing", "x"}, wantRest: "x"}, // a bool flag takes no separate value
+		{cmd: config.Command{Name: "onebox"}, args: []string{"-data-dir", "d", "-media-backup-dir", "d/media"}, wantErr: "-media-backup-dir: d/media overlaps"},
+		{cmd: config.Command{Name: "onebox"}, env: map[string]string{"ONEBOX_MEDIA_BACKUP_DIR": "d/media/copy", "ONEBOX_DATA_DIR": "d"}, wantErr: "ONEBOX_MEDIA_BACKUP_DIR: d/media/copy overlaps"},
+		{cmd: config.Command{Name: "onebox"}, args: []string{"-media-url", "file:m/x", "-media-backup-dir", "m"}, wantErr: "-media-backup-dir: m overlaps"},
+		{cmd: config.Command{Name: "onebox"}, args: []string{"-data-dir", "d", "-media-backup-dir", "d/media-copy"}},
 	}
 	for _, tt := range tests {
 		c, rest, err := config.Parse(tt.cmd, tt.args, env(tt.env), io.Discard)

@@ -502,3 +502,44 @@ func (s *Storage) SweepTemp(olderThan time.Duration) (int, error) {
 	}
 	return n, nil
 }
+
+// Keys lists, sorted, the key of every object in the directory with its
+// modification time, skipping this package's own files (sidecars, temp
+// files): what a reconcile compares with the keys a database references.
+func (s *Storage) Keys(ctx context.Context) ([]KeyInfo, error) {
+	var out []KeyInfo
+	err := fs.WalkDir(s.root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() || strings.HasPrefix(d.Name(), ".") || !d.Type().IsRegular() {
+			return nil
+		}
+		key := filepath.ToSlash(name)
+		if !media.ValidKey(key) {
+			return nil // not written by a Put: not ours to list or sweep
+		}
+		fi, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed since the directory was read
+		}
+		if err != nil {
+			return err
+		}
+		out = append(out, KeyInfo{Key: key, ModTime: fi.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("media/local: keys: %w", err)
+	}
+	return out, nil
+}
+
+// KeyInfo is one object Keys found.
+type KeyInfo struct {
+	Key     string
+	ModTime time.Time
+}

@@ -513,3 +513,37 @@ func TestFsyncs(t *testing.T) {
 		})
 	}
 }
+
+func TestKeys(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := newStorage(t, dir)
+	for _, k := range []string{"photos/b/w128.jpg", "private/originals/a", "z"} {
+		if _, err := s.Put(t.Context(), k, strings.NewReader("x"), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A temp file a killed Put left, and a file no Put could have named.
+	for _, name := range []string{"photos/.tmp-abc", "Stray"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Delete(t.Context(), "z"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Keys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, k := range got {
+		if k.ModTime.IsZero() {
+			t.Errorf("%s: zero ModTime", k.Key)
+		}
+		keys = append(keys, k.Key)
+	}
+	if want := []string{"photos/b/w128.jpg", "private/originals/a"}; !slices.Equal(keys, want) {
+		t.Fatalf("Keys = %q, want %q", keys, want)
+	}
+}
