@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"onebox/config"
 )
 
 // walkthroughFence opens a README block that TestREADME runs. The info
@@ -221,4 +224,34 @@ func lookTool(t *testing.T, name string) string {
 		t.Fatalf("TestREADME runs the README's walkthrough, which needs %s on PATH: %v", name, err)
 	}
 	return p
+}
+
+// TestREADMEConfigTable: every setting onebox reads has its row in
+// README's configuration table, so the table cannot fall behind config.
+func TestREADMEConfigTable(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(nil, func(string) (string, bool) { return "", false }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var printed bytes.Buffer
+	cfg.Print(&printed)
+	n := 0
+	for line := range strings.Lines(printed.String()) {
+		env, _, ok := strings.Cut(line, "=")
+		if !ok || !strings.HasPrefix(env, "ONEBOX_") {
+			continue
+		}
+		n++
+		if !bytes.Contains(readme, []byte("| `"+env+"` |")) {
+			t.Errorf("README's configuration table has no row for %s", env)
+		}
+	}
+	if n < 40 {
+		t.Fatalf("config printed %d settings; the test reads the wrong thing", n)
+	}
 }
