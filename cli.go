@@ -55,7 +55,7 @@ func commands(lookupEnv func(string) (string, bool), stdout, stderr io.Writer, h
 		name:     "migrate",
 		noArgs:   true,
 		summary:  "create the database, or bring its schema up to date, and print each migration applied",
-		usage:    "usage: onebox migrate [flags]\n\nApplies the migrations the database lacks (creating it if missing) and prints the name of each, or \"up to date\". Safe to run again, and while the service runs.",
+		usage:    "usage: onebox migrate [flags]\n\nApplies the migrations the database lacks (creating a SQLite file if missing; on PostgreSQL, ONEBOX_DATABASE_URL=postgres://…, the database must exist) and prints the name of each, or \"up to date\". Safe to run again, and while the service runs.",
 		example:  "onebox migrate -data-dir ./data",
 		settings: databaseSettings,
 		run: func(ctx context.Context, cfg config.Config, args []string) error {

@@ -10,10 +10,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"onebox/config"
 	"onebox/dbcopy"
+	"onebox/store/postgres"
 	"onebox/store/sqlite"
 )
 
@@ -62,8 +64,10 @@ func copyCommand(ctx context.Context, from, to string, stdout io.Writer, log *sl
 	return nil
 }
 
-// openCopyEnd opens the database a copy URL names: sqlite:PATH (or
-// postgres://…). Only the destination may be created.
+// openCopyEnd opens the database a copy URL names: sqlite:PATH or
+// postgres://… (postgresql://…). Only the destination may be created or
+// migrated; a PostgreSQL source must hold onebox's current schema
+// already, since a copy reads every table by name.
 func openCopyEnd(ctx context.Context, flagName, rawURL string, create bool, log *slog.Logger) (copyEnd, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -86,6 +90,23 @@ func openCopyEnd(ctx context.Context, flagName, rawURL string, create bool, log 
 		}
 		if err != nil {
 			return nil, fmt.Errorf("copy: %s: %w", flagName, err)
+		}
+		return st, nil
+	case "postgres", "postgresql":
+		// Two connections: a copy reads and writes one batch at a time.
+		st, err := postgres.New(ctx, postgres.Options{URL: rawURL, MaxConns: 2, SkipMigrate: !create, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("copy: %s %s: %w", flagName, config.Redact(rawURL), err)
+		}
+		if create {
+			return st, nil
+		}
+		pending, err := st.Pending(ctx)
+		if err == nil && len(pending) > 0 {
+			err = fmt.Errorf("lacks onebox's schema (migrations %s): is the URL (or its search_path) the instance's? A source is never migrated; onebox migrate with ONEBOX_DATABASE_URL set to it applies them", strings.Join(pending, ", "))
+		}
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("copy: %s %s: %w", flagName, config.Redact(rawURL), err), st.Close())
 		}
 		return st, nil
 	}

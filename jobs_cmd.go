@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,13 +19,16 @@ import (
 
 	"onebox/config"
 	"onebox/jobs"
+	jobpg "onebox/jobs/postgres"
 	jobsqlite "onebox/jobs/sqlite"
+	"onebox/store/postgres"
 	"onebox/store/sqlite"
 )
 
-// databasePath is the SQLite file ONEBOX_DATABASE_URL names.
+// databasePath is the SQLite file ONEBOX_DATABASE_URL names (an error
+// for any other backend: the commands that need a file say so).
 func databasePath(cfg config.Config) (string, error) {
-	u, err := config.BackendURL(cfg.Name("ONEBOX_DATABASE_URL"), cfg.DatabaseURL)
+	u, err := databaseURL(cfg)
 	if err != nil {
 		return "", err
 	}
@@ -37,30 +41,73 @@ func databasePath(cfg config.Config) (string, error) {
 	return u.Path, nil
 }
 
+// databaseURL is ONEBOX_DATABASE_URL parsed. BackendURL looks its
+// schemes up by the variable's name, not by cfg.Name's, which is the
+// flag's when -database-url set it. (Load has checked it already.)
+func databaseURL(cfg config.Config) (*url.URL, error) {
+	return config.BackendURL("ONEBOX_DATABASE_URL", cfg.DatabaseURL)
+}
+
+// isPostgres says whether ONEBOX_DATABASE_URL names PostgreSQL.
+func isPostgres(cfg config.Config) (bool, error) {
+	u, err := databaseURL(cfg)
+	if err != nil {
+		return false, err
+	}
+	return u.Scheme == "postgres" || u.Scheme == "postgresql", nil
+}
+
+// openPostgres opens the PostgreSQL database ONEBOX_DATABASE_URL names
+// for a command, without migrating it, on a pool of two.
+func openPostgres(ctx context.Context, cfg config.Config, log *slog.Logger) (*postgres.Store, error) {
+	st, err := postgres.New(ctx, postgres.Options{URL: cfg.DatabaseURL, MaxConns: 2, SkipMigrate: true, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Name("ONEBOX_DATABASE_URL"), err)
+	}
+	return st, nil
+}
+
 // migrateCommand is `onebox migrate`: it creates the database if it is
-// missing, applies the migrations it lacks and prints their names.
+// missing (SQLite; a PostgreSQL database must exist, the schema is
+// made in it), applies the migrations it lacks and prints their names.
 func migrateCommand(ctx context.Context, cfg config.Config, stdout io.Writer, log *slog.Logger) error {
-	path, err := databasePath(cfg)
+	pg, err := isPostgres(cfg)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return fmt.Errorf("%s: %w", cfg.Name("ONEBOX_DATABASE_URL"), err)
+	var where string
+	var apply func(context.Context) ([]string, error)
+	if pg {
+		st, err := openPostgres(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		where, apply = config.Redact(cfg.DatabaseURL), st.Apply
+	} else {
+		path, err := databasePath(cfg)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return fmt.Errorf("%s: %w", cfg.Name("ONEBOX_DATABASE_URL"), err)
+		}
+		st, err := sqlite.New(ctx, sqlite.Options{Path: path, ReadConns: 1, SkipMigrate: true, Logger: log})
+		if err != nil {
+			return fmt.Errorf("%s: %w", cfg.Name("ONEBOX_DATABASE_URL"), err)
+		}
+		defer st.Close()
+		where, apply = path, st.Apply
 	}
-	st, err := sqlite.New(ctx, sqlite.Options{Path: path, ReadConns: 1, SkipMigrate: true, Logger: log})
+	applied, err := apply(ctx)
 	if err != nil {
-		return fmt.Errorf("%s: %w", cfg.Name("ONEBOX_DATABASE_URL"), err)
-	}
-	defer st.Close()
-	applied, err := st.Apply(ctx)
-	if err != nil {
-		return fmt.Errorf("migrating %s: %w", path, err)
+		return fmt.Errorf("migrating %s: %w", where, err)
 	}
 	if len(applied) == 0 {
-		fmt.Fprintf(stdout, "%s: up to date\n", path)
+		fmt.Fprintf(stdout, "%s: up to date\n", where)
 	}
 	for _, name := range applied {
-		fmt.Fprintf(stdout, "%s: applied %s\n", path, name)
+		fmt.Fprintf(stdout, "%s: applied %s\n", where, name)
 	}
 	return nil
 }
@@ -69,6 +116,20 @@ func migrateCommand(ctx context.Context, cfg config.Config, stdout io.Writer, lo
 // without changing it: a mistyped path must not leave an empty
 // database behind, nor a command meant to look migrate one.
 func openQueue(ctx context.Context, cfg config.Config, log *slog.Logger) (jobs.Queue, func() error, error) {
+	pg, err := isPostgres(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if pg {
+		st, err := openPostgres(ctx, cfg, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := current(ctx, st, config.Redact(cfg.DatabaseURL)); err != nil {
+			return nil, nil, errors.Join(err, st.Close())
+		}
+		return st.Queue(jobpg.Options{Logger: log}), st.Close, nil
+	}
 	path, err := databasePath(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -80,14 +141,24 @@ func openQueue(ctx context.Context, cfg config.Config, log *slog.Logger) (jobs.Q
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	pending, err := st.Pending(ctx)
-	if err == nil && len(pending) > 0 {
-		err = fmt.Errorf("the database at %s lacks migrations %s (onebox migrate applies them)", path, strings.Join(pending, ", "))
-	}
-	if err != nil {
+	if err := current(ctx, st, path); err != nil {
 		return nil, nil, errors.Join(err, st.Close())
 	}
 	return st.Queue(jobsqlite.Options{Logger: log}), st.Close, nil
+}
+
+// current fails unless the database at where has every migration.
+func current(ctx context.Context, db interface {
+	Pending(context.Context) ([]string, error)
+}, where string) error {
+	pending, err := db.Pending(ctx)
+	if err != nil {
+		return err
+	}
+	if len(pending) > 0 {
+		return fmt.Errorf("the database at %s lacks migrations %s (onebox migrate applies them)", where, strings.Join(pending, ", "))
+	}
+	return nil
 }
 
 // jobsCommand is `onebox jobs stats|dead|retry ID…|retry -all`, run

@@ -35,7 +35,7 @@ type Backend func(t *testing.T) (Database, jobs.Queue)
 func Run(t *testing.T, from, to Backend) {
 	t.Helper()
 	src, srcQ := from(t)
-	seed(t, src, srcQ)
+	Seed(t, src, srcQ)
 	mid, _ := to(t)
 	back, _ := from(t)
 
@@ -134,9 +134,10 @@ func mustCopy(t *testing.T, from, to dbcopy.Database) []dbcopy.TableReport {
 	return r
 }
 
-// seed writes several rows into every table, through the store and the
-// queue as the service does.
-func seed(t *testing.T, st store.Store, q jobs.Queue) {
+// Seed writes several rows into every table, through the store and the
+// queue as the service does: three users with a session, three photos
+// and their idempotency keys each, events, queued, failing and dead jobs.
+func Seed(t *testing.T, st store.Store, q jobs.Queue) {
 	t.Helper()
 	ctx := t.Context()
 	now := time.Date(2026, 1, 2, 3, 4, 5, 678912345, time.UTC)
