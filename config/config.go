@@ -205,7 +205,7 @@ func settings() []setting {
 		{env: "ONEBOX_ADDR", flag: "addr", def: ":8080", usage: "public HTTP listen address", set: str(func(c *Config) *string { return &c.Addr })},
 		{env: "ONEBOX_ADMIN_ADDR", flag: "admin-addr", def: "127.0.0.1:8081", emptyOK: true, usage: "operator listener (metrics, dashboard); empty turns it off", set: str(func(c *Config) *string { return &c.AdminAddr })},
 		{env: "ONEBOX_DATA_DIR", flag: "data-dir", def: "./data", usage: "directory for the database and media", set: str(func(c *Config) *string { return &c.DataDir })},
-		{env: "ONEBOX_DATABASE_URL", flag: "database-url", def: "", usage: "store backend: sqlite:PATH (default sqlite: + DATA_DIR/onebox.db)", secret: true, set: str(func(c *Config) *string { return &c.DatabaseURL })},
+		{env: "ONEBOX_DATABASE_URL", flag: "database-url", def: "", usage: "store backend and its job queue: sqlite:PATH (default sqlite: + DATA_DIR/onebox.db) or postgres://USER@HOST/DB", secret: true, set: str(func(c *Config) *string { return &c.DatabaseURL })},
 		{env: "ONEBOX_DATABASE_REPLICA_URLS", flag: "database-replica-urls", def: "", emptyOK: true, usage: "PostgreSQL streaming replicas for reads, postgres://… comma-separated (only with a postgres:// ONEBOX_DATABASE_URL)", secret: true, set: func(c *Config, v string) error {
 			c.DatabaseReplicaURLs = nil
 			for r := range strings.SplitSeq(v, ",") {
