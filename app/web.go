@@ -208,7 +208,11 @@ func (s *site) pageData(c echo.Context) (pageData, error) {
 		d.NextCursor = makeCursor(photos[galleryPage-1].ID)
 	}
 	for _, ph := range photos {
-		d.Photos = append(d.Photos, galleryItem{photoJSON: a.photo(ph), Avatar: ph.ID == u.AvatarID, Owner: u.Handle})
+		j, err := a.photo(ctx, ph)
+		if err != nil {
+			return d, err
+		}
+		d.Photos = append(d.Photos, galleryItem{photoJSON: j, Avatar: ph.ID == u.AvatarID, Owner: u.Handle})
 	}
 	return d, nil
 }
@@ -293,7 +297,11 @@ func (s *site) userData(c echo.Context, d *userData, before string) error {
 		d.Older = "/u/" + url.PathEscape(u.Handle) + "?cursor=" + url.QueryEscape(makeCursor(photos[publicPage-1].ID))
 	}
 	for _, ph := range photos {
-		d.Photos = append(d.Photos, galleryItem{photoJSON: a.photo(ph), Avatar: ph.ID == u.AvatarID, Owner: u.Handle})
+		j, err := a.photo(ctx, ph)
+		if err != nil {
+			return err
+		}
+		d.Photos = append(d.Photos, galleryItem{photoJSON: j, Avatar: ph.ID == u.AvatarID, Owner: u.Handle})
 	}
 	return nil
 }
