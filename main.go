@@ -38,6 +38,7 @@ import (
 	"onebox/media"
 	medialocal "onebox/media/local"
 	mediamirror "onebox/media/mirror"
+	medias3 "onebox/media/s3"
 	"onebox/moderation"
 	"onebox/moderation/phash"
 	"onebox/notify"
@@ -149,7 +150,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	if cl, ok := lim.(io.Closer); ok {
 		defer cl.Close()
 	}
-	med, err := openMedia(cfg, log)
+	med, err := openMedia(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -197,7 +198,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		BodyTimeout: cfg.BodyTimeout, SSEPerUser: cfg.SSEPerUser, SSEMax: cfg.SSEMax,
 		TrustedProxies: cfg.TrustedProxies, AccessLog: cfg.AccessLog, OpsToken: cfg.OpsToken,
 		IdempotencyTTL: cfg.IdempotencyTTL,
-		PublicOrigin:   cfg.PublicURL, DeviceKey: []byte(cfg.DeviceKey), DeviceTTL: cfg.DeviceTTL,
+		PublicOrigin:   cfg.PublicURL, MediaOrigin: cfg.MediaOrigin, DeviceKey: []byte(cfg.DeviceKey), DeviceTTL: cfg.DeviceTTL,
 		Policies: app.Policies{
 			API:        policy("api", cfg.RateAPI),
 			Auth:       policy("auth", cfg.RateAuth),
@@ -415,11 +416,12 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, onQuery
 
 // openMedia opens the media storage and, with ONEBOX_MEDIA_BACKUP_DIR,
 // mirrors every write into that directory before acknowledging it.
-func openMedia(cfg config.Config, log *slog.Logger) (media.Storage, error) {
+func openMedia(ctx context.Context, cfg config.Config, log *slog.Logger) (media.Storage, error) {
 	u, err := config.BackendURL("ONEBOX_MEDIA_URL", cfg.MediaURL)
 	if err != nil {
 		return nil, err
 	}
+	var primary media.Storage
 	switch u.Scheme {
 	case "file":
 		dir := u.Opaque
@@ -430,16 +432,29 @@ func openMedia(cfg config.Config, log *slog.Logger) (media.Storage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ONEBOX_MEDIA_URL: %w", err)
 		}
-		if cfg.MediaBackupDir == "" {
-			return m, nil
+		if cfg.MediaPublicURL != "" {
+			m.URLPrefix = cfg.MediaPublicURL // a CDN in front of /media/
 		}
-		b, err := medialocal.New(cfg.MediaBackupDir)
+		primary = m
+	case "s3":
+		// Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (the
+		// SDK's default chain).
+		m, err := medias3.Open(ctx, u, medias3.Options{PublicURL: cfg.MediaPublicURL})
 		if err != nil {
-			return nil, fmt.Errorf("ONEBOX_MEDIA_BACKUP_DIR: %w", err)
+			return nil, fmt.Errorf("ONEBOX_MEDIA_URL: %w", err)
 		}
-		return mediamirror.New(m, b, log), nil
+		primary = m
+	default:
+		return nil, fmt.Errorf("ONEBOX_MEDIA_URL: unsupported scheme %q", u.Scheme)
 	}
-	return nil, fmt.Errorf("ONEBOX_MEDIA_URL: unsupported scheme %q", u.Scheme)
+	if cfg.MediaBackupDir == "" {
+		return primary, nil
+	}
+	b, err := medialocal.New(cfg.MediaBackupDir)
+	if err != nil {
+		return nil, fmt.Errorf("ONEBOX_MEDIA_BACKUP_DIR: %w", err)
+	}
+	return mediamirror.New(primary, b, log), nil
 }
 
 func openHub(cfg config.Config) (notify.Hub, error) {

@@ -107,6 +107,10 @@ type Options struct {
 	// cookie-authenticated write may carry; else the request's own scheme
 	// and Host are.
 	PublicOrigin string
+	// MediaOrigin, when set ("https://cdn.example.com"), is where the
+	// pages' images come from besides this service: the page's
+	// Content-Security-Policy admits it.
+	MediaOrigin string
 	// DeviceKey signs device tokens (auth.Devices, at least 32 bytes, the
 	// same on every instance); empty turns them off, and every login
 	// counts against its handle's budget. DeviceTTL is their lifetime.

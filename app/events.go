@@ -207,7 +207,11 @@ func (a *App) sendPhoto(ctx context.Context, write func(string) error, id int64,
 	case err != nil:
 		return err
 	default:
-		data = mustJSON(a.photo(ph))
+		j, err := a.photo(ctx, ph)
+		if err != nil {
+			return err
+		}
+		data = mustJSON(j)
 	}
 	return write(fmt.Sprintf("id: %d\nevent: photo\ndata: %s\n\n", id, data))
 }

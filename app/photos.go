@@ -44,13 +44,19 @@ type variantJSON struct {
 	Height int    `json:"height"`
 }
 
-func (a *App) photo(p store.Photo) photoJSON {
+// photo is p as the API shows it. A variant's URL comes from the media
+// storage, which may fail (a signer without credentials).
+func (a *App) photo(ctx context.Context, p store.Photo) (photoJSON, error) {
 	j := photoJSON{ID: p.ID, OwnerID: p.OwnerID, Status: string(p.Status), Reason: p.Reason, Width: p.Width, Height: p.Height,
 		Variants: make([]variantJSON, 0, len(p.Variants)), CreatedAt: p.CreatedAt.UTC(), UpdatedAt: p.UpdatedAt.UTC()}
 	for _, v := range p.Variants {
-		j.Variants = append(j.Variants, variantJSON{Name: v.Name, URL: a.media.URL(v.Key), Width: v.Width, Height: v.Height})
+		u, err := a.media.URL(ctx, v.Key)
+		if err != nil {
+			return photoJSON{}, fmt.Errorf("url of %s: %w", v.Key, err)
+		}
+		j.Variants = append(j.Variants, variantJSON{Name: v.Name, URL: u, Width: v.Width, Height: v.Height})
 	}
-	return j
+	return j, nil
 }
 
 // uploadAnswer is the 202 body of POST /v1/photos.
@@ -334,8 +340,12 @@ func (a *App) getPhoto(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	j, err := a.photo(c.Request().Context(), ph)
+	if err != nil {
+		return err
+	}
 	c.Response().Header().Set(echo.HeaderCacheControl, "private, no-cache")
-	return jsonBlob(c, http.StatusOK, mustJSON(a.photo(ph)))
+	return jsonBlob(c, http.StatusOK, mustJSON(j))
 }
 
 func (a *App) visiblePhoto(c echo.Context, id string) (store.Photo, error) {
@@ -387,7 +397,17 @@ func (a *App) listPhotos(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page := makePage(photos, limit, func(p store.Photo) string { return p.ID }, a.photo)
+	var urlErr error // the first URL the storage could not give
+	page := makePage(photos, limit, func(p store.Photo) string { return p.ID }, func(p store.Photo) photoJSON {
+		j, err := a.photo(c.Request().Context(), p)
+		if urlErr == nil {
+			urlErr = err
+		}
+		return j
+	})
+	if urlErr != nil {
+		return urlErr
+	}
 	c.Response().Header().Set(echo.HeaderCacheControl, "private, no-cache")
 	return jsonBlob(c, http.StatusOK, mustJSON(page))
 }
@@ -428,22 +448,25 @@ func (a *App) deletePhoto(c echo.Context) error {
 
 // serveMedia: GET /media/{key}. Published variants are immutable (their
 // keys name the photo), so they may be cached for a year; ServeContent
-// answers ranges and conditional requests. A key outside the grammar of
-// media keys, or a private one, is not found before storage sees it.
+// answers ranges and conditional requests, reading the object by ranges
+// (media.ReadSeeker), since a bucket does not seek: a 304 costs a Stat
+// only. A key outside the grammar of media keys, or a private one, is
+// not found before storage sees it.
 func (a *App) serveMedia(c echo.Context) error {
 	key := c.Param("*")
 	if !media.Public(key) {
 		return problem(http.StatusNotFound, "not-found", "no such file")
 	}
-	obj, err := a.media.Open(c.Request().Context(), key)
+	ctx := c.Request().Context()
+	info, err := a.media.Stat(ctx, key)
 	if errors.Is(err, media.ErrNotFound) || errors.Is(err, media.ErrBadKey) {
 		return problem(http.StatusNotFound, "not-found", "no such file")
 	}
 	if err != nil {
 		return err
 	}
+	obj := media.NewReadSeeker(ctx, a.media, key, info)
 	defer obj.Close()
-	info := obj.Info()
 	h := c.Response().Header()
 	h.Set(echo.HeaderCacheControl, "public, max-age=31536000, immutable")
 	h.Set("ETag", info.ETag)

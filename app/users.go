@@ -66,7 +66,11 @@ func (a *App) fullProfile(ctx context.Context, u store.User, f store.Freshness, 
 	if err != nil {
 		return p, err
 	}
-	p.Avatar = a.photo(ph).Variants
+	j, err := a.photo(ctx, ph)
+	if err != nil {
+		return p, err
+	}
+	p.Avatar = j.Variants
 	return p, nil
 }
 

@@ -30,10 +30,18 @@ import (
 //go:embed web/page.html web/user.html web/static
 var webFiles embed.FS
 
-// pageCSP is the policy of the page: only its own scripts, styles,
-// images and API; no inline code or style, no framing, no plugins.
-const pageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
-	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+// pageCSP is the policy of the page for media served from mediaOrigin
+// ("" is this service's own /media/): only its own scripts, styles, API
+// and images, plus the media's; no inline code or style, no framing, no
+// plugins.
+func pageCSP(mediaOrigin string) string {
+	img := "'self'"
+	if mediaOrigin != "" {
+		img += " " + mediaOrigin
+	}
+	return "default-src 'none'; script-src 'self'; style-src 'self'; img-src " + img + "; " +
+		"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+}
 
 const (
 	galleryPage  = 12 // photos per gallery page (fills rows of 2, 3 or 4)
@@ -52,6 +60,7 @@ type asset struct {
 // site serves the page and its assets; it is built once, at start-up.
 type site struct {
 	app    *App
+	csp    string // pageCSP of the configured media origin
 	page   *template.Template
 	assets map[string]asset  // hashed name → file
 	urls   map[string]string // file name → /static/ URL with the hash
@@ -68,7 +77,7 @@ func (a *App) webRoutes(e *echo.Echo) {
 // newSite hashes the embedded assets and parses the template. The files
 // are part of the binary, so a failure is a programmer error: it panics.
 func newSite(a *App) *site {
-	s := &site{app: a, assets: map[string]asset{}, urls: map[string]string{}}
+	s := &site{app: a, csp: pageCSP(a.opts.MediaOrigin), assets: map[string]asset{}, urls: map[string]string{}}
 	err := fs.WalkDir(webFiles, "web/static", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -158,7 +167,7 @@ func (s *site) servePage(c echo.Context) error {
 		return err
 	}
 	h := c.Response().Header()
-	pageHeaders(h)
+	s.pageHeaders(h)
 	h.Set(echo.HeaderVary, "Cookie")
 	// Revalidate every time; a page with someone's profile is theirs alone.
 	if d.Me != nil {
@@ -170,8 +179,8 @@ func (s *site) servePage(c echo.Context) error {
 }
 
 // pageHeaders are the security headers of every HTML page.
-func pageHeaders(h http.Header) {
-	h.Set("Content-Security-Policy", pageCSP)
+func (s *site) pageHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", s.csp)
 	h.Set("X-Frame-Options", "DENY") // for browsers without frame-ancestors
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
@@ -208,7 +217,11 @@ func (s *site) pageData(c echo.Context) (pageData, error) {
 		d.NextCursor = makeCursor(photos[galleryPage-1].ID)
 	}
 	for _, ph := range photos {
-		d.Photos = append(d.Photos, galleryItem{photoJSON: a.photo(ph), Avatar: ph.ID == u.AvatarID, Owner: u.Handle})
+		j, err := a.photo(ctx, ph)
+		if err != nil {
+			return d, err
+		}
+		d.Photos = append(d.Photos, galleryItem{photoJSON: j, Avatar: ph.ID == u.AvatarID, Owner: u.Handle})
 	}
 	return d, nil
 }
@@ -253,7 +266,7 @@ func (s *site) serveUser(c echo.Context) error {
 		return err
 	}
 	h := c.Response().Header()
-	pageHeaders(h)
+	s.pageHeaders(h)
 	h[echo.HeaderCacheControl] = a.publicCacheControl
 	if status != http.StatusOK {
 		return c.HTMLBlob(status, buf.Bytes())
@@ -293,7 +306,11 @@ func (s *site) userData(c echo.Context, d *userData, before string) error {
 		d.Older = "/u/" + url.PathEscape(u.Handle) + "?cursor=" + url.QueryEscape(makeCursor(photos[publicPage-1].ID))
 	}
 	for _, ph := range photos {
-		d.Photos = append(d.Photos, galleryItem{photoJSON: a.photo(ph), Avatar: ph.ID == u.AvatarID, Owner: u.Handle})
+		j, err := a.photo(ctx, ph)
+		if err != nil {
+			return err
+		}
+		d.Photos = append(d.Photos, galleryItem{photoJSON: j, Avatar: ph.ID == u.AvatarID, Owner: u.Handle})
 	}
 	return nil
 }

@@ -28,6 +28,19 @@ var (
 	inline   = regexp.MustCompile(`(?i)\sstyle=|<script>|<script [^>]*>[^<]|\son[a-z]+=|javascript:`)
 )
 
+// TestPageCSPAdmitsMediaOrigin: with media served from elsewhere (a CDN,
+// a bucket), the page's images may come from there, and nothing else may.
+func TestPageCSPAdmitsMediaOrigin(t *testing.T) {
+	t.Parallel()
+	b := newBundle(t, func(s *setup) { s.opts.MediaOrigin = "https://cdn.example.com" })
+	r := b.do("GET", "/", "")
+	mustStatus(t, r, http.StatusOK)
+	csp := r.Header.Get("Content-Security-Policy")
+	if !strings.Contains(csp, "img-src 'self' https://cdn.example.com;") || strings.Count(csp, "cdn.example.com") != 1 {
+		t.Errorf("CSP %q: want img-src to admit https://cdn.example.com, and only img-src", csp)
+	}
+}
+
 // TestPageAndAssets checks the page's headers and its hashed, immutable
 // assets without a browser.
 func TestPageAndAssets(t *testing.T) {
@@ -36,7 +49,7 @@ func TestPageAndAssets(t *testing.T) {
 	r := b.do("GET", "/", "")
 	mustStatus(t, r, http.StatusOK)
 	h := r.Header
-	if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self';") || strings.Contains(csp, "unsafe") {
+	if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self';") || !strings.Contains(csp, "img-src 'self';") || strings.Contains(csp, "unsafe") {
 		t.Errorf("CSP %q", csp)
 	}
 	if h.Get("X-Frame-Options") != "DENY" || h.Get("Referrer-Policy") != "no-referrer" || h.Get("X-Content-Type-Options") != "nosniff" {

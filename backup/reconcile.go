@@ -151,12 +151,12 @@ func reconcilePhoto(ctx context.Context, st *sqlite.Store, m media.Storage, ph s
 }
 
 func exists(ctx context.Context, m media.Storage, key string) (bool, error) {
-	obj, err := m.Open(ctx, key)
+	_, err := m.Stat(ctx, key)
 	if errors.Is(err, media.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("reconcile: %w", err)
 	}
-	return true, obj.Close()
+	return true, nil
 }

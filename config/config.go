@@ -68,6 +68,10 @@ type Config struct {
 	// MediaBackupDir, when set, holds a copy of every media file, written
 	// before a Put returns (media/mirror); "" is no copy.
 	MediaBackupDir string
+	// MediaPublicURL, when set, is the base URL (ending in "/") at which
+	// clients fetch public media keys (a CDN, or the bucket's public
+	// address); "" is this service's /media/. MediaOrigin is its origin.
+	MediaPublicURL, MediaOrigin string
 
 	MaxUploadBytes      int64
 	MaxPixels           int64
@@ -241,6 +245,11 @@ func settings() []setting {
 		{env: "ONEBOX_QUEUE_URL", flag: "queue-url", def: "", usage: "job queue backend; empty means the store's own database", secret: true, set: str(func(c *Config) *string { return &c.QueueURL })},
 		{env: "ONEBOX_MEDIA_URL", flag: "media-url", def: "", usage: "media storage: file:DIR (default file: + DATA_DIR/media)", secret: true, set: str(func(c *Config) *string { return &c.MediaURL })},
 		{env: "ONEBOX_MEDIA_BACKUP_DIR", flag: "media-backup-dir", def: "", usage: "directory that gets a copy of every media file before its write is acknowledged (another disk); empty is none", set: str(func(c *Config) *string { return &c.MediaBackupDir })},
+		{env: "ONEBOX_MEDIA_PUBLIC_URL", flag: "media-public-url", def: "", usage: "base URL at which clients fetch public media, such as https://cdn.example.com/media/ (a CDN, or a public bucket's address); the page's Content-Security-Policy admits its origin; empty is this service's /media/", set: func(c *Config, v string) error {
+			u, origin, err := mediaPublicURL(v)
+			c.MediaPublicURL, c.MediaOrigin = u, origin
+			return err
+		}},
 		{env: "ONEBOX_NOTIFY_URL", flag: "notify-url", def: "memory://", usage: "notification hub: memory://", secret: true, set: str(func(c *Config) *string { return &c.NotifyURL })},
 		{env: "ONEBOX_MAX_UPLOAD_BYTES", flag: "max-upload-bytes", def: "20971520", usage: "largest photo upload, in bytes", set: func(c *Config, v string) error {
 			n, err := posInt(v)
@@ -410,6 +419,33 @@ const minSecret = 32
 // beyond "/", no query, fragment or user) and returns its origin as a
 // browser sends it: lower-case scheme and host, default port dropped. ""
 // stays "".
+// mediaPublicURL checks ONEBOX_MEDIA_PUBLIC_URL: an http(s) URL with a
+// path (a key is appended to it, so it gets a final "/") and nothing
+// after. It returns the URL and its origin, for the page's
+// Content-Security-Policy.
+func mediaPublicURL(v string) (base, origin string, err error) {
+	if v == "" {
+		return "", "", nil
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		return "", "", fmt.Errorf("want a URL such as https://cdn.example.com/media/: %w", err)
+	}
+	if u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", "", fmt.Errorf("want scheme://host[:port]/path/, got %q", v)
+	}
+	path := u.EscapedPath()
+	u.Path, u.RawPath = "", ""
+	origin, err = PublicOrigin(u.String())
+	if err != nil {
+		return "", "", err
+	}
+	if !strings.HasSuffix(path, "/") {
+		path += "/"
+	}
+	return origin + path, origin, nil
+}
+
 func PublicOrigin(v string) (string, error) {
 	if v == "" {
 		return "", nil
@@ -572,7 +608,7 @@ func (v *flagValue) IsBoolFlag() bool { return v.bool }
 var kinds = map[string]string{
 	"ONEBOX_ADDR": "host:port", "ONEBOX_ADMIN_ADDR": "host:port", "ONEBOX_DATA_DIR": "dir", "ONEBOX_MEDIA_BACKUP_DIR": "dir",
 	"ONEBOX_DATABASE_URL": "url", "ONEBOX_CACHE_URL": "url", "ONEBOX_LIMITER_URL": "url", "ONEBOX_QUEUE_URL": "url",
-	"ONEBOX_MEDIA_URL": "url", "ONEBOX_NOTIFY_URL": "url", "ONEBOX_PUBLIC_URL": "url", "ONEBOX_ALERT_WEBHOOK": "url",
+	"ONEBOX_MEDIA_URL": "url", "ONEBOX_MEDIA_PUBLIC_URL": "url", "ONEBOX_NOTIFY_URL": "url", "ONEBOX_PUBLIC_URL": "url", "ONEBOX_ALERT_WEBHOOK": "url",
 	"ONEBOX_MODERATION_BLOCKLIST": "file", "ONEBOX_TRUSTED_PROXIES": "cidrs", "ONEBOX_PID_FILE": "file",
 }
 
@@ -646,7 +682,7 @@ var schemes = map[string][]string{
 	"ONEBOX_CACHE_URL":    {"memory", "redis", "rediss", "none"},
 	"ONEBOX_LIMITER_URL":  {"memory", "redis", "rediss"},
 	"ONEBOX_QUEUE_URL":    {""}, // only the store's own database, for now
-	"ONEBOX_MEDIA_URL":    {"file"},
+	"ONEBOX_MEDIA_URL":    {"file", "s3"},
 	"ONEBOX_NOTIFY_URL":   {"memory"},
 }
 

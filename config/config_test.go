@@ -72,6 +72,11 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"ONEBOX_PUBLIC_URL", "https://photos.example.com:99999"},
 		{"ONEBOX_BODY_TIMEOUT", "0s"},
 		{"ONEBOX_SSE_MAX", "-1"},
+		{"ONEBOX_MEDIA_URL", "gs://bucket"},
+		{"ONEBOX_MEDIA_PUBLIC_URL", "cdn.example.com/media/"},
+		{"ONEBOX_MEDIA_PUBLIC_URL", "ftp://cdn.example.com/media/"},
+		{"ONEBOX_MEDIA_PUBLIC_URL", "https://cdn.example.com/media/?v=1"},
+		{"ONEBOX_MEDIA_PUBLIC_URL", "https://user@cdn.example.com/"},
 	}
 	for _, tt := range tests {
 		_, err := config.Load(nil, env(map[string]string{tt.key: tt.val}), io.Discard)
@@ -249,5 +254,27 @@ func TestReplicaURLs(t *testing.T) {
 	want := []string{"postgres://r1/db", "postgresql://r2:5433/db"}
 	if err != nil || !slices.Equal(c.DatabaseReplicaURLs, want) {
 		t.Fatalf("replicas %q %v, want %q", c.DatabaseReplicaURLs, err, want)
+	}
+}
+
+// TestMediaPublicURL: the base gets its final "/" (a key follows it) and
+// the origin is what the page's Content-Security-Policy admits.
+func TestMediaPublicURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ v, base, origin string }{
+		{"", "", ""},
+		{"https://cdn.example.com/media/", "https://cdn.example.com/media/", "https://cdn.example.com"},
+		{"https://CDN.example.com:443/media", "https://cdn.example.com/media/", "https://cdn.example.com"},
+		{"http://127.0.0.1:9000/bucket/prefix", "http://127.0.0.1:9000/bucket/prefix/", "http://127.0.0.1:9000"},
+		{"https://cdn.example.com", "https://cdn.example.com/", "https://cdn.example.com"},
+	}
+	for _, tt := range tests {
+		c, err := config.Load(nil, env(map[string]string{"ONEBOX_MEDIA_PUBLIC_URL": tt.v, "ONEBOX_MEDIA_URL": "s3://bucket/media?endpoint=http://127.0.0.1:9000"}), io.Discard)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.v, err)
+		}
+		if c.MediaPublicURL != tt.base || c.MediaOrigin != tt.origin {
+			t.Errorf("%q: base %q origin %q, want %q %q", tt.v, c.MediaPublicURL, c.MediaOrigin, tt.base, tt.origin)
+		}
 	}
 }

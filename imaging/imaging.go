@@ -313,10 +313,16 @@ func Decode(ctx context.Context, r io.Reader, maxPixels int64) (img *Image, err 
 }
 
 // growForRest makes room in buf for the rest of r when r can tell its
-// size (a file, a bytes.Reader): then Decode holds the file once, where
-// a buffer growing by doubling would hold up to three times its size
-// while it copies.
+// size (a file, a bytes.Reader, or a stream with a Len of the bytes
+// left): then Decode holds the file once, where a buffer growing by
+// doubling would hold up to three times its size while it copies.
 func growForRest(buf *bytes.Buffer, r io.Reader) error {
+	if l, ok := r.(interface{ Len() int }); ok {
+		if rest := l.Len(); rest > 0 && rest < math.MaxInt32 {
+			buf.Grow(rest + bytes.MinRead)
+		}
+		return nil
+	}
 	s, ok := r.(io.Seeker)
 	if !ok {
 		return nil

@@ -1,6 +1,6 @@
 // Package media stores photo files behind the Storage interface: the
-// local filesystem under the data dir by default (media/local), an
-// S3-compatible bucket later.
+// local filesystem under the data dir by default (media/local), or an
+// S3-compatible bucket (media/s3).
 package media
 
 import (
@@ -16,6 +16,14 @@ var ErrNotFound = errors.New("media: not found")
 
 // ErrBadKey is returned for a key that ValidKey refuses.
 var ErrBadKey = errors.New("media: bad key")
+
+// ErrRange is returned by OpenRange for a range that starts at or past
+// the end of the object.
+var ErrRange = errors.New("media: range not satisfiable")
+
+// ErrNotServed is returned by URL for a key that the storage cannot give
+// clients an address for (a private key on a storage that cannot presign).
+var ErrNotServed = errors.New("media: no URL for this key")
 
 // The bounds of a key. A segment of MaxKeySegmentLen bytes, plus the
 // few bytes a backend may add to name its own files beside it, stays
@@ -88,28 +96,40 @@ type Info struct {
 	ETag        string // a strong validator of the bytes, quoted: equal bytes, equal ETag
 }
 
-// Object is an open stored file: readable, seekable (for byte ranges)
-// and closable.
+// Object is an open stored object: a stream of the bytes asked for (all
+// of them, or a range) and the Info of the whole object. It does not
+// seek: an object store reads by stream and by range, and a reader that
+// needs other bytes opens another range.
 type Object interface {
-	io.ReadSeekCloser
+	io.ReadCloser
 	Info() Info
 }
 
 // Storage holds objects by key. Keys follow the grammar of ValidKey:
-// Put, Open and Delete refuse any other key with ErrBadKey before they
-// touch storage (Delete refuses all its keys if one is bad), and URL is
-// defined only for valid keys. Keys under PrivatePrefix are never served
-// to clients.
+// every method refuses any other key with ErrBadKey before it touches
+// storage (Delete refuses all its keys if one is bad). Keys under
+// PrivatePrefix are never served by this service's own routes.
 type Storage interface {
 	// Put stores r under key durably before returning (for the local
 	// backend: temp file, fsync, rename, fsync of the directory), so an
 	// acknowledged upload survives a crash. It replaces an existing key.
+	// A Put whose reader fails stores nothing.
 	Put(ctx context.Context, key string, r io.Reader, contentType string) (Info, error)
-	// Open returns the object, or ErrNotFound.
+	// Stat returns the object's Info, or ErrNotFound.
+	Stat(ctx context.Context, key string) (Info, error)
+	// Open returns a stream of the whole object, or ErrNotFound.
 	Open(ctx context.Context, key string) (Object, error)
+	// OpenRange returns a stream of at most length bytes (length > 0)
+	// from offset, fewer where the object ends first; Info is the whole
+	// object's, so a caller that paired a Stat with ranges can tell by
+	// the ETag whether they read one version. ErrNotFound for a missing
+	// key, ErrRange for an offset at or past the end.
+	OpenRange(ctx context.Context, key string, offset, length int64) (Object, error)
 	// Delete removes keys; missing keys are not an error.
 	Delete(ctx context.Context, keys ...string) error
-	// URL is where a client fetches key: a path on this service for the
-	// local backend, a bucket or CDN address for S3.
-	URL(key string) string
+	// URL is where a client fetches key: a path on this service or a
+	// stable public address for a public key; for a private key, a
+	// presigned address that expires, or ErrNotServed where the storage
+	// cannot presign. It may fail (a signer without credentials).
+	URL(ctx context.Context, key string) (string, error)
 }

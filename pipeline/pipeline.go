@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"runtime/debug"
@@ -145,7 +146,12 @@ func (p *Pipeline) render(ctx context.Context, ph store.Photo) (vs []store.Varia
 	}
 	defer obj.Close()
 	step := p.step(ctx, StepDecode)
-	hdr, err := imaging.Probe(obj, p.opts.MaxPixels)
+	// One stream, no seek (a bucket object cannot): Probe reads the
+	// header through rec, which keeps the bytes, and Decode reads them
+	// again followed by the rest of the same stream: one GET, no temp
+	// file, and only the header held twice.
+	rec := &recorder{r: obj}
+	hdr, err := imaging.Probe(rec, p.opts.MaxPixels)
 	if err == nil {
 		// Checked again here, not only at upload: the budget may have
 		// shrunk since (a smaller memory limit, another configuration).
@@ -158,16 +164,13 @@ func (p *Pipeline) render(ctx context.Context, ph store.Photo) (vs []store.Varia
 	if err != nil {
 		return nil, 0, 0, "", err
 	}
-	if _, err := obj.Seek(0, 0); err != nil {
-		return nil, 0, 0, "", err
-	}
 	need := hdr.DecodeBytes() // at most the whole budget, checked above
 	if err := p.decodes.Acquire(ctx, need); err != nil {
 		return nil, 0, 0, "", err
 	}
 	defer p.decodes.Release(need)
 
-	img, err := imaging.Decode(ctx, obj, p.opts.MaxPixels)
+	img, err := imaging.Decode(ctx, rec.replay(obj.Info().Size), p.opts.MaxPixels)
 	step.done()
 	if reason := rejection(err); reason != "" {
 		return nil, 0, 0, reason, nil
@@ -254,3 +257,37 @@ func (p *Pipeline) Cleanup(ctx context.Context, m jobs.Message) error {
 	}
 	return p.media.Delete(ctx, pl.Keys...)
 }
+
+// recorder keeps the bytes read through it, so that they can be read
+// again without seeking.
+type recorder struct {
+	r   io.Reader
+	buf bytes.Buffer
+}
+
+func (r *recorder) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.buf.Write(p[:n])
+	return n, err
+}
+
+// replay returns the recorded bytes followed by the rest of the stream,
+// of size bytes in all, as a reader that tells how many are left (Len),
+// so that Decode sizes its buffer once.
+func (r *recorder) replay(size int64) *sizedReader {
+	return &sizedReader{r: io.MultiReader(bytes.NewReader(r.buf.Bytes()), r.r), left: size}
+}
+
+type sizedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (s *sizedReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	s.left -= int64(n)
+	return n, err
+}
+
+// Len is the bytes left, as bytes.Reader's Len.
+func (s *sizedReader) Len() int { return int(max(s.left, 0)) }

@@ -169,9 +169,10 @@ func TestDecodeMemoryAdmission(t *testing.T) {
 	}
 }
 
-// gatedMedia holds every decode at its first read of the original after
-// the worker rewinds it (the pipeline rewinds, then waits for decode
-// memory, then decodes), counting how many are inside at once.
+// gatedMedia holds every decode at its first large read of the original
+// (the pipeline probes the header in small reads, waits for decode
+// memory, then decodes, reading the rest of the stream into a buffer
+// sized to it), counting how many are inside at once.
 type gatedMedia struct {
 	media.Storage
 	gate chan struct{} // closed: decodes go on
@@ -198,17 +199,15 @@ func (g *gatedMedia) counts() (inside, most int) {
 type gatedObject struct {
 	media.Object
 	g        *gatedMedia
-	rewound  bool
 	decoding bool
 }
 
-func (o *gatedObject) Seek(off int64, whence int) (int64, error) {
-	o.rewound = true
-	return o.Object.Seek(off, whence)
-}
+// decodeRead is a read the probe never makes: it reads through a 4 KiB
+// bufio.Reader.
+const decodeRead = 64 << 10
 
 func (o *gatedObject) Read(p []byte) (int, error) {
-	if o.rewound && !o.decoding {
+	if len(p) >= decodeRead && !o.decoding {
 		o.decoding = true
 		o.g.mu.Lock()
 		o.g.inside++

@@ -259,6 +259,50 @@ func (s *Storage) removeOnError(err *error, name string) {
 // that names a directory). It fails, without following it, on a symlink
 // that leaves the directory.
 func (s *Storage) Open(ctx context.Context, key string) (media.Object, error) {
+	o, err := s.openObject(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	o.r = o.f
+	return o, nil
+}
+
+// OpenRange is Open reading length bytes from offset: the file is
+// seeked, as only a remote store cannot.
+func (s *Storage) OpenRange(ctx context.Context, key string, offset, length int64) (media.Object, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	if offset < 0 || length <= 0 {
+		return nil, fmt.Errorf("media/local: range %d+%d of %q: %w", offset, length, key, media.ErrRange)
+	}
+	o, err := s.openObject(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if offset >= o.info.Size {
+		_ = o.f.Close()
+		return nil, fmt.Errorf("media/local: range %d+%d of %q (%d bytes): %w", offset, length, key, o.info.Size, media.ErrRange)
+	}
+	if _, err := o.f.Seek(offset, io.SeekStart); err != nil {
+		_ = o.f.Close()
+		return nil, fmt.Errorf("media/local: open %q: %w", key, err)
+	}
+	o.r = io.LimitReader(o.f, length)
+	return o, nil
+}
+
+// Stat returns the Info of the object at key, as Open does.
+func (s *Storage) Stat(ctx context.Context, key string) (media.Info, error) {
+	o, err := s.openObject(ctx, key)
+	if err != nil {
+		return media.Info{}, err
+	}
+	_ = o.f.Close()
+	return o.info, nil
+}
+
+func (s *Storage) openObject(ctx context.Context, key string) (*object, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
@@ -272,7 +316,7 @@ func (s *Storage) Open(ctx context.Context, key string) (media.Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("media/local: open %q: %w", key, err)
 	}
-	o := &object{File: f, info: media.Info{Size: fi.Size(), ModTime: fi.ModTime(), ContentType: m.ContentType, ETag: etag(m.SHA256)}}
+	o := &object{f: f, info: media.Info{Size: fi.Size(), ModTime: fi.ModTime(), ContentType: m.ContentType, ETag: etag(m.SHA256)}}
 	if !m.matches(fi) {
 		if err := o.describe(); err != nil {
 			_ = f.Close()
@@ -387,41 +431,53 @@ func (s *Storage) remove(key string) (removed bool, err error) {
 	return removed, nil
 }
 
-// URL returns URLPrefix followed by key, each segment path-escaped.
-func (s *Storage) URL(key string) string {
+// URL returns URLPrefix followed by key, each segment path-escaped, for
+// a public key. A private key has no URL (media.ErrNotServed): a local
+// directory cannot presign, and /media refuses private keys.
+func (s *Storage) URL(ctx context.Context, key string) (string, error) {
+	if err := checkKey(key); err != nil {
+		return "", err
+	}
+	if !media.Public(key) {
+		return "", fmt.Errorf("media/local: %q: %w", key, media.ErrNotServed)
+	}
 	segs := strings.Split(key, "/")
 	for i, seg := range segs {
 		segs[i] = url.PathEscape(seg)
 	}
-	return s.URLPrefix + strings.Join(segs, "/")
+	return s.URLPrefix + strings.Join(segs, "/"), nil
 }
 
 func (s *Storage) lock(key string) *sync.RWMutex {
 	return &s.locks[maphash.String(s.seed, key)%uint64(len(s.locks))]
 }
 
-// object is an open data file and its Info.
+// object is an open data file, the reader of the bytes asked for, and
+// the file's Info.
 type object struct {
-	*os.File
+	f    *os.File
+	r    io.Reader
 	info media.Info
 }
 
-func (o *object) Info() media.Info { return o.info }
+func (o *object) Read(p []byte) (int, error) { return o.r.Read(p) }
+func (o *object) Close() error               { return o.f.Close() }
+func (o *object) Info() media.Info           { return o.info }
 
 // describe sets the ETag and content type from the bytes, for a file
 // whose sidecar is missing or stale: the type is sniffed, as the one in
 // a stale sidecar belongs to other bytes.
 func (o *object) describe() error {
 	h := sha256.New()
-	if _, err := io.Copy(h, o.File); err != nil {
+	if _, err := io.Copy(h, o.f); err != nil {
 		return err
 	}
 	head := make([]byte, 512)
-	n, err := o.ReadAt(head, 0)
+	n, err := o.f.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
-	if _, err := o.Seek(0, io.SeekStart); err != nil {
+	if _, err := o.f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
 	o.info.ContentType = http.DetectContentType(head[:n])

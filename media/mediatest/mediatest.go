@@ -14,8 +14,9 @@ import (
 
 // Run runs the suite against storages made by newStorage, a fresh, empty
 // one per subtest (newStorage may register its own clean-up with
-// t.Cleanup). The subtests run in parallel.
-func Run(t *testing.T, newStorage func(t *testing.T) media.Storage) {
+// t.Cleanup). The subtests run in parallel. skips names subtests that a
+// backend's server is known to fail, each with its reason.
+func Run(t *testing.T, newStorage func(t *testing.T) media.Storage, skips ...Skip) {
 	t.Helper()
 	tests := []struct {
 		name string
@@ -34,20 +35,36 @@ func Run(t *testing.T, newStorage func(t *testing.T) media.Storage) {
 		{"BadKeys", testBadKeys},
 		{"KeyLimits", testKeyLimits},
 		{"Large", testLarge},
-		{"Seek", testSeek},
+		{"Stat", testStat},
+		{"OpenRange", testOpenRange},
 		{"Ranges", testRanges},
 		{"URL", testURL},
 		{"ConcurrentPuts", testConcurrentPuts},
 		{"ConcurrentPutDelete", testConcurrentPutDelete},
 		{"ConcurrentReplace", testConcurrentReplace},
 	}
+	skipped := make(map[string]string)
+	for _, sk := range skips {
+		skipped[sk.Test] = sk.Reason
+	}
 	for _, tt := range tests {
+		reason, skip := skipped[tt.name]
+		delete(skipped, tt.name)
 		t.Run(tt.name, func(t *testing.T) {
+			if skip {
+				t.Skip(reason)
+			}
 			t.Parallel()
 			tt.test(t, newStorage(t))
 		})
 	}
+	for name := range skipped {
+		t.Errorf("a skip names %q, which is no test of the suite", name)
+	}
 }
+
+// Skip is a subtest that Run skips, and why.
+type Skip struct{ Test, Reason string }
 
 func mustPut(t *testing.T, s media.Storage, key string, data []byte, contentType string) media.Info {
 	t.Helper()

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"testing/iotest"
 
@@ -146,39 +147,92 @@ func testLarge(t *testing.T, s media.Storage) {
 	}
 }
 
-func testSeek(t *testing.T, s media.Storage) {
+// testOpenRange reads ranges as an object store answers them: the
+// bytes from offset, cut where the object ends, with the whole object's
+// Info.
+func testOpenRange(t *testing.T, s media.Storage) {
 	data := make([]byte, 1000)
 	for i := range data {
 		data[i] = byte(i)
 	}
-	mustPut(t, s, "k", data, "application/octet-stream")
-	obj, err := s.Open(t.Context(), "k")
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer obj.Close()
+	info := mustPut(t, s, "k", data, "application/octet-stream")
 	tests := []struct {
-		offset int64
-		whence int
-		want   []byte
+		offset, length int64
+		want           []byte
 	}{
-		{500, io.SeekStart, data[500:600]},
-		{-10, io.SeekEnd, data[990:]},
-		{-100, io.SeekCurrent, data[900:910]},
-		{0, io.SeekStart, data[:1]},
+		{0, 1, data[:1]},
+		{500, 100, data[500:600]},
+		{990, 10, data[990:]},
+		{990, 500, data[990:]}, // past the end: cut
+		{999, 1, data[999:]},
+		{0, 1000, data},
 	}
 	for _, tt := range tests {
-		if _, err := obj.Seek(tt.offset, tt.whence); err != nil {
-			t.Fatalf("Seek(%d, %d): %v", tt.offset, tt.whence, err)
+		obj, err := s.OpenRange(t.Context(), "k", tt.offset, tt.length)
+		if err != nil {
+			t.Fatalf("OpenRange(%d, %d): %v", tt.offset, tt.length, err)
 		}
-		got := make([]byte, len(tt.want))
-		if _, err := io.ReadFull(obj, got); err != nil {
-			t.Fatalf("read after Seek(%d, %d): %v", tt.offset, tt.whence, err)
+		got, err := io.ReadAll(obj)
+		obj.Close()
+		if err != nil {
+			t.Fatalf("reading OpenRange(%d, %d): %v", tt.offset, tt.length, err)
 		}
 		if !bytes.Equal(got, tt.want) {
-			t.Fatalf("after Seek(%d, %d) read %v, want %v", tt.offset, tt.whence, got, tt.want)
+			t.Fatalf("OpenRange(%d, %d) read %d bytes %v…, want %d bytes %v…", tt.offset, tt.length, len(got), head(got), len(tt.want), head(tt.want))
+		}
+		if i := obj.Info(); i.Size != info.Size || i.ETag != info.ETag || i.ContentType != info.ContentType {
+			t.Fatalf("OpenRange(%d, %d).Info() = %+v, want the whole object's %+v", tt.offset, tt.length, i, info)
 		}
 	}
+	for _, off := range []int64{1000, 5000} {
+		obj, err := s.OpenRange(t.Context(), "k", off, 10)
+		if err == nil {
+			obj.Close()
+		}
+		if !errors.Is(err, media.ErrRange) {
+			t.Errorf("OpenRange(%d, 10) of 1000 bytes = %v, want ErrRange", off, err)
+		}
+	}
+	obj, err := s.OpenRange(t.Context(), "never-put", 0, 10)
+	if err == nil {
+		obj.Close()
+	}
+	if !errors.Is(err, media.ErrNotFound) {
+		t.Errorf("OpenRange of a missing key = %v, want ErrNotFound", err)
+	}
+}
+
+func head(b []byte) []byte { return b[:min(len(b), 4)] }
+
+func testStat(t *testing.T, s media.Storage) {
+	data := []byte("some bytes")
+	put := mustPut(t, s, "photos/p1/w640.jpg", data, "image/jpeg")
+	info, err := s.Stat(t.Context(), "photos/p1/w640.jpg")
+	if err != nil {
+		t.Fatalf("Stat: %v", err)
+	}
+	if info.Size != put.Size || info.ETag != put.ETag || info.ContentType != put.ContentType || info.ModTime.IsZero() {
+		t.Fatalf("Stat = %+v, want the %+v of Put", info, put)
+	}
+	if _, err := s.Stat(t.Context(), "photos/p1/never"); !errors.Is(err, media.ErrNotFound) {
+		t.Fatalf("Stat of a missing key = %v, want ErrNotFound", err)
+	}
+}
+
+// serveRanges serves key as the media handler does: Stat, then
+// http.ServeContent over a media.ReadSeeker.
+func serveRanges(t *testing.T, s media.Storage, key string, req *http.Request) *httptest.ResponseRecorder {
+	t.Helper()
+	info, err := s.Stat(t.Context(), key)
+	if err != nil {
+		t.Fatalf("Stat: %v", err)
+	}
+	rs := media.NewReadSeeker(t.Context(), s, key, info)
+	defer rs.Close()
+	rec := httptest.NewRecorder()
+	rec.Header().Set("ETag", info.ETag)
+	http.ServeContent(rec, req, "", info.ModTime, rs)
+	return rec
 }
 
 // testRanges serves an object as the media handler does, with
@@ -198,18 +252,11 @@ func testRanges(t *testing.T, s media.Storage) {
 		{"bytes=50-", http.StatusRequestedRangeNotSatisfiable, ""},
 	}
 	for _, tt := range tests {
-		obj, err := s.Open(t.Context(), "k")
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
 		req := httptest.NewRequest(http.MethodGet, "/media/k", nil)
 		if tt.header != "" {
 			req.Header.Set("Range", tt.header)
 		}
-		rec := httptest.NewRecorder()
-		rec.Header().Set("ETag", obj.Info().ETag)
-		http.ServeContent(rec, req, "", obj.Info().ModTime, obj)
-		obj.Close()
+		rec := serveRanges(t, s, "k", req)
 		if rec.Code != tt.status {
 			t.Fatalf("Range %q: status %d, want %d", tt.header, rec.Code, tt.status)
 		}
@@ -217,19 +264,39 @@ func testRanges(t *testing.T, s media.Storage) {
 			t.Fatalf("Range %q: body %q, want %q", tt.header, rec.Body, tt.want)
 		}
 	}
+	// Several ranges: each is a range read of its own.
+	req := httptest.NewRequest(http.MethodGet, "/media/k", nil)
+	req.Header.Set("Range", "bytes=0-1,5-6,18-")
+	rec := serveRanges(t, s, "k", req)
+	if rec.Code != http.StatusPartialContent {
+		t.Fatalf("three ranges: status %d, want 206", rec.Code)
+	}
+	for _, part := range []string{"01", "56", "ij"} {
+		if !strings.Contains(rec.Body.String(), "\r\n\r\n"+part+"\r\n") {
+			t.Fatalf("three ranges: body %q lacks the part %q", rec.Body, part)
+		}
+	}
 
 	// The ETag is what makes a conditional request answer 304.
-	obj, err := s.Open(t.Context(), "k")
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer obj.Close()
-	req := httptest.NewRequest(http.MethodGet, "/media/k", nil)
+	req = httptest.NewRequest(http.MethodGet, "/media/k", nil)
 	req.Header.Set("If-None-Match", info.ETag)
-	rec := httptest.NewRecorder()
-	rec.Header().Set("ETag", obj.Info().ETag)
-	http.ServeContent(rec, req, "", obj.Info().ModTime, obj)
-	if rec.Code != http.StatusNotModified {
+	if rec := serveRanges(t, s, "k", req); rec.Code != http.StatusNotModified {
 		t.Fatalf("If-None-Match with the Put ETag: status %d, want 304", rec.Code)
+	}
+
+	// A version replaced between the Stat and a range read is not
+	// spliced into the answer.
+	old, err := s.Stat(t.Context(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, s, "k", []byte("another version, as long"), "text/plain")
+	rs := media.NewReadSeeker(t.Context(), s, "k", old)
+	defer rs.Close()
+	if _, err := rs.Seek(2, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(rs); !errors.Is(err, media.ErrChanged) {
+		t.Fatalf("reading a replaced version = %v, want ErrChanged", err)
 	}
 }

@@ -81,8 +81,20 @@ func (s *Storage) Delete(ctx context.Context, keys ...string) error {
 	return nil
 }
 
+// Stat asks the primary only, as Open does.
+func (s *Storage) Stat(ctx context.Context, key string) (media.Info, error) {
+	return s.primary.Stat(ctx, key)
+}
+
+// OpenRange reads from the primary only, as Open does.
+func (s *Storage) OpenRange(ctx context.Context, key string, offset, length int64) (media.Object, error) {
+	return s.primary.OpenRange(ctx, key, offset, length)
+}
+
 // URL is the primary's.
-func (s *Storage) URL(key string) string { return s.primary.URL(key) }
+func (s *Storage) URL(ctx context.Context, key string) (string, error) {
+	return s.primary.URL(ctx, key)
+}
 
 // tempSweeper is what retention asks of a storage with temp files
 // (media/local).
