@@ -542,7 +542,8 @@ func judgeReplicas(j *judging) {
 			j.flag(Degraded, "replica %s is out of the read rotation (%s, %s behind)", x.name, bytesize(x.lagBytes), secs(x.lagSeconds))
 		}
 	}
-	if out > 0 && out == len(j.r.replicas) {
+	// Judged only while there are replicas: out > 0 here.
+	if out == len(j.r.replicas) {
 		j.flag(Degraded, "no replica in rotation: the primary serves every read")
 	}
 }
