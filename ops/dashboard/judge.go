@@ -542,7 +542,7 @@ func judgeReplicas(j *judging) {
 			j.flag(Degraded, "replica %s is out of the read rotation (%s, %s behind)", x.name, bytesize(x.lagBytes), secs(x.lagSeconds))
 		}
 	}
-	// Judged only while there are replicas: out > 0 here.
+	// judgeReplicas runs only while there are replicas: never 0 of 0.
 	if out == len(j.r.replicas) {
 		j.flag(Degraded, "no replica in rotation: the primary serves every read")
 	}
