@@ -20,6 +20,13 @@
 #   SERVER_LOG=1      send onebox's stdout (logs and access log) to a file
 #                     instead of /dev/null, for debugging; skews the numbers
 #   KEEP=1            keep the work directory (data, wrk outputs, profiles)
+#   DATABASES=sqlite  the stores to run every scenario on, any of: sqlite,
+#                     postgres (DATABASE_URL), postgres+replica (DATABASE_URL
+#                     with REPLICA_URLS, comma-separated, for its reads);
+#                     PostgreSQL runs get a schema of their own, dropped after
+#   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+#   REPLICA_URLS=postgres://postgres@127.0.0.1:15433/test?sslmode=disable
+#                     (deploy/postgres/replica.sh start makes that replica)
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
@@ -34,6 +41,9 @@ ROUNDS=${ROUNDS:-1}
 PROFILE=${PROFILE:-0}
 SERVER_LOG=${SERVER_LOG:-0}
 KEEP=${KEEP:-0}
+DATABASES=${DATABASES:-sqlite}
+DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
+REPLICA_URLS=${REPLICA_URLS:-postgres://postgres@127.0.0.1:15433/test?sslmode=disable}
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH")
@@ -51,12 +61,14 @@ declare -A TITLE=(
 	[uncached]="GET /v1/users/:id, ONEBOX_CACHE_URL=none"
 	[miss]="GET /v1/users/:id, all misses (TTL 1ns)"
 	[update]="PATCH /v1/users/me (bearer)"
+	[upload]="POST /v1/photos; p50/p99: 202→ready"
 )
 declare -A TARGET=([cached]=0.60 [uncached]=0.35 [update]=0.12)
 # Results by run ("cached@1", "baseline@0") and, after pick, by scenario.
 declare -A RPS P50 P99 REQS NON2XX SOCKERR RUNS
 FAILURES=()
 SERVER_PID=""
+SCHEMA="" # the PostgreSQL runs' schema, dropped on exit
 
 say() { printf '%s\n' "bench: $*" >&2; }
 die() {
@@ -71,6 +83,9 @@ fail() {
 cleanup() {
 	local rc=$?
 	stop_server
+	if [[ -n $SCHEMA ]]; then
+		psql -qX "$DATABASE_URL" -c "drop schema $SCHEMA cascade" >/dev/null 2>&1 || say "could not drop schema $SCHEMA"
+	fi
 	if [[ $rc -ne 0 || ${#FAILURES[@]} -gt 0 || $KEEP == 1 || $PROFILE == 1 ]]; then
 		say "work directory kept: $WORK"
 	else
@@ -120,6 +135,7 @@ start_onebox() {
 		env=(
 			ONEBOX_ADDR=127.0.0.1:$port ONEBOX_ADMIN_ADDR= ONEBOX_DATA_DIR="$DATA"
 			ONEBOX_LOG_LEVEL=info ONEBOX_RATE_API=100000000/1s ONEBOX_CACHE_TTL="$CACHE_TTL"
+			"${DBENV[@]}"
 		)
 		if [[ $PROFILE == 1 ]]; then
 			PPROF=127.0.0.1:$(free_port)
@@ -147,7 +163,7 @@ start_baseline() {
 		# baseline runs the same runtime.
 		GOGC=400 GOMEMLIMIT=512MiB "$WORK/baseline" -addr "127.0.0.1:$port" -size "$SIZE" >/dev/null 2>"$WORK/$name.stderr" &
 		SERVER_PID=$!
-		wait_ready "$URL/v1/users/$(head -n1 "$WORK/ids.txt")" "$name" && return
+		wait_ready "$URL/v1/users/$(head -n1 "$D/ids.txt")" "$name" && return
 	done
 	die "$name: no free port after three tries"
 }
@@ -245,12 +261,15 @@ etag() {
 # users outside the working set show the new one.
 warm_cache() {
 	local name=$1 codes
-	awk -v u="$URL" '{ printf "url = \"%s/v1/users/%s\"\noutput = \"/dev/null\"\n", u, $0 }' "$WORK/workset.txt" >"$WORK/warm.curl"
-	codes=$(curl -s -K "$WORK/warm.curl" -w '%{http_code}\n' | sort | uniq -c | awk '{ printf "%s×%s ", $1, $2 }')
+	awk -v u="$URL" '{ printf "url = \"%s/v1/users/%s\"\noutput = \"/dev/null\"\n", u, $0 }' "$D/workset.txt" >"$D/warm.curl"
+	codes=$(curl -s -K "$D/warm.curl" -w '%{http_code}\n' | sort | uniq -c | awk '{ printf "%s×%s ", $1, $2 }')
 	[[ $codes == "$WORKING_SET×200 " ]] || fail "$name: cache warm-up got $codes(want $WORKING_SET×200)"
-	cat "$WORK/probe-in.txt" "$WORK/probe-out.txt" >"$WORK/probe.txt"
-	"$WORK/seed" -db "$DATA/onebox.db" -bump "$WORK/probe.txt" >"$WORK/$name.bumped" ||
+	cat "$D/probe-in.txt" "$D/probe-out.txt" >"$D/probe.txt"
+	"$WORK/seed" -db "$SEEDDB" -bump "$D/probe.txt" >"$WORK/$name.bumped" ||
 		die "$name: seed -bump failed"
+	# A read that carries no token may go to the replica: let it replay the
+	# bumps first, or the probes outside the working set look stale.
+	[[ -z $REPLICAS ]] || wait_replica
 	check_cache "$name" "before the run"
 }
 
@@ -260,56 +279,127 @@ check_cache() {
 	local name=$1 when=$2 id version got stale=0 fresh=0 bad=0
 	while read -r id version; do
 		got=$(etag "$id")
-		if grep -qx "$id" "$WORK/probe-in.txt"; then
+		if grep -qx "$id" "$D/probe-in.txt"; then
 			[[ $got != "$version" ]] && stale=$((stale + 1)) || bad=$((bad + 1))
 		else
 			[[ $got == "$version" ]] && fresh=$((fresh + 1)) || bad=$((bad + 1))
 		fi
 	done <"$WORK/$name.bumped"
 	((bad == 0)) || fail "$name: cache check $when: $bad of $((stale + fresh + bad)) probes wrong (cached ids must keep the old ETag, others show the new one)"
-	say "$name: cache check $when: $stale/$(wc -l <"$WORK/probe-in.txt") working-set ids served from cache, $fresh/$(wc -l <"$WORK/probe-out.txt") others from the database"
+	say "$name: cache check $when: $stale/$(wc -l <"$D/probe-in.txt") working-set ids served from cache, $fresh/$(wc -l <"$D/probe-out.txt") others from the database"
 }
 
 run_baseline() {
 	start_baseline "$1"
-	measure "$1" read "$WORK/ids.txt"
+	measure "$1" read "$D/ids.txt"
 	stop_server
 }
 
+# measure_upload NAME: bench/upload against $URL, a closed loop for the
+# most uploads a second accepted (its req/s), then an open loop at 80 % of
+# that for the time from 202 to ready (its p50 and p99); an upload that did
+# not end ready counts as an error.
+measure_upload() {
+	local name=$1 line
+	"$WORK/upload" -url "$URL" -image "$ROOT/testdata/images/formats/jpeg_gray_hopper.jpg" \
+		-d "$DURATION" -c "$UPLOAD_CONNECTIONS" -rate 0.8 -wait 1m >"$WORK/$name.upload" 2>&1 || true
+	line=$(grep '^RESULT ' "$WORK/$name.upload") || { cat "$WORK/$name.upload" >&2; die "$name: no RESULT line from bench/upload"; }
+	read -r BENCH_RPS BENCH_P50 BENCH_P99 BENCH_NON2XX < <(
+		awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+		       print v["max_per_s"], v["p50_ms"], v["p99_ms"], v["not_ready"] }' <<<"$line")
+	RPS[$name]=$BENCH_RPS P50[$name]=$BENCH_P50 P99[$name]=$BENCH_P99 REQS[$name]=0
+	NON2XX[$name]=$BENCH_NON2XX SOCKERR[$name]=0
+	((BENCH_NON2XX == 0)) || fail "$name: $BENCH_NON2XX uploads did not end ready (see $WORK/$name.upload)"
+	say "$name: $(printf '%.0f' "$BENCH_RPS") uploads/s accepted; 202→ready p50 $BENCH_P50 ms, p99 $BENCH_P99 ms"
+}
+
+# in_schema URL prints URL with the runs' schema first on its search_path
+# (the comma escaped: ONEBOX_DATABASE_REPLICA_URLS is comma-separated).
+in_schema() {
+	local sep='?'
+	[[ $1 != *\?* ]] || sep='&'
+	echo "$1${sep}search_path=$SCHEMA%2Cpublic"
+}
+
+# use_database DB points the next runs at DB: D (its ids, tokens and
+# probe files), SEEDDB (what bench/seed opens), DBENV (onebox's settings)
+# and REPLICAS.
+use_database() {
+	local u urls=()
+	DBENV=() REPLICAS=""
+	case $1 in
+	sqlite)
+		D=$WORK/sqlite SEEDDB=$DATA/onebox.db
+		;;
+	postgres | postgres+replica)
+		D=$WORK/postgres SEEDDB=$(in_schema "$DATABASE_URL")
+		DBENV=(ONEBOX_DATABASE_URL="$SEEDDB")
+		if [[ $1 == postgres+replica ]]; then
+			IFS=, read -r -a urls <<<"$REPLICA_URLS"
+			for u in "${urls[@]}"; do
+				REPLICAS+=${REPLICAS:+,}$(in_schema "$u")
+			done
+			DBENV+=(ONEBOX_DATABASE_REPLICA_URLS="$REPLICAS")
+		fi
+		;;
+	esac
+	mkdir -p "$D"
+}
+
+# wait_replica waits until every replica has replayed the primary's WAL
+# as far as it is now.
+wait_replica() {
+	local lsn u urls=()
+	lsn=$(psql -qXtA "$DATABASE_URL" -c 'select pg_current_wal_lsn()') || die "psql on the primary failed"
+	IFS=, read -r -a urls <<<"$REPLICA_URLS"
+	for u in "${urls[@]}"; do
+		for _ in $(seq 300); do
+			[[ $(psql -qXtA "$u" -c "select pg_last_wal_replay_lsn() >= '$lsn'" 2>/dev/null) == t ]] && continue 2
+			sleep 0.1
+		done
+		die "a replica of REPLICA_URLS has not replayed up to $lsn after 30s (is it running? deploy/postgres/replica.sh start)"
+	done
+}
+
 # run_scenario SCENARIO RUN: one run of a scenario, its files and results
-# named RUN.
+# named RUN, on the database use_database chose.
 run_scenario() {
 	local run=$2
 	case $1 in
 	cached)
 		start_onebox "$run"
 		warm_cache "$run"
-		measure "$run" read "$WORK/workset.txt"
+		measure "$run" read "$D/workset.txt"
 		check_cache "$run" "after the run"
 		;;
 	cached-nolog)
 		start_onebox "$run" ONEBOX_ACCESS_LOG=false
 		warm_cache "$run"
-		measure "$run" read "$WORK/workset.txt"
+		measure "$run" read "$D/workset.txt"
 		check_cache "$run" "after the run"
 		;;
 	cached-noobs)
 		start_onebox "$run" ONEBOX_METRICS=false ONEBOX_TRACING=false
 		warm_cache "$run"
-		measure "$run" read "$WORK/workset.txt"
+		measure "$run" read "$D/workset.txt"
 		check_cache "$run" "after the run"
 		;;
 	uncached)
 		start_onebox "$run" ONEBOX_CACHE_URL=none
-		measure "$run" read "$WORK/ids.txt"
+		measure "$run" read "$D/ids.txt"
 		;;
 	miss)
 		start_onebox "$run" ONEBOX_CACHE_TTL=1ns
-		measure "$run" read "$WORK/ids.txt"
+		measure "$run" read "$D/ids.txt"
 		;;
 	update)
 		start_onebox "$run"
-		measure "$run" patch "$WORK/tokens.txt"
+		measure "$run" patch "$D/tokens.txt"
+		;;
+	upload)
+		# As bench/upload.sh: limits and the backlog bound off.
+		start_onebox "$run" ONEBOX_RATE_UPLOAD=100000000/1s ONEBOX_UPLOAD_BACKLOG=0 ONEBOX_ACCESS_LOG=false
+		measure_upload "$run"
 		;;
 	esac
 	stop_server
@@ -334,9 +424,29 @@ pick() {
 
 IFS=, read -r -a SCEN <<<"$SCENARIOS"
 for s in "${SCEN[@]}"; do
-	[[ -n ${TARGET[$s]:-} || $s == cached-nolog || $s == cached-noobs || $s == miss ]] ||
-		die "unknown scenario $s in SCENARIOS (want cached, cached-nolog, cached-noobs, uncached, update, miss)"
+	[[ -n ${TARGET[$s]:-} || $s == cached-nolog || $s == cached-noobs || $s == miss || $s == upload ]] ||
+		die "unknown scenario $s in SCENARIOS (want cached, cached-nolog, cached-noobs, uncached, update, miss, upload)"
 done
+read -r -a DBS <<<"${DATABASES//,/ }"
+((${#DBS[@]} > 0)) || die "DATABASES is empty"
+DB0=${DBS[0]}
+# A case is a scenario on a database, "uncached:postgres"; its runs are
+# "uncached:postgres@1" and so on.
+CASES=()
+for s in "${SCEN[@]}"; do
+	for db in "${DBS[@]}"; do
+		CASES+=("$s:$db")
+	done
+done
+PG=0
+for db in "${DBS[@]}"; do
+	case $db in
+	sqlite) ;;
+	postgres | postgres+replica) PG=1 ;;
+	*) die "unknown database $db in DATABASES (want sqlite, postgres, postgres+replica)" ;;
+	esac
+done
+UPLOAD_CONNECTIONS=${UPLOAD_CONNECTIONS:-16}
 ((WORKING_SET <= USERS)) || WORKING_SET=$USERS
 ((SESSIONS <= USERS)) || SESSIONS=$USERS
 DURATION_S=$(seconds "$DURATION")
@@ -383,19 +493,34 @@ fi
 	CGO_ENABLED=0 go build "${build_flags[@]}" -o "$WORK/onebox" .
 	go build -o "$WORK/baseline" ./bench/baseline
 	go build -o "$WORK/seed" ./bench/seed
+	go build -o "$WORK/upload" ./bench/upload
 ) || die "go build failed"
 
-say "seeding $USERS users and $SESSIONS sessions"
 mkdir -p "$DATA"
-"$WORK/seed" -db "$DATA/onebox.db" -users "$USERS" -sessions "$SESSIONS" \
-	-ids "$WORK/ids.txt" -tokens "$WORK/tokens.txt" >&2
-shuf -n "$WORKING_SET" "$WORK/ids.txt" >"$WORK/workset.txt"
-shuf -n 20 "$WORK/workset.txt" >"$WORK/probe-in.txt"
-sort "$WORK/workset.txt" | comm -23 <(sort "$WORK/ids.txt") - | shuf -n 5 >"$WORK/probe-out.txt"
+if ((PG)); then
+	command -v psql >/dev/null || die "the PostgreSQL runs need psql"
+	SCHEMA=bench_run_$(date +%s)_$$
+	psql -qX "$DATABASE_URL" -c "create schema $SCHEMA" >/dev/null || { SCHEMA=""; die "cannot create a schema at DATABASE_URL"; }
+fi
+# sqlite and postgres each get their users; postgres+replica reads
+# postgres's, once the replica has replayed them.
+for db in "${DBS[@]}"; do
+	use_database "$db"
+	if [[ ! -e $D/ids.txt ]]; then
+		say "seeding $USERS users and $SESSIONS sessions on $db"
+		"$WORK/seed" -db "$SEEDDB" -users "$USERS" -sessions "$SESSIONS" \
+			-ids "$D/ids.txt" -tokens "$D/tokens.txt" >&2
+		shuf -n "$WORKING_SET" "$D/ids.txt" >"$D/workset.txt"
+		shuf -n 20 "$D/workset.txt" >"$D/probe-in.txt"
+		sort "$D/workset.txt" | comm -23 <(sort "$D/ids.txt") - | shuf -n 5 >"$D/probe-out.txt"
+	fi
+	[[ -z $REPLICAS ]] || wait_replica
+done
+use_database "${DBS[0]}"
 
 # The baseline serves a document as long as a real profile response.
 start_onebox size
-SIZE=$(curl -fs -o /dev/null -w '%{size_download}' "$URL/v1/users/$(head -n1 "$WORK/ids.txt")")
+SIZE=$(curl -fs -o /dev/null -w '%{size_download}' "$URL/v1/users/$(head -n1 "$D/ids.txt")")
 stop_server
 say "a profile response body is $SIZE bytes"
 
@@ -406,15 +531,18 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 run_baseline baseline@0
 for r in $(seq "$ROUNDS"); do
 	for s in "${SCEN[@]}"; do
-		run_scenario "$s" "$s@$r"
+		for db in "${DBS[@]}"; do
+			use_database "$db"
+			run_scenario "$s" "$s:$db@$r"
+		done
 	done
 	run_baseline "baseline@$r"
 done
 
 # ---- the table
 
-for s in "${SCEN[@]}"; do
-	pick "$s" $(seq -f "$s@%g" "$ROUNDS")
+for c in "${CASES[@]}"; do
+	pick "$c" $(seq -f "$c@%g" "$ROUNDS")
 done
 pick baseline-first baseline@0
 pick baseline-last "baseline@$ROUNDS"
@@ -429,11 +557,11 @@ BASE=$(for r in $(seq 0 "$ROUNDS"); do echo "${RPS[baseline@$r]}"; done | awk '{
 # ratio. median reads numbers on standard input.
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.4f", v[(NR + 1) / 2]; else printf "%.4f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 declare -A RATIO ROUND_RATIOS
-for s in "${SCEN[@]}"; do
-	ROUND_RATIOS[$s]=$(for r in $(seq "$ROUNDS"); do
-		awk -v x="${RPS[$s@$r]}" -v b0="${RPS[baseline@$((r - 1))]}" -v b1="${RPS[baseline@$r]}" 'BEGIN { printf "%.4f ", x / ((b0 + b1) / 2) }'
+for c in "${CASES[@]}"; do
+	ROUND_RATIOS[$c]=$(for r in $(seq "$ROUNDS"); do
+		awk -v x="${RPS[$c@$r]}" -v b0="${RPS[baseline@$((r - 1))]}" -v b1="${RPS[baseline@$r]}" 'BEGIN { printf "%.4f ", x / ((b0 + b1) / 2) }'
 	done)
-	RATIO[$s]=$(tr ' ' '\n' <<<"${ROUND_RATIOS[$s]}" | grep . | median)
+	RATIO[$c]=$(tr ' ' '\n' <<<"${ROUND_RATIOS[$c]}" | grep . | median)
 done
 # paired_share ON OFF: the median over the rounds of ON's req/s ÷ OFF's in
 # the same round (the two ran minutes apart, not a whole run).
@@ -455,9 +583,16 @@ W=42 # the "what" column fits the longest title
 for t in "${TITLE[@]}"; do
 	((${#t} <= W)) || W=${#t}
 done
-printf '%-16s %-*s %10s %9s %9s %7s %8s %s\n' scenario "$W" what "req/s" "p50 ms" "p99 ms" ratio target result
+DW=8 # the database column
+for db in "${DBS[@]}"; do
+	((${#db} <= DW)) || DW=${#db}
+done
+printf '%-16s %-*s %-*s %10s %9s %9s %7s %8s %s\n' scenario "$DW" database "$W" what "req/s" "p50 ms" "p99 ms" ratio target result
+# row NAME LABEL: NAME is a case, scenario:database, or a baseline.
 row() {
-	local name=$1 label=$2 target=${TARGET[$1]:-} full ratio result=""
+	local name=$1 label=$2 scen=${1%:*} db=- target full ratio result=""
+	[[ $name != *:* ]] || db=${name#*:}
+	target=${TARGET[$scen]:-}
 	# The verdict reads the unrounded ratio: 0.3451 is short of 0.35,
 	# though it prints as 0.35.
 	full=${RATIO[$name]:-$(awk -v r="${RPS[$name]}" -v b="$BASE" 'BEGIN { printf "%.4f", r / b }')}
@@ -468,27 +603,27 @@ row() {
 	if [[ ${NON2XX[$name]} != 0 || ${SOCKERR[$name]} != 0 ]]; then
 		result="ERRORS: ${NON2XX[$name]} ≥400, ${SOCKERR[$name]} socket${result:+; $result}"
 	fi
-	printf '%-16s %-*s %10.0f %9s %9s %7s %8s %s\n' "$label" "$W" "${TITLE[$name]}" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" \
+	printf '%-16s %-*s %-*s %10.0f %9s %9s %7s %8s %s\n' "$label" "$DW" "$db" "$W" "${TITLE[$scen]}" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" \
 		"$ratio" "${target:+≥$target}" "$result"
 }
 row "baseline-first" "baseline"
-for s in "${SCEN[@]}"; do
-	row "$s" "$s"
+for c in "${CASES[@]}"; do
+	row "$c" "${c%:*}"
 done
 row "baseline-last" "baseline"
-printf '%-16s %-*s %10.0f\n' "baseline mean" "$W" "of $((ROUNDS + 1)) runs (the baseline rows' ratios)" "$BASE"
+printf '%-16s %-*s %-*s %10.0f\n' "baseline mean" "$DW" - "$W" "of $((ROUNDS + 1)) runs (the baseline rows' ratios)" "$BASE"
 echo
 rounds_note=""
 ((ROUNDS == 1)) || rounds_note="; the median of its $ROUNDS rounds"
 echo "a scenario's ratio: its req/s ÷ the mean of the baselines run just before and after its round$rounds_note"
 if ((ROUNDS > 1)); then
 	echo
-	for s in baseline "${SCEN[@]}"; do
-		printf 'req/s of each run, %-13s %s\n' "$s:" "${RUNS[$s]}"
+	for c in baseline "${CASES[@]}"; do
+		printf 'req/s of each run, %-30s %s\n' "$c:" "${RUNS[$c]}"
 	done
 	echo
-	for s in "${SCEN[@]}"; do
-		printf 'ratio of each round, %-13s %s\n' "$s:" "${ROUND_RATIOS[$s]}"
+	for c in "${CASES[@]}"; do
+		printf 'ratio of each round, %-30s %s\n' "$c:" "${ROUND_RATIOS[$c]}"
 	done
 fi
 awk -v runs="${RUNS[baseline]}" -v rounds="$ROUNDS" 'BEGIN {
@@ -496,14 +631,34 @@ awk -v runs="${RUNS[baseline]}" -v rounds="$ROUNDS" 'BEGIN {
 	for (i = 1; i <= n; i++) { s += r[i]; if (r[i] < lo) lo = r[i]; if (r[i] > hi) hi = r[i] }
 	d = (hi - lo) / (s / n)
 	if (d > 0.15) printf "\nWARNING: the baseline runs differ by %.0f%%: the machine was busy, so the ratios are unreliable; rerun when it is quiet%s\n", d * 100, (rounds == 1 ? " (or with ROUNDS=3)" : "") }'
-if [[ -n ${RPS[cached]:-} && -n ${RPS[cached-nolog]:-} ]]; then
-	awk -v on="${RPS[cached]}" -v off="${RPS[cached-nolog]}" -v share="$(paired_share cached cached-nolog)" -v p50on="${P50[cached]}" -v p50off="${P50[cached-nolog]}" -v cores="$(nproc)" 'BEGIN {
+# By database: each scenario's ratio to the baseline, and beside it that
+# ratio over the first database's (the ratios paired with the same
+# baselines, so the machine's drift cancels).
+if ((${#DBS[@]} > 1)); then
+	echo
+	printf '%-16s' "ratio to echo"
+	for db in "${DBS[@]}"; do
+		printf ' %22s' "$db"
+	done
+	printf '\n'
+	for s in "${SCEN[@]}"; do
+		printf '%-16s' "$s"
+		for db in "${DBS[@]}"; do
+			awk -v r="${RATIO[$s:$db]}" -v f="${RATIO[$s:$DB0]}" -v first="$([[ $db == "$DB0" ]] && echo 1 || echo 0)" 'BEGIN {
+				if (first) printf " %22.3f", r; else printf " %12.3f (%5.2f×)", r, r / f }'
+		done
+		printf '\n'
+	done
+	echo "(×: the ratio over $DB0's; upload's req/s are uploads accepted a second, its p50/p99 the time from 202 to ready)"
+fi
+if [[ -n ${RPS[cached:$DB0]:-} && -n ${RPS[cached-nolog:$DB0]:-} ]]; then
+	awk -v on="${RPS[cached:$DB0]}" -v off="${RPS[cached-nolog:$DB0]}" -v share="$(paired_share cached:$DB0 cached-nolog:$DB0)" -v p50on="${P50[cached:$DB0]}" -v p50off="${P50[cached-nolog:$DB0]}" -v cores="$(nproc)" 'BEGIN {
 		printf "\naccess log, cached reads: %.0f req/s (p50 %s ms) with it, %.0f req/s (p50 %s ms) without\n", on, p50on, off, p50off
 		printf "  it costs %.1f%% of throughput (with ÷ without, paired by round), ≈ %.1f µs of CPU per request (%d cores × Δ(1/rps), from the paired share)%s\n",
 			(1 - share) * 100, cores * (1 / share - 1) / off * 1e6, cores, (share > 1 ? "; negative: smaller than this run'"'"'s noise" : "") }'
 fi
-if [[ -n ${RPS[cached]:-} && -n ${RPS[cached-noobs]:-} ]]; then
-	awk -v on="${RPS[cached]}" -v off="${RPS[cached-noobs]}" -v share="$(paired_share cached cached-noobs)" -v p50on="${P50[cached]}" -v p50off="${P50[cached-noobs]}" -v cores="$(nproc)" 'BEGIN {
+if [[ -n ${RPS[cached:$DB0]:-} && -n ${RPS[cached-noobs:$DB0]:-} ]]; then
+	awk -v on="${RPS[cached:$DB0]}" -v off="${RPS[cached-noobs:$DB0]}" -v share="$(paired_share cached:$DB0 cached-noobs:$DB0)" -v p50on="${P50[cached:$DB0]}" -v p50off="${P50[cached-noobs:$DB0]}" -v cores="$(nproc)" 'BEGIN {
 		printf "\nmetrics and tracing, cached reads: %.0f req/s (p50 %s ms) with both on, %.0f req/s (p50 %s ms) with both off\n", on, p50on, off, p50off
 		printf "  on/off = %.2f (paired by round): they cost %.1f%% of throughput (target ≤ 15%%), ≈ %.1f µs of CPU per request%s\n",
 			share, (1 - share) * 100, cores * (1 / share - 1) / off * 1e6, (share > 1 ? "; negative: smaller than this run'"'"'s noise" : "") }'

@@ -68,8 +68,10 @@ func exposed(t *testing.T) map[string]bool {
 	m.PipelineStep(ctx, "decode", time.Second)
 	m.Query(ctx, store.QueryEvent{Name: "users_by_id", Duration: time.Millisecond})
 	m.SampleOnce(ctx, metrics.Sources{
-		Queue:   func(context.Context) (jobs.Stats, error) { return jobs.Stats{}, nil },
-		DB:      func() metrics.DBStats { return metrics.DBStats{} },
+		Queue: func(context.Context) (jobs.Stats, error) { return jobs.Stats{}, nil },
+		DB: func() metrics.DBStats {
+			return metrics.DBStats{Replicas: []metrics.ReplicaStats{{Name: "r1:5432", InRotation: true}}}
+		},
 		DataDir: t.TempDir(),
 	})
 	var b bytes.Buffer

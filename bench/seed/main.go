@@ -1,4 +1,5 @@
-// Command seed fills a fresh onebox SQLite database for bench/run.sh: N
+// Command seed fills a fresh onebox database (a SQLite file, or a
+// PostgreSQL one when -db is a postgres:// URL) for bench/run.sh: N
 // users through the store (all sharing one precomputed argon2id hash, as
 // 100k real hashes would take an hour) and K long-lived sessions, and
 // writes the user ids and the session tokens to files, one a line, for
@@ -26,8 +27,26 @@ import (
 
 	"onebox/auth"
 	"onebox/store"
+	"onebox/store/postgres"
 	"onebox/store/sqlite"
 )
+
+// seedStore is what seed needs of store/sqlite and store/postgres.
+type seedStore interface {
+	SeedUsers(ctx context.Context, users []store.CreateUserParams) error
+	CreateSession(ctx context.Context, s store.Session) error
+	UpdateUser(ctx context.Context, p store.UpdateUserParams) (store.User, error)
+	Close() error
+}
+
+// open opens the SQLite file or, for a postgres:// URL, the PostgreSQL
+// database db names, and applies the migrations.
+func open(ctx context.Context, db string) (seedStore, error) {
+	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
+		return postgres.New(ctx, postgres.Options{URL: db})
+	}
+	return sqlite.New(ctx, sqlite.Options{Path: db})
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -41,7 +60,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("seed", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	db := fs.String("db", "", "SQLite database file (created and migrated if missing)")
+	db := fs.String("db", "", "SQLite database file (created and migrated if missing), or a postgres:// URL")
 	users := fs.Int("users", 100000, "users to insert")
 	sessions := fs.Int("sessions", 1000, "users (spread evenly) that get one session each")
 	batch := fs.Int("batch", 5000, "users per SeedUsers transaction")
@@ -58,7 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *users < 1 || *batch < 1 || *sessions < 0 || *sessions > *users {
 		return fmt.Errorf("want -users ≥ 1, -batch ≥ 1 and 0 ≤ -sessions ≤ -users; got %d, %d, %d", *users, *batch, *sessions)
 	}
-	st, err := sqlite.New(ctx, sqlite.Options{Path: *db})
+	st, err := open(ctx, *db)
 	if err != nil {
 		return err
 	}
@@ -91,7 +110,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // seedUsers inserts n users in batches and returns their ids in order.
-func seedUsers(ctx context.Context, st *sqlite.Store, n, batch int, hash string) ([]string, error) {
+func seedUsers(ctx context.Context, st seedStore, n, batch int, hash string) ([]string, error) {
 	ids := make([]string, 0, n)
 	now := time.Now().UTC()
 	for len(ids) < n {
@@ -122,7 +141,7 @@ func seedUsers(ctx context.Context, st *sqlite.Store, n, batch int, hash string)
 
 // seedSessions gives k users spread evenly over ids one session each,
 // valid for ten years, and returns the tokens.
-func seedSessions(ctx context.Context, st *sqlite.Store, ids []string, k int) ([]string, error) {
+func seedSessions(ctx context.Context, st seedStore, ids []string, k int) ([]string, error) {
 	tokens := make([]string, 0, k)
 	now := time.Now().UTC()
 	for i := range k {
@@ -136,7 +155,7 @@ func seedSessions(ctx context.Context, st *sqlite.Store, ids []string, k int) ([
 	return tokens, nil
 }
 
-func bumpUsers(ctx context.Context, st *sqlite.Store, path string, stdout io.Writer) error {
+func bumpUsers(ctx context.Context, st seedStore, path string, stdout io.Writer) error {
 	ids, err := readLines(path)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -387,4 +388,107 @@ func (r *recorder) count(msg string) int {
 		}
 	}
 	return n
+}
+
+func TestReplicationPanel(t *testing.T) {
+	t.Parallel()
+	p := newProc(t, dashboard.Options{})
+	p.warm(3)
+	// Without replicas there is no panel for them.
+	for _, pn := range p.d.State().Panels {
+		if pn.Name == "replicas" {
+			t.Fatalf("a replicas panel without replica metrics: %+v", pn)
+		}
+	}
+
+	replica := func(name string, in bool, lagBytes, lagSeconds float64) {
+		p.gauge(fmt.Sprintf(`onebox_db_replica_lag_bytes{replica=%q}`, name), lagBytes)
+		p.gauge(fmt.Sprintf(`onebox_db_replica_lag_seconds{replica=%q}`, name), lagSeconds)
+		p.gauge(fmt.Sprintf(`onebox_db_replica_in_rotation{replica=%q}`, name), float64(btoi(in)))
+	}
+	tests := []struct {
+		name      string
+		set       func()
+		state     dashboard.Health
+		headline  string // replicas in rotation
+		rows      []dashboard.ReplicaView
+		evidence  string // in the evidence, if not empty
+		maxLag    string
+		maxReplay string
+	}{
+		{
+			name:     "both in rotation",
+			set:      func() { replica("r2:5432", true, 4096, 0.25); replica("r1:5432", true, 0, 0.001) },
+			state:    dashboard.Healthy,
+			headline: "2",
+			rows: []dashboard.ReplicaView{
+				{Name: "r1:5432", InRotation: true, LagBytes: "0 B", LagSeconds: "1.0 ms"},
+				{Name: "r2:5432", InRotation: true, LagBytes: "4.0 KiB", LagSeconds: "250 ms"},
+			},
+			maxLag: "4.0 KiB", maxReplay: "250 ms",
+		},
+		{
+			name:     "one left the rotation",
+			set:      func() { replica("r2:5432", false, 64<<20, 30) },
+			state:    dashboard.Degraded,
+			headline: "1",
+			rows: []dashboard.ReplicaView{
+				{Name: "r1:5432", InRotation: true, LagBytes: "0 B", LagSeconds: "1.0 ms"},
+				{Name: "r2:5432", InRotation: false, LagBytes: "64.0 MiB", LagSeconds: "30.0 s"},
+			},
+			evidence: "replica r2:5432 is out of the read rotation (64.0 MiB, 30.0 s behind)",
+			maxLag:   "64.0 MiB", maxReplay: "30.0 s",
+		},
+		{
+			name:     "none in rotation",
+			set:      func() { replica("r1:5432", false, 0, 0) },
+			state:    dashboard.Degraded,
+			headline: "0",
+			rows: []dashboard.ReplicaView{
+				{Name: "r1:5432", InRotation: false, LagBytes: "0 B", LagSeconds: "0 s"},
+				{Name: "r2:5432", InRotation: false, LagBytes: "64.0 MiB", LagSeconds: "30.0 s"},
+			},
+			evidence: "no replica in rotation: the primary serves every read",
+			maxLag:   "64.0 MiB", maxReplay: "30.0 s",
+		},
+	}
+	for _, tt := range tests {
+		tt.set()
+		p.normal()
+		p.tick()
+		s := p.d.State()
+		var order []string
+		for _, pn := range s.Panels {
+			order = append(order, pn.Name)
+		}
+		if got := strings.Join(order, " "); got != "http limiter cache queue workers database disk replicas" {
+			t.Fatalf("%s: panel order %s", tt.name, got)
+		}
+		pn := panel(t, s, "replicas")
+		if pn.State != tt.state {
+			t.Errorf("%s: state %s %v, want %s", tt.name, pn.State, pn.Evidence, tt.state)
+		}
+		if h := pn.Metrics[0]; h.Label != "in rotation" || h.Value != tt.headline {
+			t.Errorf("%s: headline %s %s, want in rotation %s", tt.name, h.Value, h.Label, tt.headline)
+		}
+		if got := fmt.Sprint(pn.Replicas); got != fmt.Sprint(tt.rows) {
+			t.Errorf("%s: rows\n%s, want\n%s", tt.name, got, fmt.Sprint(tt.rows))
+		}
+		if tt.evidence != "" && !slices.Contains(pn.Evidence, tt.evidence) {
+			t.Errorf("%s: evidence %q, want %q in it", tt.name, pn.Evidence, tt.evidence)
+		}
+		if tt.evidence == "" && len(pn.Evidence) > 0 {
+			t.Errorf("%s: evidence %q, want none", tt.name, pn.Evidence)
+		}
+		if m := pn.Metrics[1:]; len(m) != 2 || m[0].Value != tt.maxLag || m[1].Value != tt.maxReplay {
+			t.Errorf("%s: max lags %+v, want %s and %s", tt.name, m, tt.maxLag, tt.maxReplay)
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

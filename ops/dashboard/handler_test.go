@@ -84,6 +84,9 @@ func TestPage(t *testing.T) {
 			}}}
 		},
 	})
+	p.gauge(`onebox_db_replica_in_rotation{replica="r1:5432"}`, 1)
+	p.gauge(`onebox_db_replica_lag_bytes{replica="r1:5432"}`, 2048)
+	p.gauge(`onebox_db_replica_lag_seconds{replica="r1:5432"}`, 0.5)
 	p.warm(3)
 	w := serve(p.d.Handler(), "127.0.0.1:1", "GET", "/ops/")
 	body := w.Body.String()
@@ -93,6 +96,7 @@ func TestPage(t *testing.T) {
 	for _, want := range []string{
 		`id="panel-database"`, `class="panel s-healthy"`, "SELECT &lt;x&gt;", "SCAN photos", "db users_by_id",
 		`<rect x="10" y="0" width="80"`, "no error source wired", `data-interval="1000"`,
+		`id="panel-replicas"`, "<tr><td>r1:5432</td><td>in</td><td>2.0 KiB</td><td>500 ms</td></tr>",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %s", want)

@@ -218,6 +218,13 @@ var metricSpecs = []metricSpec{
 	{"database", "db.busy", "busy", unitCount, func(r reading) float64 { return r.busy }},
 	{"disk", "disk.free", "free", unitRatio, func(r reading) float64 { return ratio(r.diskFree, r.diskSize) }},
 	{"disk", "disk.freebytes", "free bytes", unitBytes, func(r reading) float64 { return r.diskFree }},
+	{"replicas", "replicas.in", "in rotation", unitCount, reading.replicasIn},
+	{"replicas", "replicas.lagbytes", "max lag", unitBytes, func(r reading) float64 {
+		return r.replicaMax(func(x replicaReading) float64 { return x.lagBytes })
+	}},
+	{"replicas", "replicas.lagseconds", "max replay lag", unitSeconds, func(r reading) float64 {
+		return r.replicaMax(func(x replicaReading) float64 { return x.lagSeconds })
+	}},
 }
 
 // sparkWidth and sparkHeight are the sparklines' SVG viewBox.

@@ -98,17 +98,23 @@ type node struct {
 	name, title string
 	dependsOn   []string
 	judge       func(j *judging)
+	// optional components have a panel only while their metrics exist:
+	// read replicas, which most deployments do not have.
+	optional bool
 }
 
 // graph is the dependency chain, in the order the panels show it.
 var graph = []node{
-	{"http", "HTTP", []string{"limiter", "cache", "database"}, judgeHTTP},
-	{"limiter", "Rate limiter", nil, judgeLimiter},
-	{"cache", "Cache", []string{"database"}, judgeCache},
-	{"queue", "Queue", []string{"workers", "database"}, judgeQueue},
-	{"workers", "Workers", []string{"database"}, judgeWorkers},
-	{"database", "Database", []string{"disk"}, judgeDatabase},
-	{"disk", "Disk", nil, judgeDisk},
+	{"http", "HTTP", []string{"limiter", "cache", "database"}, judgeHTTP, false},
+	{"limiter", "Rate limiter", nil, judgeLimiter, false},
+	{"cache", "Cache", []string{"database"}, judgeCache, false},
+	{"queue", "Queue", []string{"workers", "database"}, judgeQueue, false},
+	{"workers", "Workers", []string{"database"}, judgeWorkers, false},
+	{"database", "Database", []string{"disk"}, judgeDatabase, false},
+	{"disk", "Disk", nil, judgeDisk, false},
+	// A replica out of rotation sends its reads to the primary: they
+	// still succeed, so nothing above depends on it.
+	{"replicas", "Read replicas", nil, judgeReplicas, true},
 }
 
 // because says, for an edge from a component to what it depends on, why
@@ -523,4 +529,21 @@ func pathTo(from, to string, via func(string) bool) []string {
 		}
 	}
 	return nil
+}
+
+// judgeReplicas degrades while a replica is out of the read rotation
+// (the store took it out: it failed, or lagged past its bound); the
+// reads it would serve go to the primary meanwhile.
+func judgeReplicas(j *judging) {
+	out := 0
+	for _, x := range j.r.replicas {
+		if !x.inRotation {
+			out++
+			j.flag(Degraded, "replica %s is out of the read rotation (%s, %s behind)", x.name, bytesize(x.lagBytes), secs(x.lagSeconds))
+		}
+	}
+	// judgeReplicas runs only while there are replicas: never 0 of 0.
+	if out == len(j.r.replicas) {
+		j.flag(Degraded, "no replica in rotation: the primary serves every read")
+	}
 }

@@ -1,37 +1,44 @@
 package dashboard
 
 import (
+	"maps"
 	"math"
+	"slices"
 	"strings"
 )
 
 // The metric names the dashboard reads, as the metrics package exposes
 // them. A missing metric leaves its component "unknown", not healthy.
 const (
-	mHTTPRequests   = "onebox_http_requests_total"           // {route,method,code="2xx|4xx|5xx"}
-	mHTTPDuration   = "onebox_http_request_duration_seconds" // histogram {route,method}, vmrange buckets
-	mHTTPLatency    = "onebox_http_request_latency_seconds"  // summary {route,method,quantile}: per route
-	mHTTPSlow       = "onebox_http_requests_slow_total"      // {route,method,threshold}: slower than the alert's p95
-	mHTTPInFlight   = "onebox_http_in_flight_requests"
-	mSSE            = "onebox_sse_connections"
-	mLimiter        = "onebox_ratelimit_requests_total"    // {policy,result}
-	mCacheRequests  = "onebox_cache_requests_total"        // {cache,result="hit|miss"}
-	mCacheLoad      = "onebox_cache_load_duration_seconds" // histogram {cache}
-	mJobsQueued     = "onebox_jobs_queued"                 // {kind}
-	mJobsInFlight   = "onebox_jobs_in_flight"
-	mJobsDead       = "onebox_jobs_dead"
-	mJobsOldest     = "onebox_jobs_oldest_age_seconds"
-	mJobsDone       = "onebox_jobs_done_total" // {kind,outcome="ok|retry|dead"}
-	mJobDuration    = "onebox_job_duration_seconds"
-	mPipelineStep   = "onebox_pipeline_step_duration_seconds" // {step}
-	mDBQuery        = "onebox_db_query_duration_seconds"      // histogram {query}
-	mDBErrors       = "onebox_db_errors_total"                // {query,kind="busy|other"}
-	mDBWriterWait   = "onebox_db_writer_wait_seconds_total"
-	mDBConnections  = "onebox_db_open_connections" // {pool}
-	mDiskFree       = "onebox_disk_free_bytes"
-	mDiskSize       = "onebox_disk_size_bytes"
-	quantileLabel   = "quantile"
-	streamRouteMark = "/events" // long-lived SSE routes: their duration is not latency
+	mHTTPRequests  = "onebox_http_requests_total"           // {route,method,code="2xx|4xx|5xx"}
+	mHTTPDuration  = "onebox_http_request_duration_seconds" // histogram {route,method}, vmrange buckets
+	mHTTPLatency   = "onebox_http_request_latency_seconds"  // summary {route,method,quantile}: per route
+	mHTTPSlow      = "onebox_http_requests_slow_total"      // {route,method,threshold}: slower than the alert's p95
+	mHTTPInFlight  = "onebox_http_in_flight_requests"
+	mSSE           = "onebox_sse_connections"
+	mLimiter       = "onebox_ratelimit_requests_total"    // {policy,result}
+	mCacheRequests = "onebox_cache_requests_total"        // {cache,result="hit|miss"}
+	mCacheLoad     = "onebox_cache_load_duration_seconds" // histogram {cache}
+	mJobsQueued    = "onebox_jobs_queued"                 // {kind}
+	mJobsInFlight  = "onebox_jobs_in_flight"
+	mJobsDead      = "onebox_jobs_dead"
+	mJobsOldest    = "onebox_jobs_oldest_age_seconds"
+	mJobsDone      = "onebox_jobs_done_total" // {kind,outcome="ok|retry|dead"}
+	mJobDuration   = "onebox_job_duration_seconds"
+	mPipelineStep  = "onebox_pipeline_step_duration_seconds" // {step}
+	mDBQuery       = "onebox_db_query_duration_seconds"      // histogram {query}
+	mDBErrors      = "onebox_db_errors_total"                // {query,kind="busy|other"}
+	mDBWriterWait  = "onebox_db_writer_wait_seconds_total"
+	mDBConnections = "onebox_db_open_connections" // {pool}
+	mDiskFree      = "onebox_disk_free_bytes"
+	// PostgreSQL read replicas, each {replica="host:port"}: absent
+	// without replicas, and so is their panel.
+	mReplicaLagBytes   = "onebox_db_replica_lag_bytes"
+	mReplicaLagSeconds = "onebox_db_replica_lag_seconds"
+	mReplicaInRotation = "onebox_db_replica_in_rotation"
+	mDiskSize          = "onebox_disk_size_bytes"
+	quantileLabel      = "quantile"
+	streamRouteMark    = "/events" // long-lived SSE routes: their duration is not latency
 )
 
 // reading is what happened between two snapshots (counters as deltas,
@@ -74,6 +81,51 @@ type reading struct {
 	openConnections float64
 
 	diskFree, diskSize float64
+
+	replicas []replicaReading // by name
+}
+
+// replicaReading is one read replica as the newer snapshot shows it.
+type replicaReading struct {
+	name                 string
+	lagBytes, lagSeconds float64
+	inRotation           bool
+}
+
+// readReplicas reads the replicas' gauges, sorted by name.
+func readReplicas(s snapshot) []replicaReading {
+	lagBytes := s.by(mReplicaLagBytes, "replica", nil)
+	lagSeconds := s.by(mReplicaLagSeconds, "replica", nil)
+	in := s.by(mReplicaInRotation, "replica", nil)
+	out := make([]replicaReading, 0, len(in))
+	for _, name := range slices.Sorted(maps.Keys(in)) {
+		out = append(out, replicaReading{name: name, lagBytes: lagBytes[name], lagSeconds: lagSeconds[name], inRotation: in[name] > 0})
+	}
+	return out
+}
+
+// replicasIn counts the replicas in rotation, NaN without replicas.
+func (r reading) replicasIn() float64 {
+	if len(r.replicas) == 0 {
+		return math.NaN()
+	}
+	n := 0.0
+	for _, x := range r.replicas {
+		n += float64(btoi(x.inRotation))
+	}
+	return n
+}
+
+// replicaMax is the largest of a field over the replicas, NaN without
+// replicas.
+func (r reading) replicaMax(field func(replicaReading) float64) float64 {
+	m := math.NaN()
+	for _, x := range r.replicas {
+		if v := field(x); math.IsNaN(m) || v > m {
+			m = v
+		}
+	}
+	return m
 }
 
 // measure reads the interval from a to b. Counter resets (a restart)
@@ -185,6 +237,10 @@ func measure(a, b snapshot) reading {
 	// Disk.
 	r.diskFree, r.diskSize = gauge(mDiskFree), gauge(mDiskSize)
 	r.has["disk"] = !math.IsNaN(r.diskFree) && r.diskSize > 0
+
+	// Read replicas.
+	r.replicas = readReplicas(b)
+	r.has["replicas"] = len(r.replicas) > 0
 	return r
 }
 

@@ -37,6 +37,17 @@ type Panel struct {
 	SinceText string       `json:"since_text"` // "since 12:03:04, 4m ago"
 	Evidence  []string     `json:"evidence"`
 	Metrics   []MetricView `json:"metrics"` // the first is the headline
+	// Replicas, on the read replicas' panel, is each replica's row.
+	Replicas []ReplicaView `json:"replicas,omitempty"`
+}
+
+// ReplicaView is one read replica: its lag behind the primary in WAL
+// bytes and in replay time, and whether it serves reads.
+type ReplicaView struct {
+	Name       string `json:"name"`
+	InRotation bool   `json:"in_rotation"`
+	LagBytes   string `json:"lag_bytes"`
+	LagSeconds string `json:"lag_seconds"`
 }
 
 // MetricView is one number with its sparkline.
@@ -105,6 +116,9 @@ func (d *Dashboard) buildState(judged []judging, src sources, now time.Time) Sta
 		},
 	}
 	for _, n := range graph {
+		if n.optional && !d.hist.current.has[n.name] {
+			continue
+		}
 		p := Panel{Name: n.name, Title: n.title, State: Unknown}
 		if i := slices.IndexFunc(judged, func(j judging) bool { return j.name == n.name }); i >= 0 {
 			p.State, p.Evidence = judged[i].health, judged[i].evidence
@@ -125,6 +139,12 @@ func (d *Dashboard) buildState(judged []judging, src sources, now time.Time) Sta
 				mv.Value, mv.Source = quantText(e), quantSource(spec.key, e, dur(d.o.Recent))
 			}
 			p.Metrics = append(p.Metrics, mv)
+		}
+		if n.name == "replicas" {
+			for _, x := range d.hist.current.replicas {
+				p.Replicas = append(p.Replicas, ReplicaView{Name: x.name, InRotation: x.inRotation,
+					LagBytes: format(x.lagBytes, unitBytes), LagSeconds: format(x.lagSeconds, unitSeconds)})
+			}
 		}
 		s.Panels = append(s.Panels, p)
 	}

@@ -64,6 +64,12 @@
       row.querySelector('.source').textContent = m.source || '';
       row.querySelector('path').setAttribute('d', m.spark);
     }
+    const replicas = a.querySelector('table.replicas');
+    if (replicas) {
+      replicas.tBodies[0].replaceChildren(...(p.replicas || []).map((r) =>
+        el('tr', '', el('td', '', r.name), el('td', '', r.in_rotation ? 'in' : 'out'),
+          el('td', '', r.lag_bytes), el('td', '', r.lag_seconds))));
+    }
   }
 
   function renderLists(s) {
