@@ -196,8 +196,8 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		MaxUploadBytes: cfg.MaxUploadBytes, MaxPixels: cfg.MaxPixels, DecodeMemory: decodeMemory, UploadTimeout: cfg.UploadTimeout, UploadBacklog: cfg.UploadBacklog,
 		BodyTimeout: cfg.BodyTimeout, SSEPerUser: cfg.SSEPerUser, SSEMax: cfg.SSEMax,
 		TrustedProxies: cfg.TrustedProxies, AccessLog: cfg.AccessLog, OpsToken: cfg.OpsToken,
-		IdempotencyTTL: cfg.IdempotencyTTL,
-		PublicOrigin:   cfg.PublicURL, DeviceKey: []byte(cfg.DeviceKey), DeviceTTL: cfg.DeviceTTL,
+		IdempotencyTTL: cfg.IdempotencyTTL, EventsFallbackPoll: cfg.EventsFallbackPoll,
+		PublicOrigin: cfg.PublicURL, DeviceKey: []byte(cfg.DeviceKey), DeviceTTL: cfg.DeviceTTL,
 		Policies: app.Policies{
 			API:        policy("api", cfg.RateAPI),
 			Auth:       policy("auth", cfg.RateAuth),

@@ -69,16 +69,19 @@ type Config struct {
 	// before a Put returns (media/mirror); "" is no copy.
 	MediaBackupDir string
 
-	MaxUploadBytes      int64
-	MaxPixels           int64
-	UploadTimeout       time.Duration
-	UploadBacklog       int
-	JPEGQuality         int
-	DecodeMemory        int64
-	PhotoWorkers        int
-	JobVisibility       time.Duration
-	JobAbandonedMax     int
-	EventRetention      time.Duration
+	MaxUploadBytes  int64
+	MaxPixels       int64
+	UploadTimeout   time.Duration
+	UploadBacklog   int
+	JPEGQuality     int
+	DecodeMemory    int64
+	PhotoWorkers    int
+	JobVisibility   time.Duration
+	JobAbandonedMax int
+	EventRetention  time.Duration
+	// EventsFallbackPoll is how often an event stream reads the store
+	// while the notification hub is down.
+	EventsFallbackPoll  time.Duration
 	IdempotencyTTL      time.Duration
 	ModerationBlocklist string
 
@@ -282,6 +285,7 @@ func settings() []setting {
 			c.PhotoWorkers = int(n)
 			return err
 		}},
+		{env: "ONEBOX_EVENTS_FALLBACK_POLL", flag: "events-fallback-poll", def: "2s", usage: "how often an event stream reads the database while the notification hub is down; with a working hub an idle stream reads nothing", set: dur(func(c *Config) *time.Duration { return &c.EventsFallbackPoll })},
 		{env: "ONEBOX_EVENT_RETENTION", flag: "event-retention", def: "168h", usage: "how long photo events stay for SSE clients to resume from (Last-Event-ID); 0 keeps them forever", set: dur(func(c *Config) *time.Duration { return &c.EventRetention })},
 		{env: "ONEBOX_IDEMPOTENCY_TTL", flag: "idempotency-ttl", def: "24h", usage: "how long an upload's Idempotency-Key is held: a retry within it gets the first answer, after it the key uploads anew", set: func(c *Config, v string) error {
 			d, err := time.ParseDuration(v)
@@ -672,6 +676,7 @@ func (c Config) validate() error {
 		"ONEBOX_CACHE_TTL": c.CacheTTL, "ONEBOX_CACHE_NEGATIVE_TTL": c.CacheNegative,
 		"ONEBOX_SESSION_TTL": c.SessionTTL, "ONEBOX_REQUEST_TIMEOUT": c.RequestTimeout, "ONEBOX_DEVICE_TTL": c.DeviceTTL,
 		"ONEBOX_DB_BUSY_TIMEOUT": c.DBBusyTimeout, "ONEBOX_DATABASE_MAX_LAG": c.DatabaseMaxLag,
+		"ONEBOX_EVENTS_FALLBACK_POLL": c.EventsFallbackPoll,
 	} {
 		if _, read := c.raw[env]; read && d <= 0 {
 			return fmt.Errorf("%s: must be positive", c.Name(env))

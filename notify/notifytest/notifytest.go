@@ -3,6 +3,7 @@
 package notifytest
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -49,9 +50,18 @@ func Run(t *testing.T, newHub func(t *testing.T) notify.Hub) {
 // subscribe subscribes for the rest of the test.
 func subscribe(t *testing.T, h notify.Hub, topic string) <-chan struct{} {
 	t.Helper()
-	ch, cancel := h.Subscribe(t.Context(), topic)
+	ch, cancel := mustSubscribe(t, t.Context(), h, topic)
 	t.Cleanup(cancel)
 	return ch
+}
+
+func mustSubscribe(t *testing.T, ctx context.Context, h notify.Hub, topic string) (<-chan struct{}, func()) {
+	t.Helper()
+	ch, cancel, err := h.Subscribe(ctx, topic)
+	if err != nil {
+		t.Fatalf("Subscribe(%q): %v", topic, err)
+	}
+	return ch, cancel
 }
 
 func mustPublish(t *testing.T, h notify.Hub, topic string) {
