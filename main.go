@@ -42,6 +42,8 @@ import (
 	"onebox/moderation/phash"
 	"onebox/notify"
 	notifymemory "onebox/notify/memory"
+	notifynats "onebox/notify/nats"
+	notifypostgres "onebox/notify/postgres"
 	"onebox/ops"
 	"onebox/ops/errlog"
 	"onebox/ops/logging"
@@ -156,9 +158,12 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	if h.media != nil {
 		med = h.media(med)
 	}
-	hub, err := openHub(cfg)
+	hub, err := openHub(cfg, log)
 	if err != nil {
 		return err
+	}
+	if cl, ok := hub.(io.Closer); ok {
+		defer cl.Close()
 	}
 	mod, err := openModerator(cfg)
 	if err != nil {
@@ -442,7 +447,9 @@ func openMedia(cfg config.Config, log *slog.Logger) (media.Storage, error) {
 	return nil, fmt.Errorf("ONEBOX_MEDIA_URL: unsupported scheme %q", u.Scheme)
 }
 
-func openHub(cfg config.Config) (notify.Hub, error) {
+// openHub picks the notification hub. The hubs across the network
+// connect in the background: until they do, event streams poll.
+func openHub(cfg config.Config, log *slog.Logger) (notify.Hub, error) {
 	u, err := config.BackendURL("ONEBOX_NOTIFY_URL", cfg.NotifyURL)
 	if err != nil {
 		return nil, err
@@ -450,6 +457,18 @@ func openHub(cfg config.Config) (notify.Hub, error) {
 	switch u.Scheme {
 	case "memory":
 		return notifymemory.New(), nil
+	case "postgres", "postgresql":
+		h, err := notifypostgres.Open(cfg.NotifyURL, notifypostgres.Options{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("ONEBOX_NOTIFY_URL: %w", err)
+		}
+		return h, nil
+	case "nats":
+		h, err := notifynats.Open(cfg.NotifyURL, notifynats.Options{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("ONEBOX_NOTIFY_URL: %w", err)
+		}
+		return h, nil
 	}
 	return nil, fmt.Errorf("ONEBOX_NOTIFY_URL: unsupported scheme %q", u.Scheme)
 }

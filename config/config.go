@@ -244,7 +244,7 @@ func settings() []setting {
 		{env: "ONEBOX_QUEUE_URL", flag: "queue-url", def: "", usage: "job queue backend; empty means the store's own database", secret: true, set: str(func(c *Config) *string { return &c.QueueURL })},
 		{env: "ONEBOX_MEDIA_URL", flag: "media-url", def: "", usage: "media storage: file:DIR (default file: + DATA_DIR/media)", secret: true, set: str(func(c *Config) *string { return &c.MediaURL })},
 		{env: "ONEBOX_MEDIA_BACKUP_DIR", flag: "media-backup-dir", def: "", usage: "directory that gets a copy of every media file before its write is acknowledged (another disk); empty is none", set: str(func(c *Config) *string { return &c.MediaBackupDir })},
-		{env: "ONEBOX_NOTIFY_URL", flag: "notify-url", def: "memory://", usage: "notification hub: memory://", secret: true, set: str(func(c *Config) *string { return &c.NotifyURL })},
+		{env: "ONEBOX_NOTIFY_URL", flag: "notify-url", def: "memory://", usage: "notification hub: memory:// (this instance only), postgres://… (LISTEN/NOTIFY) or nats://HOST[:PORT][,…] (shared by instances)", secret: true, set: str(func(c *Config) *string { return &c.NotifyURL })},
 		{env: "ONEBOX_MAX_UPLOAD_BYTES", flag: "max-upload-bytes", def: "20971520", usage: "largest photo upload, in bytes", set: func(c *Config, v string) error {
 			n, err := posInt(v)
 			c.MaxUploadBytes = n
@@ -651,7 +651,7 @@ var schemes = map[string][]string{
 	"ONEBOX_LIMITER_URL":  {"memory", "redis", "rediss"},
 	"ONEBOX_QUEUE_URL":    {""}, // only the store's own database, for now
 	"ONEBOX_MEDIA_URL":    {"file"},
-	"ONEBOX_NOTIFY_URL":   {"memory"},
+	"ONEBOX_NOTIFY_URL":   {"memory", "postgres", "postgresql", "nats"},
 }
 
 func (c Config) validate() error {

@@ -33,3 +33,15 @@ type Hub interface {
 	// (ErrUnavailable, ErrClosed); the subscriber then polls the source.
 	Subscribe(ctx context.Context, topic string) (<-chan struct{}, func(), error)
 }
+
+// Bus carries short messages to every instance listening on a subject,
+// this one included, at most once: for hints whose loss something else
+// bounds, such as a cache invalidation, bounded by the entry's TTL.
+// The hubs across the network implement it.
+type Bus interface {
+	// Send delivers msg to the listeners of subject on every instance.
+	Send(ctx context.Context, subject string, msg []byte) error
+	// Listen calls handle with each message sent on subject until stop is
+	// called. handle runs on the hub's own goroutine: it must not block.
+	Listen(subject string, handle func(msg []byte)) (stop func())
+}

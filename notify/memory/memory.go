@@ -86,13 +86,16 @@ func (h *Hub) unsubscribe(topic string, sub *subscription) {
 	}
 }
 
-// Close ends every subscription, closing its channel. Later calls to
-// Subscribe fail; Publish wakes no one. Calling Close
-// more than once is harmless.
-func (h *Hub) Close() {
+// Drop ends every subscription, closing its channel, and leaves the Hub
+// open: a hub across the network drops its subscribers when it may have
+// lost a notification, so that they read the source.
+func (h *Hub) Drop() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.closed = true
+	h.dropLocked()
+}
+
+func (h *Hub) dropLocked() {
 	for _, subs := range h.topics {
 		for sub := range subs {
 			sub.stop()
@@ -100,4 +103,14 @@ func (h *Hub) Close() {
 		}
 	}
 	clear(h.topics)
+}
+
+// Close ends every subscription, closing its channel. Later calls to
+// Subscribe fail; Publish wakes no one. Calling Close
+// more than once is harmless.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	h.dropLocked()
 }

@@ -87,3 +87,30 @@ func TestBounded(t *testing.T) {
 	runtime.KeepAlive(h)
 	runtime.KeepAlive(ctx)
 }
+
+// TestDrop: Drop ends every subscription and the hub works on.
+func TestDrop(t *testing.T) {
+	t.Parallel()
+	h := newHub(t)
+	ctx := t.Context()
+	ch, cancel, err := h.Subscribe(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	h.Drop()
+	if _, ok := <-ch; ok {
+		t.Fatal("subscription got a value after Drop, want its channel closed")
+	}
+	ch, cancel, err = h.Subscribe(ctx, "a")
+	if err != nil {
+		t.Fatalf("Subscribe after Drop: %v", err)
+	}
+	defer cancel()
+	if err := h.Publish(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := <-ch; !ok {
+		t.Fatal("subscription after Drop closed, want a wake-up")
+	}
+}

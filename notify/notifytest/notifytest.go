@@ -111,3 +111,14 @@ func requireClosed(t *testing.T, ch <-chan struct{}) {
 		}
 	}
 }
+
+// WaitConnected waits until a hub across the network is connected, and
+// fails the test after a deadline: its server is set but unreachable.
+func WaitConnected(t *testing.T, h interface{ Connected() bool }) {
+	t.Helper()
+	for end := time.Now().Add(2 * deadline); !h.Connected(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("hub not connected after %v", 2*deadline)
+		}
+	}
+}
