@@ -27,6 +27,7 @@ import (
 	"onebox/app"
 	"onebox/auth"
 	"onebox/cache"
+	cachebroadcast "onebox/cache/broadcast"
 	cachememory "onebox/cache/memory"
 	cacheredis "onebox/cache/redis"
 	"onebox/config"
@@ -164,6 +165,15 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	}
 	if cl, ok := hub.(io.Closer); ok {
 		defer cl.Close()
+	}
+	if bus, ok := hub.(notify.Bus); ok && c != nil && strings.HasPrefix(cfg.CacheURL, "memory:") {
+		// Several instances, each with its own cache: an invalidation
+		// reaches the others over the hub (a lost one lasts a TTL).
+		bc := cachebroadcast.New(c, bus, cachebroadcast.Options{OnError: func(key string, err error) {
+			log.Warn("cache invalidation not broadcast: other instances serve their entry until its TTL ends", "key", key, "err", err.Error())
+		}})
+		defer bc.Close() // stops listening; the memory cache closes above
+		c = bc
 	}
 	mod, err := openModerator(cfg)
 	if err != nil {
