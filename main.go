@@ -27,6 +27,7 @@ import (
 	"onebox/app"
 	"onebox/auth"
 	"onebox/cache"
+	cachebroadcast "onebox/cache/broadcast"
 	cachememory "onebox/cache/memory"
 	cacheredis "onebox/cache/redis"
 	"onebox/config"
@@ -43,6 +44,8 @@ import (
 	"onebox/moderation/phash"
 	"onebox/notify"
 	notifymemory "onebox/notify/memory"
+	notifynats "onebox/notify/nats"
+	notifypostgres "onebox/notify/postgres"
 	"onebox/ops"
 	"onebox/ops/errlog"
 	"onebox/ops/logging"
@@ -157,9 +160,21 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	if h.media != nil {
 		med = h.media(med)
 	}
-	hub, err := openHub(cfg)
+	hub, err := openHub(cfg, log)
 	if err != nil {
 		return err
+	}
+	if cl, ok := hub.(io.Closer); ok {
+		defer cl.Close()
+	}
+	if bus, ok := hub.(notify.Bus); ok && c != nil && strings.HasPrefix(cfg.CacheURL, "memory:") {
+		// Several instances, each with its own cache: an invalidation
+		// reaches the others over the hub (a lost one lasts a TTL).
+		bc := cachebroadcast.New(c, bus, cachebroadcast.Options{OnError: func(key string, err error) {
+			log.Warn("cache invalidation not broadcast: other instances serve their entry until its TTL ends", "key", key, "err", err.Error())
+		}})
+		defer bc.Close() // stops listening; the memory cache closes above
+		c = bc
 	}
 	mod, err := openModerator(cfg)
 	if err != nil {
@@ -197,8 +212,8 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		MaxUploadBytes: cfg.MaxUploadBytes, MaxPixels: cfg.MaxPixels, DecodeMemory: decodeMemory, UploadTimeout: cfg.UploadTimeout, UploadBacklog: cfg.UploadBacklog,
 		BodyTimeout: cfg.BodyTimeout, SSEPerUser: cfg.SSEPerUser, SSEMax: cfg.SSEMax,
 		TrustedProxies: cfg.TrustedProxies, AccessLog: cfg.AccessLog, OpsToken: cfg.OpsToken,
-		IdempotencyTTL: cfg.IdempotencyTTL,
-		PublicOrigin:   cfg.PublicURL, MediaOrigin: cfg.MediaOrigin, DeviceKey: []byte(cfg.DeviceKey), DeviceTTL: cfg.DeviceTTL,
+		IdempotencyTTL: cfg.IdempotencyTTL, EventsFallbackPoll: cfg.EventsFallbackPoll,
+		PublicOrigin: cfg.PublicURL, MediaOrigin: cfg.MediaOrigin, DeviceKey: []byte(cfg.DeviceKey), DeviceTTL: cfg.DeviceTTL,
 		Policies: app.Policies{
 			API:        policy("api", cfg.RateAPI),
 			Auth:       policy("auth", cfg.RateAuth),
@@ -457,7 +472,9 @@ func openMedia(ctx context.Context, cfg config.Config, log *slog.Logger) (media.
 	return mediamirror.New(primary, b, log), nil
 }
 
-func openHub(cfg config.Config) (notify.Hub, error) {
+// openHub picks the notification hub. The hubs across the network
+// connect in the background: until they do, event streams poll.
+func openHub(cfg config.Config, log *slog.Logger) (notify.Hub, error) {
 	u, err := config.BackendURL("ONEBOX_NOTIFY_URL", cfg.NotifyURL)
 	if err != nil {
 		return nil, err
@@ -465,6 +482,18 @@ func openHub(cfg config.Config) (notify.Hub, error) {
 	switch u.Scheme {
 	case "memory":
 		return notifymemory.New(), nil
+	case "postgres", "postgresql":
+		h, err := notifypostgres.Open(cfg.NotifyURL, notifypostgres.Options{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("ONEBOX_NOTIFY_URL: %w", err)
+		}
+		return h, nil
+	case "nats":
+		h, err := notifynats.Open(cfg.NotifyURL, notifynats.Options{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("ONEBOX_NOTIFY_URL: %w", err)
+		}
+		return h, nil
 	}
 	return nil, fmt.Errorf("ONEBOX_NOTIFY_URL: unsupported scheme %q", u.Scheme)
 }

@@ -123,6 +123,10 @@ type Options struct {
 	// IdempotencyTTL is how long an upload's Idempotency-Key is held:
 	// until then a retry gets the first answer. Default 24h.
 	IdempotencyTTL time.Duration
+	// EventsFallbackPoll is how often an event stream reads the store
+	// while the hub is down; with a working hub it reads only when woken.
+	// Default 2s.
+	EventsFallbackPoll time.Duration
 }
 
 // App is the HTTP API.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"onebox/notify"
 	"onebox/photos"
 	"onebox/store"
 )
@@ -18,12 +20,14 @@ import (
 // Streams of photo events (Server-Sent Events). The events are rows the
 // store writes with each status change, so a client that reconnects with
 // Last-Event-ID gets what it missed, even across a restart; the hub only
-// wakes the stream early, and a slow poll covers other instances.
+// wakes the stream, and a poll stands in for it while it is down.
 const (
 	sseKeepAlive = 15 * time.Second
-	ssePoll      = 2 * time.Second
-	sseMaxAge    = time.Hour // then the client reconnects, with Last-Event-ID
-	sseBatch     = 100
+	// defaultEventsFallbackPoll is how often a stream reads the store
+	// while the hub is down, when Options.EventsFallbackPoll is 0.
+	defaultEventsFallbackPoll = 2 * time.Second
+	sseMaxAge                 = time.Hour // then the client reconnects, with Last-Event-ID
+	sseBatch                  = 100
 	// Retry-After past a cap. At the total cap, streams end every
 	// sseMaxAge/cap on average (3.6 s at 1000), so a slot comes soon; past
 	// the user's own cap, one of the user's streams (another tab) must
@@ -34,7 +38,8 @@ const (
 
 // streamCaps bounds the event streams open on this instance: per user,
 // so one account cannot hold them all, and in total, since every stream
-// is a connection, a goroutine and a store read every ssePoll. The counts
+// is a connection, a goroutine and, while the hub is down, a store read
+// every EventsFallbackPoll. The counts
 // are this process's: behind a load balancer, each instance has its own.
 type streamCaps struct {
 	perUser, max int // 0 is no bound
@@ -123,8 +128,8 @@ func (a *App) stream(c echo.Context, userID, photoID string) error {
 	ctx, cancel := context.WithTimeout(req.Context(), sseMaxAge)
 	defer cancel()
 	// Subscribe before the first read, so no event falls between them.
-	wake, unsubscribe := a.hub.Subscribe(ctx, photos.UserTopic(userID))
-	defer unsubscribe()
+	sub := a.subscribe(ctx, photos.UserTopic(userID))
+	defer sub.end()
 	if !resumed {
 		if after, err = a.store.LastEventID(ctx, userID); err != nil {
 			return err
@@ -155,8 +160,6 @@ func (a *App) stream(c echo.Context, userID, photoID string) error {
 	}
 	keepAlive := time.NewTicker(sseKeepAlive)
 	defer keepAlive.Stop()
-	poll := time.NewTicker(ssePoll)
-	defer poll.Stop()
 	for {
 		evs, err := a.store.Events(ctx, store.EventsParams{UserID: userID, PhotoID: photoID, AfterID: after, Limit: sseBatch})
 		if err != nil {
@@ -177,17 +180,92 @@ func (a *App) stream(c echo.Context, userID, photoID string) error {
 		case <-a.closing:
 			_ = write("event: shutdown\ndata: {}\n\n")
 			return nil
-		case _, ok := <-wake:
-			if !ok {
+		case _, ok := <-sub.wake:
+			if !ok && sub.lost(ctx) {
 				return nil
-			}
-		case <-poll.C:
+			} // else woken, or subscribed again: read what a lost wake-up announced
+		case <-sub.poll():
+			sub.retry(ctx)
 		case <-keepAlive.C:
 			if err := write(": keep-alive\n\n"); err != nil {
 				return nil
 			}
 		}
 	}
+}
+
+// subscription is an event stream's hold on the hub. While the hub works,
+// a stream reads the store only when woken. While it does not (Subscribe
+// failed, or the hub ended the subscription because it may have lost a
+// wake-up), the stream polls the store every EventsFallbackPoll and tries
+// to subscribe again at each poll.
+//
+// There is no safety poll beside a working hub: every wake-up a hub can
+// lose on the subscriber's side (a dropped connection, a slow consumer)
+// ends the subscription, and the stream then reads the store. A Publish
+// that fails on the publisher's side is logged there; its subscribers
+// learn of the event with the next one, or when they reconnect.
+type subscription struct {
+	hub      notify.Hub
+	topic    string
+	interval time.Duration
+	log      *slog.Logger
+
+	wake  <-chan struct{} // nil while polling: never ready
+	end   func()
+	timer *time.Timer // runs only while polling
+}
+
+func (a *App) subscribe(ctx context.Context, topic string) *subscription {
+	s := &subscription{hub: a.hub, topic: topic, interval: a.opts.EventsFallbackPoll, log: a.log, end: func() {}}
+	if s.interval <= 0 {
+		s.interval = defaultEventsFallbackPoll
+	}
+	s.retry(ctx)
+	return s
+}
+
+// retry subscribes, or else arms the fallback poll.
+func (s *subscription) retry(ctx context.Context) {
+	wake, end, err := s.hub.Subscribe(ctx, s.topic)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.DebugContext(ctx, "event stream polls: the hub is down", "err", err.Error())
+		}
+		s.wake, s.end = nil, func() {}
+		s.arm()
+		return
+	}
+	s.wake, s.end = wake, end
+}
+
+// lost handles the end of a subscription the stream did not end: it
+// reports whether the stream should end (its context did), and otherwise
+// subscribes again, so the caller reads the store at once.
+func (s *subscription) lost(ctx context.Context) bool {
+	s.end()
+	if ctx.Err() != nil {
+		return true
+	}
+	s.retry(ctx)
+	return false
+}
+
+func (s *subscription) arm() {
+	if s.timer == nil {
+		s.timer = time.NewTimer(s.interval)
+		return
+	}
+	s.timer.Reset(s.interval)
+}
+
+// poll is ready when a fallback poll is due; nil (never ready) while the
+// hub works.
+func (s *subscription) poll() <-chan time.Time {
+	if s.wake != nil || s.timer == nil {
+		return nil
+	}
+	return s.timer.C
 }
 
 func streamHeaders(h http.Header) {

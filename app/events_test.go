@@ -8,9 +8,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"onebox/notify"
+	"onebox/photos"
 	"onebox/store"
 )
 
@@ -233,4 +237,119 @@ func TestModerationRejects(t *testing.T) {
 	if ph := b.waitPhoto(token, r.json(t)["id"].(string)); ph["status"] != "ready" {
 		t.Fatalf("other image: %v", ph)
 	}
+}
+
+// downHub is a hub that can be taken down: while down, Subscribe fails
+// as a hub across the network fails without its server.
+type downHub struct {
+	notify.Hub
+	down       atomic.Bool
+	subscribed atomic.Int64 // successful Subscribe calls
+
+	mu   sync.Mutex
+	ends []func() // of every subscription, for drop
+}
+
+// drop ends every subscription, as a hub that lost its connection does.
+func (h *downHub) drop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, end := range h.ends {
+		end()
+	}
+	h.ends = nil
+}
+
+func (h *downHub) Subscribe(ctx context.Context, topic string) (<-chan struct{}, func(), error) {
+	if h.down.Load() {
+		return nil, nil, notify.ErrUnavailable
+	}
+	ch, end, err := h.Hub.Subscribe(ctx, topic)
+	if err == nil {
+		h.subscribed.Add(1)
+		h.mu.Lock()
+		h.ends = append(h.ends, end)
+		h.mu.Unlock()
+	}
+	return ch, end, err
+}
+
+// waitCount waits until query has run at least n times.
+func (b *bundle) waitCount(t *testing.T, query string, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); b.count(query) < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s ran %d times in 10s, want %d", query, b.count(query), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// requireIdle watches query for many fallback intervals, after a few to
+// let a read under way finish: it must not run.
+func (b *bundle) requireIdle(t *testing.T, query string, interval time.Duration) {
+	t.Helper()
+	time.Sleep(5 * interval)
+	before := b.count(query)
+	time.Sleep(30 * interval)
+	if n := b.count(query) - before; n != 0 {
+		t.Fatalf("%s ran %d times on an idle stream with a working hub, want none", query, n)
+	}
+}
+
+// TestEventStreamFallbackPoll: with a working hub an idle stream reads
+// nothing from the store after its first read; while the hub is down it
+// polls every EventsFallbackPoll, and stops once it subscribes again.
+func TestEventStreamFallbackPoll(t *testing.T) {
+	t.Parallel()
+	const interval = 10 * time.Millisecond
+	var hub *downHub
+	b := newBundle(t, func(s *setup) {
+		s.opts.EventsFallbackPoll = interval
+		s.wrapHub = func(h notify.Hub) notify.Hub { hub = &downHub{Hub: h}; return hub }
+	})
+	userID, token := b.signup("idle")
+	topic := photos.UserTopic(userID)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+
+	// A working hub: one read of the last id, one of the events, then
+	// nothing until a wake-up.
+	b.openStream(ctx, "/v1/users/me/events", token, "")
+	b.waitCount(t, "events_after", 1)
+	b.requireIdle(t, "events_after", interval)
+	if n := b.count("events_last_id"); n != 1 {
+		t.Fatalf("events_last_id ran %d times, want 1", n)
+	}
+	if err := b.hub.Publish(ctx, topic); err != nil {
+		t.Fatal(err)
+	}
+	b.waitCount(t, "events_after", 2) // woken: it reads
+
+	// The hub ends the subscription, as on a lost connection: the stream
+	// subscribes again and reads what it may have missed.
+	hub.drop()
+	b.waitCount(t, "events_after", 3)
+	if n := hub.subscribed.Load(); n != 2 {
+		t.Fatalf("%d subscriptions, want the stream to have subscribed again", n)
+	}
+	b.requireIdle(t, "events_after", interval)
+
+	// The hub is down: a new stream polls.
+	hub.down.Store(true)
+	polled := b.count("events_after")
+	b.openStream(ctx, "/v1/users/me/events", token, "")
+	b.waitCount(t, "events_after", polled+5)
+
+	// Back up: at its next poll the stream subscribes, then idles.
+	hub.down.Store(false)
+	for hub.subscribed.Load() < 3 {
+		b.waitCount(t, "events_after", b.count("events_after")+1)
+	}
+	b.requireIdle(t, "events_after", interval)
+	before := b.count("events_after")
+	if err := b.hub.Publish(ctx, topic); err != nil {
+		t.Fatal(err)
+	}
+	b.waitCount(t, "events_after", before+2) // both streams woken
 }

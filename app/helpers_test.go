@@ -28,6 +28,7 @@ import (
 	"onebox/media"
 	medialocal "onebox/media/local"
 	"onebox/moderation/phash"
+	"onebox/notify"
 	notifymemory "onebox/notify/memory"
 	"onebox/ops"
 	"onebox/ops/errlog"
@@ -64,6 +65,7 @@ type bundle struct {
 	errors  *errlog.Log // the 5xx answers, as main keeps them
 
 	mediaDir string // media's directory, to look for files left behind
+	hub      notify.Hub
 }
 
 type setup struct {
@@ -87,6 +89,8 @@ type setup struct {
 	// wrapMedia is put in front of the app's media storage (not the
 	// pipeline's).
 	wrapMedia func(media.Storage) media.Storage
+	// wrapHub is put in front of the hub of the app and the pipeline.
+	wrapHub func(notify.Hub) notify.Hub
 }
 
 func generous(name string) ratelimit.Policy {
@@ -164,7 +168,11 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 	if s.wrapMedia != nil {
 		appMedia = s.wrapMedia(med)
 	}
-	hub := notifymemory.New()
+	var hub notify.Hub = notifymemory.New()
+	if s.wrapHub != nil {
+		hub = s.wrapHub(hub)
+	}
+	b.hub = hub
 	queue := st.Queue(jobsqlite.Options{Logger: log})
 	b.queue = queue
 	pipe := pipeline.New(ss, med, phash.New(s.blocked, 0), hub, log, pipeline.Options{

@@ -119,7 +119,11 @@ func NewAside(c Cache, o AsideOptions) *Aside {
 		c = noCache{}
 		o.OnLookup, o.OnLoad, o.StartLoad, o.OnError = nil, nil, nil, nil
 	}
-	return &Aside{cache: c, off: off, opts: o, flights: make(map[string]*flight)}
+	a := &Aside{cache: c, off: off, opts: o, flights: make(map[string]*flight)}
+	if w, ok := c.(Watcher); ok {
+		w.Watch(a.detach)
+	}
+	return a
 }
 
 // Get returns the value for key from the cache, or else from load, which

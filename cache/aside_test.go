@@ -635,3 +635,43 @@ func TestAsideHookPanicDoesNotWedgeKey(t *testing.T) {
 		t.Fatalf("Get after the panic = %q, %v; want v", v, err)
 	}
 }
+
+// watchedCache is a cache.Watcher whose drops the test makes.
+type watchedCache struct {
+	cache.Cache
+	dropped func(key string)
+}
+
+func (w *watchedCache) Watch(dropped func(key string)) { w.dropped = dropped }
+
+// TestAsideWatchesRemoteDrops: a drop from another instance while a load
+// is in flight stops that load from caching what it read before it.
+func TestAsideWatchesRemoteDrops(t *testing.T) {
+	t.Parallel()
+	mem := memory.New(memory.Options{MaxBytes: 1 << 20})
+	defer mem.Close()
+	w := &watchedCache{Cache: mem}
+	a := cache.NewAside(w, cache.AsideOptions{TTL: time.Hour})
+	if w.dropped == nil {
+		t.Fatal("Aside did not watch a cache.Watcher")
+	}
+	loading, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.Get(t.Context(), "u:1", func(context.Context) ([]byte, error) {
+			close(loading)
+			<-release
+			return []byte("read before the change"), nil
+		})
+		done <- err
+	}()
+	<-loading
+	w.dropped("u:1") // another instance changed u:1 and invalidated it
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if v, err := mem.Get(t.Context(), "u:1"); !errors.Is(err, cache.ErrNotFound) {
+		t.Fatalf("cached %q after a remote drop during its load, want nothing", v)
+	}
+}

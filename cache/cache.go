@@ -25,3 +25,13 @@ type Cache interface {
 	// Delete removes key. Deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 }
+
+// Watcher is a Cache whose entries other processes drop (an in-process
+// cache kept coherent by broadcasts, cache/broadcast). Aside registers
+// with it, so that a drop also stops the loads in flight in this process
+// from caching what they read before the change, as Invalidate does.
+type Watcher interface {
+	// Watch calls dropped with each key another process invalidates,
+	// before and after the entry here is deleted. dropped must not block.
+	Watch(dropped func(key string))
+}

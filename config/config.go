@@ -73,16 +73,19 @@ type Config struct {
 	// address); "" is this service's /media/. MediaOrigin is its origin.
 	MediaPublicURL, MediaOrigin string
 
-	MaxUploadBytes      int64
-	MaxPixels           int64
-	UploadTimeout       time.Duration
-	UploadBacklog       int
-	JPEGQuality         int
-	DecodeMemory        int64
-	PhotoWorkers        int
-	JobVisibility       time.Duration
-	JobAbandonedMax     int
-	EventRetention      time.Duration
+	MaxUploadBytes  int64
+	MaxPixels       int64
+	UploadTimeout   time.Duration
+	UploadBacklog   int
+	JPEGQuality     int
+	DecodeMemory    int64
+	PhotoWorkers    int
+	JobVisibility   time.Duration
+	JobAbandonedMax int
+	EventRetention  time.Duration
+	// EventsFallbackPoll is how often an event stream reads the store
+	// while the notification hub is down.
+	EventsFallbackPoll  time.Duration
 	IdempotencyTTL      time.Duration
 	ModerationBlocklist string
 
@@ -250,7 +253,7 @@ func settings() []setting {
 			c.MediaPublicURL, c.MediaOrigin = u, origin
 			return err
 		}},
-		{env: "ONEBOX_NOTIFY_URL", flag: "notify-url", def: "memory://", usage: "notification hub: memory://", secret: true, set: str(func(c *Config) *string { return &c.NotifyURL })},
+		{env: "ONEBOX_NOTIFY_URL", flag: "notify-url", def: "memory://", usage: "notification hub: memory:// (this instance only), postgres://… (LISTEN/NOTIFY) or nats://HOST[:PORT][,…] (shared by instances)", secret: true, set: str(func(c *Config) *string { return &c.NotifyURL })},
 		{env: "ONEBOX_MAX_UPLOAD_BYTES", flag: "max-upload-bytes", def: "20971520", usage: "largest photo upload, in bytes", set: func(c *Config, v string) error {
 			n, err := posInt(v)
 			c.MaxUploadBytes = n
@@ -291,6 +294,7 @@ func settings() []setting {
 			c.PhotoWorkers = int(n)
 			return err
 		}},
+		{env: "ONEBOX_EVENTS_FALLBACK_POLL", flag: "events-fallback-poll", def: "2s", usage: "how often an event stream reads the database while the notification hub is down; with a working hub an idle stream reads nothing", set: dur(func(c *Config) *time.Duration { return &c.EventsFallbackPoll })},
 		{env: "ONEBOX_EVENT_RETENTION", flag: "event-retention", def: "168h", usage: "how long photo events stay for SSE clients to resume from (Last-Event-ID); 0 keeps them forever", set: dur(func(c *Config) *time.Duration { return &c.EventRetention })},
 		{env: "ONEBOX_IDEMPOTENCY_TTL", flag: "idempotency-ttl", def: "24h", usage: "how long an upload's Idempotency-Key is held: a retry within it gets the first answer, after it the key uploads anew", set: func(c *Config, v string) error {
 			d, err := time.ParseDuration(v)
@@ -683,7 +687,7 @@ var schemes = map[string][]string{
 	"ONEBOX_LIMITER_URL":  {"memory", "redis", "rediss"},
 	"ONEBOX_QUEUE_URL":    {""}, // only the store's own database, for now
 	"ONEBOX_MEDIA_URL":    {"file", "s3"},
-	"ONEBOX_NOTIFY_URL":   {"memory"},
+	"ONEBOX_NOTIFY_URL":   {"memory", "postgres", "postgresql", "nats"},
 }
 
 func (c Config) validate() error {
@@ -708,6 +712,7 @@ func (c Config) validate() error {
 		"ONEBOX_CACHE_TTL": c.CacheTTL, "ONEBOX_CACHE_NEGATIVE_TTL": c.CacheNegative,
 		"ONEBOX_SESSION_TTL": c.SessionTTL, "ONEBOX_REQUEST_TIMEOUT": c.RequestTimeout, "ONEBOX_DEVICE_TTL": c.DeviceTTL,
 		"ONEBOX_DB_BUSY_TIMEOUT": c.DBBusyTimeout, "ONEBOX_DATABASE_MAX_LAG": c.DatabaseMaxLag,
+		"ONEBOX_EVENTS_FALLBACK_POLL": c.EventsFallbackPoll,
 	} {
 		if _, read := c.raw[env]; read && d <= 0 {
 			return fmt.Errorf("%s: must be positive", c.Name(env))

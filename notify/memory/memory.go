@@ -51,15 +51,14 @@ func (h *Hub) Publish(_ context.Context, topic string) error {
 // Subscribe returns a channel that receives a value after Publish to
 // topic, and a function that ends the subscription and closes the
 // channel; calling it more than once is harmless. The subscription also
-// ends when ctx ends or the Hub closes. On a closed Hub the channel is
-// closed already.
-func (h *Hub) Subscribe(ctx context.Context, topic string) (<-chan struct{}, func()) {
+// ends when ctx ends or the Hub closes. On a closed Hub it fails with
+// notify.ErrClosed.
+func (h *Hub) Subscribe(ctx context.Context, topic string) (<-chan struct{}, func(), error) {
 	sub := &subscription{ch: make(chan struct{}, 1)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		close(sub.ch)
-		return sub.ch, func() {}
+		return nil, nil, notify.ErrClosed
 	}
 	subs := h.topics[topic]
 	if subs == nil {
@@ -69,7 +68,7 @@ func (h *Hub) Subscribe(ctx context.Context, topic string) (<-chan struct{}, fun
 	subs[sub] = struct{}{}
 	// AfterFunc runs its function in a goroutine, which waits for mu.
 	sub.stop = context.AfterFunc(ctx, func() { h.unsubscribe(topic, sub) })
-	return sub.ch, func() { h.unsubscribe(topic, sub) }
+	return sub.ch, func() { h.unsubscribe(topic, sub) }, nil
 }
 
 func (h *Hub) unsubscribe(topic string, sub *subscription) {
@@ -87,13 +86,16 @@ func (h *Hub) unsubscribe(topic string, sub *subscription) {
 	}
 }
 
-// Close ends every subscription, closing its channel. Later calls to
-// Subscribe return a closed channel; Publish wakes no one. Calling Close
-// more than once is harmless.
-func (h *Hub) Close() {
+// Drop ends every subscription, closing its channel, and leaves the Hub
+// open: a hub across the network drops its subscribers when it may have
+// lost a notification, so that they read the source.
+func (h *Hub) Drop() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.closed = true
+	h.dropLocked()
+}
+
+func (h *Hub) dropLocked() {
 	for _, subs := range h.topics {
 		for sub := range subs {
 			sub.stop()
@@ -101,4 +103,14 @@ func (h *Hub) Close() {
 		}
 	}
 	clear(h.topics)
+}
+
+// Close ends every subscription, closing its channel. Later calls to
+// Subscribe fail; Publish wakes no one. Calling Close
+// more than once is harmless.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	h.dropLocked()
 }

@@ -2,6 +2,7 @@ package memory_test
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"strconv"
 	"testing"
@@ -29,7 +30,10 @@ func TestClose(t *testing.T) {
 	ctx := t.Context()
 	chs := make([]<-chan struct{}, 0, 4)
 	for _, topic := range []string{"a", "a", "b", "c"} {
-		ch, cancel := h.Subscribe(ctx, topic)
+		ch, cancel, err := h.Subscribe(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer cancel() // harmless after Close
 		chs = append(chs, ch)
 	}
@@ -43,10 +47,8 @@ func TestClose(t *testing.T) {
 	if err := h.Publish(ctx, "a"); err != nil {
 		t.Fatalf("Publish after Close: %v", err)
 	}
-	ch, cancel := h.Subscribe(ctx, "a")
-	defer cancel()
-	if _, ok := <-ch; ok {
-		t.Fatal("Subscribe after Close returned an open channel")
+	if _, _, err := h.Subscribe(ctx, "a"); !errors.Is(err, notify.ErrClosed) {
+		t.Fatalf("Subscribe after Close: %v, want notify.ErrClosed", err)
 	}
 }
 
@@ -65,7 +67,10 @@ func TestBounded(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	for i := range topics {
-		_, unsubscribe := h.Subscribe(ctx, strconv.Itoa(i))
+		_, unsubscribe, err := h.Subscribe(ctx, strconv.Itoa(i))
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := h.Publish(ctx, strconv.Itoa(i)); err != nil {
 			t.Fatal(err)
 		}
@@ -81,4 +86,31 @@ func TestBounded(t *testing.T) {
 	}
 	runtime.KeepAlive(h)
 	runtime.KeepAlive(ctx)
+}
+
+// TestDrop: Drop ends every subscription and the hub works on.
+func TestDrop(t *testing.T) {
+	t.Parallel()
+	h := newHub(t)
+	ctx := t.Context()
+	ch, cancel, err := h.Subscribe(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	h.Drop()
+	if _, ok := <-ch; ok {
+		t.Fatal("subscription got a value after Drop, want its channel closed")
+	}
+	ch, cancel, err = h.Subscribe(ctx, "a")
+	if err != nil {
+		t.Fatalf("Subscribe after Drop: %v", err)
+	}
+	defer cancel()
+	if err := h.Publish(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := <-ch; !ok {
+		t.Fatal("subscription after Drop closed, want a wake-up")
+	}
 }

@@ -10,7 +10,7 @@ import (
 )
 
 func testUnsubscribe(t *testing.T, h notify.Hub) {
-	ended, cancel := h.Subscribe(t.Context(), "user:1")
+	ended, cancel := mustSubscribe(t, t.Context(), h, "user:1")
 	other := subscribe(t, h, "user:1")
 	cancel()
 	requireClosed(t, ended)
@@ -22,7 +22,7 @@ func testUnsubscribe(t *testing.T, h notify.Hub) {
 
 func testContextEnds(t *testing.T, h notify.Hub) {
 	ctx, cancel := context.WithCancel(t.Context())
-	ch, unsubscribe := h.Subscribe(ctx, "user:1")
+	ch, unsubscribe := mustSubscribe(t, ctx, h, "user:1")
 	other := subscribe(t, h, "user:1")
 	cancel()
 	requireClosed(t, ch)
@@ -34,7 +34,10 @@ func testContextEnds(t *testing.T, h notify.Hub) {
 func testContextEnded(t *testing.T, h notify.Hub) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	ch, unsubscribe := h.Subscribe(ctx, "user:1")
+	ch, unsubscribe, err := h.Subscribe(ctx, "user:1")
+	if err != nil {
+		return // refusing is as good as a closed channel
+	}
 	defer unsubscribe()
 	requireClosed(t, ch)
 }
@@ -55,7 +58,12 @@ func testConcurrent(t *testing.T, h notify.Hub) {
 			for i := range rounds {
 				topic := fmt.Sprintf("user:%d", (w+i)%topics)
 				ctx, cancel := context.WithCancel(t.Context())
-				ch, unsubscribe := h.Subscribe(ctx, topic)
+				ch, unsubscribe, err := h.Subscribe(ctx, topic)
+				if err != nil {
+					t.Errorf("Subscribe(%q): %v", topic, err)
+					cancel()
+					return
+				}
 				if err := h.Publish(ctx, topic); err != nil {
 					t.Errorf("Publish(%q): %v", topic, err)
 				}

@@ -3,6 +3,7 @@
 package notifytest
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -49,9 +50,18 @@ func Run(t *testing.T, newHub func(t *testing.T) notify.Hub) {
 // subscribe subscribes for the rest of the test.
 func subscribe(t *testing.T, h notify.Hub, topic string) <-chan struct{} {
 	t.Helper()
-	ch, cancel := h.Subscribe(t.Context(), topic)
+	ch, cancel := mustSubscribe(t, t.Context(), h, topic)
 	t.Cleanup(cancel)
 	return ch
+}
+
+func mustSubscribe(t *testing.T, ctx context.Context, h notify.Hub, topic string) (<-chan struct{}, func()) {
+	t.Helper()
+	ch, cancel, err := h.Subscribe(ctx, topic)
+	if err != nil {
+		t.Fatalf("Subscribe(%q): %v", topic, err)
+	}
+	return ch, cancel
 }
 
 func mustPublish(t *testing.T, h notify.Hub, topic string) {
@@ -98,6 +108,17 @@ func requireClosed(t *testing.T, ch <-chan struct{}) {
 			}
 		case <-timeout:
 			t.Fatalf("channel still open %v after the subscription ended", deadline)
+		}
+	}
+}
+
+// WaitConnected waits until a hub across the network is connected, and
+// fails the test after a deadline: its server is set but unreachable.
+func WaitConnected(t *testing.T, h interface{ Connected() bool }) {
+	t.Helper()
+	for end := time.Now().Add(2 * deadline); !h.Connected(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("hub not connected after %v", 2*deadline)
 		}
 	}
 }
