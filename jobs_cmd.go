@@ -68,7 +68,7 @@ func migrateCommand(ctx context.Context, cfg config.Config, stdout io.Writer, lo
 // openQueue opens the job queue of an existing, migrated database
 // without changing it: a mistyped path must not leave an empty
 // database behind, nor a command meant to look migrate one.
-func openQueue(ctx context.Context, cfg config.Config, log *slog.Logger) (jobs.Queue, func() error, error) {
+func openQueue(ctx context.Context, cfg config.Config, log *slog.Logger) (jobs.Inspector, func() error, error) {
 	path, err := databasePath(cfg)
 	if err != nil {
 		return nil, nil, err
