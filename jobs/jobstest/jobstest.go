@@ -34,6 +34,15 @@ type Prioritizer interface {
 	HonoursPriority()
 }
 
+// InFlightUntilRedelivered is implemented by backends whose Stats count
+// a message whose visibility lapsed as in flight until it is delivered
+// again, not as queued: JetStream counts it among its consumer's pending
+// acks until then, and says nothing of which of them lapsed. A backend
+// may implement it in its own test files only (export_test.go).
+type InFlightUntilRedelivered interface {
+	InFlightUntilRedelivered()
+}
+
 // Run runs the suite. newQueue returns an empty queue that lives until the
 // test ends; each test and subtest gets its own.
 func Run(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
