@@ -740,3 +740,6 @@ func (q *Queue) Redrive(ctx context.Context, ids ...string) (int, error) {
 	}
 	return n, nil
 }
+
+// StreamName is the jobs stream's name (Options.Stream).
+func (q *Queue) StreamName() string { return q.o.Stream }
