@@ -61,3 +61,20 @@ func TestJobsCommandOnNATS(t *testing.T) {
 		t.Errorf("after retry: Receive = %+v, %v; want the job back", msgs, err)
 	}
 }
+
+// deleteNATSQueue deletes the streams of a queue a test's child created.
+func deleteNATSQueue(t *testing.T, url, stream string) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Errorf("deleting streams %s: %v", stream, err)
+		return
+	}
+	defer nc.Close()
+	q, err := jobnats.New(context.Background(), nc, jobnats.Options{Stream: stream, Prefix: "t" + stream})
+	if err == nil {
+		err = q.Delete(context.Background())
+	}
+	if err != nil {
+		t.Errorf("deleting streams %s: %v", stream, err)
+	}
+}
