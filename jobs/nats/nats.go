@@ -57,6 +57,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"onebox/jobs"
 )
@@ -100,6 +101,7 @@ type Queue struct {
 	jobs, dead, marks, adv jetstream.Stream
 
 	mu        sync.Mutex
+	collector jetstream.Consumer       // of S_ADV, once made
 	consumers map[string]consumer      // by kind
 	held      map[string]jetstream.Msg // received here, by id
 }
@@ -404,18 +406,37 @@ func (q *Queue) Extend(ctx context.Context, id string, visibility time.Duration)
 	return nil
 }
 
-// Ack acks the messages received here, each waiting for the server.
+// ackParallel bounds the acks of one Ack under way at once: each waits
+// for the server's answer, and the Runner acks in batches of hundreds.
+const ackParallel = 32
+
+// Ack acks the messages received here, each waiting for the server. An
+// id whose ack failed is held again, so a later Ack can retry it.
 func (q *Queue) Ack(ctx context.Context, ids ...string) error {
-	var errs []error
+	var (
+		mu   sync.Mutex
+		errs []error
+		g    errgroup.Group
+	)
+	g.SetLimit(ackParallel)
 	for _, id := range ids {
 		msg, ok := q.take(id, true)
 		if !ok {
 			continue
 		}
-		if err := q.reply(ctx, msg, ackOK); err != nil {
-			errs = append(errs, fmt.Errorf("jobs/nats ack %s: %w", id, err))
-		}
+		g.Go(func() error {
+			if err := q.reply(ctx, msg, ackOK); err != nil {
+				q.mu.Lock()
+				q.held[id] = msg
+				q.mu.Unlock()
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("jobs/nats ack %s: %w", id, err))
+				mu.Unlock()
+			}
+			return nil
+		})
 	}
+	_ = g.Wait()
 	return errors.Join(errs...)
 }
 
@@ -516,9 +537,18 @@ type advisory struct {
 // collect turns captured max-deliveries advisories into dead letters: the
 // message stays in S, undeliverable, until it is moved.
 func (q *Queue) collect(ctx context.Context) error {
-	cons, err := q.adv.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "collector", AckPolicy: jetstream.AckExplicitPolicy})
-	if err != nil {
-		return err
+	q.mu.Lock()
+	cons := q.collector
+	q.mu.Unlock()
+	if cons == nil {
+		var err error
+		cons, err = q.adv.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "collector", AckPolicy: jetstream.AckExplicitPolicy})
+		if err != nil {
+			return err
+		}
+		q.mu.Lock()
+		q.collector = cons
+		q.mu.Unlock()
 	}
 	for {
 		batch, err := cons.FetchNoWait(100)
