@@ -1,7 +1,7 @@
 // Package jobs is onebox's background work: the Queue interface every
-// broker implements (jobs/sqlite on goqite in the store's own database
-// today; an external broker behind an outbox later) and the Runner above
-// it, which gives every backend the same retries, backoff, dead-lettering,
+// broker implements (jobs/sqlite and jobs/postgres on goqite in the
+// store's own database; jobs/nats on JetStream, fed from that database as
+// an outbox by a Relay) and the Runner above it, which gives every backend the same retries, backoff, dead-lettering,
 // heartbeats and bounded concurrency. It imports no operator tooling: a
 // job's request id reaches its handler through package correlation, and
 // metrics and traces wrap the handlers from outside (main).
