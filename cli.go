@@ -31,6 +31,10 @@ type command struct {
 // The settings of the commands that open the database directly.
 var databaseSettings = []string{"ONEBOX_DATA_DIR", "ONEBOX_DATABASE_URL", "ONEBOX_LOG_LEVEL", "ONEBOX_LOG_FORMAT"}
 
+// jobsSettings: with an external broker (ONEBOX_QUEUE_URL) the jobs and
+// their dead letters are there, not in the database.
+var jobsSettings = append([]string{"ONEBOX_QUEUE_URL"}, databaseSettings...)
+
 // commands is onebox's command line. Each call builds it anew, so a
 // command's own flags live no longer than one run.
 func commands(lookupEnv func(string) (string, bool), stdout, stderr io.Writer, h hooks) []command {
@@ -77,14 +81,15 @@ func commands(lookupEnv func(string) (string, bool), stdout, stderr io.Writer, h
 		usage: `usage: onebox jobs stats|dead|retry [ID...] [flags]
 
 Reads the job queue in an existing database directly: it never creates or
-migrates one (see onebox migrate).
+migrates one (see onebox migrate). With ONEBOX_QUEUE_URL=nats://… it reads
+JetStream's jobs and dead letters instead.
 
   stats          queued, in-flight and dead jobs of each kind, and the oldest's age
   dead           the dead-lettered jobs, one JSON object a line
   retry ID...    put those dead jobs back in the queue
   retry -all     put every dead job back in the queue`,
 		example:  "onebox jobs stats -data-dir ./data",
-		settings: databaseSettings,
+		settings: jobsSettings,
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&all, "all", false, "with retry: every dead job")
 		},

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -198,14 +199,31 @@ func files(t *testing.T, dir string) (visible, hidden []string) {
 // again half-way through publishing a photo's variants (some files
 // written, the rest not), and checks that each photo ends ready after a
 // restart, with exactly one set of variants and no temp files.
+//
+// It runs with the queue in the store's database and, with
+// ONEBOX_TEST_NATS_URL, on JetStream fed by the outbox relay, whose kill
+// lands between commit and publish or between publish and mark.
 func TestSurvivesKill9(t *testing.T) {
+	t.Run("goqite", func(t *testing.T) { testSurvivesKill9(t) })
+	t.Run("nats", func(t *testing.T) {
+		url := os.Getenv("ONEBOX_TEST_NATS_URL")
+		if url == "" {
+			t.Skip("ONEBOX_TEST_NATS_URL not set")
+		}
+		stream := "T" + rand.Text()[:12]
+		t.Cleanup(func() { deleteNATSQueue(t, url, stream) })
+		testSurvivesKill9(t, "ONEBOX_QUEUE_URL="+url+"?stream="+stream+"&prefix=t"+stream)
+	})
+}
+
+func testSurvivesKill9(t *testing.T, env ...string) {
 	photo := filepath.Join(t.TempDir(), "photo.jpg")
 	if err := os.WriteFile(photo, testimages.Photo12MP(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	data := t.TempDir()
 	published := filepath.Join(data, "media", "photos")
-	c := startChild(t, data)
+	c := startChild(t, data, env...)
 	c.call("POST", "/v1/users", "", "application/json", strings.NewReader(`{"handle":"crash","password":"correct horse"}`))
 	token := c.call("POST", "/v1/sessions", "", "application/json", strings.NewReader(`{"handle":"crash","password":"correct horse"}`))["token"].(string)
 
@@ -216,7 +234,7 @@ func TestSurvivesKill9(t *testing.T) {
 	// 2. Killed half-way through publishing: this child publishes 3
 	// variants (of either photo) and stalls the rest.
 	const stallAfter = 3
-	c = startChild(t, data, fmt.Sprint("ONEBOX_TEST_STALL_AFTER_VARIANTS=", stallAfter))
+	c = startChild(t, data, append(env, fmt.Sprint("ONEBOX_TEST_STALL_AFTER_VARIANTS=", stallAfter))...)
 	second := c.upload(token, photo)
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
 		visible, _ := files(t, published)
@@ -229,7 +247,7 @@ func TestSurvivesKill9(t *testing.T) {
 	}
 	c.kill()
 
-	c = startChild(t, data)
+	c = startChild(t, data, env...)
 	// The interrupted jobs are still invisible (their visibility timeout
 	// has not run out), so the photos must still be processing: the kill
 	// did cut the work short.

@@ -115,7 +115,16 @@ func migrateCommand(ctx context.Context, cfg config.Config, stdout io.Writer, lo
 // openQueue opens the job queue of an existing, migrated database
 // without changing it: a mistyped path must not leave an empty
 // database behind, nor a command meant to look migrate one.
-func openQueue(ctx context.Context, cfg config.Config, log *slog.Logger) (jobs.Queue, func() error, error) {
+func openQueue(ctx context.Context, cfg config.Config, log *slog.Logger) (jobs.Inspector, func() error, error) {
+	if cfg.QueueURL != "" {
+		// An external broker holds the jobs and their dead letters; the
+		// store's table holds only what the relay has not yet moved.
+		q, closeNATS, err := openNATSQueue(ctx, cfg, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		return q, func() error { closeNATS(); return nil }, nil
+	}
 	pg, err := isPostgres(cfg)
 	if err != nil {
 		return nil, nil, err

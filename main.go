@@ -134,7 +134,12 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		return err
 	}
 	defer db.Close()
-	st, queue := db.Store, db.queue
+	jq, err := openJobQueue(ctx, cfg, log, db.queue)
+	if err != nil {
+		return err
+	}
+	defer jq.close()
+	st, queue := db.Store, jobs.Queue(jq)
 	if drills != nil {
 		st = drills.Store(st) // every call waits the drill's latency
 	}
@@ -187,8 +192,13 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		Logger: log, DrainTimeout: cfg.DrainTimeout, Visibility: cfg.JobVisibility, OnDone: obs.metrics.JobDone,
 		OnAbandoned: obs.metrics.JobAbandoned,
 	})
-	runner.Register(photos.KindProcess, obs.tracing.Job(pipe.Process), jobs.KindOptions{Concurrency: cfg.PhotoWorkers, MaxAttempts: 5, Timeout: 5 * time.Minute})
-	runner.Register(photos.KindCleanup, obs.tracing.Job(pipe.Cleanup), jobs.KindOptions{Concurrency: 2, MaxAttempts: 10, Timeout: time.Minute})
+	kinds := kindOptions(cfg)
+	runner.Register(photos.KindProcess, obs.tracing.Job(pipe.Process), kinds[photos.KindProcess])
+	runner.Register(photos.KindCleanup, obs.tracing.Job(pipe.Cleanup), kinds[photos.KindCleanup])
+	var notifier app.Notifier = runner
+	if jq.relay != nil {
+		notifier = notifyAll{jq.relay, runner}
+	}
 
 	health := ops.NewHealth(append([]ops.Check{
 		{Name: "database", Timeout: time.Second, Probe: st.Ping},
@@ -203,7 +213,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	}
 	api := app.New(app.Deps{
 		Ops: dash.Handler(), OpsGuard: opsGuard,
-		Store: st, Cache: c, Limiter: lim, Health: health, Logger: log, Media: med, Hub: hub, Queue: queue, Jobs: runner,
+		Store: st, Cache: c, Limiter: lim, Health: health, Logger: log, Media: med, Hub: hub, Queue: queue, Jobs: notifier,
 		Hasher:  auth.NewHasher(auth.DefaultParams, cfg.HashConcurrency),
 		Metrics: obs.metrics, Tracing: obs.tracing, Errors: obs.errors,
 	}, app.Options{
@@ -270,6 +280,9 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		return err
 	})
 	g.Go(func() error { return runner.Run(gctx) })
+	if jq.relay != nil {
+		g.Go(func() error { return jq.relay.Run(gctx) })
+	}
 	g.Go(func() error { return dash.Run(gctx) })
 	g.Go(func() error {
 		obs.metrics.Sample(gctx, metrics.Sources{Queue: queue.Stats, DB: db.stats, DataDir: db.dir})

@@ -35,7 +35,7 @@ func newDrill(cfg config.Config, log *slog.Logger) *drill.Drill {
 // the last 5xx answers and the dead-lettered jobs of queue as its recent
 // errors. Run it, and
 // serve its Handler under /ops/ on the admin listener.
-func newDashboard(cfg config.Config, log *slog.Logger, obs *observability, queue jobs.Queue, dr *drill.Drill, guard *ops.Guard) *dashboard.Dashboard {
+func newDashboard(cfg config.Config, log *slog.Logger, obs *observability, queue jobs.Inspector, dr *drill.Drill, guard *ops.Guard) *dashboard.Dashboard {
 	if cfg.OpsToken == "" && !loopback(cfg.AdminAddr) {
 		log.Warn("ONEBOX_ADMIN_ADDR is not a loopback address and ONEBOX_OPS_TOKEN is empty: /ops, /jobs and /metrics refuse every request (health still answers)")
 	}

@@ -41,7 +41,7 @@ type Deps struct {
 	Health  *ops.Health
 	Media   media.Storage
 	Hub     notify.Hub
-	Queue   jobs.Queue // for the operator endpoints
+	Queue   jobs.Inspector // for the operator endpoints
 	Jobs    Notifier
 	Now     func() time.Time // default time.Now
 	Logger  *slog.Logger
@@ -137,7 +137,7 @@ type App struct {
 	health   *ops.Health
 	media    media.Storage
 	hub      notify.Hub
-	queue    jobs.Queue
+	queue    jobs.Inspector
 	jobs     Notifier
 	log      *slog.Logger
 	now      func() time.Time

@@ -32,7 +32,7 @@ const backlogRetryAfter = 30 * time.Second
 // uploads are refused with 503 and Retry-After until the workers catch
 // up, and what was accepted keeps its promise.
 type backlog struct {
-	queue jobs.Queue
+	queue jobs.Inspector
 	kind  string
 	max   int // 0: no bound
 	now   func() time.Time
@@ -42,7 +42,7 @@ type backlog struct {
 	depth   atomic.Int64 // queued and in flight, as of the last look, plus accepted since
 }
 
-func newBacklog(q jobs.Queue, kind string, max int, now func() time.Time) *backlog {
+func newBacklog(q jobs.Inspector, kind string, max int, now func() time.Time) *backlog {
 	return &backlog{queue: q, kind: kind, max: max, now: now}
 }
 

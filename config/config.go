@@ -245,7 +245,7 @@ func settings() []setting {
 		{env: "ONEBOX_DB_BUSY_TIMEOUT", flag: "db-busy-timeout", def: "5s", usage: "how long an SQLite write waits for a lock another process holds before it answers 503", set: dur(func(c *Config) *time.Duration { return &c.DBBusyTimeout })},
 		{env: "ONEBOX_CACHE_URL", flag: "cache-url", def: "memory://", usage: "cache backend: memory://, redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS; shared by instances), or none", secret: true, set: str(func(c *Config) *string { return &c.CacheURL })},
 		{env: "ONEBOX_LIMITER_URL", flag: "limiter-url", def: "memory://", usage: "rate limiter backend: memory:// (per instance) or redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS; one budget for all instances)", secret: true, set: str(func(c *Config) *string { return &c.LimiterURL })},
-		{env: "ONEBOX_QUEUE_URL", flag: "queue-url", def: "", usage: "job queue backend; empty means the store's own database", secret: true, set: str(func(c *Config) *string { return &c.QueueURL })},
+		{env: "ONEBOX_QUEUE_URL", flag: "queue-url", def: "", usage: "job queue backend: empty means the store's own database; nats://HOST:PORT[?stream=JOBS&prefix=onebox] is JetStream, fed from the store's table by a relay", secret: true, set: str(func(c *Config) *string { return &c.QueueURL })},
 		{env: "ONEBOX_MEDIA_URL", flag: "media-url", def: "", usage: "media storage: file:DIR (default file: + DATA_DIR/media)", secret: true, set: str(func(c *Config) *string { return &c.MediaURL })},
 		{env: "ONEBOX_MEDIA_BACKUP_DIR", flag: "media-backup-dir", def: "", usage: "directory that gets a copy of every media file before its write is acknowledged (another disk); empty is none", set: str(func(c *Config) *string { return &c.MediaBackupDir })},
 		{env: "ONEBOX_MEDIA_PUBLIC_URL", flag: "media-public-url", def: "", usage: "base URL at which clients fetch public media, such as https://cdn.example.com/media/ (a CDN, or a public bucket's address); the page's Content-Security-Policy admits its origin; empty is this service's /media/", set: func(c *Config, v string) error {
@@ -685,7 +685,7 @@ var schemes = map[string][]string{
 	"ONEBOX_DATABASE_URL": {"sqlite", "postgres", "postgresql"},
 	"ONEBOX_CACHE_URL":    {"memory", "redis", "rediss", "none"},
 	"ONEBOX_LIMITER_URL":  {"memory", "redis", "rediss"},
-	"ONEBOX_QUEUE_URL":    {""}, // only the store's own database, for now
+	"ONEBOX_QUEUE_URL":    {"", "nats"},
 	"ONEBOX_MEDIA_URL":    {"file", "s3"},
 	"ONEBOX_NOTIFY_URL":   {"memory", "postgres", "postgresql", "nats"},
 }

@@ -197,6 +197,8 @@ func TestParse(t *testing.T) {
 		{cmd: config.Command{Name: "onebox"}, env: map[string]string{"ONEBOX_SSE_MAX": "x"}, wantErr: "ONEBOX_SSE_MAX: want a whole number"},
 		{cmd: config.Command{Name: "onebox"}, args: []string{"-database-url", "mysql://x"}, wantErr: "-database-url: unknown scheme"},
 		{cmd: config.Command{Name: "onebox"}, args: []string{"-session-ttl=0s"}, wantErr: "-session-ttl: must be positive"},
+		{cmd: config.Command{Name: "onebox"}, args: []string{"-queue-url", "nats://127.0.0.1:4222?stream=J"}, wantRest: ""},
+		{cmd: config.Command{Name: "onebox"}, args: []string{"-queue-url", "amqp://x"}, wantErr: "-queue-url: unknown scheme"},
 		{cmd: config.Command{Name: "onebox"}, args: []string{"-database-url", "postgres:///db"}, wantErr: "-database-url: postgres: needs a host"},
 		{cmd: config.Command{Name: "onebox"}, args: []string{"-database-replica-urls", "postgres://r1/db,redis://r2"}, env: map[string]string{"ONEBOX_DATABASE_URL": "postgres://p/db"}, wantErr: "-database-replica-urls: want postgres://"},
 		{cmd: config.Command{Name: "onebox"}, env: map[string]string{"ONEBOX_DATABASE_REPLICA_URLS": "postgres://r1/db"}, wantErr: "ONEBOX_DATABASE_REPLICA_URLS: replicas need a PostgreSQL primary"},

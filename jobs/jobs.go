@@ -1,7 +1,7 @@
 // Package jobs is onebox's background work: the Queue interface every
-// broker implements (jobs/sqlite on goqite in the store's own database
-// today; an external broker behind an outbox later) and the Runner above
-// it, which gives every backend the same retries, backoff, dead-lettering,
+// broker implements (jobs/sqlite and jobs/postgres on goqite in the
+// store's own database; jobs/nats on JetStream, fed from that database as
+// an outbox by a Relay) and the Runner above it, which gives every backend the same retries, backoff, dead-lettering,
 // heartbeats and bounded concurrency. It imports no operator tooling: a
 // job's request id reaches its handler through package correlation, and
 // metrics and traces wrap the handlers from outside (main).
@@ -73,26 +73,51 @@ type SendOptions struct {
 	Priority int           // higher first
 }
 
-// Queue is the broker seam. Delivery is at least once: a message received
-// and not acked before its visibility timeout ends is delivered again.
-// Ids are unique within a queue, so Ack, Extend, Retry and DeadLetter
-// need no kind.
+// The broker seam is split by role: a Producer enqueues, a Consumer is
+// what the Runner needs to work through a kind, an Inspector is what the
+// API and operator tools need (they never receive). A Queue is all three;
+// a backend is one Queue, and each caller takes the role it uses.
+//
+// Delivery is at least once: a message received and not acked before its
+// visibility timeout ends is delivered again. Ids are unique within a
+// queue, so Ack, Extend, Retry and DeadLetter need no kind.
+//
+// Visibility is per kind, not per call: every Receive and Extend of a
+// kind passes the same duration (the Runner's KindOptions.Visibility). A
+// backend may fix it when a kind is first received, as JetStream fixes a
+// consumer's AckWait, and refuse a different one later; the database
+// backends store the deadline per message and take any value.
 type Queue interface {
-	// Send enqueues m outside any business transaction (operator tools,
-	// tests). Business writes enqueue through the store, in the same
-	// transaction as the row they belong to.
+	Producer
+	Consumer
+	Inspector
+}
+
+// Producer enqueues jobs outside any business transaction (operator
+// tools, tests). Business writes enqueue through the store, in the same
+// transaction as the row they belong to: see Outbox.
+type Producer interface {
+	// Send enqueues m. A backend without priorities fails a send with a
+	// non-zero Priority with errors.ErrUnsupported rather than ignore it.
 	Send(ctx context.Context, m Message, o SendOptions) error
+}
+
+// Consumer is what the Runner needs of a queue.
+type Consumer interface {
 	// Receive returns up to max visible messages of one kind, higher
-	// priority first, then oldest first, each made invisible for
-	// visibility and with Attempt counted. An empty slice means none now.
-	// A message whose body does not decode is dead-lettered, not returned.
+	// priority first where the backend has priorities, then oldest
+	// first, each made invisible for visibility (the kind's) and with
+	// Attempt counted. An empty slice means none now. A message whose body
+	// does not decode is dead-lettered, not returned.
 	//
 	// Receiving by kind lets the Runner take only as many messages of a
 	// kind as it has free workers for, so a backlog of a slow kind never
 	// stands in front of another kind.
 	Receive(ctx context.Context, kind string, max int, visibility time.Duration) ([]Message, error)
-	// Extend keeps a received message invisible for visibility from now
-	// (the heartbeat of a long job). ErrNotFound if it is gone.
+	// Extend keeps a received message invisible for visibility (its
+	// kind's) from now: the heartbeat of a long job. Zero makes it
+	// visible at once. ErrNotFound if it is gone, where the backend can
+	// tell.
 	Extend(ctx context.Context, id string, visibility time.Duration) error
 	// Ack deletes finished messages. Missing ids are ignored.
 	Ack(ctx context.Context, ids ...string) error
@@ -103,10 +128,17 @@ type Queue interface {
 	// (an empty reason keeps the error recorded by the last Retry).
 	// ErrNotFound if it is gone.
 	DeadLetter(ctx context.Context, id string, reason string) error
+	// Stats, as Inspector's: the Runner uses it to find kinds it has no
+	// handler for.
+	Stats(ctx context.Context) (Stats, error)
+}
+
+// Inspector is what operators and the API need: counts, dead letters and
+// redriving them.
+type Inspector interface {
 	// Stats describes the queue per kind, for operators and metrics. It
 	// may be a little stale, and is cheap enough to call every few
-	// seconds. The Runner also uses it to find kinds it has no handler
-	// for.
+	// seconds.
 	Stats(ctx context.Context) (Stats, error)
 	// Dead lists dead-lettered messages, newest first, up to limit.
 	Dead(ctx context.Context, limit int) ([]DeadMessage, error)
@@ -114,6 +146,23 @@ type Queue interface {
 	// count: the ids given, or all of them when ids is empty. It returns
 	// how many moved.
 	Redrive(ctx context.Context, ids ...string) (int, error)
+}
+
+// The outbox contract. A store enqueues a job inside its own transaction,
+// so the job exists if and only if the row it belongs to commits. Where
+// the queue is the database's own table (goqite on SQLite or PostgreSQL)
+// that row is the job and nothing more happens. For an external broker
+// the same row is an outbox entry: Relay moves committed rows to the
+// broker and then marks them sent (acks them). A crash between publish
+// and mark resends the row; the broker drops the resend by its message id
+// (IDSender) within its duplicate window, and jobs stay idempotent for
+// what a window cannot catch.
+
+// IDSender is a Producer whose broker deduplicates by message id: a
+// second send with the same id within the broker's duplicate window is
+// dropped. Relay needs it.
+type IDSender interface {
+	SendID(ctx context.Context, id string, m Message, o SendOptions) error
 }
 
 // Stats is a snapshot of a queue.

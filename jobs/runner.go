@@ -43,6 +43,12 @@ type KindOptions struct {
 	Backoff time.Duration
 	// MaxBackoff caps that wait. Default 1h.
 	MaxBackoff time.Duration
+	// Visibility is how long a received message of this kind stays
+	// invisible to other workers; the Runner extends it every third of
+	// it while the handler runs. It is the kind's, not a call's: on
+	// JetStream it is the kind's consumer's AckWait. Default
+	// RunnerOptions.Visibility.
+	Visibility time.Duration
 }
 
 // RunnerOptions configure NewRunner. Zero fields take the defaults.
@@ -50,10 +56,11 @@ type RunnerOptions struct {
 	// Logger gets a line for every failed, retried or dead-lettered job.
 	// Default: discard.
 	Logger *slog.Logger
-	// Visibility is how long a received message stays invisible to other
-	// workers. While its handler runs, the Runner extends it every
-	// Visibility/3, so only a worker that died lets it reappear, after at
-	// most Visibility. Default 30s.
+	// Visibility is the default of KindOptions.Visibility, and the
+	// visibility the sweep receives unhandled kinds with. While a handler
+	// runs, the Runner extends its message every Visibility/3, so only a
+	// worker that died lets it reappear, after at most Visibility.
+	// Default 30s.
 	Visibility time.Duration
 	// PollInterval is the wait before asking again for a kind that had no
 	// work; it doubles while the kind stays idle, up to MaxPollInterval.
@@ -105,7 +112,7 @@ var ErrAbandoned = errors.New("abandoned: handler did not return within its time
 // with bounded concurrency per kind, heartbeats, retries with backoff
 // and dead-lettering. Register every kind, then Run.
 type Runner struct {
-	q     Queue
+	q     Consumer
 	o     RunnerOptions
 	log   *slog.Logger
 	kinds map[string]*kind
@@ -135,7 +142,7 @@ type kind struct {
 }
 
 // NewRunner returns a Runner on q.
-func NewRunner(q Queue, o RunnerOptions) *Runner {
+func NewRunner(q Consumer, o RunnerOptions) *Runner {
 	if q == nil {
 		panic("jobs: NewRunner with a nil Queue")
 	}
@@ -199,6 +206,7 @@ func (r *Runner) Register(name string, h Handler, o KindOptions) {
 	o.Grace = orDefault(o.Grace, time.Second)
 	o.Backoff = orDefault(o.Backoff, time.Second)
 	o.MaxBackoff = orDefault(o.MaxBackoff, time.Hour)
+	o.Visibility = orDefault(o.Visibility, r.o.Visibility)
 	k := &kind{name: name, h: h, o: o, slots: make(chan struct{}, o.Concurrency)}
 	r.kinds[name] = k
 	r.order = append(r.order, k)
@@ -315,7 +323,7 @@ func (r *Runner) poll(ctx, handlerCtx context.Context, wg *sync.WaitGroup, acks 
 			}
 			k.partial = time.Time{}
 			n := min(free, r.o.BatchSize)
-			msgs, err := r.q.Receive(ctx, k.name, n, r.o.Visibility)
+			msgs, err := r.q.Receive(ctx, k.name, n, k.o.Visibility)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -483,7 +491,7 @@ func (r *Runner) attempt(handlerCtx context.Context, k *kind, m Message) error {
 		// request that enqueued the job.
 		ctx = correlation.WithRequestID(ctx, m.RequestID)
 	}
-	stop := r.heartbeat(handlerCtx, m)
+	stop := r.heartbeat(handlerCtx, m, k.o.Visibility)
 	defer stop()
 
 	res := make(chan error, 1) // buffered: an abandoned handler's send never blocks
@@ -539,13 +547,13 @@ func (r *Runner) call(ctx context.Context, k *kind, m Message) (err error) {
 	return k.h(ctx, m)
 }
 
-// heartbeat extends m's visibility every Visibility/3 until stop is
+// heartbeat extends m's visibility every third of it until stop is
 // called; stop waits for an Extend under way.
-func (r *Runner) heartbeat(handlerCtx context.Context, m Message) (stop func()) {
+func (r *Runner) heartbeat(handlerCtx context.Context, m Message, visibility time.Duration) (stop func()) {
 	done, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(stopped)
-		every := r.o.Visibility / 3
+		every := visibility / 3
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
@@ -557,7 +565,7 @@ func (r *Runner) heartbeat(handlerCtx context.Context, m Message) (stop func()) 
 			// Not handlerCtx itself: a job cancelled at shutdown keeps its
 			// message until its handler returns.
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(handlerCtx), every)
-			err := r.q.Extend(ctx, m.ID, r.o.Visibility)
+			err := r.q.Extend(ctx, m.ID, visibility)
 			cancel()
 			if errors.Is(err, ErrNotFound) {
 				r.logger(m).WarnContext(ctx, "jobs: message gone while running (acked or dead-lettered elsewhere)")
@@ -590,7 +598,7 @@ func (r *Runner) logger(m Message) *slog.Logger {
 // which is where the Runner's throughput comes from: one DELETE for many
 // jobs instead of one each.
 type acker struct {
-	q        Queue
+	q        Consumer
 	log      *slog.Logger
 	ctx      context.Context
 	interval time.Duration
@@ -600,7 +608,7 @@ type acker struct {
 	err      error // of the last flush, read after done
 }
 
-func newAcker(ctx context.Context, q Queue, log *slog.Logger, interval time.Duration, batch int) *acker {
+func newAcker(ctx context.Context, q Consumer, log *slog.Logger, interval time.Duration, batch int) *acker {
 	a := &acker{
 		q: q, log: log, ctx: context.WithoutCancel(ctx),
 		interval: interval, batch: batch,

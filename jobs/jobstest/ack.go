@@ -14,7 +14,8 @@ func testAck(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		for range 3 {
 			mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
 		}
-		msgs := mustReceive(t, q, "k", 3, 300*time.Millisecond)
+		const visibility = 300 * time.Millisecond
+		msgs := mustReceive(t, q, "k", 3, visibility)
 		if len(msgs) != 3 {
 			t.Fatalf("Receive = %d messages, want 3", len(msgs))
 		}
@@ -26,7 +27,7 @@ func testAck(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 			t.Fatalf("Ack(): %v", err)
 		}
 		// Only the unacked one comes back.
-		again := mustReceiveOne(t, q, "k", time.Minute)
+		again := mustReceiveOne(t, q, "k", visibility)
 		if again.ID != msgs[2].ID {
 			t.Errorf("redelivered %s, want %s", again.ID, msgs[2].ID)
 		}

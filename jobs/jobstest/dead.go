@@ -17,7 +17,8 @@ func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		q := newQueue(t)
 		sent := jobs.Message{Kind: "photo.process", Payload: json.RawMessage(`{"photo":"p1"}`), RequestID: "req-1", TraceParent: "00-aa-bb-01"}
 		mustSend(t, q, sent, jobs.SendOptions{})
-		m := mustReceive(t, q, sent.Kind, 1, 200*time.Millisecond)[0]
+		const visibility = 200 * time.Millisecond
+		m := mustReceive(t, q, sent.Kind, 1, visibility)[0]
 		before := time.Now()
 		if err := q.DeadLetter(t.Context(), m.ID, "corrupt photo"); err != nil {
 			t.Fatalf("DeadLetter: %v", err)
@@ -27,7 +28,7 @@ func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		}
 		// Gone from the queue for good, even after its visibility timeout.
 		time.Sleep(300 * time.Millisecond)
-		mustNotReceive(t, q, sent.Kind)
+		mustNotReceive(t, q, sent.Kind, visibility)
 
 		dead := mustDead(t, q, 10)
 		if len(dead) != 1 {
@@ -54,7 +55,7 @@ func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		if dead := mustDead(t, q, 10); len(dead) != 0 {
 			t.Errorf("Dead after Redrive = %+v, want none", dead)
 		}
-		again := mustReceive(t, q, sent.Kind, 10, time.Minute)
+		again := mustReceive(t, q, sent.Kind, 10, visibility)
 		if len(again) != 1 {
 			t.Fatalf("Receive after Redrive = %d messages, want 1", len(again))
 		}

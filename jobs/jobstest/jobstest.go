@@ -4,7 +4,9 @@
 // of behaviour lands here first.
 //
 // The suite uses short visibility timeouts and polls with generous
-// deadlines; it asserts no timings beyond "not before".
+// deadlines; it asserts no timings beyond "not before". Visibility is per
+// kind (see jobs.Queue): within a test every Receive and Extend of a kind
+// passes the same one.
 package jobstest
 
 import (
@@ -21,6 +23,24 @@ import (
 // may implement it in its own test files only (export_test.go).
 type RawSender interface {
 	SendRaw(ctx context.Context, kind string, body []byte) error
+}
+
+// Prioritizer is implemented by backends whose Receive honours
+// jobs.SendOptions.Priority. The suite checks the order of priorities
+// when it is present, and otherwise that a send with a priority fails
+// with errors.ErrUnsupported instead of losing it silently. A backend may
+// implement it in its own test files only (export_test.go).
+type Prioritizer interface {
+	HonoursPriority()
+}
+
+// InFlightUntilRedelivered is implemented by backends whose Stats count
+// a message whose visibility lapsed as in flight until it is delivered
+// again, not as queued: JetStream counts it among its consumer's pending
+// acks until then, and says nothing of which of them lapsed. A backend
+// may implement it in its own test files only (export_test.go).
+type InFlightUntilRedelivered interface {
+	InFlightUntilRedelivered()
 }
 
 // Run runs the suite. newQueue returns an empty queue that lives until the
@@ -81,9 +101,9 @@ func mustReceiveOne(t *testing.T, q jobs.Queue, kind string, visibility time.Dur
 	return got
 }
 
-func mustNotReceive(t *testing.T, q jobs.Queue, kind string) {
+func mustNotReceive(t *testing.T, q jobs.Queue, kind string, visibility time.Duration) {
 	t.Helper()
-	if msgs := mustReceive(t, q, kind, 10, time.Minute); len(msgs) != 0 {
+	if msgs := mustReceive(t, q, kind, 10, visibility); len(msgs) != 0 {
 		t.Fatalf("Receive(%q) = %d messages, want none: %+v", kind, len(msgs), msgs)
 	}
 }

@@ -19,7 +19,7 @@ func testRetry(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		if err := q.Retry(t.Context(), m.ID, start.Add(after), "boom"); err != nil {
 			t.Fatalf("Retry: %v", err)
 		}
-		mustNotReceive(t, q, "k")
+		mustNotReceive(t, q, "k", time.Minute)
 		// Waiting for its retry, it is queued, not in flight.
 		if ks := mustStats(t, q).Kinds["k"]; ks.Queued != 1 || ks.InFlight != 0 {
 			t.Errorf("waiting for its retry: %+v, want queued 1", ks)

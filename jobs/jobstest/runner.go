@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"strings"
 	"sync"
@@ -301,17 +302,16 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		q := newQueue(t)
 		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
 		// Two workers received it and died before a verdict.
+		const visibility = 100 * time.Millisecond
 		for range 2 {
-			if len(mustReceive(t, q, "k", 1, 0)) != 1 {
-				t.Fatal("Receive got nothing")
-			}
+			mustReceiveOne(t, q, "k", visibility)
 		}
 		r := jobs.NewRunner(q, runnerOptions(t, nil))
 		var calls atomic.Int32
 		r.Register("k", func(ctx context.Context, m jobs.Message) error {
 			calls.Add(1)
 			return nil
-		}, jobs.KindOptions{MaxAttempts: 2})
+		}, jobs.KindOptions{MaxAttempts: 2, Visibility: visibility})
 		start(t, r)
 		if d := mustDeadOne(t, q); d.Attempt != 3 || !strings.Contains(d.LastError, "worker lost") {
 			t.Errorf("dead %+v, want attempt 3, worker lost", d)
@@ -449,7 +449,9 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 			t.Errorf("outcomes %v for an interrupted job, want none", got)
 		}
 		// Not lost: it comes back after its visibility timeout.
-		r2 := jobs.NewRunner(q, runnerOptions(t, nil))
+		o2 := runnerOptions(t, nil)
+		o2.Visibility = o.Visibility // the kind's, in every Runner
+		r2 := jobs.NewRunner(q, o2)
 		attempts := make(chan int, 1)
 		r2.Register("k", func(ctx context.Context, m jobs.Message) error {
 			attempts <- m.Attempt
@@ -458,6 +460,22 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		start(t, r2)
 		if a := receiveFrom(t, attempts); a != 2 {
 			t.Errorf("redelivered at attempt %d, want 2", a)
+		}
+	})
+
+	t.Run("visibility per kind", func(t *testing.T) {
+		t.Parallel()
+		q := &recorder{Queue: newQueue(t)}
+		r := jobs.NewRunner(q, runnerOptions(t, nil))
+		const mine = 1234 * time.Millisecond
+		ok := func(context.Context, jobs.Message) error { return nil }
+		r.Register("mine", ok, jobs.KindOptions{Visibility: mine})
+		r.Register("default", ok, jobs.KindOptions{})
+		start(t, r)
+		eventually(t, "a poll of both kinds", func() bool { return len(q.visibilities()) == 2 })
+		want := map[string]time.Duration{"mine": mine, "default": runnerOptions(t, nil).Visibility}
+		if got := q.visibilities(); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("Receive visibilities %v, want %v", got, want)
 		}
 	})
 
@@ -657,6 +675,7 @@ type recorder struct {
 	jobs.Queue
 	mu       sync.Mutex
 	receives int
+	visOf    map[string]time.Duration // by kind, of the last Receive
 	extends  int
 	extendOf map[string]int
 	retries  []retryCall
@@ -671,6 +690,10 @@ type retryCall struct {
 func (r *recorder) Receive(ctx context.Context, kind string, max int, visibility time.Duration) ([]jobs.Message, error) {
 	r.mu.Lock()
 	r.receives++
+	if r.visOf == nil {
+		r.visOf = map[string]time.Duration{}
+	}
+	r.visOf[kind] = visibility
 	r.mu.Unlock()
 	return r.Queue.Receive(ctx, kind, max, visibility)
 }
@@ -703,6 +726,12 @@ func (r *recorder) extendCallsOf(id string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.extendOf[id]
+}
+
+func (r *recorder) visibilities() map[string]time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.visOf)
 }
 
 func (r *recorder) receiveCalls() int {

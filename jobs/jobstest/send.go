@@ -61,7 +61,7 @@ func testSend(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 				t.Errorf("Receive(%q) = %+v, want one message of that kind", kind, msgs)
 			}
 		}
-		mustNotReceive(t, q, "c")
+		mustNotReceive(t, q, "c", time.Minute)
 	})
 
 	t.Run("max", func(t *testing.T) {
@@ -91,7 +91,7 @@ func testSend(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		if msgs := mustReceive(t, q, "now", 10, time.Minute); len(msgs) != 1 {
 			t.Errorf("a negative delay: Receive = %d messages, want 1", len(msgs))
 		}
-		mustNotReceive(t, q, "later")
+		mustNotReceive(t, q, "later", time.Minute)
 		m := mustReceiveOne(t, q, "later", time.Minute)
 		// Backends may store times to the millisecond.
 		if waited := time.Since(start); waited < delay-5*time.Millisecond {
@@ -102,8 +102,41 @@ func testSend(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		}
 	})
 
+	t.Run("oldest first", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		var want []string
+		for i := range 5 {
+			want = append(want, fmt.Sprint(i))
+			mustSend(t, q, jobs.Message{Kind: "k", Payload: json.RawMessage(want[i])}, jobs.SendOptions{})
+		}
+		var got []string
+		for _, m := range mustReceive(t, q, "k", 10, time.Minute) {
+			got = append(got, string(m.Payload))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("order %v, want %v", got, want)
+		}
+	})
+
+	t.Run("priority unsupported", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		if _, ok := q.(Prioritizer); ok {
+			t.Skip("the queue honours priorities")
+		}
+		err := q.Send(t.Context(), jobs.Message{Kind: "k"}, jobs.SendOptions{Priority: 1})
+		if !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("Send with a priority = %v, want errors.ErrUnsupported", err)
+		}
+		mustNotReceive(t, q, "k", time.Minute)
+	})
+
 	t.Run("priority then age", func(t *testing.T) {
 		t.Parallel()
+		if _, ok := newQueue(t).(Prioritizer); !ok {
+			t.Skip("the queue does not implement jobstest.Prioritizer")
+		}
 		sends := []struct {
 			payload  string
 			priority int

@@ -60,9 +60,18 @@ func testStats(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		t.Parallel()
 		q := newQueue(t)
 		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-		mustReceive(t, q, "k", 1, 200*time.Millisecond)
+		const visibility = 200 * time.Millisecond
+		mustReceive(t, q, "k", 1, visibility)
 		if ks := mustStats(t, q).Kinds["k"]; ks.InFlight != 1 || ks.Queued != 0 {
 			t.Errorf("received: %+v, want in flight 1", ks)
+		}
+		if _, ok := q.(InFlightUntilRedelivered); ok {
+			// Received again, it is in flight again, and not twice.
+			mustReceiveOne(t, q, "k", visibility)
+			if ks := mustStats(t, q).Kinds["k"]; ks.InFlight != 1 || ks.Queued != 0 {
+				t.Errorf("received again: %+v, want in flight 1", ks)
+			}
+			return
 		}
 		eventually(t, "the message to be queued again", func() bool {
 			ks := mustStats(t, q).Kinds["k"]

@@ -11,3 +11,7 @@ import (
 func (q *Queue) SendRaw(ctx context.Context, kind string, body []byte) error {
 	return q.goqite(kind).Send(ctx, goqite.Message{Body: body})
 }
+
+// HonoursPriority: goqite receives higher priorities first
+// (jobstest.Prioritizer).
+func (q *Queue) HonoursPriority() {}

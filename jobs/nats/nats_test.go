@@ -1,0 +1,129 @@
+package nats_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"onebox/jobs"
+	"onebox/jobs/jobstest"
+	jobnats "onebox/jobs/nats"
+)
+
+func TestQueue(t *testing.T) {
+	t.Parallel()
+	jobstest.Run(t, func(t *testing.T) jobs.Queue { return newQueue(t, jobnats.Options{Storage: jetstream.MemoryStorage}) })
+}
+
+// connect connects to ONEBOX_TEST_NATS_URL, skipping the test when it is
+// unset.
+func connect(t *testing.T) *nats.Conn {
+	t.Helper()
+	url := os.Getenv("ONEBOX_TEST_NATS_URL")
+	if url == "" {
+		t.Skip("ONEBOX_TEST_NATS_URL not set")
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// newQueue returns a queue on streams and subjects of the test's own,
+// deleted when it ends.
+func newQueue(t *testing.T, o jobnats.Options) *jobnats.Queue {
+	t.Helper()
+	nc := connect(t)
+	name := "T" + rand.Text()[:12]
+	o.Stream, o.Prefix = name, "t"+name
+	q, err := jobnats.New(t.Context(), nc, o)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := q.Delete(context.Background()); err != nil {
+			t.Errorf("deleting the streams: %v", fmt.Sprint(err))
+		}
+	})
+	return q
+}
+
+// TestMaxDeliverAdvisory: a message whose every delivery died with its
+// worker, the last one included, is stopped by its consumer's MaxDeliver;
+// the advisory JetStream publishes then is captured by a stream and
+// becomes a dead letter, which Redrive sends back.
+func TestMaxDeliverAdvisory(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t, jobnats.Options{Storage: jetstream.MemoryStorage, MaxDeliver: map[string]int{"k": 2}})
+	sent := jobs.Message{Kind: "k", Payload: []byte(`{"n":1}`), RequestID: "req-1"}
+	if err := q.Send(t.Context(), sent, jobs.SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const visibility = 100 * time.Millisecond
+	var id string
+	for attempt := 1; attempt <= 2; attempt++ {
+		m := receiveOne(t, q, visibility)
+		if m.Attempt != attempt {
+			t.Fatalf("attempt %d, want %d", m.Attempt, attempt)
+		}
+		id = m.ID // and the worker dies
+	}
+	var dead []jobs.DeadMessage
+	deadline := time.Now().Add(15 * time.Second)
+	for len(dead) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		// JetStream stops the message, and says so, when it would
+		// deliver it again: while someone asks.
+		if msgs, err := q.Receive(t.Context(), "k", 1, visibility); err != nil || len(msgs) != 0 {
+			t.Fatalf("Receive = %+v, %v; want nothing past MaxDeliver", msgs, err)
+		}
+		var err error
+		if dead, err = q.Dead(t.Context(), 10); err != nil {
+			t.Fatalf("Dead: %v", err)
+		}
+	}
+	if len(dead) != 1 {
+		t.Fatalf("Dead = %+v, want the message stopped by MaxDeliver", dead)
+	}
+	d := dead[0]
+	if d.ID != id || d.RequestID != "req-1" || string(d.Payload) != `{"n":1}` || d.Attempt != 2 || !strings.Contains(d.LastError, "MaxDeliver") {
+		t.Errorf("dead %+v, want %s, attempt 2, MaxDeliver", d, id)
+	}
+	st, err := q.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ks := st.Kinds["k"]; ks != (jobs.KindStats{Dead: 1}) {
+		t.Errorf("Stats = %+v, want dead 1 only", ks)
+	}
+	if n, err := q.Redrive(t.Context()); err != nil || n != 1 {
+		t.Fatalf("Redrive = %d, %v; want 1", n, err)
+	}
+	if m := receiveOne(t, q, visibility); m.RequestID != "req-1" || m.Attempt != 1 {
+		t.Errorf("redriven %+v, want req-1 at attempt 1", m)
+	}
+}
+
+func receiveOne(t *testing.T, q *jobnats.Queue, visibility time.Duration) jobs.Message {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		msgs, err := q.Receive(t.Context(), "k", 1, visibility)
+		if err != nil {
+			t.Fatalf("Receive: %v", err)
+		}
+		if len(msgs) == 1 {
+			return msgs[0]
+		}
+	}
+	t.Fatal("no message")
+	panic("unreachable")
+}

@@ -1,0 +1,197 @@
+package nats_test
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	_ "modernc.org/sqlite"
+
+	"onebox/jobs"
+	jobnats "onebox/jobs/nats"
+	jobsqlite "onebox/jobs/sqlite"
+)
+
+// The relay's crash test. A child process commits jobs to a SQLite
+// outbox, as the store does, and relays them to JetStream; the test kills
+// it with SIGKILL at a chosen point, then relays what is left itself and
+// reads the stream: every committed job is there exactly once.
+const (
+	childEnv  = "ONEBOX_RELAY_CHILD" // mode,db path,stream
+	relayJobs = 10
+	relayKind = "relay.k"
+	// childVisibility: rows the child took come back to the test's relay
+	// after it.
+	childVisibility = 300 * time.Millisecond
+)
+
+func TestRelaySurvivesKill9(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		mode string
+		want string // the child's line after which it is killed
+	}{
+		// Committed, nothing published yet.
+		{"committed", "committed"},
+		// Three published, none marked sent: resent, and dropped as
+		// duplicates by their message ids.
+		{"published", "published 3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			t.Parallel()
+			q := newQueue(t, jobnats.Options{Storage: jetstream.MemoryStorage})
+			stream := q.StreamName()
+			db := filepath.Join(t.TempDir(), "outbox.db")
+			outbox := openOutbox(t, db)
+
+			cmd := exec.Command(os.Args[0], "-test.run=^TestRelayChild$")
+			cmd.Env = append(os.Environ(), childEnv+"="+tt.mode+","+db+","+stream)
+			cmd.Stderr = os.Stderr
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(out)
+			for sc.Scan() && sc.Text() != tt.want {
+			}
+			if err := cmd.Process.Kill(); err != nil { // SIGKILL
+				t.Fatal(err)
+			}
+			_ = cmd.Wait()
+
+			relay := jobs.NewRelay(outbox, q, jobs.RelayOptions{Visibility: childVisibility})
+			for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				if _, err := relay.Once(t.Context()); err != nil {
+					t.Fatalf("relay: %v", err)
+				}
+				st, err := outbox.Stats(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ks := st.Kinds[relayKind]; ks.Queued+ks.InFlight == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("outbox still holds %+v", st.Kinds[relayKind])
+				}
+			}
+
+			var got []string
+			for {
+				msgs, err := q.Receive(t.Context(), relayKind, 100, time.Minute)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(msgs) == 0 {
+					break
+				}
+				for _, m := range msgs {
+					got = append(got, string(m.Payload))
+				}
+			}
+			slices.Sort(got)
+			var want []string
+			for i := range relayJobs {
+				want = append(want, fmt.Sprint(i))
+			}
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("jobs in the stream %v, want each of %v once", got, want)
+			}
+		})
+	}
+}
+
+// TestRelayChild is the child process of TestRelaySurvivesKill9.
+func TestRelayChild(t *testing.T) {
+	env := os.Getenv(childEnv)
+	if env == "" {
+		t.Skip("the child of TestRelaySurvivesKill9")
+	}
+	parts := strings.SplitN(env, ",", 3)
+	mode, db, stream := parts[0], parts[1], parts[2]
+	ctx := context.Background()
+	writer := openDB(t, db, "_txlock=immediate")
+	writer.SetMaxOpenConns(1)
+	sender := jobsqlite.NewSender(writer)
+	for i := range relayJobs {
+		tx, err := writer.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sender.SendTx(ctx, tx, jobs.Message{Kind: relayKind, Payload: json.RawMessage(fmt.Sprint(i))}, jobs.SendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fmt.Println("committed")
+	if mode == "committed" {
+		select {} // killed here
+	}
+	nc, err := nats.Connect(os.Getenv("ONEBOX_TEST_NATS_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := jobnats.New(ctx, nc, jobnats.Options{Stream: stream, Prefix: "t" + stream, Storage: jetstream.MemoryStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outbox := jobsqlite.New(writer, openDB(t, db, "_pragma=query_only(1)"), jobsqlite.Options{})
+	relay := jobs.NewRelay(outbox, &stopAfter{IDSender: q, n: 3}, jobs.RelayOptions{Visibility: childVisibility})
+	_, _ = relay.Once(ctx)
+	t.Fatal("not killed")
+}
+
+// stopAfter publishes through the real broker and, after n publishes,
+// says so and blocks: the point where the test kills the process.
+type stopAfter struct {
+	jobs.IDSender
+	n, sent int
+}
+
+func (s *stopAfter) SendID(ctx context.Context, id string, m jobs.Message, o jobs.SendOptions) error {
+	if err := s.IDSender.SendID(ctx, id, m, o); err != nil {
+		return err
+	}
+	s.sent++
+	if s.sent == s.n {
+		fmt.Println("published", s.n)
+		select {} // killed here
+	}
+	return nil
+}
+
+func openOutbox(t *testing.T, path string) *jobsqlite.Queue {
+	writer := openDB(t, path, "_txlock=immediate")
+	writer.SetMaxOpenConns(1)
+	if _, err := writer.Exec(jobsqlite.Schema); err != nil {
+		t.Fatal(err)
+	}
+	return jobsqlite.New(writer, openDB(t, path, "_pragma=query_only(1)"), jobsqlite.Options{})
+}
+
+func openDB(t *testing.T, path, extra string) *sql.DB {
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&"+extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}

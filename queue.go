@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"onebox/config"
+	"onebox/jobs"
+	jobnats "onebox/jobs/nats"
+	"onebox/photos"
+)
+
+// kindOptions are the job kinds the worker runs, in one place, so the
+// broker's per-kind limits (JetStream's MaxDeliver) follow the Runner's.
+func kindOptions(cfg config.Config) map[string]jobs.KindOptions {
+	return map[string]jobs.KindOptions{
+		photos.KindProcess: {Concurrency: cfg.PhotoWorkers, MaxAttempts: 5, Timeout: 5 * time.Minute},
+		photos.KindCleanup: {Concurrency: 2, MaxAttempts: 10, Timeout: time.Minute},
+	}
+}
+
+// jobQueue is where the Runner takes its jobs from and, with an external
+// broker, the relay that feeds it from the store's outbox.
+type jobQueue struct {
+	jobs.Queue
+	relay *jobs.Relay // nil: the queue is the store's own table
+	close func()
+}
+
+// openJobQueue picks the queue by ONEBOX_QUEUE_URL. Empty: the store's
+// own table (outbox), where the row a store commits is the job. nats://:
+// JetStream, fed from that table by a relay (see jobs.Relay).
+func openJobQueue(ctx context.Context, cfg config.Config, log *slog.Logger, outbox jobs.Queue) (jobQueue, error) {
+	if cfg.QueueURL == "" {
+		return jobQueue{Queue: outbox, close: func() {}}, nil
+	}
+	q, closeNATS, err := openNATSQueue(ctx, cfg, log)
+	if err != nil {
+		return jobQueue{}, err
+	}
+	relay := jobs.NewRelay(outbox, q, jobs.RelayOptions{Logger: log})
+	return jobQueue{Queue: q, relay: relay, close: closeNATS}, nil
+}
+
+// openNATSQueue connects to ONEBOX_QUEUE_URL, a nats:// URL; its query
+// may name the stream (?stream=JOBS) and the subject prefix
+// (?prefix=onebox).
+func openNATSQueue(ctx context.Context, cfg config.Config, log *slog.Logger) (*jobnats.Queue, func(), error) {
+	name := cfg.Name("ONEBOX_QUEUE_URL")
+	u, err := config.BackendURL("ONEBOX_QUEUE_URL", cfg.QueueURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	if u.Scheme != "nats" {
+		return nil, nil, fmt.Errorf("%s: unsupported scheme %q", name, u.Scheme)
+	}
+	o := jobnats.Options{Stream: u.Query().Get("stream"), Prefix: u.Query().Get("prefix"), Logger: log, MaxDeliver: map[string]int{}}
+	for kind, ko := range kindOptions(cfg) {
+		o.MaxDeliver[kind] = ko.MaxAttempts + 1
+	}
+	server := *u
+	server.RawQuery = ""
+	nc, err := nats.Connect(server.String(), nats.Name("onebox"), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	q, err := jobnats.New(ctx, nc, o)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return q, nc.Close, nil
+}
+
+// notifyAll tells every Notifier: a committed job wakes the relay that
+// publishes it and the Runner that may receive it.
+type notifyAll []interface{ Notify() }
+
+func (n notifyAll) Notify() {
+	for _, x := range n {
+		x.Notify()
+	}
+}
