@@ -179,7 +179,7 @@ func TestReadYourOwnWritesAcrossInstances(t *testing.T) {
 func TestPostgresRestart(t *testing.T) {
 	dbURL, cluster := pgtest.StartPrivate(t)
 	c := startChild(t, t.TempDir(), "ONEBOX_DATABASE_URL="+pgtest.WithParams(t, dbURL, map[string]string{"pool_max_conns": "4"}),
-		"ONEBOX_CACHE_URL=none")
+		"ONEBOX_CACHE_URL=none", "ONEBOX_RATE_UPLOAD=100000/1m")
 	_, token := c.signup("restart")
 	jpeg, err := testimages.PhotoJPEG(320, 240, 1, 85)
 	if err != nil {
@@ -252,7 +252,7 @@ func TestPostgresRestart(t *testing.T) {
 			if time.Now().After(deadline) {
 				stop()
 				load.Wait()
-				t.Fatalf("%s: waited for %d, got %d; bad answers %v; log:\n%s", what, want, counter.Load(), bad, c.log)
+				t.Fatalf("%s: waited for %d, got %d; bad answers %v", what, want, counter.Load(), bad[:min(len(bad), 10)])
 			}
 		}
 	}
@@ -273,6 +273,7 @@ func TestPostgresRestart(t *testing.T) {
 	if len(accepted) == 0 {
 		t.Fatal("no upload was accepted")
 	}
+	t.Logf("%d successes, %d refusals (503), %d uploads accepted", succeeded.Load(), refused.Load(), len(accepted))
 	for _, id := range accepted {
 		if ph := c.waitPhoto(token, id); ph["status"] != "ready" {
 			t.Fatalf("accepted photo %s after the restart: %v", id, ph)
