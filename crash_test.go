@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"onebox/internal/pgtest"
 	"onebox/internal/testimages"
 	"onebox/media"
 )
@@ -197,15 +198,30 @@ func files(t *testing.T, dir string) (visible, hidden []string) {
 // TestSurvivesKill9 kills the server with SIGKILL right after a 202, and
 // again half-way through publishing a photo's variants (some files
 // written, the rest not), and checks that each photo ends ready after a
-// restart, with exactly one set of variants and no temp files.
+// restart, with exactly one set of variants and no temp files: on SQLite
+// in the data dir, and on PostgreSQL (with ONEBOX_TEST_POSTGRES_URL) in a
+// schema of its own, where the queue is too.
 func TestSurvivesKill9(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		env  func(t *testing.T) []string
+	}{
+		{"sqlite", func(*testing.T) []string { return nil }},
+		{"postgres", func(t *testing.T) []string { return []string{"ONEBOX_DATABASE_URL=" + pgtest.Schema(t, "kill -9")} }},
+	} {
+		t.Run(tt.name, func(t *testing.T) { survivesKill9(t, tt.env(t)...) })
+	}
+}
+
+// survivesKill9 is TestSurvivesKill9 on the store env picks.
+func survivesKill9(t *testing.T, env ...string) {
 	photo := filepath.Join(t.TempDir(), "photo.jpg")
 	if err := os.WriteFile(photo, testimages.Photo12MP(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	data := t.TempDir()
 	published := filepath.Join(data, "media", "photos")
-	c := startChild(t, data)
+	c := startChild(t, data, env...)
 	c.call("POST", "/v1/users", "", "application/json", strings.NewReader(`{"handle":"crash","password":"correct horse"}`))
 	token := c.call("POST", "/v1/sessions", "", "application/json", strings.NewReader(`{"handle":"crash","password":"correct horse"}`))["token"].(string)
 
@@ -216,7 +232,7 @@ func TestSurvivesKill9(t *testing.T) {
 	// 2. Killed half-way through publishing: this child publishes 3
 	// variants (of either photo) and stalls the rest.
 	const stallAfter = 3
-	c = startChild(t, data, fmt.Sprint("ONEBOX_TEST_STALL_AFTER_VARIANTS=", stallAfter))
+	c = startChild(t, data, append(env, fmt.Sprint("ONEBOX_TEST_STALL_AFTER_VARIANTS=", stallAfter))...)
 	second := c.upload(token, photo)
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
 		visible, _ := files(t, published)
@@ -229,7 +245,7 @@ func TestSurvivesKill9(t *testing.T) {
 	}
 	c.kill()
 
-	c = startChild(t, data)
+	c = startChild(t, data, env...)
 	// The interrupted jobs are still invisible (their visibility timeout
 	// has not run out), so the photos must still be processing: the kill
 	// did cut the work short.
