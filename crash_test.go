@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"onebox/internal/pgtest"
 	"onebox/internal/testimages"
 	"onebox/media"
 )
@@ -198,25 +199,35 @@ func files(t *testing.T, dir string) (visible, hidden []string) {
 // TestSurvivesKill9 kills the server with SIGKILL right after a 202, and
 // again half-way through publishing a photo's variants (some files
 // written, the rest not), and checks that each photo ends ready after a
-// restart, with exactly one set of variants and no temp files.
-//
-// It runs with the queue in the store's database and, with
-// ONEBOX_TEST_NATS_URL, on JetStream fed by the outbox relay, whose kill
-// lands between commit and publish or between publish and mark.
+// restart, with exactly one set of variants and no temp files: on SQLite
+// in the data dir; on PostgreSQL (with ONEBOX_TEST_POSTGRES_URL) in a
+// schema of its own, where the queue is too; and (with
+// ONEBOX_TEST_NATS_URL) with the queue on JetStream fed by the outbox
+// relay, whose kill lands between commit and publish or between publish
+// and mark.
 func TestSurvivesKill9(t *testing.T) {
-	t.Run("goqite", func(t *testing.T) { testSurvivesKill9(t) })
-	t.Run("nats", func(t *testing.T) {
-		url := os.Getenv("ONEBOX_TEST_NATS_URL")
-		if url == "" {
-			t.Skip("ONEBOX_TEST_NATS_URL not set")
-		}
-		stream := "T" + rand.Text()[:12]
-		t.Cleanup(func() { deleteNATSQueue(t, url, stream) })
-		testSurvivesKill9(t, "ONEBOX_QUEUE_URL="+url+"?stream="+stream+"&prefix=t"+stream)
-	})
+	for _, tt := range []struct {
+		name string
+		env  func(t *testing.T) []string
+	}{
+		{"sqlite", func(*testing.T) []string { return nil }},
+		{"postgres", func(t *testing.T) []string { return []string{"ONEBOX_DATABASE_URL=" + pgtest.Schema(t, "kill -9")} }},
+		{"nats", func(t *testing.T) []string {
+			url := os.Getenv("ONEBOX_TEST_NATS_URL")
+			if url == "" {
+				t.Skip("ONEBOX_TEST_NATS_URL not set: skipping kill -9 with the queue on JetStream")
+			}
+			stream := "T" + rand.Text()[:12]
+			t.Cleanup(func() { deleteNATSQueue(t, url, stream) })
+			return []string{"ONEBOX_QUEUE_URL=" + url + "?stream=" + stream + "&prefix=t" + stream}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) { survivesKill9(t, tt.env(t)...) })
+	}
 }
 
-func testSurvivesKill9(t *testing.T, env ...string) {
+// survivesKill9 is TestSurvivesKill9 with the backends env picks.
+func survivesKill9(t *testing.T, env ...string) {
 	photo := filepath.Join(t.TempDir(), "photo.jpg")
 	if err := os.WriteFile(photo, testimages.Photo12MP(t), 0o600); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 // The request parsers not covered by fuzz_test.go: Range,
@@ -115,8 +117,8 @@ func checkParts(t *testing.T, rec *httptest.ResponseRecorder, header string, dat
 }
 
 // FuzzIdempotencyKey uploads a new file under any Idempotency-Key: the
-// answer is a 202, or a 4xx problem (a key too long, or one an earlier
-// run used for another file). After a 202, the same file again under the
+// answer is a 202, or a 4xx problem (a key too long or not text, or one
+// an earlier run used for another file). After a 202, the same file again under the
 // key is the same 202, and another file under it a 422.
 func FuzzIdempotencyKey(f *testing.F) {
 	for _, s := range []string{
@@ -154,6 +156,11 @@ func FuzzIdempotencyKey(f *testing.F) {
 		case len(key) > 200:
 			if first.Code != http.StatusBadRequest {
 				t.Fatalf("key of %d bytes: status %d, want 400", len(key), first.Code)
+			}
+			return
+		case !utf8.ValidString(key) || strings.ContainsFunc(key, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' }):
+			if first.Code != http.StatusBadRequest {
+				t.Fatalf("key %q: status %d, want 400", key, first.Code)
 			}
 			return
 		case first.Code == http.StatusAccepted:

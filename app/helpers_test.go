@@ -1,9 +1,12 @@
 package app_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"flag"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"log/slog"
@@ -11,6 +14,8 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,8 +27,10 @@ import (
 	"onebox/cache"
 	cachememory "onebox/cache/memory"
 	"onebox/imaging"
+	"onebox/internal/pgtest"
 	"onebox/internal/syncbuf"
 	"onebox/jobs"
+	jobpg "onebox/jobs/postgres"
 	jobsqlite "onebox/jobs/sqlite"
 	"onebox/media"
 	medialocal "onebox/media/local"
@@ -40,8 +47,51 @@ import (
 	"onebox/ratelimit"
 	limitmemory "onebox/ratelimit/memory"
 	"onebox/store"
+	"onebox/store/postgres"
 	"onebox/store/sqlite"
 )
+
+// storeEnv picks the store the bundles open: unset is SQLite, "postgres"
+// is store/postgres on a schema of each test's own. TestMain sets it for
+// the package's second run.
+const storeEnv = "ONEBOX_TEST_APP_STORE"
+
+// onPostgres tells whether this run's bundles open store/postgres.
+func onPostgres() bool { return os.Getenv(storeEnv) == "postgres" }
+
+// TestMain runs the package's tests on SQLite and then, with
+// ONEBOX_TEST_POSTGRES_URL set, runs the same test binary again with the
+// same flags on PostgreSQL: the same API must give the same answers on
+// both stores. Benchmarks run only on SQLite, fuzzing and -list only once.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if os.Getenv(storeEnv) != "" || os.Getenv(pgtest.Env) == "" || flagSet("test.fuzz") || flagSet("test.list") {
+		os.Exit(code)
+	}
+	fmt.Printf("=== the app tests again on PostgreSQL (%s=postgres)\n", storeEnv)
+	cmd := exec.Command(os.Args[0], append(os.Args[1:], "-test.bench=^$")...)
+	cmd.Env = append(os.Environ(), storeEnv+"=postgres")
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "app tests on PostgreSQL: %v\n", err)
+		code = cmp.Or(code, 1)
+	}
+	os.Exit(code)
+}
+
+// flagSet tells whether the testing flag name has a value.
+func flagSet(name string) bool {
+	f := flag.Lookup(name)
+	return f != nil && f.Value.String() != ""
+}
+
+// testStore is what the bundle needs of a store besides store.Store.
+type testStore interface {
+	store.Store
+	Ping(context.Context) error
+	Explain(ctx context.Context, query string) (string, error)
+	Close() error
+}
 
 // bundle is one running API on a fresh database.
 type bundle struct {
@@ -49,14 +99,18 @@ type bundle struct {
 	url     string
 	handler http.Handler
 	app     *app.App
-	store   *sqlite.Store
-	dbPath  string
-	health  *ops.Health
-	media   media.Storage
-	queue   jobs.Queue
-	admin   http.Handler
-	logs    *syncbuf.Buffer
-	queries sync.Map // query name → *atomic.Int64
+	store   testStore
+	dbStats func() metrics.DBStats
+	// maxWriters is the most connections the store opens for writes.
+	maxWriters int
+	dataDir    string // the database's directory on SQLite; a temp dir on PostgreSQL
+	dbPath     string // SQLite's file; "" on PostgreSQL
+	health     *ops.Health
+	media      media.Storage
+	queue      jobs.Queue
+	admin      http.Handler
+	logs       *syncbuf.Buffer
+	queries    sync.Map // query name → *atomic.Int64
 	// As the setup turns them on (else nil): metrics, traces and the
 	// slow-query log.
 	metrics *metrics.Metrics
@@ -112,7 +166,7 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 	for _, m := range mods {
 		m(&s)
 	}
-	b := &bundle{t: t, logs: &syncbuf.Buffer{}, dbPath: t.TempDir() + "/test.db", errors: errlog.New(20)}
+	b := &bundle{t: t, logs: &syncbuf.Buffer{}, dataDir: t.TempDir(), errors: errlog.New(20)}
 	var logTo io.Writer = b.logs
 	if s.discardLogs {
 		logTo = io.Discard
@@ -126,21 +180,38 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 	}
 	b.slow = slowquery.New(slowquery.Options{Threshold: s.slowQuery, Logger: log})
 	t.Cleanup(b.slow.Wait) // runs after the store closed: the last plans may fail
-	st, err := sqlite.New(context.Background(), sqlite.Options{
-		Path: b.dbPath, BusyTimeout: s.busyTimeout,
-		OnQuery: func(ctx context.Context, ev store.QueryEvent) {
-			n, _ := b.queries.LoadOrStore(ev.Name, new(atomic.Int64))
-			n.(*atomic.Int64).Add(1)
-			b.metrics.Query(ctx, ev)
-			b.tracing.Query(ctx, ev)
-			b.slow.Observe(ctx, ev)
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
+	onQuery := func(ctx context.Context, ev store.QueryEvent) {
+		n, _ := b.queries.LoadOrStore(ev.Name, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		b.metrics.Query(ctx, ev)
+		b.tracing.Query(ctx, ev)
+		b.slow.Observe(ctx, ev)
 	}
+	var queue jobs.Queue
+	if onPostgres() {
+		st, err := postgres.New(context.Background(), postgres.Options{URL: pgtest.Schema(t, "app"), OnQuery: onQuery})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.store, queue, b.maxWriters = st, st.Queue(jobpg.Options{Logger: log}), pgtest.MaxConns
+		b.dbStats = func() metrics.DBStats {
+			s := st.Stats()
+			return metrics.DBStats{WriterOpen: s.Open, WriterWait: s.Wait}
+		}
+	} else {
+		b.dbPath = filepath.Join(b.dataDir, "test.db")
+		st, err := sqlite.New(context.Background(), sqlite.Options{Path: b.dbPath, BusyTimeout: s.busyTimeout, OnQuery: onQuery})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.store, queue, b.maxWriters = st, st.Queue(jobsqlite.Options{Logger: log}), 1
+		b.dbStats = func() metrics.DBStats {
+			s := st.Stats()
+			return metrics.DBStats{WriterOpen: s.WriterOpen, ReaderOpen: s.ReaderOpen, WriterWait: s.WriterWait}
+		}
+	}
+	st := b.store
 	t.Cleanup(func() { st.Close() })
-	b.store = st
 	b.slow.SetExplain(st.Explain)
 	var c cache.Cache
 	if !s.noCache {
@@ -173,7 +244,6 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 		hub = s.wrapHub(hub)
 	}
 	b.hub = hub
-	queue := st.Queue(jobsqlite.Options{Logger: log})
 	b.queue = queue
 	pipe := pipeline.New(ss, med, phash.New(s.blocked, 0), hub, log, pipeline.Options{
 		MaxPixels: s.opts.MaxPixels, JPEGQuality: 80, DecodeMemory: 1 << 30,

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -81,6 +82,14 @@ func (a *App) upload(c echo.Context) error {
 	idemKey := req.Header.Get("Idempotency-Key")
 	if len(idemKey) > maxIdempotencyKey {
 		return badHeader("Idempotency-Key", "must be at most 200 characters")
+	}
+	// A key is stored as text: bytes that are not (invalid UTF-8, NUL)
+	// would fail in a store that checks its text, PostgreSQL's.
+	if !utf8.ValidString(idemKey) {
+		return badHeader("Idempotency-Key", "must be UTF-8 text")
+	}
+	if msg := checkText(idemKey, maxIdempotencyKey, false); msg != "" {
+		return badHeader("Idempotency-Key", msg)
 	}
 	// A key is held by one request of this process at a time: another
 	// with it is refused (409) before its body is read. A retry of an
