@@ -113,8 +113,8 @@ var Defaults = Thresholds{
 	WorkerUtilisation:     0.8,
 	CPU:                   0.7,
 	BrokerShare:           0.5,
-	SQLiteQueueCapacity:   3000,
-	PostgresQueueCapacity: 700,
+	SQLiteQueueCapacity:   4500,
+	PostgresQueueCapacity: 500,
 	Rejected:              0.01,
 	OneKeyShare:           0.5,
 }

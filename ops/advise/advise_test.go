@@ -64,7 +64,7 @@ func TestAdvise(t *testing.T) {
 			map[string]advise.Answer{advise.StepWorkers: advise.No}, []string{"is not getting older"}},
 		{"no workers here", func(m *advise.Measurements) { m.Workers = 0 },
 			map[string]advise.Answer{advise.StepWorkers: advise.Unknown, advise.StepWorkerRole: advise.Unknown}, nil},
-		{"queue near sqlite capacity", func(m *advise.Measurements) { m.JobsPerSecond = 1600 },
+		{"queue near sqlite capacity", func(m *advise.Measurements) { m.JobsPerSecond = 2400 },
 			map[string]advise.Answer{advise.StepBroker: advise.Yes}, []string{"53% of what the queue on sqlite streamed"}},
 		{"same rate on postgres is past it", func(m *advise.Measurements) { m.Backend, m.JobsPerSecond = "postgres", 400 },
 			map[string]advise.Answer{advise.StepPostgres: advise.No, advise.StepBroker: advise.Yes}, nil},
