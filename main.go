@@ -317,7 +317,11 @@ type observability struct {
 func newObservability(cfg config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) (*observability, error) {
 	o := &observability{errors: errlog.New(50)}
 	if cfg.Metrics {
-		o.metrics = metrics.New(metrics.Options{Kinds: []string{photos.KindProcess, photos.KindCleanup}, Logger: log, SlowRequest: cfg.AlertP95})
+		workers := map[string]int{}
+		for kind, ko := range kindOptions(cfg) {
+			workers[kind] = ko.Concurrency
+		}
+		o.metrics = metrics.New(metrics.Options{Kinds: []string{photos.KindProcess, photos.KindCleanup}, Workers: workers, Logger: log, SlowRequest: cfg.AlertP95})
 	}
 	if cfg.Tracing {
 		var exp sdktrace.SpanExporter
@@ -409,7 +413,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, onQuery
 			Store: st, queue: st.Queue(jobsqlite.Options{Logger: log}), dir: filepath.Dir(path), explain: st.Explain,
 			stats: func() metrics.DBStats {
 				s := st.Stats()
-				return metrics.DBStats{WriterOpen: s.WriterOpen, ReaderOpen: s.ReaderOpen, WriterWait: s.WriterWait, ReaderWait: s.ReaderWait}
+				return metrics.DBStats{Backend: "sqlite", WriterOpen: s.WriterOpen, ReaderOpen: s.ReaderOpen, WriterWait: s.WriterWait, ReaderWait: s.ReaderWait, WriterBusy: s.WriterBusy}
 			},
 		}, nil
 	case "postgres", "postgresql":
@@ -425,7 +429,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, onQuery
 			Store: st, queue: st.Queue(jobpg.Options{Logger: log}), dir: cfg.DataDir, explain: st.Explain,
 			stats: func() metrics.DBStats {
 				s := st.Stats()
-				d := metrics.DBStats{WriterOpen: s.Open, WriterWait: s.Wait}
+				d := metrics.DBStats{Backend: "postgres", WriterOpen: s.Open, WriterWait: s.Wait}
 				for _, r := range st.Replicas() {
 					d.Replicas = append(d.Replicas, metrics.ReplicaStats{Name: r.Name, InRotation: r.InRotation, LagBytes: r.LagBytes, LagSeconds: r.LagSeconds})
 				}
