@@ -14,11 +14,11 @@
 # a shed came back.
 #
 # Knobs: DURATION=15s per phase, MAX_IN_FLIGHT (onebox's default when
-# unset), PAUSE_MS=100, USERS=20000, KEEP=1 keeps the work directory.
+# unset), PAUSE_MS=20, USERS=20000, KEEP=1 keeps the work directory.
 set -euo pipefail
 
 DURATION=${DURATION:-15s}
-PAUSE_MS=${PAUSE_MS:-100}
+PAUSE_MS=${PAUSE_MS:-20}
 USERS=${USERS:-20000}
 KEEP=${KEEP:-0}
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -66,8 +66,8 @@ phase() {
 	OUT=$(wrk -t2 -c"$2" -d"$DURATION" --timeout 10s -s "$BENCH/paced.lua" "$URL" -- "$WORK/ids.txt" "$3" | grep '^BENCH') || die "$1: wrk failed"
 	kill -0 "$PID" 2>/dev/null || die "$1: onebox died: $(tail -5 "$WORK/stderr")"
 	local n5xx
-	n5xx=$(grep -c '"status":5' "$WORK/access.log" || true)
-	SHED=$(grep -c '"status":503' "$WORK/access.log" || true)
+	n5xx=$(grep -c '"msg":"request".*"status":5' "$WORK/access.log" || true)
+	SHED=$(grep -c '"msg":"request".*"status":503' "$WORK/access.log" || true)
 	[[ $n5xx == "$SHED" ]] || die "$1: $((n5xx - SHED)) 5xx answers other than 503"
 	P99=$(admitted_p99)
 	say "$1: $OUT shed=$SHED admitted_p99_ms=$P99 rss_mib=$(rss_mib)"
