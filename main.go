@@ -220,7 +220,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		CacheTTL: cfg.CacheTTL, CacheNegativeTTL: cfg.CacheNegative, ProfileSMaxAge: cfg.ProfileSMaxAge,
 		SessionTTL: cfg.SessionTTL, RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxUploadBytes: cfg.MaxUploadBytes, MaxPixels: cfg.MaxPixels, DecodeMemory: decodeMemory, UploadTimeout: cfg.UploadTimeout, UploadBacklog: cfg.UploadBacklog,
-		BodyTimeout: cfg.BodyTimeout, SSEPerUser: cfg.SSEPerUser, SSEMax: cfg.SSEMax,
+		BodyTimeout: cfg.BodyTimeout, SSEPerUser: cfg.SSEPerUser, SSEMax: cfg.SSEMax, MaxInFlight: cfg.MaxInFlight,
 		TrustedProxies: cfg.TrustedProxies, AccessLog: cfg.AccessLog, OpsToken: cfg.OpsToken,
 		IdempotencyTTL: cfg.IdempotencyTTL, EventsFallbackPoll: cfg.EventsFallbackPoll,
 		PublicOrigin: cfg.PublicURL, MediaOrigin: cfg.MediaOrigin, DeviceKey: []byte(cfg.DeviceKey), DeviceTTL: cfg.DeviceTTL,

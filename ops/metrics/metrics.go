@@ -62,6 +62,9 @@ const (
 	// bounded whatever the clients. A key's count may be over by the
 	// smallest count the sketch held when it came in; it is never under.
 	RateLimitTopRejected = "onebox_ratelimit_rejected_top"
+	// HTTPShed counts requests answered 503 at once because the bound of
+	// requests handled at once (ONEBOX_MAX_IN_FLIGHT) was reached.
+	HTTPShed = "onebox_http_shed_total"
 	// RateLimitRequests counts limiter decisions: {policy, result
 	// "allowed" or "rejected"}, and failures of the limiter backend
 	// (result "error"), after which the request went through unlimited:
@@ -170,6 +173,7 @@ type Metrics struct {
 	log       *slog.Logger
 	inFlight  *vm.Gauge
 	sse       *vm.Gauge
+	shed      *vm.Counter
 
 	jobs    map[string]*jobSeries // by kind, Other included; read-only after New
 	steps   map[string]*vm.Histogram
@@ -207,6 +211,7 @@ func New(o Options) *Metrics {
 		window:     o.SummaryWindow,
 		inFlight:   s.NewGauge(HTTPInFlight, nil),
 		sse:        s.NewGauge(SSEConnections, nil),
+		shed:       s.NewCounter(HTTPShed),
 		jobs:       map[string]*jobSeries{},
 		steps:      map[string]*vm.Histogram{},
 		writerWait: s.NewFloatCounter(DBWriterWait),
@@ -338,6 +343,13 @@ func (r *Route) Observe(status int, d time.Duration) {
 func (m *Metrics) InFlight(delta int) {
 	if m != nil {
 		m.inFlight.Add(float64(delta))
+	}
+}
+
+// Shed counts a request refused because too many were being handled.
+func (m *Metrics) Shed() {
+	if m != nil {
+		m.shed.Inc()
 	}
 }
 
