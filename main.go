@@ -193,7 +193,9 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		OnAbandoned: obs.metrics.JobAbandoned,
 	})
 	kinds := kindOptions(cfg)
-	runner.Register(photos.KindProcess, obs.tracing.Job(pipe.Process), kinds[photos.KindProcess])
+	process := kinds[photos.KindProcess]
+	process.OnDead = pipe.GiveUp // a photo whose job dies is rejected, not left "processing"
+	runner.Register(photos.KindProcess, obs.tracing.Job(pipe.Process), process)
 	runner.Register(photos.KindCleanup, obs.tracing.Job(pipe.Cleanup), kinds[photos.KindCleanup])
 	var notifier app.Notifier = runner
 	if jq.relay != nil {

@@ -43,6 +43,13 @@ type KindOptions struct {
 	Backoff time.Duration
 	// MaxBackoff caps that wait. Default 1h.
 	MaxBackoff time.Duration
+	// OnDead, when set, hears of a message of this kind the Runner is
+	// about to dead-letter, with the reason, so the work's owner can record
+	// that it will not be done (the photo pipeline rejects the photo,
+	// which would otherwise stay "processing"). It runs before the dead
+	// letter is written, so a crash between the two repeats it rather than
+	// skips it: it must be idempotent. Its error is logged.
+	OnDead func(ctx context.Context, m Message, reason string) error
 	// Visibility is how long a received message of this kind stays
 	// invisible to other workers; the Runner extends it every third of
 	// it while the handler runs. It is the kind's, not a call's: on
@@ -471,6 +478,11 @@ func (r *Runner) deadLetter(handlerCtx context.Context, k *kind, m Message, star
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(handlerCtx), queueOpTimeout)
 	defer cancel()
 	r.logger(m).ErrorContext(ctx, "jobs: dead-lettering", "error", reason)
+	if k.o.OnDead != nil {
+		if err := k.o.OnDead(ctx, m, reason); err != nil {
+			r.logger(m).ErrorContext(ctx, "jobs: on dead", "error", err)
+		}
+	}
 	if err := r.q.DeadLetter(ctx, m.ID, reason); err != nil {
 		// It comes back after its visibility timeout and dies then.
 		r.logger(m).ErrorContext(ctx, "jobs: dead-letter", "error", err)

@@ -137,6 +137,33 @@ func (p *Pipeline) Process(ctx context.Context, m jobs.Message) error {
 	return nil
 }
 
+// GiveUp is the KindOptions.OnDead of photos.KindProcess: a photo whose
+// job is dead-lettered (its attempts used up, by errors or by workers that
+// died on it) is rejected, with a reason that says so, instead of staying
+// "processing" for good; its owner is told. A photo already finished or
+// deleted is left as it is, so it may run twice.
+func (p *Pipeline) GiveUp(ctx context.Context, m jobs.Message, reason string) error {
+	var pl photos.ProcessPayload
+	if err := json.Unmarshal(m.Payload, &pl); err != nil || pl.PhotoID == "" {
+		return nil // no photo to tell about
+	}
+	ph, err := p.store.FinishPhoto(ctx, store.FinishPhotoParams{
+		ID: pl.PhotoID, Status: store.PhotoRejected, Now: p.opts.Now().UTC(),
+		Reason: "it could not be processed; the operators have been told",
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	p.log.WarnContext(ctx, "photo given up", "request_id", m.RequestID, "job_id", m.ID, "photo_id", ph.ID, "status", ph.Status, "why", reason)
+	if err := p.hub.Publish(ctx, photos.UserTopic(ph.OwnerID)); err != nil {
+		p.log.Warn("notify failed; clients catch up by polling", "err", err)
+	}
+	return nil
+}
+
 // render decodes, moderates and publishes. A non-empty reason means the
 // photo is rejected (not an error: retrying would not change it).
 func (p *Pipeline) render(ctx context.Context, ph store.Photo) (vs []store.Variant, w, h int, reason string, err error) {

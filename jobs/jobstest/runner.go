@@ -138,12 +138,19 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		var out outcomes
 		r := jobs.NewRunner(q, runnerOptions(t, &out))
 		var calls atomic.Int32
+		dead := make(chan string, 2)
 		r.Register("k", func(ctx context.Context, m jobs.Message) error {
 			calls.Add(1)
 			return fmt.Errorf("decode photo: %w", jobs.ErrPermanent)
-		}, jobs.KindOptions{MaxAttempts: 5})
+		}, jobs.KindOptions{MaxAttempts: 5, OnDead: func(_ context.Context, m jobs.Message, reason string) error {
+			dead <- string(m.Payload) + " " + reason
+			return nil
+		}})
 		start(t, r)
 		d := mustDeadOne(t, q)
+		if got := receiveFrom(t, dead); !strings.HasPrefix(got, `"corrupt" `) || !strings.Contains(got, "decode photo") {
+			t.Errorf("OnDead heard %q, want the payload and the reason", got)
+		}
 		if d.Attempt != 1 || !strings.Contains(d.LastError, "decode photo") || string(d.Payload) != `"corrupt"` {
 			t.Errorf("dead %+v, want attempt 1, the error, the payload", d)
 		}
@@ -308,13 +315,20 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		}
 		r := jobs.NewRunner(q, runnerOptions(t, nil))
 		var calls atomic.Int32
+		dead := make(chan string, 2)
 		r.Register("k", func(ctx context.Context, m jobs.Message) error {
 			calls.Add(1)
 			return nil
-		}, jobs.KindOptions{MaxAttempts: 2, Visibility: visibility})
+		}, jobs.KindOptions{MaxAttempts: 2, Visibility: visibility, OnDead: func(_ context.Context, _ jobs.Message, reason string) error {
+			dead <- reason
+			return nil
+		}})
 		start(t, r)
 		if d := mustDeadOne(t, q); d.Attempt != 3 || !strings.Contains(d.LastError, "worker lost") {
 			t.Errorf("dead %+v, want attempt 3, worker lost", d)
+		}
+		if got := receiveFrom(t, dead); !strings.Contains(got, "worker lost") {
+			t.Errorf("OnDead heard %q, want the worker-lost reason", got)
 		}
 		if calls.Load() != 0 {
 			t.Errorf("handler ran %d times, want 0", calls.Load())
