@@ -551,7 +551,12 @@ func openHub(cfg config.Config, log *slog.Logger) (notify.Hub, error) {
 		}
 		return h, nil
 	case "nats":
-		h, err := notifynats.Open(cfg.NotifyURL, notifynats.Options{Logger: log})
+		// ?subject= gives services (or test runs) sharing a NATS server
+		// a hub each.
+		subject := u.Query().Get("subject")
+		server := *u
+		server.RawQuery = ""
+		h, err := notifynats.Open(server.String(), notifynats.Options{Subject: subject, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("ONEBOX_NOTIFY_URL: %w", err)
 		}

@@ -271,7 +271,7 @@ func settings() []setting {
 			c.MediaPublicURL, c.MediaOrigin = u, origin
 			return err
 		}},
-		{env: "ONEBOX_NOTIFY_URL", flag: "notify-url", def: "memory://", usage: "notification hub: memory:// (this instance only), postgres://… (LISTEN/NOTIFY) or nats://HOST[:PORT][,…] (shared by instances)", secret: true, set: str(func(c *Config) *string { return &c.NotifyURL })},
+		{env: "ONEBOX_NOTIFY_URL", flag: "notify-url", def: "memory://", usage: "notification hub: memory:// (this instance only), postgres://… (LISTEN/NOTIFY) or nats://HOST[:PORT][,…][?subject=S] (shared by instances)", secret: true, set: str(func(c *Config) *string { return &c.NotifyURL })},
 		{env: "ONEBOX_MAX_UPLOAD_BYTES", flag: "max-upload-bytes", def: "20971520", usage: "largest photo upload, in bytes", set: func(c *Config, v string) error {
 			n, err := posInt(v)
 			c.MaxUploadBytes = n
