@@ -48,7 +48,7 @@ func commands(lookupEnv func(string) (string, bool), stdout, stderr io.Writer, h
 		name:    "serve",
 		noArgs:  true,
 		summary: "run the service: the API, the workers and the admin listener (the default command)",
-		usage:   "usage: onebox [serve] [flags]\n\nRuns the service until SIGINT or SIGTERM, then drains. It listens first, so an address in use stops it before any database is created.",
+		usage:   "usage: onebox [serve] [flags]\n\nRuns the service until SIGINT or SIGTERM, then drains. It listens first, so an address in use stops it before any database is created. -role=web runs only the API and -role=worker only the job workers, so they scale apart (default all).",
 		example: "onebox serve -addr :8080 -data-dir ./data",
 		run: func(ctx context.Context, cfg config.Config, args []string) error {
 			log, flush := logging.New(stdout, logOptions(cfg, cfg.LogFlush))

@@ -82,7 +82,14 @@ type child struct {
 
 func startChild(t *testing.T, dataDir string, env ...string) *child {
 	t.Helper()
-	c := &child{t: t, log: &bytes.Buffer{}, base: "http://" + freeAddr(t), adm: "http://" + freeAddr(t)}
+	return startChildAt(t, freeAddr(t), freeAddr(t), dataDir, env...)
+}
+
+// startChildAt starts a child listening on addr and admin (host:port),
+// as a restarted instance listens where its predecessor did.
+func startChildAt(t *testing.T, addr, admin, dataDir string, env ...string) *child {
+	t.Helper()
+	c := &child{t: t, log: &bytes.Buffer{}, base: "http://" + addr, adm: "http://" + admin}
 	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	c.cmd.Env = append(os.Environ(),
 		"ONEBOX_TEST_CHILD=serve",

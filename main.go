@@ -117,6 +117,8 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	if err != nil {
 		return err
 	}
+	r := runsFor(cfg.Role)
+	log.Info("role", "role", cfg.Role, "api", r.api, "jobs", r.jobs, "relay", r.relay, "sweeps", r.sweeps)
 	defer lns.close() // the servers have closed them by then; harmless twice
 	gc := ops.TuneGC(lookupEnv, ops.CgroupMemoryMax(os.DirFS("/")))
 	log.Info("garbage collector", "gogc", gc.GCPercent, "memory_limit_bytes", gc.MemoryLimit)
@@ -197,17 +199,28 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	process.OnDead = pipe.GiveUp // a photo whose job dies is rejected, not left "processing"
 	runner.Register(photos.KindProcess, obs.tracing.Job(pipe.Process), process)
 	runner.Register(photos.KindCleanup, obs.tracing.Job(pipe.Cleanup), kinds[photos.KindCleanup])
-	var notifier app.Notifier = runner
-	if jq.relay != nil {
-		notifier = notifyAll{jq.relay, runner}
+	// A committed job wakes what moves it on in this process: the relay
+	// that publishes it to the broker, and the Runner that may take it.
+	var notifier notifyAll
+	if jq.relay != nil && r.relay {
+		notifier = append(notifier, jq.relay)
+	}
+	if r.jobs {
+		notifier = append(notifier, runner)
 	}
 
-	health := ops.NewHealth(append([]ops.Check{
+	checks := []ops.Check{
 		{Name: "database", Timeout: time.Second, Probe: st.Ping},
+		// The API reads the queue's stats (the upload backlog), and the
+		// workers take their jobs from it.
 		{Name: "queue", Timeout: time.Second, Probe: func(ctx context.Context) error { _, err := queue.Stats(ctx); return err }},
 		ops.DiskCheck(db.dir, 0.01),
-		ops.AbandonedJobsCheck(runner.Abandoned, cfg.JobAbandonedMax),
-	}, db.checks...)...)
+	}
+	if r.jobs {
+		checks = append(checks, ops.AbandonedJobsCheck(runner.Abandoned, cfg.JobAbandonedMax))
+	}
+	health := ops.NewHealth(append(checks, db.checks...)...)
+	health.Role = cfg.Role
 	opsGuard := ops.NewGuard(ops.GuardOptions{Token: cfg.OpsToken}) // one budget of failed logins for the admin listener
 	dash := newDashboard(cfg, log, obs, queue, drills, opsGuard)
 	if cfg.DeviceKey == "" {
@@ -236,7 +249,15 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	})
 
 	servers := []ops.Server{}
-	public := httpServer(api.Handler(), log)
+	publicHandler := api.Handler()
+	if !r.api {
+		// A worker's public listener answers only the health checks of
+		// whatever starts it and watches it.
+		mux := http.NewServeMux()
+		mux.Handle("GET /health/", publicHandler)
+		publicHandler = mux
+	}
+	public := httpServer(publicHandler, log)
 	public.RegisterOnShutdown(api.Close) // event streams end so the drain can finish
 	servers = append(servers, ops.Server{Name: "public", Listener: lns.public, Server: public})
 	if lns.admin != nil {
@@ -281,8 +302,10 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		}
 		return err
 	})
-	g.Go(func() error { return runner.Run(gctx) })
-	if jq.relay != nil {
+	if r.jobs {
+		g.Go(func() error { return runner.Run(gctx) })
+	}
+	if jq.relay != nil && r.relay {
 		g.Go(func() error { return jq.relay.Run(gctx) })
 	}
 	g.Go(func() error { return dash.Run(gctx) })
@@ -290,16 +313,42 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		obs.metrics.Sample(gctx, metrics.Sources{Queue: queue.Stats, DB: db.stats, DataDir: db.dir})
 		return nil
 	})
-	g.Go(func() error {
-		retention.Run(gctx, events, retention.Options{Keep: cfg.EventRetention, Keys: st, Temp: temp, Logger: log})
-		return nil
-	})
+	if r.sweeps {
+		g.Go(func() error {
+			retention.Run(gctx, events, retention.Options{Keep: cfg.EventRetention, Keys: st, Temp: temp, Logger: log})
+			return nil
+		})
+	}
 	g.Go(func() error {
 		return ops.Run(gctx, servers, ops.RunOptions{
 			Health: health, Logger: log, ShutdownDelay: cfg.ShutdownDelay, DrainTimeout: cfg.DrainTimeout,
 		})
 	})
 	return g.Wait()
+}
+
+// runs is what one instance's role runs.
+type runs struct {
+	api    bool // the API on the public listener (else only /health/)
+	jobs   bool // the Runner's workers
+	relay  bool // the outbox relay, where there is one
+	sweeps bool // the retention sweeps
+}
+
+// runsFor maps a role (config.Role*) to what it runs. The relay goes
+// with the API: the API commits the jobs, and its own commits wake it at
+// once, where a relay in another process would wait its poll. The
+// sweeps go with the workers, the background work, so web instances
+// added for load add no sweeps (several running at once do not
+// conflict, as retention says).
+func runsFor(role string) runs {
+	switch role {
+	case config.RoleWeb:
+		return runs{api: true, relay: true}
+	case config.RoleWorker:
+		return runs{jobs: true, sweeps: true}
+	}
+	return runs{api: true, jobs: true, relay: true, sweeps: true}
 }
 
 // observability is what watches the process: metrics, traces and the
@@ -508,7 +557,12 @@ func openHub(cfg config.Config, log *slog.Logger) (notify.Hub, error) {
 		}
 		return h, nil
 	case "nats":
-		h, err := notifynats.Open(cfg.NotifyURL, notifynats.Options{Logger: log})
+		// ?subject= gives services (or test runs) sharing a NATS server
+		// a hub each.
+		subject := u.Query().Get("subject")
+		server := *u
+		server.RawQuery = ""
+		h, err := notifynats.Open(server.String(), notifynats.Options{Subject: subject, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("ONEBOX_NOTIFY_URL: %w", err)
 		}

@@ -43,11 +43,21 @@ func ParseRate(s string) (Rate, error) {
 	return Rate{Limit: limit, Window: window}, nil
 }
 
+// The roles of an instance (ONEBOX_ROLE), so the API and the job
+// pipeline scale apart.
+const (
+	RoleAll    = "all"    // the API and the workers: one instance is the whole service
+	RoleWeb    = "web"    // the API; its jobs go to the queue for the workers
+	RoleWorker = "worker" // the workers; the public listener serves only health
+)
+
 // Config is the whole effective configuration.
 type Config struct {
 	Addr      string
 	AdminAddr string
 	DataDir   string
+	// Role is what this instance runs: RoleAll, RoleWeb or RoleWorker.
+	Role string
 
 	DatabaseURL string
 	// DatabaseReplicaURLs are PostgreSQL streaming replicas that serve
@@ -213,6 +223,14 @@ func settings() []setting {
 	}
 	return []setting{
 		{env: "ONEBOX_ADDR", flag: "addr", def: ":8080", usage: "public HTTP listen address", set: str(func(c *Config) *string { return &c.Addr })},
+		{env: "ONEBOX_ROLE", flag: "role", def: RoleAll, usage: "what this instance runs: all (the API and the job workers), web (the API; jobs are enqueued for workers elsewhere) or worker (the job workers; the public listener serves only /health/)", set: func(c *Config, v string) error {
+			switch v {
+			case RoleAll, RoleWeb, RoleWorker:
+				c.Role = v
+				return nil
+			}
+			return fmt.Errorf("want all, web or worker, got %q", v)
+		}},
 		{env: "ONEBOX_ADMIN_ADDR", flag: "admin-addr", def: "127.0.0.1:8081", emptyOK: true, usage: "operator listener (metrics, dashboard); empty turns it off", set: str(func(c *Config) *string { return &c.AdminAddr })},
 		{env: "ONEBOX_DATA_DIR", flag: "data-dir", def: "./data", usage: "directory for the database and media", set: str(func(c *Config) *string { return &c.DataDir })},
 		{env: "ONEBOX_DATABASE_URL", flag: "database-url", def: "", usage: "store backend and its job queue: sqlite:PATH (default sqlite: + DATA_DIR/onebox.db) or postgres://USER@HOST/DB", secret: true, set: str(func(c *Config) *string { return &c.DatabaseURL })},
@@ -256,7 +274,7 @@ func settings() []setting {
 			c.MediaPublicURL, c.MediaOrigin = u, origin
 			return err
 		}},
-		{env: "ONEBOX_NOTIFY_URL", flag: "notify-url", def: "memory://", usage: "notification hub: memory:// (this instance only), postgres://… (LISTEN/NOTIFY) or nats://HOST[:PORT][,…] (shared by instances)", secret: true, set: str(func(c *Config) *string { return &c.NotifyURL })},
+		{env: "ONEBOX_NOTIFY_URL", flag: "notify-url", def: "memory://", usage: "notification hub: memory:// (this instance only), postgres://… (LISTEN/NOTIFY) or nats://HOST[:PORT][,…][?subject=S] (shared by instances)", secret: true, set: str(func(c *Config) *string { return &c.NotifyURL })},
 		{env: "ONEBOX_MAX_UPLOAD_BYTES", flag: "max-upload-bytes", def: "20971520", usage: "largest photo upload, in bytes", set: func(c *Config, v string) error {
 			n, err := posInt(v)
 			c.MaxUploadBytes = n

@@ -24,6 +24,9 @@ type Check struct {
 // Health tracks readiness: every check must pass and the process must not
 // be draining.
 type Health struct {
+	// Role, if set, is named in every Report: what this instance runs
+	// (its checks are those of that role).
+	Role     string
 	checks   []Check
 	draining atomic.Bool
 }
@@ -35,6 +38,7 @@ func NewHealth(checks ...Check) *Health { return &Health{checks: checks} }
 type Report struct {
 	Status string            `json:"status"` // "ready", "unready" or "draining"
 	Checks map[string]string `json:"checks"` // name → "ok" or the error
+	Role   string            `json:"role,omitempty"`
 }
 
 // Drain marks the process as going away: readiness fails from now on.
@@ -45,7 +49,7 @@ func (h *Health) Draining() bool { return h.draining.Load() }
 
 // Ready runs the checks in parallel, each with its own short timeout.
 func (h *Health) Ready(ctx context.Context) (bool, Report) {
-	rep := Report{Status: "ready", Checks: make(map[string]string, len(h.checks))}
+	rep := Report{Status: "ready", Checks: make(map[string]string, len(h.checks)), Role: h.Role}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, c := range h.checks {
