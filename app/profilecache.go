@@ -55,9 +55,6 @@ func encodeCachedProfile(tag string, p profileJSON, keys []string) ([]byte, erro
 		b = append(b, key...)
 		b = append(b, '\n')
 	}
-	if bytes.Contains(body[from:], urlMember) {
-		return nil, fmt.Errorf("app: profile JSON has more empty urls than its %d media keys", len(keys))
-	}
 	b = append(b, '\n')
 	return append(b, body...), nil
 }

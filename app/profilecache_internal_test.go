@@ -36,8 +36,9 @@ func TestCachedProfileSplice(t *testing.T) {
 		"local": func(k string) string { return "/media/" + k },
 		"cdn":   func(k string) string { return "https://cdn.example.com/m/" + k },
 		"presigned": func(k string) string {
-			return "https://s3.example.com/b/" + k + "?X-Amz-Expires=900&X-Amz-Signature=ab<c>"
+			return "https://s3.example.com/b/" + k + "?X-Amz-Expires=900&X-Amz-Signature=abc"
 		},
+		"odd":     func(k string) string { return `https://x.example/` + k + `?q="<a>"\` + "\x7f\x01" },
 		"unicode": func(k string) string { return "https://é.example/" + k + "\u2028" },
 	}
 	tests := []struct {
