@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -55,23 +54,40 @@ func absent(err error) error {
 // fullProfile is profile plus the avatar's variant URLs, read with f
 // (and at least at token at).
 func (a *App) fullProfile(ctx context.Context, u store.User, f store.Freshness, at store.Token) (profileJSON, error) {
-	p := profile(u)
+	p, keys, err := a.keyedProfile(ctx, u, f, at)
+	if err != nil {
+		return p, err
+	}
+	for i, key := range keys {
+		if p.Avatar[i].URL, err = a.media.URL(ctx, key); err != nil {
+			return p, fmt.Errorf("url of %s: %w", key, err)
+		}
+	}
+	return p, nil
+}
+
+// keyedProfile is profile plus the avatar's variants without their URLs,
+// read with f (and at least at token at): keys[i] is the media key of
+// p.Avatar[i].
+func (a *App) keyedProfile(ctx context.Context, u store.User, f store.Freshness, at store.Token) (p profileJSON, keys []string, err error) {
+	p = profile(u)
 	if u.AvatarID == "" {
-		return p, nil
+		return p, nil, nil
 	}
 	ph, err := a.store.Photo(ctx, store.PhotoParams{ID: u.AvatarID, Freshness: f, AtLeast: at})
 	if errors.Is(err, store.ErrNotFound) {
-		return p, nil // deleted a moment ago; the profile's next version drops it
+		return p, nil, nil // deleted a moment ago; the profile's next version drops it
 	}
 	if err != nil {
-		return p, err
+		return p, nil, err
 	}
-	j, err := a.photo(ctx, ph)
-	if err != nil {
-		return p, err
+	p.Avatar = make([]variantJSON, 0, len(ph.Variants))
+	keys = make([]string, 0, len(ph.Variants))
+	for _, v := range ph.Variants {
+		p.Avatar = append(p.Avatar, variantJSON{Name: v.Name, Width: v.Width, Height: v.Height})
+		keys = append(keys, v.Key)
 	}
-	p.Avatar = j.Variants
-	return p, nil
+	return p, keys, nil
 }
 
 func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
@@ -121,37 +137,64 @@ func (a *App) createUser(c echo.Context) error {
 }
 
 // getUser is the public profile read, served cache-aside:
-// GET /v1/users/{id}. The cached bytes are the ETag and the body.
+// GET /v1/users/{id}. The cached form holds the ETag and the body with
+// media keys in place of URLs (profilecache.go).
 func (a *App) getUser(c echo.Context) error {
 	id := c.Param("id")
 	if !validID(id) {
 		return problem(http.StatusNotFound, "not-found", "no such user")
 	}
-	b, err := a.profiles.Get(c.Request().Context(), "u:"+id, func(ctx context.Context) ([]byte, error) {
-		u, err := a.store.User(ctx, store.UserParams{ID: id, Freshness: a.loadFreshness})
-		if err != nil {
-			return nil, absent(err)
-		}
-		p, err := a.fullProfile(ctx, u, a.loadFreshness, "")
-		if err != nil {
-			return nil, err
-		}
-		return append([]byte(etag(u.Version)+"\n"), mustJSON(p)...), nil
-	})
+	ctx := c.Request().Context()
+	p, err := a.cachedProfile(ctx, id)
 	if errors.Is(err, cache.ErrAbsent) {
 		return problem(http.StatusNotFound, "not-found", "no such user")
 	}
 	if err != nil {
 		return err
 	}
-	tag, body, _ := bytes.Cut(b, []byte("\n"))
 	h := c.Response().Header()
-	h[headerETag] = []string{string(tag)}
+	h[headerETag] = []string{string(p.tag)}
 	h[echo.HeaderCacheControl] = a.publicCacheControl
-	if match := c.Request().Header.Get("If-None-Match"); match != "" && etagMatches(match, string(tag), true) {
+	if match := c.Request().Header.Get("If-None-Match"); match != "" && etagMatches(match, string(p.tag), true) {
 		return c.NoContent(http.StatusNotModified)
 	}
+	body, err := p.writeBody(ctx, a.media.URL)
+	if err != nil {
+		return err
+	}
 	return jsonBlob(c, http.StatusOK, body)
+}
+
+// cachedProfile reads user id's profile through the cache. An entry of
+// another format (an older onebox's, in a shared cache) is a miss: it is
+// dropped and loaded again, once.
+func (a *App) cachedProfile(ctx context.Context, id string) (cachedProfile, error) {
+	key := "u:" + id
+	load := func(ctx context.Context) ([]byte, error) {
+		u, err := a.store.User(ctx, store.UserParams{ID: id, Freshness: a.loadFreshness})
+		if err != nil {
+			return nil, absent(err)
+		}
+		p, keys, err := a.keyedProfile(ctx, u, a.loadFreshness, "")
+		if err != nil {
+			return nil, err
+		}
+		return encodeCachedProfile(etag(u.Version), p, keys)
+	}
+	for range 2 {
+		b, err := a.profiles.Get(ctx, key, load)
+		if err != nil {
+			return cachedProfile{}, err
+		}
+		p, err := decodeCachedProfile(b)
+		if !errors.Is(err, errProfileFormat) {
+			return p, err
+		}
+		if err := invalidate(ctx, a.profiles, key); err != nil {
+			return cachedProfile{}, err
+		}
+	}
+	return cachedProfile{}, fmt.Errorf("%w: %q, twice", errProfileFormat, key)
 }
 
 // getMe is the caller's own profile, read at least at the session's

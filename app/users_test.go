@@ -371,6 +371,20 @@ func checkReads(t *testing.T, b *bundle, spy *readSpy, token string, tests []rea
 	}
 }
 
+// readyAvatar uploads a photo, waits until it is ready and makes it the
+// user's avatar; it returns the photo's id.
+func (b *bundle) readyAvatar(token string) string {
+	b.t.Helper()
+	up := b.uploadBytes(token, smallPNG(b.t), false)
+	mustStatus(b.t, up, http.StatusAccepted)
+	photoID := up.json(b.t)["id"].(string)
+	if ph := b.waitPhoto(token, photoID); ph["status"] != "ready" {
+		b.t.Fatalf("photo %v", ph)
+	}
+	mustStatus(b.t, b.do("PATCH", "/v1/users/me", `{"avatar_id":"`+photoID+`"}`, bearer(token)...), http.StatusOK)
+	return photoID
+}
+
 // TestOwnReadsAreFresh: what a user reads of their own account right
 // after changing it must be fresh (read-your-own-writes): on a replica, a
 // stale read would show the old profile, accept a stale If-Match or check
@@ -384,14 +398,8 @@ func TestOwnReadsAreFresh(t *testing.T) {
 		s.wrapStore = func(st store.Store) store.Store { spy.Store = st; return spy }
 	})
 	_, token := b.signup("freshman")
-	up := b.uploadBytes(token, smallPNG(t), false)
-	mustStatus(t, up, http.StatusAccepted)
-	photoID := up.json(t)["id"].(string)
-	if ph := b.waitPhoto(token, photoID); ph["status"] != "ready" {
-		t.Fatalf("photo %v", ph)
-	}
 	// With an avatar, the profile answers also read a photo.
-	mustStatus(t, b.do("PATCH", "/v1/users/me", `{"avatar_id":"`+photoID+`"}`, bearer(token)...), http.StatusOK)
+	photoID := b.readyAvatar(token)
 
 	checkReads(t, b, spy, token, []readCase{
 		{"own profile", "GET", "/v1/users/me", "", 200, []string{"User MustBeFresh", "Photo MustBeFresh"}},
@@ -420,13 +428,7 @@ func TestOwnReadsCarryTheToken(t *testing.T) {
 	})
 	other, _ := b.signup("tokenwoman")
 	_, token := b.signup("tokenman")
-	up := b.uploadBytes(token, smallPNG(t), false) // t1
-	mustStatus(t, up, http.StatusAccepted)
-	photoID := up.json(t)["id"].(string)
-	if ph := b.waitPhoto(token, photoID); ph["status"] != "ready" {
-		t.Fatalf("photo %v", ph)
-	}
-	mustStatus(t, b.do("PATCH", "/v1/users/me", `{"avatar_id":"`+photoID+`"}`, bearer(token)...), http.StatusOK) // t2
+	photoID := b.readyAvatar(token) // the upload is t1, the avatar t2
 
 	checkReads(t, b, spy, token, []readCase{
 		{"own profile", "GET", "/v1/users/me", "", 200, []string{"User MayBeStale AtLeast t2", "Photo MayBeStale AtLeast t2"}},
