@@ -447,7 +447,7 @@ func (a *App) deletePhoto(c echo.Context) error {
 	a.jobs.Notify()
 	a.markWritten(ctx, who)
 	if avatarCleared {
-		if err := invalidate(ctx, a.profiles, "u:"+who.userID); err != nil {
+		if err := invalidate(ctx, a.profiles, profileKey(who.userID)); err != nil {
 			return err
 		}
 	}

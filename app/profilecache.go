@@ -130,3 +130,10 @@ func appendJSONStringBody(dst []byte, s string) []byte {
 	}
 	return append(dst, s...)
 }
+
+// profileKey is a public profile's cache key. Its "p2" names the cached
+// format, so during a rolling upgrade on a shared cache an older release,
+// which reads "u:<id>" in the format before it, never misreads an entry
+// of this one (each release misses the other's invalidations until the
+// TTL instead). The "u:" prefix keeps CacheName's "profiles".
+func profileKey(id string) string { return "u:p2:" + id }

@@ -90,7 +90,7 @@ func TestProfileOldCacheFormatIsAMiss(t *testing.T) {
 	})
 	id, _ := b.signup("oldtimer")
 	older := cache.NewAside(shared, cache.AsideOptions{TTL: time.Minute})
-	if _, err := older.Get(t.Context(), "u:"+id, func(context.Context) ([]byte, error) {
+	if _, err := older.Get(t.Context(), "u:p2:"+id, func(context.Context) ([]byte, error) {
 		return []byte(`"1"` + "\n" + `{"id":"` + id + `","handle":"oldtimer","display_name":"stale"}`), nil
 	}); err != nil {
 		t.Fatal(err)

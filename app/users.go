@@ -130,7 +130,7 @@ func (a *App) createUser(c echo.Context) error {
 	}
 	// A "not found" for this id may sit in the negative cache if someone
 	// asked before it existed; ids are fresh UUIDs, but be exact anyway.
-	_ = a.profiles.Invalidate(ctx, "u:"+u.ID)
+	_ = a.profiles.Invalidate(ctx, profileKey(u.ID))
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/users/"+u.ID)
 	c.Response().Header().Set("ETag", etag(u.Version))
 	return jsonBlob(c, http.StatusCreated, mustJSON(profile(u)))
@@ -169,7 +169,7 @@ func (a *App) getUser(c echo.Context) error {
 // another format (an older onebox's, in a shared cache) is a miss: it is
 // dropped and loaded again, once.
 func (a *App) cachedProfile(ctx context.Context, id string) (cachedProfile, error) {
-	key := "u:" + id
+	key := profileKey(id)
 	load := func(ctx context.Context) ([]byte, error) {
 		u, err := a.store.User(ctx, store.UserParams{ID: id, Freshness: a.loadFreshness})
 		if err != nil {
@@ -284,7 +284,7 @@ func (a *App) patchMe(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := invalidate(ctx, a.profiles, "u:"+u.ID); err != nil {
+	if err := invalidate(ctx, a.profiles, profileKey(u.ID)); err != nil {
 		return err
 	}
 	return a.writeMe(c, http.StatusOK, u, who)
@@ -373,7 +373,7 @@ func (a *App) deleteMe(c echo.Context) error {
 		return err
 	}
 	a.jobs.Notify()
-	if err := invalidate(ctx, a.profiles, "u:"+who.userID); err != nil {
+	if err := invalidate(ctx, a.profiles, profileKey(who.userID)); err != nil {
 		return err
 	}
 	a.clearCookie(c)
