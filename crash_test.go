@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"onebox/internal/pgtest"
+	"onebox/internal/syncbuf"
 	"onebox/internal/testimages"
 	"onebox/media"
 )
@@ -76,13 +77,13 @@ func (s *stallAfter) Put(ctx context.Context, key string, r io.Reader, contentTy
 type child struct {
 	t         *testing.T
 	cmd       *exec.Cmd
-	log       *bytes.Buffer
+	log       *syncbuf.Buffer // read while the child writes
 	base, adm string
 }
 
 func startChild(t *testing.T, dataDir string, env ...string) *child {
 	t.Helper()
-	c := &child{t: t, log: &bytes.Buffer{}, base: "http://" + freeAddr(t), adm: "http://" + freeAddr(t)}
+	c := &child{t: t, log: &syncbuf.Buffer{}, base: "http://" + freeAddr(t), adm: "http://" + freeAddr(t)}
 	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	c.cmd.Env = append(os.Environ(),
 		"ONEBOX_TEST_CHILD=serve",

@@ -119,11 +119,11 @@ func openQueue(ctx context.Context, cfg config.Config, log *slog.Logger) (jobs.I
 	if cfg.QueueURL != "" {
 		// An external broker holds the jobs and their dead letters; the
 		// store's table holds only what the relay has not yet moved.
-		q, closeNATS, err := openNATSQueue(ctx, cfg, log)
+		q, nc, err := openNATSQueue(ctx, cfg, log)
 		if err != nil {
 			return nil, nil, err
 		}
-		return q, func() error { closeNATS(); return nil }, nil
+		return q, func() error { nc.Close(); return nil }, nil
 	}
 	pg, err := isPostgres(cfg)
 	if err != nil {

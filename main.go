@@ -36,6 +36,7 @@ import (
 	"onebox/jobs"
 	jobpg "onebox/jobs/postgres"
 	jobsqlite "onebox/jobs/sqlite"
+	"onebox/lease"
 	"onebox/media"
 	medialocal "onebox/media/local"
 	mediamirror "onebox/media/mirror"
@@ -280,8 +281,17 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		return err
 	})
 	g.Go(func() error { return runner.Run(gctx) })
+	// The relay and the database's sweeps run on one instance at a time,
+	// the one holding their lease; when it stops or dies, another takes
+	// over. Both stay correct if two ever run (see package lease).
+	locker, err := openLocker(cfg, jq)
+	if err != nil {
+		return err
+	}
 	if jq.relay != nil {
-		g.Go(func() error { return jq.relay.Run(gctx) })
+		g.Go(func() error {
+			return lease.Run(gctx, locker, "onebox.relay", lease.RunOptions{Logger: log}, jq.relay.Run)
+		})
 	}
 	g.Go(func() error { return dash.Run(gctx) })
 	g.Go(func() error {
@@ -289,9 +299,17 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		return nil
 	})
 	g.Go(func() error {
-		retention.Run(gctx, events, retention.Options{Keep: cfg.EventRetention, Keys: st, Temp: temp, Logger: log})
-		return nil
+		return lease.Run(gctx, locker, "onebox.retention", lease.RunOptions{Logger: log}, func(ctx context.Context) error {
+			retention.Run(ctx, events, retention.Options{Keep: cfg.EventRetention, Keys: st, Logger: log})
+			return nil
+		})
 	})
+	if temp != nil { // this instance's own files: swept by each
+		g.Go(func() error {
+			retention.Run(gctx, nil, retention.Options{Temp: temp, Logger: log})
+			return nil
+		})
+	}
 	g.Go(func() error {
 		return ops.Run(gctx, servers, ops.RunOptions{
 			Health: health, Logger: log, ShutdownDelay: cfg.ShutdownDelay, DrainTimeout: cfg.DrainTimeout,

@@ -106,6 +106,13 @@ func (l *Locker) Acquire(ctx context.Context, name string) (lease.Held, error) {
 		case err == nil:
 			return l.hold(kv, key(name), rev, start), nil
 		case errors.Is(err, jetstream.ErrKeyExists):
+			// Ours still, if this holder lost it to a broken connection
+			// and the key outlived the break: take it back.
+			if e, gerr := kv.Get(ctx, key(name)); gerr == nil && string(e.Value()) == l.id {
+				if rev, err = kv.Update(ctx, key(name), []byte(l.id), e.Revision()); err == nil {
+					return l.hold(kv, key(name), rev, start), nil
+				}
+			}
 			t.Reset(l.o.Retry)
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
