@@ -98,6 +98,25 @@ func Run(t *testing.T, newHolder NewHolder, o Options) {
 		waitClosed(t, "dead holder's Lost", h.Lost(), deadline)
 		wait(t, got).Release(context.Background())
 	})
+	t.Run("RunStopsWorkWhenItsHolderDies", func(t *testing.T) {
+		t.Parallel()
+		a, kill := newHolder(t)
+		if kill == nil {
+			t.Skip("holders of this backend cannot die alone")
+		}
+		started, stopped := make(chan struct{}), make(chan error, 1)
+		go lease.Run(t.Context(), a, name(t), lease.RunOptions{Retry: 50 * time.Millisecond}, func(ctx context.Context) error {
+			close(started)
+			<-ctx.Done()
+			stopped <- context.Cause(ctx)
+			return nil
+		})
+		waitClosed(t, "work started", started, deadline)
+		kill()
+		if err := waitErr(t, stopped, deadline); !errors.Is(err, lease.ErrLost) {
+			t.Fatalf("work's context ended by %v, want lease.ErrLost", err)
+		}
+	})
 	t.Run("RunHandsOverWhenItsInstanceStops", func(t *testing.T) {
 		t.Parallel()
 		a, _ := newHolder(t)
