@@ -1,6 +1,8 @@
 package nats_test
 
 import (
+	"context"
+	"crypto/rand"
 	"os"
 	"testing"
 	"time"
@@ -34,4 +36,42 @@ func TestConformance(t *testing.T) {
 		}
 		return l, nc.Close
 	}, leasetest.Options{Handover: ttl})
+}
+
+// TestReleaseDoesNotWaitForTTL: a released lease passes at once, not when
+// the key would expire (an hour here).
+func TestReleaseDoesNotWaitForTTL(t *testing.T) {
+	t.Parallel()
+	url := os.Getenv("ONEBOX_TEST_NATS_URL")
+	if url == "" {
+		t.Skip("ONEBOX_TEST_NATS_URL not set: skipping the NATS lease tests")
+	}
+	var holders []lease.Locker
+	for range 2 {
+		nc, err := nats.Connect(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		l, err := leasenats.New(nc, leasenats.Options{Bucket: "onebox_leasetest_long", TTL: time.Hour, Retry: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		holders = append(holders, l)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	name := "release-" + rand.Text()
+	h, err := holders[0].Acquire(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h, err = holders[1].Acquire(ctx, name)
+	if err != nil {
+		t.Fatalf("the released lease not taken within 10s (its TTL is an hour): %v", err)
+	}
+	h.Release(context.Background())
 }
