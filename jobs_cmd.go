@@ -41,11 +41,9 @@ func databasePath(cfg config.Config) (string, error) {
 	return u.Path, nil
 }
 
-// databaseURL is ONEBOX_DATABASE_URL parsed. BackendURL looks its
-// schemes up by the variable's name, not by cfg.Name's, which is the
-// flag's when -database-url set it. (Load has checked it already.)
+// databaseURL is ONEBOX_DATABASE_URL parsed (Parse has checked it).
 func databaseURL(cfg config.Config) (*url.URL, error) {
-	return config.BackendURL("ONEBOX_DATABASE_URL", cfg.DatabaseURL)
+	return backendTable().store.url(cfg)
 }
 
 // isPostgres says whether ONEBOX_DATABASE_URL names PostgreSQL.

@@ -38,27 +38,12 @@ type jobQueue struct {
 	close func()
 }
 
-// openJobQueue picks the queue by ONEBOX_QUEUE_URL. Empty: the store's
-// own table (outbox), where the row a store commits is the job. nats://:
-// JetStream, fed from that table by a relay (see jobs.Relay).
-func openJobQueue(ctx context.Context, cfg config.Config, log *slog.Logger, outbox jobs.Queue) (jobQueue, error) {
-	if cfg.QueueURL == "" {
-		return jobQueue{Queue: outbox, close: func() {}}, nil
-	}
-	q, nc, err := openNATSQueue(ctx, cfg, log)
-	if err != nil {
-		return jobQueue{}, err
-	}
-	relay := jobs.NewRelay(outbox, q, jobs.RelayOptions{Logger: log})
-	return jobQueue{Queue: q, relay: relay, nc: nc, close: nc.Close}, nil
-}
-
 // openNATSQueue connects to ONEBOX_QUEUE_URL, a nats:// URL; its query
 // may name the stream (?stream=JOBS) and the subject prefix
 // (?prefix=onebox).
 func openNATSQueue(ctx context.Context, cfg config.Config, log *slog.Logger) (*jobnats.Queue, *nats.Conn, error) {
 	name := cfg.Name("ONEBOX_QUEUE_URL")
-	u, err := config.BackendURL("ONEBOX_QUEUE_URL", cfg.QueueURL)
+	u, err := backendTable().queue.url(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
