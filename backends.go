@@ -160,7 +160,7 @@ func openSQLite(ctx context.Context, w wiring, u *url.URL) (database, error) {
 		Store: st, queue: st.Queue(jobsqlite.Options{Logger: w.log}), dir: filepath.Dir(p), explain: st.Explain,
 		stats: func() metrics.DBStats {
 			s := st.Stats()
-			return metrics.DBStats{WriterOpen: s.WriterOpen, ReaderOpen: s.ReaderOpen, WriterWait: s.WriterWait, ReaderWait: s.ReaderWait}
+			return metrics.DBStats{Backend: "sqlite", WriterOpen: s.WriterOpen, ReaderOpen: s.ReaderOpen, WriterWait: s.WriterWait, ReaderWait: s.ReaderWait, WriterBusy: s.WriterBusy}
 		},
 	}, nil
 }
@@ -180,7 +180,7 @@ func openPostgresStore(ctx context.Context, w wiring, _ *url.URL) (database, err
 		Store: st, queue: st.Queue(jobpg.Options{Logger: w.log}), dir: cfg.DataDir, explain: st.Explain,
 		stats: func() metrics.DBStats {
 			s := st.Stats()
-			d := metrics.DBStats{WriterOpen: s.Open, WriterWait: s.Wait}
+			d := metrics.DBStats{Backend: "postgres", WriterOpen: s.Open, WriterWait: s.Wait}
 			for _, r := range st.Replicas() {
 				d.Replicas = append(d.Replicas, metrics.ReplicaStats{Name: r.Name, InRotation: r.InRotation, LagBytes: r.LagBytes, LagSeconds: r.LagSeconds})
 			}

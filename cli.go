@@ -181,11 +181,13 @@ onebox restore runs it without -sweep.`,
 		},
 	}, {
 		name:    "ops",
-		summary: "ask the running instance's admin listener for its diagnosis: ops diagnose",
-		usage: `usage: onebox ops diagnose [flags]
+		summary: "ask the running instance's admin listener for its diagnosis or its scale-out advice: ops diagnose|advise",
+		usage: `usage: onebox ops diagnose|advise [flags]
 
 Asks the running instance, on its admin listener, for its reading of the
-dependency chain (HTTP, cache, database, queue, disk) and prints it.`,
+dependency chain (HTTP, cache, database, queue, disk) and prints it
+(diagnose), or for whether each scale-out step is justified now, with
+its threshold and the numbers that decide it (advise).`,
 		example:  "onebox ops diagnose -admin-addr 127.0.0.1:8081",
 		settings: []string{"ONEBOX_ADMIN_ADDR", "ONEBOX_OPS_TOKEN"},
 		run: func(ctx context.Context, cfg config.Config, args []string) error {

@@ -77,7 +77,7 @@ func TestDisasterDrill(t *testing.T) {
 
 	c := startChild(t, data, env...)
 	ls := startLitestream(t, litestream, config, replica)
-	load := runLoad(c.base, photo, 3*time.Second)
+	load := runLoad(c.base, photo, 3*time.Second, 60*time.Second)
 	killAt := time.Now()
 	c.kill()
 	ls.kill()
@@ -279,27 +279,52 @@ type loadRun struct {
 }
 
 // runLoad starts workers that each sign up a user, log in, edit the
-// profile and upload a photo, over and over, until the process dies or
-// for runFor at most; it returns once runFor has passed.
-func runLoad(base string, photo []byte, runFor time.Duration) *loadRun {
+// profile and upload a photo, over and over, until the process dies. It
+// returns, with the workers still writing, once at least minFor has
+// passed and enough writes were acknowledged long enough ago for the
+// checks to mean something (a loaded machine under -race may take far
+// longer than minFor to get there), or after maxFor, whichever is first.
+func runLoad(base string, photo []byte, minFor, maxFor time.Duration) *loadRun {
 	l := &loadRun{acked: ackedWrites{start: time.Now()}}
-	stop := time.Now().Add(runFor)
 	for w := range 3 {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			for i := 0; time.Now().Before(stop); i++ {
+			for i := 0; time.Since(l.acked.start) < maxFor+time.Minute; i++ {
 				if err := l.session(base, fmt.Sprintf("drill_%d_%d", w, i), photo); err != nil {
 					l.mu.Lock()
 					l.acked.stopped = append(l.acked.stopped, err)
 					l.mu.Unlock()
-					return // the kill, if it came before stop
+					return // the kill
 				}
 			}
 		}()
 	}
-	time.Sleep(runFor)
+	time.Sleep(minFor)
+	for time.Since(l.acked.start) < maxFor && !l.enough() {
+		time.Sleep(100 * time.Millisecond)
+	}
 	return l
+}
+
+// enough: an edit and an upload acknowledged more than twice the
+// recovery point ago, so the drill checks writes it must have kept.
+func (l *loadRun) enough() bool {
+	old := time.Now().Add(-2 * recoveryPoint)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	photos, edits := 0, 0
+	for _, ph := range l.acked.photos {
+		if ph.at.Before(old) {
+			photos++
+		}
+	}
+	for _, u := range l.acked.users {
+		if u.edit > 0 && u.editAt.Before(old) {
+			edits++
+		}
+	}
+	return photos > 0 && edits > 0
 }
 
 func (l *loadRun) wait() ackedWrites {

@@ -208,7 +208,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		CacheTTL: cfg.CacheTTL, CacheNegativeTTL: cfg.CacheNegative, ProfileSMaxAge: cfg.ProfileSMaxAge,
 		SessionTTL: cfg.SessionTTL, RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxUploadBytes: cfg.MaxUploadBytes, MaxPixels: cfg.MaxPixels, DecodeMemory: decodeMemory, UploadTimeout: cfg.UploadTimeout, UploadBacklog: cfg.UploadBacklog,
-		BodyTimeout: cfg.BodyTimeout, SSEPerUser: cfg.SSEPerUser, SSEMax: cfg.SSEMax,
+		BodyTimeout: cfg.BodyTimeout, SSEPerUser: cfg.SSEPerUser, SSEMax: cfg.SSEMax, MaxInFlight: cfg.MaxInFlight,
 		TrustedProxies: cfg.TrustedProxies, AccessLog: cfg.AccessLog, OpsToken: cfg.OpsToken,
 		IdempotencyTTL: cfg.IdempotencyTTL, EventsFallbackPoll: cfg.EventsFallbackPoll,
 		PublicOrigin: cfg.PublicURL, MediaOrigin: cfg.MediaOrigin, DeviceKey: []byte(cfg.DeviceKey), DeviceTTL: cfg.DeviceTTL,
@@ -322,7 +322,11 @@ type observability struct {
 func newObservability(cfg config.Config, lookupEnv func(string) (string, bool), log *slog.Logger) (*observability, error) {
 	o := &observability{errors: errlog.New(50)}
 	if cfg.Metrics {
-		o.metrics = metrics.New(metrics.Options{Kinds: []string{photos.KindProcess, photos.KindCleanup}, Logger: log, SlowRequest: cfg.AlertP95})
+		workers := map[string]int{}
+		for kind, ko := range kindOptions(cfg) {
+			workers[kind] = ko.Concurrency
+		}
+		o.metrics = metrics.New(metrics.Options{Kinds: []string{photos.KindProcess, photos.KindCleanup}, Workers: workers, Logger: log, SlowRequest: cfg.AlertP95})
 	}
 	if cfg.Tracing {
 		var exp sdktrace.SpanExporter

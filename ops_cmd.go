@@ -17,6 +17,7 @@ import (
 	"onebox/config"
 	"onebox/jobs"
 	"onebox/ops"
+	"onebox/ops/advise"
 	"onebox/ops/dashboard"
 	"onebox/ops/drill"
 )
@@ -107,13 +108,14 @@ func loopback(addr string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
-// opsCommand is `onebox ops diagnose`: it asks the running instance's
-// admin listener (ONEBOX_ADMIN_ADDR, with ONEBOX_OPS_TOKEN) for its
-// reading of the dependency chain and prints it. It fails when the
-// instance cannot be reached, saying what to set.
+// opsCommand is `onebox ops diagnose|advise`: it asks the running
+// instance's admin listener (ONEBOX_ADMIN_ADDR, with ONEBOX_OPS_TOKEN)
+// for its reading of the dependency chain, or for its scale-out advice,
+// and prints it. It fails when the instance cannot be reached, saying
+// what to set.
 func opsCommand(ctx context.Context, cfg config.Config, args []string, stdout io.Writer) error {
-	if len(args) != 1 || args[0] != "diagnose" {
-		return errors.New("usage: onebox ops diagnose (see onebox ops --help)")
+	if len(args) != 1 || args[0] != "diagnose" && args[0] != "advise" {
+		return errors.New("usage: onebox ops diagnose|advise (see onebox ops --help)")
 	}
 	if cfg.AdminAddr == "" {
 		return fmt.Errorf("%s is empty: there is no admin listener to ask (set ONEBOX_ADMIN_ADDR or -admin-addr to the instance's)", cfg.Name("ONEBOX_ADMIN_ADDR"))
@@ -124,8 +126,15 @@ func opsCommand(ctx context.Context, cfg config.Config, args []string, stdout io
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	diag, err := fetchDiagnosis(ctx, base, cfg.OpsToken)
-	if err != nil {
+	if args[0] == "advise" {
+		var a advise.Advice
+		if err := fetchOps(ctx, base+"/ops/api/advise", cfg.OpsToken, &a); err != nil {
+			return err
+		}
+		return a.WriteText(stdout)
+	}
+	var diag dashboard.Diagnosis
+	if err := fetchOps(ctx, base+"/ops/api/diagnose", cfg.OpsToken, &diag); err != nil {
 		return err
 	}
 	return diag.WriteText(stdout)
@@ -147,12 +156,13 @@ func adminURL(addr string) (string, error) {
 	return "http://" + net.JoinHostPort(host, port), nil
 }
 
-func fetchDiagnosis(ctx context.Context, base, token string) (dashboard.Diagnosis, error) {
-	var diag dashboard.Diagnosis
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/ops/api/diagnose", nil)
+// fetchOps decodes the JSON the admin listener serves at u into v.
+func fetchOps(ctx context.Context, u, token string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return diag, err
+		return err
 	}
+	base := req.URL.Scheme + "://" + req.URL.Host
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -162,7 +172,7 @@ func fetchDiagnosis(ctx context.Context, base, token string) (dashboard.Diagnosi
 		if errors.As(err, &uerr) {
 			err = uerr.Err // the URL is said once, below
 		}
-		return diag, fmt.Errorf("cannot reach the admin listener at %s (set ONEBOX_ADMIN_ADDR or -admin-addr to the instance's): %w", strings.TrimPrefix(base, "http://"), err)
+		return fmt.Errorf("cannot reach the admin listener at %s (set ONEBOX_ADMIN_ADDR or -admin-addr to the instance's): %w", strings.TrimPrefix(base, "http://"), err)
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
@@ -174,10 +184,10 @@ func fetchDiagnosis(ctx context.Context, base, token string) (dashboard.Diagnosi
 		if res.StatusCode == http.StatusUnauthorized {
 			p.Detail += " (set ONEBOX_OPS_TOKEN or -ops-token to the instance's)"
 		}
-		return diag, fmt.Errorf("%s/ops/api/diagnose: %s: %s", base, res.Status, p.Detail)
+		return fmt.Errorf("%s: %s: %s", u, res.Status, p.Detail)
 	}
-	if err := json.NewDecoder(res.Body).Decode(&diag); err != nil {
-		return diag, fmt.Errorf("%s/ops/api/diagnose: %w", base, err)
+	if err := json.NewDecoder(res.Body).Decode(v); err != nil {
+		return fmt.Errorf("%s: %w", u, err)
 	}
-	return diag, nil
+	return nil
 }

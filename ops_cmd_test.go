@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -109,7 +111,8 @@ func TestOpsCommand(t *testing.T) {
 		{args: []string{"ops", "diagnose"}, env: map[string]string{"ONEBOX_ADMIN_ADDR": closed}, wantErr: "cannot reach the admin listener at " + closed + " (set ONEBOX_ADMIN_ADDR or -admin-addr"},
 		{args: []string{"ops", "-admin-addr=", "diagnose"}, wantErr: "-admin-addr is empty"},
 		{args: []string{"ops", "diagnose"}, env: map[string]string{"ONEBOX_ADMIN_ADDR": ""}, wantErr: "ONEBOX_ADMIN_ADDR is empty"},
-		{args: []string{"ops"}, wantErr: "usage: onebox ops diagnose"},
+		{args: []string{"ops"}, wantErr: "usage: onebox ops diagnose|advise"},
+		{args: []string{"ops", "advise"}, env: map[string]string{"ONEBOX_ADMIN_ADDR": closed}, wantErr: "cannot reach the admin listener at " + closed},
 		{args: []string{"ops", "frobnicate"}, wantErr: "usage: onebox ops diagnose"},
 		// The token and the webhook are secrets as a whole.
 		{args: []string{"config"}, env: map[string]string{"ONEBOX_OPS_TOKEN": "t0ken-t0ken-t0ken-t0ken-t0ken-t0ken", "ONEBOX_ALERT_WEBHOOK": "https://hooks.example/T1/s3cret"}, wantOut: "ONEBOX_OPS_TOKEN=xxxxx\n"},
@@ -143,5 +146,78 @@ func TestAdminURL(t *testing.T) {
 		if got, err := adminURL(addr); err != nil || got != want {
 			t.Errorf("adminURL(%q) = %q, %v; want %q", addr, got, err, want)
 		}
+	}
+}
+
+// TestOpsAdviseUnderLoad: with reads and writes going through a serving
+// instance, `onebox ops advise` answers with the numbers that decide:
+// the cache's hit ratio and the database time it saves, the SQLite
+// writer's busy share, the limiter's checks.
+func TestOpsAdviseUnderLoad(t *testing.T) {
+	addr, admin := freeAddr(t), freeAddr(t)
+	env := map[string]string{
+		"ONEBOX_ADDR": addr, "ONEBOX_ADMIN_ADDR": admin, "ONEBOX_DATA_DIR": t.TempDir(), "ONEBOX_HASH_CONCURRENCY": "2",
+		"ONEBOX_OPS_INTERVAL": "100ms",
+	}
+	getenv := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, getenv, io.Discard, io.Discard) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if res, err := http.Get("http://" + admin + "/health/ready"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not ready")
+		}
+	}
+	res, err := http.Post("http://"+addr+"/v1/users", "application/json", strings.NewReader(`{"handle":"alice","password":"correct horse"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	profile := "http://" + addr + res.Header.Get("Location")
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("sign-up: %d", res.StatusCode)
+	}
+	// Load until the advice has numbers for the cache and the writer,
+	// within a bound: reads of one profile (hits after the first), and
+	// sign-ups, which write.
+	wants := []string{"YES Does the cache pay?", "of lookups hit, saving the database", "writer busy: ", "Move SQLite to PostgreSQL?", "rejected (", "threshold: hit ratio ≥ 50%"}
+	var out bytes.Buffer
+	for i, deadline := 0, time.Now().Add(30*time.Second); ; i++ {
+		for range 20 {
+			if res, err := http.Get(profile); err == nil {
+				res.Body.Close()
+			}
+		}
+		body := fmt.Sprintf(`{"handle":"user%d","password":"correct horse"}`, i)
+		if res, err := http.Post("http://"+addr+"/v1/users", "application/json", strings.NewReader(body)); err == nil {
+			res.Body.Close()
+		}
+		out.Reset()
+		if err := run(context.Background(), []string{"ops", "advise"}, getenv, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(wants, func(w string) bool { return !strings.Contains(out.String(), w) }) || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, want := range wants {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("advise output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if !regexp.MustCompile(`writer busy: \d+%`).MatchString(out.String()) || !regexp.MustCompile(`hit ratio: \d+%`).MatchString(out.String()) {
+		t.Errorf("no measured busy share or hit ratio:\n%s", out.String())
 	}
 }

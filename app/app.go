@@ -97,7 +97,11 @@ type Options struct {
 	// UploadBacklog is how many photos may wait for (or be in) the
 	// pipeline before uploads are refused with 503; 0 is no bound.
 	UploadBacklog int
-	Policies      Policies
+	// MaxInFlight is how many requests are handled at once; past it a
+	// request is shed with 503 and Retry-After. Health checks, event
+	// streams and uploads are not counted. 0 is no bound.
+	MaxInFlight int
+	Policies    Policies
 	// TrustedProxies are the peers whose X-Forwarded-For and
 	// X-Forwarded-Proto are believed; from anyone else the connection's
 	// own address and scheme count.
@@ -142,7 +146,9 @@ type App struct {
 	log      *slog.Logger
 	now      func() time.Time
 	opts     Options
-	backlog  *backlog     // bounds the photos waiting for the pipeline
+	backlog  *backlog // bounds the photos waiting for the pipeline
+	shedder  *shedder // bounds the requests handled at once
+	unshed   map[routeKey]bool
 	inflight *inflight    // the Idempotency-Keys of uploads in progress
 	profiles *cache.Aside // public profiles by user id
 	// loadFreshness is how fresh a public profile's load reads: with a
@@ -197,6 +203,8 @@ func New(d Deps, o Options) *App {
 		authHandle:         newLimit(o.Policies.AuthHandle),
 		streams:            newStreamCaps(o.SSEPerUser, o.SSEMax),
 		streamed:           map[routeKey]time.Duration{},
+		shedder:            newShedder(o.MaxInFlight),
+		unshed:             map[routeKey]bool{},
 	}
 	if a.opsGuard == nil {
 		a.opsGuard = ops.NewGuard(ops.GuardOptions{Token: o.OpsToken, Now: d.Now})
@@ -224,7 +232,9 @@ func New(d Deps, o Options) *App {
 	e.HTTPErrorHandler = a.errorHandler
 	e.IPExtractor = ipExtractor(o.TrustedProxies)
 	e.SchemeExtractor = schemeExtractor(o.TrustedProxies)
-	e.Use(a.observe, a.bodies)
+	// Shedding comes after the body is read (within its own deadline),
+	// so a slow sender cannot hold a slot while it trickles it in.
+	e.Use(a.observe, a.bodies, a.shed)
 	a.routes(e)
 	a.echo = e
 	return a
@@ -256,8 +266,14 @@ var getHead = []string{http.MethodGet, http.MethodHead}
 
 func (a *App) routes(e *echo.Echo) {
 	p := a.opts.Policies
-	e.Match(getHead, "/health/live", a.live)
-	e.Match(getHead, "/health/ready", a.ready)
+	// Routes that are never shed (see shed).
+	unshed := func(rs ...*echo.Route) {
+		for _, r := range rs {
+			a.unshed[routeKey{r.Method, r.Path}] = true
+		}
+	}
+	unshed(e.Match(getHead, "/health/live", a.live)...)
+	unshed(e.Match(getHead, "/health/ready", a.ready)...)
 
 	// The timeout goes on each route, not on the group: echo gives a group
 	// with middleware catch-all routes that turn 405 into 404.
@@ -279,9 +295,10 @@ func (a *App) routes(e *echo.Echo) {
 	// Uploads and streams set their own deadlines instead of the API's.
 	up := v1.POST("/photos", a.upload, a.guard(p.Upload, false))
 	a.streamed[routeKey{up.Method, up.Path}] = a.opts.UploadTimeout
+	unshed(up)
 	streams := a.guard(p.API, false)
-	v1.Match(getHead, "/photos/:id/events", a.photoEvents, streams)
-	v1.Match(getHead, "/users/me/events", a.userEvents, streams)
+	unshed(v1.Match(getHead, "/photos/:id/events", a.photoEvents, streams)...)
+	unshed(v1.Match(getHead, "/users/me/events", a.userEvents, streams)...)
 	e.Match(getHead, "/media/*", a.serveMedia)
 	a.webRoutes(e)
 }

@@ -359,7 +359,7 @@ func (a *App) take(c echo.Context, l limit, key string) (res ratelimit.Result, o
 		a.metrics.RateLimitFailed(p.Name)
 		return res, false
 	}
-	a.metrics.RateLimit(p.Name, res.Allowed)
+	a.metrics.RateLimit(p.Name, key, res.Allowed)
 	return res, true
 }
 

@@ -116,9 +116,12 @@ type Config struct {
 	RequestTimeout  time.Duration
 	SSEPerUser      int
 	SSEMax          int
-	ShutdownDelay   time.Duration
-	DrainTimeout    time.Duration
-	PIDFile         string
+	// MaxInFlight bounds the requests handled at once; past it they are
+	// shed with 503. 0 is no bound.
+	MaxInFlight   int
+	ShutdownDelay time.Duration
+	DrainTimeout  time.Duration
+	PIDFile       string
 
 	LogLevel  string
 	LogFormat string
@@ -372,6 +375,7 @@ func settings() []setting {
 		}},
 		{env: "ONEBOX_SSE_PER_USER", flag: "sse-per-user", def: "8", usage: "open event streams per user on one instance (429 past it); 0 is no bound", set: count(func(c *Config) *int { return &c.SSEPerUser })},
 		{env: "ONEBOX_SSE_MAX", flag: "sse-max", def: "1000", usage: "open event streams on one instance (503 past it); 0 is no bound", set: count(func(c *Config) *int { return &c.SSEMax })},
+		{env: "ONEBOX_MAX_IN_FLIGHT", flag: "max-in-flight", def: "256", usage: "requests handled at once (health checks, event streams and uploads not counted); past it 503 + Retry-After; 0 is no bound", set: count(func(c *Config) *int { return &c.MaxInFlight })},
 		{env: "ONEBOX_REQUEST_TIMEOUT", flag: "request-timeout", def: "10s", usage: "deadline of an ordinary API request", set: dur(func(c *Config) *time.Duration { return &c.RequestTimeout })},
 		{env: "ONEBOX_SHUTDOWN_DELAY", flag: "shutdown-delay", def: "0s", usage: "keep serving this long after SIGTERM while readiness says 503", set: dur(func(c *Config) *time.Duration { return &c.ShutdownDelay })},
 		{env: "ONEBOX_DRAIN_TIMEOUT", flag: "drain-timeout", def: "30s", usage: "how long in-flight work may take to finish on shutdown", set: dur(func(c *Config) *time.Duration { return &c.DrainTimeout })},

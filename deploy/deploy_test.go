@@ -58,7 +58,7 @@ func exposed(t *testing.T) map[string]bool {
 	r.Observe(200, time.Second)
 	m.InFlight(1)
 	m.SSE(1)
-	m.RateLimit("api", true)
+	m.RateLimit("api", "10.0.0.1", true)
 	m.RateLimitFailed("api")
 	c := m.Cache("profiles")
 	c.Lookup(true)

@@ -33,6 +33,13 @@
 // -pg-conns connections; the SQLite and PostgreSQL figures of one run can
 // be read side by side.
 //
+// With -nats URL the same two pairs run on JetStream (jobs/nats, file
+// storage, a stream of its own per measurement, deleted after):
+// nats-drain and nats-stream, each against the raw goqite loop on SQLite
+// (goqite-drain, goqite-send) measured next to it in the same run. Its
+// producers publish straight to the stream: the figure is the broker's,
+// without the outbox relay in front of it.
+//
 // Each run measures every scenario, the onebox scenario of a pair before its
 // baseline in every other run so that a drifting machine does not favour
 // one side; the ratio of a run is onebox's jobs/s over its baseline's in
@@ -41,7 +48,7 @@
 // and load move the jobs/s; the ratio is the number to watch.
 //
 //	go run ./bench/queue -n 20000 -runs 5
-//	go run ./bench/queue -postgres 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable'
+//	go run ./bench/queue -postgres 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable' -nats nats://127.0.0.1:4222
 package main
 
 import (
@@ -65,10 +72,14 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 	"maragu.dev/goqite"
 	_ "modernc.org/sqlite"
 
 	"onebox/jobs"
+	jobnats "onebox/jobs/nats"
 	jobpg "onebox/jobs/postgres"
 	jobsqlite "onebox/jobs/sqlite"
 )
@@ -137,6 +148,7 @@ func main() {
 	verbose := flag.Bool("v", false, "print the Runner's Receive and Ack calls per onebox measurement")
 	pgURL := flag.String("postgres", "", "also run every pair on the PostgreSQL server at this URL (a schema per measurement, dropped after)")
 	pgConns := flag.Int("pg-conns", 4, "pool size of each PostgreSQL measurement")
+	natsURL := flag.String("nats", "", "also run every pair on JetStream at this NATS server URL (a stream per measurement, deleted after)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *n < 1 || *runs < 1 {
@@ -154,7 +166,7 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	b := bench{n: *n, producers: *producers, concurrency: *concurrency, verbose: *verbose, pgURL: *pgURL, pgConns: *pgConns}
+	b := bench{n: *n, producers: *producers, concurrency: *concurrency, verbose: *verbose, pgURL: *pgURL, pgConns: *pgConns, natsURL: *natsURL}
 	if err := b.run(context.Background(), *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "queue:", err)
 		pprof.StopCPUProfile()
@@ -167,13 +179,15 @@ type bench struct {
 	verbose                   bool
 	pgURL                     string
 	pgConns                   int
+	natsURL                   string
 }
 
 // pair is an onebox scenario and the goqite baseline doing the same work,
-// each on a fresh database that open makes.
+// each on a fresh database that open makes (openBase for the baseline,
+// when the onebox side is not a database goqite runs on).
 type pair struct {
 	name, baseline string
-	open           opener
+	open, openBase opener
 	onebox, goqite func(ctx context.Context, db database) (time.Duration, error)
 }
 
@@ -182,17 +196,17 @@ type pair struct {
 type opener func(ctx context.Context, name string, goqiteOnly bool) (database, error)
 
 // database is one measurement's database: db for goqite and for sending
-// in transactions; queue, onebox's, unless it has goqite's schema only.
+// in transactions (nil on a broker); queue, onebox's, unless it has
+// goqite's schema only.
 type database struct {
 	db     *sql.DB
 	flavor goqite.SQLFlavor
-	queue  oneboxQueue
+	queue  jobs.Queue
 	close  func()
 }
 
-// oneboxQueue is what jobs/sqlite and jobs/postgres both offer.
-type oneboxQueue interface {
-	jobs.Queue
+// txSender is what jobs/sqlite and jobs/postgres offer besides jobs.Queue.
+type txSender interface {
 	SendTx(ctx context.Context, tx *sql.Tx, m jobs.Message, o jobs.SendOptions) error
 }
 
@@ -207,14 +221,25 @@ func (b bench) run(ctx context.Context, runs int) error {
 	fmt.Printf("n=%d runs=%d producers=%d concurrency=%d GOMAXPROCS=%d loadavg=%s\n",
 		b.n, runs, b.producers, b.concurrency, runtime.GOMAXPROCS(0), strings.TrimSpace(string(load)))
 
-	pairs := b.pairs("", b.openSQLite(dir))
+	sqlite := b.openSQLite(dir)
+	pairs := b.pairs("", "", sqlite, nil)
 	if b.pgURL != "" {
-		pairs = append(pairs, b.pairs("pg-", b.openPostgres)...)
+		pairs = append(pairs, b.pairs("pg-", "pg-", b.openPostgres, nil)...)
+	}
+	if b.natsURL != "" {
+		nc, err := nats.Connect(b.natsURL, nats.Name("onebox-bench-queue"))
+		if err != nil {
+			return fmt.Errorf("-nats: %w", err)
+		}
+		defer nc.Close()
+		pairs = append(pairs, b.pairs("nats-", "", b.openNATS(nc), sqlite)...)
 	}
 	rates := map[string][]float64{} // jobs/s per run, by scenario
 	ratios := map[string][]float64{}
+	seq := 0
 	measure := func(run int, name string, open opener, goqiteOnly bool, f func(context.Context, database) (time.Duration, error)) (float64, error) {
-		db, err := open(ctx, fmt.Sprintf("%s-%d", name, run), goqiteOnly)
+		seq++ // a baseline shared by several pairs gets a file per measurement
+		db, err := open(ctx, fmt.Sprintf("%s-%d-%d", name, run, seq), goqiteOnly)
 		if err != nil {
 			return 0, fmt.Errorf("run %d, %s: %w", run, name, err)
 		}
@@ -232,13 +257,19 @@ func (b bench) run(ctx context.Context, runs int) error {
 		for _, p := range pairs {
 			var base, own float64
 			var err error
+			openBase := p.openBase
+			if openBase == nil {
+				openBase = p.open
+			}
+			// A baseline shared by several pairs is measured for each,
+			// next to its onebox side: rates lists every measurement.
 			if run%2 == 1 {
-				if base, err = measure(run, p.baseline, p.open, true, p.goqite); err == nil {
+				if base, err = measure(run, p.baseline, openBase, true, p.goqite); err == nil {
 					own, err = measure(run, p.name, p.open, false, p.onebox)
 				}
 			} else {
 				if own, err = measure(run, p.name, p.open, false, p.onebox); err == nil {
-					base, err = measure(run, p.baseline, p.open, true, p.goqite)
+					base, err = measure(run, p.baseline, openBase, true, p.goqite)
 				}
 			}
 			if err != nil {
@@ -268,14 +299,15 @@ func (b bench) run(ctx context.Context, runs int) error {
 	return nil
 }
 
-// pairs are the two pairs on the databases open makes, their names
-// prefixed.
-func (b bench) pairs(prefix string, open opener) []pair {
+// pairs are the two pairs on the queues open makes, their names
+// prefixed, against baselines named with basePrefix on the databases
+// openBase makes (nil: open's).
+func (b bench) pairs(prefix, basePrefix string, open, openBase opener) []pair {
 	return []pair{
-		{name: prefix + "drain", baseline: prefix + "goqite-drain", open: open,
+		{name: prefix + "drain", baseline: basePrefix + "goqite-drain", open: open, openBase: openBase,
 			onebox: func(ctx context.Context, db database) (time.Duration, error) { return b.onebox(ctx, db, true) },
 			goqite: b.goqiteDrain},
-		{name: prefix + "stream", baseline: prefix + "goqite-send", open: open,
+		{name: prefix + "stream", baseline: basePrefix + "goqite-send", open: open, openBase: openBase,
 			onebox: func(ctx context.Context, db database) (time.Duration, error) { return b.onebox(ctx, db, false) },
 			goqite: b.goqiteSend},
 	}
@@ -357,6 +389,27 @@ func (b bench) openPostgres(ctx context.Context, _ string, goqiteOnly bool) (dat
 	return d, nil
 }
 
+// openNATS makes a JetStream queue of its own on nc per measurement,
+// on file storage as a deployment would have it, its streams deleted
+// after.
+func (b bench) openNATS(nc *nats.Conn) opener {
+	return func(ctx context.Context, _ string, goqiteOnly bool) (database, error) {
+		if goqiteOnly {
+			return database{}, errors.New("JetStream has no goqite baseline of its own")
+		}
+		id := strings.ToLower(rand.Text())[:12]
+		q, err := jobnats.New(ctx, nc, jobnats.Options{Stream: "BENCH_" + strings.ToUpper(id), Prefix: "bench" + id, Storage: jetstream.FileStorage})
+		if err != nil {
+			return database{}, err
+		}
+		return database{queue: q, close: func() {
+			if err := q.Delete(context.Background()); err != nil {
+				fmt.Fprintln(os.Stderr, "queue: delete streams:", err)
+			}
+		}}, nil
+	}
+}
+
 type summary struct{ median, min, max float64 }
 
 // summarize gives the median (the mean of the middle two for an even
@@ -435,8 +488,7 @@ func (b bench) onebox(ctx context.Context, db database, prefill bool) (time.Dura
 	n, producers, concurrency := b.n, b.producers, b.concurrency
 	q := db.queue
 	if prefill {
-		err := inBatches(ctx, db.db, n, func(tx *sql.Tx) error { return q.SendTx(ctx, tx, noopJob(), jobs.SendOptions{}) })
-		if err != nil {
+		if err := prefillQueue(ctx, db, n); err != nil {
 			return 0, err
 		}
 	}
@@ -491,6 +543,27 @@ func (b bench) onebox(ctx context.Context, db database, prefill bool) (time.Dura
 	fmt.Printf("\n  %d Receive calls (%.1f jobs each), %d Ack calls (%.1f jobs each)\n",
 		counted.receives.Load(), float64(n)/float64(counted.receives.Load()), counted.acks.Load(), float64(n)/float64(counted.acks.Load()))
 	return elapsed, nil
+}
+
+// prefillQueue enqueues n jobs: 1000 per transaction on a database, by
+// 16 concurrent publishers on a broker.
+func prefillQueue(ctx context.Context, db database, n int) error {
+	if tq, ok := db.queue.(txSender); ok && db.db != nil {
+		return inBatches(ctx, db.db, n, func(tx *sql.Tx) error { return tq.SendTx(ctx, tx, noopJob(), jobs.SendOptions{}) })
+	}
+	var next atomic.Int64
+	var g errgroup.Group
+	for range 16 {
+		g.Go(func() error {
+			for next.Add(1) <= int64(n) {
+				if err := db.queue.Send(ctx, noopJob(), jobs.SendOptions{}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // inBatches calls send n times, 1000 calls per transaction.

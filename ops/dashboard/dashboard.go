@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"onebox/ops"
+	"onebox/ops/advise"
 )
 
 // SlowQuery is one query the slow-query log kept.
@@ -103,6 +104,9 @@ type Options struct {
 	Recent     time.Duration
 	Thresholds Thresholds
 	Alerts     AlertRules
+	// Advice holds the scale-out advice's thresholds; zero fields take
+	// advise.Defaults.
+	Advice advise.Thresholds
 	// SummaryWindow is the window of the per-route latency summaries
 	// (metrics.Options.SummaryWindow), as the page states it. Default 5m.
 	SummaryWindow time.Duration
@@ -284,6 +288,9 @@ func (d *Dashboard) State() State {
 	defer d.mu.RUnlock()
 	return d.current
 }
+
+// Advise returns the current scale-out advice.
+func (d *Dashboard) Advise() advise.Advice { return d.State().Advice }
 
 // Diagnose returns the current reading of the dependency chain.
 func (d *Dashboard) Diagnose() Diagnosis { return d.State().Diagnosis }

@@ -62,6 +62,9 @@ func (d *Dashboard) routes() http.Handler {
 	mux.Handle("GET /ops/api/state", d.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.State())
 	})))
+	mux.Handle("GET /ops/api/advise", d.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.Advise())
+	})))
 	mux.Handle("GET /ops/api/diagnose", d.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.Diagnose())
 	})))

@@ -7,20 +7,24 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"onebox/ops/advise"
 )
 
 // State is everything the page shows, as /ops/api/state serves it.
 // Numbers come formatted for people; the diagnosis and alerts keep their
 // raw fields for machines.
 type State struct {
-	Updated     time.Time       `json:"updated"`
-	UpdatedText string          `json:"updated_text"`
-	ScrapeError string          `json:"scrape_error,omitempty"`
-	IntervalMS  int64           `json:"interval_ms"`
-	Window      string          `json:"window"` // span of the sparklines, "1h"
-	Recent      string          `json:"recent"` // span of the numbers, "1m"
-	Panels      []Panel         `json:"panels"`
-	Diagnosis   Diagnosis       `json:"diagnosis"`
+	Updated     time.Time `json:"updated"`
+	UpdatedText string    `json:"updated_text"`
+	ScrapeError string    `json:"scrape_error,omitempty"`
+	IntervalMS  int64     `json:"interval_ms"`
+	Window      string    `json:"window"` // span of the sparklines, "1h"
+	Recent      string    `json:"recent"` // span of the numbers, "1m"
+	Panels      []Panel   `json:"panels"`
+	Diagnosis   Diagnosis `json:"diagnosis"`
+	// Advice says which scale-out steps the numbers justify now.
+	Advice      advise.Advice   `json:"advice"`
 	Alerts      []Alert         `json:"alerts"`    // firing now
 	AlertLog    []Alert         `json:"alert_log"` // recent transitions, newest first
 	Errors      []ErrorView     `json:"errors"`
@@ -154,6 +158,7 @@ func (d *Dashboard) buildState(judged []judging, src sources, now time.Time) Sta
 			s.Errors = append(s.Errors, ErrorView{Time: clock(e.Time), Where: e.Where, Status: e.Status, Message: e.Message, RequestID: e.RequestID})
 		}
 	}
+	s.Advice = advise.Advice{At: now, Window: dur(d.o.Recent), Verdicts: advise.Advise(d.hist.measurements(), d.o.Advice)}
 	s.SlowQueries = groupSlow(src.slow)
 	s.Diagnosis.Latency = d.latency(s.Panels)
 	if ts := src.traces; len(ts) > 0 {

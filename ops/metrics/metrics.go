@@ -55,6 +55,16 @@ const (
 	HTTPRequestsSlow = "onebox_http_requests_slow_total"
 	// HTTPInFlight is the number of requests being served.
 	HTTPInFlight = "onebox_http_in_flight_requests"
+	// RateLimitTopRejected is the rejections of each of the most rejected
+	// keys (client addresses, user ids) per {policy, key}: at most
+	// TopRejectedKeys keys a policy, counted since start by a
+	// space-saving sketch of topKeysTracked keys, so the series stay
+	// bounded whatever the clients. A key's count may be over by the
+	// smallest count the sketch held when it came in; it is never under.
+	RateLimitTopRejected = "onebox_ratelimit_rejected_top"
+	// HTTPShed counts requests answered 503 at once because the bound of
+	// requests handled at once (ONEBOX_MAX_IN_FLIGHT) was reached.
+	HTTPShed = "onebox_http_shed_total"
 	// RateLimitRequests counts limiter decisions: {policy, result
 	// "allowed" or "rejected"}, and failures of the limiter backend
 	// (result "error"), after which the request went through unlimited:
@@ -75,6 +85,9 @@ const (
 	JobsInFlight  = "onebox_jobs_in_flight"
 	JobsDead      = "onebox_jobs_dead"
 	JobsOldestAge = "onebox_jobs_oldest_age_seconds"
+	// JobsWorkers is the Runner's concurrency per {kind} in this
+	// process: 0 where it runs no workers (the web role).
+	JobsWorkers = "onebox_jobs_workers"
 	// JobsDone counts finished attempts: {kind, outcome "ok", "retry" or
 	// "dead"}.
 	JobsDone = "onebox_jobs_done_total"
@@ -93,6 +106,11 @@ const (
 	// DBWriterWait is the total time callers waited for the writer
 	// connection.
 	DBWriterWait = "onebox_db_writer_wait_seconds_total"
+	// DBWriterBusy is the total time the SQLite writer was held by a
+	// write: per second of wall time, the writer's busy share.
+	DBWriterBusy = "onebox_db_writer_busy_seconds_total"
+	// DBBackend is 1 with the store's {backend "sqlite" or "postgres"}.
+	DBBackend = "onebox_db_backend_info"
 	// DBReaderWait is the total time reads waited for a reader
 	// connection (every one busy).
 	DBReaderWait = "onebox_db_reader_wait_seconds_total"
@@ -133,6 +151,9 @@ type Options struct {
 	// Kinds are the registered job kinds; a kind outside them is
 	// counted as "other".
 	Kinds []string
+	// Workers is the Runner's concurrency per kind in this process,
+	// exposed as JobsWorkers; kinds not in it show 0.
+	Workers map[string]int
 	// Logger gets sampling failures, at debug level. Default: discard.
 	Logger *slog.Logger
 	// SlowRequest is the latency above which a request counts in
@@ -152,14 +173,17 @@ type Metrics struct {
 	log       *slog.Logger
 	inFlight  *vm.Gauge
 	sse       *vm.Gauge
+	shed      *vm.Counter
 
 	jobs    map[string]*jobSeries // by kind, Other included; read-only after New
 	steps   map[string]*vm.Histogram
 	queries sync.Map // query name → *querySeries
 	limits  sync.Map // policy → *[3]*vm.Counter (allowed, rejected, error)
+	topKeys sync.Map // policy → *topKeys
 	caches  sync.Map // cache name → *Cache
 
 	writerWait *vm.FloatCounter
+	writerBusy *vm.FloatCounter
 	readerWait *vm.FloatCounter
 	dbOpen     [2]*vm.Gauge // writer, reader
 	diskFree   *vm.Gauge
@@ -187,9 +211,11 @@ func New(o Options) *Metrics {
 		window:     o.SummaryWindow,
 		inFlight:   s.NewGauge(HTTPInFlight, nil),
 		sse:        s.NewGauge(SSEConnections, nil),
+		shed:       s.NewCounter(HTTPShed),
 		jobs:       map[string]*jobSeries{},
 		steps:      map[string]*vm.Histogram{},
 		writerWait: s.NewFloatCounter(DBWriterWait),
+		writerBusy: s.NewFloatCounter(DBWriterBusy),
 		readerWait: s.NewFloatCounter(DBReaderWait),
 		dbOpen: [2]*vm.Gauge{
 			s.NewGauge(DBOpenConnections+`{pool="writer"}`, nil),
@@ -201,8 +227,10 @@ func New(o Options) *Metrics {
 	for _, k := range append(o.Kinds, Other) {
 		if m.jobs[k] == nil {
 			m.jobs[k] = newJobSeries(s, k)
+			m.jobs[k].workers.Set(float64(o.Workers[k]))
 		}
 	}
+	s.RegisterMetricsWriter(m.writeTopRejected)
 	for _, st := range steps {
 		m.steps[st] = s.NewHistogram(PipelineStepDuration + labels("step", st))
 	}
@@ -318,6 +346,13 @@ func (m *Metrics) InFlight(delta int) {
 	}
 }
 
+// Shed counts a request refused because too many were being handled.
+func (m *Metrics) Shed() {
+	if m != nil {
+		m.shed.Inc()
+	}
+}
+
 // SSE adds delta to the open event streams.
 func (m *Metrics) SSE(delta int) {
 	if m != nil {
@@ -325,16 +360,23 @@ func (m *Metrics) SSE(delta int) {
 	}
 }
 
-// RateLimit counts one decision of the limiter under policy.
-func (m *Metrics) RateLimit(policy string, allowed bool) {
+// RateLimit counts one decision of the limiter under policy for key
+// (the client the policy counts by); a rejection also counts for key
+// among the policy's most rejected.
+func (m *Metrics) RateLimit(policy, key string, allowed bool) {
 	if m == nil {
 		return
 	}
 	if allowed {
 		m.limitSeries(policy)[0].Inc()
-	} else {
-		m.limitSeries(policy)[1].Inc()
+		return
 	}
+	m.limitSeries(policy)[1].Inc()
+	v, ok := m.topKeys.Load(policy)
+	if !ok {
+		v, _ = m.topKeys.LoadOrStore(policy, &topKeys{counts: map[string]uint64{}})
+	}
+	v.(*topKeys).add(key)
 }
 
 // RateLimitFailed counts one failure of the limiter backend under
@@ -412,7 +454,7 @@ type jobSeries struct {
 	done                           map[string]*vm.Counter // by outcome
 	duration                       *vm.Histogram
 	queued, inFlight, dead, oldest *vm.Gauge
-	abandoned                      *vm.Gauge
+	abandoned, workers             *vm.Gauge
 }
 
 func newJobSeries(s *vm.Set, kind string) *jobSeries {
@@ -424,6 +466,7 @@ func newJobSeries(s *vm.Set, kind string) *jobSeries {
 		dead:      s.NewGauge(JobsDead+labels("kind", kind), nil),
 		oldest:    s.NewGauge(JobsOldestAge+labels("kind", kind), nil),
 		abandoned: s.NewGauge(JobsAbandoned+labels("kind", kind), nil),
+		workers:   s.NewGauge(JobsWorkers+labels("kind", kind), nil),
 	}
 	for _, o := range []string{"ok", "retry", "dead"} {
 		js.done[o] = s.NewCounter(JobsDone + labels("kind", kind, "outcome", o))

@@ -99,8 +99,8 @@ func TestJobsQueriesAndCaches(t *testing.T) {
 	c.Lookup(false)
 	c.Load(3*time.Millisecond, nil)
 	m.Cache("profiles").Evicted()
-	m.RateLimit("api", true)
-	m.RateLimit("api", false)
+	m.RateLimit("api", "10.0.0.1", true)
+	m.RateLimit("api", "10.0.0.1", false)
 	m.RateLimitFailed("api")
 	m.PipelineStep(ctx, "decode", time.Second)
 	m.PipelineStep(ctx, "unknown", time.Second)
@@ -143,13 +143,13 @@ func TestJobsQueriesAndCaches(t *testing.T) {
 
 func TestSample(t *testing.T) {
 	t.Parallel()
-	m := metrics.New(metrics.Options{Kinds: []string{"k"}})
+	m := metrics.New(metrics.Options{Kinds: []string{"k"}, Workers: map[string]int{"k": 3}})
 	m.SampleOnce(context.Background(), metrics.Sources{
 		Queue: func(context.Context) (jobs.Stats, error) {
 			return jobs.Stats{Kinds: map[string]jobs.KindStats{"k": {Queued: 7}}}, nil
 		},
 		DB: func() metrics.DBStats {
-			return metrics.DBStats{WriterOpen: 1, ReaderOpen: 4, WriterWait: 1500 * time.Millisecond, ReaderWait: 250 * time.Millisecond,
+			return metrics.DBStats{Backend: "sqlite", WriterOpen: 1, ReaderOpen: 4, WriterWait: 1500 * time.Millisecond, ReaderWait: 250 * time.Millisecond, WriterBusy: 2 * time.Second,
 				Replicas: []metrics.ReplicaStats{{Name: "r1:5432", InRotation: true, LagBytes: 4096, LagSeconds: 0.25}, {Name: "r2:5432", LagBytes: 1 << 30}}}
 		},
 		DataDir: t.TempDir(),
@@ -168,12 +168,46 @@ func TestSample(t *testing.T) {
 		`# TYPE onebox_db_writer_wait_seconds_total counter`,
 		`onebox_db_reader_wait_seconds_total 0.25`,
 		`# TYPE onebox_db_reader_wait_seconds_total counter`,
+		`onebox_db_writer_busy_seconds_total 2`,
+		`onebox_db_backend_info{backend="sqlite"} 1`,
+		`onebox_jobs_workers{kind="k"} 3`,
+		`onebox_jobs_workers{kind="other"} 0`,
 	)
 	if strings.Contains(text, "\nonebox_disk_size_bytes 0\n") || !strings.Contains(text, "\nonebox_disk_free_bytes ") {
 		t.Error("disk not sampled")
 	}
 	if !strings.Contains(text, "\ngo_goroutines ") || !strings.Contains(text, "\nprocess_cpu_seconds_total ") {
 		t.Error("no Go runtime or process metrics")
+	}
+}
+
+// TestTopRejectedKeys: one client rejected far more than a crowd of
+// others comes first, with every one of its rejections counted, and no
+// policy exposes more than TopRejectedKeys keys however many clients.
+func TestTopRejectedKeys(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{})
+	for i := range 2000 {
+		m.RateLimit("login", fmt.Sprintf("10.1.%d.%d", i/256, i%256), false)
+		if i%4 == 0 {
+			m.RateLimit("login", "203.0.113.9", false)
+		}
+		m.RateLimit("login", "198.51.100.1", true) // allowed: never a top rejected key
+	}
+	m.RateLimit("api", "u1", false)
+	text := expose(m)
+	mustHave(t, text,
+		`onebox_ratelimit_rejected_top{policy="login",key="203.0.113.9"} 500`,
+		`onebox_ratelimit_rejected_top{policy="api",key="u1"} 1`,
+		`# TYPE onebox_ratelimit_rejected_top gauge`,
+	)
+	n := strings.Count(text, `onebox_ratelimit_rejected_top{policy="login"`)
+	if n != metrics.TopRejectedKeys || strings.Contains(text, "198.51.100.1") {
+		t.Errorf("%d login keys exposed (want %d), or an allowed key among them:\n%s", n, metrics.TopRejectedKeys, text)
+	}
+	first := strings.Index(text, `onebox_ratelimit_rejected_top{policy="login"`)
+	if !strings.HasPrefix(text[first:], `onebox_ratelimit_rejected_top{policy="login",key="203.0.113.9"}`) {
+		t.Errorf("the most rejected key is not first:\n%s", text[first:])
 	}
 }
 

@@ -10,11 +10,16 @@ import (
 
 // DBStats are the database pools' numbers the sampler reads.
 type DBStats struct {
+	// Backend names the store: "sqlite" or "postgres".
+	Backend                string
 	WriterOpen, ReaderOpen int
 	// WriterWait and ReaderWait are the total time callers waited for
 	// the writer connection, and for a reader connection, since the store
 	// opened.
 	WriterWait, ReaderWait time.Duration
+	// WriterBusy is the total time the writer was held by a write (SQLite's
+	// one writer; zero where there is none).
+	WriterBusy time.Duration
 	// Replicas are the read replicas, where the store has them.
 	Replicas []ReplicaStats
 }
@@ -79,6 +84,10 @@ func (m *Metrics) SampleOnce(ctx context.Context, src Sources) {
 		m.dbOpen[1].Set(float64(st.ReaderOpen))
 		m.writerWait.Set(st.WriterWait.Seconds())
 		m.readerWait.Set(st.ReaderWait.Seconds())
+		m.writerBusy.Set(st.WriterBusy.Seconds())
+		if st.Backend != "" {
+			m.set.GetOrCreateGauge(DBBackend+labels("backend", st.Backend), nil).Set(1)
+		}
 		for _, r := range st.Replicas {
 			l := labels("replica", r.Name)
 			m.set.GetOrCreateGauge(ReplicaLagBytes+l, nil).Set(float64(r.LagBytes))

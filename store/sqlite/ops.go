@@ -14,6 +14,7 @@ type Stats struct {
 	WriterInUse     int           // 1 while a statement or transaction holds it
 	WriterWaitCount int64         // times a caller had to wait for the writer (its lock or its connection)
 	WriterWait      time.Duration // total time callers waited for it, since New
+	WriterBusy      time.Duration // total time the writer was held by a write, since New
 	ReaderOpen      int
 	ReaderInUse     int
 	ReaderWaitCount int64
@@ -31,7 +32,7 @@ func (s *Store) Stats() Stats {
 	keysOpen = max(keysOpen, keysIdle)
 	return Stats{
 		WriterOpen: w.OpenConnections, WriterInUse: w.InUse,
-		WriterWaitCount: w.WaitCount + lockWaits, WriterWait: w.WaitDuration + lockWait,
+		WriterWaitCount: w.WaitCount + lockWaits, WriterWait: w.WaitDuration + lockWait, WriterBusy: s.writer.lock.held(),
 		ReaderOpen: r.OpenConnections + keysOpen, ReaderInUse: r.InUse + keysOpen - keysIdle,
 		ReaderWaitCount: r.WaitCount + keyWaits, ReaderWait: r.WaitDuration + keyWait,
 	}

@@ -34,6 +34,11 @@ type writeLock struct {
 	// database/sql's pool, whose own wait counters stay near zero.
 	waits    atomic.Int64
 	waitedNs atomic.Int64
+	// heldNs is the time the lock was held in all, and since when it is
+	// held now (written under mu): the writer's busy share, which says
+	// how near one writer is to its limit, as waits alone cannot.
+	heldNs    atomic.Int64
+	heldSince time.Time
 	// marks counts the lock's releases, each after a write finished
 	// (or failed), for the key reader's snapshots.
 	marks writeMarks
@@ -61,13 +66,20 @@ func (l *writeLock) lock(ctx context.Context) error {
 		l.mu.Unlock()
 		return err
 	}
+	l.heldSince = time.Now()
 	return nil
 }
 
 func (l *writeLock) unlock() {
-	l.marks.done(time.Now())
+	now := time.Now()
+	l.heldNs.Add(int64(now.Sub(l.heldSince)))
+	l.marks.done(now)
 	l.mu.Unlock()
 }
+
+// held returns the time the lock was held in all, the writes in progress
+// not counted.
+func (l *writeLock) held() time.Duration { return time.Duration(l.heldNs.Load()) }
 
 // waited returns how many lock calls had to wait, and for how long in all.
 func (l *writeLock) waited() (int64, time.Duration) {

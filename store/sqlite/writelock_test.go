@@ -116,7 +116,7 @@ func TestPingSkipsWriteLock(t *testing.T) {
 	}
 }
 
-// A write that waits for the lock shows in Stats, which the writer-wait
+// A write that waits for the lock, and the time the lock is held, show in Stats, which the writer-wait
 // metric and the dashboard's database judgement read.
 func TestWriteLockWaitInStats(t *testing.T) {
 	t.Parallel()
@@ -143,5 +143,10 @@ func TestWriteLockWaitInStats(t *testing.T) {
 	if after.WriterWaitCount <= before.WriterWaitCount || after.WriterWait-before.WriterWait < 20*time.Millisecond {
 		t.Fatalf("Stats after a 20ms wait for the writer: %d waits, %v; before %d, %v",
 			after.WriterWaitCount, after.WriterWait, before.WriterWaitCount, before.WriterWait)
+	}
+	// The lock was held 20ms by the test, then by the delete: both are
+	// the writer's busy time.
+	if busy := after.WriterBusy - before.WriterBusy; busy < 20*time.Millisecond {
+		t.Fatalf("WriterBusy grew by %v over a 20ms hold", busy)
 	}
 }

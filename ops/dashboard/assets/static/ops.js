@@ -125,6 +125,10 @@
     list($('alerts'), s.alerts, (a) => el('li', 's-failing', el('strong', '', a.alert), ' ' + a.summary), 'none firing');
     list($('alert-log'), s.alert_log, (a) => el('li', '', el('time', '', clock(a.at)), ' ' + a.alert + ' ' + a.status + ': ' + a.summary));
     for (const p of s.panels) renderPanel(p);
+    list($('verdicts'), s.advice.verdicts, (v) => el('li', 'verdict a-' + v.answer,
+      el('span', 'badge a-' + v.answer, v.answer), ' ', el('strong', '', v.question), ' ' + v.because + ' ',
+      el('span', 'threshold', 'threshold: ' + v.threshold),
+      el('ul', 'numbers', ...(v.numbers || []).map((n) => el('li', '', n.name + ': ' + n.value)))));
     renderLists(s);
   }
 
