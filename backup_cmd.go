@@ -27,7 +27,7 @@ var reconcileSettings = append([]string{"ONEBOX_MEDIA_BACKUP_DIR"}, backupSettin
 
 // mediaPath is the directory ONEBOX_MEDIA_URL names.
 func mediaPath(cfg config.Config) (string, error) {
-	u, err := config.BackendURL(cfg.Name("ONEBOX_MEDIA_URL"), cfg.MediaURL)
+	u, err := backendTable().media.url(cfg)
 	if err != nil {
 		return "", err
 	}

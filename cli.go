@@ -240,6 +240,7 @@ func dispatch(ctx context.Context, args []string, lookupEnv func(string) (string
 	}
 	cfg, rest, err := config.Parse(config.Command{
 		Name: "onebox " + cmd.name, Usage: cmd.usage + "\n\nexample: " + cmd.example, Settings: cmd.settings, Flags: cmd.flags,
+		Schemes: backendTable().schemes(),
 	}, args, lookupEnv, stdout)
 	if errors.Is(err, config.ErrHelp) {
 		return nil

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"onebox/internal/pgtest"
+	"onebox/internal/syncbuf"
 	"onebox/internal/testimages"
 	"onebox/media"
 )
@@ -76,7 +77,7 @@ func (s *stallAfter) Put(ctx context.Context, key string, r io.Reader, contentTy
 type child struct {
 	t         *testing.T
 	cmd       *exec.Cmd
-	log       *bytes.Buffer
+	log       *syncbuf.Buffer // read while the child writes
 	base, adm string
 }
 
@@ -89,7 +90,7 @@ func startChild(t *testing.T, dataDir string, env ...string) *child {
 // as a restarted instance listens where its predecessor did.
 func startChildAt(t *testing.T, addr, admin, dataDir string, env ...string) *child {
 	t.Helper()
-	c := &child{t: t, log: &bytes.Buffer{}, base: "http://" + addr, adm: "http://" + admin}
+	c := &child{t: t, log: &syncbuf.Buffer{}, base: "http://" + addr, adm: "http://" + admin}
 	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	c.cmd.Env = append(os.Environ(),
 		"ONEBOX_TEST_CHILD=serve",

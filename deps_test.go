@@ -20,6 +20,7 @@ func TestDependenciesRunOneWay(t *testing.T) {
 		{[]string{"./jobs/...", "./pipeline/..."}, "onebox/ops"},
 		{[]string{"./app"}, "onebox/pipeline"},
 		{[]string{"./correlation", "./photos"}, "onebox/ops"},
+		{[]string{"./lease/..."}, "onebox/app"},
 	} {
 		out, err := exec.Command("go", append([]string{"list", "-deps"}, tc.pkgs...)...).CombinedOutput()
 		if err != nil {

@@ -41,11 +41,9 @@ func databasePath(cfg config.Config) (string, error) {
 	return u.Path, nil
 }
 
-// databaseURL is ONEBOX_DATABASE_URL parsed. BackendURL looks its
-// schemes up by the variable's name, not by cfg.Name's, which is the
-// flag's when -database-url set it. (Load has checked it already.)
+// databaseURL is ONEBOX_DATABASE_URL parsed (Parse has checked it).
 func databaseURL(cfg config.Config) (*url.URL, error) {
-	return config.BackendURL("ONEBOX_DATABASE_URL", cfg.DatabaseURL)
+	return backendTable().store.url(cfg)
 }
 
 // isPostgres says whether ONEBOX_DATABASE_URL names PostgreSQL.
@@ -119,11 +117,11 @@ func openQueue(ctx context.Context, cfg config.Config, log *slog.Logger) (jobs.I
 	if cfg.QueueURL != "" {
 		// An external broker holds the jobs and their dead letters; the
 		// store's table holds only what the relay has not yet moved.
-		q, closeNATS, err := openNATSQueue(ctx, cfg, log)
+		q, nc, err := openNATSQueue(ctx, cfg, log)
 		if err != nil {
 			return nil, nil, err
 		}
-		return q, func() error { closeNATS(); return nil }, nil
+		return q, func() error { nc.Close(); return nil }, nil
 	}
 	pg, err := isPostgres(cfg)
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -26,26 +25,16 @@ import (
 
 	"onebox/app"
 	"onebox/auth"
-	"onebox/cache"
 	cachebroadcast "onebox/cache/broadcast"
-	cachememory "onebox/cache/memory"
-	cacheredis "onebox/cache/redis"
 	"onebox/config"
 	"onebox/handover"
 	"onebox/internal/redisconn"
 	"onebox/jobs"
-	jobpg "onebox/jobs/postgres"
-	jobsqlite "onebox/jobs/sqlite"
+	"onebox/lease"
 	"onebox/media"
-	medialocal "onebox/media/local"
-	mediamirror "onebox/media/mirror"
-	medias3 "onebox/media/s3"
 	"onebox/moderation"
 	"onebox/moderation/phash"
 	"onebox/notify"
-	notifymemory "onebox/notify/memory"
-	notifynats "onebox/notify/nats"
-	notifypostgres "onebox/notify/postgres"
 	"onebox/ops"
 	"onebox/ops/errlog"
 	"onebox/ops/logging"
@@ -55,12 +44,8 @@ import (
 	"onebox/photos"
 	"onebox/pipeline"
 	"onebox/ratelimit"
-	limitmemory "onebox/ratelimit/memory"
-	limitredis "onebox/ratelimit/redis"
 	"onebox/retention"
 	"onebox/store"
-	"onebox/store/postgres"
-	"onebox/store/sqlite"
 )
 
 func main() {
@@ -131,12 +116,15 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	defer obs.close(log)
 	redisconn.SetLogger(log)     // go-redis logs as JSON too
 	drills := newDrill(cfg, log) // nil unless ONEBOX_DRILLS
-	db, err := openStore(ctx, cfg, log, drills.ObserveQueries(obs.onQuery))
+	b := backendTable()
+	w := wiring{cfg: cfg, log: log, metrics: obs.metrics, onQuery: drills.ObserveQueries(obs.onQuery)}
+	db, err := b.store.Open(ctx, w)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	jq, err := openJobQueue(ctx, cfg, log, db.queue)
+	w.outbox = db.queue
+	jq, err := b.queue.Open(ctx, w)
 	if err != nil {
 		return err
 	}
@@ -146,28 +134,28 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		st = drills.Store(st) // every call waits the drill's latency
 	}
 	obs.slow.SetExplain(db.explain)
-	c, err := openCache(ctx, cfg, obs.metrics, log)
+	c, err := b.cache.Open(ctx, w)
 	if err != nil {
 		return err
 	}
 	if cl, ok := c.(io.Closer); ok { // a connection pool, or a goroutine
 		defer cl.Close()
 	}
-	lim, err := openLimiter(ctx, cfg, log)
+	lim, err := b.limiter.Open(ctx, w)
 	if err != nil {
 		return err
 	}
 	if cl, ok := lim.(io.Closer); ok {
 		defer cl.Close()
 	}
-	med, err := openMedia(ctx, cfg, log)
+	med, err := openMedia(ctx, b, w)
 	if err != nil {
 		return err
 	}
 	if h.media != nil {
 		med = h.media(med)
 	}
-	hub, err := openHub(cfg, log)
+	hub, err := b.hub.Open(ctx, w)
 	if err != nil {
 		return err
 	}
@@ -305,8 +293,17 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	if r.jobs {
 		g.Go(func() error { return runner.Run(gctx) })
 	}
+	// The relay and the database's sweeps run on one instance at a time,
+	// the one holding their lease; when it stops or dies, another takes
+	// over. Both stay correct if two ever run (see package lease).
+	locker, err := openLocker(cfg, jq)
+	if err != nil {
+		return err
+	}
 	if jq.relay != nil && r.relay {
-		g.Go(func() error { return jq.relay.Run(gctx) })
+		g.Go(func() error {
+			return lease.Run(gctx, locker, "onebox.relay", lease.RunOptions{Logger: log}, jq.relay.Run)
+		})
 	}
 	g.Go(func() error { return dash.Run(gctx) })
 	g.Go(func() error {
@@ -315,7 +312,15 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	})
 	if r.sweeps {
 		g.Go(func() error {
-			retention.Run(gctx, events, retention.Options{Keep: cfg.EventRetention, Keys: st, Temp: temp, Logger: log})
+			return lease.Run(gctx, locker, "onebox.retention", lease.RunOptions{Logger: log}, func(ctx context.Context) error {
+				retention.Run(ctx, events, retention.Options{Keep: cfg.EventRetention, Keys: st, Logger: log})
+				return nil
+			})
+		})
+	}
+	if temp != nil { // this instance's own files: swept by each
+		g.Go(func() error {
+			retention.Run(gctx, nil, retention.Options{Temp: temp, Logger: log})
 			return nil
 		})
 	}
@@ -439,138 +444,6 @@ type database struct {
 	checks  []ops.Check                                           // its own, besides Ping
 }
 
-// openStore picks the store backend by the URL's scheme, and the queue:
-// by default the store's own database, so a job commits with its row.
-// onQuery, if set, sees every query.
-func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, onQuery func(context.Context, store.QueryEvent)) (database, error) {
-	u, err := config.BackendURL("ONEBOX_DATABASE_URL", cfg.DatabaseURL)
-	if err != nil {
-		return database{}, err
-	}
-	switch u.Scheme {
-	case "sqlite":
-		path := u.Opaque
-		if path == "" {
-			path = u.Path
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-			return database{}, fmt.Errorf("ONEBOX_DATABASE_URL: %w", err)
-		}
-		st, err := sqlite.New(ctx, sqlite.Options{Path: path, ReadConns: cfg.DBReadConns, BusyTimeout: cfg.DBBusyTimeout, Logger: log, OnQuery: onQuery})
-		if err != nil {
-			return database{}, fmt.Errorf("ONEBOX_DATABASE_URL: %w", err)
-		}
-		return database{
-			Store: st, queue: st.Queue(jobsqlite.Options{Logger: log}), dir: filepath.Dir(path), explain: st.Explain,
-			stats: func() metrics.DBStats {
-				s := st.Stats()
-				return metrics.DBStats{Backend: "sqlite", WriterOpen: s.WriterOpen, ReaderOpen: s.ReaderOpen, WriterWait: s.WriterWait, ReaderWait: s.ReaderWait, WriterBusy: s.WriterBusy}
-			},
-		}, nil
-	case "postgres", "postgresql":
-		st, err := postgres.New(ctx, postgres.Options{
-			URL: cfg.DatabaseURL, MaxConns: int32(cfg.DBMaxConns), Logger: log, OnQuery: onQuery,
-			Replicas:       cfg.DatabaseReplicaURLs,
-			ReplicaOptions: postgres.ReplicaOptions{MaxLag: cfg.DatabaseMaxLag, MaxLagBytes: cfg.DatabaseMaxLagBytes, MaxConns: int32(cfg.DBMaxConns)},
-		})
-		if err != nil {
-			return database{}, fmt.Errorf("%s: %w", cfg.Name("ONEBOX_DATABASE_URL"), err)
-		}
-		db := database{
-			Store: st, queue: st.Queue(jobpg.Options{Logger: log}), dir: cfg.DataDir, explain: st.Explain,
-			stats: func() metrics.DBStats {
-				s := st.Stats()
-				d := metrics.DBStats{Backend: "postgres", WriterOpen: s.Open, WriterWait: s.Wait}
-				for _, r := range st.Replicas() {
-					d.Replicas = append(d.Replicas, metrics.ReplicaStats{Name: r.Name, InRotation: r.InRotation, LagBytes: r.LagBytes, LagSeconds: r.LagSeconds})
-				}
-				return d
-			},
-		}
-		if len(cfg.DatabaseReplicaURLs) > 0 {
-			db.checks = append(db.checks, ops.Check{Name: "replicas", Advisory: true, Probe: func(context.Context) error {
-				return postgres.ReplicaProblems(st.Replicas())
-			}})
-		}
-		return db, nil
-	}
-	return database{}, fmt.Errorf("ONEBOX_DATABASE_URL: unsupported scheme %q", u.Scheme)
-}
-
-// openMedia opens the media storage and, with ONEBOX_MEDIA_BACKUP_DIR,
-// mirrors every write into that directory before acknowledging it.
-func openMedia(ctx context.Context, cfg config.Config, log *slog.Logger) (media.Storage, error) {
-	u, err := config.BackendURL("ONEBOX_MEDIA_URL", cfg.MediaURL)
-	if err != nil {
-		return nil, err
-	}
-	var primary media.Storage
-	switch u.Scheme {
-	case "file":
-		dir := u.Opaque
-		if dir == "" {
-			dir = u.Path
-		}
-		m, err := medialocal.New(dir)
-		if err != nil {
-			return nil, fmt.Errorf("ONEBOX_MEDIA_URL: %w", err)
-		}
-		if cfg.MediaPublicURL != "" {
-			m.URLPrefix = cfg.MediaPublicURL // a CDN in front of /media/
-		}
-		primary = m
-	case "s3":
-		// Credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (the
-		// SDK's default chain).
-		m, err := medias3.Open(ctx, u, medias3.Options{PublicURL: cfg.MediaPublicURL})
-		if err != nil {
-			return nil, fmt.Errorf("ONEBOX_MEDIA_URL: %w", err)
-		}
-		primary = m
-	default:
-		return nil, fmt.Errorf("ONEBOX_MEDIA_URL: unsupported scheme %q", u.Scheme)
-	}
-	if cfg.MediaBackupDir == "" {
-		return primary, nil
-	}
-	b, err := medialocal.New(cfg.MediaBackupDir)
-	if err != nil {
-		return nil, fmt.Errorf("ONEBOX_MEDIA_BACKUP_DIR: %w", err)
-	}
-	return mediamirror.New(primary, b, log), nil
-}
-
-// openHub picks the notification hub. The hubs across the network
-// connect in the background: until they do, event streams poll.
-func openHub(cfg config.Config, log *slog.Logger) (notify.Hub, error) {
-	u, err := config.BackendURL("ONEBOX_NOTIFY_URL", cfg.NotifyURL)
-	if err != nil {
-		return nil, err
-	}
-	switch u.Scheme {
-	case "memory":
-		return notifymemory.New(), nil
-	case "postgres", "postgresql":
-		h, err := notifypostgres.Open(cfg.NotifyURL, notifypostgres.Options{Logger: log})
-		if err != nil {
-			return nil, fmt.Errorf("ONEBOX_NOTIFY_URL: %w", err)
-		}
-		return h, nil
-	case "nats":
-		// ?subject= gives services (or test runs) sharing a NATS server
-		// a hub each.
-		subject := u.Query().Get("subject")
-		server := *u
-		server.RawQuery = ""
-		h, err := notifynats.Open(server.String(), notifynats.Options{Subject: subject, Logger: log})
-		if err != nil {
-			return nil, fmt.Errorf("ONEBOX_NOTIFY_URL: %w", err)
-		}
-		return h, nil
-	}
-	return nil, fmt.Errorf("ONEBOX_NOTIFY_URL: unsupported scheme %q", u.Scheme)
-}
-
 // openModerator loads the perceptual-hash blocklist; without one every
 // image passes moderation.
 func openModerator(cfg config.Config) (moderation.Moderator, error) {
@@ -586,61 +459,6 @@ func openModerator(cfg config.Config) (moderation.Moderator, error) {
 		}
 	}
 	return phash.New(blocked, 0), nil
-}
-
-// openCache picks the cache backend; nil means caching is off. A backend
-// that holds resources is an io.Closer.
-func openCache(ctx context.Context, cfg config.Config, m *metrics.Metrics, log *slog.Logger) (cache.Cache, error) {
-	u, err := config.BackendURL("ONEBOX_CACHE_URL", cfg.CacheURL)
-	if err != nil {
-		return nil, err
-	}
-	switch u.Scheme {
-	case "memory":
-		o := cachememory.Options{MaxBytes: cfg.CacheMaxBytes}
-		if m != nil {
-			o.OnEvict = func(key string) { m.Cache(app.CacheName(key)).Evicted() }
-		}
-		return cachememory.New(o), nil
-	case "redis", "rediss":
-		c, err := cacheredis.Open(ctx, cfg.CacheURL, cacheredis.Options{})
-		if errors.Is(err, redisconn.ErrUnreachable) {
-			// A restart during a Redis outage must not become an outage.
-			log.Error("ONEBOX_CACHE_URL: starting anyway; every read misses the cache until Redis answers", "err", err.Error())
-			return c, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("ONEBOX_CACHE_URL: %w", err)
-		}
-		return c, nil
-	case "none":
-		return nil, nil
-	}
-	return nil, fmt.Errorf("ONEBOX_CACHE_URL: unsupported scheme %q", u.Scheme)
-}
-
-// openLimiter picks the rate limiter backend. A backend that holds
-// resources is an io.Closer.
-func openLimiter(ctx context.Context, cfg config.Config, log *slog.Logger) (ratelimit.Limiter, error) {
-	u, err := config.BackendURL("ONEBOX_LIMITER_URL", cfg.LimiterURL)
-	if err != nil {
-		return nil, err
-	}
-	switch u.Scheme {
-	case "memory":
-		return limitmemory.New(limitmemory.Options{}), nil
-	case "redis", "rediss":
-		l, err := limitredis.Open(ctx, cfg.LimiterURL, limitredis.Options{})
-		if errors.Is(err, redisconn.ErrUnreachable) {
-			log.Error("ONEBOX_LIMITER_URL: starting anyway; requests are not limited until Redis answers", "err", err.Error())
-			return l, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("ONEBOX_LIMITER_URL: %w", err)
-		}
-		return l, nil
-	}
-	return nil, fmt.Errorf("ONEBOX_LIMITER_URL: unsupported scheme %q", u.Scheme)
 }
 
 // newLogger is the logger of a short command, which writes every line at once.

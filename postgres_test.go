@@ -4,21 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"onebox/internal/pgtest"
-	"onebox/internal/testimages"
 )
 
 // send makes one request to the child's API with a bearer token and
@@ -181,100 +176,17 @@ func TestPostgresRestart(t *testing.T) {
 	c := startChild(t, t.TempDir(), "ONEBOX_DATABASE_URL="+pgtest.WithParams(t, dbURL, map[string]string{"pool_max_conns": "4"}),
 		"ONEBOX_CACHE_URL=none", "ONEBOX_RATE_UPLOAD=100000/1m")
 	_, token := c.signup("restart")
-	jpeg, err := testimages.PhotoJPEG(320, 240, 1, 85)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var form bytes.Buffer
-	w := multipart.NewWriter(&form)
-	fw, _ := w.CreateFormFile("file", "photo.jpg")
-	fw.Write(jpeg)
-	w.Close()
-
-	var (
-		mu        sync.Mutex
-		accepted  []string
-		bad       []string // answers that are neither a success nor a proper 503
-		refused   atomic.Int64
-		succeeded atomic.Int64
-	)
-	requests := []func() (string, *http.Response, []byte, error){
-		func() (string, *http.Response, []byte, error) {
-			res, body, err := c.send("GET", "/v1/users/me", token, "", nil)
-			return "GET /v1/users/me", res, body, err
-		},
-		func() (string, *http.Response, []byte, error) {
-			res, body, err := c.send("PATCH", "/v1/users/me", token, "application/json", []byte(`{"bio":"restart"}`))
-			return "PATCH /v1/users/me", res, body, err
-		},
-		func() (string, *http.Response, []byte, error) {
-			res, body, err := c.send("POST", "/v1/photos", token, w.FormDataContentType(), form.Bytes())
-			if err == nil && res.StatusCode == http.StatusAccepted {
-				var p struct{ ID string }
-				_ = json.Unmarshal(body, &p)
-				mu.Lock()
-				accepted = append(accepted, p.ID)
-				mu.Unlock()
-			}
-			return "POST /v1/photos", res, body, err
-		},
-	}
-	ctx, stop := context.WithCancel(t.Context())
-	var load sync.WaitGroup
-	for _, req := range requests {
-		load.Go(func() {
-			for ctx.Err() == nil {
-				what, res, body, err := req()
-				switch {
-				case err != nil:
-					mu.Lock()
-					bad = append(bad, fmt.Sprintf("%s: %v", what, err))
-					mu.Unlock()
-				case res.StatusCode < 300:
-					succeeded.Add(1)
-				case res.StatusCode == http.StatusServiceUnavailable && res.Header.Get("Retry-After") != "" &&
-					res.Header.Get("Content-Type") == "application/problem+json":
-					refused.Add(1)
-				default:
-					mu.Lock()
-					bad = append(bad, fmt.Sprintf("%s: %d %s", what, res.StatusCode, body))
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	// waitFor waits until n more requests than now have had the answer
-	// counted by counter.
-	waitFor := func(what string, counter *atomic.Int64, n int64) {
-		t.Helper()
-		want := counter.Load() + n
-		for deadline := time.Now().Add(time.Minute); counter.Load() < want; time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				stop()
-				load.Wait()
-				t.Fatalf("%s: waited for %d, got %d; bad answers %v", what, want, counter.Load(), bad[:min(len(bad), 10)])
-			}
-		}
-	}
-	waitFor("before the stop", &succeeded, 10)
+	l := startLoad(t, c, token)
+	l.waitFor("before the stop", &l.succeeded, 10)
 	if err := cluster.Stop(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("while PostgreSQL is down", &refused, 10)
+	l.waitFor("while PostgreSQL is down", &l.refused, 10)
 	if err := cluster.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("after the start", &succeeded, 10)
-	stop()
-	load.Wait()
-	if len(bad) > 0 {
-		t.Fatalf("%d answers were neither a success nor 503 problem+json with Retry-After: %v", len(bad), bad[:min(len(bad), 10)])
-	}
-	if len(accepted) == 0 {
-		t.Fatal("no upload was accepted")
-	}
-	t.Logf("%d successes, %d refusals (503), %d uploads accepted", succeeded.Load(), refused.Load(), len(accepted))
-	for _, id := range accepted {
+	l.waitFor("after the start", &l.succeeded, 10)
+	for _, id := range l.finish() {
 		if ph := c.waitPhoto(token, id); ph["status"] != "ready" {
 			t.Fatalf("accepted photo %s after the restart: %v", id, ph)
 		}

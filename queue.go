@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -11,6 +13,10 @@ import (
 	"onebox/config"
 	"onebox/jobs"
 	jobnats "onebox/jobs/nats"
+	"onebox/lease"
+	leaselocal "onebox/lease/local"
+	leasenats "onebox/lease/nats"
+	leasepg "onebox/lease/postgres"
 	"onebox/photos"
 )
 
@@ -28,30 +34,16 @@ func kindOptions(cfg config.Config) map[string]jobs.KindOptions {
 type jobQueue struct {
 	jobs.Queue
 	relay *jobs.Relay // nil: the queue is the store's own table
+	nc    *nats.Conn  // the broker's connection, nil without one
 	close func()
-}
-
-// openJobQueue picks the queue by ONEBOX_QUEUE_URL. Empty: the store's
-// own table (outbox), where the row a store commits is the job. nats://:
-// JetStream, fed from that table by a relay (see jobs.Relay).
-func openJobQueue(ctx context.Context, cfg config.Config, log *slog.Logger, outbox jobs.Queue) (jobQueue, error) {
-	if cfg.QueueURL == "" {
-		return jobQueue{Queue: outbox, close: func() {}}, nil
-	}
-	q, closeNATS, err := openNATSQueue(ctx, cfg, log)
-	if err != nil {
-		return jobQueue{}, err
-	}
-	relay := jobs.NewRelay(outbox, q, jobs.RelayOptions{Logger: log})
-	return jobQueue{Queue: q, relay: relay, close: closeNATS}, nil
 }
 
 // openNATSQueue connects to ONEBOX_QUEUE_URL, a nats:// URL; its query
 // may name the stream (?stream=JOBS) and the subject prefix
 // (?prefix=onebox).
-func openNATSQueue(ctx context.Context, cfg config.Config, log *slog.Logger) (*jobnats.Queue, func(), error) {
+func openNATSQueue(ctx context.Context, cfg config.Config, log *slog.Logger) (*jobnats.Queue, *nats.Conn, error) {
 	name := cfg.Name("ONEBOX_QUEUE_URL")
-	u, err := config.BackendURL("ONEBOX_QUEUE_URL", cfg.QueueURL)
+	u, err := backendTable().queue.url(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -73,7 +65,7 @@ func openNATSQueue(ctx context.Context, cfg config.Config, log *slog.Logger) (*j
 		nc.Close()
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return q, nc.Close, nil
+	return q, nc, nil
 }
 
 // notifyAll tells every Notifier: a committed job wakes the relay that
@@ -84,4 +76,38 @@ func (n notifyAll) Notify() {
 	for _, x := range n {
 		x.Notify()
 	}
+}
+
+// openLocker picks where the leases of work that runs on one instance at
+// a time are held: on the PostgreSQL store when there is one (the work
+// is on its tables), else on the NATS broker's key-value store, else in
+// this process (SQLite is one box).
+func openLocker(cfg config.Config, jq jobQueue) (lease.Locker, error) {
+	switch {
+	case strings.HasPrefix(cfg.DatabaseURL, "postgres"):
+		l, err := leasepg.New(cfg.DatabaseURL, leasepg.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.Name("ONEBOX_DATABASE_URL"), err)
+		}
+		return l, nil
+	case jq.nc != nil:
+		// A bucket per queue stream: deployments sharing a server
+		// hold their own leases.
+		l, err := leasenats.New(jq.nc, leasenats.Options{Bucket: leaseBucket(cfg)})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cfg.Name("ONEBOX_QUEUE_URL"), err)
+		}
+		return l, nil
+	}
+	return leaselocal.New(), nil
+}
+
+// leaseBucket is the NATS key-value bucket of the leases of the
+// deployment whose jobs are on ONEBOX_QUEUE_URL's stream.
+func leaseBucket(cfg config.Config) string {
+	stream := "JOBS"
+	if u, err := url.Parse(cfg.QueueURL); err == nil && u.Query().Get("stream") != "" {
+		stream = u.Query().Get("stream")
+	}
+	return stream + "_leases"
 }

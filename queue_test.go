@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"onebox/jobs"
 	jobnats "onebox/jobs/nats"
@@ -76,5 +78,13 @@ func deleteNATSQueue(t *testing.T, url, stream string) {
 	}
 	if err != nil {
 		t.Errorf("deleting streams %s: %v", stream, err)
+	}
+	// The leases' bucket, if onebox made one (SQLite store).
+	js, err := jetstream.New(nc)
+	if err == nil {
+		err = js.DeleteKeyValue(context.Background(), stream+"_leases")
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("deleting the leases of %s: %v", stream, err)
 	}
 }

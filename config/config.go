@@ -516,6 +516,11 @@ type Command struct {
 	// Flags, if set, defines the command's own flags besides the
 	// settings.
 	Flags func(fs *flag.FlagSet)
+	// Schemes are the URL schemes each backend variable accepts: main's
+	// table of backends, which also opens them, so the two cannot
+	// disagree. A variable without an entry is checked only for a
+	// well-formed URL.
+	Schemes map[string][]string
 }
 
 // ErrHelp is returned by Parse when the command line asked for help,
@@ -587,7 +592,7 @@ func Parse(cmd Command, args []string, lookupEnv func(string) (string, bool), ou
 		c.MediaURL = "file:" + filepath.Join(c.DataDir, "media")
 		c.raw["ONEBOX_MEDIA_URL"] = c.MediaURL
 	}
-	return c, rest, c.validate()
+	return c, rest, c.validate(cmd.Schemes)
 }
 
 // parseInterleaved parses the flags among args wherever they are, as
@@ -702,17 +707,7 @@ func (c Config) Name(env string) string {
 	return env
 }
 
-// Schemes each backend variable accepts; main switches on the same set.
-var schemes = map[string][]string{
-	"ONEBOX_DATABASE_URL": {"sqlite", "postgres", "postgresql"},
-	"ONEBOX_CACHE_URL":    {"memory", "redis", "rediss", "none"},
-	"ONEBOX_LIMITER_URL":  {"memory", "redis", "rediss"},
-	"ONEBOX_QUEUE_URL":    {"", "nats"},
-	"ONEBOX_MEDIA_URL":    {"file", "s3"},
-	"ONEBOX_NOTIFY_URL":   {"memory", "postgres", "postgresql", "nats"},
-}
-
-func (c Config) validate() error {
+func (c Config) validate(schemes map[string][]string) error {
 	for env, v := range map[string]string{
 		"ONEBOX_DATABASE_URL": c.DatabaseURL, "ONEBOX_CACHE_URL": c.CacheURL, "ONEBOX_LIMITER_URL": c.LimiterURL,
 		"ONEBOX_QUEUE_URL": c.QueueURL, "ONEBOX_MEDIA_URL": c.MediaURL, "ONEBOX_NOTIFY_URL": c.NotifyURL,
@@ -720,7 +715,7 @@ func (c Config) validate() error {
 		if _, read := c.raw[env]; !read {
 			continue
 		}
-		if _, err := backendURL(env, c.Name(env), v); err != nil {
+		if _, err := BackendURL(c.Name(env), v, schemes[env]); err != nil {
 			return err
 		}
 	}
@@ -775,12 +770,10 @@ func within(path, dir string) bool {
 	return err == nil && filepath.IsLocal(rel) || rel == "."
 }
 
-// BackendURL parses a backend URL and checks its scheme against what env
-// accepts. "none" alone is a valid cache URL.
-func BackendURL(env, v string) (*url.URL, error) { return backendURL(env, env, v) }
-
-// backendURL is BackendURL, naming the setting name in errors.
-func backendURL(env, name, v string) (*url.URL, error) {
+// BackendURL parses v, the value of the backend setting name, and checks
+// its scheme against schemes when there are any. "none" alone is a
+// valid cache URL.
+func BackendURL(name, v string, schemes []string) (*url.URL, error) {
 	if v == "none" {
 		v = "none:"
 	}
@@ -788,18 +781,16 @@ func backendURL(env, name, v string) (*url.URL, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: malformed URL: %w", name, err)
 	}
-	for _, s := range schemes[env] {
-		if u.Scheme == s {
-			if (s == "sqlite" || s == "file") && u.Opaque == "" && u.Path == "" {
-				return nil, fmt.Errorf("%s: %s: needs a path, as in %s:data/x", name, s, s)
-			}
-			if (s == "postgres" || s == "postgresql") && u.Host == "" {
-				return nil, fmt.Errorf("%s: %s: needs a host, as in %s://user@host:5432/db", name, s, s)
-			}
-			return u, nil
-		}
+	if (u.Scheme == "sqlite" || u.Scheme == "file") && u.Opaque == "" && u.Path == "" {
+		return nil, fmt.Errorf("%s: %s: needs a path, as in %s:data/x", name, u.Scheme, u.Scheme)
 	}
-	return nil, fmt.Errorf("%s: unknown scheme %q in %q (want one of %s)", name, u.Scheme, Redact(v), strings.Join(schemes[env], ", "))
+	if (u.Scheme == "postgres" || u.Scheme == "postgresql") && u.Host == "" {
+		return nil, fmt.Errorf("%s: %s: needs a host, as in %s://user@host:5432/db", name, u.Scheme, u.Scheme)
+	}
+	if schemes == nil || slices.Contains(schemes, u.Scheme) {
+		return u, nil
+	}
+	return nil, fmt.Errorf("%s: unknown scheme %q in %q (want one of %s)", name, u.Scheme, Redact(v), strings.Join(schemes, ", "))
 }
 
 // Print writes the effective configuration as ONEBOX_* lines, with the

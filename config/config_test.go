@@ -40,6 +40,13 @@ func TestFlagBeatsEnv(t *testing.T) {
 	}
 }
 
+// onebox is the serve command with a table of backends' schemes, as
+// main gives it.
+var onebox = config.Command{Name: "onebox", Schemes: map[string][]string{
+	"ONEBOX_DATABASE_URL": {"sqlite", "postgres"}, "ONEBOX_CACHE_URL": {"memory", "none"},
+	"ONEBOX_QUEUE_URL": {"", "nats"}, "ONEBOX_MEDIA_URL": {"file", "s3"},
+}}
+
 func TestLoadErrorsNameTheVariable(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ key, val string }{
@@ -79,7 +86,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"ONEBOX_MEDIA_PUBLIC_URL", "https://user@cdn.example.com/"},
 	}
 	for _, tt := range tests {
-		_, err := config.Load(nil, env(map[string]string{tt.key: tt.val}), io.Discard)
+		_, _, err := config.Parse(onebox, nil, env(map[string]string{tt.key: tt.val}), io.Discard)
 		if err == nil || !strings.HasPrefix(err.Error(), tt.key+":") {
 			t.Errorf("%s=%q: err = %v, want one naming %s", tt.key, tt.val, err, tt.key)
 		}
@@ -195,10 +202,11 @@ func TestParse(t *testing.T) {
 		{cmd: ops, env: map[string]string{"ONEBOX_SSE_MAX": "x", "ONEBOX_CACHE_URL": "bad://"}, wantAddr: "127.0.0.1:8081"},
 		{cmd: config.Command{Name: "onebox"}, args: []string{"-sse-max", "x"}, wantErr: "-sse-max: want a whole number"},
 		{cmd: config.Command{Name: "onebox"}, env: map[string]string{"ONEBOX_SSE_MAX": "x"}, wantErr: "ONEBOX_SSE_MAX: want a whole number"},
-		{cmd: config.Command{Name: "onebox"}, args: []string{"-database-url", "mysql://x"}, wantErr: "-database-url: unknown scheme"},
+		{cmd: onebox, args: []string{"-database-url", "mysql://x"}, wantErr: "-database-url: unknown scheme"},
+		{cmd: config.Command{Name: "onebox"}, args: []string{"-database-url", "mysql://x"}}, // no table: any scheme
 		{cmd: config.Command{Name: "onebox"}, args: []string{"-session-ttl=0s"}, wantErr: "-session-ttl: must be positive"},
-		{cmd: config.Command{Name: "onebox"}, args: []string{"-queue-url", "nats://127.0.0.1:4222?stream=J"}, wantRest: ""},
-		{cmd: config.Command{Name: "onebox"}, args: []string{"-queue-url", "amqp://x"}, wantErr: "-queue-url: unknown scheme"},
+		{cmd: onebox, args: []string{"-queue-url", "nats://127.0.0.1:4222?stream=J"}, wantRest: ""},
+		{cmd: onebox, args: []string{"-queue-url", "amqp://x"}, wantErr: "-queue-url: unknown scheme"},
 		{cmd: config.Command{Name: "onebox"}, args: []string{"-database-url", "postgres:///db"}, wantErr: "-database-url: postgres: needs a host"},
 		{cmd: config.Command{Name: "onebox"}, args: []string{"-database-replica-urls", "postgres://r1/db,redis://r2"}, env: map[string]string{"ONEBOX_DATABASE_URL": "postgres://p/db"}, wantErr: "-database-replica-urls: want postgres://"},
 		{cmd: config.Command{Name: "onebox"}, env: map[string]string{"ONEBOX_DATABASE_REPLICA_URLS": "postgres://r1/db"}, wantErr: "ONEBOX_DATABASE_REPLICA_URLS: replicas need a PostgreSQL primary"},
