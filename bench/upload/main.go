@@ -174,7 +174,7 @@ func run(base string, data []byte, o options) error {
 		sent.Go(func() { open.record(upload(client, base, token, data)) })
 	}
 	sent.Wait()
-	fmt.Printf("open loop: %.0f uploads/s (%.0f%% of the maximum) for %s: %d sent\n", rate, frac*100, dur, open.sent)
+	fmt.Printf("open loop: %.1f uploads/s (%.0f%% of the maximum) for %s: %d sent\n", rate, frac*100, dur, open.sent)
 	open.settle(client, base, token, ev, wait)
 	lat := open.report(ev)
 	var p50, p99 time.Duration
