@@ -188,9 +188,12 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	pipe := pipeline.New(st, med, mod, hub, log, pipeline.Options{
 		MaxPixels: cfg.MaxPixels, JPEGQuality: cfg.JPEGQuality, DecodeMemory: decodeMemory, OnStep: obs.onStep,
 	})
+	var busy func() bool // the API's, once it exists (below)
 	runner := jobs.NewRunner(queue, jobs.RunnerOptions{
 		Logger: log, DrainTimeout: cfg.DrainTimeout, Visibility: cfg.JobVisibility, OnDone: obs.metrics.JobDone,
 		OnAbandoned: obs.metrics.JobAbandoned,
+		// Jobs yield the CPU to requests: a backlog must not starve the API.
+		Busy: func() bool { return busy() },
 	})
 	kinds := kindOptions(cfg)
 	runner.Register(photos.KindProcess, obs.tracing.Job(pipe.Process), kinds[photos.KindProcess])
@@ -233,6 +236,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		},
 	})
 
+	busy = api.Busy
 	servers := []ops.Server{}
 	public := httpServer(api.Handler(), log)
 	public.RegisterOnShutdown(api.Close) // event streams end so the drain can finish
