@@ -178,9 +178,12 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	pipe := pipeline.New(st, med, mod, hub, log, pipeline.Options{
 		MaxPixels: cfg.MaxPixels, JPEGQuality: cfg.JPEGQuality, DecodeMemory: decodeMemory, OnStep: obs.onStep,
 	})
+	var busy func() bool // the API's, once it exists (below)
 	runner := jobs.NewRunner(queue, jobs.RunnerOptions{
 		Logger: log, DrainTimeout: cfg.DrainTimeout, Visibility: cfg.JobVisibility, OnDone: obs.metrics.JobDone,
 		OnAbandoned: obs.metrics.JobAbandoned,
+		// Jobs yield the CPU to requests: a backlog must not starve the API.
+		Busy: func() bool { return busy() },
 	})
 	kinds := kindOptions(cfg)
 	process := kinds[photos.KindProcess]
@@ -236,6 +239,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		},
 	})
 
+	busy = api.Busy
 	servers := []ops.Server{}
 	publicHandler := api.Handler()
 	if !r.api {

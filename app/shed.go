@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -56,4 +57,15 @@ func (a *App) shed(next echo.HandlerFunc) echo.HandlerFunc {
 		defer func() { <-a.shedder.slots }()
 		return next(c)
 	}
+}
+
+// Busy reports whether the API is serving requests now (those the
+// shedder counts): at least one per two processors in flight, so one on
+// two cores. Requests queued in the kernel are not counted, so a saturated
+// API shows only a few in flight at any instant; a higher threshold
+// missed most of a wrk run. Background work yields while it is true
+// (jobs.RunnerOptions.Busy). Always false without ONEBOX_MAX_IN_FLIGHT,
+// which is what counts them.
+func (a *App) Busy() bool {
+	return a.shedder.slots != nil && len(a.shedder.slots) >= max(1, runtime.GOMAXPROCS(0)/2)
 }

@@ -13,6 +13,12 @@
 #   RUNS=3 bench/upload.sh
 #   IMAGE=path/to/photo.jpg bench/upload.sh
 #   GENERATE=4032x3024 DURATION=5s bench/upload.sh    # a generated 12-MP JPEG
+#   PIPELINE=1 DURATION=30s bench/upload.sh           # at 80 % of the pipeline's rate
+#
+# PIPELINE=1: the closed loop's connections (CONNECTIONS, then 4 by
+# default) each wait for their photo to be ready before the next upload,
+# so its rate is the pipeline's sustainable rate (photos/s), and the open
+# loop runs at RATE of that; PER_S sets the open loop's rate outright.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
@@ -22,6 +28,12 @@ CGO_ENABLED=0 go build -o "$work/onebox" .
 go build -o "$work/upload" ./bench/upload
 source=(-image "${IMAGE:-testdata/images/formats/jpeg_gray_hopper.jpg}")
 [[ -n ${GENERATE:-} ]] && source=(-generate "$GENERATE")
+mode=() conns=${CONNECTIONS:-16}
+if [[ ${PIPELINE:-0} == 1 ]]; then
+	mode=(-pipeline)
+	conns=${CONNECTIONS:-4}
+fi
+[[ -n ${PER_S:-} ]] && mode+=(-per-s "$PER_S")
 runs=${RUNS:-1}
 status=0
 for ((run = 1; run <= runs; run++)); do
@@ -33,7 +45,7 @@ for ((run = 1; run <= runs; run++)); do
 	for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.1; done
 	echo "run $run: loadavg $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 	"$work/upload" -url "http://127.0.0.1:$port" "${source[@]}" \
-		-d "${DURATION:-10s}" -c "${CONNECTIONS:-16}" -rate "${RATE:-0.8}" -wait "${WAIT:-5m}" |
+		"${mode[@]}" -d "${DURATION:-10s}" -c "$conns" -rate "${RATE:-0.8}" -wait "${WAIT:-5m}" |
 		tee "$work/out$run" || status=1
 	kill "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
@@ -43,16 +55,20 @@ done
 
 # field NAME: that field of every run's RESULT line, one a line.
 field() { sed -n "s/.*RESULT.* $1=\([0-9.]*\).*/\1/p" "$work"/out*; }
+# stats [DECIMALS]: "median (min-max)" of the numbers on stdin.
 stats() {
-	sort -g | awk '{v[NR] = $1} END {
+	sort -g | awk -v d="${1:-0}" '{v[NR] = $1} END {
 		if (NR == 0) { print "no result"; exit }
 		m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-		printf "%.0f (%.0f-%.0f)\n", m, v[1], v[NR] }'
+		f = "%." d "f"
+		printf f " (" f "-" f ")\n", m, v[1], v[NR] }'
 }
 echo
 echo "over $runs runs, median (min-max):"
-echo "  closed loop, uploads/s accepted: $(field max_per_s | stats)"
+echo "  closed loop, uploads/s accepted (PIPELINE=1: photos/s ready): $(field max_per_s | stats 1)"
 echo "  open loop, 202→ready p50 ms:     $(field p50_ms | stats)"
 echo "  open loop, 202→ready p99 ms:     $(field p99_ms | stats)"
+echo "  first third p50 / p99 ms:        $(field first_p50_ms | stats) / $(field first_p99_ms | stats)"
+echo "  last third p50 / p99 ms:         $(field last_p50_ms | stats) / $(field last_p99_ms | stats)"
 echo "  uploads that did not end ready:  $(field not_ready | awk '{s += $1} END {print s + 0}') in all"
 exit "$status"

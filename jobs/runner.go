@@ -99,6 +99,17 @@ type RunnerOptions struct {
 	// message is delivered again. It must be quick and safe for
 	// concurrent use.
 	OnDone func(kind string, d time.Duration, outcome string)
+	// Busy, if set, reports whether the foreground (the API) needs the
+	// CPU now. Goroutines have no priorities, so while it does the
+	// Runner yields: each kind runs at most one job at a time and
+	// receives at most once every BusyPause. A backlog then drains
+	// slowly instead of taking the CPU from requests, and never stops
+	// draining. It is called once a turn of the poll loop; it must be
+	// quick and safe for concurrent use.
+	Busy func() bool
+	// BusyPause is the wait between receives of a kind while Busy.
+	// Default 10ms.
+	BusyPause time.Duration
 	// OnAbandoned, if set, is called with +1 when a handler is abandoned
 	// (ErrAbandoned) and with -1 when such a handler finally returns: a
 	// gauge of the goroutines Abandoned counts. It must be quick and safe
@@ -161,6 +172,10 @@ func NewRunner(q Consumer, o RunnerOptions) *Runner {
 	o.AckInterval = orDefault(o.AckInterval, 5*time.Millisecond)
 	o.AckBatch = orDefault(o.AckBatch, 500)
 	o.SweepInterval = orDefault(o.SweepInterval, 30*time.Second)
+	o.BusyPause = orDefault(o.BusyPause, 10*time.Millisecond)
+	if o.Busy == nil {
+		o.Busy = func() bool { return false }
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -309,8 +324,15 @@ func (r *Runner) poll(ctx, handlerCtx context.Context, wg *sync.WaitGroup, acks 
 	for ctx.Err() == nil {
 		now := time.Now()
 		wait := r.o.MaxPollInterval
+		busy := r.o.Busy()
+		if busy {
+			wait = r.o.BusyPause // look again soon: the API may be done
+		}
 		for _, k := range r.order {
 			free := cap(k.slots) - len(k.slots)
+			if busy {
+				free = max(0, 1-len(k.slots))
+			}
 			if free == 0 {
 				k.partial = time.Time{}
 				continue // a finishing handler wakes the loop
@@ -319,7 +341,7 @@ func (r *Runner) poll(ctx, handlerCtx context.Context, wg *sync.WaitGroup, acks 
 				wait = min(wait, d)
 				continue
 			}
-			if free < cap(k.slots) {
+			if free < cap(k.slots) && !busy {
 				if k.partial.IsZero() {
 					k.partial = now
 				}
@@ -356,6 +378,9 @@ func (r *Runner) poll(ctx, handlerCtx context.Context, wg *sync.WaitGroup, acks 
 				k.delay = r.o.PollInterval // the kind is drained for now
 			default:
 				k.delay = min(max(2*k.delay, r.o.PollInterval), r.o.MaxPollInterval)
+			}
+			if busy {
+				k.delay = max(k.delay, r.o.BusyPause)
 			}
 			k.next = now.Add(k.delay)
 			if k.delay > 0 {

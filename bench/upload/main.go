@@ -5,6 +5,17 @@
 //
 //	go run ./bench/upload -url http://127.0.0.1:8080 -image testdata/images/formats/jpeg_gray_hopper.jpg
 //	go run ./bench/upload -url http://127.0.0.1:8080 -generate 4032x3024
+//	go run ./bench/upload -url http://127.0.0.1:8080 -pipeline -c 4 -d 30s
+//
+// The accept path outruns the pipeline, so an open loop at a fraction of
+// the closed loop's accept rate only measures a growing backlog. With
+// -pipeline each closed-loop connection waits for its photo's final event
+// before it uploads the next: the loop's rate is then photos finished a
+// second, the pipeline's sustainable rate (uploads included), and the open
+// loop runs at -rate of that. -per-s sets the open loop's rate outright.
+// The open loop's 202→ready percentiles are also given for the photos
+// accepted in its first and its last third: a backlog that grows shows as
+// a last third slower than the first.
 //
 // Every upload has one outcome, and every phase counts them all: accepted
 // (202), then ready, rejected by the pipeline (moderation, decoding; with
@@ -47,10 +58,12 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "duration of each phase")
 	frac := flag.Float64("rate", 0.8, "open-loop arrival rate as a fraction of the closed-loop maximum")
 	wait := flag.Duration("wait", 5*time.Minute, "how long after a phase its accepted photos may take to finish before they count as timed out")
+	pipe := flag.Bool("pipeline", false, "closed loop: each connection waits for its photo to finish before the next upload (the pipeline's sustainable rate, not the accept rate)")
+	perS := flag.Float64("per-s", 0, "open-loop arrival rate in uploads a second (0: -rate of the closed loop's)")
 	flag.Parse()
 	data, err := input(*image, *gen)
 	if err == nil {
-		err = run(*base, data, *conc, *dur, *frac, *wait)
+		err = run(*base, data, options{conc: *conc, dur: *dur, frac: *frac, wait: *wait, pipeline: *pipe, perS: *perS})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "upload:", err)
@@ -73,7 +86,18 @@ func input(path, gen string) ([]byte, error) {
 // and some upload did not end ready.
 var errNotAllReady = errors.New("not every upload became ready (see above)")
 
-func run(base string, data []byte, conc int, dur time.Duration, frac float64, wait time.Duration) error {
+// options are the command's flags.
+type options struct {
+	conc     int
+	dur      time.Duration
+	frac     float64
+	wait     time.Duration
+	pipeline bool
+	perS     float64
+}
+
+func run(base string, data []byte, o options) error {
+	conc, dur, frac, wait := o.conc, o.dur, o.frac, o.wait
 	token, err := login(base)
 	if err != nil {
 		return err
@@ -94,10 +118,21 @@ func run(base string, data []byte, conc int, dur time.Duration, frac float64, wa
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	var wg sync.WaitGroup
 	start := time.Now()
+	var nfinished int // -pipeline: photos that finished within the phase
+	var fmu sync.Mutex
 	for range conc {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				closed.record(upload(client, base, token, data))
+				r := upload(client, base, token, data)
+				closed.record(r)
+				if !o.pipeline || r.status != http.StatusAccepted {
+					continue
+				}
+				if ev.wait(ctx, r.id) {
+					fmu.Lock()
+					nfinished++
+					fmu.Unlock()
+				}
 			}
 		})
 	}
@@ -105,7 +140,12 @@ func run(base string, data []byte, conc int, dur time.Duration, frac float64, wa
 	cancel()
 	elapsed := time.Since(start)
 	maxRate := float64(len(closed.accepted)) / elapsed.Seconds()
-	fmt.Printf("closed loop: %d connections for %s: %.0f uploads/s accepted\n", conc, dur, maxRate)
+	if o.pipeline {
+		maxRate = float64(nfinished) / elapsed.Seconds()
+		fmt.Printf("closed loop to ready: %d connections for %s: %d photos finished, %.1f photos/s (the pipeline's sustainable rate)\n", conc, dur, nfinished, maxRate)
+	} else {
+		fmt.Printf("closed loop: %d connections for %s: %.0f uploads/s accepted\n", conc, dur, maxRate)
+	}
 	// Let the backlog of phase 1 drain before measuring latency; its
 	// outcomes count too.
 	closed.settle(client, base, token, ev, wait)
@@ -117,6 +157,9 @@ func run(base string, data []byte, conc int, dur time.Duration, frac float64, wa
 	// Phase 2: open loop at a fixed rate; the SSE stream reports readiness.
 	open := newPhase("open loop")
 	rate := maxRate * frac
+	if o.perS > 0 {
+		rate, frac = o.perS, o.perS/maxRate
+	}
 	// Upload i is due at start + i/rate. A late wake-up (a busy machine)
 	// sends what fell due meanwhile at once, as arrivals that do not wait
 	// for the server would, where a ticker would drop them.
@@ -131,27 +174,49 @@ func run(base string, data []byte, conc int, dur time.Duration, frac float64, wa
 		sent.Go(func() { open.record(upload(client, base, token, data)) })
 	}
 	sent.Wait()
-	fmt.Printf("open loop: %.0f uploads/s (%.0f%% of the maximum) for %s: %d sent\n", rate, frac*100, dur, open.sent)
+	fmt.Printf("open loop: %.1f uploads/s (%.0f%% of the maximum) for %s: %d sent\n", rate, frac*100, dur, open.sent)
 	open.settle(client, base, token, ev, wait)
 	lat := open.report(ev)
 	var p50, p99 time.Duration
 	if len(lat) > 0 {
 		slices.Sort(lat)
-		q := func(p float64) time.Duration {
-			return lat[min(len(lat)-1, int(p*float64(len(lat))))].Round(time.Millisecond)
-		}
-		p50, p99 = q(0.5), q(0.99)
+		p50, p99 = quantile(lat, 0.5), quantile(lat, 0.99)
 		fmt.Printf("  202→ready over the %d ready photos: p50 %s, p90 %s, p99 %s, max %s\n",
-			len(lat), p50, q(0.9), p99, lat[len(lat)-1].Round(time.Millisecond))
+			len(lat), p50, quantile(lat, 0.9), p99, lat[len(lat)-1].Round(time.Millisecond))
+	}
+	// The same over the photos accepted in the first and the last third
+	// of the open loop: equal when the pipeline keeps up.
+	first := open.latencies(ev, start, start.Add(dur/3))
+	last := open.latencies(ev, start.Add(2*dur/3), start.Add(dur))
+	for _, t := range []struct {
+		name string
+		lat  []time.Duration
+	}{{"first", first}, {"last", last}} {
+		if len(t.lat) > 0 {
+			fmt.Printf("  202→ready, %s third (%d photos): p50 %s, p99 %s\n", t.name, len(t.lat), quantile(t.lat, 0.5), quantile(t.lat, 0.99))
+		}
+	}
+	thirds := func(lat []time.Duration, p float64) int64 {
+		if len(lat) == 0 {
+			return -1
+		}
+		return quantile(lat, p).Milliseconds()
 	}
 	// One line for scripts (bench/upload.sh sums several runs up).
 	notReady := closed.notReady(ev) + open.notReady(ev)
-	fmt.Printf("RESULT max_per_s=%.1f offered_per_s=%.1f ready_timed=%d not_ready=%d p50_ms=%d p99_ms=%d\n",
-		maxRate, rate, len(lat), notReady, p50.Milliseconds(), p99.Milliseconds())
+	fmt.Printf("RESULT max_per_s=%.1f offered_per_s=%.1f ready_timed=%d not_ready=%d p50_ms=%d p99_ms=%d first_p50_ms=%d first_p99_ms=%d last_p50_ms=%d last_p99_ms=%d\n",
+		maxRate, rate, len(lat), notReady, p50.Milliseconds(), p99.Milliseconds(),
+		thirds(first, 0.5), thirds(first, 0.99), thirds(last, 0.5), thirds(last, 0.99))
 	if notReady > 0 {
 		return errNotAllReady
 	}
 	return nil
+}
+
+// quantile returns the p-quantile of lat, sorting it.
+func quantile(lat []time.Duration, p float64) time.Duration {
+	slices.Sort(lat)
+	return lat[min(len(lat)-1, int(p*float64(len(lat))))].Round(time.Millisecond)
 }
 
 // result is one upload's answer.
@@ -265,6 +330,21 @@ func (p *phase) report(ev *events) []time.Duration {
 	return lat
 }
 
+// latencies returns the 202→ready times of the phase's photos whose 202
+// came in [from, to).
+func (p *phase) latencies(ev *events, from, to time.Time) []time.Duration {
+	var lat []time.Duration
+	for id, t0 := range p.accepted {
+		if t0.Before(from) || !t0.Before(to) {
+			continue
+		}
+		if f, ok := ev.final(id); ok && f.status == "ready" {
+			lat = append(lat, max(f.at.Sub(t0), 0))
+		}
+	}
+	return lat
+}
+
 // notReady counts the phase's uploads that did not end ready: refused,
 // failed, rejected, timed out.
 func (p *phase) notReady(ev *events) int {
@@ -280,8 +360,9 @@ func (p *phase) notReady(ev *events) int {
 // events holds the last state of every photo the stream reported
 // finished: ready or rejected.
 type events struct {
-	mu   sync.Mutex
-	done map[string]finished
+	mu      sync.Mutex
+	done    map[string]finished
+	waiters map[string]chan struct{} // closed when the id finishes
 }
 
 type finished struct {
@@ -289,7 +370,30 @@ type finished struct {
 	at             time.Time
 }
 
-func newEvents() *events { return &events{done: map[string]finished{}} }
+func newEvents() *events {
+	return &events{done: map[string]finished{}, waiters: map[string]chan struct{}{}}
+}
+
+// wait returns true once id has finished, false if ctx ends first.
+func (e *events) wait(ctx context.Context, id string) bool {
+	e.mu.Lock()
+	if _, ok := e.done[id]; ok {
+		e.mu.Unlock()
+		return true
+	}
+	ch, ok := e.waiters[id]
+	if !ok {
+		ch = make(chan struct{})
+		e.waiters[id] = ch
+	}
+	e.mu.Unlock()
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
 
 func (e *events) final(id string) (finished, bool) {
 	e.mu.Lock()
@@ -359,6 +463,10 @@ func (e *events) follow(ctx context.Context, base, token string, ready chan<- st
 			e.mu.Lock()
 			if _, seen := e.done[p.ID]; !seen {
 				e.done[p.ID] = finished{status: p.Status, reason: p.Reason, at: time.Now()}
+				if ch, ok := e.waiters[p.ID]; ok {
+					close(ch)
+					delete(e.waiters, p.ID)
+				}
 			}
 			e.mu.Unlock()
 		}

@@ -380,6 +380,48 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		}
 	})
 
+	t.Run("yields while busy", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		for range 8 {
+			mustSend(t, q, jobs.Message{Kind: "bulk"}, jobs.SendOptions{})
+		}
+		var busy atomic.Bool
+		busy.Store(true)
+		o := runnerOptions(t, nil)
+		o.Busy = busy.Load
+		o.BusyPause = time.Millisecond
+		r := jobs.NewRunner(q, o)
+		var running, peak, done atomic.Int32
+		release := make(chan struct{}, 8) // one token lets one job finish
+		r.Register("bulk", func(ctx context.Context, m jobs.Message) error {
+			n := running.Add(1)
+			defer running.Add(-1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+			<-release
+			done.Add(1)
+			return nil
+		}, jobs.KindOptions{Concurrency: 4})
+		start(t, r)
+		// While busy the kind runs one job at a time, and still drains.
+		for i := range int32(4) {
+			eventually(t, "a job running", func() bool { return running.Load() == 1 && done.Load() == i })
+			release <- struct{}{}
+		}
+		eventually(t, "4 jobs done one at a time", func() bool { return done.Load() == 4 })
+		if p := peak.Load(); p != 1 {
+			t.Errorf("%d jobs ran at once while busy, want 1", p)
+		}
+		// No longer busy: the kind fills its slots again.
+		busy.Store(false)
+		eventually(t, "4 jobs at once", func() bool { return running.Load() == 4 })
+		for range 4 {
+			release <- struct{}{}
+		}
+		eventually(t, "all jobs", func() bool { return done.Load() == 8 })
+	})
+
 	t.Run("graceful shutdown", func(t *testing.T) {
 		t.Parallel()
 		q := newQueue(t)
