@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -58,6 +59,10 @@ func TestShedPastMaxInFlight(t *testing.T) {
 	for range n {
 		<-h.entered
 	}
+	// The job runner yields while the API is this busy (jobs.RunnerOptions.Busy).
+	if runtime.GOMAXPROCS(0)/2 <= n && !b.app.Busy() {
+		t.Errorf("%d requests in flight on %d CPUs: Busy false", n, runtime.GOMAXPROCS(0))
+	}
 	for i := range k {
 		// Not held: admitted, it would answer 404 at once.
 		r := b.do("GET", fmt.Sprintf("/v1/users/01a24db5-0000-7000-8000-%012d", i), "")
@@ -79,4 +84,7 @@ func TestShedPastMaxInFlight(t *testing.T) {
 		mustStatus(t, r, http.StatusNotFound) // admitted: the store answered (no such user)
 	}
 	mustStatus(t, b.do("GET", "/v1/users/"+id(0), ""), http.StatusNotFound)
+	if b.app.Busy() {
+		t.Error("nothing in flight: Busy true")
+	}
 }
