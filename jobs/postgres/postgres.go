@@ -40,12 +40,12 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"maragu.dev/goqite"
 
 	"onebox/jobs"
+	"onebox/jobs/internal/goqitesql"
 )
 
 // Schema creates goqite's table, trigger and index and this package's
@@ -63,68 +63,12 @@ const (
 	queuePrefix = queueName + ":"
 )
 
-// Sender enqueues jobs with goqite's own Send and SendTx. It makes one
-// goqite.Queue per kind on first use and keeps it. It is safe for
-// concurrent use.
-type Sender struct {
-	db *sql.DB
-
-	mu     sync.Mutex
-	queues map[string]*goqite.Queue // by kind
-}
+// Sender enqueues jobs with goqite's own Send and SendTx.
+type Sender = goqitesql.Sender
 
 // NewSender returns a Sender on db, a database where Schema has run.
 func NewSender(db *sql.DB) *Sender {
-	if db == nil {
-		panic("jobs/postgres: nil database")
-	}
-	return &Sender{db: db, queues: map[string]*goqite.Queue{}}
-}
-
-func (s *Sender) goqite(kind string) *goqite.Queue {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, ok := s.queues[kind]
-	if !ok {
-		q = goqite.New(goqite.NewOpts{DB: s.db, Name: queuePrefix + kind, SQLFlavor: goqite.SQLFlavorPostgreSQL})
-		s.queues[kind] = q
-	}
-	return q
-}
-
-func message(m jobs.Message, o jobs.SendOptions) (goqite.Message, error) {
-	body, err := jobs.Encode(m)
-	if err != nil {
-		return goqite.Message{}, err
-	}
-	// goqite panics on a negative delay; jobs reads one as none.
-	return goqite.Message{Body: body, Delay: max(o.Delay, 0), Priority: o.Priority}, nil
-}
-
-// Send enqueues m in a transaction of its own, with goqite's Send. It
-// fails with jobs.ErrMalformed if m has no kind.
-func (s *Sender) Send(ctx context.Context, m jobs.Message, o jobs.SendOptions) error {
-	gm, err := message(m, o)
-	if err != nil {
-		return err
-	}
-	if err := s.goqite(m.Kind).Send(ctx, gm); err != nil {
-		return fmt.Errorf("jobs/postgres send: %w", err)
-	}
-	return nil
-}
-
-// SendTx enqueues m in tx with goqite's SendTx, so the job exists if and
-// only if tx commits. It fails with jobs.ErrMalformed if m has no kind.
-func (s *Sender) SendTx(ctx context.Context, tx *sql.Tx, m jobs.Message, o jobs.SendOptions) error {
-	gm, err := message(m, o)
-	if err != nil {
-		return err
-	}
-	if err := s.goqite(m.Kind).SendTx(ctx, tx, gm); err != nil {
-		return fmt.Errorf("jobs/postgres send: %w", err)
-	}
-	return nil
+	return goqitesql.NewSender(db, goqite.SQLFlavorPostgreSQL, queuePrefix, "jobs/postgres")
 }
 
 // Options configure New. Every field has a default.
@@ -187,21 +131,20 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 		return nil, fmt.Errorf("jobs/postgres receive: %w", err)
 	}
 	type received struct {
-		msg      jobs.Message
+		goqitesql.Received
 		priority int
 		created  time.Time
-		err      error
 	}
 	var got []received
-	err = each(rows, func(rows *sql.Rows) error {
+	err = goqitesql.Each(rows, func(rows *sql.Rows) error {
 		var r received
+		var id string
 		var body []byte
-		if err := rows.Scan(&r.msg.ID, &body, &r.msg.Attempt, &r.priority, &r.created); err != nil {
+		var attempt int
+		if err := rows.Scan(&id, &body, &attempt, &r.priority, &r.created); err != nil {
 			return err
 		}
-		id, attempt := r.msg.ID, r.msg.Attempt
-		r.msg, r.err = jobs.Decode(body)
-		r.msg.ID, r.msg.Attempt = id, attempt
+		r.Received = goqitesql.Decode(id, attempt, body)
 		got = append(got, r)
 		return nil
 	})
@@ -210,18 +153,12 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 	}
 	// RETURNING gives no order; ids break ties so the order is stable.
 	slices.SortFunc(got, func(a, b received) int {
-		return cmp.Or(cmp.Compare(b.priority, a.priority), a.created.Compare(b.created), strings.Compare(a.msg.ID, b.msg.ID))
+		return cmp.Or(cmp.Compare(b.priority, a.priority), a.created.Compare(b.created), strings.Compare(a.Msg.ID, b.Msg.ID))
 	})
 	msgs := make([]jobs.Message, 0, len(got))
 	for _, r := range got {
-		if r.err == nil {
-			msgs = append(msgs, r.msg)
-			continue
-		}
-		q.log.ErrorContext(ctx, "jobs: dead-lettering a malformed message", "job_id", r.msg.ID, "kind", kind, "error", r.err)
-		if err := q.DeadLetter(ctx, r.msg.ID, r.err.Error()); err != nil {
-			// It comes back after visibility and is tried again.
-			q.log.ErrorContext(ctx, "jobs: dead-letter malformed message", "job_id", r.msg.ID, "error", err)
+		if r.Keep(ctx, q.log, kind, q.DeadLetter) {
+			msgs = append(msgs, r.Msg)
 		}
 	}
 	return msgs, nil
@@ -230,7 +167,7 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 // Extend keeps a message invisible for visibility from now.
 func (q *Queue) Extend(ctx context.Context, id string, visibility time.Duration) error {
 	res, err := q.db.ExecContext(ctx, `update goqite set timeout = $1 where id = $2`, time.Now().Add(visibility), id)
-	if err := affectedOne(res, err); err != nil {
+	if err := goqitesql.AffectedOne(res, err); err != nil {
 		return fmt.Errorf("jobs/postgres extend %s: %w", id, err)
 	}
 	return nil
@@ -260,7 +197,7 @@ on conflict (id) do update set last_error = excluded.last_error, retry_at = excl
 // Retry makes the message visible at at and records lastErr.
 func (q *Queue) Retry(ctx context.Context, id string, at time.Time, lastErr string) error {
 	res, err := q.db.ExecContext(ctx, retrySQL, id, at, lastErr)
-	if err := affectedOne(res, err); err != nil {
+	if err := goqitesql.AffectedOne(res, err); err != nil {
 		return fmt.Errorf("jobs/postgres retry %s: %w", id, err)
 	}
 	return nil
@@ -278,7 +215,7 @@ from gone g left join jobs_errors e on e.id = g.id`
 // DeadLetter moves the message to jobs_dead.
 func (q *Queue) DeadLetter(ctx context.Context, id string, reason string) error {
 	res, err := q.db.ExecContext(ctx, deadLetterSQL, id, queueName, len(queuePrefix)+1, reason, time.Now())
-	if err := affectedOne(res, err); err != nil {
+	if err := goqitesql.AffectedOne(res, err); err != nil {
 		return fmt.Errorf("jobs/postgres dead-letter %s: %w", id, err)
 	}
 	return nil
@@ -303,14 +240,14 @@ func (q *Queue) Stats(ctx context.Context) (jobs.Stats, error) {
 	if err != nil {
 		return jobs.Stats{}, fmt.Errorf("jobs/postgres stats: %w", err)
 	}
-	err = each(rows, func(r *sql.Rows) error {
+	err = goqitesql.Each(rows, func(r *sql.Rows) error {
 		var kind string
 		var total, inFlight int
 		var oldest time.Time
 		if err := r.Scan(&kind, &total, &inFlight, &oldest); err != nil {
 			return err
 		}
-		st.Kinds[kind] = jobs.KindStats{Queued: total - inFlight, InFlight: inFlight, OldestAge: max(now.Sub(oldest), 0)}
+		goqitesql.AddKind(st, now, kind, total, inFlight, oldest)
 		return nil
 	})
 	if err != nil {
@@ -320,18 +257,7 @@ func (q *Queue) Stats(ctx context.Context) (jobs.Stats, error) {
 	if err != nil {
 		return jobs.Stats{}, fmt.Errorf("jobs/postgres stats: %w", err)
 	}
-	err = each(rows, func(r *sql.Rows) error {
-		var kind string
-		var n int
-		if err := r.Scan(&kind, &n); err != nil {
-			return err
-		}
-		ks := st.Kinds[kind]
-		ks.Dead = n
-		st.Kinds[kind] = ks
-		return nil
-	})
-	if err != nil {
+	if err := goqitesql.CountDead(rows, st); err != nil {
 		return jobs.Stats{}, fmt.Errorf("jobs/postgres stats: %w", err)
 	}
 	return st, nil
@@ -346,21 +272,15 @@ where queue = $1 order by died_at desc, id desc limit $2`, queueName, limit)
 		return nil, fmt.Errorf("jobs/postgres dead: %w", err)
 	}
 	out := []jobs.DeadMessage{}
-	err = each(rows, func(r *sql.Rows) error {
-		var d jobs.DeadMessage
-		var id, kind string
+	err = goqitesql.Each(rows, func(r *sql.Rows) error {
+		var id, kind, lastErr string
 		var body []byte
 		var attempts int
-		if err := r.Scan(&id, &kind, &body, &d.LastError, &attempts, &d.DiedAt); err != nil {
+		var diedAt time.Time
+		if err := r.Scan(&id, &kind, &body, &lastErr, &attempts, &diedAt); err != nil {
 			return err
 		}
-		m, err := jobs.Decode(body)
-		if err != nil {
-			m = jobs.Message{Kind: kind}
-		}
-		m.ID, m.Attempt = id, attempts
-		d.Message = m
-		out = append(out, d)
+		out = append(out, goqitesql.DeadMessage(id, kind, body, attempts, lastErr, diedAt))
 		return nil
 	})
 	if err != nil {
@@ -390,30 +310,4 @@ select id, $1 || kind, body, priority from moved`, args...)
 		return 0, fmt.Errorf("jobs/postgres redrive: %w", err)
 	}
 	return int(n), nil
-}
-
-// affectedOne turns a statement that matched no row into jobs.ErrNotFound.
-func affectedOne(res sql.Result, err error) error {
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return jobs.ErrNotFound
-	}
-	return nil
-}
-
-// each calls fn for every row and closes rows.
-func each(rows *sql.Rows, fn func(*sql.Rows) error) error {
-	defer rows.Close()
-	for rows.Next() {
-		if err := fn(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
 }

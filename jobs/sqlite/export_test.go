@@ -9,7 +9,8 @@ import (
 // SendRaw stores body as a message of kind with goqite's own Send, for
 // jobstest's malformed-body checks (jobstest.RawSender). Tests only.
 func (q *Queue) SendRaw(ctx context.Context, kind string, body []byte) error {
-	return q.goqite(kind).Send(ctx, goqite.Message{Body: body})
+	g := goqite.New(goqite.NewOpts{DB: q.writer, Name: queuePrefix + kind, SQLFlavor: goqite.SQLFlavorSQLite})
+	return g.Send(ctx, goqite.Message{Body: body})
 }
 
 // HonoursPriority: goqite receives higher priorities first

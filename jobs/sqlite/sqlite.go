@@ -60,6 +60,7 @@ import (
 	"maragu.dev/goqite"
 
 	"onebox/jobs"
+	"onebox/jobs/internal/goqitesql"
 )
 
 // Schema creates goqite's table, trigger and index and this package's
@@ -123,79 +124,16 @@ func format(t time.Time) string { return t.UTC().Format(TimeFormat) }
 
 func parse(s string) (time.Time, error) { return time.Parse(TimeFormat, s) }
 
-// Sender enqueues jobs with goqite's own Send and SendTx. It makes one
-// goqite.Queue per kind on first use and keeps it; kinds are the
-// program's own constants, so the set stays small. It is safe for
-// concurrent use.
-type Sender struct {
-	writer *sql.DB
-
-	mu     sync.Mutex
-	queues map[string]*goqite.Queue // by kind
-}
+// Sender enqueues jobs with goqite's own Send and SendTx. Send's
+// transaction: goqite asks for a serializable one; modernc.org/sqlite
+// ignores the level, and the writer's _txlock=immediate makes it BEGIN
+// IMMEDIATE like the store's.
+type Sender = goqitesql.Sender
 
 // NewSender returns a Sender on the store's writer, on a database where
 // Schema has run.
 func NewSender(writer *sql.DB) *Sender {
-	if writer == nil {
-		panic("jobs/sqlite: nil database")
-	}
-	return &Sender{writer: writer, queues: map[string]*goqite.Queue{}}
-}
-
-// goqite returns kind's goqite queue. Its MaxReceive and Timeout apply
-// only to goqite's own Receive, which this package does not call.
-func (s *Sender) goqite(kind string) *goqite.Queue {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	q, ok := s.queues[kind]
-	if !ok {
-		q = goqite.New(goqite.NewOpts{DB: s.writer, Name: queuePrefix + kind, SQLFlavor: goqite.SQLFlavorSQLite})
-		s.queues[kind] = q
-	}
-	return q
-}
-
-// message is m as goqite stores it: onebox's envelope as the body, and
-// goqite's own delay and priority. It fails with jobs.ErrMalformed if m
-// has no kind.
-func message(m jobs.Message, o jobs.SendOptions) (goqite.Message, error) {
-	body, err := jobs.Encode(m)
-	if err != nil {
-		return goqite.Message{}, err
-	}
-	// goqite panics on a negative delay; jobs reads one as none.
-	return goqite.Message{Body: body, Delay: max(o.Delay, 0), Priority: o.Priority}, nil
-}
-
-// Send enqueues m in a transaction of its own, with goqite's Send. It
-// fails with jobs.ErrMalformed if m has no kind. goqite asks for a
-// serializable transaction; modernc.org/sqlite ignores the level, and the
-// writer's _txlock=immediate makes it BEGIN IMMEDIATE like the store's.
-func (s *Sender) Send(ctx context.Context, m jobs.Message, o jobs.SendOptions) error {
-	gm, err := message(m, o)
-	if err != nil {
-		return err
-	}
-	if err := s.goqite(m.Kind).Send(ctx, gm); err != nil {
-		return fmt.Errorf("jobs/sqlite send: %w", err)
-	}
-	return nil
-}
-
-// SendTx enqueues m in tx, a transaction on the store's writer, with
-// goqite's SendTx, so the job exists if and only if tx commits. It
-// writes one goqite row and nothing else. It fails with
-// jobs.ErrMalformed if m has no kind.
-func (s *Sender) SendTx(ctx context.Context, tx *sql.Tx, m jobs.Message, o jobs.SendOptions) error {
-	gm, err := message(m, o)
-	if err != nil {
-		return err
-	}
-	if err := s.goqite(m.Kind).SendTx(ctx, tx, gm); err != nil {
-		return fmt.Errorf("jobs/sqlite send: %w", err)
-	}
-	return nil
+	return goqitesql.NewSender(writer, goqite.SQLFlavorSQLite, queuePrefix, "jobs/sqlite")
 }
 
 // receiveSQL takes a batch in one statement, on goqite's table; it is
@@ -230,23 +168,22 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 		return nil, fmt.Errorf("jobs/sqlite receive: %w", err)
 	}
 	type received struct {
-		msg      jobs.Message
+		goqitesql.Received
 		priority int
 		created  string
 		rowid    int64
-		err      error
 	}
 	var got []received
 	for rows.Next() {
 		var r received
+		var id string
 		var body []byte
-		if err := rows.Scan(&r.msg.ID, &body, &r.msg.Attempt, &r.priority, &r.created, &r.rowid); err != nil {
+		var attempt int
+		if err := rows.Scan(&id, &body, &attempt, &r.priority, &r.created, &r.rowid); err != nil {
 			_ = rows.Close()
 			return nil, fmt.Errorf("jobs/sqlite receive: %w", err)
 		}
-		id, attempt := r.msg.ID, r.msg.Attempt
-		r.msg, r.err = jobs.Decode(body)
-		r.msg.ID, r.msg.Attempt = id, attempt
+		r.Received = goqitesql.Decode(id, attempt, body)
 		got = append(got, r)
 	}
 	// The rows hold the writer's only connection: close them before
@@ -260,14 +197,8 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 	})
 	msgs := make([]jobs.Message, 0, len(got))
 	for _, r := range got {
-		if r.err == nil {
-			msgs = append(msgs, r.msg)
-			continue
-		}
-		q.log.ErrorContext(ctx, "jobs: dead-lettering a malformed message", "job_id", r.msg.ID, "kind", kind, "error", r.err)
-		if err := q.DeadLetter(ctx, r.msg.ID, r.err.Error()); err != nil {
-			// It comes back after visibility and is tried again.
-			q.log.ErrorContext(ctx, "jobs: dead-letter malformed message", "job_id", r.msg.ID, "error", err)
+		if r.Keep(ctx, q.log, kind, q.DeadLetter) {
+			msgs = append(msgs, r.Msg)
 		}
 	}
 	return msgs, nil
@@ -282,7 +213,7 @@ func (q *Queue) Extend(ctx context.Context, id string, visibility time.Duration)
 		return fmt.Errorf("jobs/sqlite extend %s: %w", id, err)
 	}
 	res, err := st.ExecContext(ctx, format(time.Now().Add(visibility)), id)
-	if err := affectedOne(res, err); err != nil {
+	if err := goqitesql.AffectedOne(res, err); err != nil {
 		return fmt.Errorf("jobs/sqlite extend %s: %w", id, err)
 	}
 	return nil
@@ -316,7 +247,7 @@ func (q *Queue) Retry(ctx context.Context, id string, at time.Time, lastErr stri
 	when := format(at)
 	err := q.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE goqite SET timeout = ? WHERE id = ?`, when, id)
-		if err := affectedOne(res, err); err != nil {
+		if err := goqitesql.AffectedOne(res, err); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO jobs_errors (id, last_error, retry_at) VALUES (?, ?, ?)
@@ -336,7 +267,7 @@ func (q *Queue) DeadLetter(ctx context.Context, id string, reason string) error 
 SELECT g.id, ?, substr(g.queue, ?), g.body, g.priority, coalesce(nullif(?, ''), e.last_error, ''), g.received, g.created, ?
 FROM goqite g LEFT JOIN jobs_errors e ON e.id = g.id
 WHERE g.id = ?`, queueName, len(queuePrefix)+1, reason, format(time.Now()), id)
-		if err := affectedOne(res, err); err != nil {
+		if err := goqitesql.AffectedOne(res, err); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM goqite WHERE id = ?`, id)
@@ -368,7 +299,7 @@ func (q *Queue) Stats(ctx context.Context) (jobs.Stats, error) {
 	if err != nil {
 		return jobs.Stats{}, fmt.Errorf("jobs/sqlite stats: %w", err)
 	}
-	err = each(rows, func(r *sql.Rows) error {
+	err = goqitesql.Each(rows, func(r *sql.Rows) error {
 		var kind, oldest string
 		var total, inFlight int
 		if err := r.Scan(&kind, &total, &inFlight, &oldest); err != nil {
@@ -378,7 +309,7 @@ func (q *Queue) Stats(ctx context.Context) (jobs.Stats, error) {
 		if err != nil {
 			return err
 		}
-		st.Kinds[kind] = jobs.KindStats{Queued: total - inFlight, InFlight: inFlight, OldestAge: max(now.Sub(created), 0)}
+		goqitesql.AddKind(st, now, kind, total, inFlight, created)
 		return nil
 	})
 	if err != nil {
@@ -388,18 +319,7 @@ func (q *Queue) Stats(ctx context.Context) (jobs.Stats, error) {
 	if err != nil {
 		return jobs.Stats{}, fmt.Errorf("jobs/sqlite stats: %w", err)
 	}
-	err = each(rows, func(r *sql.Rows) error {
-		var kind string
-		var n int
-		if err := r.Scan(&kind, &n); err != nil {
-			return err
-		}
-		ks := st.Kinds[kind]
-		ks.Dead = n
-		st.Kinds[kind] = ks
-		return nil
-	})
-	if err != nil {
+	if err := goqitesql.CountDead(rows, st); err != nil {
 		return jobs.Stats{}, fmt.Errorf("jobs/sqlite stats: %w", err)
 	}
 	return st, nil
@@ -414,24 +334,18 @@ WHERE queue = ? ORDER BY died_at DESC, rowid DESC LIMIT ?`, queueName, limit)
 		return nil, fmt.Errorf("jobs/sqlite dead: %w", err)
 	}
 	out := []jobs.DeadMessage{}
-	err = each(rows, func(r *sql.Rows) error {
-		var d jobs.DeadMessage
-		var id, kind, diedAt string
+	err = goqitesql.Each(rows, func(r *sql.Rows) error {
+		var id, kind, lastErr, diedAt string
 		var body []byte
 		var attempts int
-		if err := r.Scan(&id, &kind, &body, &d.LastError, &attempts, &diedAt); err != nil {
+		if err := r.Scan(&id, &kind, &body, &lastErr, &attempts, &diedAt); err != nil {
 			return err
 		}
-		m, err := jobs.Decode(body)
+		died, err := parse(diedAt)
 		if err != nil {
-			m = jobs.Message{Kind: kind}
-		}
-		m.ID, m.Attempt = id, attempts
-		d.Message = m
-		if d.DiedAt, err = parse(diedAt); err != nil {
 			return err
 		}
-		out = append(out, d)
+		out = append(out, goqitesql.DeadMessage(id, kind, body, attempts, lastErr, died))
 		return nil
 	})
 	if err != nil {
@@ -503,30 +417,4 @@ func (q *Queue) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
-}
-
-// affectedOne turns a statement that matched no row into jobs.ErrNotFound.
-func affectedOne(res sql.Result, err error) error {
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return jobs.ErrNotFound
-	}
-	return nil
-}
-
-// each calls fn for every row and closes rows.
-func each(rows *sql.Rows, fn func(*sql.Rows) error) error {
-	defer rows.Close()
-	for rows.Next() {
-		if err := fn(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
 }
