@@ -134,22 +134,42 @@ func (c *child) kill() {
 	_ = c.cmd.Wait()
 }
 
-func (c *child) call(method, path, token, ct string, body io.Reader) map[string]any {
-	c.t.Helper()
-	req, _ := http.NewRequest(method, c.base+path, body)
+// request makes one request with client, with the content type and the
+// bearer token unless they are "", and the header pairs, and reads the
+// whole answer, whatever its status.
+func request(client *http.Client, method, url, token, ct string, body io.Reader, header ...string) (*http.Response, []byte, error) {
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		return nil, nil, err
+	}
 	if ct != "" {
 		req.Header.Set("Content-Type", ct)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	res, err := http.DefaultClient.Do(req)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return res, b, err
+}
+
+// call makes one request to the child's API and decodes its JSON answer,
+// which must not be an error.
+func (c *child) call(method, path, token, ct string, body io.Reader) map[string]any {
+	c.t.Helper()
+	res, b, err := request(http.DefaultClient, method, c.base+path, token, ct, body)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	defer res.Body.Close()
 	var m map[string]any
-	if err := json.NewDecoder(res.Body).Decode(&m); err != nil || res.StatusCode >= 400 {
+	if err := json.Unmarshal(b, &m); err != nil || res.StatusCode >= 400 {
 		c.t.Fatalf("%s %s: %d %v %v", method, path, res.StatusCode, m, err)
 	}
 	return m

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"io"
 	"mime/multipart"
 	"net/http"
 	"os"
@@ -164,26 +163,11 @@ func (l *load) fail(format string, args ...any) {
 
 // do sends one request and returns its body if the status is want.
 func (l *load) do(want int, method, path, token, ct string, body []byte, header ...string) []byte {
-	req, err := http.NewRequest(method, l.base+path, bytes.NewReader(body))
-	if err != nil {
-		panic(err)
-	}
-	if ct != "" {
-		req.Header.Set("Content-Type", ct)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	res, err := l.client.Do(req)
-	if err != nil {
+	res, b, err := request(l.client, method, l.base+path, token, ct, bytes.NewReader(body), header...)
+	if res == nil {
 		l.fail("%s %s: %v", method, path, err)
 		return nil
 	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
 	if err != nil || res.StatusCode != want {
 		l.fail("%s %s: %d %v %s, want %d", method, path, res.StatusCode, err, b, want)
 		return nil

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"mime/multipart"
 	"net/http"
@@ -44,25 +43,14 @@ type req struct {
 }
 
 func (p *nginxProof) do(r req) (int, []byte, error) {
-	hr, err := http.NewRequest(r.method, r.url, bytes.NewReader(r.body))
-	if err != nil {
-		return 0, nil, err
-	}
-	if r.ct != "" {
-		hr.Header.Set("Content-Type", r.ct)
-	}
-	if r.token != "" {
-		hr.Header.Set("Authorization", "Bearer "+r.token)
-	}
+	var header []string
 	if r.from != "" {
-		hr.Header.Set("X-Forwarded-For", r.from)
+		header = []string{"X-Forwarded-For", r.from}
 	}
-	res, err := p.client.Do(hr)
-	if err != nil {
+	res, b, err := request(p.client, r.method, r.url, r.token, r.ct, bytes.NewReader(r.body), header...)
+	if res == nil {
 		return 0, nil, err
 	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
 	return res.StatusCode, b, err
 }
 

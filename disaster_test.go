@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -380,17 +379,17 @@ func (l *loadRun) session(base, handle string, photo []byte) error {
 // send makes one request and decodes the answer into out, if the status
 // is want.
 func send(method, url, token, contentType string, body io.Reader, want int, out any) error {
-	res, err := request(method, url, token, contentType, body)
+	res, b, err := request(http.DefaultClient, method, url, token, contentType, body)
 	if err != nil {
 		return err
 	}
-	if res.status != want {
-		return fmt.Errorf("%s %s: %d %s", method, url, res.status, res.body)
+	if res.StatusCode != want {
+		return fmt.Errorf("%s %s: %d %s", method, url, res.StatusCode, b)
 	}
 	if out == nil {
 		return nil
 	}
-	return json.Unmarshal(res.body, out)
+	return json.Unmarshal(b, out)
 }
 
 type response struct {
@@ -398,34 +397,13 @@ type response struct {
 	body   []byte
 }
 
-// request makes one request, with the bearer token unless it is "".
-func request(method, url, token, contentType string, body io.Reader) (response, error) {
-	req, err := http.NewRequestWithContext(context.Background(), method, url, body)
-	if err != nil {
-		return response{}, err
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return response{}, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	return response{res.StatusCode, b}, err
-}
-
 func get(t *testing.T, url, token string) response {
 	t.Helper()
-	res, err := request("GET", url, token, "", nil)
+	res, b, err := request(http.DefaultClient, "GET", url, token, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res
+	return response{res.StatusCode, b}
 }
 
 func mustRun(t *testing.T, name string, args ...string) {

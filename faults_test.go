@@ -26,19 +26,7 @@ import (
 // body, whatever the status (call, by contrast, fails the test on 4xx/5xx).
 func (c *child) do(method, url, ct string, body io.Reader) (*http.Response, []byte) {
 	c.t.Helper()
-	req, err := http.NewRequest(method, url, body)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if ct != "" {
-		req.Header.Set("Content-Type", ct)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
+	res, b, err := request(http.DefaultClient, method, url, "", ct, body)
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -36,16 +36,10 @@ func TestOpsEndToEnd(t *testing.T) {
 	}()
 	do := func(method, path, token string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, "http://"+admin+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
+		res, b, err := request(http.DefaultClient, method, "http://"+admin+path, token, "", nil)
+		if res == nil {
 			return 0, err.Error()
 		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
 		return res.StatusCode, string(b)
 	}
 	for deadline := time.Now().Add(20 * time.Second); ; {

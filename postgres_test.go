@@ -19,23 +19,7 @@ import (
 // send makes one request to the child's API with a bearer token and
 // returns the answer, whatever its status.
 func (c *child) send(method, path, token, ct string, body []byte) (*http.Response, []byte, error) {
-	req, err := http.NewRequest(method, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, nil, err
-	}
-	if ct != "" {
-		req.Header.Set("Content-Type", ct)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	return res, b, err
+	return request(http.DefaultClient, method, c.base+path, token, ct, bytes.NewReader(body))
 }
 
 // signup creates a user through the child and logs in.

@@ -124,11 +124,9 @@ func (l *Locker) Acquire(ctx context.Context, name string) (lease.Held, error) {
 
 // hold renews the key every TTL/4 while the holder runs.
 func (l *Locker) hold(kv jetstream.KeyValue, k string, rev uint64, renewed time.Time) *held {
-	ctx, stop := context.WithCancel(context.Background())
-	h := &held{kv: kv, key: k, lost: make(chan struct{}), stop: stop, stopped: make(chan struct{})}
+	h := &held{kv: kv, key: k}
 	h.rev.Store(rev)
-	go func() {
-		defer close(h.stopped)
+	h.Watched = lease.Watch(func(ctx context.Context, w *lease.Watched) {
 		t := time.NewTicker(l.o.TTL / 4)
 		defer t.Stop()
 		for {
@@ -149,44 +147,34 @@ func (l *Locker) hold(kv jetstream.KeyValue, k string, rev uint64, renewed time.
 				renewed = start
 			case errors.Is(err, jetstream.ErrKeyExists), time.Since(renewed) > l.o.TTL/2:
 				// Another holder has it, or the server may soon give it.
-				h.markLost()
+				w.MarkLost()
 				return
 			}
 		}
-	}()
+	})
 	return h
 }
 
 type held struct {
-	kv       jetstream.KeyValue
-	key      string
-	rev      atomic.Uint64
-	lost     chan struct{}
-	lostOnce sync.Once
-	stop     context.CancelFunc
-	stopped  chan struct{}
-	release  sync.Once
+	*lease.Watched
+	kv  jetstream.KeyValue
+	key string
+	rev atomic.Uint64
 }
-
-func (h *held) Lost() <-chan struct{} { return h.lost }
-
-func (h *held) markLost() { h.lostOnce.Do(func() { close(h.lost) }) }
 
 // Release deletes the key if it is still this holder's.
 func (h *held) Release(ctx context.Context) error {
-	var err error
-	h.release.Do(func() {
-		h.stop()
-		<-h.stopped
+	err := h.ReleaseWith(func() error {
 		select {
-		case <-h.lost: // not ours any more: nothing to delete
+		case <-h.Lost(): // not ours any more: nothing to delete
+			return nil
 		default:
-			err = h.kv.Delete(ctx, h.key, jetstream.LastRevision(h.rev.Load()))
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				err = nil // taken over meanwhile
-			}
 		}
-		h.markLost()
+		err := h.kv.Delete(ctx, h.key, jetstream.LastRevision(h.rev.Load()))
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return nil // taken over meanwhile
+		}
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("lease release: %w", err)

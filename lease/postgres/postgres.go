@@ -14,7 +14,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -104,10 +103,8 @@ func (l *Locker) Acquire(ctx context.Context, name string) (lease.Held, error) {
 
 // hold watches conn: the lease is held as long as it answers.
 func (l *Locker) hold(conn *pgx.Conn) *held {
-	ctx, stop := context.WithCancel(context.Background())
-	h := &held{conn: conn, lost: make(chan struct{}), stop: stop, stopped: make(chan struct{})}
-	go func() {
-		defer close(h.stopped)
+	h := &held{conn: conn}
+	h.Watched = lease.Watch(func(ctx context.Context, w *lease.Watched) {
 		t := time.NewTicker(l.o.Check)
 		defer t.Stop()
 		for {
@@ -120,36 +117,21 @@ func (l *Locker) hold(conn *pgx.Conn) *held {
 			err := conn.Ping(pctx)
 			cancel()
 			if err != nil && ctx.Err() == nil {
-				h.markLost()
+				w.MarkLost()
 				return
 			}
 		}
-	}()
+	})
 	return h
 }
 
 type held struct {
-	conn     *pgx.Conn
-	lost     chan struct{}
-	lostOnce sync.Once
-	stop     context.CancelFunc
-	stopped  chan struct{} // the watcher no longer uses conn
-	release  sync.Once
+	*lease.Watched // its watcher uses conn until stopped
+	conn           *pgx.Conn
 }
-
-func (h *held) Lost() <-chan struct{} { return h.lost }
-
-func (h *held) markLost() { h.lostOnce.Do(func() { close(h.lost) }) }
 
 // Release closes the connection, which frees the lock: no unlock
 // statement is needed, and none can be forgotten.
 func (h *held) Release(ctx context.Context) error {
-	var err error
-	h.release.Do(func() {
-		h.stop()
-		<-h.stopped
-		err = h.conn.Close(ctx)
-		h.markLost()
-	})
-	return err
+	return h.ReleaseWith(func() error { return h.conn.Close(ctx) })
 }

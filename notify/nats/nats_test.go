@@ -83,41 +83,15 @@ func TestReconnect(t *testing.T) {
 	}
 	server := start()
 	h := open(t, "nats://127.0.0.1:"+strconv.Itoa(port), newSubject())
-	ch, unsubscribe, err := h.Subscribe(t.Context(), "user:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unsubscribe()
-
-	_ = server.Process.Kill()
-	_ = server.Wait()
-	select {
-	case _, ok := <-ch:
-		if ok {
-			t.Fatal("woken, want the subscription ended")
+	notifytest.Reconnect(t, h, func(t *testing.T) {
+		_ = server.Process.Kill()
+		_ = server.Wait()
+	}, func(t *testing.T) {
+		if _, _, err := h.Subscribe(t.Context(), "user:1"); err == nil {
+			t.Fatal("Subscribe succeeded without a server")
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("subscription not ended 10s after the server was")
-	}
-	if _, _, err := h.Subscribe(t.Context(), "user:1"); err == nil {
-		t.Fatal("Subscribe succeeded without a server")
-	}
-
-	start()
-	notifytest.WaitConnected(t, h)
-	ch, unsubscribe, err = h.Subscribe(t.Context(), "user:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unsubscribe()
-	if err := h.Publish(t.Context(), "user:1"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-ch:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no wake-up after reconnecting")
-	}
+		start()
+	})
 }
 
 func freePort(t *testing.T) int {

@@ -58,43 +58,17 @@ func TestReconnect(t *testing.T) {
 	url := pgtest.URL(t, "notify hub")
 	channel := newChannel(t)
 	h := open(t, url, channel)
-	ch, unsubscribe, err := h.Subscribe(t.Context(), "user:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unsubscribe()
-
-	conn, err := pgx.Connect(t.Context(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	var ended int
-	err = conn.QueryRow(t.Context(), `select count(pg_terminate_backend(pid)) from pg_stat_activity
-		where pid <> pg_backend_pid() and query = $1`, "listen "+pgx.Identifier{channel}.Sanitize()).Scan(&ended)
-	if err != nil || ended != 1 {
-		t.Fatalf("terminated %d listeners (%v), want 1", ended, err)
-	}
-	select {
-	case _, ok := <-ch:
-		if ok {
-			t.Fatal("woken, want the subscription ended")
+	notifytest.Reconnect(t, h, func(t *testing.T) {
+		conn, err := pgx.Connect(t.Context(), url)
+		if err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("subscription not ended 10s after the connection was")
-	}
-	notifytest.WaitConnected(t, h)
-	ch, unsubscribe, err = h.Subscribe(t.Context(), "user:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unsubscribe()
-	if err := h.Publish(t.Context(), "user:1"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-ch:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no wake-up after reconnecting")
-	}
+		defer conn.Close(context.Background())
+		var ended int
+		err = conn.QueryRow(t.Context(), `select count(pg_terminate_backend(pid)) from pg_stat_activity
+			where pid <> pg_backend_pid() and query = $1`, "listen "+pgx.Identifier{channel}.Sanitize()).Scan(&ended)
+		if err != nil || ended != 1 {
+			t.Fatalf("terminated %d listeners (%v), want 1", ended, err)
+		}
+	}, nil)
 }
