@@ -101,7 +101,7 @@ func (a *App) session(ctx context.Context, token string, viaCookie bool) (identi
 		if err != nil {
 			return nil, absent(err)
 		}
-		return []byte(s.UserID + " " + strconv.FormatInt(s.ExpiresAt.UnixNano(), 10) + " " + string(s.Token)), nil
+		return sessionValue(s.UserID, s.ExpiresAt, s.Token), nil
 	})
 	if errors.Is(err, cache.ErrAbsent) {
 		return identity{}, errBadCredentials
@@ -115,6 +115,23 @@ func (a *App) session(ctx context.Context, token string, viaCookie bool) (identi
 		return identity{}, errBadCredentials
 	}
 	return identity{userID: userID, tokenHash: hash, viaCookie: viaCookie, token: store.Token(tok)}, nil
+}
+
+// sessionValue is a session's cached form: "<user id> <expiry ns>", then
+// " <token>" only when the store hands out tokens. Without one it is the
+// form of the releases before tokens, whose parser reads the whole rest as
+// the expiry: a trailing space would make every session a 401 to them
+// while they share the cache during a rolling upgrade.
+func sessionValue(userID string, expires time.Time, tok store.Token) []byte {
+	b := make([]byte, 0, len(userID)+21+len(tok))
+	b = append(b, userID...)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, expires.UnixNano(), 10)
+	if tok != "" {
+		b = append(b, ' ')
+		b = append(b, tok...)
+	}
+	return b
 }
 
 // requireUser returns the caller or a 401.

@@ -152,10 +152,11 @@ func (a *App) getUser(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	tag := string(p.tag)
 	h := c.Response().Header()
-	h[headerETag] = []string{string(p.tag)}
+	h[headerETag] = []string{tag}
 	h[echo.HeaderCacheControl] = a.publicCacheControl
-	if match := c.Request().Header.Get("If-None-Match"); match != "" && etagMatches(match, string(p.tag), true) {
+	if match := c.Request().Header.Get("If-None-Match"); match != "" && etagMatches(match, tag, true) {
 		return c.NoContent(http.StatusNotModified)
 	}
 	body, err := p.writeBody(ctx, a.media.URL)
@@ -166,8 +167,9 @@ func (a *App) getUser(c echo.Context) error {
 }
 
 // cachedProfile reads user id's profile through the cache. An entry of
-// another format (an older onebox's, in a shared cache) is a miss: it is
-// dropped and loaded again, once.
+// another format is a miss: it is dropped and loaded again, once. An
+// older onebox's cannot be one (profileKey names the format); this is
+// for an entry that is cut or corrupt.
 func (a *App) cachedProfile(ctx context.Context, id string) (cachedProfile, error) {
 	key := profileKey(id)
 	load := func(ctx context.Context) ([]byte, error) {

@@ -243,3 +243,30 @@ func BenchmarkRoute(b *testing.B) {
 		}
 	})
 }
+
+// TestTopRejectedKeysLateHeavyHitter: a key that starts being rejected
+// only after the sketch is full of others still ends first, counted at
+// least as often as it was rejected (space-saving overestimates, never
+// under): it enters at the evicted key's count plus one.
+func TestTopRejectedKeysLateHeavyHitter(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{})
+	fresh := 0
+	reject := func() { m.RateLimit("login", fmt.Sprintf("10.2.%d.%d", fresh/256, fresh%256), false); fresh++ }
+	for range 1000 {
+		reject()
+	}
+	// "0…" sorts before the others: a tie with them evicts it first.
+	for range 1000 {
+		m.RateLimit("login", "0.0.0.1", false)
+		reject()
+		reject()
+	}
+	text := expose(m)
+	first := strings.Index(text, `onebox_ratelimit_rejected_top{policy="login"`)
+	line, _, _ := strings.Cut(text[first:], "\n")
+	var n int
+	if _, err := fmt.Sscanf(line, `onebox_ratelimit_rejected_top{policy="login",key="0.0.0.1"} %d`, &n); err != nil || n < 1000 {
+		t.Fatalf("the late heavy key is not first with at least its 1000 rejections: %q (%v)", line, err)
+	}
+}
