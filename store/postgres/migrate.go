@@ -117,7 +117,7 @@ func (s *Store) Apply(ctx context.Context) (names []string, err error) {
 		if err != nil {
 			return err
 		}
-		versions, err = collect(rows, scanValue[int])
+		versions, err = sqlutil.Collect(rows, sqlutil.ScanValue[int])
 		return err
 	}); err != nil {
 		return nil, err
@@ -162,13 +162,13 @@ func (s *Store) Pending(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	has, err := readOne(ctx, s, onPrimary, "migrate_has_table", hasMigrationsTableSQL, scanValue[bool])
+	has, err := readOne(ctx, s, onPrimary, "migrate_has_table", hasMigrationsTableSQL, sqlutil.ScanValue[bool])
 	if err != nil {
 		return nil, err
 	}
 	done := map[int]bool{}
 	if has {
-		versions, err := queryAll(ctx, s, onPrimary, "migrate_applied", appliedMigrationsSQL, scanValue[int])
+		versions, err := queryAll(ctx, s, onPrimary, "migrate_applied", appliedMigrationsSQL, sqlutil.ScanValue[int])
 		if err != nil {
 			return nil, err
 		}

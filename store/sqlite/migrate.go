@@ -82,7 +82,7 @@ func (s *Store) Apply(ctx context.Context) ([]string, error) {
 			if err != nil {
 				return err
 			}
-			versions, err = collect(rows, scanValue[int])
+			versions, err = sqlutil.Collect(rows, sqlutil.ScanValue[int])
 			return err
 		})
 		if err != nil {
@@ -144,7 +144,7 @@ func (s *Store) Pending(ctx context.Context) ([]string, error) {
 			if err != nil {
 				return err
 			}
-			versions, err = collect(rows, scanValue[int])
+			versions, err = sqlutil.Collect(rows, sqlutil.ScanValue[int])
 			return err
 		})
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"onebox/store"
+	"onebox/store/internal/sqlutil"
 )
 
 // photoColumns is what scanPhoto reads, in its order.
@@ -347,7 +348,7 @@ func (s *Store) ownerPhotoKeys(ctx context.Context, tx *sql.Tx, ownerID string) 
 		if err != nil {
 			return err
 		}
-		perPhoto, err := collect(rows, func(r scanner, keys *[]string) error {
+		perPhoto, err := sqlutil.Collect(rows, func(r scanner, keys *[]string) error {
 			var original string
 			var variants []store.Variant
 			if err := r.Scan(&original, jsonVariants{&variants}); err != nil {
