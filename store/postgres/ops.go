@@ -137,7 +137,7 @@ func (s *Store) MediaKeys(ctx context.Context) ([]string, error) {
 		if err := r.Scan(&original, jsonVariants{&variants}); err != nil {
 			return err
 		}
-		*keys = photoKeys(original, variants)
+		*keys = sqlutil.PhotoKeys(original, variants)
 		return nil
 	})
 	if err != nil {
