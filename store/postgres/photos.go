@@ -123,7 +123,7 @@ func (s *Store) CreatePhoto(ctx context.Context, p store.CreatePhotoParams) (ph 
 			})
 			if err == nil {
 				ph = prev.photo
-				return sameRequest("photos_create", prev.digest, idem.Digest)
+				return sqlutil.SameRequest("postgres", "photos_create", prev.digest, idem.Digest)
 			}
 			if !errors.Is(err, store.ErrNotFound) {
 				return err
@@ -176,16 +176,6 @@ func scanKeyedPhoto(r scanner, kp *keyedPhoto) error {
 		utcTime{&ph.CreatedAt}, utcTime{&ph.UpdatedAt}, &kp.digest)
 }
 
-// sameRequest is nil when a request with digest may be answered with what
-// a key with stored made: an empty stored digest matches any; an empty
-// digest asks nothing.
-func sameRequest(name, stored, digest string) error {
-	if stored == "" || digest == "" || stored == digest {
-		return nil
-	}
-	return fmt.Errorf("postgres %s: %w", name, store.ErrIdempotencyMismatch)
-}
-
 // Photo returns one photo, or store.ErrNotFound.
 func (s *Store) Photo(ctx context.Context, p store.PhotoParams) (store.Photo, error) {
 	return readOne(ctx, s, s.reader(p.Freshness, p.AtLeast), "photos_by_id", photoByIDSQL, scanPhoto, p.ID)
@@ -200,7 +190,7 @@ func (s *Store) PhotoByIdempotencyKey(ctx context.Context, p store.IdempotencyPa
 	if err != nil {
 		return store.Photo{}, err
 	}
-	if err := sameRequest("photos_by_idempotency", kp.digest, p.Digest); err != nil {
+	if err := sqlutil.SameRequest("postgres", "photos_by_idempotency", kp.digest, p.Digest); err != nil {
 		return store.Photo{}, err
 	}
 	return kp.photo, nil

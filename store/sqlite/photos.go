@@ -117,7 +117,7 @@ func (s *Store) CreatePhoto(ctx context.Context, p store.CreatePhotoParams) (ph 
 			})
 			if err == nil {
 				ph = prev.photo
-				return sameRequest("photos_create", prev.digest, idem.Digest)
+				return sqlutil.SameRequest("sqlite", "photos_create", prev.digest, idem.Digest)
 			}
 			if !errors.Is(err, store.ErrNotFound) {
 				return err
@@ -161,16 +161,6 @@ func scanKeyedPhoto(r scanner, kp *keyedPhoto) error {
 		textTime{&ph.CreatedAt}, textTime{&ph.UpdatedAt}, &kp.digest)
 }
 
-// sameRequest is nil when a request with digest may be answered with what
-// a key with stored made: an empty stored digest is a key taken before
-// digests were kept, and matches any; an empty digest asks nothing.
-func sameRequest(name, stored, digest string) error {
-	if stored == "" || digest == "" || stored == digest {
-		return nil
-	}
-	return fmt.Errorf("sqlite %s: %w", name, store.ErrIdempotencyMismatch)
-}
-
 // Photo returns one photo, or store.ErrNotFound. With store.MustBeFresh
 // it sees every committed write; with store.MayBeStale, every write of
 // this process and another process's within 100 ms.
@@ -188,7 +178,7 @@ func (s *Store) PhotoByIdempotencyKey(ctx context.Context, p store.IdempotencyPa
 	if err != nil {
 		return store.Photo{}, err
 	}
-	if err := sameRequest("photos_by_idempotency", kp.digest, p.Digest); err != nil {
+	if err := sqlutil.SameRequest("sqlite", "photos_by_idempotency", kp.digest, p.Digest); err != nil {
 		return store.Photo{}, err
 	}
 	return kp.photo, nil

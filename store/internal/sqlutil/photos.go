@@ -57,3 +57,15 @@ func PhotoKeys(original string, variants []store.Variant) []string {
 	}
 	return keys
 }
+
+// SameRequest is nil when a request with digest may be answered with what
+// an idempotency key with stored made: an empty stored digest is a key
+// taken before digests were kept, and matches any; an empty digest asks
+// nothing. Otherwise it is store.ErrIdempotencyMismatch, its message
+// begun with dialect and the query's name.
+func SameRequest(dialect, name, stored, digest string) error {
+	if stored == "" || digest == "" || stored == digest {
+		return nil
+	}
+	return fmt.Errorf("%s %s: %w", dialect, name, store.ErrIdempotencyMismatch)
+}

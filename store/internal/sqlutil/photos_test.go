@@ -1,6 +1,7 @@
 package sqlutil_test
 
 import (
+	"errors"
 	"reflect"
 	"slices"
 	"testing"
@@ -52,6 +53,24 @@ func TestPhotoKeys(t *testing.T) {
 	for _, tt := range tests {
 		if got := sqlutil.PhotoKeys(tt.original, tt.variants); !slices.Equal(got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestSameRequest(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, stored, digest string
+		want                 error
+	}{
+		{"same", "d1", "d1", nil},
+		{"key from before digests", "", "d1", nil},
+		{"request without digest", "d1", "", nil},
+		{"different", "d1", "d2", store.ErrIdempotencyMismatch},
+	}
+	for _, tt := range tests {
+		if err := sqlutil.SameRequest("test", "q", tt.stored, tt.digest); !errors.Is(err, tt.want) || (err == nil) != (tt.want == nil) {
+			t.Errorf("%s: got %v, want %v", tt.name, err, tt.want)
 		}
 	}
 }
