@@ -122,14 +122,7 @@ func (s *Store) Apply(ctx context.Context) (names []string, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	done := make(map[int]bool, len(versions))
-	for _, v := range versions {
-		done[v] = true
-	}
-	for _, m := range ms {
-		if done[m.Version] {
-			continue
-		}
+	for _, m := range sqlutil.Unapplied(ms, versions) {
 		name := m.ID()
 		err := s.observe(ctx, fmt.Sprintf("migrate_%04d", m.Version), m.SQL, func() error {
 			tx, err := conn.BeginTx(ctx, nil)
@@ -166,21 +159,16 @@ func (s *Store) Pending(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	done := map[int]bool{}
+	var versions []int
 	if has {
-		versions, err := queryAll(ctx, s, onPrimary, "migrate_applied", appliedMigrationsSQL, sqlutil.ScanValue[int])
+		versions, err = queryAll(ctx, s, onPrimary, "migrate_applied", appliedMigrationsSQL, sqlutil.ScanValue[int])
 		if err != nil {
 			return nil, err
 		}
-		for _, v := range versions {
-			done[v] = true
-		}
 	}
 	var pending []string
-	for _, m := range ms {
-		if !done[m.Version] {
-			pending = append(pending, m.ID())
-		}
+	for _, m := range sqlutil.Unapplied(ms, versions) {
+		pending = append(pending, m.ID())
 	}
 	return pending, nil
 }

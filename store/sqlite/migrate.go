@@ -88,14 +88,7 @@ func (s *Store) Apply(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		done := make(map[int]bool, len(versions))
-		for _, v := range versions {
-			done[v] = true
-		}
-		for _, m := range ms {
-			if done[m.Version] {
-				continue
-			}
+		for _, m := range sqlutil.Unapplied(ms, versions) {
 			err := s.observe(ctx, fmt.Sprintf("migrate_%04d", m.Version), m.SQL, func() error {
 				if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 					return err
@@ -136,9 +129,8 @@ func (s *Store) Pending(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, translate("migrate_has_table", err)
 	}
-	done := map[int]bool{}
+	var versions []int
 	if tables > 0 {
-		var versions []int
 		err = s.observe(ctx, "migrate_applied", appliedMigrationsSQL, func() error {
 			rows, err := s.reader.db.QueryContext(ctx, appliedMigrationsSQL)
 			if err != nil {
@@ -150,15 +142,10 @@ func (s *Store) Pending(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return nil, translate("migrate_applied", err)
 		}
-		for _, v := range versions {
-			done[v] = true
-		}
 	}
 	var pending []string
-	for _, m := range ms {
-		if !done[m.Version] {
-			pending = append(pending, m.ID())
-		}
+	for _, m := range sqlutil.Unapplied(ms, versions) {
+		pending = append(pending, m.ID())
 	}
 	return pending, nil
 }

@@ -57,3 +57,15 @@ func LoadMigrations(fsys fs.FS, goms []Migration) ([]Migration, error) {
 	}
 	return ms, nil
 }
+
+// Unapplied is the migrations of ms, in their order, whose versions are
+// not among applied (schema_migrations' versions).
+func Unapplied(ms []Migration, applied []int) []Migration {
+	var out []Migration
+	for _, m := range ms {
+		if !slices.Contains(applied, m.Version) {
+			out = append(out, m)
+		}
+	}
+	return out
+}

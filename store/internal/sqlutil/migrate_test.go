@@ -49,3 +49,26 @@ func TestLoadMigrations(t *testing.T) {
 		}
 	}
 }
+
+func TestUnapplied(t *testing.T) {
+	t.Parallel()
+	ms := []sqlutil.Migration{{Version: 1, Name: "a"}, {Version: 2, Name: "b"}, {Version: 3, Name: "c"}}
+	tests := []struct {
+		name    string
+		applied []int
+		want    []string
+	}{
+		{"fresh database", nil, []string{"0001_a", "0002_b", "0003_c"}},
+		{"some applied", []int{1, 3}, []string{"0002_b"}},
+		{"all applied", []int{3, 2, 1}, nil},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, m := range sqlutil.Unapplied(ms, tt.applied) {
+			got = append(got, m.ID())
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
