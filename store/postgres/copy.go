@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"onebox/dbcopy"
+	"onebox/store/internal/sqlutil"
 )
 
 var _ dbcopy.Database = (*Store)(nil)
@@ -128,7 +129,7 @@ func (s *Store) WriteRows(ctx context.Context, t dbcopy.Table, rows [][]any) (in
 
 // CountRows counts t's rows on the primary.
 func (s *Store) CountRows(ctx context.Context, t dbcopy.Table) (int64, error) {
-	return readOne(ctx, s, onPrimary, "copy_count_"+t.Name, "select count(*) from "+quote(t.Name), scanValue[int64])
+	return readOne(ctx, s, onPrimary, "copy_count_"+t.Name, "select count(*) from "+quote(t.Name), sqlutil.ScanValue[int64])
 }
 
 // ResetSerial moves the sequence behind t.Serial (an identity column's)
@@ -138,7 +139,7 @@ func (s *Store) CountRows(ctx context.Context, t dbcopy.Table) (int64, error) {
 func (s *Store) ResetSerial(ctx context.Context, t dbcopy.Table) error {
 	col := quote(t.Serial)
 	query := "select setval(pg_get_serial_sequence($1, $2), coalesce(max(" + col + "), 0) + 1, false) from " + quote(t.Name)
-	_, err := readOne(ctx, s, onPrimary, "copy_reset_serial_"+t.Name, query, scanValue[int64], t.Name, t.Serial)
+	_, err := readOne(ctx, s, onPrimary, "copy_reset_serial_"+t.Name, query, sqlutil.ScanValue[int64], t.Name, t.Serial)
 	return err
 }
 

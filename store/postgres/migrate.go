@@ -1,19 +1,15 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5/stdlib"
 
 	jobpg "onebox/jobs/postgres"
+	"onebox/store/internal/sqlutil"
 )
 
 // migrationFS holds the schema history that is ours, one file a
@@ -26,47 +22,18 @@ var migrationFS embed.FS
 
 // goMigrations are the versions whose SQL another package owns and
 // exports. Their text must stay as it was when applied, like a file's.
-var goMigrations = []migration{
+var goMigrations = []sqlutil.Migration{
 	// The job queue lives in this database, so a job commits with the row
 	// it belongs to. jobpg.Schema is idempotent.
-	{version: 3, name: "jobs", sql: jobpg.Schema},
-}
-
-type migration struct {
-	version int
-	name    string
-	sql     string
+	{Version: 3, Name: "jobs", SQL: jobpg.Schema},
 }
 
 // migrations returns the embedded and the Go-supplied migrations in
-// version order, checking the versions run from 1 without gaps or
-// duplicates and each has SQL.
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
+// version order, checked by sqlutil.LoadMigrations.
+func migrations() ([]sqlutil.Migration, error) {
+	ms, err := sqlutil.LoadMigrations(migrationFS, goMigrations)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: read migrations: %w", err)
-	}
-	ms := slices.Clone(goMigrations)
-	for _, e := range entries {
-		num, name, _ := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
-		version, err := strconv.Atoi(num)
-		if err != nil || num != fmt.Sprintf("%04d", version) {
-			return nil, fmt.Errorf("postgres: migration %s: want a name NNNN_name.sql", e.Name())
-		}
-		body, err := fs.ReadFile(migrationFS, "migrations/"+e.Name())
-		if err != nil {
-			return nil, fmt.Errorf("postgres: read migration: %w", err)
-		}
-		ms = append(ms, migration{version: version, name: name, sql: string(body)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return cmp.Compare(a.version, b.version) })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("postgres: migration %04d_%s: want version %04d", m.version, m.name, i+1)
-		}
-		if strings.TrimSpace(m.sql) == "" {
-			return nil, fmt.Errorf("postgres: migration %04d_%s: no SQL", m.version, m.name)
-		}
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return ms, nil
 }
@@ -150,30 +117,23 @@ func (s *Store) Apply(ctx context.Context) (names []string, err error) {
 		if err != nil {
 			return err
 		}
-		versions, err = collect(rows, scanValue[int])
+		versions, err = sqlutil.Collect(rows, sqlutil.ScanValue[int])
 		return err
 	}); err != nil {
 		return nil, err
 	}
-	done := make(map[int]bool, len(versions))
-	for _, v := range versions {
-		done[v] = true
-	}
-	for _, m := range ms {
-		if done[m.version] {
-			continue
-		}
-		name := fmt.Sprintf("%04d_%s", m.version, m.name)
-		err := s.observe(ctx, fmt.Sprintf("migrate_%04d", m.version), m.sql, func() error {
+	for _, m := range sqlutil.Unapplied(ms, versions) {
+		name := m.ID()
+		err := s.observe(ctx, fmt.Sprintf("migrate_%04d", m.Version), m.SQL, func() error {
 			tx, err := conn.BeginTx(ctx, nil)
 			if err != nil {
 				return err
 			}
 			defer func() { _ = tx.Rollback() }()
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
-			if _, err := tx.ExecContext(ctx, recordMigrationSQL, m.version, m.name); err != nil {
+			if _, err := tx.ExecContext(ctx, recordMigrationSQL, m.Version, m.Name); err != nil {
 				return err
 			}
 			return tx.Commit()
@@ -181,7 +141,7 @@ func (s *Store) Apply(ctx context.Context) (names []string, err error) {
 		if err != nil {
 			return names, err
 		}
-		s.logger.InfoContext(ctx, "postgres: applied migration", "version", m.version, "name", m.name)
+		s.logger.InfoContext(ctx, "postgres: applied migration", "version", m.Version, "name", m.Name)
 		names = append(names, name)
 	}
 	return names, nil
@@ -195,25 +155,20 @@ func (s *Store) Pending(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	has, err := readOne(ctx, s, onPrimary, "migrate_has_table", hasMigrationsTableSQL, scanValue[bool])
+	has, err := readOne(ctx, s, onPrimary, "migrate_has_table", hasMigrationsTableSQL, sqlutil.ScanValue[bool])
 	if err != nil {
 		return nil, err
 	}
-	done := map[int]bool{}
+	var versions []int
 	if has {
-		versions, err := queryAll(ctx, s, onPrimary, "migrate_applied", appliedMigrationsSQL, scanValue[int])
+		versions, err = queryAll(ctx, s, onPrimary, "migrate_applied", appliedMigrationsSQL, sqlutil.ScanValue[int])
 		if err != nil {
 			return nil, err
 		}
-		for _, v := range versions {
-			done[v] = true
-		}
 	}
 	var pending []string
-	for _, m := range ms {
-		if !done[m.version] {
-			pending = append(pending, fmt.Sprintf("%04d_%s", m.version, m.name))
-		}
+	for _, m := range sqlutil.Unapplied(ms, versions) {
+		pending = append(pending, m.ID())
 	}
 	return pending, nil
 }

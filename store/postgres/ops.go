@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"onebox/store"
+	"onebox/store/internal/sqlutil"
 )
 
 // Stats are the pool's counters, as plain numbers for metrics.
@@ -84,7 +85,7 @@ func (s *Store) Explain(ctx context.Context, query string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("postgres explain: %w", translate("explain", err))
 	}
-	lines, err := collect(rows, scanValue[string])
+	lines, err := sqlutil.Collect(rows, sqlutil.ScanValue[string])
 	if err != nil {
 		return "", fmt.Errorf("postgres explain: %w", translate("explain", err))
 	}
@@ -108,14 +109,14 @@ func (s *Store) IntegrityCheck(ctx context.Context) error {
 // table name.
 func (s *Store) RowCounts(ctx context.Context) (map[string]int64, error) {
 	const tablesSQL = `select tablename from pg_tables where schemaname = current_schema() order by tablename`
-	tables, err := queryAll(ctx, s, onPrimary, "tables", tablesSQL, scanValue[string])
+	tables, err := queryAll(ctx, s, onPrimary, "tables", tablesSQL, sqlutil.ScanValue[string])
 	if err != nil {
 		return nil, err
 	}
 	counts := make(map[string]int64, len(tables))
 	for _, t := range tables {
 		query := `select count(*) from ` + pgx.Identifier{t}.Sanitize()
-		n, err := readOne(ctx, s, onPrimary, "count_rows", query, scanValue[int64])
+		n, err := readOne(ctx, s, onPrimary, "count_rows", query, sqlutil.ScanValue[int64])
 		if err != nil {
 			return nil, fmt.Errorf("counting %s: %w", t, err)
 		}
@@ -136,7 +137,7 @@ func (s *Store) MediaKeys(ctx context.Context) ([]string, error) {
 		if err := r.Scan(&original, jsonVariants{&variants}); err != nil {
 			return err
 		}
-		*keys = photoKeys(original, variants)
+		*keys = sqlutil.PhotoKeys(original, variants)
 		return nil
 	})
 	if err != nil {

@@ -40,6 +40,7 @@ import (
 
 	jobpg "onebox/jobs/postgres"
 	"onebox/store"
+	"onebox/store/internal/sqlutil"
 )
 
 // Options configure New. Every field but URL has a default.
@@ -419,7 +420,7 @@ func queryAll[T any](ctx context.Context, s *Store, r route, name, query string,
 			if err != nil {
 				return err
 			}
-			vs, err = collect(rows, scan)
+			vs, err = sqlutil.Collect(rows, scan)
 			return err
 		})
 	})
@@ -429,33 +430,9 @@ func queryAll[T any](ctx context.Context, s *Store, r route, name, query string,
 	return vs, nil
 }
 
-// scanner is a *sql.Row or *sql.Rows.
-type scanner interface {
-	Scan(dest ...any) error
-}
-
-// collect reads every row of rows with scan, and closes rows. The result
-// is never nil, so an empty page encodes as [] rather than null.
-func collect[T any](rows *sql.Rows, scan func(scanner, *T) error) ([]T, error) {
-	defer rows.Close()
-	out := []T{}
-	for rows.Next() {
-		var v T
-		if err := scan(rows, &v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// scanValue scans a one-column row.
-func scanValue[T any](r scanner, v *T) error {
-	return r.Scan(v)
-}
+// scanner is a *sql.Row or *sql.Rows; the alias keeps the scan
+// functions' signatures short.
+type scanner = sqlutil.Scanner
 
 // utc is a time for a timestamptz parameter. PostgreSQL keeps
 // microseconds: pgx drops the rest, as Truncate does.

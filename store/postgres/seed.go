@@ -6,6 +6,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"onebox/store"
+	"onebox/store/internal/sqlutil"
 )
 
 // seedColumns are the users columns SeedUsers copies, in CopyFrom's order.
@@ -25,7 +26,7 @@ func (s *Store) SeedUsers(ctx context.Context, users []store.CreateUserParams) e
 				pgx.CopyFromSlice(len(users), func(i int) ([]any, error) {
 					p := users[i]
 					now := utc(p.Now)
-					return []any{p.ID, p.Handle, handleKey(p.Handle), p.DisplayName, p.PasswordHash, now, now}, nil
+					return []any{p.ID, p.Handle, sqlutil.HandleKey(p.Handle), p.DisplayName, p.PasswordHash, now, now}, nil
 				}))
 			return err
 		})

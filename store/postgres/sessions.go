@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"onebox/store"
+	"onebox/store/internal/sqlutil"
 )
 
 const (
@@ -55,12 +56,12 @@ func (s *Store) DeleteSession(ctx context.Context, tokenHash string) error {
 // included, in token-hash order, from the primary. An unknown user has
 // none.
 func (s *Store) UserSessions(ctx context.Context, userID string) ([]string, error) {
-	return queryAll(ctx, s, s.reader(store.MustBeFresh, ""), "sessions_by_user", userSessionsSQL, scanValue[string], userID)
+	return queryAll(ctx, s, s.reader(store.MustBeFresh, ""), "sessions_by_user", userSessionsSQL, sqlutil.ScanValue[string], userID)
 }
 
 // MarkWritten records in the session the primary's WAL position now and
 // returns it as the session's Token, in one statement; the token never
 // moves back. store.ErrNotFound if the session is gone.
 func (s *Store) MarkWritten(ctx context.Context, tokenHash string) (store.Token, error) {
-	return readOne(ctx, s, onPrimary, "sessions_mark_written", markWrittenSQL, scanValue[store.Token], tokenHash)
+	return readOne(ctx, s, onPrimary, "sessions_mark_written", markWrittenSQL, sqlutil.ScanValue[store.Token], tokenHash)
 }

@@ -5,9 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 
 	"onebox/store"
+	"onebox/store/internal/sqlutil"
 )
 
 // userColumns is what scanUser reads, in its order.
@@ -51,17 +51,11 @@ func scanUser(r scanner, u *store.User) error {
 		utcTime{&u.CreatedAt}, utcTime{&u.UpdatedAt}, &u.Version)
 }
 
-// handleKey is the unique form of a handle. It is computed here rather
-// than with SQL lower(), whose folding depends on the database's locale.
-func handleKey(handle string) string {
-	return strings.ToLower(handle)
-}
-
 // CreateUser inserts a user with Version 1. It returns store.ErrConflict
 // if the handle (compared case-insensitively) or the ID is taken.
 func (s *Store) CreateUser(ctx context.Context, p store.CreateUserParams) (store.User, error) {
 	err := s.do(ctx, "users_insert", insertUserSQL, func() error {
-		_, err := s.db.ExecContext(ctx, insertUserSQL, p.ID, p.Handle, handleKey(p.Handle), p.DisplayName, p.PasswordHash, utc(p.Now))
+		_, err := s.db.ExecContext(ctx, insertUserSQL, p.ID, p.Handle, sqlutil.HandleKey(p.Handle), p.DisplayName, p.PasswordHash, utc(p.Now))
 		return err
 	})
 	if err != nil {
@@ -86,7 +80,7 @@ func (s *Store) User(ctx context.Context, p store.UserParams) (store.User, error
 // UserByHandle returns the user with this handle, compared
 // case-insensitively, or store.ErrNotFound.
 func (s *Store) UserByHandle(ctx context.Context, p store.UserByHandleParams) (store.User, error) {
-	return readOne(ctx, s, s.reader(p.Freshness, ""), "users_by_handle", userByHandleSQL, scanUser, handleKey(p.Handle))
+	return readOne(ctx, s, s.reader(p.Freshness, ""), "users_by_handle", userByHandleSQL, scanUser, sqlutil.HandleKey(p.Handle))
 }
 
 // ListUsers returns up to p.Limit users with ID > p.AfterID in ID order,
@@ -103,7 +97,7 @@ func (s *Store) ListUsers(ctx context.Context, p store.ListUsersParams) ([]store
 func (s *Store) Credentials(ctx context.Context, handle string) (store.Credentials, error) {
 	return readOne(ctx, s, s.reader(store.MustBeFresh, ""), "users_credentials", credentialsSQL,
 		func(r scanner, c *store.Credentials) error { return r.Scan(&c.UserID, &c.PasswordHash) },
-		handleKey(handle))
+		sqlutil.HandleKey(handle))
 }
 
 // UpdateUser applies the non-nil fields, bumps Version and UpdatedAt in
@@ -117,7 +111,7 @@ func (s *Store) UpdateUser(ctx context.Context, p store.UpdateUserParams) (store
 		row := s.db.QueryRowContext(ctx, updateUserSQL, p.ID, p.DisplayName, p.Bio, utc(p.Now), p.IfVersion, p.AvatarID)
 		return scanUser(row, &u)
 	})
-	if errors.Is(err, store.ErrNotFound) && (p.IfVersion != 0 || avatarOf(p) != "") {
+	if errors.Is(err, store.ErrNotFound) && (p.IfVersion != 0 || sqlutil.AvatarOf(p) != "") {
 		// Not only a missing user can match no row.
 		err = s.whyNoUpdate(ctx, p)
 	}
@@ -128,38 +122,20 @@ func (s *Store) UpdateUser(ctx context.Context, p store.UpdateUserParams) (store
 }
 
 // whyNoUpdate tells why UpdateUser matched no row, with a second read on
-// the primary; see store/sqlite's for why no transaction is needed
+// the primary; sqlutil.WhyNoUpdate says why no transaction is needed
 // around the two.
 func (s *Store) whyNoUpdate(ctx context.Context, p store.UpdateUserParams) error {
-	avatar := avatarOf(p)
+	avatar := sqlutil.AvatarOf(p)
 	type check struct {
 		version  int64
 		avatarOK bool
 	}
 	c, err := readOne(ctx, s, s.reader(store.MustBeFresh, ""), "users_update_check", updateCheckSQL,
 		func(r scanner, c *check) error { return r.Scan(&c.version, &c.avatarOK) }, p.ID, avatar)
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
-	case p.IfVersion != 0 && c.version != p.IfVersion:
-		return fmt.Errorf("postgres users_update: version %d: %w", p.IfVersion, store.ErrVersionMismatch)
-	case !c.avatarOK:
-		return fmt.Errorf("postgres users_update: avatar %q is not a ready photo of the user: %w", avatar, store.ErrInvalid)
-	case p.IfVersion != 0:
-		// Both hold now: the version asked for was still to come.
-		return fmt.Errorf("postgres users_update: version %d: %w", p.IfVersion, store.ErrVersionMismatch)
-	default:
-		// The avatar became ready after the update refused it.
-		return fmt.Errorf("postgres users_update: avatar %q was not ready: %w", avatar, store.ErrInvalid)
 	}
-}
-
-// avatarOf is the avatar p sets, "" when it sets none or clears it.
-func avatarOf(p store.UpdateUserParams) string {
-	if p.AvatarID == nil {
-		return ""
-	}
-	return *p.AvatarID
+	return sqlutil.WhyNoUpdate("postgres", p, c.version, c.avatarOK)
 }
 
 // SetPassword replaces the hash and revokes every session of the user

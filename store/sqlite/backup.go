@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"onebox/store"
+	"onebox/store/internal/sqlutil"
 )
 
 // Snapshot writes a consistent copy of the database to path, which must
@@ -88,7 +89,7 @@ func (s *Store) MediaKeys(ctx context.Context) ([]string, error) {
 			if err := rows.Scan(&original, jsonVariants{&variants}); err != nil {
 				return err
 			}
-			keys = append(keys, photoKeys(original, variants)...)
+			keys = append(keys, sqlutil.PhotoKeys(original, variants)...)
 		}
 		return rows.Err()
 	})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"onebox/store"
+	"onebox/store/internal/sqlutil"
 )
 
 const (
@@ -54,7 +55,7 @@ func (s *Store) Events(ctx context.Context, p store.EventsParams) ([]store.Event
 // LastEventID is the newest event id of userID, 0 if there is none (an
 // unknown user has none).
 func (s *Store) LastEventID(ctx context.Context, userID string) (int64, error) {
-	return readOne(ctx, s, store.MustBeFresh, "events_last_id", lastEventIDSQL, scanValue[int64], userID)
+	return readOne(ctx, s, store.MustBeFresh, "events_last_id", lastEventIDSQL, sqlutil.ScanValue[int64], userID)
 }
 
 // PruneEvents deletes up to limit of the oldest events created before

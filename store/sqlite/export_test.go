@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"io/fs"
 )
 
 // Pragma reads one pragma through the writer, the reader pool or the key
@@ -28,22 +27,6 @@ func (s *Store) Pragma(ctx context.Context, pool, name string) (string, error) {
 func MigrationCount() (int, error) {
 	ms, err := migrations()
 	return len(ms), err
-}
-
-// LoadMigrations checks the migrations of fsys merged with Go-supplied
-// ones, given by version as name and SQL, and returns their
-// "NNNN_name" in order.
-func LoadMigrations(fsys fs.FS, goms map[int][2]string) ([]string, error) {
-	var in []migration
-	for v, m := range goms {
-		in = append(in, migration{version: v, name: m[0], sql: m[1]})
-	}
-	ms, err := loadMigrations(fsys, in)
-	var out []string
-	for _, m := range ms {
-		out = append(out, fmt.Sprintf("%04d_%s", m.version, m.name))
-	}
-	return out, err
 }
 
 // Writer is the store's one writer connection pool, for goqite's own

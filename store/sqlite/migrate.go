@@ -1,17 +1,13 @@
 package sqlite
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"embed"
 	"fmt"
-	"io/fs"
-	"slices"
-	"strconv"
-	"strings"
 
 	jobsqlite "onebox/jobs/sqlite"
+	"onebox/store/internal/sqlutil"
 )
 
 // migrationFS holds the schema history that is ours, one file a
@@ -25,56 +21,18 @@ var migrationFS embed.FS
 // exports, numbered in the same sequence as the files. Their text must
 // stay as it was when applied, like a file's: when such a package changes
 // its schema, it gets a new version here.
-var goMigrations = []migration{
+var goMigrations = []sqlutil.Migration{
 	// The job queue lives in this database, so a job commits with the row
 	// it belongs to. jobsqlite.Schema is idempotent.
-	{version: 3, name: "jobs", sql: jobsqlite.Schema},
-}
-
-type migration struct {
-	version int
-	name    string
-	sql     string
+	{Version: 3, Name: "jobs", SQL: jobsqlite.Schema},
 }
 
 // migrations returns the embedded and the Go-supplied migrations in
-// version order.
-func migrations() ([]migration, error) {
-	return loadMigrations(migrationFS, goMigrations)
-}
-
-// loadMigrations merges the files migrations/NNNN_name.sql of fsys with
-// goms in version order, checking the versions run from 1 without gaps
-// or duplicates and each has SQL.
-func loadMigrations(fsys fs.FS, goms []migration) ([]migration, error) {
-	entries, err := fs.ReadDir(fsys, "migrations")
+// version order, checked by sqlutil.LoadMigrations.
+func migrations() ([]sqlutil.Migration, error) {
+	ms, err := sqlutil.LoadMigrations(migrationFS, goMigrations)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: read migrations: %w", err)
-	}
-	ms := slices.Clone(goms)
-	for _, e := range entries {
-		num, name, _ := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
-		version, err := strconv.Atoi(num)
-		if err != nil || num != fmt.Sprintf("%04d", version) {
-			return nil, fmt.Errorf("sqlite: migration %s: want a name NNNN_name.sql", e.Name())
-		}
-		body, err := fs.ReadFile(fsys, "migrations/"+e.Name())
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: read migration: %w", err)
-		}
-		ms = append(ms, migration{version: version, name: name, sql: string(body)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return cmp.Compare(a.version, b.version) })
-	for i, m := range ms {
-		if i > 0 && m.version == ms[i-1].version {
-			return nil, fmt.Errorf("sqlite: migrations %04d_%s and %04d_%s share a version", m.version, ms[i-1].name, m.version, m.name)
-		}
-		if m.version != i+1 {
-			return nil, fmt.Errorf("sqlite: migration %04d_%s: want version %04d", m.version, m.name, i+1)
-		}
-		if strings.TrimSpace(m.sql) == "" {
-			return nil, fmt.Errorf("sqlite: migration %04d_%s: no SQL", m.version, m.name)
-		}
+		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 	return ms, nil
 }
@@ -107,7 +65,7 @@ func (s *Store) Apply(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var applied []migration
+	var applied []sqlutil.Migration
 	err = s.inTx(ctx, "migrate", func(tx *sql.Tx) error {
 		err := s.observe(ctx, "migrate_table", createMigrationsTableSQL, func() error {
 			_, err := tx.ExecContext(ctx, createMigrationsTableSQL)
@@ -124,25 +82,18 @@ func (s *Store) Apply(ctx context.Context) ([]string, error) {
 			if err != nil {
 				return err
 			}
-			versions, err = collect(rows, scanValue[int])
+			versions, err = sqlutil.Collect(rows, sqlutil.ScanValue[int])
 			return err
 		})
 		if err != nil {
 			return err
 		}
-		done := make(map[int]bool, len(versions))
-		for _, v := range versions {
-			done[v] = true
-		}
-		for _, m := range ms {
-			if done[m.version] {
-				continue
-			}
-			err := s.observe(ctx, fmt.Sprintf("migrate_%04d", m.version), m.sql, func() error {
-				if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		for _, m := range sqlutil.Unapplied(ms, versions) {
+			err := s.observe(ctx, fmt.Sprintf("migrate_%04d", m.Version), m.SQL, func() error {
+				if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 					return err
 				}
-				_, err := tx.ExecContext(ctx, recordMigrationSQL, m.version, m.name)
+				_, err := tx.ExecContext(ctx, recordMigrationSQL, m.Version, m.Name)
 				return err
 			})
 			if err != nil {
@@ -157,8 +108,8 @@ func (s *Store) Apply(ctx context.Context) ([]string, error) {
 	}
 	names := make([]string, 0, len(applied))
 	for _, m := range applied {
-		s.logger.InfoContext(ctx, "sqlite: applied migration", "version", m.version, "name", m.name)
-		names = append(names, fmt.Sprintf("%04d_%s", m.version, m.name))
+		s.logger.InfoContext(ctx, "sqlite: applied migration", "version", m.Version, "name", m.Name)
+		names = append(names, m.ID())
 	}
 	return names, nil
 }
@@ -178,29 +129,23 @@ func (s *Store) Pending(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, translate("migrate_has_table", err)
 	}
-	done := map[int]bool{}
+	var versions []int
 	if tables > 0 {
-		var versions []int
 		err = s.observe(ctx, "migrate_applied", appliedMigrationsSQL, func() error {
 			rows, err := s.reader.db.QueryContext(ctx, appliedMigrationsSQL)
 			if err != nil {
 				return err
 			}
-			versions, err = collect(rows, scanValue[int])
+			versions, err = sqlutil.Collect(rows, sqlutil.ScanValue[int])
 			return err
 		})
 		if err != nil {
 			return nil, translate("migrate_applied", err)
 		}
-		for _, v := range versions {
-			done[v] = true
-		}
 	}
 	var pending []string
-	for _, m := range ms {
-		if !done[m.version] {
-			pending = append(pending, fmt.Sprintf("%04d_%s", m.version, m.name))
-		}
+	for _, m := range sqlutil.Unapplied(ms, versions) {
+		pending = append(pending, m.ID())
 	}
 	return pending, nil
 }

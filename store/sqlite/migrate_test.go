@@ -5,52 +5,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	jobsqlite "onebox/jobs/sqlite"
 	"onebox/store"
 	"onebox/store/sqlite"
 )
-
-func TestLoadMigrations(t *testing.T) {
-	t.Parallel()
-	files := func(names ...string) fstest.MapFS {
-		fsys := fstest.MapFS{}
-		for _, n := range names {
-			fsys["migrations/"+n] = &fstest.MapFile{Data: []byte("CREATE TABLE t (x)")}
-		}
-		return fsys
-	}
-	goSQL := func(name string) [2]string { return [2]string{name, "CREATE TABLE g (x)"} }
-	tests := []struct {
-		name string
-		fsys fstest.MapFS
-		goms map[int][2]string
-		want []string // nil: an error
-	}{
-		{"files only", files("0001_a.sql", "0002_b.sql"), nil, []string{"0001_a", "0002_b"}},
-		{"go between files", files("0001_a.sql", "0003_c.sql"), map[int][2]string{2: goSQL("b")}, []string{"0001_a", "0002_b", "0003_c"}},
-		{"go last", files("0001_a.sql"), map[int][2]string{2: goSQL("b")}, []string{"0001_a", "0002_b"}},
-		{"gap", files("0001_a.sql", "0003_c.sql"), nil, nil},
-		{"not from 1", files("0002_b.sql"), nil, nil},
-		{"file and go share a version", files("0001_a.sql", "0002_b.sql"), map[int][2]string{2: goSQL("b")}, nil},
-		{"go without SQL", files("0001_a.sql"), map[int][2]string{2: {"b", " \n"}}, nil},
-		{"bad name", files("0001_a.sql", "2_b.sql"), nil, nil},
-	}
-	for _, tt := range tests {
-		got, err := sqlite.LoadMigrations(tt.fsys, tt.goms)
-		switch {
-		case tt.want == nil && err == nil:
-			t.Errorf("%s: got %v, want an error", tt.name, got)
-		case tt.want != nil && (err != nil || !slices.Equal(got, tt.want)):
-			t.Errorf("%s: got %v, %v; want %v", tt.name, got, err, tt.want)
-		}
-	}
-}
 
 // TestMigrateFromVersion1 upgrades a database made before the photos:
 // its users survive, and the later versions, the Go-supplied one among

@@ -3,12 +3,12 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"onebox/store"
+	"onebox/store/internal/sqlutil"
 )
 
 // photoColumns is what scanPhoto reads, in its order.
@@ -55,30 +55,8 @@ func scanPhoto(r scanner, ph *store.Photo) error {
 		textTime{&ph.CreatedAt}, textTime{&ph.UpdatedAt})
 }
 
-// variantJSON is the stored form of a store.Variant. The column's format
-// belongs to this package, not to the domain type's field names; a field
-// added to store.Variant breaks the conversions until it is added here.
-type variantJSON struct {
-	Name        string `json:"name"`
-	Key         string `json:"key"`
-	Width       int    `json:"width"`
-	Height      int    `json:"height"`
-	Size        int64  `json:"size"`
-	ContentType string `json:"content_type"`
-}
-
-// formatVariants is the variants column's JSON array; "[]" for none.
-func formatVariants(vs []store.Variant) (string, error) {
-	out := make([]variantJSON, len(vs))
-	for i, v := range vs {
-		out[i] = variantJSON(v)
-	}
-	b, err := json.Marshal(out)
-	return string(b), err
-}
-
-// jsonVariants scans a column written by formatVariants. No variants
-// scan as nil.
+// jsonVariants scans a column written by sqlutil.FormatVariants. No
+// variants scan as nil.
 type jsonVariants struct{ vs *[]store.Variant }
 
 func (jv jsonVariants) Scan(src any) error {
@@ -86,29 +64,12 @@ func (jv jsonVariants) Scan(src any) error {
 	if !ok {
 		return fmt.Errorf("variants column: got %T, want TEXT", src)
 	}
-	var in []variantJSON
-	if err := json.Unmarshal([]byte(s), &in); err != nil {
-		return fmt.Errorf("variants column: %w", err)
+	vs, err := sqlutil.ParseVariants([]byte(s))
+	if err != nil {
+		return err
 	}
-	*jv.vs = nil
-	for _, v := range in {
-		*jv.vs = append(*jv.vs, store.Variant(v))
-	}
+	*jv.vs = vs
 	return nil
-}
-
-// photoKeys lists a photo's media keys: the original, then its variants.
-func photoKeys(original string, variants []store.Variant) []string {
-	keys := make([]string, 0, 1+len(variants))
-	if original != "" {
-		keys = append(keys, original)
-	}
-	for _, v := range variants {
-		if v.Key != "" {
-			keys = append(keys, v.Key)
-		}
-	}
-	return keys
 }
 
 // txPhoto runs a query named name in tx that returns at most one photo.
@@ -156,7 +117,7 @@ func (s *Store) CreatePhoto(ctx context.Context, p store.CreatePhotoParams) (ph 
 			})
 			if err == nil {
 				ph = prev.photo
-				return sameRequest("photos_create", prev.digest, idem.Digest)
+				return sqlutil.SameRequest("sqlite", "photos_create", prev.digest, idem.Digest)
 			}
 			if !errors.Is(err, store.ErrNotFound) {
 				return err
@@ -200,16 +161,6 @@ func scanKeyedPhoto(r scanner, kp *keyedPhoto) error {
 		textTime{&ph.CreatedAt}, textTime{&ph.UpdatedAt}, &kp.digest)
 }
 
-// sameRequest is nil when a request with digest may be answered with what
-// a key with stored made: an empty stored digest is a key taken before
-// digests were kept, and matches any; an empty digest asks nothing.
-func sameRequest(name, stored, digest string) error {
-	if stored == "" || digest == "" || stored == digest {
-		return nil
-	}
-	return fmt.Errorf("sqlite %s: %w", name, store.ErrIdempotencyMismatch)
-}
-
 // Photo returns one photo, or store.ErrNotFound. With store.MustBeFresh
 // it sees every committed write; with store.MayBeStale, every write of
 // this process and another process's within 100 ms.
@@ -227,7 +178,7 @@ func (s *Store) PhotoByIdempotencyKey(ctx context.Context, p store.IdempotencyPa
 	if err != nil {
 		return store.Photo{}, err
 	}
-	if err := sameRequest("photos_by_idempotency", kp.digest, p.Digest); err != nil {
+	if err := sqlutil.SameRequest("sqlite", "photos_by_idempotency", kp.digest, p.Digest); err != nil {
 		return store.Photo{}, err
 	}
 	return kp.photo, nil
@@ -275,7 +226,7 @@ func (s *Store) FinishPhoto(ctx context.Context, p store.FinishPhotoParams) (sto
 	if p.Status != store.PhotoReady && p.Status != store.PhotoRejected {
 		return store.Photo{}, fmt.Errorf("sqlite photos_finish: status %q: %w", p.Status, store.ErrInvalid)
 	}
-	variants, err := formatVariants(p.Variants)
+	variants, err := sqlutil.FormatVariants(p.Variants)
 	if err != nil {
 		return store.Photo{}, fmt.Errorf("sqlite photos_finish: %w", err)
 	}
@@ -331,7 +282,7 @@ func (s *Store) DeletePhoto(ctx context.Context, p store.DeletePhotoParams) (ph 
 		if p.Cleanup == nil {
 			return nil
 		}
-		return s.sendTx(ctx, tx, p.Cleanup(photoKeys(ph.OriginalKey, ph.Variants)))
+		return s.sendTx(ctx, tx, p.Cleanup(sqlutil.PhotoKeys(ph.OriginalKey, ph.Variants)))
 	})
 	if err != nil {
 		return store.Photo{}, false, err
@@ -347,13 +298,13 @@ func (s *Store) ownerPhotoKeys(ctx context.Context, tx *sql.Tx, ownerID string) 
 		if err != nil {
 			return err
 		}
-		perPhoto, err := collect(rows, func(r scanner, keys *[]string) error {
+		perPhoto, err := sqlutil.Collect(rows, func(r scanner, keys *[]string) error {
 			var original string
 			var variants []store.Variant
 			if err := r.Scan(&original, jsonVariants{&variants}); err != nil {
 				return err
 			}
-			*keys = photoKeys(original, variants)
+			*keys = sqlutil.PhotoKeys(original, variants)
 			return nil
 		})
 		for _, k := range perPhoto {

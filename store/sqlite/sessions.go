@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"onebox/store"
+	"onebox/store/internal/sqlutil"
 )
 
 const (
@@ -52,7 +53,7 @@ func (s *Store) DeleteSession(ctx context.Context, tokenHash string) error {
 // UserSessions lists the token hashes of a user's sessions, expired ones
 // included, in token-hash order. An unknown user has none.
 func (s *Store) UserSessions(ctx context.Context, userID string) ([]string, error) {
-	return queryAll(ctx, s, s.reader, "sessions_by_user", userSessionsSQL, scanValue[string], userID)
+	return queryAll(ctx, s, s.reader, "sessions_by_user", userSessionsSQL, sqlutil.ScanValue[string], userID)
 }
 
 // MarkWritten returns "": SQLite keeps one copy, which every read sees

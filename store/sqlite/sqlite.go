@@ -35,6 +35,7 @@ import (
 
 	jobsqlite "onebox/jobs/sqlite"
 	"onebox/store"
+	"onebox/store/internal/sqlutil"
 )
 
 // Options configure New. Every field but Path has a default.
@@ -447,7 +448,7 @@ func queryAll[T any](ctx context.Context, s *Store, p *pool, name, query string,
 		if err != nil {
 			return err
 		}
-		vs, err = collect(rows, scan)
+		vs, err = sqlutil.Collect(rows, scan)
 		return err
 	})
 	if err != nil {
@@ -456,33 +457,9 @@ func queryAll[T any](ctx context.Context, s *Store, p *pool, name, query string,
 	return vs, nil
 }
 
-// scanner is a *sql.Row or *sql.Rows.
-type scanner interface {
-	Scan(dest ...any) error
-}
-
-// collect reads every row of rows with scan, and closes rows. The result
-// is never nil, so an empty page encodes as [] rather than null.
-func collect[T any](rows *sql.Rows, scan func(scanner, *T) error) ([]T, error) {
-	defer rows.Close()
-	out := []T{}
-	for rows.Next() {
-		var v T
-		if err := scan(rows, &v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// scanValue scans a one-column row.
-func scanValue[T any](r scanner, v *T) error {
-	return r.Scan(v)
-}
+// scanner is a *sql.Row or *sql.Rows; the alias keeps the scan
+// functions' signatures short.
+type scanner = sqlutil.Scanner
 
 // timeFormat is RFC 3339 in UTC with a fixed nine-digit fraction, so the
 // text order of stored times is their time order.

@@ -5,9 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 
 	"onebox/store"
+	"onebox/store/internal/sqlutil"
 )
 
 // userColumns is what scanUser reads, in its order.
@@ -48,15 +48,9 @@ func scanUser(r scanner, u *store.User) error {
 		textTime{&u.CreatedAt}, textTime{&u.UpdatedAt}, &u.Version)
 }
 
-// handleKey is the unique form of a handle. It is computed here rather
-// than with SQL lower(), which folds ASCII only.
-func handleKey(handle string) string {
-	return strings.ToLower(handle)
-}
-
 func insertUserArgs(p store.CreateUserParams) []any {
 	now := formatTime(p.Now)
-	return []any{p.ID, p.Handle, handleKey(p.Handle), p.DisplayName, p.PasswordHash, now, now}
+	return []any{p.ID, p.Handle, sqlutil.HandleKey(p.Handle), p.DisplayName, p.PasswordHash, now, now}
 }
 
 // CreateUser inserts a user with Version 1. It returns store.ErrConflict
@@ -90,7 +84,7 @@ func (s *Store) User(ctx context.Context, p store.UserParams) (store.User, error
 // UserByHandle returns the user with this handle, compared
 // case-insensitively, or store.ErrNotFound. Freshness as for User.
 func (s *Store) UserByHandle(ctx context.Context, p store.UserByHandleParams) (store.User, error) {
-	return readOne(ctx, s, p.Freshness, "users_by_handle", userByHandleSQL, scanUser, handleKey(p.Handle))
+	return readOne(ctx, s, p.Freshness, "users_by_handle", userByHandleSQL, scanUser, sqlutil.HandleKey(p.Handle))
 }
 
 // ListUsers returns up to p.Limit users with ID > p.AfterID in ID order,
@@ -109,7 +103,7 @@ func (s *Store) Credentials(ctx context.Context, handle string) (store.Credentia
 	var c store.Credentials
 	err := s.readKey(ctx, store.MustBeFresh, "users_credentials", credentialsSQL, func(r scanner) error {
 		return r.Scan(&c.UserID, &c.PasswordHash)
-	}, handleKey(handle))
+	}, sqlutil.HandleKey(handle))
 	if err != nil {
 		return store.Credentials{}, err
 	}
@@ -127,7 +121,7 @@ func (s *Store) UpdateUser(ctx context.Context, p store.UpdateUserParams) (store
 		row := st.QueryRowContext(ctx, p.ID, p.DisplayName, p.Bio, formatTime(p.Now), p.IfVersion, p.AvatarID)
 		return scanUser(row, &u)
 	})
-	if errors.Is(err, store.ErrNotFound) && (p.IfVersion != 0 || avatarOf(p) != "") {
+	if errors.Is(err, store.ErrNotFound) && (p.IfVersion != 0 || sqlutil.AvatarOf(p) != "") {
 		// Not only a missing user can match no row.
 		err = s.whyNoUpdate(ctx, p)
 	}
@@ -137,16 +131,10 @@ func (s *Store) UpdateUser(ctx context.Context, p store.UpdateUserParams) (store
 	return u, nil
 }
 
-// whyNoUpdate tells why UpdateUser matched no row. This second read needs
-// no transaction around the update: IDs are never reused, so a user that
-// exists now existed then; one deleted since is not found either way.
-// Versions only grow, so a version that differs now is one that differed
-// then or was bumped meanwhile; a photo once ready stays ready until it
-// is deleted. Only a write landing between the two statements can make
-// the answer ErrVersionMismatch where it was ErrInvalid, or the reverse:
-// either way the caller has to read the profile again.
+// whyNoUpdate tells why UpdateUser matched no row, with a second read;
+// sqlutil.WhyNoUpdate says why no transaction is needed around the two.
 func (s *Store) whyNoUpdate(ctx context.Context, p store.UpdateUserParams) error {
-	avatar := avatarOf(p)
+	avatar := sqlutil.AvatarOf(p)
 	var (
 		version  int64
 		avatarOK bool
@@ -154,28 +142,10 @@ func (s *Store) whyNoUpdate(ctx context.Context, p store.UpdateUserParams) error
 	err := s.readKey(ctx, store.MustBeFresh, "users_update_check", updateCheckSQL, func(r scanner) error {
 		return r.Scan(&version, &avatarOK)
 	}, p.ID, avatar)
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
-	case p.IfVersion != 0 && version != p.IfVersion:
-		return fmt.Errorf("sqlite users_update: version %d: %w", p.IfVersion, store.ErrVersionMismatch)
-	case !avatarOK:
-		return fmt.Errorf("sqlite users_update: avatar %q is not a ready photo of the user: %w", avatar, store.ErrInvalid)
-	case p.IfVersion != 0:
-		// Both hold now: the version asked for was still to come.
-		return fmt.Errorf("sqlite users_update: version %d: %w", p.IfVersion, store.ErrVersionMismatch)
-	default:
-		// The avatar became ready after the update refused it.
-		return fmt.Errorf("sqlite users_update: avatar %q was not ready: %w", avatar, store.ErrInvalid)
 	}
-}
-
-// avatarOf is the avatar p sets, "" when it sets none or clears it.
-func avatarOf(p store.UpdateUserParams) string {
-	if p.AvatarID == nil {
-		return ""
-	}
-	return *p.AvatarID
+	return sqlutil.WhyNoUpdate("sqlite", p, version, avatarOK)
 }
 
 // SetPassword replaces the hash and revokes every session of the user

@@ -1,0 +1,74 @@
+package sqlutil_test
+
+import (
+	"slices"
+	"testing"
+	"testing/fstest"
+
+	"onebox/store/internal/sqlutil"
+)
+
+func TestLoadMigrations(t *testing.T) {
+	t.Parallel()
+	files := func(names ...string) fstest.MapFS {
+		fsys := fstest.MapFS{}
+		for _, n := range names {
+			fsys["migrations/"+n] = &fstest.MapFile{Data: []byte("CREATE TABLE t (x)")}
+		}
+		return fsys
+	}
+	goSQL := func(version int, name string) sqlutil.Migration {
+		return sqlutil.Migration{Version: version, Name: name, SQL: "CREATE TABLE g (x)"}
+	}
+	tests := []struct {
+		name string
+		fsys fstest.MapFS
+		goms []sqlutil.Migration
+		want []string // nil: an error
+	}{
+		{"files only", files("0001_a.sql", "0002_b.sql"), nil, []string{"0001_a", "0002_b"}},
+		{"go between files", files("0001_a.sql", "0003_c.sql"), []sqlutil.Migration{goSQL(2, "b")}, []string{"0001_a", "0002_b", "0003_c"}},
+		{"go last", files("0001_a.sql"), []sqlutil.Migration{goSQL(2, "b")}, []string{"0001_a", "0002_b"}},
+		{"gap", files("0001_a.sql", "0003_c.sql"), nil, nil},
+		{"not from 1", files("0002_b.sql"), nil, nil},
+		{"file and go share a version", files("0001_a.sql", "0002_b.sql"), []sqlutil.Migration{goSQL(2, "b")}, nil},
+		{"go without SQL", files("0001_a.sql"), []sqlutil.Migration{{Version: 2, Name: "b", SQL: " \n"}}, nil},
+		{"bad name", files("0001_a.sql", "2_b.sql"), nil, nil},
+	}
+	for _, tt := range tests {
+		ms, err := sqlutil.LoadMigrations(tt.fsys, tt.goms)
+		var got []string
+		for _, m := range ms {
+			got = append(got, m.ID())
+		}
+		switch {
+		case tt.want == nil && err == nil:
+			t.Errorf("%s: got %v, want an error", tt.name, got)
+		case tt.want != nil && (err != nil || !slices.Equal(got, tt.want)):
+			t.Errorf("%s: got %v, %v; want %v", tt.name, got, err, tt.want)
+		}
+	}
+}
+
+func TestUnapplied(t *testing.T) {
+	t.Parallel()
+	ms := []sqlutil.Migration{{Version: 1, Name: "a"}, {Version: 2, Name: "b"}, {Version: 3, Name: "c"}}
+	tests := []struct {
+		name    string
+		applied []int
+		want    []string
+	}{
+		{"fresh database", nil, []string{"0001_a", "0002_b", "0003_c"}},
+		{"some applied", []int{1, 3}, []string{"0002_b"}},
+		{"all applied", []int{3, 2, 1}, nil},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, m := range sqlutil.Unapplied(ms, tt.applied) {
+			got = append(got, m.ID())
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
