@@ -176,7 +176,9 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 		b.metrics = metrics.New(metrics.Options{Kinds: []string{photos.KindProcess, photos.KindCleanup}})
 	}
 	if s.tracing {
-		b.tracing = tracing.New(tracing.Options{})
+		// Keep enough that polling a photo cannot crowd out the traces a
+		// test looks for.
+		b.tracing = tracing.New(tracing.Options{Keep: 1000})
 	}
 	b.slow = slowquery.New(slowquery.Options{Threshold: s.slowQuery, Logger: log})
 	t.Cleanup(b.slow.Wait) // runs after the store closed: the last plans may fail

@@ -262,9 +262,15 @@ func TestTracing(t *testing.T) {
 		}
 	}
 
-	profile, ok := byName["GET /v1/users/:id"]
-	if !ok || !slices.Contains(spanNames(profile), "cache.load profiles") || !slices.Contains(spanNames(profile), "db users_by_id") {
-		t.Errorf("profile read %+v: want its cache load and query", profile)
+	// Of the two profile reads the first misses: its trace holds the
+	// cache load and the query. Which of the two is slower is the
+	// machine's business, so look at every one.
+	missed := slices.ContainsFunc(traces, func(tr tracing.TraceSummary) bool {
+		ns := spanNames(tr)
+		return tr.Name == "GET /v1/users/:id" && slices.Contains(ns, "cache.load profiles") && slices.Contains(ns, "db users_by_id")
+	})
+	if !missed {
+		t.Errorf("no profile read with its cache load and query in %v", names(traces))
 	}
 	if _, ok := byName["GET /v1/users/me/events"]; ok {
 		t.Error("an event stream was traced: it would crowd out the slowest requests")
