@@ -66,7 +66,7 @@ func TestMigrateAndJobsPostgres(t *testing.T) {
 	if err != nil || len(ms) != 1 {
 		t.Fatalf("receive: %v %v", ms, err)
 	}
-	if err := q.DeadLetter(t.Context(), ms[0].ID, "it died"); err != nil {
+	if err := q.DeadLetter(t.Context(), ms[0].Receipt(), "it died"); err != nil {
 		t.Fatal(err)
 	}
 

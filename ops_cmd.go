@@ -74,7 +74,7 @@ func newDashboard(cfg config.Config, log *slog.Logger, obs *observability, queue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
-			dead, err := queue.Dead(ctx, 20)
+			dead, err := queue.Dead(ctx, jobs.DeadFilter{}, 20)
 			if err != nil {
 				return append(out, dashboard.ErrorEntry{Time: time.Now(), Where: "queue", Message: "reading dead jobs: " + err.Error()})
 			}

@@ -87,7 +87,7 @@ func TestMaxDeliverAdvisory(t *testing.T) {
 			t.Fatalf("Receive = %+v, %v; want nothing past MaxDeliver", msgs, err)
 		}
 		var err error
-		if dead, err = q.Dead(t.Context(), 10); err != nil {
+		if dead, err = q.Dead(t.Context(), jobs.DeadFilter{}, 10); err != nil {
 			t.Fatalf("Dead: %v", err)
 		}
 	}
@@ -105,7 +105,7 @@ func TestMaxDeliverAdvisory(t *testing.T) {
 	if ks := st.Kinds["k"]; ks != (jobs.KindStats{Dead: 1}) {
 		t.Errorf("Stats = %+v, want dead 1 only", ks)
 	}
-	if n, err := q.Redrive(t.Context()); err != nil || n != 1 {
+	if n, err := q.Redrive(t.Context(), jobs.DeadFilter{}); err != nil || n != 1 {
 		t.Fatalf("Redrive = %d, %v; want 1", n, err)
 	}
 	if m := receiveOne(t, q, visibility); m.RequestID != "req-1" || m.Attempt != 1 {
