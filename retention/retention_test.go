@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"onebox/jobs"
+	jobsqlite "onebox/jobs/sqlite"
 	"onebox/retention"
 	"onebox/store"
 	"onebox/store/sqlite"
@@ -188,4 +189,38 @@ func newStore(t *testing.T) (*sqlite.Store, store.User, time.Time) {
 		t.Fatal(err)
 	}
 	return s, u, now
+}
+
+// TestPruneDead runs PruneDead on a real queue: every job dead for
+// longer than DeadKeep goes, in batches smaller than their number, and
+// the younger ones stay.
+func TestPruneDead(t *testing.T) {
+	s, _, _ := newStore(t)
+	q := s.Queue(jobsqlite.Options{})
+	for range 5 {
+		if err := q.Send(t.Context(), jobs.Message{Kind: "k"}, jobs.SendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms, err := q.Receive(t.Context(), "k", 5, time.Minute)
+	if err != nil || len(ms) != 5 {
+		t.Fatalf("Receive = %d, %v", len(ms), err)
+	}
+	for _, m := range ms {
+		if err := q.DeadLetter(t.Context(), m.Receipt(), "died"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keep := 24 * time.Hour
+	o := retention.Options{DeadKeep: keep, Batch: 2, Now: time.Now}
+	if n, err := retention.PruneDead(t.Context(), q, o); err != nil || n != 0 {
+		t.Fatalf("PruneDead of jobs dead for less than %v = %d, %v; want none", keep, n, err)
+	}
+	o.Now = func() time.Time { return time.Now().Add(keep + time.Minute) }
+	if n, err := retention.PruneDead(t.Context(), q, o); err != nil || n != 5 {
+		t.Fatalf("PruneDead a day later = %d, %v; want 5", n, err)
+	}
+	if dead, err := q.Dead(t.Context(), jobs.DeadFilter{}, 10); err != nil || len(dead) != 0 {
+		t.Errorf("Dead after pruning = %d, %v; want none", len(dead), err)
+	}
 }
