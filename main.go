@@ -213,7 +213,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	health := ops.NewHealth(append(checks, db.checks...)...)
 	health.Role = cfg.Role
 	opsGuard := ops.NewGuard(ops.GuardOptions{Token: cfg.OpsToken}) // one budget of failed logins for the admin listener
-	dash := newDashboard(cfg, log, obs, queue, drills, opsGuard)
+	dash := newDashboard(cfg, log, obs, queue, notifier.Notify, drills, opsGuard)
 	if cfg.DeviceKey == "" {
 		log.Warn("ONEBOX_DEVICE_KEY is empty: device tokens are off, and anyone who exhausts a handle's login budget (ONEBOX_RATE_AUTH_HANDLE) locks its owner out until it refills")
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"onebox/jobs"
 )
@@ -77,13 +76,10 @@ func (a *App) deadJobs(w http.ResponseWriter, r *http.Request) {
 // error=TEXT (in the last error), each optional. It answers 400 itself
 // when they are malformed.
 func deadFilter(w http.ResponseWriter, r *http.Request) (jobs.DeadFilter, bool) {
-	q := r.URL.Query()
-	f := jobs.DeadFilter{IDs: q["id"], Kind: q.Get("kind"), Error: q.Get("error")}
-	for _, id := range f.IDs {
-		if id == "" || strings.ContainsAny(id, " \n") {
-			adminError(w, http.StatusBadRequest, "bad id")
-			return f, false
-		}
+	f, err := jobs.ParseDeadFilter(r.URL.Query())
+	if err != nil {
+		adminError(w, http.StatusBadRequest, err.Error())
+		return f, false
 	}
 	return f, true
 }
@@ -95,7 +91,7 @@ func (a *App) retryJobs(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if f.IDs == nil && f.Kind == "" && f.Error == "" && r.URL.Query().Get("all") != "true" {
+	if !f.Selects() && r.URL.Query().Get("all") != "true" {
 		adminError(w, http.StatusBadRequest, "name the jobs with id=…, kind=… or error=…, or pass all=true")
 		return
 	}

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -210,6 +211,29 @@ type DeadFilter struct {
 	Kind  string   // this kind
 	Error string   // a last error containing this text (case-sensitive)
 }
+
+// ParseDeadFilter reads a DeadFilter from a query, as the admin listener
+// and the dashboard take it: id=A&id=B, kind=K, error=TEXT, each
+// optional. It fails on an empty id or one with white space, more than
+// 1000 ids, or a kind or text over 1000 bytes.
+func ParseDeadFilter(q url.Values) (DeadFilter, error) {
+	f := DeadFilter{IDs: q["id"], Kind: q.Get("kind"), Error: q.Get("error")}
+	switch {
+	case len(f.IDs) > 1000:
+		return f, errors.New("at most 1000 ids at once")
+	case len(f.Kind) > 1000 || len(f.Error) > 1000:
+		return f, errors.New("kind and error are at most 1000 bytes")
+	}
+	for _, id := range f.IDs {
+		if id == "" || strings.ContainsAny(id, " \t\r\n") {
+			return f, errors.New("an id is empty or has white space")
+		}
+	}
+	return f, nil
+}
+
+// Selects reports whether f names dead jobs rather than all of them.
+func (f DeadFilter) Selects() bool { return len(f.IDs) > 0 || f.Kind != "" || f.Error != "" }
 
 // Match reports whether f picks d; for backends that filter in Go.
 func (f DeadFilter) Match(d DeadMessage) bool {
