@@ -416,9 +416,10 @@ func (q *Queue) reply(ctx context.Context, msg jetstream.Msg, body []byte) error
 // take returns the handle of the delivery r names, if it was received
 // here and its lease is still this process's to use: jobs.ErrNotFound if
 // no delivery of it is held here, jobs.ErrLeaseLost if a later one is,
-// or if the lease's deadline has passed. With forget, or when the lease
-// is lost, the handle is forgotten: whatever follows settles the
-// message, or nothing may.
+// or if the lease's deadline has passed. With forget the handle of r's
+// delivery is forgotten, lost or not: the call settles the message, or
+// nothing may. Without, a lapsed lease stays held, refused, until the
+// call that settles it.
 func (q *Queue) take(r jobs.Receipt, forget bool) (held, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -428,12 +429,12 @@ func (q *Queue) take(r jobs.Receipt, forget bool) (held, error) {
 		return held{}, jobs.ErrNotFound
 	case h.lease != r.Lease:
 		return held{}, jobs.ErrLeaseLost
-	case !time.Now().Before(h.deadline):
-		delete(q.held, r.ID)
-		return held{}, jobs.ErrLeaseLost
 	}
 	if forget {
 		delete(q.held, r.ID)
+	}
+	if !time.Now().Before(h.deadline) {
+		return held{}, jobs.ErrLeaseLost
 	}
 	return h, nil
 }
@@ -553,6 +554,9 @@ type deadRecord struct {
 // DeadLetter publishes the dead letter, then terminates the message.
 func (q *Queue) DeadLetter(ctx context.Context, r jobs.Receipt, reason string) error {
 	h, err := q.take(r, false)
+	if errors.Is(err, jobs.ErrLeaseLost) {
+		_, _ = q.take(r, true) // forget a lapsed lease: nothing here may settle it now
+	}
 	if err != nil {
 		return fmt.Errorf("jobs/nats dead-letter %s: %w", r.ID, err)
 	}
