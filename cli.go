@@ -38,7 +38,7 @@ var jobsSettings = append([]string{"ONEBOX_QUEUE_URL"}, databaseSettings...)
 // commands is onebox's command line. Each call builds it anew, so a
 // command's own flags live no longer than one run.
 func commands(lookupEnv func(string) (string, bool), stdout, stderr io.Writer, h hooks) []command {
-	var all bool           // jobs retry -all
+	var jf jobsFlags       // jobs -all, -kind, -error
 	var backupTo string    // backup -to
 	var restoreFrom string // restore -from
 	var copyFrom, copyTo string
@@ -85,16 +85,22 @@ migrates one (see onebox migrate). With ONEBOX_QUEUE_URL=nats://… it reads
 JetStream's jobs and dead letters instead.
 
   stats          queued, in-flight and dead jobs of each kind, and the oldest's age
-  dead           the dead-lettered jobs, one JSON object a line
-  retry ID...    put those dead jobs back in the queue
+  dead           the dead-lettered jobs, newest first, one JSON object a line
+                 (-kind and -error pick some)
+  retry ID...    put those dead jobs back in the queue, as new jobs
+  retry -kind K -error TEXT
+                 put back the dead jobs of kind K whose last error contains
+                 TEXT (either flag alone is enough)
   retry -all     put every dead job back in the queue`,
 		example:  "onebox jobs stats -data-dir ./data",
 		settings: jobsSettings,
 		flags: func(fs *flag.FlagSet) {
-			fs.BoolVar(&all, "all", false, "with retry: every dead job")
+			fs.BoolVar(&jf.all, "all", false, "with retry: every dead job")
+			fs.StringVar(&jf.kind, "kind", "", "with dead or retry: only dead jobs of this kind")
+			fs.StringVar(&jf.errText, "error", "", "with dead or retry: only dead jobs whose last error contains this text")
 		},
 		run: func(ctx context.Context, cfg config.Config, args []string) error {
-			return jobsCommand(ctx, cfg, args, all, stdout, stderr, newLogger(cfg, stderr))
+			return jobsCommand(ctx, cfg, args, jf, stdout, stderr, newLogger(cfg, stderr))
 		},
 	}, {
 		name:    "backup",

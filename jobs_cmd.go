@@ -154,6 +154,13 @@ func openQueue(ctx context.Context, cfg config.Config, log *slog.Logger) (jobs.I
 	return st.Queue(jobsqlite.Options{Logger: log}), st.Close, nil
 }
 
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // current fails unless the database at where has every migration.
 func current(ctx context.Context, db interface {
 	Pending(context.Context) ([]string, error)
@@ -168,20 +175,32 @@ func current(ctx context.Context, db interface {
 	return nil
 }
 
-// jobsCommand is `onebox jobs stats|dead|retry ID…|retry -all`, run
-// against the database directly, so it works while the server is down.
-func jobsCommand(ctx context.Context, cfg config.Config, args []string, all bool, stdout, stderr io.Writer, log *slog.Logger) error {
-	const usage = "usage: onebox jobs stats | dead | retry ID... | retry -all (see onebox jobs --help)"
+// jobsFlags are the flags of onebox jobs.
+type jobsFlags struct {
+	all           bool   // retry -all
+	kind, errText string // dead and retry -kind, -error
+}
+
+// jobsCommand is `onebox jobs stats|dead|retry ID…|retry -all|retry
+// -kind K -error TEXT`, run against the database directly, so it works
+// while the server is down.
+func jobsCommand(ctx context.Context, cfg config.Config, args []string, jf jobsFlags, stdout, stderr io.Writer, log *slog.Logger) error {
+	const usage = "usage: onebox jobs stats | dead [-kind K] [-error TEXT] | retry ID... | retry -kind K -error TEXT | retry -all (see onebox jobs --help)"
 	if len(args) == 0 {
 		return errors.New(usage)
 	}
+	filtered := jf.kind != "" || jf.errText != ""
 	switch verb := args[0]; {
 	case verb != "stats" && verb != "dead" && verb != "retry":
 		return fmt.Errorf("unknown jobs command %q (want stats, dead or retry)", verb)
-	case verb != "retry" && len(args) > 1, verb != "retry" && all:
+	case verb != "retry" && len(args) > 1, verb != "retry" && jf.all, verb == "stats" && filtered:
 		return errors.New(usage)
-	case verb == "retry" && (len(args) == 1) == !all:
-		return errors.New("usage: onebox jobs retry ID... | retry -all")
+	case verb == "retry" && btoi(len(args) > 1)+btoi(jf.all)+btoi(filtered) != 1:
+		return errors.New("usage: onebox jobs retry ID... | retry -kind K -error TEXT | retry -all")
+	}
+	f := jobs.DeadFilter{Kind: jf.kind, Error: jf.errText}
+	if len(args) > 1 {
+		f.IDs = args[1:]
 	}
 	q, closeDB, err := openQueue(ctx, cfg, log)
 	if err != nil {
@@ -206,7 +225,7 @@ func jobsCommand(ctx context.Context, cfg config.Config, args []string, all bool
 		}
 		return w.Flush()
 	case "dead":
-		dead, err := q.Dead(ctx, 1000)
+		dead, err := q.Dead(ctx, f, 1000)
 		if err != nil {
 			return err
 		}
@@ -222,7 +241,7 @@ func jobsCommand(ctx context.Context, cfg config.Config, args []string, all bool
 		}
 		return nil
 	}
-	n, err := q.Redrive(ctx, args[1:]...) // no IDs: every dead job
+	n, err := q.Redrive(ctx, f) // the zero filter (-all): every dead job
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -9,7 +10,9 @@ import (
 	"onebox/internal/pgtest"
 	"onebox/jobs"
 	jobpg "onebox/jobs/postgres"
+	jobsqlite "onebox/jobs/sqlite"
 	"onebox/store/postgres"
+	"onebox/store/sqlite"
 )
 
 // TestMigrateAndJobsPostgres: with ONEBOX_DATABASE_URL=postgres://…,
@@ -66,7 +69,7 @@ func TestMigrateAndJobsPostgres(t *testing.T) {
 	if err != nil || len(ms) != 1 {
 		t.Fatalf("receive: %v %v", ms, err)
 	}
-	if err := q.DeadLetter(t.Context(), ms[0].ID, "it died"); err != nil {
+	if err := q.DeadLetter(t.Context(), ms[0].Receipt(), "it died"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -83,6 +86,59 @@ func TestMigrateAndJobsPostgres(t *testing.T) {
 		out, errOut, err := runCLI(t, s.args, env)
 		if err != nil || !regexp.MustCompile(s.want).MatchString(out) {
 			t.Errorf("%q: err %v\nstdout %q, want it to match %q\nstderr %q", s.args, err, out, s.want, errOut)
+		}
+	}
+}
+
+// TestJobsDeadFilter: onebox jobs dead and retry pick dead jobs by kind
+// and by a text of their last error; retry takes exactly one of IDs,
+// -kind/-error and -all.
+func TestJobsDeadFilter(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	st, err := sqlite.New(t.Context(), sqlite.Options{Path: filepath.Join(dir, "onebox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := st.Queue(jobsqlite.Options{})
+	ids := map[string]string{}
+	for _, d := range [][2]string{{"a", "timeout talking to storage"}, {"a", "corrupt"}, {"b", "timeout talking to storage"}} {
+		if err := q.Send(t.Context(), jobs.Message{Kind: d[0]}, jobs.SendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ms, err := q.Receive(t.Context(), d[0], 1, time.Minute)
+		if err != nil || len(ms) != 1 {
+			t.Fatalf("receive: %v %v", ms, err)
+		}
+		if err := q.DeadLetter(t.Context(), ms[0].Receipt(), d[1]); err != nil {
+			t.Fatal(err)
+		}
+		ids[d[0]+"/"+d[1]] = ms[0].ID
+	}
+	st.Close()
+
+	for _, args := range [][]string{
+		{"retry"}, {"retry", "-all", "-kind", "a"}, {"retry", "some-id", "-error", "x"}, {"stats", "-kind", "a"},
+	} {
+		if _, _, err := runCLI(t, append(append([]string{"jobs"}, args...), "-data-dir", dir), nil); err == nil || !strings.Contains(err.Error(), "usage") {
+			t.Errorf("jobs %q: %v, want a usage error", args, err)
+		}
+	}
+	steps := []struct {
+		args []string
+		want string // a regexp on stdout
+	}{
+		{[]string{"dead", "-kind", "a"}, `^(\{.*"Kind":"a".*\}\n){2}$`},
+		{[]string{"dead", "-kind", "a", "-error", "timeout"}, `^\{.*"` + ids["a/timeout talking to storage"] + `".*\}\n$`},
+		{[]string{"retry", "-kind", "a", "-error", "timeout"}, `^1 job\(s\) back in the queue\n$`},
+		{[]string{"retry", "-error", "timeout"}, `^1 job\(s\) back in the queue\n$`},
+		{[]string{"dead"}, `^\{.*"` + ids["a/corrupt"] + `".*\}\n$`},
+		{[]string{"stats"}, `(?m)^a\s+1\s+0\s+1\s.*\n^b\s+1\s+0\s+0\s`},
+	}
+	for _, s := range steps {
+		out, errOut, err := runCLI(t, append(append([]string{"jobs"}, s.args...), "-data-dir", dir), nil)
+		if err != nil || !regexp.MustCompile(s.want).MatchString(out) {
+			t.Errorf("jobs %q: err %v\nstdout %q, want it to match %q\nstderr %q", s.args, err, out, s.want, errOut)
 		}
 	}
 }

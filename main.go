@@ -181,7 +181,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	var busy func() bool // the API's, once it exists (below)
 	runner := jobs.NewRunner(queue, jobs.RunnerOptions{
 		Logger: log, DrainTimeout: cfg.DrainTimeout, Visibility: cfg.JobVisibility, OnDone: obs.metrics.JobDone,
-		OnAbandoned: obs.metrics.JobAbandoned,
+		OnAbandoned: obs.metrics.JobAbandoned, OnLeaseLost: obs.metrics.JobLeaseLost,
 		// Jobs yield the CPU to requests: a backlog must not starve the API.
 		Busy: func() bool { return busy() },
 	})
@@ -213,7 +213,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	health := ops.NewHealth(append(checks, db.checks...)...)
 	health.Role = cfg.Role
 	opsGuard := ops.NewGuard(ops.GuardOptions{Token: cfg.OpsToken}) // one budget of failed logins for the admin listener
-	dash := newDashboard(cfg, log, obs, queue, drills, opsGuard)
+	dash := newDashboard(cfg, log, obs, queue, notifier.Notify, drills, opsGuard)
 	if cfg.DeviceKey == "" {
 		log.Warn("ONEBOX_DEVICE_KEY is empty: device tokens are off, and anyone who exhausts a handle's login budget (ONEBOX_RATE_AUTH_HANDLE) locks its owner out until it refills")
 	}
@@ -317,7 +317,11 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	if r.sweeps {
 		g.Go(func() error {
 			return lease.Run(gctx, locker, "onebox.retention", lease.RunOptions{Logger: log}, func(ctx context.Context) error {
-				retention.Run(ctx, events, retention.Options{Keep: cfg.EventRetention, Keys: st, Logger: log})
+				o := retention.Options{Keep: cfg.EventRetention, Keys: st, Logger: log}
+				if cfg.JobDeadRetention > 0 {
+					o.Dead, o.DeadKeep = queue, cfg.JobDeadRetention
+				}
+				retention.Run(ctx, events, o)
 				return nil
 			})
 		})

@@ -34,9 +34,10 @@ func newDrill(cfg config.Config, log *slog.Logger) *drill.Drill {
 
 // newDashboard builds the operator dashboard on what obs observes, with
 // the last 5xx answers and the dead-lettered jobs of queue as its recent
-// errors. Run it, and
-// serve its Handler under /ops/ on the admin listener.
-func newDashboard(cfg config.Config, log *slog.Logger, obs *observability, queue jobs.Inspector, dr *drill.Drill, guard *ops.Guard) *dashboard.Dashboard {
+// errors, and queue's dead letters to list and redrive (waking the
+// workers with wake). Run it, and serve its Handler under /ops/ on the
+// admin listener.
+func newDashboard(cfg config.Config, log *slog.Logger, obs *observability, queue jobs.Inspector, wake func(), dr *drill.Drill, guard *ops.Guard) *dashboard.Dashboard {
 	if cfg.OpsToken == "" && !loopback(cfg.AdminAddr) {
 		log.Warn("ONEBOX_ADMIN_ADDR is not a loopback address and ONEBOX_OPS_TOKEN is empty: /ops, /jobs and /metrics refuse every request (health still answers)")
 	}
@@ -74,7 +75,7 @@ func newDashboard(cfg config.Config, log *slog.Logger, obs *observability, queue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
-			dead, err := queue.Dead(ctx, 20)
+			dead, err := queue.Dead(ctx, jobs.DeadFilter{}, 20)
 			if err != nil {
 				return append(out, dashboard.ErrorEntry{Time: time.Now(), Where: "queue", Message: "reading dead jobs: " + err.Error()})
 			}
@@ -83,6 +84,7 @@ func newDashboard(cfg config.Config, log *slog.Logger, obs *observability, queue
 			}
 			return out
 		},
+		Dead: queue, OnRedrive: wake,
 		Interval: cfg.OpsInterval, Token: cfg.OpsToken, Webhook: cfg.AlertWebhook, Logger: log,
 		// A component fails by the numbers that page.
 		Thresholds: dashboard.Thresholds{HTTPErrorRate: cfg.AlertErrorRate, HTTPP95: cfg.AlertP95, QueueGrowth: cfg.AlertFor, DiskFree: cfg.AlertDiskFree},

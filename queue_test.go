@@ -43,7 +43,7 @@ func TestJobsCommandOnNATS(t *testing.T) {
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("Receive = %v, %v", msgs, err)
 	}
-	if err := q.DeadLetter(t.Context(), msgs[0].ID, "broken"); err != nil {
+	if err := q.DeadLetter(t.Context(), msgs[0].Receipt(), "broken"); err != nil {
 		t.Fatal(err)
 	}
 

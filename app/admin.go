@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
-	"strings"
+
+	"onebox/jobs"
 )
 
 // AdminHandler serves the operator listener: health, the job queue as
@@ -59,7 +60,11 @@ func (a *App) deadJobs(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	dead, err := a.queue.Dead(r.Context(), limit)
+	f, ok := deadFilter(w, r)
+	if !ok {
+		return
+	}
+	dead, err := a.queue.Dead(r.Context(), f, limit)
 	if err != nil {
 		adminError(w, http.StatusServiceUnavailable, err.Error())
 		return
@@ -67,20 +72,30 @@ func (a *App) deadJobs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"items": dead})
 }
 
-// retryJobs: POST /jobs/retry?id=A&id=B, or ?all=true.
+// deadFilter reads the dead jobs a request picks: id=A&id=B, kind=K,
+// error=TEXT (in the last error), each optional. It answers 400 itself
+// when they are malformed.
+func deadFilter(w http.ResponseWriter, r *http.Request) (jobs.DeadFilter, bool) {
+	f, err := jobs.ParseDeadFilter(r.URL.Query())
+	if err != nil {
+		adminError(w, http.StatusBadRequest, err.Error())
+		return f, false
+	}
+	return f, true
+}
+
+// retryJobs: POST /jobs/retry?id=A&id=B, ?kind=K&error=TEXT (either or
+// both), or ?all=true.
 func (a *App) retryJobs(w http.ResponseWriter, r *http.Request) {
-	ids := r.URL.Query()["id"]
-	if len(ids) == 0 && r.URL.Query().Get("all") != "true" {
-		adminError(w, http.StatusBadRequest, "name the jobs with id=… or pass all=true")
+	f, ok := deadFilter(w, r)
+	if !ok {
 		return
 	}
-	for _, id := range ids {
-		if id == "" || strings.ContainsAny(id, " \n") {
-			adminError(w, http.StatusBadRequest, "bad id")
-			return
-		}
+	if !f.Selects() && r.URL.Query().Get("all") != "true" {
+		adminError(w, http.StatusBadRequest, "name the jobs with id=…, kind=… or error=…, or pass all=true")
+		return
 	}
-	n, err := a.queue.Redrive(r.Context(), ids...)
+	n, err := a.queue.Redrive(r.Context(), f)
 	if err != nil {
 		adminError(w, http.StatusServiceUnavailable, err.Error())
 		return

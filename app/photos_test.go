@@ -406,7 +406,7 @@ func TestUploadBacklog(t *testing.T) {
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("receive: %v %v", msgs, err)
 	}
-	if err := b.queue.Ack(t.Context(), msgs[0].ID); err != nil {
+	if err := b.queue.Ack(t.Context(), msgs[0].Receipt()); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {

@@ -24,7 +24,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.Addr != ":8080" || c.AdminAddr != "127.0.0.1:8081" || c.DatabaseURL != "sqlite:data/onebox.db" ||
 		c.CacheURL != "memory://" || c.RateAPI != (config.Rate{Limit: 300, Window: time.Minute}) || c.ShutdownDelay != 0 ||
-		!c.Metrics || !c.Tracing || c.SlowQuery != 100*time.Millisecond {
+		!c.Metrics || !c.Tracing || c.SlowQuery != 100*time.Millisecond || c.JobDeadRetention != 30*24*time.Hour {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -58,6 +58,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"ONEBOX_RATE_API", "300"},
 		{"ONEBOX_RATE_API", "0/1m"},
 		{"ONEBOX_DRAIN_TIMEOUT", "soon"},
+		{"ONEBOX_JOB_DEAD_RETENTION", "-1h"},
+		{"ONEBOX_JOB_DEAD_RETENTION", "a month"},
 		{"ONEBOX_TRUSTED_PROXIES", "10.0.0.0/33"},
 		{"ONEBOX_LOG_LEVEL", "loud"},
 		{"ONEBOX_METRICS", "maybe"},

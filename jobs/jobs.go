@@ -12,6 +12,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -25,7 +28,26 @@ var (
 	// help (a payload that will never parse): the Runner dead-letters the
 	// message at once instead of retrying it.
 	ErrPermanent = errors.New("jobs: permanent failure")
+	// ErrLeaseLost: the lease a call names is no longer the message's
+	// current one. The visibility timeout of that delivery ended and the
+	// message was received again, so another worker holds it now: the
+	// call changed nothing, and the stale worker's result is to be
+	// discarded.
+	ErrLeaseLost = errors.New("jobs: lease lost")
 )
+
+// LeaseLostError is Ack's error when some of the messages it was given
+// are held under a newer lease: it lists them, and they were not acked;
+// the others were. errors.Is(err, ErrLeaseLost) holds.
+type LeaseLostError struct {
+	IDs []string
+}
+
+func (e *LeaseLostError) Error() string {
+	return fmt.Sprintf("%v: %d message(s) received again since: %s", ErrLeaseLost, len(e.IDs), strings.Join(e.IDs, ", "))
+}
+
+func (e *LeaseLostError) Unwrap() error { return ErrLeaseLost }
 
 // Message is one job. Kind picks the handler; Payload is the handler's
 // own JSON. RequestID and TraceParent carry the request that enqueued the
@@ -37,7 +59,22 @@ type Message struct {
 	RequestID   string
 	TraceParent string
 	Attempt     int // 1 on the first delivery; set by the queue on Receive
+	// Lease is the token of this delivery, set by Receive and opaque:
+	// Extend, Ack, Retry and DeadLetter take it (see Receipt) and act
+	// only while it is the message's current lease. It means nothing
+	// outside the receiving process, so it is not encoded.
+	Lease string `json:"-"`
 }
+
+// Receipt names one delivery of a message: its id and the lease Receive
+// handed out with it.
+type Receipt struct {
+	ID    string
+	Lease string
+}
+
+// Receipt is m's delivery, for Extend, Ack, Retry and DeadLetter.
+func (m Message) Receipt() Receipt { return Receipt{ID: m.ID, Lease: m.Lease} }
 
 // envelope is the wire form of a Message in every queue backend, so a
 // job enqueued by one process version is readable by the next.
@@ -49,8 +86,8 @@ type envelope struct {
 	TraceParent string          `json:"traceparent,omitempty"`
 }
 
-// Encode returns the body a queue stores for m (ID and Attempt are the
-// queue's own and are not part of it).
+// Encode returns the body a queue stores for m (ID, Attempt and Lease
+// are the queue's own and are not part of it).
 func Encode(m Message) ([]byte, error) {
 	if m.Kind == "" {
 		return nil, fmt.Errorf("%w: empty kind", ErrMalformed)
@@ -81,6 +118,16 @@ type SendOptions struct {
 // Delivery is at least once: a message received and not acked before its
 // visibility timeout ends is delivered again. Ids are unique within a
 // queue, so Ack, Extend, Retry and DeadLetter need no kind.
+//
+// Each delivery comes with a lease (Message.Lease), and Ack, Extend,
+// Retry and DeadLetter name it (Receipt): they act only while it is the
+// message's current lease, and fail with ErrLeaseLost once the message
+// was received again. A worker that stalled past its visibility timeout
+// therefore cannot ack, reschedule or dead-letter the delivery another
+// worker now holds; its late result is refused, not applied. A lease
+// whose visibility lapsed while nobody received the message again may
+// still be honoured (the database backends do; JetStream's refuses it,
+// since it cannot tell).
 //
 // Visibility is per kind, not per call: every Receive and Extend of a
 // kind passes the same duration (the Runner's KindOptions.Visibility). A
@@ -117,35 +164,82 @@ type Consumer interface {
 	// Extend keeps a received message invisible for visibility (its
 	// kind's) from now: the heartbeat of a long job. Zero makes it
 	// visible at once. ErrNotFound if it is gone, where the backend can
-	// tell.
-	Extend(ctx context.Context, id string, visibility time.Duration) error
-	// Ack deletes finished messages. Missing ids are ignored.
-	Ack(ctx context.Context, ids ...string) error
+	// tell; ErrLeaseLost if it was received again.
+	Extend(ctx context.Context, r Receipt, visibility time.Duration) error
+	// Ack deletes finished messages. Missing ids are ignored. Messages
+	// received again since are not deleted: the error is then a
+	// *LeaseLostError naming them, and the others were deleted.
+	Ack(ctx context.Context, rs ...Receipt) error
 	// Retry makes a received message visible again at the given time and
-	// records the error of the failed attempt. ErrNotFound if it is gone.
-	Retry(ctx context.Context, id string, at time.Time, lastErr string) error
+	// records the error of the failed attempt. ErrNotFound if it is gone,
+	// ErrLeaseLost if it was received again.
+	Retry(ctx context.Context, r Receipt, at time.Time, lastErr string) error
 	// DeadLetter parks a message for good, keeping its payload and reason
 	// (an empty reason keeps the error recorded by the last Retry).
-	// ErrNotFound if it is gone.
-	DeadLetter(ctx context.Context, id string, reason string) error
+	// ErrNotFound if it is gone, ErrLeaseLost if it was received again.
+	DeadLetter(ctx context.Context, r Receipt, reason string) error
 	// Stats, as Inspector's: the Runner uses it to find kinds it has no
 	// handler for.
 	Stats(ctx context.Context) (Stats, error)
 }
 
-// Inspector is what operators and the API need: counts, dead letters and
-// redriving them.
+// Inspector is what operators and the API need: counts, dead letters,
+// redriving them and bounding how many are kept.
 type Inspector interface {
 	// Stats describes the queue per kind, for operators and metrics. It
 	// may be a little stale, and is cheap enough to call every few
 	// seconds.
 	Stats(ctx context.Context) (Stats, error)
-	// Dead lists dead-lettered messages, newest first, up to limit.
-	Dead(ctx context.Context, limit int) ([]DeadMessage, error)
-	// Redrive moves dead messages back into the queue with a fresh attempt
-	// count: the ids given, or all of them when ids is empty. It returns
-	// how many moved.
-	Redrive(ctx context.Context, ids ...string) (int, error)
+	// Dead lists the dead-lettered messages f matches, newest first, up
+	// to limit.
+	Dead(ctx context.Context, f DeadFilter, limit int) ([]DeadMessage, error)
+	// Redrive moves the dead messages f matches (all of them for the zero
+	// DeadFilter) back into the queue as new messages, with new ids and a
+	// fresh attempt count, so no lease handed out before they died is
+	// current again. It returns how many moved.
+	Redrive(ctx context.Context, f DeadFilter) (int, error)
+	// PruneDead deletes up to limit dead messages that died before
+	// before, oldest first, and returns how many it deleted: the
+	// retention sweep calls it in batches.
+	PruneDead(ctx context.Context, before time.Time, limit int) (int, error)
+}
+
+// DeadFilter picks dead messages: those matching every field that is set.
+// The zero DeadFilter matches all.
+type DeadFilter struct {
+	IDs   []string // one of these ids
+	Kind  string   // this kind
+	Error string   // a last error containing this text (case-sensitive)
+}
+
+// ParseDeadFilter reads a DeadFilter from a query, as the admin listener
+// and the dashboard take it: id=A&id=B, kind=K, error=TEXT, each
+// optional. It fails on an empty id or one with white space, more than
+// 1000 ids, or a kind or text over 1000 bytes.
+func ParseDeadFilter(q url.Values) (DeadFilter, error) {
+	f := DeadFilter{IDs: q["id"], Kind: q.Get("kind"), Error: q.Get("error")}
+	switch {
+	case len(f.IDs) > 1000:
+		return f, errors.New("at most 1000 ids at once")
+	case len(f.Kind) > 1000 || len(f.Error) > 1000:
+		return f, errors.New("kind and error are at most 1000 bytes")
+	}
+	for _, id := range f.IDs {
+		if id == "" || strings.ContainsAny(id, " \t\r\n") {
+			return f, errors.New("an id is empty or has white space")
+		}
+	}
+	return f, nil
+}
+
+// Selects reports whether f names dead jobs rather than all of them.
+func (f DeadFilter) Selects() bool { return len(f.IDs) > 0 || f.Kind != "" || f.Error != "" }
+
+// Match reports whether f picks d; for backends that filter in Go.
+func (f DeadFilter) Match(d DeadMessage) bool {
+	return (len(f.IDs) == 0 || slices.Contains(f.IDs, d.ID)) &&
+		(f.Kind == "" || d.Kind == f.Kind) &&
+		strings.Contains(d.LastError, f.Error)
 }
 
 // The outbox contract. A store enqueues a job inside its own transaction,

@@ -106,23 +106,33 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 			errs = append(errs, err)
 			continue
 		}
-		var ids []string
+		var rs []Receipt
 		for _, m := range msgs {
-			id := m.ID
-			m.ID, m.Attempt = "", 0
-			if err := r.broker.SendID(ctx, "outbox-"+id, m, SendOptions{}); err != nil {
-				errs = append(errs, fmt.Errorf("publish %s: %w", id, err))
+			rc := m.Receipt()
+			m.ID, m.Attempt, m.Lease = "", 0, ""
+			if err := r.broker.SendID(ctx, "outbox-"+rc.ID, m, SendOptions{}); err != nil {
+				errs = append(errs, fmt.Errorf("publish %s: %w", rc.ID, err))
 				continue
 			}
-			ids = append(ids, id)
+			rs = append(rs, rc)
 		}
-		if err := r.outbox.Ack(ctx, ids...); err != nil {
+		err = r.outbox.Ack(ctx, rs...)
+		var lost *LeaseLostError
+		if errors.As(err, &lost) {
+			// This relay stalled past Visibility and another took these
+			// rows: it marks them, and the broker dropped our sends of
+			// them as duplicates of its.
+			r.log.WarnContext(ctx, "jobs: relay lease lost: rows taken by another relay", "rows", len(lost.IDs))
+			sent += len(rs) - len(lost.IDs)
+			continue
+		}
+		if err != nil {
 			// Published, not marked: resent after Visibility, and dropped
 			// by the broker as a duplicate.
 			errs = append(errs, fmt.Errorf("mark sent: %w", err))
 			continue
 		}
-		sent += len(ids)
+		sent += len(rs)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return sent, fmt.Errorf("relay: %w", err)

@@ -115,6 +115,12 @@ type RunnerOptions struct {
 	// gauge of the goroutines Abandoned counts. It must be quick and safe
 	// for concurrent use.
 	OnAbandoned func(kind string, delta int)
+	// OnLeaseLost, if set, is called when the queue refused to settle an
+	// attempt (ack, retry or dead letter) because the message was
+	// received again after its visibility lapsed (ErrLeaseLost): the
+	// attempt's result is discarded, and the worker now holding the
+	// message settles it. It must be quick and safe for concurrent use.
+	OnLeaseLost func(kind string)
 }
 
 // ErrAbandoned is the error of an attempt whose handler did not return
@@ -187,6 +193,9 @@ func NewRunner(q Consumer, o RunnerOptions) *Runner {
 	}
 	if o.OnAbandoned == nil {
 		o.OnAbandoned = func(string, int) {}
+	}
+	if o.OnLeaseLost == nil {
+		o.OnLeaseLost = func(string) {}
 	}
 	log := o.Logger
 	if log == nil {
@@ -283,7 +292,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	// Handlers outlive ctx by up to DrainTimeout.
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
-	acks := newAcker(handlerCtx, r.q, r.log, r.o.AckInterval, r.o.AckBatch)
+	acks := newAcker(handlerCtx, r.q, r.log, r.o.AckInterval, r.o.AckBatch, r.o.OnLeaseLost)
 	var wg sync.WaitGroup
 	r.poll(ctx, handlerCtx, &wg, acks)
 
@@ -437,8 +446,8 @@ func (r *Runner) sweep(ctx context.Context) {
 			}
 			for _, m := range msgs {
 				r.logger(m).ErrorContext(ctx, "jobs: "+reason+", dead-lettering")
-				if err := r.q.DeadLetter(ctx, m.ID, reason); err != nil {
-					r.logger(m).ErrorContext(ctx, "jobs: dead-letter", "error", err)
+				if err := r.q.DeadLetter(ctx, m.Receipt(), reason); err != nil {
+					r.settleFailed(ctx, m, "dead-letter", err)
 					continue
 				}
 				r.o.OnDone(name, 0, "dead")
@@ -477,7 +486,7 @@ func (r *Runner) work(handlerCtx context.Context, k *kind, m Message, acks *acke
 	err := r.attempt(handlerCtx, k, m)
 	switch {
 	case err == nil:
-		acks.add(m.ID)
+		acks.add(m)
 		r.o.OnDone(k.name, r.o.Now().Sub(start), "ok")
 		if r.log.Enabled(handlerCtx, slog.LevelDebug) {
 			r.logger(m).DebugContext(handlerCtx, "jobs: done")
@@ -491,9 +500,9 @@ func (r *Runner) work(handlerCtx context.Context, k *kind, m Message, acks *acke
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(handlerCtx), queueOpTimeout)
 		defer cancel()
 		r.logger(m).WarnContext(ctx, "jobs: failed, will retry", "error", err, "retry_in", wait)
-		if err := r.q.Retry(ctx, m.ID, r.o.Now().Add(wait), err.Error()); err != nil {
+		if err := r.q.Retry(ctx, m.Receipt(), r.o.Now().Add(wait), err.Error()); err != nil {
 			// It comes back after its visibility timeout instead.
-			r.logger(m).ErrorContext(ctx, "jobs: retry", "error", err)
+			r.settleFailed(ctx, m, "retry", err)
 		}
 		r.o.OnDone(k.name, r.o.Now().Sub(start), "retry")
 	}
@@ -508,11 +517,23 @@ func (r *Runner) deadLetter(handlerCtx context.Context, k *kind, m Message, star
 			r.logger(m).ErrorContext(ctx, "jobs: on dead", "error", err)
 		}
 	}
-	if err := r.q.DeadLetter(ctx, m.ID, reason); err != nil {
+	if err := r.q.DeadLetter(ctx, m.Receipt(), reason); err != nil {
 		// It comes back after its visibility timeout and dies then.
-		r.logger(m).ErrorContext(ctx, "jobs: dead-letter", "error", err)
+		r.settleFailed(ctx, m, "dead-letter", err)
 	}
 	r.o.OnDone(k.name, r.o.Now().Sub(start), "dead")
+}
+
+// settleFailed reports a retry or dead letter the queue refused. A lost
+// lease is counted and only warned of: the message was received again,
+// and its new holder settles it.
+func (r *Runner) settleFailed(ctx context.Context, m Message, op string, err error) {
+	if errors.Is(err, ErrLeaseLost) {
+		r.o.OnLeaseLost(m.Kind)
+		r.logger(m).WarnContext(ctx, "jobs: lease lost, result discarded: the message was received again after its visibility timeout", "op", op)
+		return
+	}
+	r.logger(m).ErrorContext(ctx, "jobs: "+op, "error", err)
 }
 
 // attempt calls the handler with the kind's timeout, a heartbeat and a
@@ -602,10 +623,15 @@ func (r *Runner) heartbeat(handlerCtx context.Context, m Message, visibility tim
 			// Not handlerCtx itself: a job cancelled at shutdown keeps its
 			// message until its handler returns.
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(handlerCtx), every)
-			err := r.q.Extend(ctx, m.ID, visibility)
+			err := r.q.Extend(ctx, m.Receipt(), visibility)
 			cancel()
 			if errors.Is(err, ErrNotFound) {
 				r.logger(m).WarnContext(ctx, "jobs: message gone while running (acked or dead-lettered elsewhere)")
+				return
+			}
+			if errors.Is(err, ErrLeaseLost) {
+				// Counted when the attempt settles and is refused.
+				r.logger(m).WarnContext(ctx, "jobs: lease lost while running: the message was received again")
 				return
 			}
 			if err != nil {
@@ -631,34 +657,35 @@ func (r *Runner) logger(m Message) *slog.Logger {
 	return r.log.With("request_id", m.RequestID, "job_id", m.ID, "kind", m.Kind, "attempt", m.Attempt)
 }
 
-// acker collects the ids of finished messages and acks them together,
-// which is where the Runner's throughput comes from: one DELETE for many
-// jobs instead of one each.
+// acker collects the receipts of finished messages and acks them
+// together, which is where the Runner's throughput comes from: one
+// DELETE for many jobs instead of one each.
 type acker struct {
 	q        Consumer
 	log      *slog.Logger
 	ctx      context.Context
 	interval time.Duration
 	batch    int
-	ids      chan string
+	lost     func(kind string)
+	ids      chan Message
 	done     chan struct{}
 	err      error // of the last flush, read after done
 }
 
-func newAcker(ctx context.Context, q Consumer, log *slog.Logger, interval time.Duration, batch int) *acker {
+func newAcker(ctx context.Context, q Consumer, log *slog.Logger, interval time.Duration, batch int, lost func(kind string)) *acker {
 	a := &acker{
 		q: q, log: log, ctx: context.WithoutCancel(ctx),
-		interval: interval, batch: batch,
-		ids:  make(chan string, batch),
+		interval: interval, batch: batch, lost: lost,
+		ids:  make(chan Message, batch),
 		done: make(chan struct{}),
 	}
 	go a.loop()
 	return a
 }
 
-// add queues id for the next ack; it blocks while a full batch is being
+// add queues m for the next ack; it blocks while a full batch is being
 // written.
-func (a *acker) add(id string) { a.ids <- id }
+func (a *acker) add(m Message) { a.ids <- m }
 
 // close flushes what is left and stops the acker. No add may follow.
 func (a *acker) close() error {
@@ -671,17 +698,17 @@ func (a *acker) loop() {
 	defer close(a.done)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	var pending []string
+	var pending []Message
 	for {
 		select {
-		case id, ok := <-a.ids:
+		case m, ok := <-a.ids:
 			if !ok {
 				if len(pending) > 0 {
 					a.err = a.flush(pending)
 				}
 				return
 			}
-			pending = append(pending, id)
+			pending = append(pending, m)
 			if len(pending) == 1 {
 				timer.Reset(a.interval)
 			}
@@ -701,11 +728,28 @@ func (a *acker) loop() {
 	}
 }
 
-func (a *acker) flush(ids []string) error {
+// flush acks ms. Messages whose lease was lost are counted and dropped:
+// their new holders ack them, and the others of the batch were acked.
+func (a *acker) flush(ms []Message) error {
 	ctx, cancel := context.WithTimeout(a.ctx, queueOpTimeout)
 	defer cancel()
-	if err := a.q.Ack(ctx, ids...); err != nil {
-		a.log.ErrorContext(ctx, "jobs: ack", "jobs", len(ids), "error", err)
+	rs := make([]Receipt, len(ms))
+	for i, m := range ms {
+		rs[i] = m.Receipt()
+	}
+	err := a.q.Ack(ctx, rs...)
+	var lost *LeaseLostError
+	if errors.As(err, &lost) {
+		for _, m := range ms {
+			if slices.Contains(lost.IDs, m.ID) {
+				a.lost(m.Kind)
+			}
+		}
+		a.log.WarnContext(ctx, "jobs: lease lost, results discarded: received again after their visibility timeout", "jobs", len(lost.IDs), "job_ids", lost.IDs)
+		return nil
+	}
+	if err != nil {
+		a.log.ErrorContext(ctx, "jobs: ack", "jobs", len(ms), "error", err)
 		return err
 	}
 	return nil

@@ -1,8 +1,8 @@
 // Package retention deletes what onebox keeps only for a while: the photo
 // events that SSE clients replay after Last-Event-ID (without it the
 // events table grows by a few rows per upload, forever), the expired
-// Idempotency-Keys of uploads, and the temp files of uploads whose
-// process was killed mid-write.
+// Idempotency-Keys of uploads, old dead-lettered jobs, and the temp files
+// of uploads whose process was killed mid-write.
 package retention
 
 import (
@@ -20,6 +20,12 @@ type Pruner interface {
 // has it).
 type KeyPruner interface {
 	PruneIdempotencyKeys(ctx context.Context, now time.Time, limit int) (int, error)
+}
+
+// DeadPruner deletes old dead-lettered jobs in batches (jobs.Inspector
+// has it).
+type DeadPruner interface {
+	PruneDead(ctx context.Context, before time.Time, limit int) (int, error)
 }
 
 // TempSweeper removes the temp files of writes a killed process left,
@@ -46,6 +52,11 @@ type Options struct {
 	// round. Expired keys are never answered, deleted or not: this only
 	// bounds the table.
 	Keys KeyPruner
+	// Dead, when set, has its dead-lettered jobs older than DeadKeep
+	// deleted on each round, so a job that keeps failing cannot grow the
+	// dead letters without bound.
+	Dead     DeadPruner
+	DeadKeep time.Duration
 	// Temp, when set, has its abandoned temp files swept on each round.
 	Temp   TempSweeper
 	Logger *slog.Logger     // default: discard
@@ -91,6 +102,13 @@ func Run(ctx context.Context, p Pruner, o Options) {
 				o.Logger.Info("expired idempotency keys pruned", "count", n)
 			}
 		}
+		if o.Dead != nil {
+			if n, err := PruneDead(ctx, o.Dead, o); err != nil && ctx.Err() == nil {
+				o.Logger.Warn("pruning dead jobs failed", "err", err.Error(), "pruned", n)
+			} else if n > 0 {
+				o.Logger.Info("dead jobs pruned", "count", n, "older_than", o.DeadKeep.String())
+			}
+		}
 		if o.Temp != nil {
 			if n, err := o.Temp.SweepTemp(tempAge); err != nil {
 				o.Logger.Warn("sweeping temp files failed", "err", err.Error(), "removed", n)
@@ -111,14 +129,15 @@ func Run(ctx context.Context, p Pruner, o Options) {
 func Prune(ctx context.Context, p Pruner, o Options) (int, error) {
 	o = o.withDefaults()
 	before := o.Now().Add(-o.Keep)
-	total := 0
-	for {
-		n, err := p.PruneEvents(ctx, before, o.Batch)
-		total += n
-		if err != nil || n < o.Batch {
-			return total, err
-		}
-	}
+	return inBatches(o.Batch, func(limit int) (int, error) { return p.PruneEvents(ctx, before, limit) })
+}
+
+// PruneDead deletes every dead-lettered job that died more than
+// o.DeadKeep ago, a batch at a time, and returns how many it deleted.
+func PruneDead(ctx context.Context, d DeadPruner, o Options) (int, error) {
+	o = o.withDefaults()
+	before := o.Now().Add(-o.DeadKeep)
+	return inBatches(o.Batch, func(limit int) (int, error) { return d.PruneDead(ctx, before, limit) })
 }
 
 // PruneKeys deletes every idempotency key expired at o.Now, a batch at a
@@ -126,11 +145,17 @@ func Prune(ctx context.Context, p Pruner, o Options) (int, error) {
 func PruneKeys(ctx context.Context, k KeyPruner, o Options) (int, error) {
 	o = o.withDefaults()
 	now := o.Now()
+	return inBatches(o.Batch, func(limit int) (int, error) { return k.PruneIdempotencyKeys(ctx, now, limit) })
+}
+
+// inBatches calls del with batch until it deletes fewer, or fails, and
+// returns how many it deleted in all.
+func inBatches(batch int, del func(limit int) (int, error)) (int, error) {
 	total := 0
 	for {
-		n, err := k.PruneIdempotencyKeys(ctx, now, o.Batch)
+		n, err := del(batch)
 		total += n
-		if err != nil || n < o.Batch {
+		if err != nil || n < batch {
 			return total, err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"onebox/jobs"
+	jobsqlite "onebox/jobs/sqlite"
 	"onebox/retention"
 	"onebox/store"
 	"onebox/store/sqlite"
@@ -140,31 +141,46 @@ func TestPruneKeys(t *testing.T) {
 func TestRunPrunesKeys(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	nows := make(chan time.Time, 10)
+	for _, at := range twoRounds(t, nows, retention.Options{Every: time.Millisecond, Now: func() time.Time { return now },
+		Keys: keyPruneFunc(func(_ context.Context, at time.Time, _ int) (int, error) {
+			offer(nows, at)
+			return 0, nil
+		})}) {
+		if !at.Equal(now) {
+			t.Errorf("pruned keys expired at %v, want %v", at, now)
+		}
+	}
+}
+
+// twoRounds runs Run with o until the pruner under test has sent two
+// times on got, and returns them.
+func twoRounds(t *testing.T, got <-chan time.Time, o retention.Options) []time.Time {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {
-		retention.Run(ctx, nil, retention.Options{Every: time.Millisecond, Now: func() time.Time { return now },
-			Keys: keyPruneFunc(func(_ context.Context, at time.Time, _ int) (int, error) {
-				select {
-				case nows <- at:
-				default: // the test has what it needs
-				}
-				return 0, nil
-			})})
+		retention.Run(ctx, nil, o)
 		close(done)
 	}()
+	defer func() { cancel(); <-done }()
+	var out []time.Time
 	for range 2 {
 		select {
-		case at := <-nows:
-			if !at.Equal(now) {
-				t.Errorf("pruned keys expired at %v, want %v", at, now)
-			}
+		case at := <-got:
+			out = append(out, at)
 		case <-time.After(30 * time.Second):
-			t.Fatal("Run did not prune the keys")
+			t.Fatal("Run did not prune")
 		}
 	}
-	cancel()
-	<-done
+	return out
+}
+
+// offer sends at unless c is full: the test has what it needs.
+func offer(c chan<- time.Time, at time.Time) {
+	select {
+	case c <- at:
+	default:
+	}
 }
 
 type keyPruneFunc func(context.Context, time.Time, int) (int, error)
@@ -188,4 +204,60 @@ func newStore(t *testing.T) (*sqlite.Store, store.User, time.Time) {
 		t.Fatal(err)
 	}
 	return s, u, now
+}
+
+// TestPruneDead runs PruneDead on a real queue: every job dead for
+// longer than DeadKeep goes, in batches smaller than their number, and
+// the younger ones stay.
+func TestPruneDead(t *testing.T) {
+	s, _, _ := newStore(t)
+	q := s.Queue(jobsqlite.Options{})
+	for range 5 {
+		if err := q.Send(t.Context(), jobs.Message{Kind: "k"}, jobs.SendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms, err := q.Receive(t.Context(), "k", 5, time.Minute)
+	if err != nil || len(ms) != 5 {
+		t.Fatalf("Receive = %d, %v", len(ms), err)
+	}
+	for _, m := range ms {
+		if err := q.DeadLetter(t.Context(), m.Receipt(), "died"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keep := 24 * time.Hour
+	o := retention.Options{DeadKeep: keep, Batch: 2, Now: time.Now}
+	if n, err := retention.PruneDead(t.Context(), q, o); err != nil || n != 0 {
+		t.Fatalf("PruneDead of jobs dead for less than %v = %d, %v; want none", keep, n, err)
+	}
+	o.Now = func() time.Time { return time.Now().Add(keep + time.Minute) }
+	if n, err := retention.PruneDead(t.Context(), q, o); err != nil || n != 5 {
+		t.Fatalf("PruneDead a day later = %d, %v; want 5", n, err)
+	}
+	if dead, err := q.Dead(t.Context(), jobs.DeadFilter{}, 10); err != nil || len(dead) != 0 {
+		t.Errorf("Dead after pruning = %d, %v; want none", len(dead), err)
+	}
+}
+
+// TestRunPrunesDead: with Dead set, each round of Run prunes the jobs
+// dead for longer than DeadKeep at its clock's now.
+func TestRunPrunesDead(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	befores := make(chan time.Time, 10)
+	for _, before := range twoRounds(t, befores, retention.Options{Every: time.Millisecond, Now: func() time.Time { return now }, DeadKeep: 72 * time.Hour,
+		Dead: deadPruneFunc(func(_ context.Context, before time.Time, _ int) (int, error) {
+			offer(befores, before)
+			return 0, nil
+		})}) {
+		if want := now.Add(-72 * time.Hour); !before.Equal(want) {
+			t.Errorf("pruned dead jobs before %v, want %v", before, want)
+		}
+	}
+}
+
+type deadPruneFunc func(context.Context, time.Time, int) (int, error)
+
+func (f deadPruneFunc) PruneDead(ctx context.Context, before time.Time, limit int) (int, error) {
+	return f(ctx, before, limit)
 }

@@ -603,7 +603,7 @@ func (c *counter) Receive(ctx context.Context, kind string, max int, visibility 
 	return c.Queue.Receive(ctx, kind, max, visibility)
 }
 
-func (c *counter) Ack(ctx context.Context, ids ...string) error {
+func (c *counter) Ack(ctx context.Context, ids ...jobs.Receipt) error {
 	if err := c.Queue.Ack(ctx, ids...); err != nil {
 		return err
 	}

@@ -184,9 +184,9 @@ func Seed(t *testing.T, st store.Store, q jobs.Queue) {
 			t.Fatalf("receive %s: %v %v", kind, ms, err)
 		}
 		if kind == "copy.fail" {
-			err = q.Retry(ctx, ms[0].ID, now.Add(time.Hour), "it failed")
+			err = q.Retry(ctx, ms[0].Receipt(), now.Add(time.Hour), "it failed")
 		} else {
-			err = q.DeadLetter(ctx, ms[0].ID, "it died")
+			err = q.DeadLetter(ctx, ms[0].Receipt(), "it died")
 		}
 		if err != nil {
 			t.Fatal(err)

@@ -20,7 +20,7 @@ func testAck(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 			t.Fatalf("Receive = %d messages, want 3", len(msgs))
 		}
 		// Missing ids are fine: acked twice, or never there.
-		if err := q.Ack(t.Context(), msgs[0].ID, msgs[1].ID, msgs[0].ID, "no-such-id"); err != nil {
+		if err := q.Ack(t.Context(), msgs[0].Receipt(), msgs[1].Receipt(), msgs[0].Receipt(), jobs.Receipt{ID: "no-such-id"}); err != nil {
 			t.Fatalf("Ack: %v", err)
 		}
 		if err := q.Ack(t.Context()); err != nil {
@@ -31,7 +31,7 @@ func testAck(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		if again.ID != msgs[2].ID {
 			t.Errorf("redelivered %s, want %s", again.ID, msgs[2].ID)
 		}
-		if err := q.Ack(t.Context(), again.ID); err != nil {
+		if err := q.Ack(t.Context(), again.Receipt()); err != nil {
 			t.Fatalf("Ack: %v", err)
 		}
 		if ks := mustStats(t, q).Kinds["k"]; ks.Queued+ks.InFlight != 0 {
@@ -50,16 +50,16 @@ func testAck(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		if len(msgs) != n {
 			t.Fatalf("Receive = %d messages, want %d", len(msgs), n)
 		}
-		ids := make([]string, len(msgs))
+		rs := make([]jobs.Receipt, len(msgs))
 		seen := map[string]bool{}
 		for i, m := range msgs {
-			ids[i] = m.ID
+			rs[i] = m.Receipt()
 			seen[m.ID] = true
 		}
 		if len(seen) != n {
 			t.Fatalf("%d distinct ids, want %d", len(seen), n)
 		}
-		if err := q.Ack(t.Context(), ids...); err != nil {
+		if err := q.Ack(t.Context(), rs...); err != nil {
 			t.Fatalf("Ack: %v", err)
 		}
 		if ks := mustStats(t, q).Kinds["k"]; ks.Queued+ks.InFlight != 0 {

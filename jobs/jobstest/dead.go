@@ -20,10 +20,10 @@ func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		const visibility = 200 * time.Millisecond
 		m := mustReceive(t, q, sent.Kind, 1, visibility)[0]
 		before := time.Now()
-		if err := q.DeadLetter(t.Context(), m.ID, "corrupt photo"); err != nil {
+		if err := q.DeadLetter(t.Context(), m.Receipt(), "corrupt photo"); err != nil {
 			t.Fatalf("DeadLetter: %v", err)
 		}
-		if err := q.DeadLetter(t.Context(), m.ID, "again"); !errors.Is(err, jobs.ErrNotFound) {
+		if err := q.DeadLetter(t.Context(), m.Receipt(), "again"); !errors.Is(err, jobs.ErrNotFound) {
 			t.Errorf("DeadLetter twice = %v, want ErrNotFound", err)
 		}
 		// Gone from the queue for good, even after its visibility timeout.
@@ -48,7 +48,7 @@ func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 			t.Errorf("Stats = %+v, want dead 1 only", ks)
 		}
 
-		n, err := q.Redrive(t.Context(), m.ID, "no-such-id")
+		n, err := q.Redrive(t.Context(), jobs.DeadFilter{IDs: []string{m.ID, "no-such-id"}})
 		if err != nil || n != 1 {
 			t.Fatalf("Redrive = %d, %v; want 1", n, err)
 		}
@@ -73,17 +73,17 @@ func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		for _, kind := range []string{"a", "a", "b"} {
 			mustSend(t, q, jobs.Message{Kind: kind}, jobs.SendOptions{})
 			m := mustReceive(t, q, kind, 1, time.Minute)[0]
-			if err := q.DeadLetter(t.Context(), m.ID, "x"); err != nil {
+			if err := q.DeadLetter(t.Context(), m.Receipt(), "x"); err != nil {
 				t.Fatalf("DeadLetter: %v", err)
 			}
 		}
-		if n, err := q.Redrive(t.Context(), "no-such-id"); err != nil || n != 0 {
+		if n, err := q.Redrive(t.Context(), jobs.DeadFilter{IDs: []string{"no-such-id"}}); err != nil || n != 0 {
 			t.Errorf("Redrive(unknown) = %d, %v; want 0", n, err)
 		}
-		if n, err := q.Redrive(t.Context()); err != nil || n != 3 {
+		if n, err := q.Redrive(t.Context(), jobs.DeadFilter{}); err != nil || n != 3 {
 			t.Fatalf("Redrive() = %d, %v; want 3", n, err)
 		}
-		if n, err := q.Redrive(t.Context()); err != nil || n != 0 {
+		if n, err := q.Redrive(t.Context(), jobs.DeadFilter{}); err != nil || n != 0 {
 			t.Errorf("Redrive() again = %d, %v; want 0", n, err)
 		}
 		if got := len(mustReceive(t, q, "a", 10, time.Minute)) + len(mustReceive(t, q, "b", 10, time.Minute)); got != 3 {
@@ -97,7 +97,7 @@ func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		for i := range 4 {
 			mustSend(t, q, jobs.Message{Kind: "k", Payload: json.RawMessage(fmt.Sprint(i))}, jobs.SendOptions{})
 			m := mustReceive(t, q, "k", 1, time.Minute)[0]
-			if err := q.DeadLetter(t.Context(), m.ID, fmt.Sprint("died ", i)); err != nil {
+			if err := q.DeadLetter(t.Context(), m.Receipt(), fmt.Sprint("died ", i)); err != nil {
 				t.Fatalf("DeadLetter: %v", err)
 			}
 		}
@@ -110,10 +110,124 @@ func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		}
 	})
 
+	t.Run("filter by kind and error", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		died := map[string]string{} // id → "kind/error"
+		for _, d := range []struct{ kind, err string }{
+			{"a", "timeout talking to storage"},
+			{"a", "corrupt image"},
+			{"b", "timeout talking to storage"},
+			{"a", "read: timeout"},
+		} {
+			mustSend(t, q, jobs.Message{Kind: d.kind}, jobs.SendOptions{})
+			m := mustReceive(t, q, d.kind, 1, time.Minute)[0]
+			if err := q.DeadLetter(t.Context(), m.Receipt(), d.err); err != nil {
+				t.Fatalf("DeadLetter: %v", err)
+			}
+			died[m.ID] = d.kind + "/" + d.err
+		}
+		list := func(f jobs.DeadFilter) []string {
+			t.Helper()
+			dead, err := q.Dead(t.Context(), f, 10)
+			if err != nil {
+				t.Fatalf("Dead(%+v): %v", f, err)
+			}
+			var got []string
+			for _, d := range dead {
+				if died[d.ID] != d.Kind+"/"+d.LastError {
+					t.Errorf("Dead(%+v) lists %s as %s/%s, want %s", f, d.ID, d.Kind, d.LastError, died[d.ID])
+				}
+				got = append(got, d.Kind+"/"+d.LastError)
+			}
+			return got
+		}
+		var anyID string
+		for id, v := range died {
+			if v == "a/corrupt image" {
+				anyID = id
+			}
+		}
+		tests := []struct {
+			f    jobs.DeadFilter
+			want []string // newest first
+		}{
+			{jobs.DeadFilter{}, []string{"a/read: timeout", "b/timeout talking to storage", "a/corrupt image", "a/timeout talking to storage"}},
+			{jobs.DeadFilter{Kind: "a"}, []string{"a/read: timeout", "a/corrupt image", "a/timeout talking to storage"}},
+			{jobs.DeadFilter{Error: "timeout"}, []string{"a/read: timeout", "b/timeout talking to storage", "a/timeout talking to storage"}},
+			{jobs.DeadFilter{Kind: "a", Error: "timeout talking"}, []string{"a/timeout talking to storage"}},
+			{jobs.DeadFilter{Error: "Timeout"}, nil}, // case-sensitive
+			{jobs.DeadFilter{Kind: "c"}, nil},
+			{jobs.DeadFilter{IDs: []string{anyID, "no-such-id"}, Kind: "a"}, []string{"a/corrupt image"}},
+			{jobs.DeadFilter{IDs: []string{anyID}, Kind: "b"}, nil},
+		}
+		for _, tt := range tests {
+			if got := list(tt.f); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("Dead(%+v) = %q, want %q", tt.f, got, tt.want)
+			}
+		}
+
+		// Redrive takes the same filter: kind a's timeouts go back.
+		if n, err := q.Redrive(t.Context(), jobs.DeadFilter{Kind: "a", Error: "timeout"}); err != nil || n != 2 {
+			t.Fatalf("Redrive(a, timeout) = %d, %v; want 2", n, err)
+		}
+		if got, want := list(jobs.DeadFilter{}), []string{"b/timeout talking to storage", "a/corrupt image"}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("Dead after Redrive = %q, want %q", got, want)
+		}
+		if got := len(mustReceive(t, q, "a", 10, time.Minute)); got != 2 {
+			t.Errorf("received %d of kind a after Redrive, want 2", got)
+		}
+		if n, err := q.Redrive(t.Context(), jobs.DeadFilter{Kind: "b", Error: "corrupt"}); err != nil || n != 0 {
+			t.Errorf("Redrive(b, corrupt) = %d, %v; want 0", n, err)
+		}
+	})
+
+	t.Run("prune", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		kill := func(err string) {
+			t.Helper()
+			mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
+			m := mustReceive(t, q, "k", 1, time.Minute)[0]
+			if err := q.DeadLetter(t.Context(), m.Receipt(), err); err != nil {
+				t.Fatalf("DeadLetter: %v", err)
+			}
+		}
+		kill("old 1")
+		kill("old 2")
+		time.Sleep(50 * time.Millisecond) // times are kept to the millisecond
+		mid := time.Now()
+		time.Sleep(50 * time.Millisecond)
+		kill("new")
+		errs := func() []string {
+			var out []string
+			for _, d := range mustDead(t, q, 10) {
+				out = append(out, d.LastError)
+			}
+			return out
+		}
+		// Oldest first, up to the limit, none younger than before.
+		for _, want := range []struct {
+			n    int
+			left []string
+		}{{1, []string{"new", "old 2"}}, {1, []string{"new"}}, {0, []string{"new"}}} {
+			n, err := q.PruneDead(t.Context(), mid, 1)
+			if err != nil || n != want.n {
+				t.Fatalf("PruneDead = %d, %v; want %d", n, err, want.n)
+			}
+			if got := errs(); fmt.Sprint(got) != fmt.Sprint(want.left) {
+				t.Errorf("after PruneDead: %q, want %q", got, want.left)
+			}
+		}
+		if ks := mustStats(t, q).Kinds["k"]; ks.Dead != 1 {
+			t.Errorf("Stats after pruning: %+v, want dead 1", ks)
+		}
+	})
+
 	t.Run("a missing message", func(t *testing.T) {
 		t.Parallel()
 		q := newQueue(t)
-		if err := q.DeadLetter(t.Context(), "no-such-id", "x"); !errors.Is(err, jobs.ErrNotFound) {
+		if err := q.DeadLetter(t.Context(), jobs.Receipt{ID: "no-such-id"}, "x"); !errors.Is(err, jobs.ErrNotFound) {
 			t.Errorf("DeadLetter = %v, want ErrNotFound", err)
 		}
 	})

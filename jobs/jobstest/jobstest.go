@@ -55,6 +55,8 @@ func Run(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		{"Ack", testAck},
 		{"Retry", testRetry},
 		{"DeadLetter", testDeadLetter},
+		{"Lease", testLease},
+		{"RunnerLease", testRunnerLease},
 		{"Stats", testStats},
 		{"Runner", testRunner},
 	}
@@ -131,7 +133,7 @@ func mustStats(t *testing.T, q jobs.Queue) jobs.Stats {
 
 func mustDead(t *testing.T, q jobs.Queue, limit int) []jobs.DeadMessage {
 	t.Helper()
-	dead, err := q.Dead(t.Context(), limit)
+	dead, err := q.Dead(t.Context(), jobs.DeadFilter{}, limit)
 	if err != nil {
 		t.Fatalf("Dead: %v", err)
 	}

@@ -16,7 +16,7 @@ func testRetry(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		m := mustReceive(t, q, "k", 1, time.Minute)[0]
 		const after = 500 * time.Millisecond
 		start := time.Now()
-		if err := q.Retry(t.Context(), m.ID, start.Add(after), "boom"); err != nil {
+		if err := q.Retry(t.Context(), m.Receipt(), start.Add(after), "boom"); err != nil {
 			t.Fatalf("Retry: %v", err)
 		}
 		mustNotReceive(t, q, "k", time.Minute)
@@ -36,7 +36,7 @@ func testRetry(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 			t.Errorf("received again: %+v, want in flight 1", ks)
 		}
 		// The error is kept: dead-lettering without a reason keeps it.
-		if err := q.DeadLetter(t.Context(), m.ID, ""); err != nil {
+		if err := q.DeadLetter(t.Context(), again.Receipt(), ""); err != nil {
 			t.Fatalf("DeadLetter: %v", err)
 		}
 		dead := mustDead(t, q, 10)
@@ -51,13 +51,14 @@ func testRetry(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
 		m := mustReceive(t, q, "k", 1, time.Minute)[0]
 		for attempt := 2; attempt <= 4; attempt++ {
-			if err := q.Retry(t.Context(), m.ID, time.Now().Add(-time.Hour), "boom"); err != nil {
+			if err := q.Retry(t.Context(), m.Receipt(), time.Now().Add(-time.Hour), "boom"); err != nil {
 				t.Fatalf("Retry: %v", err)
 			}
 			msgs := mustReceive(t, q, "k", 1, time.Minute)
 			if len(msgs) != 1 || msgs[0].Attempt != attempt {
 				t.Fatalf("Receive = %+v, want it again at once, attempt %d", msgs, attempt)
 			}
+			m = msgs[0]
 		}
 	})
 
@@ -65,14 +66,14 @@ func testRetry(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		t.Parallel()
 		q := newQueue(t)
 		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-		id := mustReceive(t, q, "k", 1, time.Minute)[0].ID
+		m := mustReceive(t, q, "k", 1, time.Minute)[0]
 		for _, e := range []string{"first", "second"} {
-			if err := q.Retry(t.Context(), id, time.Now().Add(-time.Second), e); err != nil {
+			if err := q.Retry(t.Context(), m.Receipt(), time.Now().Add(-time.Second), e); err != nil {
 				t.Fatalf("Retry: %v", err)
 			}
-			mustReceive(t, q, "k", 1, time.Minute)
+			m = mustReceive(t, q, "k", 1, time.Minute)[0]
 		}
-		if err := q.DeadLetter(t.Context(), id, ""); err != nil {
+		if err := q.DeadLetter(t.Context(), m.Receipt(), ""); err != nil {
 			t.Fatalf("DeadLetter: %v", err)
 		}
 		if dead := mustDead(t, q, 10); len(dead) != 1 || dead[0].LastError != "second" {
@@ -83,7 +84,7 @@ func testRetry(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 	t.Run("a missing message", func(t *testing.T) {
 		t.Parallel()
 		q := newQueue(t)
-		if err := q.Retry(t.Context(), "no-such-id", time.Now(), "boom"); !errors.Is(err, jobs.ErrNotFound) {
+		if err := q.Retry(t.Context(), jobs.Receipt{ID: "no-such-id"}, time.Now(), "boom"); !errors.Is(err, jobs.ErrNotFound) {
 			t.Errorf("Retry = %v, want ErrNotFound", err)
 		}
 	})

@@ -754,22 +754,22 @@ func (r *recorder) Receive(ctx context.Context, kind string, max int, visibility
 	return r.Queue.Receive(ctx, kind, max, visibility)
 }
 
-func (r *recorder) Retry(ctx context.Context, id string, at time.Time, lastErr string) error {
+func (r *recorder) Retry(ctx context.Context, rc jobs.Receipt, at time.Time, lastErr string) error {
 	r.mu.Lock()
-	r.retries = append(r.retries, retryCall{id: id, at: at, lastErr: lastErr})
+	r.retries = append(r.retries, retryCall{id: rc.ID, at: at, lastErr: lastErr})
 	r.mu.Unlock()
-	return r.Queue.Retry(ctx, id, at, lastErr)
+	return r.Queue.Retry(ctx, rc, at, lastErr)
 }
 
-func (r *recorder) Extend(ctx context.Context, id string, visibility time.Duration) error {
+func (r *recorder) Extend(ctx context.Context, rc jobs.Receipt, visibility time.Duration) error {
 	r.mu.Lock()
 	r.extends++
 	if r.extendOf == nil {
 		r.extendOf = map[string]int{}
 	}
-	r.extendOf[id]++
+	r.extendOf[rc.ID]++
 	r.mu.Unlock()
-	return r.Queue.Extend(ctx, id, visibility)
+	return r.Queue.Extend(ctx, rc, visibility)
 }
 
 func (r *recorder) extendCalls() int {

@@ -50,13 +50,13 @@ func testVisibility(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		const visibility = 2 * time.Second
 		m := mustReceive(t, q, "k", 1, visibility)[0]
 		time.Sleep(visibility / 2)
-		if err := q.Extend(t.Context(), m.ID, visibility); err != nil {
+		if err := q.Extend(t.Context(), m.Receipt(), visibility); err != nil {
 			t.Fatalf("Extend: %v", err)
 		}
 		time.Sleep(visibility * 7 / 10)
 		mustNotReceive(t, q, "k", visibility)
 		// Zero makes it visible at once.
-		if err := q.Extend(t.Context(), m.ID, 0); err != nil {
+		if err := q.Extend(t.Context(), m.Receipt(), 0); err != nil {
 			t.Fatalf("Extend: %v", err)
 		}
 		if again := mustReceiveOne(t, q, "k", visibility); again.ID != m.ID || again.Attempt != 2 {
@@ -69,12 +69,12 @@ func testVisibility(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		q := newQueue(t)
 		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
 		m := mustReceive(t, q, "k", 1, time.Minute)[0]
-		if err := q.Ack(t.Context(), m.ID); err != nil {
+		if err := q.Ack(t.Context(), m.Receipt()); err != nil {
 			t.Fatalf("Ack: %v", err)
 		}
-		for _, id := range []string{m.ID, "no-such-id"} {
-			if err := q.Extend(t.Context(), id, time.Minute); !errors.Is(err, jobs.ErrNotFound) {
-				t.Errorf("Extend(%s) = %v, want ErrNotFound", id, err)
+		for _, r := range []jobs.Receipt{m.Receipt(), {ID: "no-such-id"}} {
+			if err := q.Extend(t.Context(), r, time.Minute); !errors.Is(err, jobs.ErrNotFound) {
+				t.Errorf("Extend(%s) = %v, want ErrNotFound", r.ID, err)
 			}
 		}
 	})

@@ -38,6 +38,26 @@
 // another process find nothing (ErrNotFound, or nothing for Ack), and the
 // message comes back after its visibility timeout.
 //
+// Leases. JetStream settles a delivery by the reply subject it came with,
+// and that subject names the delivery (its count and consumer sequence),
+// but the server applies an ack, a negative ack, a termination or an
+// in-progress ack to whatever delivery of that stream sequence is
+// pending: nats-server's consumer looks the message up in its pending
+// map by stream sequence alone. So a worker that stalled past AckWait
+// and acks late acks the delivery another worker now holds, which then
+// cannot retry it if it fails; a late negative ack makes it deliverable
+// to a third. JetStream guarantees only that it redelivers after
+// AckWait. What this package adds: the lease of a delivery is its
+// NumDelivered; the handle kept for it carries that lease and a
+// deadline, AckWait from just before the fetch that received it (the
+// server's timer starts later), moved by each in-progress ack to AckWait
+// from just before it was sent, less a tenth of AckWait for an ack in
+// flight. Ack, Extend, Retry and DeadLetter fail with jobs.ErrLeaseLost,
+// sending nothing, when the handle held here is of a later delivery or
+// its deadline has passed: before then the server cannot have
+// redelivered it to anyone. What remains is an ack sent in time that
+// reaches the server more than a tenth of AckWait later.
+//
 // Kinds appear in subjects as unpadded base64url, so any kind is a valid
 // subject token and consumer name.
 package nats
@@ -101,10 +121,22 @@ type Queue struct {
 	jobs, dead, marks, adv jetstream.Stream
 
 	mu        sync.Mutex
-	collector jetstream.Consumer       // of S_ADV, once made
-	consumers map[string]consumer      // by kind
-	held      map[string]jetstream.Msg // received here, by id
+	collector jetstream.Consumer  // of S_ADV, once made
+	consumers map[string]consumer // by kind
+	held      map[string]held     // received here, by id
 }
+
+// held is a delivery received here: the handle that settles it, its
+// lease and until when this process may use it (see Leases above).
+type held struct {
+	msg      jetstream.Msg
+	lease    string
+	deadline time.Time
+}
+
+// leaseMargin is how long before the end of AckWait a lease stops being
+// used: the time an ack may take to reach the server.
+func leaseMargin(visibility time.Duration) time.Duration { return visibility / 10 }
 
 type consumer struct {
 	c          jetstream.Consumer
@@ -140,7 +172,7 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs/nats: %w", err)
 	}
-	q := &Queue{nc: nc, js: js, o: o, log: o.Logger, consumers: map[string]consumer{}, held: map[string]jetstream.Msg{}}
+	q := &Queue{nc: nc, js: js, o: o, log: o.Logger, consumers: map[string]consumer{}, held: map[string]held{}}
 	cfgs := []struct {
 		s   *jetstream.Stream
 		cfg jetstream.StreamConfig
@@ -301,6 +333,9 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 	if err != nil {
 		return nil, fmt.Errorf("jobs/nats receive: %w", err)
 	}
+	// The lease ends AckWait from before the fetch: the server's timer
+	// starts when it delivers, later.
+	deadline := time.Now().Add(visibility - leaseMargin(visibility))
 	batch, err := cons.FetchNoWait(max)
 	if err != nil {
 		return nil, fmt.Errorf("jobs/nats receive: %w", err)
@@ -334,15 +369,16 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 				attempt -= mk.Deferrals
 			}
 		}
+		lease := strconv.FormatUint(meta.NumDelivered, 10)
 		q.mu.Lock()
-		q.held[id] = msg
+		q.held[id] = held{msg: msg, lease: lease, deadline: deadline}
 		q.mu.Unlock()
 		m, err := jobs.Decode(msg.Data())
-		m.ID, m.Attempt = id, attempt
+		m.ID, m.Attempt, m.Lease = id, attempt, lease
 		if err != nil {
 			m.Kind = kind
 			q.log.ErrorContext(ctx, "jobs: dead-lettering a malformed message", "job_id", id, "kind", kind, "error", err)
-			if err := q.deadLetter(ctx, id, m, msg.Data(), err.Error()); err != nil {
+			if err := q.deadLetter(ctx, m.Receipt(), m, msg.Data(), err.Error()); err != nil {
 				q.log.ErrorContext(ctx, "jobs: dead-letter malformed message", "job_id", id, "error", err)
 			}
 			continue
@@ -377,31 +413,56 @@ func (q *Queue) reply(ctx context.Context, msg jetstream.Msg, body []byte) error
 	return err
 }
 
-// take returns the handle of a message received here; with forget it is
-// forgotten, since whatever follows settles the message.
-func (q *Queue) take(id string, forget bool) (jetstream.Msg, bool) {
+// take returns the handle of the delivery r names, if it was received
+// here and its lease is still this process's to use: jobs.ErrNotFound if
+// no delivery of it is held here, jobs.ErrLeaseLost if a later one is,
+// or if the lease's deadline has passed. With forget the handle of r's
+// delivery is forgotten, lost or not: the call settles the message, or
+// nothing may. Without, a lapsed lease stays held, refused, until the
+// call that settles it.
+func (q *Queue) take(r jobs.Receipt, forget bool) (held, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	msg, ok := q.held[id]
-	if ok && forget {
-		delete(q.held, id)
+	h, ok := q.held[r.ID]
+	switch {
+	case !ok:
+		return held{}, jobs.ErrNotFound
+	case h.lease != r.Lease:
+		return held{}, jobs.ErrLeaseLost
 	}
-	return msg, ok
+	if forget {
+		delete(q.held, r.ID)
+	}
+	if !time.Now().Before(h.deadline) {
+		return held{}, jobs.ErrLeaseLost
+	}
+	return h, nil
 }
 
 // Extend is an in-progress ack, which restarts the kind's AckWait; 0 is a
 // negative ack, which makes the message available at once.
-func (q *Queue) Extend(ctx context.Context, id string, visibility time.Duration) error {
-	msg, ok := q.take(id, visibility <= 0)
-	if !ok {
-		return fmt.Errorf("jobs/nats extend %s: %w", id, jobs.ErrNotFound)
+func (q *Queue) Extend(ctx context.Context, r jobs.Receipt, visibility time.Duration) error {
+	h, err := q.take(r, visibility <= 0)
+	if err != nil {
+		return fmt.Errorf("jobs/nats extend %s: %w", r.ID, err)
 	}
 	body := ackProgress
 	if visibility <= 0 {
 		body = ackNak
 	}
-	if err := q.reply(ctx, msg, body); err != nil {
-		return fmt.Errorf("jobs/nats extend %s: %w", id, err)
+	sent := time.Now()
+	if err := q.reply(ctx, h.msg, body); err != nil {
+		return fmt.Errorf("jobs/nats extend %s: %w", r.ID, err)
+	}
+	if visibility > 0 {
+		// The server restarted AckWait when the ack reached it, after
+		// sent.
+		q.mu.Lock()
+		if cur, ok := q.held[r.ID]; ok && cur.lease == r.Lease {
+			cur.deadline = sent.Add(visibility - leaseMargin(visibility))
+			q.held[r.ID] = cur
+		}
+		q.mu.Unlock()
 	}
 	return nil
 }
@@ -411,53 +472,65 @@ func (q *Queue) Extend(ctx context.Context, id string, visibility time.Duration)
 const ackParallel = 32
 
 // Ack acks the messages received here, each waiting for the server. An
-// id whose ack failed is held again, so a later Ack can retry it.
-func (q *Queue) Ack(ctx context.Context, ids ...string) error {
+// id whose ack failed is held again, so a later Ack can retry it. Those
+// whose lease was lost are not acked and are listed in a
+// *jobs.LeaseLostError.
+func (q *Queue) Ack(ctx context.Context, rs ...jobs.Receipt) error {
 	var (
 		mu   sync.Mutex
 		errs []error
+		lost []string
 		g    errgroup.Group
 	)
 	g.SetLimit(ackParallel)
-	for _, id := range ids {
-		msg, ok := q.take(id, true)
-		if !ok {
+	for _, r := range rs {
+		h, err := q.take(r, true)
+		if errors.Is(err, jobs.ErrLeaseLost) {
+			lost = append(lost, r.ID)
+			continue
+		}
+		if err != nil {
 			continue
 		}
 		g.Go(func() error {
-			if err := q.reply(ctx, msg, ackOK); err != nil {
+			if err := q.reply(ctx, h.msg, ackOK); err != nil {
 				q.mu.Lock()
-				q.held[id] = msg
+				if _, ok := q.held[r.ID]; !ok {
+					q.held[r.ID] = h
+				}
 				q.mu.Unlock()
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("jobs/nats ack %s: %w", id, err))
+				errs = append(errs, fmt.Errorf("jobs/nats ack %s: %w", r.ID, err))
 				mu.Unlock()
 			}
 			return nil
 		})
 	}
 	_ = g.Wait()
+	if len(lost) > 0 {
+		errs = append(errs, &jobs.LeaseLostError{IDs: lost})
+	}
 	return errors.Join(errs...)
 }
 
 // Retry records lastErr in the message's mark, then naks it with the
 // delay until at.
-func (q *Queue) Retry(ctx context.Context, id string, at time.Time, lastErr string) error {
-	msg, ok := q.take(id, true)
-	if !ok {
-		return fmt.Errorf("jobs/nats retry %s: %w", id, jobs.ErrNotFound)
+func (q *Queue) Retry(ctx context.Context, r jobs.Receipt, at time.Time, lastErr string) error {
+	h, err := q.take(r, true)
+	if err != nil {
+		return fmt.Errorf("jobs/nats retry %s: %w", r.ID, err)
 	}
-	kind := kindOf(msg.Subject())
-	mk, err := q.readMark(ctx, kind, id)
+	kind := kindOf(h.msg.Subject())
+	mk, err := q.readMark(ctx, kind, r.ID)
 	if err == nil {
 		mk.LastError, mk.Until = lastErr, at
-		err = q.writeMark(ctx, kind, id, mk)
+		err = q.writeMark(ctx, kind, r.ID, mk)
 	}
 	if err == nil {
-		err = q.reply(ctx, msg, nakDelay(time.Until(at)))
+		err = q.reply(ctx, h.msg, nakDelay(time.Until(at)))
 	}
 	if err != nil {
-		return fmt.Errorf("jobs/nats retry %s: %w", id, err)
+		return fmt.Errorf("jobs/nats retry %s: %w", r.ID, err)
 	}
 	return nil
 }
@@ -479,24 +552,29 @@ type deadRecord struct {
 }
 
 // DeadLetter publishes the dead letter, then terminates the message.
-func (q *Queue) DeadLetter(ctx context.Context, id string, reason string) error {
-	msg, ok := q.take(id, false)
-	if !ok {
-		return fmt.Errorf("jobs/nats dead-letter %s: %w", id, jobs.ErrNotFound)
+func (q *Queue) DeadLetter(ctx context.Context, r jobs.Receipt, reason string) error {
+	h, err := q.take(r, false)
+	if errors.Is(err, jobs.ErrLeaseLost) {
+		_, _ = q.take(r, true) // forget a lapsed lease: nothing here may settle it now
 	}
-	meta, err := msg.Metadata()
+	if err != nil {
+		return fmt.Errorf("jobs/nats dead-letter %s: %w", r.ID, err)
+	}
+	meta, err := h.msg.Metadata()
+	if err != nil {
+		return fmt.Errorf("jobs/nats dead-letter %s: %w", r.ID, err)
+	}
+	m := jobs.Message{ID: r.ID, Kind: kindOf(h.msg.Subject()), Attempt: int(meta.NumDelivered)}
+	return q.deadLetter(ctx, r, m, h.msg.Data(), reason)
+}
+
+func (q *Queue) deadLetter(ctx context.Context, r jobs.Receipt, m jobs.Message, body []byte, reason string) error {
+	id := r.ID
+	h, err := q.take(r, true)
 	if err != nil {
 		return fmt.Errorf("jobs/nats dead-letter %s: %w", id, err)
 	}
-	m := jobs.Message{ID: id, Kind: kindOf(msg.Subject()), Attempt: int(meta.NumDelivered)}
-	return q.deadLetter(ctx, id, m, msg.Data(), reason)
-}
-
-func (q *Queue) deadLetter(ctx context.Context, id string, m jobs.Message, body []byte, reason string) error {
-	msg, ok := q.take(id, true)
-	if !ok {
-		return fmt.Errorf("jobs/nats dead-letter %s: %w", id, jobs.ErrNotFound)
-	}
+	msg := h.msg
 	mk, err := q.readMark(ctx, m.Kind, id)
 	if err != nil {
 		return fmt.Errorf("jobs/nats dead-letter %s: %w", id, err)
@@ -724,8 +802,19 @@ func (q *Queue) deadRecords(ctx context.Context) ([]deadEntry, error) {
 	return out, nil
 }
 
-// Dead lists dead letters, newest first.
-func (q *Queue) Dead(ctx context.Context, limit int) ([]jobs.DeadMessage, error) {
+// message is the dead letter as Dead lists it: a body that does not
+// decode is listed with its kind and no payload.
+func (e deadEntry) message() jobs.DeadMessage {
+	m, err := jobs.Decode(e.rec.Body)
+	if err != nil {
+		m = jobs.Message{Kind: e.rec.Kind}
+	}
+	m.ID, m.Attempt = e.rec.ID, e.rec.Attempts
+	return jobs.DeadMessage{Message: m, LastError: e.rec.LastError, DiedAt: e.rec.DiedAt}
+}
+
+// Dead lists the dead letters f matches, newest first.
+func (q *Queue) Dead(ctx context.Context, f jobs.DeadFilter, limit int) ([]jobs.DeadMessage, error) {
 	entries, err := q.deadRecords(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("jobs/nats dead: %w", err)
@@ -735,27 +824,25 @@ func (q *Queue) Dead(ctx context.Context, limit int) ([]jobs.DeadMessage, error)
 		if len(out) >= limit {
 			break
 		}
-		m, err := jobs.Decode(e.rec.Body)
-		if err != nil {
-			m = jobs.Message{Kind: e.rec.Kind}
+		if d := e.message(); f.Match(d) {
+			out = append(out, d)
 		}
-		m.ID, m.Attempt = e.rec.ID, e.rec.Attempts
-		out = append(out, jobs.DeadMessage{Message: m, LastError: e.rec.LastError, DiedAt: e.rec.DiedAt})
 	}
 	return out, nil
 }
 
-// Redrive publishes dead letters back to S as new messages, each with a
-// message id of its dead letter's, so two operators redriving at once
-// send it once, then deletes the dead letter.
-func (q *Queue) Redrive(ctx context.Context, ids ...string) (int, error) {
+// Redrive publishes the dead letters f matches back to S as new messages
+// (new sequences, so new ids), each with a message id of its dead
+// letter's, so two operators redriving at once send it once, then
+// deletes the dead letter.
+func (q *Queue) Redrive(ctx context.Context, f jobs.DeadFilter) (int, error) {
 	entries, err := q.deadRecords(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("jobs/nats redrive: %w", err)
 	}
 	n := 0
 	for _, e := range entries {
-		if len(ids) > 0 && !slices.Contains(ids, e.rec.ID) {
+		if !f.Match(e.message()) {
 			continue
 		}
 		msg := nats.NewMsg(q.jobSubject(e.rec.Kind))
@@ -765,6 +852,30 @@ func (q *Queue) Redrive(ctx context.Context, ids ...string) (int, error) {
 		}
 		if err := q.dead.DeleteMsg(ctx, e.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return n, fmt.Errorf("jobs/nats redrive: %w", err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// PruneDead deletes up to limit dead letters that died before before,
+// oldest first. It reads every dead letter, as Dead does: retention is
+// what keeps that set small.
+func (q *Queue) PruneDead(ctx context.Context, before time.Time, limit int) (int, error) {
+	entries, err := q.deadRecords(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("jobs/nats prune dead: %w", err)
+	}
+	n := 0
+	for _, e := range entries {
+		if n >= limit {
+			break
+		}
+		if !e.rec.DiedAt.Before(before) {
+			continue
+		}
+		if err := q.dead.DeleteMsg(ctx, e.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return n, fmt.Errorf("jobs/nats prune dead: %w", err)
 		}
 		n++
 	}

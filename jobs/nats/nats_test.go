@@ -3,6 +3,7 @@ package nats_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -87,7 +88,7 @@ func TestMaxDeliverAdvisory(t *testing.T) {
 			t.Fatalf("Receive = %+v, %v; want nothing past MaxDeliver", msgs, err)
 		}
 		var err error
-		if dead, err = q.Dead(t.Context(), 10); err != nil {
+		if dead, err = q.Dead(t.Context(), jobs.DeadFilter{}, 10); err != nil {
 			t.Fatalf("Dead: %v", err)
 		}
 	}
@@ -105,7 +106,7 @@ func TestMaxDeliverAdvisory(t *testing.T) {
 	if ks := st.Kinds["k"]; ks != (jobs.KindStats{Dead: 1}) {
 		t.Errorf("Stats = %+v, want dead 1 only", ks)
 	}
-	if n, err := q.Redrive(t.Context()); err != nil || n != 1 {
+	if n, err := q.Redrive(t.Context(), jobs.DeadFilter{}); err != nil || n != 1 {
 		t.Fatalf("Redrive = %d, %v; want 1", n, err)
 	}
 	if m := receiveOne(t, q, visibility); m.RequestID != "req-1" || m.Attempt != 1 {
@@ -126,4 +127,67 @@ func receiveOne(t *testing.T, q *jobnats.Queue, visibility time.Duration) jobs.M
 	}
 	t.Fatal("no message")
 	panic("unreachable")
+}
+
+// TestLeaseAcrossProcesses: two processes share a kind. The first
+// receives a message and stalls past AckWait; the second receives it
+// again. JetStream would apply the first's late ack, retry or
+// termination to the second's delivery (its consumer settles by stream
+// sequence); the queue refuses them before they are sent, and the
+// second's delivery stays in flight until it acks it.
+func TestLeaseAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	a := newQueue(t, jobnats.Options{Storage: jetstream.MemoryStorage})
+	b, err := jobnats.New(t.Context(), connect(t), jobnats.Options{Stream: a.StreamName(), Prefix: "t" + a.StreamName(), Storage: jetstream.MemoryStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const visibility = time.Second
+	if err := a.Send(t.Context(), jobs.Message{Kind: "k"}, jobs.SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := a.Receive(t.Context(), "k", 1, visibility)
+	if err != nil || len(first) != 1 {
+		t.Fatalf("a: Receive = %v, %v", first, err)
+	}
+	var second jobs.Message
+	for deadline := time.Now().Add(15 * time.Second); second.ID == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("b never received the message")
+		}
+		ms, err := b.Receive(t.Context(), "k", 1, visibility)
+		if err != nil {
+			t.Fatalf("b: Receive: %v", err)
+		}
+		if len(ms) == 1 {
+			second = ms[0]
+		}
+	}
+	if second.ID != first[0].ID || second.Lease == first[0].Lease {
+		t.Fatalf("b received %s lease %s, want %s under a new lease (a's %s)", second.ID, second.Lease, first[0].ID, first[0].Lease)
+	}
+
+	stale := first[0].Receipt()
+	if err := a.Extend(t.Context(), stale, visibility); !errors.Is(err, jobs.ErrLeaseLost) {
+		t.Errorf("a: Extend = %v, want ErrLeaseLost", err)
+	}
+	if err := a.Ack(t.Context(), stale); !errors.Is(err, jobs.ErrLeaseLost) {
+		t.Errorf("a: Ack = %v, want ErrLeaseLost", err)
+	}
+	// The Ack forgot a's handle: whatever a sends next finds nothing.
+	if err := a.Retry(t.Context(), stale, time.Now(), "late"); !errors.Is(err, jobs.ErrNotFound) {
+		t.Errorf("a: Retry after its Ack = %v, want ErrNotFound", err)
+	}
+	if st, err := b.Stats(t.Context()); err != nil || st.Kinds["k"].InFlight != 1 {
+		t.Errorf("after a's late calls: %+v, %v; want b's delivery in flight", st.Kinds["k"], err)
+	}
+	if ms, err := b.Receive(t.Context(), "k", 1, visibility); err != nil || len(ms) != 0 {
+		t.Errorf("after a's late calls: Receive = %v, %v; want nothing: a's retry must not have reached the server", ms, err)
+	}
+	if err := b.Ack(t.Context(), second.Receipt()); err != nil {
+		t.Fatalf("b: Ack: %v", err)
+	}
+	if st, err := b.Stats(t.Context()); err != nil || st.Kinds["k"].Queued+st.Kinds["k"].InFlight != 0 {
+		t.Errorf("after b's Ack: %+v, %v; want nothing left", st.Kinds["k"], err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -194,4 +195,63 @@ func openDB(t *testing.T, path, extra string) *sql.DB {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	return db
+}
+
+// stallingAck is an outbox whose first Ack waits for stall to return: a
+// relay that paused between publishing its rows and marking them sent.
+type stallingAck struct {
+	*jobsqlite.Queue
+	stall func()
+	once  sync.Once
+}
+
+func (s *stallingAck) Ack(ctx context.Context, rs ...jobs.Receipt) error {
+	s.once.Do(s.stall)
+	return s.Queue.Ack(ctx, rs...)
+}
+
+// TestRelayLeaseLost: a relay that stalls past its visibility after
+// publishing loses its rows to another relay, which has taken them and not
+// yet marked them sent. The stalled relay's late marks are refused, not
+// counted as sent and not an error; the other relay marks them.
+func TestRelayLeaseLost(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t, jobnats.Options{Storage: jetstream.MemoryStorage})
+	outbox := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"))
+	for i := range relayJobs {
+		if err := outbox.Send(t.Context(), jobs.Message{Kind: relayKind, Payload: json.RawMessage(fmt.Sprint(i))}, jobs.SendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const visibility = 300 * time.Millisecond
+	var taken []jobs.Message
+	stalled := jobs.NewRelay(&stallingAck{Queue: outbox, stall: func() {
+		time.Sleep(visibility + 100*time.Millisecond)
+		var err error
+		if taken, err = outbox.Receive(t.Context(), relayKind, 100, visibility); err != nil {
+			t.Errorf("the other relay: %v", err)
+		}
+	}}, q, jobs.RelayOptions{Visibility: visibility})
+
+	sent, err := stalled.Once(t.Context())
+	if err != nil || sent != 0 {
+		t.Errorf("the stalled relay: sent %d, %v; want 0 and no error: its rows were taken", sent, err)
+	}
+	if len(taken) != relayJobs {
+		t.Fatalf("the other relay took %d rows, want %d", len(taken), relayJobs)
+	}
+	rs := make([]jobs.Receipt, len(taken))
+	for i, m := range taken {
+		rs[i] = m.Receipt()
+	}
+	if err := outbox.Ack(t.Context(), rs...); err != nil {
+		t.Errorf("the other relay's marks: %v", err)
+	}
+	if st, err := outbox.Stats(t.Context()); err != nil || st.Kinds[relayKind].Queued+st.Kinds[relayKind].InFlight != 0 {
+		t.Errorf("outbox after both: %+v, %v; want empty", st.Kinds[relayKind], err)
+	}
+	msgs, err := q.Receive(t.Context(), relayKind, 100, time.Minute)
+	if err != nil || len(msgs) != relayJobs {
+		t.Errorf("stream holds %d jobs, %v; want each of the %d once", len(msgs), err, relayJobs)
+	}
 }

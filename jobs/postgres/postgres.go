@@ -14,6 +14,10 @@
 // wait for one another. See bench/queue -postgres for how it compares
 // with goqite's own Receive and Delete.
 //
+// Leases are goqite's received count, as in jobs/sqlite: Extend, Retry
+// and DeadLetter match "and received = $n", Ack deletes by (id, received)
+// pairs unnested from two arrays.
+//
 // Retry, DeadLetter, Redrive, Stats and Dead have no goqite counterpart:
 // they are this package's SQL on goqite's table and its own tables, each
 // one statement.
@@ -164,59 +168,80 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 	return msgs, nil
 }
 
+// existsSQL tells a lost lease from a message that is gone (Missed).
+const existsSQL = `select 1 from goqite where id = $1`
+
 // Extend keeps a message invisible for visibility from now.
-func (q *Queue) Extend(ctx context.Context, id string, visibility time.Duration) error {
-	res, err := q.db.ExecContext(ctx, `update goqite set timeout = $1 where id = $2`, time.Now().Add(visibility), id)
-	if err := goqitesql.AffectedOne(res, err); err != nil {
-		return fmt.Errorf("jobs/postgres extend %s: %w", id, err)
+func (q *Queue) Extend(ctx context.Context, r jobs.Receipt, visibility time.Duration) error {
+	res, err := q.db.ExecContext(ctx, `update goqite set timeout = $1 where id = $2 and received = $3`, time.Now().Add(visibility), r.ID, goqitesql.Token(r.Lease))
+	if err := goqitesql.Settled(ctx, q.db, existsSQL, r.ID, res, err); err != nil {
+		return fmt.Errorf("jobs/postgres extend %s: %w", r.ID, err)
 	}
 	return nil
 }
 
-// Ack deletes the messages in one statement; the ids travel as one
-// array, so the statement is the same for any number of them.
-func (q *Queue) Ack(ctx context.Context, ids ...string) error {
-	if len(ids) == 0 {
+// ackSQL deletes a batch of (id, received) pairs in one statement, each
+// a lookup of goqite's primary key.
+const ackSQL = `delete from goqite g using unnest($1::text[], $2::int[]) as a(id, received)
+where g.id = a.id and g.received = a.received`
+
+// Ack deletes the messages in one statement.
+func (q *Queue) Ack(ctx context.Context, rs ...jobs.Receipt) error {
+	if len(rs) == 0 {
 		return nil
 	}
-	if _, err := q.db.ExecContext(ctx, `delete from goqite where id = any($1)`, ids); err != nil {
+	ids, counts := goqitesql.Leases(rs)
+	res, err := q.db.ExecContext(ctx, ackSQL, ids, counts)
+	if err != nil {
+		return fmt.Errorf("jobs/postgres ack: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || int(n) == len(ids) {
+		return err
+	}
+	// Fewer deleted: those still there were received again since.
+	rows, err := q.db.QueryContext(ctx, `select id from goqite where id = any($1)`, ids)
+	if err == nil {
+		err = goqitesql.Lost(rows)
+	}
+	if err != nil {
 		return fmt.Errorf("jobs/postgres ack: %w", err)
 	}
 	return nil
 }
 
-// retrySQL makes message $1 visible at $2 and records the error: a
-// message whose timeout is still its retry_at waits for its retry rather
-// than runs (see statsSQL). Nothing is inserted when the message is gone.
+// retrySQL makes message $1, under lease $4, visible at $2 and records
+// the error: a message whose timeout is still its retry_at waits for its
+// retry rather than runs (see statsSQL). Nothing is inserted when the
+// message is gone or its lease lost.
 const retrySQL = `with retried as (
-	update goqite set timeout = $2 where id = $1 returning id)
+	update goqite set timeout = $2 where id = $1 and received = $4 returning id)
 insert into jobs_errors (id, last_error, retry_at)
 select id, $3, $2 from retried
 on conflict (id) do update set last_error = excluded.last_error, retry_at = excluded.retry_at`
 
 // Retry makes the message visible at at and records lastErr.
-func (q *Queue) Retry(ctx context.Context, id string, at time.Time, lastErr string) error {
-	res, err := q.db.ExecContext(ctx, retrySQL, id, at, lastErr)
-	if err := goqitesql.AffectedOne(res, err); err != nil {
-		return fmt.Errorf("jobs/postgres retry %s: %w", id, err)
+func (q *Queue) Retry(ctx context.Context, r jobs.Receipt, at time.Time, lastErr string) error {
+	res, err := q.db.ExecContext(ctx, retrySQL, r.ID, at, lastErr, goqitesql.Token(r.Lease))
+	if err := goqitesql.Settled(ctx, q.db, existsSQL, r.ID, res, err); err != nil {
+		return fmt.Errorf("jobs/postgres retry %s: %w", r.ID, err)
 	}
 	return nil
 }
 
-// deadLetterSQL moves message $1 to jobs_dead. The join reads jobs_errors
+// deadLetterSQL moves message $1, under lease $6, to jobs_dead. The join reads jobs_errors
 // as it was when the statement began, before the delete's cascade
 // removes the message's row there.
 const deadLetterSQL = `with gone as (
-	delete from goqite where id = $1 returning id, queue, body, priority, received, created)
+	delete from goqite where id = $1 and received = $6 returning id, queue, body, priority, received, created)
 insert into jobs_dead (id, queue, kind, body, priority, last_error, attempts, created, died_at)
 select g.id, $2, substr(g.queue, $3), g.body, g.priority, coalesce(nullif($4, ''), e.last_error, ''), g.received, g.created, $5
 from gone g left join jobs_errors e on e.id = g.id`
 
 // DeadLetter moves the message to jobs_dead.
-func (q *Queue) DeadLetter(ctx context.Context, id string, reason string) error {
-	res, err := q.db.ExecContext(ctx, deadLetterSQL, id, queueName, len(queuePrefix)+1, reason, time.Now())
-	if err := goqitesql.AffectedOne(res, err); err != nil {
-		return fmt.Errorf("jobs/postgres dead-letter %s: %w", id, err)
+func (q *Queue) DeadLetter(ctx context.Context, r jobs.Receipt, reason string) error {
+	res, err := q.db.ExecContext(ctx, deadLetterSQL, r.ID, queueName, len(queuePrefix)+1, reason, time.Now(), goqitesql.Token(r.Lease))
+	if err := goqitesql.Settled(ctx, q.db, existsSQL, r.ID, res, err); err != nil {
+		return fmt.Errorf("jobs/postgres dead-letter %s: %w", r.ID, err)
 	}
 	return nil
 }
@@ -263,11 +288,33 @@ func (q *Queue) Stats(ctx context.Context) (jobs.Stats, error) {
 	return st, nil
 }
 
-// Dead lists dead messages, newest first. A body that does not decode
-// is listed with its kind and no payload.
-func (q *Queue) Dead(ctx context.Context, limit int) ([]jobs.DeadMessage, error) {
+// deadWhere is the where clause of jobs_dead rows f matches, its
+// placeholders numbered after the arguments args already holds.
+func deadWhere(f jobs.DeadFilter, args []any) (string, []any) {
+	args = append(args, queueName)
+	where := fmt.Sprintf(`queue = $%d`, len(args))
+	if len(f.IDs) > 0 {
+		args = append(args, f.IDs)
+		where += fmt.Sprintf(` and id = any($%d)`, len(args))
+	}
+	if f.Kind != "" {
+		args = append(args, f.Kind)
+		where += fmt.Sprintf(` and kind = $%d`, len(args))
+	}
+	if f.Error != "" {
+		args = append(args, f.Error)
+		where += fmt.Sprintf(` and strpos(last_error, $%d) > 0`, len(args))
+	}
+	return where, args
+}
+
+// Dead lists the dead messages f matches, newest first. A body that
+// does not decode is listed with its kind and no payload.
+func (q *Queue) Dead(ctx context.Context, f jobs.DeadFilter, limit int) ([]jobs.DeadMessage, error) {
+	where, args := deadWhere(f, nil)
+	args = append(args, limit)
 	rows, err := q.db.QueryContext(ctx, `select id, kind, body, last_error, attempts, died_at from jobs_dead
-where queue = $1 order by died_at desc, id desc limit $2`, queueName, limit)
+where `+where+fmt.Sprintf(` order by died_at desc, id desc limit $%d`, len(args)), args...)
 	if err != nil {
 		return nil, fmt.Errorf("jobs/postgres dead: %w", err)
 	}
@@ -289,25 +336,30 @@ where queue = $1 order by died_at desc, id desc limit $2`, queueName, limit)
 	return out, nil
 }
 
-// Redrive moves dead messages back into their goqite queues, visible now
-// and with received = 0 (goqite's defaults), behind the messages already
-// waiting, in one statement.
-func (q *Queue) Redrive(ctx context.Context, ids ...string) (int, error) {
-	where, args := `queue = $2`, []any{queuePrefix, queueName}
-	if len(ids) > 0 {
-		where += ` and id = any($3)`
-		args = append(args, ids)
-	}
+// Redrive moves the dead messages f matches back into their goqite
+// queues under new ids, visible now and with received = 0 (goqite's
+// defaults), behind the messages already waiting, in one statement.
+func (q *Queue) Redrive(ctx context.Context, f jobs.DeadFilter) (int, error) {
+	where, args := deadWhere(f, []any{queuePrefix})
 	res, err := q.db.ExecContext(ctx, `with moved as (
-	delete from jobs_dead where `+where+` returning id, kind, body, priority)
-insert into goqite (id, queue, body, priority)
-select id, $1 || kind, body, priority from moved`, args...)
+	delete from jobs_dead where `+where+` returning kind, body, priority, created)
+insert into goqite (queue, body, priority)
+select $1 || kind, body, priority from moved order by created`, args...)
+	n, err := goqitesql.Affected(res, err)
 	if err != nil {
 		return 0, fmt.Errorf("jobs/postgres redrive: %w", err)
 	}
-	n, err := res.RowsAffected()
+	return n, nil
+}
+
+// PruneDead deletes up to limit dead messages that died before before,
+// oldest first, along jobs_dead's (queue, died_at) index.
+func (q *Queue) PruneDead(ctx context.Context, before time.Time, limit int) (int, error) {
+	res, err := q.db.ExecContext(ctx, `delete from jobs_dead where id in (
+	select id from jobs_dead where queue = $1 and died_at < $2 order by died_at limit $3)`, queueName, before, limit)
+	n, err := goqitesql.Affected(res, err)
 	if err != nil {
-		return 0, fmt.Errorf("jobs/postgres redrive: %w", err)
+		return 0, fmt.Errorf("jobs/postgres prune dead: %w", err)
 	}
-	return int(n), nil
+	return n, nil
 }

@@ -283,7 +283,7 @@ func TestReceivesGoqiteMessages(t *testing.T) {
 			t.Errorf("message %d: %s, attempt %d, want 1", i, diff, msgs[i].Attempt)
 		}
 	}
-	if err := b.queue.Ack(ctx, msgs[0].ID, msgs[1].ID); err != nil {
+	if err := b.queue.Ack(ctx, msgs[0].Receipt(), msgs[1].Receipt()); err != nil {
 		t.Fatalf("Ack: %v", err)
 	}
 	var left int

@@ -304,18 +304,18 @@ func BenchmarkReceiveAck(b *testing.B) {
 			q := newQueue(b)
 			preload(b, q, b.N*batch)
 			ctx := context.Background()
-			ids := make([]string, 0, batch)
+			rs := make([]jobs.Receipt, 0, batch)
 			b.ResetTimer()
 			for range b.N {
 				msgs, err := q.queue.Receive(ctx, "k", batch, time.Minute)
 				if err != nil || len(msgs) != batch {
 					b.Fatalf("Receive = %d, %v; want %d", len(msgs), err, batch)
 				}
-				ids = ids[:0]
+				rs = rs[:0]
 				for _, m := range msgs {
-					ids = append(ids, m.ID)
+					rs = append(rs, m.Receipt())
 				}
-				if err := q.queue.Ack(ctx, ids...); err != nil {
+				if err := q.queue.Ack(ctx, rs...); err != nil {
 					b.Fatal(err)
 				}
 			}

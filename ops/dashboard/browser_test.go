@@ -32,8 +32,10 @@ func TestPageInBrowser(t *testing.T) {
 		}
 		t.Skip("chromium is not installed; the browser test runs in CI")
 	}
+	q, _ := deadQueue(t, [3]string{"photo.process", "decode: timeout", `{"photo":"p1"}`})
 	p := newProc(t, dashboard.Options{
-		Now: time.Now, Interval: 100 * time.Millisecond, Recent: time.Second, Window: 30 * time.Second, Token: "s3cret",
+		Dead: q,
+		Now:  time.Now, Interval: 100 * time.Millisecond, Recent: time.Second, Window: 30 * time.Second, Token: "s3cret",
 		Thresholds: dashboard.Thresholds{QueueGrowth: time.Second, QueueOldest: time.Second},
 	})
 	ctx, stop := context.WithCancel(context.Background())
@@ -106,6 +108,14 @@ func TestPageInBrowser(t *testing.T) {
 		until(`document.querySelector('#panel-http [data-key="http.p95"] path').getAttribute('d').includes('L')`),
 		until(`document.querySelector('#panel-database .badge').textContent === 'healthy'`),
 		until(`document.getElementById('incident').hidden`))
+
+	step("the dead letters are listed, and one redriven",
+		until(`document.querySelectorAll('#dead-list tbody tr').length === 1`),
+		until(`document.getElementById('dead-kinds').textContent === 'photo.process 1 dead'`),
+		until(`document.querySelector('#dead-list tbody tr').textContent.includes('decode: timeout')`),
+		chromedp.Evaluate[chromedp.Void](`window.confirm = () => true; document.querySelector('#dead-list tbody button').click()`),
+		until(`document.getElementById('dead-result').textContent === '1 job(s) back in the queue'`),
+		until(`document.getElementById('dead-none').textContent === 'no dead jobs match' && document.getElementById('dead-list').hidden`))
 
 	slow.Store(true)
 	step("the incident shows",

@@ -93,6 +93,11 @@ type Options struct {
 	RecentErrors func() []ErrorEntry
 	// Drill, when set, is served under /ops/drill/ and shown while active.
 	Drill Drill
+	// Dead, when set, feeds the dead-letter list (GET /ops/api/dead) and
+	// its redrive (POST /ops/api/dead/redrive); OnRedrive, if set, is
+	// called after jobs went back in the queue (to wake the workers).
+	Dead      DeadLetters
+	OnRedrive func()
 
 	// Interval between samples. Default 5s.
 	Interval time.Duration

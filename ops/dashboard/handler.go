@@ -68,6 +68,7 @@ func (d *Dashboard) routes() http.Handler {
 	mux.Handle("GET /ops/api/diagnose", d.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.Diagnose())
 	})))
+	d.deadRoutes(mux)
 	if d.o.Drill != nil {
 		mux.Handle("/ops/drill/", d.guard(d.o.Drill))
 	} else {

@@ -30,7 +30,7 @@ type State struct {
 	Errors      []ErrorView     `json:"errors"`
 	SlowQueries []SlowQueryView `json:"slow_queries"`
 	Traces      []TraceView     `json:"traces"`
-	Wired       map[string]bool `json:"wired"` // which of errors, slow_queries, traces have a source
+	Wired       map[string]bool `json:"wired"` // which of errors, slow_queries, traces, dead have a source
 }
 
 // Panel is one component of the chain.
@@ -117,6 +117,7 @@ func (d *Dashboard) buildState(judged []judging, src sources, now time.Time) Sta
 		Alerts:    d.alerts.firing(), AlertLog: slices.Clone(d.alerts.recent),
 		Wired: map[string]bool{
 			"errors": d.o.RecentErrors != nil, "slow_queries": d.o.SlowQueries != nil, "traces": d.o.SlowTraces != nil,
+			"dead": d.o.Dead != nil,
 		},
 	}
 	for _, n := range graph {

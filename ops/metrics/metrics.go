@@ -94,6 +94,10 @@ const (
 	// JobsAbandoned is the number of abandoned job handlers still running,
 	// which ignored their context past their timeout: {kind}.
 	JobsAbandoned = "onebox_jobs_abandoned"
+	// JobsLeaseLost counts attempts whose result the queue refused
+	// because their message was received again after their visibility
+	// lapsed (jobs.ErrLeaseLost): {kind}.
+	JobsLeaseLost = "onebox_jobs_lease_lost_total"
 	// JobDuration is the histogram of attempts: {kind}.
 	JobDuration = "onebox_job_duration_seconds"
 	// DBQueryDuration is the histogram of queries: {query}, the store's
@@ -455,6 +459,7 @@ type jobSeries struct {
 	duration                       *vm.Histogram
 	queued, inFlight, dead, oldest *vm.Gauge
 	abandoned, workers             *vm.Gauge
+	leaseLost                      *vm.Counter
 }
 
 func newJobSeries(s *vm.Set, kind string) *jobSeries {
@@ -467,6 +472,7 @@ func newJobSeries(s *vm.Set, kind string) *jobSeries {
 		oldest:    s.NewGauge(JobsOldestAge+labels("kind", kind), nil),
 		abandoned: s.NewGauge(JobsAbandoned+labels("kind", kind), nil),
 		workers:   s.NewGauge(JobsWorkers+labels("kind", kind), nil),
+		leaseLost: s.NewCounter(JobsLeaseLost + labels("kind", kind)),
 	}
 	for _, o := range []string{"ok", "retry", "dead"} {
 		js.done[o] = s.NewCounter(JobsDone + labels("kind", kind, "outcome", o))
@@ -502,6 +508,15 @@ func (m *Metrics) JobAbandoned(kind string, delta int) {
 		return
 	}
 	m.job(kind).abandoned.Add(float64(delta))
+}
+
+// JobLeaseLost counts an attempt whose late result was discarded:
+// jobs.RunnerOptions.OnLeaseLost.
+func (m *Metrics) JobLeaseLost(kind string) {
+	if m == nil {
+		return
+	}
+	m.job(kind).leaseLost.Inc()
 }
 
 // PipelineStep records one step of a photo job: pipeline.Options.OnStep.

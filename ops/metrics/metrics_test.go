@@ -84,6 +84,8 @@ func TestJobsQueriesAndCaches(t *testing.T) {
 	m.JobAbandoned("photo.process", 1)
 	m.JobAbandoned("photo.process", 1)
 	m.JobAbandoned("photo.process", -1)
+	m.JobLeaseLost("photo.process")
+	m.JobLeaseLost("stray")
 	m.QueueStats(jobs.Stats{Kinds: map[string]jobs.KindStats{
 		"photo.process": {Queued: 3, InFlight: 1, Dead: 2, OldestAge: 90 * time.Second},
 		"stray":         {Queued: 4},
@@ -116,6 +118,8 @@ func TestJobsQueriesAndCaches(t *testing.T) {
 		`onebox_job_duration_seconds_count{kind="photo.process"} 2`,
 		`onebox_jobs_queued{kind="photo.process"} 3`,
 		`onebox_jobs_abandoned{kind="photo.process"} 1`,
+		`onebox_jobs_lease_lost_total{kind="photo.process"} 1`,
+		`onebox_jobs_lease_lost_total{kind="other"} 1`,
 		`onebox_jobs_in_flight{kind="photo.process"} 1`,
 		`onebox_jobs_dead{kind="photo.process"} 2`,
 		`onebox_jobs_oldest_age_seconds{kind="photo.process"} 90`,

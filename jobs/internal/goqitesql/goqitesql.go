@@ -7,8 +7,10 @@ package goqitesql
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -100,22 +102,108 @@ type Received struct {
 }
 
 // Decode decodes body, read from goqite's table, into the message with
-// goqite's id and received count as its ID and Attempt.
+// goqite's id and received count as its ID and Attempt, and that count as
+// its lease.
+//
+// The lease is goqite's received count, which every receive increments
+// in the statement that hands the message out: a statement that settles
+// a delivery matches id and count, so once the message was received again
+// the older delivery's statement matches no row. It costs Receive
+// nothing (no new column, no random token to make, the same statement)
+// and Ack, Extend, Retry and DeadLetter one more column in their WHERE.
+// The count starts again only when Redrive re-inserts a dead message,
+// and Redrive gives it a new id, so an old lease never becomes current
+// again.
 func Decode(id string, attempt int, body []byte) Received {
 	m, err := jobs.Decode(body)
-	m.ID, m.Attempt = id, attempt
+	m.ID, m.Attempt, m.Lease = id, attempt, strconv.Itoa(attempt)
 	return Received{Msg: m, Err: err}
+}
+
+// Token is the received count a lease names; -1, which no row has, for
+// a lease this package did not hand out.
+func Token(lease string) int {
+	n, err := strconv.Atoi(lease)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
+
+// Querier is what Missed asks: a pool or a transaction.
+type Querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Missed explains a statement on one message's current lease that
+// matched no row: jobs.ErrLeaseLost if exists, a query of one
+// placeholder for the id, finds the message (received again since),
+// else jobs.ErrNotFound. It runs only on that rare path.
+func Missed(ctx context.Context, q Querier, exists, id string) error {
+	var one int
+	switch err := q.QueryRowContext(ctx, exists, id).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return jobs.ErrNotFound
+	case err != nil:
+		return err
+	}
+	return jobs.ErrLeaseLost
+}
+
+// Settled turns the result of a statement on one message's current lease
+// into nil, or Missed's error when it matched no row.
+func Settled(ctx context.Context, q Querier, exists, id string, res sql.Result, err error) error {
+	err = AffectedOne(res, err)
+	if errors.Is(err, jobs.ErrNotFound) {
+		return Missed(ctx, q, exists, id)
+	}
+	return err
+}
+
+// Leases splits rs into ids and their received counts, without repeats.
+func Leases(rs []jobs.Receipt) (ids []string, counts []int) {
+	seen := make(map[string]bool, len(rs))
+	for _, r := range rs {
+		if seen[r.ID] {
+			continue
+		}
+		seen[r.ID] = true
+		ids = append(ids, r.ID)
+		counts = append(counts, Token(r.Lease))
+	}
+	return ids, counts
+}
+
+// Lost is Ack's error once a delete matched fewer rows than ids: the
+// ids still present, from rows of (id), were received again since.
+func Lost(rows *sql.Rows) error {
+	var ids []string
+	err := Each(rows, func(r *sql.Rows) error {
+		var id string
+		if err := r.Scan(&id); err != nil {
+			return err
+		}
+		ids = append(ids, id)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	return &jobs.LeaseLostError{IDs: ids}
 }
 
 // Keep reports whether r decoded. One that did not is logged and
 // dead-lettered; if dead-lettering fails it comes back after its
 // visibility and is tried again.
-func (r Received) Keep(ctx context.Context, log *slog.Logger, kind string, deadLetter func(ctx context.Context, id, reason string) error) bool {
+func (r Received) Keep(ctx context.Context, log *slog.Logger, kind string, deadLetter func(ctx context.Context, r jobs.Receipt, reason string) error) bool {
 	if r.Err == nil {
 		return true
 	}
 	log.ErrorContext(ctx, "jobs: dead-lettering a malformed message", "job_id", r.Msg.ID, "kind", kind, "error", r.Err)
-	if err := deadLetter(ctx, r.Msg.ID, r.Err.Error()); err != nil {
+	if err := deadLetter(ctx, r.Msg.Receipt(), r.Err.Error()); err != nil {
 		log.ErrorContext(ctx, "jobs: dead-letter malformed message", "job_id", r.Msg.ID, "error", err)
 	}
 	return false
@@ -167,6 +255,15 @@ func AffectedOne(res sql.Result, err error) error {
 		return jobs.ErrNotFound
 	}
 	return nil
+}
+
+// Affected is how many rows a statement changed.
+func Affected(res sql.Result, err error) (int, error) {
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
 }
 
 // Each calls fn for every row and closes rows.

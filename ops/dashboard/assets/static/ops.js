@@ -132,6 +132,70 @@
     renderLists(s);
   }
 
+  // Dead letters: read on load and on demand (a queue may hold many), and
+  // redriven one, matching or all.
+  function deadQuery(extra) {
+    const p = new URLSearchParams();
+    const kind = $('dead-kind').value;
+    const text = $('dead-error').value;
+    if (kind) p.set('kind', kind);
+    if (text) p.set('error', text);
+    for (const [k, v] of Object.entries(extra || {})) p.set(k, v);
+    return p;
+  }
+  function deadMessage(text) {
+    $('dead-result').textContent = text;
+    $('dead-result').hidden = !text;
+  }
+  async function loadDead() {
+    try {
+      const res = await fetch('/ops/api/dead?' + deadQuery(), { headers, cache: 'no-store' });
+      const body = await res.json();
+      if (!res.ok) throw new Error(body.detail || 'HTTP ' + res.status);
+      const sel = $('dead-kind');
+      const chosen = sel.value;
+      sel.replaceChildren(el('option', '', 'every kind'), ...body.kinds.map((k) => el('option', '', k.kind)));
+      sel.options[0].value = '';
+      sel.value = body.kinds.some((k) => k.kind === chosen) ? chosen : '';
+      list($('dead-kinds'), body.kinds, (k) => el('li', '', el('strong', '', k.kind), ' ' + k.dead + ' dead'), 'no dead jobs');
+      $('dead-list').tBodies[0].replaceChildren(...body.items.map((d) => {
+        const b = el('button', '', 'redrive');
+        b.type = 'button';
+        b.addEventListener('click', () => redrive(new URLSearchParams({ id: d.id }), 'job ' + d.id));
+        return el('tr', '', el('td', '', clock(d.died_at)), el('td', '', d.kind), el('td', '', String(d.attempts)),
+          el('td', '', d.last_error), el('td', 'payload', d.payload), el('td', 'rid', d.id), el('td', '', b));
+      }));
+      $('dead-list').hidden = !body.items.length;
+      $('dead-none').hidden = !!body.items.length;
+      $('dead-none').textContent = 'no dead jobs match';
+    } catch (e) {
+      $('dead-none').hidden = false;
+      $('dead-none').textContent = 'dead letters unavailable: ' + e.message;
+    }
+  }
+  async function redrive(params, what) {
+    if (!confirm('Put ' + what + ' back in the queue?')) return;
+    try {
+      const res = await fetch('/ops/api/dead/redrive?' + params, { method: 'POST', headers });
+      const body = await res.json();
+      if (!res.ok) throw new Error(body.detail || 'HTTP ' + res.status);
+      deadMessage(body.redriven + ' job(s) back in the queue');
+    } catch (e) {
+      deadMessage('redrive failed: ' + e.message);
+    }
+    loadDead();
+  }
+  if ($('dead')) {
+    $('dead-show').addEventListener('click', () => { deadMessage(''); loadDead(); });
+    $('dead-redrive-matching').addEventListener('click', () => {
+      const p = deadQuery();
+      if (!p.toString()) { deadMessage('choose a kind or an error text first, or use Redrive all'); return; }
+      redrive(p, 'the dead jobs matching ' + p);
+    });
+    $('dead-redrive-all').addEventListener('click', () => redrive(new URLSearchParams({ all: 'true' }), 'every dead job'));
+    loadDead();
+  }
+
   async function poll() {
     try {
       const res = await fetch('/ops/api/state', { headers, cache: 'no-store' });
