@@ -80,6 +80,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -210,6 +211,15 @@ type bench struct {
 	only                      []string // pair names to run; all when empty
 }
 
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // writeProfile writes the named runtime profile to path.
 func writeProfile(name, path string) {
 	f, err := os.Create(path)
@@ -296,10 +306,18 @@ func (b bench) run(ctx context.Context, runs int) error {
 		// The label lets a profile be read per scenario:
 		// go tool pprof -tagfocus scenario=stream.
 		var d time.Duration
+		cpu := cpuTime()
 		pprof.Do(ctx, pprof.Labels("scenario", name), func(ctx context.Context) { d, err = f(ctx, db) })
+		cpu = cpuTime() - cpu
 		db.close()
 		if err != nil {
 			return 0, fmt.Errorf("run %d, %s: %w", run, name, err)
+		}
+		if b.verbose {
+			// The process's CPU time (user + system) moves less with
+			// the machine's load than throughput does: with a broker on
+			// the same machine it leaves out the broker's.
+			fmt.Printf("\n  %s: %.0f µs of CPU a job", name, float64(cpu.Microseconds())/float64(b.n))
 		}
 		r := float64(b.n) / d.Seconds()
 		rates[name] = append(rates[name], r)
