@@ -258,6 +258,7 @@ command -v psql >/dev/null || die "needs psql"
 [[ -x $NGINX ]] || die "needs nginx (apt-get install nginx), or NGINX=path"
 
 say "building into $WORK"
+REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')
 (
 	cd "$ROOT"
 	CGO_ENABLED=0 go build -o "$WORK/onebox" .
@@ -318,7 +319,7 @@ done
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo
-echo "onebox $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') | $(nproc) cores | wrk -t$THREADS -c$CONNECTIONS -d$DURATION | media $MEDIA | $ROUNDS round(s)"
+echo "onebox $REV | $(nproc) cores | wrk -t$THREADS -c$CONNECTIONS -d$DURATION | media $MEDIA | $ROUNDS round(s)"
 echo "load average before the runs: $LOAD_BEFORE; every process (wrk, nginx, the instances, PostgreSQL, NATS, Redis, moto) shares these cores"
 echo "ratio: a topology's run over the ${TOPO[0]} run of the same round (median over the rounds); upload: accepted/s, p50/p99 202→ready"
 printf '%-10s %-10s %12s %9s %9s %-18s %s\n' scenario topology "req/s" "p50 ms" "p99 ms" "ratio (rounds)" errors
