@@ -595,43 +595,37 @@ func (r *Runner) call(ctx context.Context, k *kind, m Message) (err error) {
 }
 
 // heartbeat extends m's visibility every third of it until stop is
-// called; stop waits for an Extend under way. A timer, not a goroutine:
-// most jobs end long before their first heartbeat, and a goroutine per
-// job to start, wake and end is CPU the writer's users wait for under a
-// stream of short jobs.
+// called; stop waits for an Extend under way.
 func (r *Runner) heartbeat(handlerCtx context.Context, m Message, visibility time.Duration) (stop func()) {
-	every := visibility / 3
-	var mu sync.Mutex // held by an Extend under way
-	stopped := false
-	var t *time.Timer
-	beat := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		every := visibility / 3
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			// Not handlerCtx itself: a job cancelled at shutdown keeps its
+			// message until its handler returns.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(handlerCtx), every)
+			err := r.q.Extend(ctx, m.ID, visibility)
+			cancel()
+			if errors.Is(err, ErrNotFound) {
+				r.logger(m).WarnContext(ctx, "jobs: message gone while running (acked or dead-lettered elsewhere)")
+				return
+			}
+			if err != nil {
+				r.logger(m).ErrorContext(ctx, "jobs: extend", "error", err)
+			}
 		}
-		// Not handlerCtx itself: a job cancelled at shutdown keeps its
-		// message until its handler returns.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(handlerCtx), every)
-		err := r.q.Extend(ctx, m.ID, visibility)
-		cancel()
-		if errors.Is(err, ErrNotFound) {
-			r.logger(m).WarnContext(ctx, "jobs: message gone while running (acked or dead-lettered elsewhere)")
-			return
-		}
-		if err != nil {
-			r.logger(m).ErrorContext(ctx, "jobs: extend", "error", err)
-		}
-		t.Reset(every)
-	}
-	mu.Lock()
-	t = time.AfterFunc(every, beat)
-	mu.Unlock()
+	}()
 	return func() {
-		t.Stop()
-		mu.Lock()
-		stopped = true
-		mu.Unlock()
+		close(done)
+		<-stopped
 	}
 }
 
