@@ -146,17 +146,14 @@ type Runner struct {
 }
 
 // kind is one registered kind. slots is its semaphore: the poll loop
-// fills it, finishing workers drain it; running counts the same jobs, so
-// that exactly one finishing worker sees the kind stop being full. The
-// poll loop alone uses the rest: next is when to ask the queue again,
-// delay the idle backoff, partial since when some but not all slots are
-// free.
+// fills it, finishing workers drain it. The poll loop alone uses the
+// rest: next is when to ask the queue again, delay the idle backoff,
+// partial since when some but not all slots are free.
 type kind struct {
 	name    string
 	h       Handler
 	o       KindOptions
 	slots   chan struct{}
-	running atomic.Int32
 	next    time.Time
 	delay   time.Duration
 	partial time.Time
@@ -364,7 +361,6 @@ func (r *Runner) poll(ctx, handlerCtx context.Context, wg *sync.WaitGroup, acks 
 				k.delay = r.o.MaxPollInterval
 			}
 			for _, m := range msgs {
-				k.running.Add(1) // before the slot: running ≥ len(slots)
 				k.slots <- struct{}{}
 				wg.Add(1)
 				go r.work(handlerCtx, k, m, acks, wg)
@@ -464,15 +460,9 @@ func (r *Runner) work(handlerCtx context.Context, k *kind, m Message, acks *acke
 	defer wg.Done()
 	defer func() {
 		<-k.slots
-		// The poll loop waits for a slot only while the kind is full, and
-		// while it gathers a batch it needs to hear only that every slot
-		// is free: waking it for every finished job would cost a goroutine
-		// switch each, on the cores the writer's next user needs.
-		if n := k.running.Add(-1); n == int32(cap(k.slots))-1 || n == 0 {
-			select {
-			case r.freed <- struct{}{}:
-			default:
-			}
+		select {
+		case r.freed <- struct{}{}:
+		default:
 		}
 	}()
 
@@ -643,65 +633,36 @@ func (r *Runner) logger(m Message) *slog.Logger {
 
 // acker collects the ids of finished messages and acks them together,
 // which is where the Runner's throughput comes from: one DELETE for many
-// jobs instead of one each. add appends under a mutex and wakes the loop
-// only for the first id of a batch and for a full one, not for every
-// job: on a busy machine each wake-up is a goroutine switch that can
-// stand between the writer connection and its next user.
+// jobs instead of one each.
 type acker struct {
 	q        Consumer
 	log      *slog.Logger
 	ctx      context.Context
 	interval time.Duration
 	batch    int
-	kick     chan struct{} // cap 1: the first id of a batch came, or a full batch
+	ids      chan string
 	done     chan struct{}
 	err      error // of the last flush, read after done
-
-	mu      sync.Mutex
-	room    *sync.Cond // pending fell under batch
-	pending []string
-	closed  bool
 }
 
 func newAcker(ctx context.Context, q Consumer, log *slog.Logger, interval time.Duration, batch int) *acker {
 	a := &acker{
 		q: q, log: log, ctx: context.WithoutCancel(ctx),
 		interval: interval, batch: batch,
-		kick: make(chan struct{}, 1),
+		ids:  make(chan string, batch),
 		done: make(chan struct{}),
 	}
-	a.room = sync.NewCond(&a.mu)
 	go a.loop()
 	return a
 }
 
-// add queues id for the next ack; it blocks while a full batch waits to
-// be written, so failing acks hold the workers (and their slots) back.
-func (a *acker) add(id string) {
-	a.mu.Lock()
-	for len(a.pending) >= a.batch {
-		a.room.Wait()
-	}
-	a.pending = append(a.pending, id)
-	n := len(a.pending)
-	a.mu.Unlock()
-	if n == 1 || n == a.batch {
-		select {
-		case a.kick <- struct{}{}:
-		default:
-		}
-	}
-}
+// add queues id for the next ack; it blocks while a full batch is being
+// written.
+func (a *acker) add(id string) { a.ids <- id }
 
 // close flushes what is left and stops the acker. No add may follow.
 func (a *acker) close() error {
-	a.mu.Lock()
-	a.closed = true
-	a.mu.Unlock()
-	select {
-	case a.kick <- struct{}{}:
-	default:
-	}
+	close(a.ids)
 	<-a.done
 	return a.err
 }
@@ -710,50 +671,33 @@ func (a *acker) loop() {
 	defer close(a.done)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	armed := false // timer runs for the oldest pending id
+	var pending []string
 	for {
-		due := false
 		select {
-		case <-a.kick:
-		case <-timer.C:
-			armed, due = false, true
-		}
-		a.mu.Lock()
-		ids, closed := a.pending, a.closed
-		if len(ids) == 0 || (!closed && !due && len(ids) < a.batch) {
-			a.mu.Unlock()
-			if len(ids) > 0 && !armed {
-				timer.Reset(a.interval)
-				armed = true
-			}
-			if closed {
+		case id, ok := <-a.ids:
+			if !ok {
+				if len(pending) > 0 {
+					a.err = a.flush(pending)
+				}
 				return
 			}
-			continue
+			pending = append(pending, id)
+			if len(pending) == 1 {
+				timer.Reset(a.interval)
+			}
+			if len(pending) < a.batch {
+				continue
+			}
+		case <-timer.C:
 		}
-		a.pending = nil
-		a.mu.Unlock()
-		if armed {
-			timer.Stop()
-			armed = false
-		}
-		err := a.flush(ids)
-		a.mu.Lock()
-		if err != nil {
+		if err := a.flush(pending); err != nil {
 			// Keep them for the next try; until it works, they are only
 			// at risk of running twice.
-			a.pending = append(ids, a.pending...)
-		}
-		a.room.Broadcast()
-		a.mu.Unlock()
-		if closed {
-			a.err = err
-			return
-		}
-		if err != nil {
 			timer.Reset(a.interval)
-			armed = true
+			continue
 		}
+		pending = pending[:0]
+		timer.Stop()
 	}
 }
 
