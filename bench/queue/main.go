@@ -38,7 +38,13 @@
 // nats-drain and nats-stream, each against the raw goqite loop on SQLite
 // (goqite-drain, goqite-send) measured next to it in the same run. Its
 // producers publish straight to the stream: the figure is the broker's,
-// without the outbox relay in front of it.
+// without the outbox relay in front of it. A third pair adds the relay:
+// nats-relay-stream, whose producers commit each job to a SQLite outbox
+// (jobs/sqlite, one transaction a job) and call Notify, as onebox's web
+// instances do with ONEBOX_QUEUE_URL; a jobs.Relay publishes the rows to
+// JetStream with their outbox ids as message ids and marks them sent,
+// and the Runner runs them from JetStream. Timed from the first enqueue
+// to the last ack; against goqite-send on SQLite.
 //
 // Each run measures every scenario, the onebox scenario of a pair before its
 // baseline in every other run so that a drifting machine does not favour
@@ -47,8 +53,14 @@
 // the spread (min–max) of jobs/s and of the ratios. The machine's speed
 // and load move the jobs/s; the ratio is the number to watch.
 //
+// -only names the onebox scenarios to run (with their baselines);
+// -cpuprofile, -blockprofile and -mutexprofile profile the whole run,
+// each measurement labelled with its scenario (go tool pprof -tagfocus
+// scenario=stream reads the CPU profile of one).
+//
 //	go run ./bench/queue -n 20000 -runs 5
 //	go run ./bench/queue -postgres 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable' -nats nats://127.0.0.1:4222
+//	go run ./bench/queue -only stream -n 20000 -runs 1 -cpuprofile cpu.out -blockprofile block.out
 package main
 
 import (
@@ -68,6 +80,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -150,6 +163,9 @@ func main() {
 	pgConns := flag.Int("pg-conns", 4, "pool size of each PostgreSQL measurement")
 	natsURL := flag.String("nats", "", "also run every pair on JetStream at this NATS server URL (a stream per measurement, deleted after)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	blockProfile := flag.String("blockprofile", "", "write a blocking profile of the whole run to this file")
+	mutexProfile := flag.String("mutexprofile", "", "write a mutex contention profile of the whole run to this file")
+	only := flag.String("only", "", "run only the pairs whose onebox scenario is named here, comma-separated (stream,nats-relay-stream)")
 	flag.Parse()
 	if *n < 1 || *runs < 1 {
 		fmt.Fprintln(os.Stderr, "queue: -n and -runs must be at least 1")
@@ -166,7 +182,19 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	b := bench{n: *n, producers: *producers, concurrency: *concurrency, verbose: *verbose, pgURL: *pgURL, pgConns: *pgConns, natsURL: *natsURL}
+	if *blockProfile != "" {
+		runtime.SetBlockProfileRate(1)
+		defer writeProfile("block", *blockProfile)
+	}
+	if *mutexProfile != "" {
+		runtime.SetMutexProfileFraction(1)
+		defer writeProfile("mutex", *mutexProfile)
+	}
+	var names []string
+	if *only != "" {
+		names = strings.Split(*only, ",")
+	}
+	b := bench{only: names, n: *n, producers: *producers, concurrency: *concurrency, verbose: *verbose, pgURL: *pgURL, pgConns: *pgConns, natsURL: *natsURL}
 	if err := b.run(context.Background(), *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "queue:", err)
 		pprof.StopCPUProfile()
@@ -180,6 +208,27 @@ type bench struct {
 	pgURL                     string
 	pgConns                   int
 	natsURL                   string
+	only                      []string // pair names to run; all when empty
+}
+
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// writeProfile writes the named runtime profile to path.
+func writeProfile(name, path string) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = errors.Join(pprof.Lookup(name).WriteTo(f, 0), f.Close())
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "queue:", err)
+	}
 }
 
 // pair is an onebox scenario and the goqite baseline doing the same work,
@@ -197,11 +246,13 @@ type opener func(ctx context.Context, name string, goqiteOnly bool) (database, e
 
 // database is one measurement's database: db for goqite and for sending
 // in transactions (nil on a broker); queue, onebox's, unless it has
-// goqite's schema only.
+// goqite's schema only. With an outbox, producers send to it and a
+// jobs.Relay moves its rows to queue, the broker.
 type database struct {
 	db     *sql.DB
 	flavor goqite.SQLFlavor
 	queue  jobs.Queue
+	outbox jobs.Queue
 	close  func()
 }
 
@@ -233,6 +284,15 @@ func (b bench) run(ctx context.Context, runs int) error {
 		}
 		defer nc.Close()
 		pairs = append(pairs, b.pairs("nats-", "", b.openNATS(nc), sqlite)...)
+		pairs = append(pairs, pair{name: "nats-relay-stream", baseline: "goqite-send", open: b.openRelay(sqlite, b.openNATS(nc)), openBase: sqlite,
+			onebox: func(ctx context.Context, db database) (time.Duration, error) { return b.onebox(ctx, db, false) },
+			goqite: b.goqiteSend})
+	}
+	if len(b.only) > 0 {
+		pairs = slices.DeleteFunc(pairs, func(p pair) bool { return !slices.Contains(b.only, p.name) })
+		if len(pairs) == 0 {
+			return fmt.Errorf("-only %s: no such scenario (or its backend's flag is missing)", strings.Join(b.only, ","))
+		}
 	}
 	rates := map[string][]float64{} // jobs/s per run, by scenario
 	ratios := map[string][]float64{}
@@ -243,10 +303,21 @@ func (b bench) run(ctx context.Context, runs int) error {
 		if err != nil {
 			return 0, fmt.Errorf("run %d, %s: %w", run, name, err)
 		}
-		d, err := f(ctx, db)
+		// The label lets a profile be read per scenario:
+		// go tool pprof -tagfocus scenario=stream.
+		var d time.Duration
+		cpu := cpuTime()
+		pprof.Do(ctx, pprof.Labels("scenario", name), func(ctx context.Context) { d, err = f(ctx, db) })
+		cpu = cpuTime() - cpu
 		db.close()
 		if err != nil {
 			return 0, fmt.Errorf("run %d, %s: %w", run, name, err)
+		}
+		if b.verbose {
+			// The process's CPU time (user + system) moves less with
+			// the machine's load than throughput does: with a broker on
+			// the same machine it leaves out the broker's.
+			fmt.Printf("\n  %s: %.0f µs of CPU a job", name, float64(cpu.Microseconds())/float64(b.n))
 		}
 		r := float64(b.n) / d.Seconds()
 		rates[name] = append(rates[name], r)
@@ -410,6 +481,30 @@ func (b bench) openNATS(nc *nats.Conn) opener {
 	}
 }
 
+// openRelay makes a SQLite outbox with outbox and a broker queue with
+// broker, for the relay path: producers commit to the outbox, the Relay
+// publishes to the broker, the Runner runs from the broker.
+func (b bench) openRelay(outbox, broker opener) opener {
+	return func(ctx context.Context, name string, goqiteOnly bool) (database, error) {
+		if goqiteOnly {
+			return database{}, errors.New("the relay path has no goqite baseline of its own")
+		}
+		ob, err := outbox(ctx, name, false)
+		if err != nil {
+			return database{}, err
+		}
+		d, err := broker(ctx, name, false)
+		if err != nil {
+			ob.close()
+			return database{}, err
+		}
+		d.outbox = ob.queue
+		closeBroker := d.close
+		d.close = func() { closeBroker(); ob.close() }
+		return d, nil
+	}
+}
+
 type summary struct{ median, min, max float64 }
 
 // summarize gives the median (the mean of the middle two for an even
@@ -503,17 +598,28 @@ func (b bench) onebox(ctx context.Context, db database, prefill bool) (time.Dura
 	runErr := make(chan error, 1)
 	go func() { runErr <- r.Run(runCtx) }()
 
+	// Producers send to the queue, or to the outbox the relay moves to
+	// it; a request handler wakes both after its commit.
+	send, notify := q, r.Notify
+	relayDone := make(chan error, 1)
+	if db.outbox != nil {
+		relay := jobs.NewRelay(db.outbox, q.(jobs.IDSender), jobs.RelayOptions{})
+		go func() { relayDone <- relay.Run(runCtx) }()
+		send, notify = db.outbox, func() { relay.Notify(); r.Notify() }
+	} else {
+		relayDone <- nil
+	}
 	sendErr := make(chan error, producers)
 	if !prefill {
 		var wg sync.WaitGroup
 		for p := range producers {
 			wg.Go(func() {
 				for i := p; i < n; i += producers {
-					if err := q.Send(ctx, job, jobs.SendOptions{}); err != nil {
+					if err := send.Send(ctx, job, jobs.SendOptions{}); err != nil {
 						sendErr <- err
 						return
 					}
-					r.Notify()
+					notify()
 				}
 			})
 		}
@@ -534,7 +640,7 @@ func (b bench) onebox(ctx context.Context, db database, prefill bool) (time.Dura
 	}
 	elapsed := time.Since(start)
 	stop()
-	if err := <-runErr; err != nil {
+	if err := errors.Join(<-runErr, <-relayDone); err != nil {
 		return 0, err
 	}
 	if !b.verbose {

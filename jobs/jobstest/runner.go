@@ -47,6 +47,12 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 			defer mu.Unlock()
 			return len(seen) == n
 		})
+		// Acks do not wait for a full batch (AckBatch) or the end of Run:
+		// each goes out within AckInterval.
+		eventually(t, "every job acked while the Runner runs", func() bool {
+			ks := mustStats(t, q).Kinds["k"]
+			return ks.Queued+ks.InFlight == 0
+		})
 		if err := stop(); err != nil {
 			t.Fatalf("Run: %v", err)
 		}
@@ -378,6 +384,36 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		if p := peak.Load(); p != 3 {
 			t.Errorf("at most %d slow jobs ran at once, want exactly 3", p)
 		}
+	})
+
+	t.Run("a freed slot is taken at once", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		for range 3 {
+			mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
+		}
+		o := runnerOptions(t, nil)
+		// Polls an hour apart: only a finishing job can wake the loop.
+		o.PollInterval, o.MaxPollInterval, o.SweepInterval = time.Hour, time.Hour, time.Hour
+		r := jobs.NewRunner(q, o)
+		started := make(chan chan struct{}, 3)
+		r.Register("k", func(ctx context.Context, m jobs.Message) error {
+			release := make(chan struct{})
+			started <- release
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		}, jobs.KindOptions{Concurrency: 2})
+		start(t, r)
+		first, second := receiveFrom(t, started), receiveFrom(t, started)
+		// The kind is full; the first job's end frees a slot, which the
+		// third job takes while the second still holds the other.
+		close(first)
+		third := receiveFrom(t, started)
+		close(second)
+		close(third)
 	})
 
 	t.Run("yields while busy", func(t *testing.T) {
