@@ -270,3 +270,36 @@ func TestTopRejectedKeysLateHeavyHitter(t *testing.T) {
 		t.Fatalf("the late heavy key is not first with at least its 1000 rejections: %q (%v)", line, err)
 	}
 }
+
+// TestBackupVerify: the verification's series appear only while this
+// instance runs the schedule, the result and restore time once one
+// ended, and go when it gives the schedule up.
+func TestBackupVerify(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{})
+	if text := expose(m); strings.Contains(text, "onebox_backup_verify") {
+		t.Fatalf("series before the schedule:\n%s", text)
+	}
+	m.BackupVerifyRunning(true, time.Hour)
+	text := expose(m)
+	mustHave(t, text, "onebox_backup_verify_interval_seconds 3600")
+	if !strings.Contains(text, "\nonebox_backup_verify_age_seconds ") || strings.Contains(text, "onebox_backup_verify_ok") {
+		t.Errorf("before the first result, want the age and no result:\n%s", text)
+	}
+	m.BackupVerified(false, 1500*time.Millisecond)
+	mustHave(t, expose(m), "onebox_backup_verify_ok 0", "onebox_backup_verify_restore_seconds 1.5")
+	m.BackupVerified(true, 250*time.Millisecond)
+	mustHave(t, expose(m), "onebox_backup_verify_ok 1", "onebox_backup_verify_restore_seconds 0.25")
+	m.BackupVerifyRunning(false, time.Hour)
+	if text := expose(m); strings.Contains(text, "onebox_backup_verify") {
+		t.Errorf("series after the schedule was given up:\n%s", text)
+	}
+	// Taken on again (the lease came back): no result until a new one.
+	m.BackupVerifyRunning(true, time.Hour)
+	if text := expose(m); strings.Contains(text, "onebox_backup_verify_ok") {
+		t.Errorf("an old result came back with the schedule:\n%s", text)
+	}
+	var nilMetrics *metrics.Metrics
+	nilMetrics.BackupVerifyRunning(true, time.Hour) // metrics off: no panic
+	nilMetrics.BackupVerified(true, time.Second)
+}
