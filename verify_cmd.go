@@ -139,9 +139,10 @@ func newScheduledVerify(cfg config.Config, live any, m *metrics.Metrics, log *sl
 // ONEBOX_BACKUP_VERIFY_EVERY, each result logged and in the metrics.
 func (s *scheduledVerify) run(ctx context.Context, locker lease.Locker) error {
 	every := s.cfg.BackupVerifyEvery
+	s.m.BackupVerifySchedule(every)
 	return lease.Run(ctx, locker, "onebox.backup-verify", lease.RunOptions{Logger: s.log}, func(ctx context.Context) error {
-		s.m.BackupVerifyRunning(true, every)
-		defer s.m.BackupVerifyRunning(false, every)
+		s.m.BackupVerifyRunning(true)
+		defer s.m.BackupVerifyRunning(false)
 		backup.VerifyEvery(ctx, every, s.o, func(v backup.Verification, err error) {
 			s.m.BackupVerified(err == nil, v.Restore)
 			attrs := []any{"restore_ms", v.Restore.Milliseconds(), "integrity_check_ms", v.Check.Milliseconds(),

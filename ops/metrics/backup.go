@@ -8,9 +8,10 @@ import (
 )
 
 // The scheduled backup verification (ONEBOX_BACKUP_VERIFY_EVERY), as
-// the instance that runs it reports it: the series exist only on an
-// instance that holds the verification's lease, from when it took it,
-// so an alert reads the one instance that verifies.
+// the instance that runs it reports it: BackupVerifyInterval is on every
+// instance configured to verify, the others only on the instance that
+// holds the verification's lease, from when it took it, so an alert
+// reads the one instance that verifies (and sees when none does).
 const (
 	// BackupVerifyOK is 1 when the last verification passed, 0 when it
 	// failed; absent before the first one ends.
@@ -22,7 +23,7 @@ const (
 	// restore the replica into its scratch directory.
 	BackupVerifyRestore = "onebox_backup_verify_restore_seconds"
 	// BackupVerifyInterval is ONEBOX_BACKUP_VERIFY_EVERY, so an alert
-	// can compare the age with it.
+	// can compare the age with it, on every instance that would verify.
 	BackupVerifyInterval = "onebox_backup_verify_interval_seconds"
 )
 
@@ -38,16 +39,28 @@ type backupVerify struct {
 	now     func() time.Time
 }
 
-// BackupVerifyRunning says this instance took on (running) or gave up
-// the backup verification schedule, of interval every.
-func (m *Metrics) BackupVerifyRunning(running bool, every time.Duration) {
+// BackupVerifySchedule says this instance verifies every interval
+// while it holds the lease.
+func (m *Metrics) BackupVerifySchedule(every time.Duration) {
 	if m == nil {
 		return
 	}
 	b := &m.backup
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.running, b.every, b.since, b.ran = running, every, b.now(), false
+	b.every = every
+}
+
+// BackupVerifyRunning says this instance took on (running) or gave up
+// the backup verification schedule.
+func (m *Metrics) BackupVerifyRunning(running bool) {
+	if m == nil {
+		return
+	}
+	b := &m.backup
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.running, b.since, b.ran = running, b.now(), false
 }
 
 // BackupVerified records a verification's result and restore time.
@@ -67,13 +80,15 @@ func (m *Metrics) writeBackupVerify(w io.Writer) {
 	b := &m.backup
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.running {
-		return
-	}
 	gauge := func(name, help string, v float64) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n", name, help, name, name, v)
 	}
-	gauge(BackupVerifyInterval, "ONEBOX_BACKUP_VERIFY_EVERY in seconds", b.every.Seconds())
+	if b.every > 0 {
+		gauge(BackupVerifyInterval, "ONEBOX_BACKUP_VERIFY_EVERY in seconds", b.every.Seconds())
+	}
+	if !b.running {
+		return
+	}
 	gauge(BackupVerifyAge, "seconds since the last backup verification ended (or since this instance took the schedule on)", b.now().Sub(b.since).Seconds())
 	if !b.ran {
 		return

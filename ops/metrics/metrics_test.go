@@ -271,18 +271,23 @@ func TestTopRejectedKeysLateHeavyHitter(t *testing.T) {
 	}
 }
 
-// TestBackupVerify: the verification's series appear only while this
-// instance runs the schedule, the result and restore time once one
-// ended, and go when it gives the schedule up.
+// TestBackupVerify: the interval is there on an instance that would
+// verify; the age only while it runs the schedule, the result and restore
+// time once one ended; they go when it gives the schedule up.
 func TestBackupVerify(t *testing.T) {
 	t.Parallel()
 	m := metrics.New(metrics.Options{})
 	if text := expose(m); strings.Contains(text, "onebox_backup_verify") {
-		t.Fatalf("series before the schedule:\n%s", text)
+		t.Fatalf("series without a schedule:\n%s", text)
 	}
-	m.BackupVerifyRunning(true, time.Hour)
+	m.BackupVerifySchedule(time.Hour)
 	text := expose(m)
 	mustHave(t, text, "onebox_backup_verify_interval_seconds 3600")
+	if strings.Contains(text, "onebox_backup_verify_age_seconds") {
+		t.Errorf("an age before this instance runs the schedule:\n%s", text)
+	}
+	m.BackupVerifyRunning(true)
+	text = expose(m)
 	if !strings.Contains(text, "\nonebox_backup_verify_age_seconds ") || strings.Contains(text, "onebox_backup_verify_ok") {
 		t.Errorf("before the first result, want the age and no result:\n%s", text)
 	}
@@ -290,16 +295,19 @@ func TestBackupVerify(t *testing.T) {
 	mustHave(t, expose(m), "onebox_backup_verify_ok 0", "onebox_backup_verify_restore_seconds 1.5")
 	m.BackupVerified(true, 250*time.Millisecond)
 	mustHave(t, expose(m), "onebox_backup_verify_ok 1", "onebox_backup_verify_restore_seconds 0.25")
-	m.BackupVerifyRunning(false, time.Hour)
-	if text := expose(m); strings.Contains(text, "onebox_backup_verify") {
+	m.BackupVerifyRunning(false)
+	text = expose(m)
+	if strings.Contains(text, "onebox_backup_verify_ok") || strings.Contains(text, "onebox_backup_verify_age") {
 		t.Errorf("series after the schedule was given up:\n%s", text)
 	}
+	mustHave(t, text, "onebox_backup_verify_interval_seconds 3600")
 	// Taken on again (the lease came back): no result until a new one.
-	m.BackupVerifyRunning(true, time.Hour)
+	m.BackupVerifyRunning(true)
 	if text := expose(m); strings.Contains(text, "onebox_backup_verify_ok") {
 		t.Errorf("an old result came back with the schedule:\n%s", text)
 	}
-	var nilMetrics *metrics.Metrics
-	nilMetrics.BackupVerifyRunning(true, time.Hour) // metrics off: no panic
+	var nilMetrics *metrics.Metrics // metrics off: no panic
+	nilMetrics.BackupVerifySchedule(time.Hour)
+	nilMetrics.BackupVerifyRunning(true)
 	nilMetrics.BackupVerified(true, time.Second)
 }
