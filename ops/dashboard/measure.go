@@ -44,8 +44,8 @@ const (
 	mBackupAge      = "onebox_backup_verify_age_seconds"
 	mBackupOK       = "onebox_backup_verify_ok"
 	mBackupRestore  = "onebox_backup_verify_restore_seconds"
-	quantileLabel      = "quantile"
-	streamRouteMark    = "/events" // long-lived SSE routes: their duration is not latency
+	quantileLabel   = "quantile"
+	streamRouteMark = "/events" // long-lived SSE routes: their duration is not latency
 )
 
 // reading is what happened between two snapshots (counters as deltas,
