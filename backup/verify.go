@@ -127,7 +127,8 @@ func Verify(ctx context.Context, o VerifyOptions) (v Verification, err error) {
 	if err = o.Sleep(ctx, o.RecoveryPoint); err != nil {
 		return v, err
 	}
-	dir, err := os.MkdirTemp(o.Scratch, ".backup-verify-")
+	removeAbandoned(o.Scratch, o.Now())
+	dir, err := os.MkdirTemp(o.Scratch, scratchPrefix)
 	if err != nil {
 		return v, fmt.Errorf("backup verify: scratch directory: %w", err)
 	}
@@ -153,6 +154,28 @@ func Verify(ctx context.Context, o VerifyOptions) (v Verification, err error) {
 		return v, nil
 	}
 	return v, o.checkMedia(ctx, keys, &v)
+}
+
+// scratchPrefix names Verify's scratch directories.
+const scratchPrefix = ".backup-verify-"
+
+// abandonedAfter is when a scratch directory surely belongs to no
+// running Verify (a restore takes seconds to minutes), but to one whose
+// process was killed: it holds a whole database, so it is removed.
+const abandonedAfter = 6 * time.Hour
+
+// removeAbandoned removes the scratch directories under dir older than
+// abandonedAfter; what it cannot remove waits for the next run.
+func removeAbandoned(dir string, now time.Time) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), scratchPrefix) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) > abandonedAfter {
+			_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 func (o VerifyOptions) withDefaults() VerifyOptions {

@@ -155,11 +155,22 @@ func TestVerify(t *testing.T) {
 }
 
 // TestVerifySample: the digests checked are a sample of the files, every
-// file is checked to exist, and the scratch directory is gone after.
+// file is checked to exist, and the scratch directory is gone after, as
+// is one a killed run left hours ago (not one a running one may use).
 func TestVerifySample(t *testing.T) {
 	t.Parallel()
 	in := seed(t)
 	scratch := t.TempDir()
+	// A killed run's directory, and one as young as a running one's.
+	old, young := filepath.Join(scratch, ".backup-verify-1"), filepath.Join(scratch, ".backup-verify-2")
+	for _, d := range []string{old, young} {
+		if err := os.MkdirAll(filepath.Join(d, "x"), 0o750); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(old, time.Now().Add(-7*time.Hour), time.Now().Add(-7*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	v, err := backup.Verify(t.Context(), backup.VerifyOptions{
 		Live: in.db, Replica: current(in.db), Media: in.media, Scratch: scratch, Sleep: noSleep, Sample: 1,
 	})
@@ -169,8 +180,8 @@ func TestVerifySample(t *testing.T) {
 	if v.MediaFiles != len(in.files) || v.MediaDigests != 1 {
 		t.Errorf("%d files, %d digests; want %d and 1", v.MediaFiles, v.MediaDigests, len(in.files))
 	}
-	if entries, _ := os.ReadDir(scratch); len(entries) > 0 {
-		t.Errorf("scratch directory left %s", entries[0].Name())
+	if entries, _ := os.ReadDir(scratch); len(entries) != 1 || entries[0].Name() != filepath.Base(young) {
+		t.Errorf("scratch directory holds %v, want only the young %s", entries, filepath.Base(young))
 	}
 }
 
