@@ -11,13 +11,16 @@ import (
 
 const (
 	writeSentinelSQL = `INSERT INTO backup_sentinel (id, written_at) VALUES (1, ?)
-ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at`
+ON CONFLICT (id) DO UPDATE SET written_at = max(written_at, excluded.written_at)`
 	hasSentinelSQL  = `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'backup_sentinel'`
 	readSentinelSQL = `SELECT written_at FROM backup_sentinel WHERE id = 1`
 )
 
-// WriteSentinel sets the backup sentinel's time to at: a one-row write
-// that a backup taken after it commits must hold (see backup.Verify).
+// WriteSentinel sets the backup sentinel's time to at, unless it holds a
+// later one: a one-row write that a backup taken after it commits must
+// hold (see backup.Verify). It never goes back, so of two verifications
+// at once (a CLI beside the service) the one whose time was read first
+// but committed last cannot hide the other's.
 func (s *Store) WriteSentinel(ctx context.Context, at time.Time) error {
 	return s.run(ctx, s.writer, "backup_sentinel_write", writeSentinelSQL, func(st *sql.Stmt) error {
 		_, err := st.ExecContext(ctx, formatTime(at))

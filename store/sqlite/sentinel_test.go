@@ -9,8 +9,8 @@ import (
 	"onebox/store/sqlite"
 )
 
-// TestSentinel: none until written, then the last time written, to the
-// nanosecond; a database without the sentinel's table (from before it,
+// TestSentinel: none until written, then the latest time written, to
+// the nanosecond; a database without the sentinel's table (from before it,
 // opened without migrating, as a restored copy is) has none either.
 func TestSentinel(t *testing.T) {
 	t.Parallel()
@@ -27,6 +27,13 @@ func TestSentinel(t *testing.T) {
 		if got, err := s.Sentinel(ctx); err != nil || !got.Equal(at) {
 			t.Fatalf("Sentinel = %s, %v; want %s", got, err, at)
 		}
+	}
+	// An older time, committed later, leaves the newer one.
+	if err := s.WriteSentinel(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Sentinel(ctx); err != nil || !got.Equal(first.Add(time.Second)) {
+		t.Fatalf("after an older write: Sentinel = %s, %v; want %s", got, err, first.Add(time.Second))
 	}
 	if _, err := s.Writer().ExecContext(ctx, `DROP TABLE backup_sentinel`); err != nil {
 		t.Fatal(err)
