@@ -104,22 +104,38 @@ JetStream's jobs and dead letters instead.
 		},
 	}, {
 		name:    "backup",
-		noArgs:  true,
-		summary: "copy the database and the media it references to a new directory, with their digests, while the service runs",
+		summary: "copy the database and the media it references to a new directory, with their digests, while the service runs; backup verify restores the continuous backup and checks it",
 		usage: `usage: onebox backup -to DIR [flags]
+       onebox backup verify [flags]
 
 Writes a consistent snapshot of the database (VACUUM INTO) and a copy of
 exactly the media files it references into DIR, which must be missing or
 empty, with DIR/manifest.json last: the SHA-256 of every file, the row
 count of every table. It checks the snapshot's integrity first. Safe while
-the service runs; it never creates or migrates a database.`,
+the service runs; it never creates or migrates a database.
+
+backup verify proves the continuous backup restores: it writes a sentinel
+row into the database, waits ONEBOX_BACKUP_RECOVERY_POINT, restores the
+Litestream replica (ONEBOX_LITESTREAM_CONFIG) into a scratch directory
+beside the database, runs PRAGMA integrity_check, checks the sentinel is
+there, that every media file the restored database references is in
+ONEBOX_MEDIA_BACKUP_DIR and a sample of them match their SHA-256, and
+prints the restore time. It exits non-zero naming what failed.`,
 		example:  "onebox backup -to /srv/backups/onebox-2026-01-31 -data-dir ./data",
-		settings: backupSettings,
+		settings: append(append([]string{}, verifySettings...), "ONEBOX_MEDIA_URL"),
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&backupTo, "to", "", "the new `dir`ectory to write the backup into")
 		},
 		run: func(ctx context.Context, cfg config.Config, args []string) error {
-			return backupCommand(ctx, cfg, backupTo, stdout, newLogger(cfg, stderr))
+			switch {
+			case len(args) == 0:
+				return backupCommand(ctx, cfg, backupTo, stdout, newLogger(cfg, stderr))
+			case args[0] == "verify" && len(args) == 1 && backupTo == "":
+				return verifyCommand(ctx, cfg, stdout, newLogger(cfg, stderr))
+			case args[0] == "verify" && len(args) == 1:
+				return errors.New("backup verify: -to is backup's, not verify's (see onebox backup --help)")
+			}
+			return fmt.Errorf("backup: unexpected argument %q (see onebox backup --help)", args[0])
 		},
 	}, {
 		name:    "restore",

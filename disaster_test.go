@@ -43,28 +43,12 @@ const (
 // point is zero) and, if its row is there (always, if it was acknowledged
 // before the recovery point), ends ready with its variants served.
 func TestDisasterDrill(t *testing.T) {
-	litestream := os.Getenv("ONEBOX_TEST_LITESTREAM")
-	if litestream == "" {
-		t.Skip("ONEBOX_TEST_LITESTREAM unset: no disaster drill (.ci/run sets it to the litestream binary)")
-	}
-	if _, err := exec.LookPath(litestream); err != nil {
-		t.Fatalf("ONEBOX_TEST_LITESTREAM=%s: %v", litestream, err)
-	}
+	litestream := litestreamBin(t, "no disaster drill")
 	t.Parallel()
 	root := t.TempDir()
 	data, replica, mediaCopy := filepath.Join(root, "data"), filepath.Join(root, "replica"), filepath.Join(root, "media-copy")
 	db := filepath.Join(data, "onebox.db")
-	config := filepath.Join(root, "litestream.yml")
-	if err := os.WriteFile(config, fmt.Appendf(nil, `dbs:
-  - path: %s
-    monitor-interval: %s
-    replica:
-      type: file
-      path: %s
-      sync-interval: %s
-`, db, monitorInterval, replica, syncInterval), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	config := writeLitestreamConfig(t, filepath.Join(root, "litestream.yml"), db, replica)
 	photo, err := os.ReadFile(filepath.Join("testdata", "images", "formats", "jpeg_baseline_testorig.jpg"))
 	if err != nil {
 		t.Fatal(err)

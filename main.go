@@ -261,6 +261,13 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	// within the drain time (the rest waits in the queue for the next
 	// start), and the sampling, dashboard and retention loops end; if any
 	// of them fails, the group's context ends the others the same way.
+	var verify *scheduledVerify // ONEBOX_BACKUP_VERIFY_EVERY, with the sweeps
+	if cfg.BackupVerifyEvery > 0 && r.sweeps {
+		if verify, err = newScheduledVerify(cfg, db.Store, obs.metrics, log); err != nil {
+			return err
+		}
+		defer verify.close()
+	}
 	var events retention.Pruner // nil keeps them
 	if cfg.EventRetention > 0 {
 		events = st
@@ -325,6 +332,9 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 				return nil
 			})
 		})
+	}
+	if verify != nil {
+		g.Go(func() error { return verify.run(gctx, locker) })
 	}
 	if temp != nil { // this instance's own files: swept by each
 		g.Go(func() error {

@@ -82,6 +82,16 @@ type Config struct {
 	// clients fetch public media keys (a CDN, or the bucket's public
 	// address); "" is this service's /media/. MediaOrigin is its origin.
 	MediaPublicURL, MediaOrigin string
+	// BackupVerifyEvery, when positive, runs `onebox backup verify` on
+	// that schedule inside serve; BackupRecoveryPoint is how old a write
+	// may be and still be missing from the replica, BackupVerifySample
+	// how many media digests each run checks (0: all). Litestream and
+	// LitestreamConfig are the binary and the config that restore.
+	BackupVerifyEvery   time.Duration
+	BackupRecoveryPoint time.Duration
+	BackupVerifySample  int
+	Litestream          string
+	LitestreamConfig    string
 
 	MaxUploadBytes  int64
 	MaxPixels       int64
@@ -272,6 +282,18 @@ func settings() []setting {
 		{env: "ONEBOX_QUEUE_URL", flag: "queue-url", def: "", usage: "job queue backend: empty means the store's own database; nats://HOST:PORT[?stream=JOBS&prefix=onebox] is JetStream, fed from the store's table by a relay", secret: true, set: str(func(c *Config) *string { return &c.QueueURL })},
 		{env: "ONEBOX_MEDIA_URL", flag: "media-url", def: "", usage: "media storage: file:DIR (default file: + DATA_DIR/media)", secret: true, set: str(func(c *Config) *string { return &c.MediaURL })},
 		{env: "ONEBOX_MEDIA_BACKUP_DIR", flag: "media-backup-dir", def: "", usage: "directory that gets a copy of every media file before its write is acknowledged (another disk); empty is none", set: str(func(c *Config) *string { return &c.MediaBackupDir })},
+		{env: "ONEBOX_BACKUP_VERIFY_EVERY", flag: "backup-verify-every", def: "0s", usage: "run onebox backup verify on this schedule inside serve (one instance at a time, under a lease): restore the Litestream replica and the media copy and check them; 0 is never", set: dur(func(c *Config) *time.Duration { return &c.BackupVerifyEvery })},
+		{env: "ONEBOX_BACKUP_RECOVERY_POINT", flag: "backup-recovery-point", def: "5s", usage: "backup verify writes a sentinel row, waits this long and restores: the replica must hold it (Litestream ships a commit within 1.1 s with litestream.yml; the rest is margin against false alarms)", set: dur(func(c *Config) *time.Duration { return &c.BackupRecoveryPoint })},
+		{env: "ONEBOX_BACKUP_VERIFY_SAMPLE", flag: "backup-verify-sample", def: "100", usage: "media files, chosen at random, whose SHA-256 backup verify checks in the media copy (every referenced file is checked to exist); 0 checks all", set: func(c *Config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return fmt.Errorf("want a whole number, 0 or more, got %q", v)
+			}
+			c.BackupVerifySample = n
+			return nil
+		}},
+		{env: "ONEBOX_LITESTREAM", flag: "litestream", def: "litestream", usage: "the litestream binary (v0.5) backup verify restores with: a path, or a name looked up in PATH", set: str(func(c *Config) *string { return &c.Litestream })},
+		{env: "ONEBOX_LITESTREAM_CONFIG", flag: "litestream-config", def: "litestream.yml", usage: "the Litestream config that replicates the database, whose replica backup verify restores", set: str(func(c *Config) *string { return &c.LitestreamConfig })},
 		{env: "ONEBOX_MEDIA_PUBLIC_URL", flag: "media-public-url", def: "", usage: "base URL at which clients fetch public media, such as https://cdn.example.com/media/ (a CDN, or a public bucket's address); the page's Content-Security-Policy admits its origin; empty is this service's /media/", set: func(c *Config, v string) error {
 			u, origin, err := mediaPublicURL(v)
 			c.MediaPublicURL, c.MediaOrigin = u, origin
@@ -729,15 +751,37 @@ func (c Config) validate(schemes map[string][]string) error {
 	if err := c.checkMediaBackup(); err != nil {
 		return err
 	}
+	if err := c.checkBackupVerify(); err != nil {
+		return err
+	}
 	for env, d := range map[string]time.Duration{
 		"ONEBOX_CACHE_TTL": c.CacheTTL, "ONEBOX_CACHE_NEGATIVE_TTL": c.CacheNegative,
 		"ONEBOX_SESSION_TTL": c.SessionTTL, "ONEBOX_REQUEST_TIMEOUT": c.RequestTimeout, "ONEBOX_DEVICE_TTL": c.DeviceTTL,
 		"ONEBOX_DB_BUSY_TIMEOUT": c.DBBusyTimeout, "ONEBOX_DATABASE_MAX_LAG": c.DatabaseMaxLag,
-		"ONEBOX_EVENTS_FALLBACK_POLL": c.EventsFallbackPoll,
+		"ONEBOX_EVENTS_FALLBACK_POLL": c.EventsFallbackPoll, "ONEBOX_BACKUP_RECOVERY_POINT": c.BackupRecoveryPoint,
 	} {
 		if _, read := c.raw[env]; read && d <= 0 {
 			return fmt.Errorf("%s: must be positive", c.Name(env))
 		}
+	}
+	return nil
+}
+
+// checkBackupVerify refuses a schedule that could not work: backup
+// verify restores a Litestream replica, of SQLite, and each run waits
+// the recovery point before it restores.
+func (c Config) checkBackupVerify() error {
+	if c.BackupVerifyEvery < 0 {
+		return fmt.Errorf("%s: must not be negative (0 turns it off)", c.Name("ONEBOX_BACKUP_VERIFY_EVERY"))
+	}
+	if c.BackupVerifyEvery == 0 {
+		return nil
+	}
+	if !strings.HasPrefix(c.DatabaseURL, "sqlite:") {
+		return fmt.Errorf("%s: backup verify restores a Litestream replica of a SQLite database; PostgreSQL's backups are its own (unset it, or set %s to sqlite:PATH)", c.Name("ONEBOX_BACKUP_VERIFY_EVERY"), c.Name("ONEBOX_DATABASE_URL"))
+	}
+	if c.BackupVerifyEvery <= c.BackupRecoveryPoint {
+		return fmt.Errorf("%s: %s is not longer than %s (%s), which each run waits", c.Name("ONEBOX_BACKUP_VERIFY_EVERY"), c.BackupVerifyEvery, c.Name("ONEBOX_BACKUP_RECOVERY_POINT"), c.BackupRecoveryPoint)
 	}
 	return nil
 }

@@ -290,3 +290,34 @@ func TestMediaPublicURL(t *testing.T) {
 		}
 	}
 }
+
+// TestBackupVerifySettings: the schedule is off by default, needs
+// SQLite and must outlast the recovery point each run waits.
+func TestBackupVerifySettings(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.BackupVerifyEvery != 0 || c.BackupRecoveryPoint != 5*time.Second || c.BackupVerifySample != 100 || c.Litestream != "litestream" || c.LitestreamConfig != "litestream.yml" {
+		t.Errorf("defaults: every %s, recovery point %s, sample %d, %q, %q", c.BackupVerifyEvery, c.BackupRecoveryPoint, c.BackupVerifySample, c.Litestream, c.LitestreamConfig)
+	}
+	for _, tt := range []struct {
+		env  map[string]string
+		want string // "" passes; else the error's start
+	}{
+		{map[string]string{"ONEBOX_BACKUP_VERIFY_EVERY": "1h"}, ""},
+		{map[string]string{"ONEBOX_BACKUP_VERIFY_EVERY": "1h", "ONEBOX_DATABASE_URL": "postgres://db/onebox"}, "ONEBOX_BACKUP_VERIFY_EVERY:"},
+		{map[string]string{"ONEBOX_BACKUP_VERIFY_EVERY": "5s"}, "ONEBOX_BACKUP_VERIFY_EVERY:"},
+		{map[string]string{"ONEBOX_BACKUP_VERIFY_EVERY": "6s"}, ""},
+		{map[string]string{"ONEBOX_BACKUP_VERIFY_EVERY": "-1m"}, "ONEBOX_BACKUP_VERIFY_EVERY:"},
+		{map[string]string{"ONEBOX_BACKUP_RECOVERY_POINT": "0s"}, "ONEBOX_BACKUP_RECOVERY_POINT:"},
+		{map[string]string{"ONEBOX_BACKUP_VERIFY_SAMPLE": "-1"}, "ONEBOX_BACKUP_VERIFY_SAMPLE:"},
+		{map[string]string{"ONEBOX_BACKUP_VERIFY_SAMPLE": "0"}, ""},
+	} {
+		_, _, err := config.Parse(onebox, nil, env(tt.env), io.Discard)
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.HasPrefix(err.Error(), tt.want)) {
+			t.Errorf("%v: err = %v, want %q", tt.env, err, tt.want)
+		}
+	}
+}

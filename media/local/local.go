@@ -358,6 +358,43 @@ func (s *Storage) open(key string) (*os.File, fs.FileInfo, meta, error) {
 	return f, fi, m, nil
 }
 
+// ErrDigest is wrapped by CheckDigest's error for an object whose bytes
+// are not those its sidecar recorded when it was written, or that has no
+// sidecar to say.
+var ErrDigest = errors.New("media/local: bytes differ from the recorded SHA-256")
+
+// CheckDigest reads key's bytes and compares their SHA-256 and size with
+// what its sidecar recorded when the object was written: nil when they
+// match, media.ErrNotFound when the object is missing, and ErrDigest when
+// they differ or no digest was recorded. Unlike Open, it trusts the
+// sidecar even when the file's modification time changed: damage that
+// touched the file must not pass for a new version of it.
+func (s *Storage) CheckDigest(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	mu := s.lock(key)
+	mu.RLock()
+	f, _, m, err := s.open(key)
+	mu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("media/local: check %q: %w", key, err)
+	}
+	defer f.Close()
+	if m.SHA256 == "" {
+		return fmt.Errorf("media/local: check %q: no recorded digest (its sidecar is missing): %w", key, ErrDigest)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, ctxReader{ctx: ctx, r: f})
+	if err != nil {
+		return fmt.Errorf("media/local: check %q: %w", key, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != m.SHA256 {
+		return fmt.Errorf("media/local: check %q: %d bytes with SHA-256 %s, recorded %d bytes with %s: %w", key, n, got, m.Size, m.SHA256, ErrDigest)
+	}
+	return nil
+}
+
 // Delete removes each key's file and sidecar, then the directories left
 // empty, and fsyncs the directory that changed. It checks every key
 // before removing any: a bad key removes nothing. A key that names a

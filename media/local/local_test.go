@@ -550,3 +550,50 @@ func TestKeys(t *testing.T) {
 		t.Fatalf("Keys = %q, want %q", keys, want)
 	}
 }
+
+// TestCheckDigest: an object as written passes; one whose bytes changed
+// fails with ErrDigest whether its time changed too or stayed (bit rot),
+// and so does one without a sidecar; a missing one is not found.
+func TestCheckDigest(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dir := t.TempDir()
+	s := newStorage(t, dir)
+	for _, k := range []string{"a/ok", "a/touched", "a/rot", "a/bare", "a/short"} {
+		if _, err := s.Put(ctx, k, strings.NewReader("the bytes of "+k), "text/plain"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rewrite := func(key, body string, keepTime bool) {
+		name := filepath.Join(dir, filepath.FromSlash(key))
+		fi, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte(body), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if keepTime {
+			if err := os.Chtimes(name, fi.ModTime(), fi.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rewrite("a/touched", "THE bytes of a/touched", false)
+	rewrite("a/rot", "the bytes of a/ROT", true)
+	rewrite("a/short", "the bytes", true)
+	if err := os.Remove(filepath.Join(dir, "a", ".bare.meta")); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]error{
+		"a/ok": nil, "a/touched": local.ErrDigest, "a/rot": local.ErrDigest, "a/short": local.ErrDigest,
+		"a/bare": local.ErrDigest, "a/gone": media.ErrNotFound,
+	} {
+		if err := s.CheckDigest(ctx, key); !errors.Is(err, want) || want == nil && err != nil {
+			t.Errorf("CheckDigest(%s) = %v, want %v", key, err, want)
+		}
+	}
+	if err := s.CheckDigest(ctx, "../x"); !errors.Is(err, media.ErrBadKey) {
+		t.Errorf("CheckDigest(../x) = %v, want %v", err, media.ErrBadKey)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"sync"
@@ -48,7 +49,7 @@ func (r AlertRules) withDefaults() AlertRules {
 // Alert is one alert's transition, as logged, shown and sent to the
 // webhook.
 type Alert struct {
-	Name    string    `json:"alert"`  // http_error_rate, http_p95, queue_growing, jobs_dead, disk_low
+	Name    string    `json:"alert"`  // http_error_rate, http_p95, queue_growing, jobs_dead, disk_low, backup_verify_failed, backup_verify_stale
 	Status  string    `json:"status"` // "firing" or "resolved"
 	Summary string    `json:"summary"`
 	Since   time.Time `json:"since"` // when it fired
@@ -97,6 +98,24 @@ var rules = []rule{
 	{"jobs_dead", false, func(h *history, o AlertRules) (bool, string) {
 		n := h.current.deadLettered
 		return n > 0, fmt.Sprintf("%s dead-lettered jobs: see onebox jobs dead", count(n))
+	}},
+	// The backup verification's, on the instance that runs it (see
+	// judgeBackup): the last one failed, or none ended for twice the
+	// interval.
+	{"backup_verify_failed", false, func(h *history, o AlertRules) (bool, string) {
+		r := h.current
+		if math.IsNaN(r.backupOK) {
+			return false, ""
+		}
+		return r.backupOK == 0, map[bool]string{true: "the last backup verification failed: see the log line \"backup verify failed\", or run onebox backup verify",
+			false: "the last backup verification passed"}[r.backupOK == 0]
+	}},
+	{"backup_verify_stale", false, func(h *history, o AlertRules) (bool, string) {
+		r := h.current
+		if math.IsNaN(r.backupAge) {
+			return false, ""
+		}
+		return r.backupAge > 2*r.backupInterval, fmt.Sprintf("the last backup verification ended %s ago (every %s)", secs(r.backupAge), secs(r.backupInterval))
 	}},
 	{"disk_low", false, func(h *history, o AlertRules) (bool, string) {
 		r := h.current

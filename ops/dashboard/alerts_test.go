@@ -126,3 +126,37 @@ func TestImmediateAlerts(t *testing.T) {
 		t.Fatalf("queue alert %+v", a)
 	}
 }
+
+// TestBackupAlerts: a failed backup verification fires at once and
+// clears when one passes; one older than twice the interval fires too.
+func TestBackupAlerts(t *testing.T) {
+	t.Parallel()
+	url, got := webhook(t)
+	p := newProc(t, dashboard.Options{Webhook: url})
+	p.gauge("onebox_backup_verify_interval_seconds", 60)
+	p.gauge("onebox_backup_verify_age_seconds", 1)
+	p.gauge("onebox_backup_verify_ok", 1)
+	p.warm(2)
+	p.gauge("onebox_backup_verify_ok", 0)
+	p.tick()
+	if a := mustReceive(t, got); a.Name != "backup_verify_failed" || a.Status != "firing" || !strings.Contains(a.Summary, "backup verify failed") {
+		t.Fatalf("alert %+v", a)
+	}
+	p.gauge("onebox_backup_verify_ok", 1)
+	p.tick()
+	if a := mustReceive(t, got); a.Name != "backup_verify_failed" || a.Status != "resolved" {
+		t.Fatalf("alert %+v", a)
+	}
+	p.gauge("onebox_backup_verify_age_seconds", 120)
+	p.tick()
+	select {
+	case a := <-got:
+		t.Fatalf("at twice the interval: %+v", a)
+	case <-time.After(50 * time.Millisecond):
+	}
+	p.gauge("onebox_backup_verify_age_seconds", 121)
+	p.tick()
+	if a := mustReceive(t, got); a.Name != "backup_verify_stale" || a.Summary != "the last backup verification ended 2m1s ago (every 1m)" {
+		t.Fatalf("alert %+v", a)
+	}
+}

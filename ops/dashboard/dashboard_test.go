@@ -492,3 +492,61 @@ func btoi(b bool) int {
 	}
 	return 0
 }
+
+// TestBackupPanel: only an instance configured to verify backups has
+// the panel; it fails on a failed verification and on one older than
+// twice the interval, and is unknown on an instance that does not hold
+// the schedule.
+func TestBackupPanel(t *testing.T) {
+	t.Parallel()
+	p := newProc(t, dashboard.Options{})
+	p.warm(3)
+	for _, pn := range p.d.State().Panels {
+		if pn.Name == "backup" {
+			t.Fatalf("a backup panel without its metrics: %+v", pn)
+		}
+	}
+	p.gauge("onebox_backup_verify_interval_seconds", 3600)
+	tests := []struct {
+		name     string
+		set      func()
+		state    dashboard.Health
+		evidence string // the first sentence, if not empty
+		values   string // age, restore time, last passed
+	}{
+		{"another instance verifies", func() {}, dashboard.Unknown,
+			"another instance holds the verification schedule (every 1h); its dashboard has the results", "– – –"},
+		{"the first run", func() { p.gauge("onebox_backup_verify_age_seconds", 2) }, dashboard.Healthy, "", "2.0 s – –"},
+		{"passed", func() {
+			p.gauge("onebox_backup_verify_ok", 1)
+			p.gauge("onebox_backup_verify_restore_seconds", 0.25)
+			p.gauge("onebox_backup_verify_age_seconds", 60)
+		}, dashboard.Healthy, "", "1m 250 ms 1"},
+		{"failed", func() { p.gauge("onebox_backup_verify_ok", 0) }, dashboard.Failing,
+			`the last backup verification failed (the log line "backup verify failed" says why; onebox backup verify runs one)`, "1m 250 ms 0"},
+		{"passed, twice the interval ago", func() {
+			p.gauge("onebox_backup_verify_ok", 1)
+			p.gauge("onebox_backup_verify_age_seconds", 7201)
+		}, dashboard.Failing, "no backup verification ended for 2h0m1s, over twice the interval (1h)", "2h0m1s 250 ms 1"},
+		{"passed, just under", func() { p.gauge("onebox_backup_verify_age_seconds", 7199) }, dashboard.Healthy, "", "1h59m59s 250 ms 1"},
+	}
+	for _, tt := range tests {
+		tt.set()
+		p.normal()
+		p.tick()
+		pn := panel(t, p.d.State(), "backup")
+		if pn.State != tt.state {
+			t.Errorf("%s: state %s %v, want %s", tt.name, pn.State, pn.Evidence, tt.state)
+		}
+		if tt.evidence == "" && len(pn.Evidence) > 0 || tt.evidence != "" && (len(pn.Evidence) == 0 || pn.Evidence[0] != tt.evidence) {
+			t.Errorf("%s: evidence %q, want %q", tt.name, pn.Evidence, tt.evidence)
+		}
+		var values []string
+		for _, m := range pn.Metrics {
+			values = append(values, m.Value)
+		}
+		if got := strings.Join(values, " "); got != tt.values {
+			t.Errorf("%s: values %s, want %s", tt.name, got, tt.values)
+		}
+	}
+}

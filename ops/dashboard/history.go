@@ -225,6 +225,9 @@ var metricSpecs = []metricSpec{
 	{"replicas", "replicas.lagseconds", "max replay lag", unitSeconds, func(r reading) float64 {
 		return r.replicaMax(func(x replicaReading) float64 { return x.lagSeconds })
 	}},
+	{"backup", "backup.age", "last verified", unitSeconds, func(r reading) float64 { return r.backupAge }},
+	{"backup", "backup.restore", "restore time", unitSeconds, func(r reading) float64 { return r.backupRestore }},
+	{"backup", "backup.ok", "last passed", unitCount, func(r reading) float64 { return r.backupOK }},
 }
 
 // sparkWidth and sparkHeight are the sparklines' SVG viewBox.

@@ -115,6 +115,9 @@ var graph = []node{
 	// A replica out of rotation sends its reads to the primary: they
 	// still succeed, so nothing above depends on it.
 	{"replicas", "Read replicas", nil, judgeReplicas, true},
+	// Backups fail apart from serving: nothing depends on them, and only
+	// an instance with ONEBOX_BACKUP_VERIFY_EVERY has the panel.
+	{"backup", "Backups", nil, judgeBackup, true},
 }
 
 // because says, for an edge from a component to what it depends on, why
@@ -545,5 +548,21 @@ func judgeReplicas(j *judging) {
 	// judgeReplicas runs only while there are replicas: never 0 of 0.
 	if out == len(j.r.replicas) {
 		j.flag(Degraded, "no replica in rotation: the primary serves every read")
+	}
+}
+
+// judgeBackup fails when the last scheduled backup verification failed,
+// or none ended for twice the interval (the alerts' rules); on an
+// instance that does not hold the schedule it says so and stays unknown.
+func judgeBackup(j *judging) {
+	r := j.r
+	switch {
+	case math.IsNaN(r.backupAge):
+		j.health = Unknown
+		j.flag(Unknown, "another instance holds the verification schedule (every %s); its dashboard has the results", secs(r.backupInterval))
+	case r.backupOK == 0:
+		j.flag(Failing, "the last backup verification failed (the log line \"backup verify failed\" says why; onebox backup verify runs one)")
+	case r.backupAge > 2*r.backupInterval:
+		j.flag(Failing, "no backup verification ended for %s, over twice the interval (%s)", secs(r.backupAge), secs(r.backupInterval))
 	}
 }

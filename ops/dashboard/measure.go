@@ -37,8 +37,15 @@ const (
 	mReplicaLagSeconds = "onebox_db_replica_lag_seconds"
 	mReplicaInRotation = "onebox_db_replica_in_rotation"
 	mDiskSize          = "onebox_disk_size_bytes"
-	quantileLabel      = "quantile"
-	streamRouteMark    = "/events" // long-lived SSE routes: their duration is not latency
+	// The scheduled backup verification: the interval wherever it is
+	// configured (absent otherwise, and so is the panel), the rest on the
+	// instance that runs it.
+	mBackupInterval = "onebox_backup_verify_interval_seconds"
+	mBackupAge      = "onebox_backup_verify_age_seconds"
+	mBackupOK       = "onebox_backup_verify_ok"
+	mBackupRestore  = "onebox_backup_verify_restore_seconds"
+	quantileLabel   = "quantile"
+	streamRouteMark = "/events" // long-lived SSE routes: their duration is not latency
 )
 
 // reading is what happened between two snapshots (counters as deltas,
@@ -83,6 +90,9 @@ type reading struct {
 	diskFree, diskSize float64
 
 	replicas []replicaReading // by name
+
+	// The backup verification's gauges; NaN where absent.
+	backupInterval, backupAge, backupOK, backupRestore float64
 }
 
 // replicaReading is one read replica as the newer snapshot shows it.
@@ -241,6 +251,11 @@ func measure(a, b snapshot) reading {
 	// Read replicas.
 	r.replicas = readReplicas(b)
 	r.has["replicas"] = len(r.replicas) > 0
+
+	// Backups.
+	r.backupInterval, r.backupAge = gauge(mBackupInterval), gauge(mBackupAge)
+	r.backupOK, r.backupRestore = gauge(mBackupOK), gauge(mBackupRestore)
+	r.has["backup"] = !math.IsNaN(r.backupInterval)
 	return r
 }
 

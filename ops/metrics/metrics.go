@@ -192,6 +192,8 @@ type Metrics struct {
 	dbOpen     [2]*vm.Gauge // writer, reader
 	diskFree   *vm.Gauge
 	diskSize   *vm.Gauge
+
+	backup backupVerify
 }
 
 // New returns a Metrics with an empty set. It turns on the library's
@@ -235,6 +237,8 @@ func New(o Options) *Metrics {
 		}
 	}
 	s.RegisterMetricsWriter(m.writeTopRejected)
+	m.backup.now = time.Now
+	s.RegisterMetricsWriter(m.writeBackupVerify)
 	for _, st := range steps {
 		m.steps[st] = s.NewHistogram(PipelineStepDuration + labels("step", st))
 	}

@@ -274,3 +274,44 @@ func TestTopRejectedKeysLateHeavyHitter(t *testing.T) {
 		t.Fatalf("the late heavy key is not first with at least its 1000 rejections: %q (%v)", line, err)
 	}
 }
+
+// TestBackupVerify: the interval is there on an instance that would
+// verify; the age only while it runs the schedule, the result and restore
+// time once one ended; they go when it gives the schedule up.
+func TestBackupVerify(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{})
+	if text := expose(m); strings.Contains(text, "onebox_backup_verify") {
+		t.Fatalf("series without a schedule:\n%s", text)
+	}
+	m.BackupVerifySchedule(time.Hour)
+	text := expose(m)
+	mustHave(t, text, "onebox_backup_verify_interval_seconds 3600")
+	if strings.Contains(text, "onebox_backup_verify_age_seconds") {
+		t.Errorf("an age before this instance runs the schedule:\n%s", text)
+	}
+	m.BackupVerifyRunning(true)
+	text = expose(m)
+	if !strings.Contains(text, "\nonebox_backup_verify_age_seconds ") || strings.Contains(text, "onebox_backup_verify_ok") {
+		t.Errorf("before the first result, want the age and no result:\n%s", text)
+	}
+	m.BackupVerified(false, 1500*time.Millisecond)
+	mustHave(t, expose(m), "onebox_backup_verify_ok 0", "onebox_backup_verify_restore_seconds 1.5")
+	m.BackupVerified(true, 250*time.Millisecond)
+	mustHave(t, expose(m), "onebox_backup_verify_ok 1", "onebox_backup_verify_restore_seconds 0.25")
+	m.BackupVerifyRunning(false)
+	text = expose(m)
+	if strings.Contains(text, "onebox_backup_verify_ok") || strings.Contains(text, "onebox_backup_verify_age") {
+		t.Errorf("series after the schedule was given up:\n%s", text)
+	}
+	mustHave(t, text, "onebox_backup_verify_interval_seconds 3600")
+	// Taken on again (the lease came back): no result until a new one.
+	m.BackupVerifyRunning(true)
+	if text := expose(m); strings.Contains(text, "onebox_backup_verify_ok") {
+		t.Errorf("an old result came back with the schedule:\n%s", text)
+	}
+	var nilMetrics *metrics.Metrics // metrics off: no panic
+	nilMetrics.BackupVerifySchedule(time.Hour)
+	nilMetrics.BackupVerifyRunning(true)
+	nilMetrics.BackupVerified(true, time.Second)
+}
