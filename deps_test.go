@@ -2,7 +2,6 @@ package main
 
 import (
 	"os/exec"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -31,25 +30,5 @@ func TestDependenciesRunOneWay(t *testing.T) {
 				t.Errorf("%v imports %s", tc.pkgs, dep)
 			}
 		}
-	}
-}
-
-// The design names goqite as the queue: the binary's own code, not only
-// tests and benchmarks, enqueues with it (jobs/sqlite's Send and SendTx).
-func TestProductionUsesGoqite(t *testing.T) {
-	t.Parallel()
-	out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, "./jobs/sqlite").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list ./jobs/sqlite: %v\n%s", err, out)
-	}
-	if imports := strings.Fields(string(out)); !slices.Contains(imports, "maragu.dev/goqite") {
-		t.Errorf("jobs/sqlite does not import maragu.dev/goqite outside its tests; it imports %v", imports)
-	}
-	out, err = exec.Command("go", "list", "-deps", ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -deps .: %v\n%s", err, out)
-	}
-	if !slices.Contains(strings.Fields(string(out)), "maragu.dev/goqite") {
-		t.Error("the onebox binary does not depend on maragu.dev/goqite")
 	}
 }

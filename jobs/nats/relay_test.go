@@ -101,13 +101,13 @@ func TestRelaySurvivesKill9(t *testing.T) {
 					break
 				}
 				for _, m := range msgs {
-					got = append(got, string(m.Payload))
+					got = append(got, string(m.Payload)+" of "+m.FairKey)
 				}
 			}
 			slices.Sort(got)
 			var want []string
 			for i := range relayJobs {
-				want = append(want, fmt.Sprint(i))
+				want = append(want, fmt.Sprint(i, " of ", relayOwner(i)))
 			}
 			slices.Sort(want)
 			if !slices.Equal(got, want) {
@@ -116,6 +116,9 @@ func TestRelaySurvivesKill9(t *testing.T) {
 		})
 	}
 }
+
+// relayOwner is the fair key of relayed job i: it must reach the broker.
+func relayOwner(i int) string { return fmt.Sprint("owner-", i%3) }
 
 // TestRelayChild is the child process of TestRelaySurvivesKill9.
 func TestRelayChild(t *testing.T) {
@@ -134,7 +137,7 @@ func TestRelayChild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := sender.SendTx(ctx, tx, jobs.Message{Kind: relayKind, Payload: json.RawMessage(fmt.Sprint(i))}, jobs.SendOptions{}); err != nil {
+		if err := sender.SendTx(ctx, tx, jobs.Message{Kind: relayKind, Payload: json.RawMessage(fmt.Sprint(i)), FairKey: relayOwner(i)}, jobs.SendOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if err := tx.Commit(); err != nil {
@@ -181,7 +184,7 @@ func (s *stopAfter) SendID(ctx context.Context, id string, m jobs.Message, o job
 func openOutbox(t *testing.T, path string) *jobsqlite.Queue {
 	writer := openDB(t, path, "_txlock=immediate")
 	writer.SetMaxOpenConns(1)
-	if _, err := writer.Exec(jobsqlite.Schema); err != nil {
+	if _, err := writer.Exec(jobsqlite.Schema + ";" + jobsqlite.FairSchema); err != nil {
 		t.Fatal(err)
 	}
 	return jobsqlite.New(writer, openDB(t, path, "_pragma=query_only(1)"), jobsqlite.Options{})
