@@ -69,6 +69,7 @@ func Run(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		{"Stats", testStats},
 		{"Fair", testFair},
 		{"Runner", testRunner},
+		{"RateLimit", testRateLimit},
 	}
 	for _, a := range areas {
 		t.Run(a.name, func(t *testing.T) {
