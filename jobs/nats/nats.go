@@ -40,6 +40,20 @@
 //
 // Kinds appear in subjects as unpadded base64url, so any kind is a valid
 // subject token and consumer name.
+//
+// Fair queueing: not offered (jobstest.FairQueue is not implemented).
+// The fair key (jobs.Message.FairKey) travels in the message body, so it
+// survives the outbox relay and reaches the handler, but Receive takes a
+// kind's messages in stream order: a key's backlog is served before a job
+// enqueued after it. A kind's one pull consumer delivers in sequence
+// order and cannot pick by key; turns would need a subject per key
+// (p.jobs.<kind>.<key>) with a consumer per key, which on a work-queue
+// stream must be the only consumers of those subjects, so the kind's
+// consumer, its MaxDeliver advisories, Stats' pending counts and
+// Redrive would all move to per-key consumers created and expired as
+// keys come and go, and Receive would rotate over them, a request each.
+// A deployment that needs fair turns between users keeps its queue in
+// the database (jobs/sqlite, jobs/postgres).
 package nats
 
 import (
