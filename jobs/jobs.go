@@ -34,8 +34,8 @@ var (
 // FairKey names whose job it is (the owner, for a photo's): a backend
 // that queues fairly (see Consumer.Receive) serves the keys with waiting
 // jobs of a kind in turn, so one key's backlog delays another key's job
-// by about one job, not by the backlog. Jobs without a key share one
-// turn.
+// by about one job, not by the backlog. A job without a key is not
+// queued fairly: it takes the current turn, like a key's first job.
 type Message struct {
 	ID          string // set by the queue
 	Kind        string

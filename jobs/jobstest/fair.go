@@ -62,10 +62,13 @@ func testFair(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 			want:    []string{"a2", "c0", "a3", "c1", "c2", "c3"},
 		},
 		{
-			// No key is one key of its own.
-			name:  "jobs without a key share one turn",
-			first: []string{"_0", "_1", "_2", "b0"},
-			want:  []string{"_0", "b0", "_1", "_2"},
+			// A job without a key takes the current turn: keyless jobs
+			// go in arrival order with the current round.
+			name:    "a job without a key takes the current turn",
+			first:   []string{"a0", "a1", "a2", "a3"},
+			running: 1,
+			then:    []string{"_0", "_1", "b0"},
+			want:    []string{"a1", "_0", "_1", "b0", "a2", "a3"},
 		},
 	}
 	for _, tt := range tests {

@@ -86,10 +86,11 @@ func NewSender(db *sql.DB) *Sender {
 }
 
 // insertSQL is goqite's insert plus the message's fair key and turn, as
-// jobs/sqlite computes them: both index lookups.
+// jobs/sqlite computes them: both index lookups, the first in the
+// partial index of keyed messages.
 const insertSQL = `insert into goqite (queue, body, timeout, priority, fair_key, fair_rank)
 select $1, $2, $3, $4, $5::text, greatest(
-	coalesce((select fair_rank + 1 from goqite where queue = $1 and fair_key = $5::text order by fair_rank desc limit 1), 0),
+	coalesce((select fair_rank + 1 from goqite where queue = $1 and fair_key = $5::text and fair_key <> '' order by fair_rank desc limit 1), 0),
 	coalesce((select fair_rank from goqite where queue = $1 and timeout <= $6 order by priority desc, fair_rank, created limit 1), 0))`
 
 // Options configure New. Every field has a default.

@@ -12,5 +12,6 @@ alter table goqite add column fair_rank integer not null default 0;
 create index goqite_queue_priority_rank_idx on goqite (queue, priority desc, fair_rank, created);
 drop index goqite_queue_priority_created_idx;
 
--- A key's last turn, for its next message.
-create index goqite_queue_key_rank_idx on goqite (queue, fair_key, fair_rank);
+-- A key's last turn, for its next message. Jobs without a key take the
+-- current turn and are not in it, so they cost no index entry here.
+create index goqite_queue_key_rank_idx on goqite (queue, fair_key, fair_rank) where fair_key <> '';

@@ -21,9 +21,13 @@
 // the current round; one with a backlog keeps its place in each round and
 // never loses it to newcomers. Turns are fixed when a job is enqueued, so
 // Receive is one index range scan as before, however many keys wait:
-// the cost is two index lookups more per Send. Retries keep their turn,
-// so they go before later turns once due. Redriven dead letters come
-// back with no key at turn 0: at the front, once.
+// the cost is two index lookups more per Send, and for a keyed message
+// one more index entry (written by Send, removed by Ack). A message
+// without a key is not queued fairly: it takes the current turn, so
+// keyless messages go in arrival order with the current round, and a
+// burst of them goes before a backlog's next round. Retries keep their
+// turn, so they go before later turns once due. Redriven dead letters
+// come back with no key at turn 0: at the front, once.
 //
 // Receiving and acking are this package's own SQL on goqite's table,
 // because goqite's Receive and Delete do not fit the Runner and are
@@ -159,12 +163,14 @@ func NewSender(writer *sql.DB) *Sender {
 // insertSQL is goqite's insert plus the message's fair key and turn: one
 // past the key's last turn in the queue, and at least the turn of the
 // message Receive would take next (the first visible one in its order),
-// so a key with nothing waiting joins the current round. Both are index
-// lookups: the key's last turn one seek, the next message a scan that
-// passes only over the running messages before it.
+// so a key with nothing waiting joins the current round; a message
+// without a key takes that current turn. Both are index lookups: the
+// key's last turn one seek in the partial index of keyed messages (the
+// literal fair_key <> '' lets the planner use it), the next message a
+// scan that passes only over the running messages before it.
 const insertSQL = `INSERT INTO goqite (queue, body, timeout, priority, fair_key, fair_rank)
 SELECT ?1, ?2, ?3, ?4, ?5, max(
-	coalesce((SELECT fair_rank + 1 FROM goqite WHERE queue = ?1 AND fair_key = ?5 ORDER BY fair_rank DESC LIMIT 1), 0),
+	coalesce((SELECT fair_rank + 1 FROM goqite WHERE queue = ?1 AND fair_key = ?5 AND fair_key <> '' ORDER BY fair_rank DESC LIMIT 1), 0),
 	coalesce((SELECT fair_rank FROM goqite WHERE queue = ?1 AND timeout <= ?6 ORDER BY priority DESC, fair_rank, created LIMIT 1), 0))`
 
 // receiveSQL takes a batch in one statement, on goqite's table; it is
