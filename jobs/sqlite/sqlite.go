@@ -166,7 +166,7 @@ func NewSender(writer *sql.DB) *Sender {
 // so a key with nothing waiting joins the current round; a message
 // without a key takes that current turn. Both are index lookups: the
 // key's last turn one seek in the partial index of keyed messages (the
-// literal fair_key <> '' lets the planner use it), the next message a
+// literal condition on fair_key lets the planner use it), the next message a
 // scan that passes only over the running messages before it.
 const insertSQL = `INSERT INTO goqite (queue, body, timeout, priority, fair_key, fair_rank)
 SELECT ?1, ?2, ?3, ?4, ?5, max(
