@@ -223,8 +223,8 @@ func orDefault[T int | time.Duration](v, def T) T {
 }
 
 // Register sets the handler of kind. It panics on an empty kind, a nil
-// handler, a kind registered twice, or a call after Run started: all
-// programmer errors.
+// handler, a kind registered twice, a Rate that is invalid or has no
+// Limiter, or a call after Run started: all programmer errors.
 func (r *Runner) Register(name string, h Handler, o KindOptions) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -237,6 +237,11 @@ func (r *Runner) Register(name string, h Handler, o KindOptions) {
 		panic(fmt.Sprintf("jobs: kind %q registered twice", name))
 	case o.Rate.Limit > 0 && r.o.Limiter == nil:
 		panic(fmt.Sprintf("jobs: kind %q has a Rate and the Runner no Limiter", name))
+	}
+	if o.Rate.Limit > 0 {
+		if err := o.Rate.Validate(); err != nil {
+			panic(fmt.Sprintf("jobs: kind %q: %v", name, err))
+		}
 	}
 	o.Concurrency = orDefault(o.Concurrency, 1)
 	o.MaxAttempts = orDefault(o.MaxAttempts, 5)
