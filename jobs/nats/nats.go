@@ -52,8 +52,12 @@
 // consumer, its MaxDeliver advisories, Stats' pending counts and
 // Redrive would all move to per-key consumers created and expired as
 // keys come and go, and Receive would rotate over them, a request each.
-// A deployment that needs fair turns between users keeps its queue in
-// the database (jobs/sqlite, jobs/postgres).
+// What onebox does instead is keep the turns before the broker: its jobs
+// reach JetStream from the store's outbox (jobs/sqlite, jobs/postgres,
+// which take turns) through a jobs.Relay, and RelayOptions.Ahead lets
+// only a few of a kind wait here, so a job waits for those and its turn
+// in the outbox rather than for every job relayed before it
+// (TestRelayAheadKeepsTurns). Jobs sent here directly get no turns.
 package nats
 
 import (

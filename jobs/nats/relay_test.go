@@ -198,3 +198,69 @@ func openDB(t *testing.T, path, extra string) *sql.DB {
 	t.Cleanup(func() { _ = db.Close() })
 	return db
 }
+
+// TestRelayAheadKeepsTurns: JetStream serves a kind in arrival order, so
+// a relay that moved Alice's whole backlog to it would put Bob's later
+// job behind all of it. With RelayOptions.Ahead the backlog stays in the
+// outbox, which serves owners in turn: Bob's job waits for the Ahead jobs
+// already in the broker and Alice's next, not for her backlog.
+func TestRelayAheadKeepsTurns(t *testing.T) {
+	t.Parallel()
+	const ahead, backlog = 2, 10
+	tests := []struct {
+		name    string
+		ahead   map[string]int
+		maxWait int // jobs received before Bob's
+	}{
+		{"ahead", map[string]int{relayKind: ahead}, ahead + 1},
+		// Everything at once: the guard that the case above shows
+		// something.
+		{"unbounded", nil, backlog},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			q := newQueue(t, jobnats.Options{Storage: jetstream.MemoryStorage})
+			outbox := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"))
+			send := func(key string, n int) {
+				for i := range n {
+					m := jobs.Message{Kind: relayKind, FairKey: key, Payload: json.RawMessage(fmt.Sprintf(`"%s%d"`, key, i))}
+					if err := outbox.Send(t.Context(), m, jobs.SendOptions{}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			relay := jobs.NewRelay(outbox, q, jobs.RelayOptions{Ahead: tt.ahead})
+			once := func() {
+				if _, err := relay.Once(t.Context()); err != nil {
+					t.Fatalf("relay: %v", err)
+				}
+			}
+			send("alice", backlog)
+			once()
+			send("bob", 1)
+			var got []string
+			for deadline := time.Now().Add(15 * time.Second); len(got) < backlog+1; {
+				if time.Now().After(deadline) {
+					t.Fatalf("received only %v", got)
+				}
+				once()
+				msgs, err := q.Receive(t.Context(), relayKind, 1, time.Minute)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range msgs {
+					got = append(got, strings.Trim(string(m.Payload), `"`))
+					if err := q.Ack(t.Context(), m.ID); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			wait := slices.Index(got, "bob0")
+			t.Logf("order through the broker: %v", got)
+			if tt.ahead != nil && wait > tt.maxWait || tt.ahead == nil && wait != tt.maxWait {
+				t.Errorf("Bob's job came after %d others: %v; want at most %d", wait, got, tt.maxWait)
+			}
+		})
+	}
+}
