@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 
 	"onebox/app"
 	"onebox/cache"
@@ -29,6 +30,7 @@ import (
 	notifypostgres "onebox/notify/postgres"
 	"onebox/ops"
 	"onebox/ops/metrics"
+	"onebox/photos"
 	"onebox/ratelimit"
 	limitmemory "onebox/ratelimit/memory"
 	limitredis "onebox/ratelimit/redis"
@@ -202,13 +204,28 @@ func openOutboxQueue(_ context.Context, w wiring, _ *url.URL) (jobQueue, error) 
 }
 
 // openNATSJobQueue is JetStream, fed from the store's table by a relay
-// (see jobs.Relay).
-func openNATSJobQueue(ctx context.Context, w wiring, _ *url.URL) (jobQueue, error) {
+// (see jobs.Relay). JetStream serves a kind in arrival order, so the
+// relay keeps photo jobs in the store's table, which serves owners in
+// turn, and lets only ?ahead=N of them (default 4 per photo worker) wait
+// in the broker; ?ahead=0 moves every job at once.
+func openNATSJobQueue(ctx context.Context, w wiring, u *url.URL) (jobQueue, error) {
+	ahead := 4 * w.cfg.PhotoWorkers
+	if v := u.Query().Get("ahead"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return jobQueue{}, fmt.Errorf("ahead: want a count of jobs, 0 for no bound, got %q", v)
+		}
+		ahead = n
+	}
 	q, nc, err := openNATSQueue(ctx, w.cfg, w.log)
 	if err != nil {
 		return jobQueue{}, err
 	}
-	relay := jobs.NewRelay(w.outbox, q, jobs.RelayOptions{Logger: w.log})
+	o := jobs.RelayOptions{Logger: w.log}
+	if ahead > 0 {
+		o.Ahead = map[string]int{photos.KindProcess: ahead}
+	}
+	relay := jobs.NewRelay(w.outbox, q, o)
 	return jobQueue{Queue: q, relay: relay, nc: nc, close: nc.Close}, nil
 }
 

@@ -182,6 +182,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	runner := jobs.NewRunner(queue, jobs.RunnerOptions{
 		Logger: log, DrainTimeout: cfg.DrainTimeout, Visibility: cfg.JobVisibility, OnDone: obs.metrics.JobDone,
 		OnAbandoned: obs.metrics.JobAbandoned, OnLeaseLost: obs.metrics.JobLeaseLost,
+		Limiter: lim, // the kinds' rates (kindOptions), in the API's limiter
 		// Jobs yield the CPU to requests: a backlog must not starve the API.
 		Busy: func() bool { return busy() },
 	})

@@ -22,10 +22,12 @@ import (
 
 // kindOptions are the job kinds the worker runs, in one place, so the
 // broker's per-kind limits (JetStream's MaxDeliver) follow the Runner's.
+// A kind's rate (no cap when its config is 0) is a token bucket of the
+// API's limiter, so workers sharing ONEBOX_LIMITER_URL share it.
 func kindOptions(cfg config.Config) map[string]jobs.KindOptions {
 	return map[string]jobs.KindOptions{
-		photos.KindProcess: {Concurrency: cfg.PhotoWorkers, MaxAttempts: 5, Timeout: 5 * time.Minute},
-		photos.KindCleanup: {Concurrency: 2, MaxAttempts: 10, Timeout: time.Minute},
+		photos.KindProcess: {Concurrency: cfg.PhotoWorkers, MaxAttempts: 5, Timeout: 5 * time.Minute, Rate: policy("job-process", cfg.RateJobProcess)},
+		photos.KindCleanup: {Concurrency: 2, MaxAttempts: 10, Timeout: time.Minute, Rate: policy("job-cleanup", cfg.RateJobCleanup)},
 	}
 }
 

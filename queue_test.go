@@ -88,3 +88,17 @@ func deleteNATSQueue(t *testing.T, url, stream string) {
 		t.Errorf("deleting the leases of %s: %v", stream, err)
 	}
 }
+
+// TestQueueURLAhead: a bad ?ahead= on ONEBOX_QUEUE_URL stops serve at
+// start, naming the setting, before it reaches for the broker.
+func TestQueueURLAhead(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"-1", "lots"} {
+		env := map[string]string{"ONEBOX_QUEUE_URL": "nats://127.0.0.1:1?ahead=" + v, "ONEBOX_DATA_DIR": t.TempDir(),
+			"ONEBOX_ADDR": "127.0.0.1:0", "ONEBOX_ADMIN_ADDR": ""}
+		_, _, err := runCLI(t, []string{"serve"}, env)
+		if err == nil || !strings.Contains(err.Error(), "ONEBOX_QUEUE_URL: ahead") {
+			t.Errorf("serve with ?ahead=%s: %v, want an error naming ONEBOX_QUEUE_URL's ahead", v, err)
+		}
+	}
+}

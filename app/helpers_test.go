@@ -145,6 +145,9 @@ type setup struct {
 	wrapMedia func(media.Storage) media.Storage
 	// wrapHub is put in front of the hub of the app and the pipeline.
 	wrapHub func(notify.Hub) notify.Hub
+	// drainTimeout is the Runner's wait for running jobs when the test
+	// ends (then it cancels them); 0 is the Runner's default.
+	drainTimeout time.Duration
 }
 
 func generous(name string) ratelimit.Policy {
@@ -256,6 +259,7 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 	})
 	runner := jobs.NewRunner(queue, jobs.RunnerOptions{
 		Logger: log, PollInterval: 20 * time.Millisecond, MaxPollInterval: 200 * time.Millisecond, OnDone: b.metrics.JobDone,
+		DrainTimeout: s.drainTimeout,
 	})
 	runner.Register(photos.KindProcess, b.tracing.Job(pipe.Process), jobs.KindOptions{Concurrency: 2, MaxAttempts: 3, Timeout: time.Minute, Backoff: 50 * time.Millisecond})
 	runner.Register(photos.KindCleanup, b.tracing.Job(pipe.Cleanup), jobs.KindOptions{Concurrency: 1, MaxAttempts: 3, Backoff: 50 * time.Millisecond})

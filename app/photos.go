@@ -185,7 +185,7 @@ func (a *App) upload(c echo.Context) error {
 		Photo: store.Photo{ID: photoID, OwnerID: who.userID, Status: store.PhotoProcessing, OriginalKey: orig,
 			ContentType: "image/" + string(hdr.Format), Size: info.Size, CreatedAt: now, UpdatedAt: now},
 		Idempotency: a.idempotency(idemKey, digest, now),
-		Job:         photos.ProcessJob(ectx, photoID), // the job's trace links to the enqueue span
+		Job:         photos.ProcessJob(ectx, who.userID, photoID), // the job's trace links to the enqueue span
 	})
 	end(err)
 	if err != nil || !created {

@@ -140,7 +140,7 @@ func reconcilePhoto(ctx context.Context, st *sqlite.Store, m media.Storage, ph s
 		if ok {
 			continue
 		}
-		_, err = st.ReprocessPhoto(ctx, ph.ID, photos.ProcessJob(ctx, ph.ID), now)
+		_, err = st.ReprocessPhoto(ctx, ph.ID, photos.ProcessJob(ctx, ph.OwnerID, ph.ID), now)
 		if err != nil && !errors.Is(err, store.ErrNotFound) { // processing already, or deleted: nothing to do
 			return fmt.Errorf("reconcile: %w", err)
 		}

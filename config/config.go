@@ -122,6 +122,10 @@ type Config struct {
 	RateAuthHandle Rate
 	RateUpload     Rate
 	RateAuthDevice Rate
+	// RateJobProcess and RateJobCleanup cap how many photo and cleanup
+	// jobs start per window (the zero Rate: no cap); jobs over it wait.
+	RateJobProcess Rate
+	RateJobCleanup Rate
 	TrustedProxies []netip.Prefix
 	// PublicURL is the site's origin (scheme://host[:port], default port
 	// dropped) when ONEBOX_PUBLIC_URL is set, else "".
@@ -192,6 +196,16 @@ func settings() []setting {
 			r, err := ParseRate(v)
 			*dst(c) = r
 			return err
+		}
+	}
+	// optRate is rate where "" or "0" is no cap (the zero Rate).
+	optRate := func(dst func(*Config) *Rate) func(*Config, string) error {
+		return func(c *Config, v string) error {
+			if v == "" || v == "0" {
+				*dst(c) = Rate{}
+				return nil
+			}
+			return rate(dst)(c, v)
 		}
 	}
 	str := func(dst func(*Config) *string) func(*Config, string) error {
@@ -379,6 +393,8 @@ func settings() []setting {
 		}},
 		{env: "ONEBOX_DEVICE_TTL", flag: "device-ttl", def: "2160h", usage: "how long a device token lasts after the login that issued it", set: dur(func(c *Config) *time.Duration { return &c.DeviceTTL })},
 		{env: "ONEBOX_RATE_UPLOAD", flag: "rate-upload", def: "30/1m", usage: "uploads per user", set: rate(func(c *Config) *Rate { return &c.RateUpload })},
+		{env: "ONEBOX_RATE_JOB_PROCESS", flag: "rate-job-process", def: "0", usage: "photo jobs started per window across the workers sharing ONEBOX_LIMITER_URL, such as 600/1m; jobs over it wait in the queue; 0 is no cap", set: optRate(func(c *Config) *Rate { return &c.RateJobProcess })},
+		{env: "ONEBOX_RATE_JOB_CLEANUP", flag: "rate-job-cleanup", def: "0", usage: "media cleanup jobs started per window, such as 60/1s; jobs over it wait in the queue; 0 is no cap", set: optRate(func(c *Config) *Rate { return &c.RateJobCleanup })},
 		{env: "ONEBOX_TRUSTED_PROXIES", flag: "trusted-proxies", def: "", usage: "comma-separated CIDRs whose X-Forwarded-For and X-Forwarded-Proto are believed (from any other peer, the connection's own address and scheme count)", set: func(c *Config, v string) error {
 			c.TrustedProxies = nil
 			for p := range strings.SplitSeq(v, ",") {

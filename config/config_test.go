@@ -70,6 +70,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"ONEBOX_DEVICE_KEY", strings.Repeat("x", 31)},
 		{"ONEBOX_DEVICE_TTL", "0s"},
 		{"ONEBOX_RATE_AUTH_DEVICE", "10"},
+		{"ONEBOX_RATE_JOB_PROCESS", "600"},
+		{"ONEBOX_RATE_JOB_CLEANUP", "-1/1m"},
 		{"ONEBOX_PUBLIC_URL", "photos.example.com"},
 		{"ONEBOX_PUBLIC_URL", "ftp://photos.example.com"},
 		{"ONEBOX_PUBLIC_URL", "https://"},
@@ -120,6 +122,22 @@ func TestEmptyAdminAddrTurnsItOff(t *testing.T) {
 	}
 	if c.AdminAddr != "" || c.Addr != ":8080" {
 		t.Fatalf("admin %q addr %q: an empty ONEBOX_ADMIN_ADDR turns the listener off; other empty variables take their default", c.AdminAddr, c.Addr)
+	}
+}
+
+// TestJobRates: a job kind's rate is off by default and with 0, and
+// otherwise a policy like the API's.
+func TestJobRates(t *testing.T) {
+	t.Parallel()
+	for val, want := range map[string]config.Rate{"": {}, "0": {}, "600/1m": {Limit: 600, Window: time.Minute}} {
+		vars := map[string]string{}
+		if val != "" {
+			vars["ONEBOX_RATE_JOB_PROCESS"] = val
+		}
+		c, err := config.Load(nil, env(vars), io.Discard)
+		if err != nil || c.RateJobProcess != want || c.RateJobCleanup != (config.Rate{}) {
+			t.Errorf("ONEBOX_RATE_JOB_PROCESS=%q: %v and cleanup %v, %v; want %v and none", val, c.RateJobProcess, c.RateJobCleanup, err, want)
+		}
 	}
 }
 

@@ -88,6 +88,7 @@ func Tables() []Table {
 		// The job queue: goqite's table and onebox's own beside it.
 		{Name: "goqite", Key: 1, Columns: []Column{
 			t("id"), ms("created"), ms("updated"), t("queue"), {Name: "body", Kind: Bytes}, ms("timeout"), n("received"), n("priority"),
+			t("fair_key"), n("fair_rank"),
 		}},
 		{Name: "jobs_errors", Key: 1, Columns: []Column{t("id"), t("last_error"), ms("retry_at")}},
 		{Name: "jobs_dead", Key: 1, Columns: []Column{

@@ -52,12 +52,19 @@ func (e *LeaseLostError) Unwrap() error { return ErrLeaseLost }
 // Message is one job. Kind picks the handler; Payload is the handler's
 // own JSON. RequestID and TraceParent carry the request that enqueued the
 // job into its logs and traces.
+//
+// FairKey names whose job it is (the owner, for a photo's): a backend
+// that queues fairly (see Consumer.Receive) serves the keys with waiting
+// jobs of a kind in turn, so one key's backlog delays another key's job
+// by about one job, not by the backlog. A job without a key is not
+// queued fairly: it takes the current turn, like a key's first job.
 type Message struct {
 	ID          string // set by the queue
 	Kind        string
 	Payload     json.RawMessage
 	RequestID   string
 	TraceParent string
+	FairKey     string
 	Attempt     int // 1 on the first delivery; set by the queue on Receive
 	// Lease is the token of this delivery, set by Receive and opaque:
 	// Extend, Ack, Retry and DeadLetter take it (see Receipt) and act
@@ -84,6 +91,7 @@ type envelope struct {
 	Payload     json.RawMessage `json:"payload,omitempty"`
 	RequestID   string          `json:"request_id,omitempty"`
 	TraceParent string          `json:"traceparent,omitempty"`
+	FairKey     string          `json:"fair_key,omitempty"`
 }
 
 // Encode returns the body a queue stores for m (ID, Attempt and Lease
@@ -92,7 +100,7 @@ func Encode(m Message) ([]byte, error) {
 	if m.Kind == "" {
 		return nil, fmt.Errorf("%w: empty kind", ErrMalformed)
 	}
-	return json.Marshal(envelope{V: 1, Kind: m.Kind, Payload: m.Payload, RequestID: m.RequestID, TraceParent: m.TraceParent})
+	return json.Marshal(envelope{V: 1, Kind: m.Kind, Payload: m.Payload, RequestID: m.RequestID, TraceParent: m.TraceParent, FairKey: m.FairKey})
 }
 
 // Decode is the inverse of Encode. It fails with ErrMalformed.
@@ -101,7 +109,7 @@ func Decode(body []byte) (Message, error) {
 	if err := json.Unmarshal(body, &e); err != nil || e.V != 1 || e.Kind == "" {
 		return Message{}, fmt.Errorf("%w: %.64q", ErrMalformed, body)
 	}
-	return Message{Kind: e.Kind, Payload: e.Payload, RequestID: e.RequestID, TraceParent: e.TraceParent}, nil
+	return Message{Kind: e.Kind, Payload: e.Payload, RequestID: e.RequestID, TraceParent: e.TraceParent, FairKey: e.FairKey}, nil
 }
 
 // SendOptions tune one enqueue.
@@ -156,6 +164,13 @@ type Consumer interface {
 	// first, each made invisible for visibility (the kind's) and with
 	// Attempt counted. An empty slice means none now. A message whose body
 	// does not decode is dead-lettered, not returned.
+	//
+	// A backend that queues fairly (jobstest.FairQueue) orders by turn
+	// before age: the first job of each FairKey waiting, oldest first,
+	// then the second of each, and so on, so a key that enqueued a
+	// thousand jobs holds one place in each round, not a thousand places
+	// ahead of everyone else. Whether and how each backend does it is in
+	// its package comment.
 	//
 	// Receiving by kind lets the Runner take only as many messages of a
 	// kind as it has free workers for, so a backlog of a slow kind never

@@ -24,6 +24,18 @@ type RelayOptions struct {
 	Interval time.Duration
 	// Batch is the most rows of a kind one look takes. Default 100.
 	Batch int
+	// Ahead bounds, per kind, how many jobs wait in the broker: the relay
+	// publishes a kind's rows only while the broker's Stats count fewer
+	// than Ahead[kind] of them queued (waiting, not running), and leaves
+	// the rest in the outbox, whose Receive serves fair keys in turn
+	// (jobs/sqlite, jobs/postgres). Through a broker that serves a kind
+	// in arrival order, a job then waits for at most that many jobs
+	// ahead of it in the broker plus its turn in the outbox, instead of
+	// behind every job relayed before it. The broker must have Stats
+	// (an Inspector) if it is set. Kinds not in it go at once. Smaller
+	// is fairer; too small leaves workers waiting for the relay, which
+	// looks again every Interval while the broker is full.
+	Ahead map[string]int
 }
 
 // Relay moves jobs committed to an outbox (the store's own queue table,
@@ -34,12 +46,19 @@ type RelayOptions struct {
 type Relay struct {
 	outbox Consumer
 	broker IDSender
+	stats  statser // the broker's, for Ahead
 	o      RelayOptions
 	log    *slog.Logger
 	wake   chan struct{}
 }
 
-// NewRelay returns a Relay from outbox to broker.
+// statser is the part of an Inspector that RelayOptions.Ahead needs.
+type statser interface {
+	Stats(ctx context.Context) (Stats, error)
+}
+
+// NewRelay returns a Relay from outbox to broker. It panics if
+// RelayOptions.Ahead is set and broker has no Stats.
 func NewRelay(outbox Consumer, broker IDSender, o RelayOptions) *Relay {
 	o.Visibility = orDefault(o.Visibility, 30*time.Second)
 	o.Interval = orDefault(o.Interval, 100*time.Millisecond)
@@ -48,7 +67,11 @@ func NewRelay(outbox Consumer, broker IDSender, o RelayOptions) *Relay {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Relay{outbox: outbox, broker: broker, o: o, log: log, wake: make(chan struct{}, 1)}
+	st, ok := broker.(statser)
+	if len(o.Ahead) > 0 && !ok {
+		panic("jobs: NewRelay with Ahead and a broker without Stats")
+	}
+	return &Relay{outbox: outbox, broker: broker, stats: st, o: o, log: log, wake: make(chan struct{}, 1)}
 }
 
 // Notify tells the relay that rows were committed, so it looks now
@@ -98,10 +121,21 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 		}
 	}
 	slices.Sort(kinds)
+	room, err := r.room(ctx, kinds)
+	if err != nil {
+		return 0, fmt.Errorf("relay: %w", err)
+	}
 	sent := 0
 	var errs []error
 	for _, kind := range kinds {
-		msgs, err := r.outbox.Receive(ctx, kind, r.o.Batch, r.o.Visibility)
+		n := r.o.Batch
+		if left, ok := room[kind]; ok {
+			n = min(n, left)
+		}
+		if n <= 0 {
+			continue // the broker holds Ahead of them: the rest wait their turn here
+		}
+		msgs, err := r.outbox.Receive(ctx, kind, n, r.o.Visibility)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -138,4 +172,27 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 		return sent, fmt.Errorf("relay: %w", err)
 	}
 	return sent, nil
+}
+
+// room returns, for those of kinds in Ahead, how many more of their jobs
+// the broker may take now; it asks the broker only when one is.
+func (r *Relay) room(ctx context.Context, kinds []string) (map[string]int, error) {
+	var bounded []string
+	for _, kind := range kinds {
+		if _, ok := r.o.Ahead[kind]; ok {
+			bounded = append(bounded, kind)
+		}
+	}
+	if len(bounded) == 0 {
+		return nil, nil
+	}
+	st, err := r.stats.Stats(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("broker stats: %w", err)
+	}
+	room := make(map[string]int, len(bounded))
+	for _, kind := range bounded {
+		room[kind] = r.o.Ahead[kind] - st.Kinds[kind].Queued
+	}
+	return room, nil
 }

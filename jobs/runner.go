@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"onebox/correlation"
+	"onebox/ratelimit"
 )
 
 // Handler does one job. A nil error acks the message. Any other error
@@ -56,6 +57,13 @@ type KindOptions struct {
 	// JetStream it is the kind's consumer's AckWait. Default
 	// RunnerOptions.Visibility.
 	Visibility time.Duration
+	// Rate, when its Limit is set, caps how many of these jobs start per
+	// Window, with a token bucket of RunnerOptions.Limiter keyed by the
+	// kind (the same limiter, shared by every instance on Redis, as the
+	// API's). Jobs over it wait in the queue, not fail: the Runner
+	// receives no more of the kind than it holds tokens for, and asks
+	// again when the limiter says one is due. Default: no cap.
+	Rate ratelimit.Policy
 }
 
 // RunnerOptions configure NewRunner. Zero fields take the defaults.
@@ -110,6 +118,10 @@ type RunnerOptions struct {
 	// BusyPause is the wait between receives of a kind while Busy.
 	// Default 10ms.
 	BusyPause time.Duration
+	// Limiter holds the token buckets of the kinds with a Rate. Required
+	// if any kind has one. When it fails, jobs run uncapped (and it is
+	// logged): a limiter outage must not stop the work.
+	Limiter ratelimit.Limiter
 	// OnAbandoned, if set, is called with +1 when a handler is abandoned
 	// (ErrAbandoned) and with -1 when such a handler finally returns: a
 	// gauge of the goroutines Abandoned counts. It must be quick and safe
@@ -154,7 +166,8 @@ type Runner struct {
 // kind is one registered kind. slots is its semaphore: the poll loop
 // fills it, finishing workers drain it. The poll loop alone uses the
 // rest: next is when to ask the queue again, delay the idle backoff,
-// partial since when some but not all slots are free.
+// partial since when some but not all slots are free, tokens those of
+// its Rate taken from the limiter and not yet spent on a job.
 type kind struct {
 	name    string
 	h       Handler
@@ -163,6 +176,7 @@ type kind struct {
 	next    time.Time
 	delay   time.Duration
 	partial time.Time
+	tokens  int
 }
 
 // NewRunner returns a Runner on q.
@@ -218,8 +232,8 @@ func orDefault[T int | time.Duration](v, def T) T {
 }
 
 // Register sets the handler of kind. It panics on an empty kind, a nil
-// handler, a kind registered twice, or a call after Run started: all
-// programmer errors.
+// handler, a kind registered twice, a Rate that is invalid or has no
+// Limiter, or a call after Run started: all programmer errors.
 func (r *Runner) Register(name string, h Handler, o KindOptions) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -230,6 +244,13 @@ func (r *Runner) Register(name string, h Handler, o KindOptions) {
 		panic("jobs: Register after Run")
 	case r.kinds[name] != nil:
 		panic(fmt.Sprintf("jobs: kind %q registered twice", name))
+	case o.Rate.Limit > 0 && r.o.Limiter == nil:
+		panic(fmt.Sprintf("jobs: kind %q has a Rate and the Runner no Limiter", name))
+	}
+	if o.Rate.Limit > 0 {
+		if err := o.Rate.Validate(); err != nil {
+			panic(fmt.Sprintf("jobs: kind %q: %v", name, err))
+		}
 	}
 	o.Concurrency = orDefault(o.Concurrency, 1)
 	o.MaxAttempts = orDefault(o.MaxAttempts, 5)
@@ -360,8 +381,16 @@ func (r *Runner) poll(ctx, handlerCtx context.Context, wg *sync.WaitGroup, acks 
 				}
 			}
 			k.partial = time.Time{}
-			n := min(free, r.o.BatchSize)
+			n, due := r.admit(ctx, k, min(free, r.o.BatchSize))
+			if n == 0 {
+				// Over its rate: the jobs wait in the queue until a token
+				// is due.
+				k.next = now.Add(due)
+				wait = min(wait, due)
+				continue
+			}
 			msgs, err := r.q.Receive(ctx, k.name, n, k.o.Visibility)
+			k.tokens -= min(len(msgs), k.tokens)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -419,6 +448,31 @@ func (r *Runner) poll(ctx, handlerCtx context.Context, wg *sync.WaitGroup, acks 
 		case <-timer.C:
 		}
 	}
+}
+
+// admit returns how many of want jobs of k may start now under its
+// Rate, taking tokens from the limiter up to want; with none, it also
+// returns when one is due. Tokens a Receive did not spend stay with the
+// kind for its next one, so an idle kind holds at most Concurrency of
+// them and never asks the limiter for more.
+func (r *Runner) admit(ctx context.Context, k *kind, want int) (int, time.Duration) {
+	if k.o.Rate.Limit <= 0 {
+		return want, 0
+	}
+	for k.tokens < want {
+		res, err := r.o.Limiter.Allow(ctx, k.o.Rate, k.name)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.WarnContext(ctx, "jobs: rate limiter failed, running the kind uncapped", "kind", k.name, "error", err)
+			}
+			return want, 0
+		}
+		if !res.Allowed {
+			return k.tokens, max(res.RetryAfter, time.Millisecond)
+		}
+		k.tokens++
+	}
+	return want, 0
 }
 
 // sweep dead-letters the messages of kinds with no handler, which would

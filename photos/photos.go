@@ -31,11 +31,13 @@ type CleanupPayload struct {
 	Keys []string `json:"keys"`
 }
 
-// ProcessJob returns the job that processes a new photo, carrying the
-// request id and the trace context of ctx (the enqueuing request).
-func ProcessJob(ctx context.Context, photoID string) jobs.Message {
+// ProcessJob returns the job that processes a new photo of ownerID,
+// carrying the request id and the trace context of ctx (the enqueuing
+// request). Its fair key is the owner, so the queue serves owners in
+// turn: one user's thousand uploads do not hold up another's one.
+func ProcessJob(ctx context.Context, ownerID, photoID string) jobs.Message {
 	b, _ := json.Marshal(ProcessPayload{PhotoID: photoID})
-	return jobs.Message{Kind: KindProcess, Payload: b, RequestID: correlation.RequestID(ctx), TraceParent: correlation.TraceParent(ctx)}
+	return jobs.Message{Kind: KindProcess, Payload: b, RequestID: correlation.RequestID(ctx), TraceParent: correlation.TraceParent(ctx), FairKey: ownerID}
 }
 
 // CleanupJob is a store.CleanupJob: the job that removes deleted files,

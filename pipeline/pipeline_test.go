@@ -93,7 +93,7 @@ func (e *env) addPhoto(t *testing.T, id string, data []byte) jobs.Message {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	job := photos.ProcessJob(ctx, id)
+	job := photos.ProcessJob(ctx, e.owner, id)
 	_, _, err = e.store.CreatePhoto(ctx, store.CreatePhotoParams{
 		Photo: store.Photo{ID: id, OwnerID: e.owner, Status: store.PhotoProcessing, OriginalKey: orig,
 			ContentType: "image/png", Size: info.Size, CreatedAt: now, UpdatedAt: now},

@@ -20,9 +20,10 @@
 //     Compared with goqite-send: both send, receive and delete every
 //     message.
 //
-// jobs/sqlite enqueues with goqite's own Send and SendTx, so the pairs
-// differ in how messages are received and acked: goqite's Receive and
-// Delete against jobs/sqlite's batched SQL on goqite's table and the
+// jobs/sqlite enqueues goqite's row as goqite's Send does, plus the
+// fair-queueing turn it computes in the same INSERT, so the pairs differ
+// in that and in how messages are received and acked: goqite's Receive
+// and Delete against jobs/sqlite's batched SQL on goqite's table and the
 // Runner.
 //
 // With -postgres URL the same two pairs run a second time on PostgreSQL,
@@ -392,7 +393,7 @@ func (b bench) openSQLite(dir string) opener {
 			return database{}, err
 		}
 		d := database{db: writer, flavor: goqite.SQLFlavorSQLite, close: func() { closeAll(writer, reader) }}
-		schema := jobsqlite.Schema
+		schema := jobsqlite.Schema + ";" + jobsqlite.FairSchema
 		if goqiteOnly {
 			schema = goqiteSchema
 		} else {
@@ -447,7 +448,7 @@ func (b bench) openPostgres(ctx context.Context, _ string, goqiteOnly bool) (dat
 		return database{}, err
 	}
 	d.db = stdlib.OpenDBFromPool(pool)
-	ddl := jobpg.Schema
+	ddl := jobpg.Schema + ";" + jobpg.FairSchema
 	if goqiteOnly {
 		ddl = goqitePostgresSchema
 	} else {

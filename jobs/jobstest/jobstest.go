@@ -43,6 +43,17 @@ type InFlightUntilRedelivered interface {
 	InFlightUntilRedelivered()
 }
 
+// FairQueue is implemented by backends whose Receive serves the fair
+// keys of a kind in turn (jobs.Message.FairKey): the first waiting job of
+// each key, oldest first, then the second of each, and a key that had
+// nothing waiting joins the current round rather than queue behind every
+// backlog, as does each job without a key. The suite checks those orders when it is present; every
+// backend must carry the key through Send and Receive. A backend may
+// implement it in its own test files only (export_test.go).
+type FairQueue interface {
+	ServesKeysInTurn()
+}
+
 // Run runs the suite. newQueue returns an empty queue that lives until the
 // test ends; each test and subtest gets its own.
 func Run(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
@@ -58,7 +69,9 @@ func Run(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		{"Lease", testLease},
 		{"RunnerLease", testRunnerLease},
 		{"Stats", testStats},
+		{"Fair", testFair},
 		{"Runner", testRunner},
+		{"RateLimit", testRateLimit},
 	}
 	for _, a := range areas {
 		t.Run(a.name, func(t *testing.T) {
@@ -141,7 +154,7 @@ func mustDead(t *testing.T, q jobs.Queue, limit int) []jobs.DeadMessage {
 }
 
 // sameMessage reports how got differs from want in what the sender
-// chose (kind, payload, request id, trace parent), or "".
+// chose (kind, payload, request id, trace parent, fair key), or "".
 func sameMessage(got, want jobs.Message) string {
 	switch {
 	case got.Kind != want.Kind:
@@ -152,6 +165,8 @@ func sameMessage(got, want jobs.Message) string {
 		return "request id " + got.RequestID + ", want " + want.RequestID
 	case got.TraceParent != want.TraceParent:
 		return "traceparent " + got.TraceParent + ", want " + want.TraceParent
+	case got.FairKey != want.FairKey:
+		return "fair key " + got.FairKey + ", want " + want.FairKey
 	}
 	return ""
 }

@@ -17,7 +17,7 @@ func testSend(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 			name string
 			m    jobs.Message
 		}{
-			{"everything", jobs.Message{Kind: "photo.process", Payload: json.RawMessage(`{"photo":"p1","n":[1,2]}`), RequestID: "req-1", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}},
+			{"everything", jobs.Message{Kind: "photo.process", Payload: json.RawMessage(`{"photo":"p1","n":[1,2]}`), RequestID: "req-1", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", FairKey: "user-0193f0e4"}},
 			{"kind only", jobs.Message{Kind: "tick"}},
 			{"odd kind", jobs.Message{Kind: "a:b/ü c", Payload: json.RawMessage(`"x"`)}},
 		}

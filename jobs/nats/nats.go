@@ -60,6 +60,24 @@
 //
 // Kinds appear in subjects as unpadded base64url, so any kind is a valid
 // subject token and consumer name.
+//
+// Fair queueing: not offered (jobstest.FairQueue is not implemented).
+// The fair key (jobs.Message.FairKey) travels in the message body, so it
+// survives the outbox relay and reaches the handler, but Receive takes a
+// kind's messages in stream order: a key's backlog is served before a job
+// enqueued after it. A kind's one pull consumer delivers in sequence
+// order and cannot pick by key; turns would need a subject per key
+// (p.jobs.<kind>.<key>) with a consumer per key, which on a work-queue
+// stream must be the only consumers of those subjects, so the kind's
+// consumer, its MaxDeliver advisories, Stats' pending counts and
+// Redrive would all move to per-key consumers created and expired as
+// keys come and go, and Receive would rotate over them, a request each.
+// What onebox does instead is keep the turns before the broker: its jobs
+// reach JetStream from the store's outbox (jobs/sqlite, jobs/postgres,
+// which take turns) through a jobs.Relay, and RelayOptions.Ahead lets
+// only a few of a kind wait here, so a job waits for those and its turn
+// in the outbox rather than for every job relayed before it
+// (TestRelayAheadKeepsTurns). Jobs sent here directly get no turns.
 package nats
 
 import (

@@ -102,13 +102,13 @@ func TestRelaySurvivesKill9(t *testing.T) {
 					break
 				}
 				for _, m := range msgs {
-					got = append(got, string(m.Payload))
+					got = append(got, string(m.Payload)+" of "+m.FairKey)
 				}
 			}
 			slices.Sort(got)
 			var want []string
 			for i := range relayJobs {
-				want = append(want, fmt.Sprint(i))
+				want = append(want, fmt.Sprint(i, " of ", relayOwner(i)))
 			}
 			slices.Sort(want)
 			if !slices.Equal(got, want) {
@@ -117,6 +117,9 @@ func TestRelaySurvivesKill9(t *testing.T) {
 		})
 	}
 }
+
+// relayOwner is the fair key of relayed job i: it must reach the broker.
+func relayOwner(i int) string { return fmt.Sprint("owner-", i%3) }
 
 // TestRelayChild is the child process of TestRelaySurvivesKill9.
 func TestRelayChild(t *testing.T) {
@@ -135,7 +138,7 @@ func TestRelayChild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := sender.SendTx(ctx, tx, jobs.Message{Kind: relayKind, Payload: json.RawMessage(fmt.Sprint(i))}, jobs.SendOptions{}); err != nil {
+		if err := sender.SendTx(ctx, tx, jobs.Message{Kind: relayKind, Payload: json.RawMessage(fmt.Sprint(i)), FairKey: relayOwner(i)}, jobs.SendOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if err := tx.Commit(); err != nil {
@@ -182,7 +185,7 @@ func (s *stopAfter) SendID(ctx context.Context, id string, m jobs.Message, o job
 func openOutbox(t *testing.T, path string) *jobsqlite.Queue {
 	writer := openDB(t, path, "_txlock=immediate")
 	writer.SetMaxOpenConns(1)
-	if _, err := writer.Exec(jobsqlite.Schema); err != nil {
+	if _, err := writer.Exec(jobsqlite.Schema + ";" + jobsqlite.FairSchema); err != nil {
 		t.Fatal(err)
 	}
 	return jobsqlite.New(writer, openDB(t, path, "_pragma=query_only(1)"), jobsqlite.Options{})
@@ -253,5 +256,71 @@ func TestRelayLeaseLost(t *testing.T) {
 	msgs, err := q.Receive(t.Context(), relayKind, 100, time.Minute)
 	if err != nil || len(msgs) != relayJobs {
 		t.Errorf("stream holds %d jobs, %v; want each of the %d once", len(msgs), err, relayJobs)
+	}
+}
+
+// TestRelayAheadKeepsTurns: JetStream serves a kind in arrival order, so
+// a relay that moved Alice's whole backlog to it would put Bob's later
+// job behind all of it. With RelayOptions.Ahead the backlog stays in the
+// outbox, which serves owners in turn: Bob's job waits for the Ahead jobs
+// already in the broker and Alice's next, not for her backlog.
+func TestRelayAheadKeepsTurns(t *testing.T) {
+	t.Parallel()
+	const ahead, backlog = 2, 10
+	tests := []struct {
+		name    string
+		ahead   map[string]int
+		maxWait int // jobs received before Bob's
+	}{
+		{"ahead", map[string]int{relayKind: ahead}, ahead + 1},
+		// Everything at once: the guard that the case above shows
+		// something.
+		{"unbounded", nil, backlog},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			q := newQueue(t, jobnats.Options{Storage: jetstream.MemoryStorage})
+			outbox := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"))
+			send := func(key string, n int) {
+				for i := range n {
+					m := jobs.Message{Kind: relayKind, FairKey: key, Payload: json.RawMessage(fmt.Sprintf(`"%s%d"`, key, i))}
+					if err := outbox.Send(t.Context(), m, jobs.SendOptions{}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			relay := jobs.NewRelay(outbox, q, jobs.RelayOptions{Ahead: tt.ahead})
+			once := func() {
+				if _, err := relay.Once(t.Context()); err != nil {
+					t.Fatalf("relay: %v", err)
+				}
+			}
+			send("alice", backlog)
+			once()
+			send("bob", 1)
+			var got []string
+			for deadline := time.Now().Add(15 * time.Second); len(got) < backlog+1; {
+				if time.Now().After(deadline) {
+					t.Fatalf("received only %v", got)
+				}
+				once()
+				msgs, err := q.Receive(t.Context(), relayKind, 1, time.Minute)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range msgs {
+					got = append(got, strings.Trim(string(m.Payload), `"`))
+					if err := q.Ack(t.Context(), m.Receipt()); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			wait := slices.Index(got, "bob0")
+			t.Logf("order through the broker: %v", got)
+			if tt.ahead != nil && wait > tt.maxWait || tt.ahead == nil && wait != tt.maxWait {
+				t.Errorf("Bob's job came after %d others: %v; want at most %d", wait, got, tt.maxWait)
+			}
+		})
 	}
 }

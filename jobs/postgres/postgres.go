@@ -1,8 +1,16 @@
 // Package postgres implements jobs.Queue on goqite's table in a
 // PostgreSQL database, the store's own (store/postgres), so a job commits
-// in the same transaction as the row it belongs to. Jobs are sent with
-// goqite's own Send and SendTx (SQLFlavorPostgreSQL) through database/sql
-// over the store's pgx pool.
+// in the same transaction as the row it belongs to. Jobs are sent as
+// goqite's own Send and SendTx (SQLFlavorPostgreSQL) send them, through
+// database/sql over the store's pgx pool, in one INSERT that also sets
+// their fair key and turn.
+//
+// Fair queueing (jobs.Message.FairKey) is jobs/sqlite's, in the same
+// columns and with the same index (FairSchema): Send gives each message
+// a turn one past its key's last one still queued and never before the
+// turn of the next message Receive would take; Receive takes the lowest
+// turns first. Two transactions enqueueing for the same key at once may
+// give both messages the same turn: they then go in age order, as before.
 //
 // Receiving and acking are this package's own SQL on goqite's table, for
 // the reasons jobs/sqlite gives (batches, the received count, no
@@ -60,6 +68,13 @@ import (
 //go:embed schema.sql
 var Schema string
 
+// FairSchema adds fair queueing to Schema's table: the key and turn of
+// each message, and the index Receive takes turns by. It is idempotent;
+// the store runs it after Schema, as a migration step of its own.
+//
+//go:embed fair.sql
+var FairSchema string
+
 // queueName is the queue's name in jobs_dead, and with a colon the
 // prefix of its goqite queues: "jobs:photo.process".
 const (
@@ -67,13 +82,22 @@ const (
 	queuePrefix = queueName + ":"
 )
 
-// Sender enqueues jobs with goqite's own Send and SendTx.
+// Sender enqueues jobs into goqite's table.
 type Sender = goqitesql.Sender
 
-// NewSender returns a Sender on db, a database where Schema has run.
+// NewSender returns a Sender on db, a database where Schema and
+// FairSchema have run.
 func NewSender(db *sql.DB) *Sender {
-	return goqitesql.NewSender(db, goqite.SQLFlavorPostgreSQL, queuePrefix, "jobs/postgres")
+	return goqitesql.NewSender(db, goqite.SQLFlavorPostgreSQL, goqitesql.Turn{SQL: turnSQL, Time: func(t time.Time) any { return t }}, queuePrefix, "jobs/postgres")
 }
+
+// turnSQL gives the row goqite's Send just inserted its fair key and
+// turn, as jobs/sqlite computes them: both index lookups, the first in
+// the partial index of keyed messages; the new row is left out of both.
+const turnSQL = `update goqite set fair_key = $3::text, fair_rank = greatest(
+	coalesce((select fair_rank + 1 from goqite where queue = $2 and fair_key = $3::text and fair_key <> '' order by fair_rank desc limit 1), 0),
+	coalesce((select fair_rank from goqite where queue = $2 and timeout <= $4 and id <> $1 order by priority desc, fair_rank, created limit 1), 0))
+where id = $1`
 
 // Options configure New. Every field has a default.
 type Options struct {
@@ -109,16 +133,17 @@ func New(db *sql.DB, o Options) *Queue {
 // READ COMMITTED, a receiver that waited for another's row lock would
 // recheck only the join, not the visibility, and take the same message.
 // The CTE is materialized (row locks keep it from being inlined), so its
-// LIMIT holds. The ORDER BY follows goqite's index.
+// LIMIT holds. The ORDER BY, turns before age, follows FairSchema's
+// index.
 const receiveSQL = `with picked as (
 	select id from goqite
 	where queue = $1 and timeout <= $2
-	order by priority desc, created
+	order by priority desc, fair_rank, created
 	limit $3
 	for update skip locked)
 update goqite g set timeout = $4, received = g.received + 1
 from picked where g.id = picked.id
-returning g.id, g.body, g.received, g.priority, g.created`
+returning g.id, g.body, g.received, g.priority, g.fair_rank, g.created`
 
 // Receive takes up to max visible messages of kind. Bodies that do not
 // decode are dead-lettered and logged.
@@ -137,6 +162,7 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 	type received struct {
 		goqitesql.Received
 		priority int
+		rank     int64
 		created  time.Time
 	}
 	var got []received
@@ -145,7 +171,7 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 		var id string
 		var body []byte
 		var attempt int
-		if err := rows.Scan(&id, &body, &attempt, &r.priority, &r.created); err != nil {
+		if err := rows.Scan(&id, &body, &attempt, &r.priority, &r.rank, &r.created); err != nil {
 			return err
 		}
 		r.Received = goqitesql.Decode(id, attempt, body)
@@ -157,7 +183,7 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 	}
 	// RETURNING gives no order; ids break ties so the order is stable.
 	slices.SortFunc(got, func(a, b received) int {
-		return cmp.Or(cmp.Compare(b.priority, a.priority), a.created.Compare(b.created), strings.Compare(a.Msg.ID, b.Msg.ID))
+		return cmp.Or(cmp.Compare(b.priority, a.priority), cmp.Compare(a.rank, b.rank), a.created.Compare(b.created), strings.Compare(a.Msg.ID, b.Msg.ID))
 	})
 	msgs := make([]jobs.Message, 0, len(got))
 	for _, r := range got {

@@ -56,7 +56,7 @@ func newQueue(tb testing.TB, params ...string) bundle {
 		_ = db.Close()
 		pool.Close()
 	})
-	if _, err := db.ExecContext(context.Background(), jobpg.Schema); err != nil {
+	if _, err := db.ExecContext(context.Background(), jobpg.Schema+";"+jobpg.FairSchema); err != nil {
 		tb.Fatalf("schema: %v", err)
 	}
 	return bundle{queue: jobpg.New(db, jobpg.Options{}), db: db}
@@ -376,7 +376,7 @@ func TestSchemaIdempotent(t *testing.T) {
 	if err := b.queue.Send(t.Context(), jobs.Message{Kind: "k"}, jobs.SendOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.db.ExecContext(t.Context(), jobpg.Schema); err != nil {
+	if _, err := b.db.ExecContext(t.Context(), jobpg.Schema+";"+jobpg.FairSchema); err != nil {
 		t.Fatalf("Schema again: %v", err)
 	}
 	if msgs, err := b.queue.Receive(t.Context(), "k", 10, time.Minute); err != nil || len(msgs) != 1 {

@@ -16,3 +16,6 @@ func (q *Queue) SendRaw(ctx context.Context, kind string, body []byte) error {
 // HonoursPriority: goqite receives higher priorities first
 // (jobstest.Prioritizer).
 func (q *Queue) HonoursPriority() {}
+
+// ServesKeysInTurn: Receive takes fair turns (jobstest.FairQueue).
+func (q *Queue) ServesKeysInTurn() {}

@@ -2,11 +2,32 @@
 // the store's own SQLite database, so a job is enqueued in the same
 // transaction as the row it belongs to.
 //
-// Enqueueing is goqite's: Send and SendTx call goqite's own Send and
-// SendTx, with onebox's envelope (jobs.Encode) as goqite's body, the
-// delay as goqite's and the priority as goqite's. The schema is
-// goqite's table, trigger and index, made idempotent, plus this
-// package's own tables (schema.sql).
+// Enqueueing writes goqite's row as goqite's own Send and SendTx do,
+// with onebox's envelope (jobs.Encode) as goqite's body, the delay as
+// goqite's and the priority as goqite's, plus two columns of its own,
+// the message's fair key and turn (below), in the same single INSERT.
+// The schema is goqite's table, trigger and index, made idempotent,
+// plus this package's own tables (schema.sql), then FairSchema
+// (fair.sql).
+//
+// Fair queueing (jobs.Message.FairKey) is start-time fair queueing on the
+// turns: Send gives a message the turn one past its key's last message
+// still in the queue (waiting or running), and never a turn before that
+// of the message Receive would take next; Receive takes the lowest turns
+// first (then priority and age as before). So while user A has 1,000
+// photos waiting at turns n…n+999, user B's one photo gets turn n, and
+// goes right after A's next one: B waits for about one job, not a
+// thousand. A key whose jobs are all done, or that never had any, joins
+// the current round; one with a backlog keeps its place in each round and
+// never loses it to newcomers. Turns are fixed when a job is enqueued, so
+// Receive is one index range scan as before, however many keys wait:
+// the cost is two index lookups more per Send, and for a keyed message
+// one more index entry (written by Send, removed by Ack). A message
+// without a key is not queued fairly: it takes the current turn, so
+// keyless messages go in arrival order with the current round, and a
+// burst of them goes before a backlog's next round. Retries keep their
+// turn, so they go before later turns once due. Redriven dead letters
+// come back with no key at turn 0: at the front, once.
 //
 // Receiving and acking are this package's own SQL on goqite's table,
 // because goqite's Receive and Delete do not fit the Runner and are
@@ -45,9 +66,9 @@
 // Retry, DeadLetter, Redrive, Stats and Dead have no goqite counterpart:
 // they are this package's SQL on goqite's table and its own tables.
 //
-// Each kind is its own goqite queue, "jobs:<kind>", so goqite's index on
-// (queue, priority, created) serves Receive by kind and Stats needs no
-// JSON. A database holds one such queue.
+// Each kind is its own goqite queue, "jobs:<kind>", so the index on
+// (queue, priority, fair_rank, created) serves Receive by kind and Stats
+// needs no JSON. A database holds one such queue.
 //
 // Times are wall-clock UTC text with milliseconds, as goqite writes them
 // ('%Y-%m-%dT%H:%M:%fZ'), so text order is time order.
@@ -83,6 +104,13 @@ import (
 //go:embed schema.sql
 var Schema string
 
+// FairSchema adds fair queueing to Schema's table: the key and turn of
+// each message, and the index Receive takes turns by. It runs once,
+// after Schema, as a migration step of its own.
+//
+//go:embed fair.sql
+var FairSchema string
+
 // Options configure New. Every field has a default.
 type Options struct {
 	// Logger reports messages dead-lettered because their body does not
@@ -91,7 +119,7 @@ type Options struct {
 }
 
 // Queue is a jobs.Queue on one SQLite database; its Send and SendTx are
-// its Sender's, goqite's own. It is safe for concurrent use. Make one per database and keep it: it prepares its
+// its Sender's. It is safe for concurrent use. Make one per database and keep it: it prepares its
 // statements on the writer on first use and keeps them until the pool
 // closes.
 type Queue struct {
@@ -134,30 +162,43 @@ func format(t time.Time) string { return t.UTC().Format(TimeFormat) }
 
 func parse(s string) (time.Time, error) { return time.Parse(TimeFormat, s) }
 
-// Sender enqueues jobs with goqite's own Send and SendTx. Send's
-// transaction: goqite asks for a serializable one; modernc.org/sqlite
-// ignores the level, and the writer's _txlock=immediate makes it BEGIN
-// IMMEDIATE like the store's.
+// Sender enqueues jobs into goqite's table. Send's transaction is BEGIN
+// IMMEDIATE, by the writer's _txlock=immediate, like the store's.
 type Sender = goqitesql.Sender
 
 // NewSender returns a Sender on the store's writer, on a database where
-// Schema has run.
+// Schema and FairSchema have run.
 func NewSender(writer *sql.DB) *Sender {
-	return goqitesql.NewSender(writer, goqite.SQLFlavorSQLite, queuePrefix, "jobs/sqlite")
+	return goqitesql.NewSender(writer, goqite.SQLFlavorSQLite, goqitesql.Turn{SQL: turnSQL, Time: func(t time.Time) any { return format(t) }}, queuePrefix, "jobs/sqlite")
 }
+
+// turnSQL gives the row goqite's Send just inserted its fair key and
+// turn: one past the key's last turn in the queue, and at least the turn
+// of the message Receive would take next (the first visible one in its
+// order), so a key with nothing waiting joins the current round; a
+// message without a key takes that current turn. Both are index lookups:
+// the key's last turn one seek in the partial index of keyed messages
+// (the literal condition on fair_key lets the planner use it), the next
+// message a scan that passes only over the running messages before it.
+// The new row, still without key and at turn 0, is left out of both.
+const turnSQL = `UPDATE goqite SET fair_key = ?3, fair_rank = max(
+	coalesce((SELECT fair_rank + 1 FROM goqite WHERE queue = ?2 AND fair_key = ?3 AND fair_key <> '' ORDER BY fair_rank DESC LIMIT 1), 0),
+	coalesce((SELECT fair_rank FROM goqite WHERE queue = ?2 AND timeout <= ?4 AND id <> ?1 ORDER BY priority DESC, fair_rank, created LIMIT 1), 0))
+WHERE id = ?1`
 
 // receiveSQL takes a batch in one statement, on goqite's table; it is
 // goqite's Receive without MaxReceive, for up to max messages, returning
 // the received count (see the package comment for why and how much
-// faster). The ORDER BY follows goqite's
-// index (rowid is its implicit last column), so it needs no sort.
+// faster), and taking turns (fair_rank) before age. The ORDER BY follows
+// FairSchema's index (rowid is its implicit last column), so it needs no
+// sort.
 const receiveSQL = `UPDATE goqite SET timeout = ?, received = received + 1
 WHERE id IN (
 	SELECT id FROM goqite
 	WHERE queue = ? AND timeout <= ?
-	ORDER BY priority DESC, created, rowid
+	ORDER BY priority DESC, fair_rank, created, rowid
 	LIMIT ?)
-RETURNING id, body, received, priority, created, rowid`
+RETURNING id, body, received, priority, fair_rank, created, rowid`
 
 // Receive takes up to max visible messages of kind. Bodies that do not
 // decode are dead-lettered and logged.
@@ -180,6 +221,7 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 	type received struct {
 		goqitesql.Received
 		priority int
+		rank     int64
 		created  string
 		rowid    int64
 	}
@@ -189,7 +231,7 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 		var id string
 		var body []byte
 		var attempt int
-		if err := rows.Scan(&id, &body, &attempt, &r.priority, &r.created, &r.rowid); err != nil {
+		if err := rows.Scan(&id, &body, &attempt, &r.priority, &r.rank, &r.created, &r.rowid); err != nil {
 			_ = rows.Close()
 			return nil, fmt.Errorf("jobs/sqlite receive: %w", err)
 		}
@@ -203,7 +245,7 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 	}
 	// RETURNING gives no order.
 	slices.SortFunc(got, func(a, b received) int {
-		return cmp.Or(cmp.Compare(b.priority, a.priority), strings.Compare(a.created, b.created), cmp.Compare(a.rowid, b.rowid))
+		return cmp.Or(cmp.Compare(b.priority, a.priority), cmp.Compare(a.rank, b.rank), strings.Compare(a.created, b.created), cmp.Compare(a.rowid, b.rowid))
 	})
 	msgs := make([]jobs.Message, 0, len(got))
 	for _, r := range got {

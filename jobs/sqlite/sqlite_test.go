@@ -39,7 +39,7 @@ func newQueue(tb testing.TB) bundle {
 	path := filepath.Join(tb.TempDir(), "jobs.db")
 	writer := mustOpen(tb, path, "_txlock=immediate")
 	writer.SetMaxOpenConns(1)
-	if _, err := writer.Exec(sqlite.Schema); err != nil {
+	if _, err := writer.Exec(sqlite.Schema + ";" + sqlite.FairSchema); err != nil {
 		tb.Fatalf("schema: %v", err)
 	}
 	reader := mustOpen(tb, path, "_pragma=query_only(1)")

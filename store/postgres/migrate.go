@@ -26,6 +26,8 @@ var goMigrations = []sqlutil.Migration{
 	// The job queue lives in this database, so a job commits with the row
 	// it belongs to. jobpg.Schema is idempotent.
 	{Version: 3, Name: "jobs", SQL: jobpg.Schema},
+	// Fair queueing: each job's key and turn (jobs.Message.FairKey).
+	{Version: 5, Name: "jobs_fair", SQL: jobpg.FairSchema},
 }
 
 // migrations returns the embedded and the Go-supplied migrations in

@@ -2,7 +2,7 @@
 // github.com/jackc/pgx/v5 (pgxpool).
 //
 // Every query runs through database/sql over the pgx pool
-// (stdlib.OpenDBFromPool), so that goqite's SendTx, which takes a
+// (stdlib.OpenDBFromPool), so that jobs/postgres's SendTx, which takes a
 // *sql.Tx, enqueues a job inside the store's own transaction: a photo
 // row and its job commit together. pgx caches each statement's
 // preparation per connection, so the store keeps no prepared statements

@@ -285,7 +285,7 @@ func TestMigrateConcurrent(t *testing.T) {
 				}
 				got = append(got, fmt.Sprintf("%d:%d", v, n))
 			}
-			if want := []string{"1:1", "2:1", "3:1", "4:1"}; !slices.Equal(got, want) {
+			if want := []string{"1:1", "2:1", "3:1", "4:1", "5:1"}; !slices.Equal(got, want) {
 				t.Errorf("schema_migrations version:rows = %v, want %v", got, want)
 			}
 			for _, s := range stores {
@@ -301,7 +301,7 @@ func TestPending(t *testing.T) {
 	t.Parallel()
 	s := mustNew(t, postgres.Options{SkipMigrate: true})
 	pending, err := s.Pending(t.Context())
-	want := []string{"0001_init", "0002_photos", "0003_jobs", "0004_idempotency_digest"}
+	want := []string{"0001_init", "0002_photos", "0003_jobs", "0004_idempotency_digest", "0005_jobs_fair"}
 	if err != nil || !slices.Equal(pending, want) {
 		t.Fatalf("Pending = %v, %v; want %v", pending, err, want)
 	}
@@ -425,7 +425,7 @@ func TestRowCountsAndMediaKeys(t *testing.T) {
 		t.Fatalf("RowCounts: %v", err)
 	}
 	want := map[string]int64{"users": 1, "sessions": 0, "photos": 2, "photo_idempotency": 0, "events": 3,
-		"goqite": 2, "jobs_errors": 0, "jobs_dead": 0, "schema_migrations": 4}
+		"goqite": 2, "jobs_errors": 0, "jobs_dead": 0, "schema_migrations": 5}
 	if fmt.Sprint(counts) != fmt.Sprint(want) {
 		t.Errorf("RowCounts = %v, want %v", counts, want)
 	}

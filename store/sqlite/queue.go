@@ -18,9 +18,9 @@ func (s *Store) Queue(o jobsqlite.Options) *jobsqlite.Queue {
 	return jobsqlite.New(s.writer.db, s.reader.db, o)
 }
 
-// sendTx enqueues m in tx with goqite's own SendTx, so it commits or
-// rolls back with the rows written beside it. The query reported is a
-// name, not SQL: goqite runs its own.
+// sendTx enqueues m in tx into goqite's table (jobs/sqlite's SendTx), so
+// it commits or rolls back with the rows written beside it. The query
+// reported is a name, not SQL: jobs/sqlite runs its own.
 func (s *Store) sendTx(ctx context.Context, tx *sql.Tx, m jobs.Message) error {
 	return s.observe(ctx, "jobs_send", "goqite.SendTx", func() error {
 		return s.jobs.SendTx(ctx, tx, m, jobs.SendOptions{})

@@ -1,7 +1,6 @@
 // Package goqitesql holds what jobs/sqlite and jobs/postgres share on
-// goqite's table apart from SQL: sending with goqite's own Send and
-// SendTx, decoding what Receive took, and reading rows. The SQL, whose
-// dialects differ, stays in each backend.
+// goqite's table apart from SQL: sending, decoding what Receive took, and
+// reading rows. The SQL, whose dialects differ, stays in each backend.
 package goqitesql
 
 import (
@@ -19,13 +18,15 @@ import (
 	"onebox/jobs"
 )
 
-// Sender enqueues jobs with goqite's own Send and SendTx. It makes one
-// goqite.Queue per kind on first use and keeps it; kinds are the
-// program's own constants, so the set stays small. It is safe for
-// concurrent use.
+// Sender enqueues jobs with goqite's own SendAndGetIDTx, then gives the
+// row its fair key and turn with the backend's Turn statement, in the
+// same transaction. It makes one goqite.Queue per kind on first use and
+// keeps it; kinds are the program's own constants, so the set stays
+// small. It is safe for concurrent use.
 type Sender struct {
 	db     *sql.DB
 	flavor goqite.SQLFlavor
+	turn   Turn
 	prefix string // of each kind's goqite queue name
 	errs   string // prefix of errors: "jobs/sqlite"
 
@@ -33,13 +34,26 @@ type Sender struct {
 	queues map[string]*goqite.Queue // by kind
 }
 
+// Turn is a backend's statement that gives the row goqite just inserted
+// its fair key and turn, and how it writes a time. The statement takes,
+// in order: the row's id, the goqite queue name, the fair key, and now;
+// it returns nothing. It sets fair_key, and fair_rank: the key's turn,
+// one past the key's last waiting or running message, and never before
+// the turn of the message a Receive would take next, so a key that had
+// nothing waiting joins the current round instead of jumping ahead of
+// it. The new row itself must not count in either lookup.
+type Turn struct {
+	SQL  string
+	Time func(time.Time) any
+}
+
 // NewSender returns a Sender on db, whose goqite queues are named
 // prefix+kind; its errors start with pkg.
-func NewSender(db *sql.DB, flavor goqite.SQLFlavor, prefix, pkg string) *Sender {
+func NewSender(db *sql.DB, flavor goqite.SQLFlavor, turn Turn, prefix, pkg string) *Sender {
 	if db == nil {
 		panic(pkg + ": nil database")
 	}
-	return &Sender{db: db, flavor: flavor, prefix: prefix, errs: pkg, queues: map[string]*goqite.Queue{}}
+	return &Sender{db: db, flavor: flavor, turn: turn, prefix: prefix, errs: pkg, queues: map[string]*goqite.Queue{}}
 }
 
 // goqite returns kind's goqite queue. Its MaxReceive and Timeout apply
@@ -55,41 +69,40 @@ func (s *Sender) goqite(kind string) *goqite.Queue {
 	return q
 }
 
-// message is m as goqite stores it: onebox's envelope as the body, and
-// goqite's own delay and priority. It fails with jobs.ErrMalformed if m
-// has no kind.
-func message(m jobs.Message, o jobs.SendOptions) (goqite.Message, error) {
-	body, err := jobs.Encode(m)
-	if err != nil {
-		return goqite.Message{}, err
-	}
-	// goqite panics on a negative delay; jobs reads one as none.
-	return goqite.Message{Body: body, Delay: max(o.Delay, 0), Priority: o.Priority}, nil
-}
-
-// Send enqueues m in a transaction of its own, with goqite's Send. It
-// fails with jobs.ErrMalformed if m has no kind.
+// Send enqueues m in a transaction of its own. It fails with
+// jobs.ErrMalformed if m has no kind.
 func (s *Sender) Send(ctx context.Context, m jobs.Message, o jobs.SendOptions) error {
-	gm, err := message(m, o)
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
+		return fmt.Errorf("%s send: %w", s.errs, err)
+	}
+	defer func() { _ = tx.Rollback() }() // a no-op after Commit
+	if err := s.SendTx(ctx, tx, m, o); err != nil {
 		return err
 	}
-	if err := s.goqite(m.Kind).Send(ctx, gm); err != nil {
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("%s send: %w", s.errs, err)
 	}
 	return nil
 }
 
-// SendTx enqueues m in tx with goqite's SendTx, so the job exists if and
-// only if tx commits. It writes one goqite row and nothing else. It
-// fails with jobs.ErrMalformed if m has no kind.
+// SendTx enqueues m in tx, so the job exists if and only if tx
+// commits: goqite's row, with onebox's envelope as its body and goqite's
+// own delay and priority, then its turn. It writes one goqite row and
+// nothing else. It fails with jobs.ErrMalformed if m has no kind.
 func (s *Sender) SendTx(ctx context.Context, tx *sql.Tx, m jobs.Message, o jobs.SendOptions) error {
-	gm, err := message(m, o)
+	body, err := jobs.Encode(m)
 	if err != nil {
 		return err
 	}
-	if err := s.goqite(m.Kind).SendTx(ctx, tx, gm); err != nil {
+	now := time.Now()
+	// goqite panics on a negative delay; jobs reads one as none.
+	id, err := s.goqite(m.Kind).SendAndGetIDTx(ctx, tx, goqite.Message{Body: body, Delay: max(o.Delay, 0), Priority: o.Priority})
+	if err != nil {
 		return fmt.Errorf("%s send: %w", s.errs, err)
+	}
+	if _, err := tx.ExecContext(ctx, s.turn.SQL, string(id), s.prefix+m.Kind, m.FairKey, s.turn.Time(now)); err != nil {
+		return fmt.Errorf("%s send: turn: %w", s.errs, err)
 	}
 	return nil
 }

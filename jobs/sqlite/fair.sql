@@ -1,0 +1,17 @@
+-- Fair queueing (jobs.Message.FairKey), a step after Schema: each message
+-- carries its key and its turn (rank) in its goqite queue, which Send
+-- computes (see the package comment). Receive takes the lowest turns
+-- first, so this index replaces goqite's (queue, priority desc, created);
+-- lookups by queue (Stats) use it as they used that one. Only goqite's
+-- own Receive, which onebox does not call, would now sort.
+-- Not idempotent (SQLite has no "add column if not exists"): it runs once,
+-- as a migration step.
+alter table goqite add column fair_key text not null default '';
+alter table goqite add column fair_rank integer not null default 0;
+
+create index goqite_queue_priority_rank_idx on goqite (queue, priority desc, fair_rank, created);
+drop index goqite_queue_priority_created_idx;
+
+-- A key's last turn, for its next message. Jobs without a key take the
+-- current turn and are not in it, so they cost no index entry here.
+create index goqite_queue_key_rank_idx on goqite (queue, fair_key, fair_rank) where fair_key <> '';
