@@ -54,7 +54,11 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			a.metrics.InFlight(1)
 			defer a.metrics.InFlight(-1) // even when the handler aborts
 			if a.tracer != nil && !rt.stream {
-				ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(req.Header))
+				// Most requests carry no trace context; HeaderCarrier would
+				// canonicalise "traceparent" on every one to find that out.
+				if _, ok := req.Header[headerTraceParent]; ok {
+					ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(req.Header))
+				}
 				ctx, span = a.tracer.Start(ctx, rt.spanName, serverSpan...)
 			}
 		}
@@ -144,6 +148,7 @@ const (
 	headerETag            = "Etag"
 	headerNoSniff         = "X-Content-Type-Options"
 	headerCSP             = "Content-Security-Policy"
+	headerTraceParent     = "Traceparent"
 )
 
 // jsonContentType is shared by every JSON response (see noSniff).
