@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"onebox/auth"
@@ -169,6 +170,8 @@ type App struct {
 	ops      http.Handler // nil leaves /ops out of AdminHandler
 	opsGuard *ops.Guard
 	seen     sync.Map // routeKey → *route, for observe
+	// spanAttrs lends observe the attributes of a request's span.
+	spanAttrs sync.Pool // *[4]attribute.KeyValue
 
 	publicCacheControl []string      // shared, read-only
 	authHandle         limit         // login attempts per handle, taken in the handler
@@ -220,6 +223,7 @@ func New(d Deps, o Options) *App {
 	if d.Cache != nil {
 		a.loadFreshness = store.MustBeFresh
 	}
+	a.spanAttrs.New = func() any { return new([4]attribute.KeyValue) }
 	a.backlog = newBacklog(d.Queue, photos.KindProcess, o.UploadBacklog, d.Now)
 	a.inflight = newInflight()
 	// A load runs on the request that misses first, which waits for it:
