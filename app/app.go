@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"onebox/auth"
@@ -169,6 +170,8 @@ type App struct {
 	ops      http.Handler // nil leaves /ops out of AdminHandler
 	opsGuard *ops.Guard
 	seen     sync.Map // routeKey → *route, for observe
+	// spanAttrs lends observe the attributes of a request's span.
+	spanAttrs sync.Pool // *[4]attribute.KeyValue
 
 	publicCacheControl []string      // shared, read-only
 	authHandle         limit         // login attempts per handle, taken in the handler
@@ -220,6 +223,7 @@ func New(d Deps, o Options) *App {
 	if d.Cache != nil {
 		a.loadFreshness = store.MustBeFresh
 	}
+	a.spanAttrs.New = func() any { return new([4]attribute.KeyValue) }
 	a.backlog = newBacklog(d.Queue, photos.KindProcess, o.UploadBacklog, d.Now)
 	a.inflight = newInflight()
 	// A load runs on the request that misses first, which waits for it:
@@ -234,7 +238,15 @@ func New(d Deps, o Options) *App {
 	e.SchemeExtractor = schemeExtractor(o.TrustedProxies)
 	// Shedding comes after the body is read (within its own deadline),
 	// so a slow sender cannot hold a slot while it trickles it in.
-	e.Use(a.observe, a.bodies, a.shed)
+	//
+	// echo applies the middleware given to Use to the matched handler
+	// anew on every request (and a route's own middleware too), a closure
+	// allocated per middleware per request. This chain is built once: its
+	// end calls the handler echo matched, c.Handler(), which is what echo
+	// passes as next to the only middleware given to Use. Routes take
+	// their middleware already applied (chain).
+	stack := a.observe(a.bodies(a.shed(callMatched)))
+	e.Use(func(echo.HandlerFunc) echo.HandlerFunc { return stack })
 	a.routes(e)
 	a.echo = e
 	return a
@@ -280,28 +292,42 @@ func (a *App) routes(e *echo.Echo) {
 	v1 := e.Group("/v1")
 	authLimited := []echo.MiddlewareFunc{a.timeout, a.guard(p.Auth, true)}
 	limited := []echo.MiddlewareFunc{a.timeout, a.guard(p.API, false)}
-	v1.POST("/users", a.createUser, authLimited...)
-	v1.POST("/sessions", a.createSession, authLimited...)
-	v1.DELETE("/sessions/current", a.deleteSession, limited...)
-	v1.Match(getHead, "/users", a.listUsers, limited...)
-	v1.Match(getHead, "/users/me", a.getMe, limited...)
-	v1.PATCH("/users/me", a.patchMe, limited...)
-	v1.DELETE("/users/me", a.deleteMe, limited...)
-	v1.PUT("/users/me/password", a.changePassword, limited...)
-	v1.Match(getHead, "/users/:id", a.getUser, limited...)
-	v1.Match(getHead, "/users/:id/photos", a.listPhotos, limited...)
-	v1.Match(getHead, "/photos/:id", a.getPhoto, limited...)
-	v1.DELETE("/photos/:id", a.deletePhoto, limited...)
+	// Routes get their middleware applied once, here (see New).
+	v1.POST("/users", chain(a.createUser, authLimited...))
+	v1.POST("/sessions", chain(a.createSession, authLimited...))
+	v1.DELETE("/sessions/current", chain(a.deleteSession, limited...))
+	v1.Match(getHead, "/users", chain(a.listUsers, limited...))
+	v1.Match(getHead, "/users/me", chain(a.getMe, limited...))
+	v1.PATCH("/users/me", chain(a.patchMe, limited...))
+	v1.DELETE("/users/me", chain(a.deleteMe, limited...))
+	v1.PUT("/users/me/password", chain(a.changePassword, limited...))
+	v1.Match(getHead, "/users/:id", chain(a.getUser, limited...))
+	v1.Match(getHead, "/users/:id/photos", chain(a.listPhotos, limited...))
+	v1.Match(getHead, "/photos/:id", chain(a.getPhoto, limited...))
+	v1.DELETE("/photos/:id", chain(a.deletePhoto, limited...))
 	// Uploads and streams set their own deadlines instead of the API's.
-	up := v1.POST("/photos", a.upload, a.guard(p.Upload, false))
+	up := v1.POST("/photos", chain(a.upload, a.guard(p.Upload, false)))
 	a.streamed[routeKey{up.Method, up.Path}] = a.opts.UploadTimeout
 	unshed(up)
 	streams := a.guard(p.API, false)
-	unshed(v1.Match(getHead, "/photos/:id/events", a.photoEvents, streams)...)
-	unshed(v1.Match(getHead, "/users/me/events", a.userEvents, streams)...)
+	unshed(v1.Match(getHead, "/photos/:id/events", chain(a.photoEvents, streams))...)
+	unshed(v1.Match(getHead, "/users/me/events", chain(a.userEvents, streams))...)
 	e.Match(getHead, "/media/*", a.serveMedia)
 	a.webRoutes(e)
 }
+
+// chain applies middleware to h as echo would, the first outermost, but
+// once, at registration, instead of on every request.
+func chain(h echo.HandlerFunc, middleware ...echo.MiddlewareFunc) echo.HandlerFunc {
+	for i := len(middleware) - 1; i >= 0; i-- {
+		h = middleware[i](h)
+	}
+	return h
+}
+
+// callMatched runs the handler echo's router matched for the request:
+// a route's (with its middleware, see chain), or echo's 404 or 405.
+func callMatched(c echo.Context) error { return c.Handler()(c) }
 
 func seconds(d time.Duration) string {
 	return strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10)

@@ -39,6 +39,7 @@ import (
 	notifymemory "onebox/notify/memory"
 	"onebox/ops"
 	"onebox/ops/errlog"
+	"onebox/ops/logging"
 	"onebox/ops/metrics"
 	"onebox/ops/slowquery"
 	"onebox/ops/tracing"
@@ -170,11 +171,13 @@ func newBundle(t testing.TB, mods ...func(*setup)) *bundle {
 		m(&s)
 	}
 	b := &bundle{t: t, logs: &syncbuf.Buffer{}, dataDir: t.TempDir(), errors: errlog.New(20)}
-	var logTo io.Writer = b.logs
+	log := slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: s.logLevel}))
 	if s.discardLogs {
-		logTo = io.Discard
+		// As main.go makes it, batched lines included.
+		var stop func() error
+		log, stop = logging.New(io.Discard, logging.Options{Level: s.logLevel, FlushEvery: 200 * time.Millisecond})
+		t.Cleanup(func() { _ = stop() })
 	}
-	log := slog.New(slog.NewJSONHandler(logTo, &slog.HandlerOptions{Level: s.logLevel}))
 	if s.metrics {
 		b.metrics = metrics.New(metrics.Options{Kinds: []string{photos.KindProcess, photos.KindCleanup}})
 	}

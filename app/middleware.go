@@ -54,7 +54,11 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			a.metrics.InFlight(1)
 			defer a.metrics.InFlight(-1) // even when the handler aborts
 			if a.tracer != nil && !rt.stream {
-				ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(req.Header))
+				// Most requests carry no trace context; HeaderCarrier would
+				// canonicalise "traceparent" on every one to find that out.
+				if _, ok := req.Header[headerTraceParent]; ok {
+					ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(req.Header))
+				}
 				ctx, span = a.tracer.Start(ctx, rt.spanName, serverSpan...)
 			}
 		}
@@ -83,7 +87,13 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 				status := c.Response().Status
 				rt.metrics.Observe(status, d)
 				if span != nil {
-					span.SetAttributes(rt.method, rt.template, attribute.Int("http.response.status_code", status), attribute.String(tracing.AttrRequestID, id))
+					// The SDK copies the attributes: lend it a slice, which
+					// passed to the interface method would be allocated.
+					attrs := a.spanAttrs.Get().(*[4]attribute.KeyValue)
+					*attrs = [4]attribute.KeyValue{rt.method, rt.template, attribute.Int("http.response.status_code", status), attribute.String(tracing.AttrRequestID, id)}
+					span.SetAttributes(attrs[:]...)
+					*attrs = [4]attribute.KeyValue{} // keep no request's strings alive
+					a.spanAttrs.Put(attrs)
 					if status >= 500 {
 						span.SetStatus(codes.Error, http.StatusText(status))
 					}
@@ -144,6 +154,7 @@ const (
 	headerETag            = "Etag"
 	headerNoSniff         = "X-Content-Type-Options"
 	headerCSP             = "Content-Security-Policy"
+	headerTraceParent     = "Traceparent"
 )
 
 // jsonContentType is shared by every JSON response (see noSniff).
@@ -171,8 +182,7 @@ func (a *App) accessLog(c echo.Context, id string, end time.Time, d time.Duratio
 		return
 	}
 	res := c.Response()
-	r := slog.NewRecord(end, slog.LevelInfo, "request", 0)
-	r.AddAttrs(
+	attrs := [9]slog.Attr{
 		slog.String("request_id", id),
 		slog.String("method", c.Request().Method),
 		slog.String("route", routeLabel(c.Path())),
@@ -180,13 +190,20 @@ func (a *App) accessLog(c echo.Context, id string, end time.Time, d time.Duratio
 		slog.Int64("duration_us", d.Microseconds()),
 		slog.Int64("bytes", res.Size),
 		slog.String("ip", c.RealIP()),
-	)
+	}
+	n := 7
 	if who, ok := c.Get(identityKey).(identity); ok {
-		r.AddAttrs(slog.String("user_id", who.userID))
+		attrs[n] = slog.String("user_id", who.userID)
+		n++
 	}
 	if span != nil {
-		r.AddAttrs(slog.String("trace_id", span.SpanContext().TraceID().String()))
+		attrs[n] = slog.String("trace_id", span.SpanContext().TraceID().String())
+		n++
 	}
+	// One AddAttrs: the record keeps five attributes inline and grows
+	// its slice for the rest, once instead of per call.
+	r := slog.NewRecord(end, slog.LevelInfo, "request", 0)
+	r.AddAttrs(attrs[:n]...)
 	_ = h.Handle(ctx, r) // a failed write of a log line has nowhere to go
 }
 
@@ -229,8 +246,8 @@ func newRequestID() string {
 // the group it guards and set their own deadlines.
 func (a *App) timeout(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ctx, cancel := lazyctx.WithTimeout(c.Request().Context(), a.opts.RequestTimeout)
-		defer cancel()
+		ctx := lazyctx.Timeout(c.Request().Context(), a.opts.RequestTimeout)
+		defer ctx.Cancel()
 		c.SetRequest(c.Request().WithContext(ctx))
 		return next(c)
 	}
@@ -410,6 +427,10 @@ func clientKey(ip string) string {
 	}
 	addr = addr.Unmap()
 	if addr.Is4() {
+		var b [len("255.255.255.255")]byte
+		if string(addr.AppendTo(b[:0])) == ip {
+			return ip // already in its usual form: no new string
+		}
 		return addr.String()
 	}
 	p, _ := addr.Prefix(64)

@@ -277,6 +277,32 @@ func TestTracing(t *testing.T) {
 	}
 }
 
+// TestTraceParent: a request that carries a W3C traceparent (a proxy's,
+// another service's) continues that trace, and one without starts its own.
+func TestTraceParent(t *testing.T) {
+	t.Parallel()
+	b := observed(t)
+	id, _ := b.signup("noa")
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	with := b.do("GET", "/v1/users/"+id, "", "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	without := b.do("GET", "/v1/users/"+id, "")
+	mustStatus(t, with, http.StatusOK)
+	mustStatus(t, without, http.StatusOK)
+	traces := map[string]string{} // request id → trace id, from the access log
+	for l := range strings.Lines(b.logs.String()) {
+		if strings.Contains(l, `"msg":"request"`) {
+			line := logLine(t, l)
+			traces[line["request_id"].(string)], _ = line["trace_id"].(string)
+		}
+	}
+	if got := traces[with.Header.Get("X-Request-ID")]; got != traceID {
+		t.Errorf("with a traceparent: trace %q, want the caller's %s", got, traceID)
+	}
+	if got := traces[without.Header.Get("X-Request-ID")]; got == "" || got == traceID {
+		t.Errorf("without a traceparent: trace %q, want a new one", got)
+	}
+}
+
 func names(traces []tracing.TraceSummary) []string {
 	var ns []string
 	for _, tr := range traces {

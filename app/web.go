@@ -69,9 +69,9 @@ type site struct {
 // webRoutes adds the page and its static files.
 func (a *App) webRoutes(e *echo.Echo) {
 	s := newSite(a)
-	e.Match(getHead, "/", s.servePage, a.timeout, a.guard(a.opts.Policies.API, false))
+	e.Match(getHead, "/", chain(s.servePage, a.timeout, a.guard(a.opts.Policies.API, false)))
 	e.Match(getHead, staticPrefix+":name", s.serveAsset)
-	e.Match(getHead, "/u/:handle", s.serveUser, a.timeout, a.guard(a.opts.Policies.API, false))
+	e.Match(getHead, "/u/:handle", chain(s.serveUser, a.timeout, a.guard(a.opts.Policies.API, false)))
 }
 
 // newSite hashes the embedded assets and parses the template. The files

@@ -20,14 +20,34 @@ type requestIDKey struct{}
 // WithRequestID returns ctx carrying the request id, so every log line,
 // query and job started under it can name the request that caused it.
 func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, requestIDKey{}, id)
+	return &requestIDCtx{Context: ctx, id: id}
 }
 
 // RequestID returns the id stored by WithRequestID, or "".
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	if c, ok := ctx.Value(requestIDKey{}).(*requestIDCtx); ok {
+		return c.id
+	}
+	return ""
 }
+
+// requestIDCtx is context.WithValue(ctx, requestIDKey{}, id) in one
+// allocation, not two: WithValue would also box the string, on every
+// request. Its Value gives itself for the key, a pointer, which boxes
+// for free; RequestID reads the id from it.
+type requestIDCtx struct {
+	context.Context
+	id string
+}
+
+func (c *requestIDCtx) Value(key any) any {
+	if key == (requestIDKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+func (c *requestIDCtx) String() string { return "correlation.WithRequestID(" + c.id + ")" }
 
 // TraceParent is the W3C traceparent of the span in ctx, "" without one:
 // what a job carries to link back to the request that enqueued it.

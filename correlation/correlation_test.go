@@ -14,9 +14,28 @@ func TestRequestID(t *testing.T) {
 	if id := correlation.RequestID(context.Background()); id != "" {
 		t.Errorf("RequestID of a bare context = %q, want empty", id)
 	}
-	ctx := correlation.WithRequestID(context.Background(), "req-1")
+	type key struct{}
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "below"))
+	ctx := correlation.WithRequestID(parent, "req-1")
 	if id := correlation.RequestID(ctx); id != "req-1" {
 		t.Errorf("RequestID = %q, want req-1", id)
+	}
+	if v := ctx.Value(key{}); v != "below" {
+		t.Errorf("a value set below the id: %v, want it seen through", v)
+	}
+	above := context.WithValue(ctx, key{}, "above")
+	if id := correlation.RequestID(above); id != "req-1" {
+		t.Errorf("RequestID under another value = %q, want req-1", id)
+	}
+	if id := correlation.RequestID(correlation.WithRequestID(above, "req-2")); id != "req-2" {
+		t.Errorf("RequestID set twice = %q, want the last, req-2", id)
+	}
+	child, stop := context.WithCancel(ctx)
+	defer stop()
+	cancel()
+	<-child.Done() // a cancellation above the id reaches below it
+	if ctx.Err() == nil {
+		t.Error("the id's context is not cancelled with its parent")
 	}
 }
 

@@ -20,7 +20,8 @@ func PolicyHeader(p Policy) string {
 // a client that waits t never arrives early. It runs on every request:
 // one allocation, no fmt.
 func StateHeader(p Policy, r Result) string {
-	b := make([]byte, 0, len(p.Name)+32)
+	var buf [64]byte // on the stack: the string is the one allocation
+	b := buf[:0]
 	b = appendSFString(b, p.Name)
 	b = append(b, ";r="...)
 	b = strconv.AppendInt(b, int64(max(r.Remaining, 0)), 10)

@@ -9,13 +9,13 @@ import (
 	"time"
 )
 
-// lazyDeadline is context.WithDeadline(parent, deadline) that makes its
+// Deadline is context.WithDeadline(parent, deadline) that makes its
 // timer, and its link to parent's cancellation, only when Done is first
 // called. On onebox's request path most contexts with a deadline are
 // never waited on (a read served from the cache; a read by key, which
 // runs detached from cancellation), and making and stopping the timer
 // was 4% of a cached read's CPU. Deadline and Err answer without arming.
-type lazyDeadline struct {
+type Deadline struct {
 	parent   context.Context
 	deadline time.Time
 
@@ -31,8 +31,8 @@ type lazyDeadline struct {
 
 // WithDeadline is context.WithDeadline with a lazy timer.
 func WithDeadline(parent context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
-	c := &lazyDeadline{parent: parent, deadline: deadline}
-	return c, c.end
+	c := &Deadline{parent: parent, deadline: deadline}
+	return c, c.Cancel
 }
 
 // WithTimeout is context.WithTimeout with a lazy timer.
@@ -40,17 +40,24 @@ func WithTimeout(parent context.Context, d time.Duration) (context.Context, cont
 	return WithDeadline(parent, time.Now().Add(d))
 }
 
-func (c *lazyDeadline) Deadline() (time.Time, bool) {
+// Timeout is WithTimeout returning the context itself, whose Cancel is
+// the CancelFunc: on a request path the func value WithTimeout returns
+// is one more allocation.
+func Timeout(parent context.Context, d time.Duration) *Deadline {
+	return &Deadline{parent: parent, deadline: time.Now().Add(d)}
+}
+
+func (c *Deadline) Deadline() (time.Time, bool) {
 	if d, ok := c.parent.Deadline(); ok && d.Before(c.deadline) {
 		return d, true
 	}
 	return c.deadline, true
 }
 
-func (c *lazyDeadline) Done() <-chan struct{} { return c.real().Done() }
+func (c *Deadline) Done() <-chan struct{} { return c.real().Done() }
 
 // Err is what the armed context's Err would be, without arming it.
-func (c *lazyDeadline) Err() error {
+func (c *Deadline) Err() error {
 	if p := c.armed.Load(); p != nil {
 		return (*p).Err()
 	}
@@ -67,7 +74,7 @@ func (c *lazyDeadline) Err() error {
 
 // liveErr is Err while c has not ended: the parent's error, else
 // DeadlineExceeded once the deadline has passed.
-func (c *lazyDeadline) liveErr() error {
+func (c *Deadline) liveErr() error {
 	if err := c.parent.Err(); err != nil {
 		return err
 	}
@@ -80,7 +87,7 @@ func (c *lazyDeadline) liveErr() error {
 // Value asks the armed context once there is one: the context package
 // finds the cancellation of a parent through Value, and so links a child
 // such as database/sql's to this one without a goroutine.
-func (c *lazyDeadline) Value(key any) any {
+func (c *Deadline) Value(key any) any {
 	if p := c.armed.Load(); p != nil {
 		return (*p).Value(key)
 	}
@@ -90,7 +97,7 @@ func (c *lazyDeadline) Value(key any) any {
 // real returns the armed context, arming it on first use: a
 // WithDeadline context, or, once Err has been given, an ended one that
 // keeps that error.
-func (c *lazyDeadline) real() context.Context {
+func (c *Deadline) real() context.Context {
 	if p := c.armed.Load(); p != nil {
 		return *p
 	}
@@ -111,7 +118,9 @@ func (c *lazyDeadline) real() context.Context {
 	return ctx
 }
 
-func (c *lazyDeadline) end() {
+// Cancel ends the context, as its CancelFunc does; calling it again does
+// nothing.
+func (c *Deadline) Cancel() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stop != nil {

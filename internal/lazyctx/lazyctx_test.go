@@ -9,7 +9,7 @@ import (
 
 type ctxKey struct{}
 
-func armed(ctx context.Context) bool { return ctx.(*lazyDeadline).armed.Load() != nil }
+func armed(ctx context.Context) bool { return ctx.(*Deadline).armed.Load() != nil }
 
 func TestWithDeadline(t *testing.T) {
 	t.Parallel()
@@ -150,4 +150,24 @@ func TestErrDoesNotChange(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTimeout: Timeout is WithTimeout with the context as its own
+// CancelFunc.
+func TestTimeout(t *testing.T) {
+	t.Parallel()
+	before := time.Now()
+	ctx := Timeout(t.Context(), time.Hour)
+	if d, ok := ctx.Deadline(); !ok || d.Before(before.Add(time.Hour)) || d.After(time.Now().Add(time.Hour)) {
+		t.Errorf("deadline %v, %v: want an hour from now", d, ok)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("Err %v before Cancel", ctx.Err())
+	}
+	ctx.Cancel()
+	ctx.Cancel()
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		t.Errorf("Err %v after Cancel, want Canceled", ctx.Err())
+	}
+	<-ctx.Done()
 }

@@ -49,7 +49,7 @@ func handler(w io.Writer, o Options) slog.Handler {
 	if o.Format == "text" {
 		return slog.NewTextHandler(w, opts)
 	}
-	return slog.NewJSONHandler(w, opts)
+	return newJSONHandler(w, opts)
 }
 
 // urgent writes the batch out after each line at LevelWarn or above, so
