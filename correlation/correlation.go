@@ -48,3 +48,27 @@ func SpanContext(traceParent string) trace.SpanContext {
 	ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": traceParent})
 	return trace.SpanContextFromContext(ctx)
 }
+
+type onBehalfOfKey struct{}
+
+// WithOnBehalfOf returns ctx naming on whose behalf the work under it
+// runs: a route ("PATCH /v1/users/me", as Route makes it) or a job kind
+// (Job). The SQLite writer records it with every hold of its lock, so an
+// operator sees which route or job kept the others waiting. The value
+// must come from a bounded set: metrics use it as a label.
+func WithOnBehalfOf(ctx context.Context, who string) context.Context {
+	return context.WithValue(ctx, onBehalfOfKey{}, who)
+}
+
+// OnBehalfOf returns the name stored by WithOnBehalfOf, or "".
+func OnBehalfOf(ctx context.Context) string {
+	who, _ := ctx.Value(onBehalfOfKey{}).(string)
+	return who
+}
+
+// Route is the on-behalf-of name of a request: its method and route
+// template, "PATCH /v1/users/:id".
+func Route(method, template string) string { return method + " " + template }
+
+// Job is the on-behalf-of name of a job of kind: "job photo.process".
+func Job(kind string) string { return "job " + kind }
