@@ -57,6 +57,8 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 				ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(req.Header))
 				ctx, span = a.tracer.Start(ctx, rt.spanName, serverSpan...)
 			}
+			// The SQLite writer names the route that holds it.
+			ctx = correlation.WithOnBehalfOf(ctx, rt.spanName)
 		}
 		c.SetRequest(req.WithContext(ctx))
 

@@ -188,6 +188,7 @@ type Metrics struct {
 	dbOpen     [2]*vm.Gauge // writer, reader
 	diskFree   *vm.Gauge
 	diskSize   *vm.Gauge
+	writer     writer
 }
 
 // New returns a Metrics with an empty set. It turns on the library's
@@ -231,6 +232,10 @@ func New(o Options) *Metrics {
 		}
 	}
 	s.RegisterMetricsWriter(m.writeTopRejected)
+	s.RegisterMetricsWriter(m.writeWriter)
+	m.writer.holds = map[[2]string]*holderSeries{}
+	m.writer.waited = map[string]*vm.FloatCounter{}
+	m.writer.foreign = s.NewFloatCounter(DBWriterForeign)
 	for _, st := range steps {
 		m.steps[st] = s.NewHistogram(PipelineStepDuration + labels("step", st))
 	}
