@@ -83,6 +83,8 @@ type reading struct {
 	diskFree, diskSize float64
 
 	replicas []replicaReading // by name
+
+	writer writerReading // SQLite's
 }
 
 // replicaReading is one read replica as the newer snapshot shows it.
@@ -237,6 +239,8 @@ func measure(a, b snapshot) reading {
 	// Disk.
 	r.diskFree, r.diskSize = gauge(mDiskFree), gauge(mDiskSize)
 	r.has["disk"] = !math.IsNaN(r.diskFree) && r.diskSize > 0
+
+	r.writer = readWriter(a, b)
 
 	// Read replicas.
 	r.replicas = readReplicas(b)
