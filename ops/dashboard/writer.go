@@ -148,7 +148,7 @@ func judgeWriter(j *judging) string {
 			cause = fmt.Sprintf("writer waiting %s so far for a lock another process holds (%s on behalf of %s): %s",
 				secs(w.holdingFor), w.holdingQuery, w.holdingBy, locksText(w.locks))
 		} else {
-			cause = fmt.Sprintf("writer held %s so far by %s (query %s); %s writes waiting", secs(w.holdingFor), w.holdingBy, w.holdingQuery, count(w.waiting))
+			cause = fmt.Sprintf("writer held %s so far by %s (query %s); writes waiting: %s", secs(w.holdingFor), w.holdingBy, w.holdingQuery, count(w.waiting))
 		}
 		j.flag(h, "%s", cause)
 	}

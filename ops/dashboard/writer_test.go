@@ -51,7 +51,7 @@ func TestWriterHolderIsTheRootCause(t *testing.T) {
 	if d.Root == nil || d.Root.Component != "database" {
 		t.Fatalf("root = %+v, want the database; summary %q", d.Root, d.Summary)
 	}
-	if !strings.Contains(d.Summary, "job drill.hold_writer") || !strings.Contains(d.Root.Evidence[0], "held 2.0 s so far by job drill.hold_writer (query hold_writer); 12 writes waiting") {
+	if !strings.Contains(d.Summary, "job drill.hold_writer") || !strings.Contains(d.Root.Evidence[0], "held 2.0 s so far by job drill.hold_writer (query hold_writer); writes waiting: 12") {
 		t.Errorf("summary %q, evidence %q: want the holder named first", d.Summary, d.Root.Evidence)
 	}
 	w := st.Writer

@@ -202,8 +202,15 @@ func (c *checkpointer) checkpoint(mode string) Checkpoint {
 		// writes never wait. Key reads are not held: each lasts
 		// microseconds, or 100 ms for a shared snapshot, which writes end.
 		c.gate.Lock()
-		// The bulk of the copy, while writes go on.
-		cp.Busy, cp.Frames, cp.Copied, cp.Err = c.exec(ctx, "PASSIVE")
+		// The bulk of the copy, while writes go on, again while the
+		// writes that came meanwhile were many.
+		for pass, prev := 0, int64(0); pass < 4; pass++ {
+			cp.Busy, cp.Frames, cp.Copied, cp.Err = c.exec(ctx, "PASSIVE")
+			if cp.Err != nil || cp.Frames-prev < 64 {
+				break
+			}
+			prev = cp.Frames
+		}
 		if cp.Err == nil {
 			// Then the frames written meanwhile, with the writer held for
 			// that moment (milliseconds: a hold of its own, named so),

@@ -48,12 +48,7 @@ func TestWriterHolds(t *testing.T) {
 	var got holds
 	s := mustNew(t, sqlite.Options{OnWriterHold: got.add})
 	u := mustCreateUser(t, s)
-	// Prepared once, on the writer's connection: a first use would wait
-	// for the connection in database/sql, not for the writer's lock.
 	name := "x"
-	if _, err := s.UpdateUser(t.Context(), store.UpdateUserParams{ID: u.ID, DisplayName: &name, Now: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
 
 	jobCtx := correlation.WithOnBehalfOf(t.Context(), correlation.Job("drill.hold_writer"))
 	held := make(chan error, 1)

@@ -347,15 +347,17 @@ func (s *Store) translate(name string, err error) error {
 // run is observe for a statement prepared once on p and reused.
 func (s *Store) run(ctx context.Context, p *pool, name, query string, fn func(*sql.Stmt) error) error {
 	return s.observe(ctx, name, query, func() error {
-		st, err := p.stmt(ctx, query)
-		if err != nil {
-			return err
-		}
 		if p.lock != nil {
+			// First: preparing needs the writer's one connection too, and
+			// a write must queue where the writer's holders are seen.
 			if err := p.lock.lock(ctx, name); err != nil {
 				return err
 			}
 			defer p.lock.unlock()
+		}
+		st, err := p.stmt(ctx, query)
+		if err != nil {
+			return err
 		}
 		return fn(st)
 	})

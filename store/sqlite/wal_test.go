@@ -17,11 +17,11 @@ import (
 const slowReadSQL = `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 1000000000) SELECT count(*) FROM c`
 
 // TestWALBoundedWithReader holds a reader open on the reader pool, one
-// slow read after another, while 600 writes of 64 KiB go through: the
+// slow read after another, while 400 writes of 64 KiB go through: the
 // WAL stays under its bound, because each read's snapshot ends at
 // MaxReadSnapshot and, once the WAL is past half its bound, the
 // checkpointer copies it whole with the reads held back. Without either
-// the WAL could not start over and would take every write, 38 MiB.
+// the WAL could not start over and would take every write, 26 MiB.
 func TestWALBoundedWithReader(t *testing.T) {
 	t.Parallel()
 	const maxWAL = 16 << 20
@@ -52,7 +52,7 @@ func TestWALBoundedWithReader(t *testing.T) {
 		}
 	})
 	var peak int64
-	for i := range 600 {
+	for i := range 400 {
 		bio := strings.Repeat(string(rune('a'+i%26)), 64<<10)
 		if _, err := s.UpdateUser(t.Context(), store.UpdateUserParams{ID: u.ID, Bio: &bio, Now: time.Now()}); err != nil {
 			t.Fatalf("write %d: %v", i, err)
