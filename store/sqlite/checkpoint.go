@@ -158,6 +158,9 @@ func (c *checkpointer) run() {
 					mode = "passive-gated"
 				}
 				cp := c.checkpoint(mode)
+				if mode == "passive-gated" {
+					seen = c.lock.marks.count.Load() // its own hold is no write
+				}
 				// The WAL in use, not the file (which keeps its largest
 				// size until truncated): a reader that was there when a
 				// write came kept it from starting over.
@@ -167,6 +170,7 @@ func (c *checkpointer) run() {
 				// next writes, and their passive checkpoint, to retry.
 				truncated = true
 				c.checkpoint("truncate")
+				seen = c.lock.marks.count.Load() // its own hold is no write
 			}
 		}
 	}
