@@ -15,19 +15,33 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-type requestIDKey struct{}
+// requestKey carries a request: its id and on whose behalf its work
+// runs, in one context value, so the request path pays one.
+type requestKey struct{}
+
+type request struct{ id, onBehalfOf string }
+
+func current(ctx context.Context) request {
+	r, _ := ctx.Value(requestKey{}).(request)
+	return r
+}
 
 // WithRequestID returns ctx carrying the request id, so every log line,
 // query and job started under it can name the request that caused it.
 func WithRequestID(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, requestIDKey{}, id)
+	r := current(ctx)
+	r.id = id
+	return context.WithValue(ctx, requestKey{}, r)
+}
+
+// WithRequest is WithRequestID and WithOnBehalfOf at once: the request
+// middleware's, one context value for both.
+func WithRequest(ctx context.Context, id, onBehalfOf string) context.Context {
+	return context.WithValue(ctx, requestKey{}, request{id: id, onBehalfOf: onBehalfOf})
 }
 
 // RequestID returns the id stored by WithRequestID, or "".
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
-}
+func RequestID(ctx context.Context) string { return current(ctx).id }
 
 // TraceParent is the W3C traceparent of the span in ctx, "" without one:
 // what a job carries to link back to the request that enqueued it.
@@ -49,22 +63,20 @@ func SpanContext(traceParent string) trace.SpanContext {
 	return trace.SpanContextFromContext(ctx)
 }
 
-type onBehalfOfKey struct{}
-
 // WithOnBehalfOf returns ctx naming on whose behalf the work under it
 // runs: a route ("PATCH /v1/users/me", as Route makes it) or a job kind
 // (Job). The SQLite writer records it with every hold of its lock, so an
 // operator sees which route or job kept the others waiting. The value
 // must come from a bounded set: metrics use it as a label.
 func WithOnBehalfOf(ctx context.Context, who string) context.Context {
-	return context.WithValue(ctx, onBehalfOfKey{}, who)
+	r := current(ctx)
+	r.onBehalfOf = who
+	return context.WithValue(ctx, requestKey{}, r)
 }
 
-// OnBehalfOf returns the name stored by WithOnBehalfOf, or "".
-func OnBehalfOf(ctx context.Context) string {
-	who, _ := ctx.Value(onBehalfOfKey{}).(string)
-	return who
-}
+// OnBehalfOf returns the name stored by WithOnBehalfOf or WithRequest,
+// or "".
+func OnBehalfOf(ctx context.Context) string { return current(ctx).onBehalfOf }
 
 // Route is the on-behalf-of name of a request: its method and route
 // template, "PATCH /v1/users/:id".
