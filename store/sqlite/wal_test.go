@@ -112,10 +112,10 @@ func TestTruncateWhenIdle(t *testing.T) {
 		t.Errorf("checkpoints while idle: %v, then %v", w.Counts, after)
 	}
 
-	// Another process's reader in the WAL, as Litestream keeps one: the
-	// truncate can copy the whole WAL, and a blocking checkpoint would
-	// then wait for the reader to leave it, writes held meanwhile.
-	write("b")
+	// Another process's reader, as Litestream keeps one, that began
+	// before the next write: no checkpoint may copy that write into the
+	// file it reads, and a blocking checkpoint would wait for it to end,
+	// writes held meanwhile.
 	other, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
 	if err != nil {
 		t.Fatal(err)
@@ -133,6 +133,7 @@ func TestTruncateWhenIdle(t *testing.T) {
 	if err := conn.QueryRowContext(t.Context(), "SELECT count(*) FROM users").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
+	write("b")
 	w = wait("truncate gave up", func(w WALStats) bool { return w.Counts["truncate/busy"] >= 1 })
 	if w.Last.Mode != "truncate" || w.Last.Duration > time.Second {
 		t.Errorf("last checkpoint %s took %s, want a truncate that gave up at once", w.Last.Mode, w.Last.Duration)
