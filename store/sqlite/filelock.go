@@ -1,10 +1,10 @@
 package sqlite
 
 // FileLock is one lock another process holds on the database, as the
-// operating system reports it (fcntl F_GETLK on SQLite's WAL-index file,
-// the -shm, where WAL mode takes its locks). This process's own locks
-// never show: POSIX locks belong to a process, and a process does not
-// conflict with itself.
+// operating system reports it: /proc/locks on Linux, for the lock bytes
+// of SQLite's WAL-index file, the -shm, where WAL mode takes its locks.
+// This process's own locks are left out. Elsewhere FileLocks reports
+// none.
 type FileLock struct {
 	// Lock is SQLite's name for the slot: "write" (a writer, or a
 	// blocking checkpoint), "checkpoint", "recover", or "read0".."read4"
