@@ -154,17 +154,49 @@ func openSQLite(ctx context.Context, w wiring, u *url.URL) (database, error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 		return database{}, err
 	}
-	st, err := sqlite.New(ctx, sqlite.Options{Path: p, ReadConns: w.cfg.DBReadConns, BusyTimeout: w.cfg.DBBusyTimeout, Logger: w.log, OnQuery: w.onQuery})
+	o := sqlite.Options{
+		Path: p, ReadConns: w.cfg.DBReadConns, BusyTimeout: w.cfg.DBBusyTimeout, Logger: w.log, OnQuery: w.onQuery,
+		Checkpoint: sqlite.CheckpointOptions{MaxWALBytes: w.cfg.WALMaxBytes},
+	}
+	if m := w.metrics; m != nil {
+		o.OnWriterHold = func(h sqlite.WriterHold) { m.WriterHold(metrics.WriterHold(h)) }
+	}
+	st, err := sqlite.New(ctx, o)
 	if err != nil {
 		return database{}, err
 	}
 	return database{
 		Store: st, queue: st.Queue(jobsqlite.Options{Logger: w.log}), dir: filepath.Dir(p), explain: st.Explain,
-		stats: func() metrics.DBStats {
-			s := st.Stats()
-			return metrics.DBStats{Backend: "sqlite", WriterOpen: s.WriterOpen, ReaderOpen: s.ReaderOpen, WriterWait: s.WriterWait, ReaderWait: s.ReaderWait, WriterBusy: s.WriterBusy}
-		},
+		stats: func() metrics.DBStats { return sqliteStats(st) },
+		// Advisory: a WAL past its bound slows reads and fills the disk,
+		// but the instance still serves.
+		checks: []ops.Check{{Name: "wal", Advisory: true, Probe: st.WALProblem}},
 	}, nil
+}
+
+// sqliteStats is what the metrics sample of an SQLite store.
+func sqliteStats(st *sqlite.Store) metrics.DBStats {
+	s := st.Stats()
+	d := metrics.DBStats{
+		Backend: "sqlite", WriterOpen: s.WriterOpen, ReaderOpen: s.ReaderOpen, WriterWait: s.WriterWait, ReaderWait: s.ReaderWait, WriterBusy: s.WriterBusy,
+		WriterHolder: metrics.WriterHolder(s.WriterHolder), WriterWaiting: s.WriterWaiting, Busy: s.Busy,
+	}
+	// Other processes' locks: what an SQLITE_BUSY with this process's
+	// writer idle was waiting for.
+	locks, _ := st.FileLocks()
+	for _, l := range locks {
+		d.FileLocks = append(d.FileLocks, metrics.FileLock(l))
+	}
+	if wal := st.WAL(); !wal.Off {
+		d.WAL = &metrics.WALStats{
+			Bytes: wal.Bytes, MaxBytes: wal.MaxBytes, Counts: wal.Counts,
+			LastMode: wal.Last.Mode, LastAt: wal.Last.At, LastDuration: wal.Last.Duration,
+		}
+		if !wal.Last.At.IsZero() {
+			d.WAL.LastResult = wal.Last.Result()
+		}
+	}
+	return d
 }
 
 // openPostgresStore opens the store, its replicas, and its queue.

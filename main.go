@@ -191,6 +191,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	process.OnDead = pipe.GiveUp // a photo whose job dies is rejected, not left "processing"
 	runner.Register(photos.KindProcess, obs.tracing.Job(pipe.Process), process)
 	runner.Register(photos.KindCleanup, obs.tracing.Job(pipe.Cleanup), kinds[photos.KindCleanup])
+	registerDrillJobs(runner, drills, db.Store, queue)
 	// A committed job wakes what moves it on in this process: the relay
 	// that publishes it to the broker, and the Runner that may take it.
 	var notifier notifyAll
@@ -319,7 +320,9 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	}
 	g.Go(func() error { return dash.Run(gctx) })
 	g.Go(func() error {
-		obs.metrics.Sample(gctx, metrics.Sources{Queue: queue.Stats, DB: db.stats, DataDir: db.dir})
+		// As often as the dashboard reads them: the writer's hold in
+		// progress is a sampled gauge.
+		obs.metrics.Sample(gctx, metrics.Sources{Queue: queue.Stats, DB: db.stats, DataDir: db.dir, Interval: cfg.OpsInterval})
 		return nil
 	})
 	if r.sweeps {

@@ -32,6 +32,19 @@ func newDrill(cfg config.Config, log *slog.Logger) *drill.Drill {
 	return drill.New(drill.Options{Logger: log})
 }
 
+// registerDrillJobs registers the writer-hold drill's job when drills are
+// on and the store has a writer to hold (SQLite).
+func registerDrillJobs(runner *jobs.Runner, dr *drill.Drill, st any, q jobs.Producer) {
+	holder, ok := st.(interface {
+		HoldWriter(ctx context.Context, d time.Duration) error
+	})
+	if dr == nil || !ok {
+		return
+	}
+	h := dr.EnableHoldWriter(drill.HoldWriterOptions{Queue: q, Hold: holder.HoldWriter})
+	runner.Register(drill.KindHoldWriter, h, jobs.KindOptions{Concurrency: 1, MaxAttempts: 1, Timeout: time.Minute})
+}
+
 // newDashboard builds the operator dashboard on what obs observes, with
 // the last 5xx answers and the dead-lettered jobs of queue as its recent
 // errors, and queue's dead letters to list and redrive (waking the

@@ -43,14 +43,18 @@ func (a *App) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		h[headerRequestID] = []string{id}
 		h[headerNoSniff], h[headerCSP] = noSniff, apiCSP
-		ctx := correlation.WithRequestID(req.Context(), id)
 
 		var rt *route
-		var span trace.Span
+		onBehalfOf := ""
 		if a.metrics != nil || a.tracer != nil {
 			// echo routed the request before this middleware: c.Path()
 			// is the template.
 			rt = a.route(req.Method, c.Path())
+			onBehalfOf = rt.spanName // the SQLite writer names the route that holds it
+		}
+		ctx := correlation.WithRequest(req.Context(), id, onBehalfOf)
+		var span trace.Span
+		if rt != nil {
 			a.metrics.InFlight(1)
 			defer a.metrics.InFlight(-1) // even when the handler aborts
 			if a.tracer != nil && !rt.stream {

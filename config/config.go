@@ -138,11 +138,13 @@ type Config struct {
 	HashConcurrency int
 	DBReadConns     int
 	DBBusyTimeout   time.Duration
-	MaxBodyBytes    int64
-	BodyTimeout     time.Duration
-	RequestTimeout  time.Duration
-	SSEPerUser      int
-	SSEMax          int
+	// WALMaxBytes bounds the SQLite WAL file (ONEBOX_WAL_MAX_BYTES).
+	WALMaxBytes    int64
+	MaxBodyBytes   int64
+	BodyTimeout    time.Duration
+	RequestTimeout time.Duration
+	SSEPerUser     int
+	SSEMax         int
 	// MaxInFlight bounds the requests handled at once; past it they are
 	// shed with 503. 0 is no bound.
 	MaxInFlight   int
@@ -288,6 +290,11 @@ func settings() []setting {
 		{env: "ONEBOX_DB_READ_CONNS", flag: "db-read-conns", def: strconv.Itoa(16 * runtime.NumCPU()), usage: "SQLite read connections (WAL readers do not block each other)", set: func(c *Config, v string) error {
 			n, err := posInt(v)
 			c.DBReadConns = int(n)
+			return err
+		}},
+		{env: "ONEBOX_WAL_MAX_BYTES", flag: "wal-max-bytes", def: "67108864", usage: "the SQLite WAL file's bound: past it readiness reports it (advisory) and the OneboxWALOverBound alert fires; onebox's checkpoints keep the WAL under it", set: func(c *Config, v string) error {
+			n, err := posInt(v)
+			c.WALMaxBytes = n
 			return err
 		}},
 		{env: "ONEBOX_DB_BUSY_TIMEOUT", flag: "db-busy-timeout", def: "5s", usage: "how long an SQLite write waits for a lock another process holds before it answers 503", set: dur(func(c *Config) *time.Duration { return &c.DBBusyTimeout })},

@@ -65,3 +65,18 @@ func TestTraceParentRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestOnBehalfOf(t *testing.T) {
+	t.Parallel()
+	if who := correlation.OnBehalfOf(context.Background()); who != "" {
+		t.Errorf("OnBehalfOf of a bare context = %q, want empty", who)
+	}
+	for _, want := range []string{correlation.Route("PATCH", "/v1/users/me"), correlation.Job("photo.process")} {
+		if who := correlation.OnBehalfOf(correlation.WithOnBehalfOf(context.Background(), want)); who != want {
+			t.Errorf("OnBehalfOf = %q, want %q", who, want)
+		}
+	}
+	if got := correlation.Route("PATCH", "/v1/users/me") + "|" + correlation.Job("photo.process"); got != "PATCH /v1/users/me|job photo.process" {
+		t.Errorf("names = %q", got)
+	}
+}

@@ -67,10 +67,16 @@ func exposed(t *testing.T) map[string]bool {
 	m.JobDone("photo.process", time.Second, "ok")
 	m.PipelineStep(ctx, "decode", time.Second)
 	m.Query(ctx, store.QueryEvent{Name: "users_by_id", Duration: time.Millisecond})
+	m.WriterHold(metrics.WriterHold{Query: "users_update", Held: time.Millisecond, Queued: 1})
 	m.SampleOnce(ctx, metrics.Sources{
 		Queue: func(context.Context) (jobs.Stats, error) { return jobs.Stats{}, nil },
 		DB: func() metrics.DBStats {
-			return metrics.DBStats{Replicas: []metrics.ReplicaStats{{Name: "r1:5432", InRotation: true}}}
+			return metrics.DBStats{
+				Backend: "sqlite", Replicas: []metrics.ReplicaStats{{Name: "r1:5432", InRotation: true}},
+				WriterHolder: metrics.WriterHolder{Query: "hold_writer", Since: time.Now()},
+				FileLocks:    []metrics.FileLock{{Lock: "write", PID: 1}},
+				WAL:          &metrics.WALStats{Bytes: 1, MaxBytes: 2, LastResult: "ok", Counts: map[string]int64{"passive/ok": 1}},
+			}
 		},
 		DataDir: t.TempDir(),
 	})

@@ -603,6 +603,8 @@ func (r *Runner) attempt(handlerCtx context.Context, k *kind, m Message) error {
 		// request that enqueued the job.
 		ctx = correlation.WithRequestID(ctx, m.RequestID)
 	}
+	// The SQLite writer names the job kind that holds it.
+	ctx = correlation.WithOnBehalfOf(ctx, correlation.Job(k.name))
 	stop := r.heartbeat(handlerCtx, m, k.o.Visibility)
 	defer stop()
 

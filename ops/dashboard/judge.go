@@ -70,6 +70,9 @@ type Thresholds struct {
 	// WriterWait: seconds per second spent waiting for the write lock at
 	// which the database is degraded; four times it is failing. 0.5.
 	WriterWait float64
+	// WriterHold: a hold of the SQLite writer in progress this long is
+	// degraded, four times it failing. 1s.
+	WriterHold time.Duration
 	// DiskFree: a free share below this is failing; below 1.5 times it,
 	// degraded. 0.10.
 	DiskFree float64
@@ -89,6 +92,7 @@ func (t Thresholds) withDefaults() Thresholds {
 	t.QueryFloor = orDefault(t.QueryFloor, 10*time.Millisecond)
 	t.QueryP95 = orDefault(t.QueryP95, 250*time.Millisecond)
 	t.WriterWait = orDefault(t.WriterWait, 0.5)
+	t.WriterHold = orDefault(t.WriterHold, time.Second)
 	t.DiskFree = orDefault(t.DiskFree, 0.10)
 	return t
 }
@@ -295,6 +299,20 @@ func judgeWorkers(j *judging) {
 // a second too slow, and is the one to fix first.
 func judgeDatabase(j *judging) {
 	r, t := j.r, j.t
+	cause := judgeWriter(j)
+	defer func() {
+		// Who holds the writer is the headline whenever writes are slow:
+		// the slow queries below are its victims.
+		if cause == "" || !j.health.Bad() {
+			return
+		}
+		if i := slices.Index(j.evidence, cause); i >= 0 {
+			j.evidence = slices.Delete(j.evidence, i, i+1)
+			j.severity = slices.Delete(j.severity, i, i+1)
+		}
+		j.evidence = slices.Insert(j.evidence, 0, cause)
+		j.severity = slices.Insert(j.severity, 0, j.health)
+	}()
 	type slow struct {
 		query        string
 		p95, base    float64

@@ -93,6 +93,7 @@ type reading struct {
 
 	// The backup verification's gauges; NaN where absent.
 	backupInterval, backupAge, backupOK, backupRestore float64
+	writer                                             writerReading // SQLite's
 }
 
 // replicaReading is one read replica as the newer snapshot shows it.
@@ -247,6 +248,8 @@ func measure(a, b snapshot) reading {
 	// Disk.
 	r.diskFree, r.diskSize = gauge(mDiskFree), gauge(mDiskSize)
 	r.has["disk"] = !math.IsNaN(r.diskFree) && r.diskSize > 0
+
+	r.writer = readWriter(a, b)
 
 	// Read replicas.
 	r.replicas = readReplicas(b)

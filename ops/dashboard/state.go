@@ -22,7 +22,9 @@ type State struct {
 	Window      string    `json:"window"` // span of the sparklines, "1h"
 	Recent      string    `json:"recent"` // span of the numbers, "1m"
 	Panels      []Panel   `json:"panels"`
-	Diagnosis   Diagnosis `json:"diagnosis"`
+	// Writer is the SQLite writer panel; nil with PostgreSQL.
+	Writer    *WriterView `json:"writer,omitempty"`
+	Diagnosis Diagnosis   `json:"diagnosis"`
 	// Advice says which scale-out steps the numbers justify now.
 	Advice      advise.Advice   `json:"advice"`
 	Alerts      []Alert         `json:"alerts"`    // firing now
@@ -159,6 +161,7 @@ func (d *Dashboard) buildState(judged []judging, src sources, now time.Time) Sta
 			s.Errors = append(s.Errors, ErrorView{Time: clock(e.Time), Where: e.Where, Status: e.Status, Message: e.Message, RequestID: e.RequestID})
 		}
 	}
+	s.Writer = writerView(d.hist.current.writer, dur(d.o.Recent))
 	s.Advice = advise.Advice{At: now, Window: dur(d.o.Recent), Verdicts: advise.Advise(d.hist.measurements(), d.o.Advice)}
 	s.SlowQueries = groupSlow(src.slow)
 	s.Diagnosis.Latency = d.latency(s.Panels)

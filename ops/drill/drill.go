@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"onebox/jobs"
 	"onebox/store"
 )
 
@@ -37,6 +38,11 @@ type Drill struct {
 	delay time.Duration
 	until time.Time
 	timer *time.Timer
+
+	// The writer-hold drill (writer.go).
+	holdQueue jobs.Producer
+	holding   time.Duration
+	holdUntil time.Time
 }
 
 // New returns a Drill with nothing injected.
@@ -109,10 +115,14 @@ func (dr *Drill) dbDelay() time.Duration {
 func (dr *Drill) Active() []string {
 	dr.mu.Lock()
 	defer dr.mu.Unlock()
-	if dr.delay == 0 {
-		return nil
+	var out []string
+	if dr.delay != 0 {
+		out = append(out, fmt.Sprintf("database latency +%s on every call, until %s", dr.delay, dr.until.Format("15:04:05")))
 	}
-	return []string{fmt.Sprintf("database latency +%s on every call, until %s", dr.delay, dr.until.Format("15:04:05"))}
+	if dr.holding != 0 {
+		out = append(out, fmt.Sprintf("job %s holds the database writer for %s, until %s", KindHoldWriter, dr.holding, dr.holdUntil.Format("15:04:05")))
+	}
+	return out
 }
 
 // ServeHTTP is the drills' admin API:
@@ -120,9 +130,14 @@ func (dr *Drill) Active() []string {
 //	POST   /ops/drill/db-latency?delay=500ms&for=60s   start (for defaults to 1m)
 //	DELETE /ops/drill/db-latency                       stop
 //	GET    /ops/drill/db-latency                       what runs
+//	POST   /ops/drill/writer-hold?for=5s               a job holds the SQLite writer
 func (dr *Drill) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/ops/drill/writer-hold" {
+		dr.serveHoldWriter(w, r)
+		return
+	}
 	if r.URL.Path != "/ops/drill/db-latency" {
-		reply(w, http.StatusNotFound, map[string]string{"error": "no such drill; there is /ops/drill/db-latency"})
+		reply(w, http.StatusNotFound, map[string]string{"error": "no such drill; there are /ops/drill/db-latency and /ops/drill/writer-hold"})
 		return
 	}
 	switch r.Method {

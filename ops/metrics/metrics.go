@@ -194,6 +194,7 @@ type Metrics struct {
 	diskSize   *vm.Gauge
 
 	backup backupVerify
+	writer writer
 }
 
 // New returns a Metrics with an empty set. It turns on the library's
@@ -239,6 +240,10 @@ func New(o Options) *Metrics {
 	s.RegisterMetricsWriter(m.writeTopRejected)
 	m.backup.now = time.Now
 	s.RegisterMetricsWriter(m.writeBackupVerify)
+	s.RegisterMetricsWriter(m.writeWriter)
+	m.writer.holds = map[[2]string]*holderSeries{}
+	m.writer.waited = map[string]*vm.FloatCounter{}
+	m.writer.foreign = s.NewFloatCounter(DBWriterForeign)
 	for _, st := range steps {
 		m.steps[st] = s.NewHistogram(PipelineStepDuration + labels("step", st))
 	}

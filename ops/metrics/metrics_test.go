@@ -315,3 +315,53 @@ func TestBackupVerify(t *testing.T) {
 	nilMetrics.BackupVerifyRunning(true)
 	nilMetrics.BackupVerified(true, time.Second)
 }
+
+// The writer's holds are series per holder and query; the hold in
+// progress, other processes' locks and the WAL come from the sample.
+func TestWriterSeries(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{})
+	m.WriterHold(metrics.WriterHold{Query: "hold_writer", OnBehalfOf: "job drill.hold_writer", Held: 2 * time.Second, Queued: 3})
+	m.WriterHold(metrics.WriterHold{Query: "users_update", OnBehalfOf: "PATCH /v1/users/me", Waited: 1500 * time.Millisecond, Held: time.Millisecond})
+	m.WriterHold(metrics.WriterHold{Query: "migrate", Held: time.Millisecond, Foreign: 250 * time.Millisecond})
+	now := time.Now()
+	m.SampleOnce(t.Context(), metrics.Sources{DB: func() metrics.DBStats {
+		return metrics.DBStats{
+			Backend:       "sqlite",
+			WriterHolder:  metrics.WriterHolder{Query: "hold_writer", OnBehalfOf: "job drill.hold_writer", Since: now.Add(-3 * time.Second)},
+			WriterWaiting: 4, Busy: 2,
+			FileLocks: []metrics.FileLock{{Lock: "write", Exclusive: true, PID: 42, Process: "litestream"}},
+			WAL: &metrics.WALStats{Bytes: 1 << 20, MaxBytes: 64 << 20, LastMode: "passive", LastResult: "ok", LastAt: now,
+				Counts: map[string]int64{"passive/ok": 7, "truncate/busy": 1}},
+		}
+	}})
+	text := expose(m)
+	mustHave(t, text,
+		`onebox_db_writer_hold_seconds_sum{holder="job drill.hold_writer",query="hold_writer"} 2`,
+		`onebox_db_writer_hold_seconds_count{holder="internal",query="migrate"} 1`,
+		`onebox_db_writer_blocked_total{holder="job drill.hold_writer",query="hold_writer"} 3`,
+		`onebox_db_writer_waited_seconds_total{holder="PATCH /v1/users/me"} 1.5`,
+		`onebox_db_writer_other_process_seconds_total 0.25`,
+		`onebox_db_writer_waiting 4`,
+		`onebox_db_sqlite_busy_total 2`,
+		`onebox_db_file_lock{lock="write",process="litestream",pid="42"} 1`,
+		`onebox_db_wal_bytes 1048576`,
+		`onebox_db_wal_max_bytes 67108864`,
+		`onebox_db_checkpoints_total{mode="passive",result="ok"} 7`,
+		`onebox_db_checkpoints_total{mode="truncate",result="busy"} 1`,
+		`onebox_db_checkpoint_last_ok 1`,
+	)
+	if !strings.Contains(text, `onebox_db_writer_holding_seconds{holder="job drill.hold_writer",query="hold_writer",state="running"} 3`) {
+		t.Errorf("no hold in progress of 3s in:\n%s", grepLines(text, "holding"))
+	}
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

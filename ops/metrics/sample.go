@@ -22,6 +22,14 @@ type DBStats struct {
 	WriterBusy time.Duration
 	// Replicas are the read replicas, where the store has them.
 	Replicas []ReplicaStats
+	// The SQLite writer now: who holds it, how many writes wait, the
+	// SQLITE_BUSY answers so far, other processes' locks on the file,
+	// and the WAL. Zero where there is none.
+	WriterHolder  WriterHolder
+	WriterWaiting int
+	Busy          int64
+	FileLocks     []FileLock
+	WAL           *WALStats
 }
 
 // ReplicaStats is one read replica as the store last checked it.
@@ -85,6 +93,9 @@ func (m *Metrics) SampleOnce(ctx context.Context, src Sources) {
 		m.writerWait.Set(st.WriterWait.Seconds())
 		m.readerWait.Set(st.ReaderWait.Seconds())
 		m.writerBusy.Set(st.WriterBusy.Seconds())
+		if st.Backend == "sqlite" {
+			m.sampleWriter(st, time.Now())
+		}
 		if st.Backend != "" {
 			m.set.GetOrCreateGauge(DBBackend+labels("backend", st.Backend), nil).Set(1)
 		}

@@ -19,23 +19,33 @@ type Stats struct {
 	ReaderInUse     int
 	ReaderWaitCount int64
 	ReaderWait      time.Duration
+	// WriterHolder is who holds the writer now (its Since is zero when
+	// nobody does), WriterWaiting how many writes queue for it.
+	WriterHolder  WriterHolder
+	WriterWaiting int
+	// Busy counts SQLITE_BUSY answers since New: another process held
+	// the database past busy_timeout.
+	Busy int64
 }
 
 // Stats reads the pools' counters. It is cheap: no query runs.
 func (s *Store) Stats() Stats {
 	w, r := s.writer.db.Stats(), s.reader.db.Stats()
-	lockWaits, lockWait := s.writer.lock.waited()
+	lockWaits, lockWait := s.writer.lock.waitStats()
 	keyWaits, keyWait := s.keys.waited()
 	// Read without a lock: a connection opened or closed between the two
 	// reads must not make the count negative.
 	keysOpen, keysIdle := len(s.keys.slots), len(s.keys.idle)
 	keysOpen = max(keysOpen, keysIdle)
-	return Stats{
+	st := Stats{
 		WriterOpen: w.OpenConnections, WriterInUse: w.InUse,
 		WriterWaitCount: w.WaitCount + lockWaits, WriterWait: w.WaitDuration + lockWait, WriterBusy: s.writer.lock.held(),
 		ReaderOpen: r.OpenConnections + keysOpen, ReaderInUse: r.InUse + keysOpen - keysIdle,
 		ReaderWaitCount: r.WaitCount + keyWaits, ReaderWait: r.WaitDuration + keyWait,
+		Busy: s.busy.Load(),
 	}
+	st.WriterHolder, st.WriterWaiting = s.writer.lock.current()
+	return st
 }
 
 // Explain returns SQLite's EXPLAIN QUERY PLAN of query, for the

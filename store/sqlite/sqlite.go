@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -55,6 +56,13 @@ type Options struct {
 	// once the scheduler runs it: CPU sat idle, and 2 -> 32 connections
 	// took uncached profile reads from 15.4k to 17.8k req/s.
 	ReadConns int
+	// MaxReadSnapshot bounds a read of the reader pool (the lists): past
+	// it the read fails with context.DeadlineExceeded. A read's snapshot
+	// keeps the WAL from being copied past it, so this bound, with the
+	// key reader's 100 ms (keyread.go), is what bounds the WAL while
+	// writes flow. Admin reads (backup's counts, copy, integrity check)
+	// are not bounded. Default 5s.
+	MaxReadSnapshot time.Duration
 	// OnQuery, when set, is called after every query, for metrics and a
 	// slow-query log. It runs on the caller's goroutine, so it must be
 	// quick and safe for concurrent use.
@@ -68,6 +76,15 @@ type Options struct {
 	NoCreate bool
 	// Logger reports applied migrations. Default: discard.
 	Logger *slog.Logger
+	// OnWriterHold, when set, gets every hold of the writer once it
+	// ended: the query, the route or job kind on whose behalf, how long
+	// it waited and held. It runs on the writer's goroutine after the
+	// writer is free again, so it must be quick and safe for concurrent
+	// use.
+	OnWriterHold func(WriterHold)
+	// Checkpoint configures the checkpointer that keeps the WAL bounded
+	// (checkpoint.go).
+	Checkpoint CheckpointOptions
 }
 
 // Store is a store.Store on one SQLite database file. It is safe for
@@ -81,6 +98,9 @@ type Store struct {
 	logger  *slog.Logger
 	// snapshotDSN opens the connection of a Snapshot (backup.go).
 	snapshotDSN string
+	path        string
+	busy        atomic.Int64 // SQLITE_BUSY answers
+	ckpt        *checkpointer
 }
 
 var _ store.Store = (*Store)(nil)
@@ -98,6 +118,9 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	}
 	if opts.ReadConns <= 0 {
 		opts.ReadConns = 16 * runtime.NumCPU()
+	}
+	if opts.MaxReadSnapshot <= 0 {
+		opts.MaxReadSnapshot = 5 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -121,7 +144,12 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	// BEGIN IMMEDIATE takes the write lock up front, waiting under
 	// busy_timeout, so no statement fails with SQLITE_BUSY half-way
 	// through a transaction.
-	writer, err := sql.Open("sqlite", dsn(opts, "_txlock=immediate"))
+	writerParams := "_txlock=immediate"
+	if !opts.Checkpoint.Off {
+		// The checkpointer does it, off the request path (checkpoint.go).
+		writerParams += "&_pragma=wal_autocheckpoint(0)"
+	}
+	writer, err := sql.Open("sqlite", dsn(opts, writerParams))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open writer: %w", err)
 	}
@@ -139,9 +167,11 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	reader.SetMaxIdleConns(opts.ReadConns)
 
 	lock := newWriteLock(maxWriteWaiters)
+	lock.onHold = opts.OnWriterHold
 	s := &Store{
+		path:    opts.Path,
 		writer:  &pool{db: writer, lock: lock},
-		reader:  &pool{db: reader},
+		reader:  &pool{db: reader, gate: &sync.RWMutex{}, maxRead: opts.MaxReadSnapshot},
 		keys:    newKeyReader(opts.ReadConns, &lock.marks, func() (driver.Conn, error) { return (&sqlite.Driver{}).Open(readerDSN) }),
 		jobs:    jobsqlite.NewSender(writer),
 		onQuery: opts.OnQuery,
@@ -151,6 +181,20 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	}
 	if err := openWriter(ctx, writer, opts.BusyTimeout); err != nil {
 		return nil, errors.Join(err, s.Close())
+	}
+	if !opts.Checkpoint.Off {
+		// No busy timeout: a checkpoint never waits on a lock.
+		co := opts
+		co.BusyTimeout = 0
+		db, err := sql.Open("sqlite", dsn(co, ""))
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("sqlite: open checkpointer: %w", err), s.Close())
+		}
+		if opts.Checkpoint.Logger == nil {
+			opts.Checkpoint.Logger = opts.Logger
+		}
+		s.ckpt = newCheckpointer(opts.Checkpoint, db, lock, s.reader.gate, opts.Path, opts.Checkpoint.Logger)
+		go s.ckpt.run()
 	}
 	if !opts.SkipMigrate {
 		if err := s.Migrate(ctx); err != nil {
@@ -231,7 +275,11 @@ func ping(ctx context.Context, s *Store, p *pool, name string) error {
 // closing twice is fine.
 func (s *Store) Close() error {
 	// The writer goes last: the last connection to close checkpoints the WAL.
-	return errors.Join(s.keys.close(), s.reader.close(), s.writer.close())
+	var ckpt error
+	if s.ckpt != nil {
+		ckpt, s.ckpt = s.ckpt.close(), nil
+	}
+	return errors.Join(ckpt, s.keys.close(), s.reader.close(), s.writer.close())
 }
 
 // pool is a *sql.DB and the statements prepared on it, keyed by SQL text.
@@ -240,6 +288,11 @@ type pool struct {
 	db    *sql.DB
 	lock  *writeLock // the writer's; nil for the reader pool
 	stmts sync.Map   // string → *sql.Stmt
+	// gate, on the reader pool, lets the checkpointer wait out the reads
+	// in flight (and hold new ones back) while it copies the whole WAL;
+	// maxRead bounds each read's snapshot.
+	gate    *sync.RWMutex
+	maxRead time.Duration
 }
 
 func (p *pool) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
@@ -273,26 +326,38 @@ func (p *pool) close() error {
 // the OnQuery hook. Without a hook it does not read the clock.
 func (s *Store) observe(ctx context.Context, name, query string, fn func() error) error {
 	if s.onQuery == nil {
-		return translate(name, fn())
+		return s.translate(name, fn())
 	}
 	start := time.Now()
-	err := translate(name, fn())
+	err := s.translate(name, fn())
 	s.onQuery(ctx, store.QueryEvent{Name: name, SQL: query, Duration: time.Since(start), Err: err})
 	return err
+}
+
+// translate is the package's translate, counting SQLITE_BUSY: this
+// process's writes queue on the writer's lock, so a busy answer means
+// another process (Litestream, a CLI, a second onebox) held the database.
+func (s *Store) translate(name string, err error) error {
+	if err != nil && isBusy(err) {
+		s.busy.Add(1)
+	}
+	return translate(name, err)
 }
 
 // run is observe for a statement prepared once on p and reused.
 func (s *Store) run(ctx context.Context, p *pool, name, query string, fn func(*sql.Stmt) error) error {
 	return s.observe(ctx, name, query, func() error {
-		st, err := p.stmt(ctx, query)
-		if err != nil {
-			return err
-		}
 		if p.lock != nil {
-			if err := p.lock.lock(ctx); err != nil {
+			// First: preparing needs the writer's one connection too, and
+			// a write must queue where the writer's holders are seen.
+			if err := p.lock.lock(ctx, name); err != nil {
 				return err
 			}
 			defer p.lock.unlock()
+		}
+		st, err := p.stmt(ctx, query)
+		if err != nil {
+			return err
 		}
 		return fn(st)
 	})
@@ -303,21 +368,24 @@ func (s *Store) run(ctx context.Context, p *pool, name, query string, fn func(*s
 // connection and tx holds it.
 func (s *Store) inTx(ctx context.Context, name string, fn func(tx *sql.Tx) error) error {
 	var tx *sql.Tx
+	var foreign time.Duration // BEGIN IMMEDIATE's wait for SQLite's lock
 	err := s.observe(ctx, name+"_begin", "BEGIN IMMEDIATE", func() error {
-		if err := s.writer.lock.lock(ctx); err != nil {
+		if err := s.writer.lock.lock(ctx, name); err != nil {
 			return err
 		}
+		s.writer.lock.beginning()
 		var err error
 		tx, err = s.writer.db.BeginTx(ctx, nil)
+		foreign = s.writer.lock.began()
 		if err != nil {
-			s.writer.lock.unlock()
+			s.writer.lock.unlockForeign(foreign)
 		}
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	defer s.writer.lock.unlock()
+	defer func() { s.writer.lock.unlockForeign(foreign) }()
 	// A no-op after Commit; otherwise fn's error is the one to report.
 	// Deferred after the unlock, so it runs first.
 	defer func() { _ = tx.Rollback() }()
@@ -443,6 +511,15 @@ func (s *Store) readKey(ctx context.Context, f store.Freshness, name, query stri
 // row, as collect does.
 func queryAll[T any](ctx context.Context, s *Store, p *pool, name, query string, scan func(scanner, *T) error, args ...any) ([]T, error) {
 	var vs []T
+	if p.gate != nil {
+		// A read's snapshot pins the WAL frames written after it began:
+		// bounded in time, it bounds the WAL (checkpoint.go).
+		p.gate.RLock()
+		defer p.gate.RUnlock()
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.maxRead)
+		defer cancel()
+	}
 	err := s.run(ctx, p, name, query, func(st *sql.Stmt) error {
 		rows, err := st.QueryContext(ctx, args...)
 		if err != nil {

@@ -2,11 +2,13 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"onebox/correlation"
 	"onebox/store"
 )
 
@@ -42,15 +44,54 @@ type writeLock struct {
 	// marks counts the lock's releases, each after a write finished
 	// (or failed), for the key reader's snapshots.
 	marks writeMarks
+
+	// The holder now: written by the goroutine that holds mu, under
+	// holderMu too, so that Stats can read it while a write runs.
+	holderMu sync.Mutex
+	holder   WriterHolder
+	waited   time.Duration // how long the holder queued for mu
+	// begun is set once the holder's BEGIN IMMEDIATE has the file's
+	// lock: until then a transaction waits on another process.
+	begun atomic.Bool
+	// onHold, when set, gets every hold once it ended.
+	onHold func(WriterHold)
+}
+
+// WriterHold is one hold of the writer, as Options.OnWriterHold gets it.
+type WriterHold struct {
+	// Query is the store's name for the statement or transaction.
+	Query string
+	// OnBehalfOf is the route or job kind whose context it ran under
+	// (correlation.OnBehalfOf), "" for the store's own work.
+	OnBehalfOf string
+	Waited     time.Duration // how long it queued for the writer first
+	Held       time.Duration // how long it held the writer
+	// Foreign is the part of Held a transaction's BEGIN IMMEDIATE
+	// waited for SQLite's lock: another process held the database.
+	Foreign time.Duration
+	Queued  int // writes waiting for the writer when it let go
+}
+
+// WriterHolder is who holds the writer now.
+type WriterHolder struct {
+	Query, OnBehalfOf string
+	Since             time.Time // zero: nobody holds it
+	// Beginning is true while the holder's BEGIN IMMEDIATE waits for
+	// SQLite's lock, which only another process can hold.
+	Beginning bool
 }
 
 func newWriteLock(max int64) *writeLock {
-	return &writeLock{max: max}
+	l := &writeLock{max: max}
+	l.begun.Store(true)
+	return l
 }
 
-// lock takes the lock. It fails with store.ErrBusy if max writes are
-// already waiting, and with ctx's error if ctx ended meanwhile.
-func (l *writeLock) lock(ctx context.Context) error {
+// lock takes the lock for the query named name. It fails with
+// store.ErrBusy if max writes are already waiting, and with ctx's error
+// if ctx ended meanwhile.
+func (l *writeLock) lock(ctx context.Context, name string) error {
+	var waited time.Duration
 	if !l.mu.TryLock() {
 		if l.waiting.Add(1) > l.max {
 			l.waiting.Add(-1)
@@ -58,23 +99,74 @@ func (l *writeLock) lock(ctx context.Context) error {
 		}
 		start := time.Now()
 		l.mu.Lock()
+		waited = time.Since(start)
 		l.waiting.Add(-1)
 		l.waits.Add(1)
-		l.waitedNs.Add(int64(time.Since(start)))
+		l.waitedNs.Add(int64(waited))
 	}
 	if err := ctx.Err(); err != nil {
 		l.mu.Unlock()
 		return err
 	}
-	l.heldSince = time.Now()
+	l.took(ctx, name, waited)
 	return nil
 }
 
-func (l *writeLock) unlock() {
+// tryLock takes the lock if nobody holds it or waits for it.
+func (l *writeLock) tryLock(ctx context.Context, name string) bool {
+	if l.waiting.Load() > 0 || !l.mu.TryLock() {
+		return false
+	}
+	l.took(ctx, name, 0)
+	return true
+}
+
+// took records the new holder.
+func (l *writeLock) took(ctx context.Context, name string, waited time.Duration) {
+	l.heldSince = time.Now()
+	l.waited = waited
+	l.holderMu.Lock()
+	l.holder = WriterHolder{Query: name, OnBehalfOf: correlation.OnBehalfOf(ctx), Since: l.heldSince}
+	l.holderMu.Unlock()
+}
+
+// beginning marks the holder's BEGIN IMMEDIATE as under way; began
+// returns how long it took since the lock was taken.
+func (l *writeLock) beginning() { l.begun.Store(false) }
+
+func (l *writeLock) began() time.Duration {
+	l.begun.Store(true)
+	return time.Since(l.heldSince)
+}
+
+func (l *writeLock) unlock() { l.unlockForeign(0) }
+
+// unlockForeign releases the lock; foreign is the time the hold waited
+// for another process's lock.
+func (l *writeLock) unlockForeign(foreign time.Duration) {
 	now := time.Now()
-	l.heldNs.Add(int64(now.Sub(l.heldSince)))
+	held := now.Sub(l.heldSince)
+	l.heldNs.Add(int64(held))
 	l.marks.done(now)
+	l.holderMu.Lock()
+	h := WriterHold{Query: l.holder.Query, OnBehalfOf: l.holder.OnBehalfOf, Waited: l.waited, Held: held, Foreign: foreign, Queued: int(l.waiting.Load())}
+	l.holder = WriterHolder{}
+	l.holderMu.Unlock()
+	l.begun.Store(true)
 	l.mu.Unlock()
+	// After the release: the next writer need not wait for the metrics.
+	if l.onHold != nil {
+		l.onHold(h)
+	}
+}
+
+// current returns who holds the lock now, and how many writes wait.
+func (l *writeLock) current() (WriterHolder, int) {
+	l.holderMu.Lock()
+	h := l.holder
+	l.holderMu.Unlock()
+	h.Beginning = !h.Since.IsZero() && !l.begun.Load()
+	return h, int(l.waiting.Load())
 }
 
 // held returns the time the lock was held in all, the writes in progress
@@ -82,6 +174,23 @@ func (l *writeLock) unlock() {
 func (l *writeLock) held() time.Duration { return time.Duration(l.heldNs.Load()) }
 
 // waited returns how many lock calls had to wait, and for how long in all.
-func (l *writeLock) waited() (int64, time.Duration) {
+func (l *writeLock) waitStats() (int64, time.Duration) {
 	return l.waits.Load(), time.Duration(l.waitedNs.Load())
+}
+
+// HoldWriter holds the writer for d, or until ctx ends, in a transaction
+// named "hold_writer" that writes nothing: the drill of a job that keeps
+// every other write waiting (ops/drill). The hold is recorded as any
+// other, on behalf of ctx's route or job kind.
+func (s *Store) HoldWriter(ctx context.Context, d time.Duration) error {
+	return s.inTx(ctx, "hold_writer", func(*sql.Tx) error {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
 }

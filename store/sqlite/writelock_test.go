@@ -22,7 +22,7 @@ func TestWriteLockExclusive(t *testing.T) {
 	for range 16 {
 		wg.Go(func() {
 			for range 2000 {
-				if err := l.lock(t.Context()); err != nil {
+				if err := l.lock(t.Context(), "test"); err != nil {
 					t.Errorf("lock: %v", err)
 					return
 				}
@@ -47,13 +47,13 @@ func TestWriteLockExclusive(t *testing.T) {
 func TestWriteLockExpiredWaiter(t *testing.T) {
 	t.Parallel()
 	l := newWriteLock(maxWriteWaiters)
-	if err := l.lock(t.Context()); err != nil {
+	if err := l.lock(t.Context(), "test"); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
 	defer cancel()
 	got := make(chan error)
-	go func() { got <- l.lock(ctx) }()
+	go func() { got <- l.lock(ctx, "test") }()
 	<-ctx.Done()
 	l.unlock()
 	if err := <-got; !errors.Is(err, context.DeadlineExceeded) {
@@ -68,13 +68,13 @@ func TestWriteLockExpiredWaiter(t *testing.T) {
 func TestWriteLockBoundedQueue(t *testing.T) {
 	t.Parallel()
 	l := newWriteLock(2)
-	if err := l.lock(t.Context()); err != nil {
+	if err := l.lock(t.Context(), "test"); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
-			if err := l.lock(t.Context()); err != nil {
+			if err := l.lock(t.Context(), "test"); err != nil {
 				t.Errorf("queued waiter: %v", err)
 				return
 			}
@@ -84,7 +84,7 @@ func TestWriteLockBoundedQueue(t *testing.T) {
 	for l.waiting.Load() < 2 {
 		time.Sleep(time.Millisecond)
 	}
-	if err := l.lock(t.Context()); !errors.Is(err, store.ErrBusy) {
+	if err := l.lock(t.Context(), "test"); !errors.Is(err, store.ErrBusy) {
 		t.Fatalf("third waiter: %v, want store.ErrBusy", err)
 	}
 	l.unlock()
@@ -100,7 +100,7 @@ func TestPingSkipsWriteLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.writer.lock.lock(t.Context()); err != nil {
+	if err := s.writer.lock.lock(t.Context(), "test"); err != nil {
 		t.Fatal(err)
 	}
 	defer s.writer.lock.unlock()
@@ -126,7 +126,7 @@ func TestWriteLockWaitInStats(t *testing.T) {
 	}
 	defer s.Close()
 	before := s.Stats()
-	if err := s.writer.lock.lock(t.Context()); err != nil {
+	if err := s.writer.lock.lock(t.Context(), "test"); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error)

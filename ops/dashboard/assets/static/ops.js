@@ -72,6 +72,21 @@
     }
   }
 
+  function renderWriter(w) {
+    const sec = $('writer');
+    sec.hidden = !w;
+    if (!w) return; // PostgreSQL: no single writer
+    $('writer-holding').textContent = w.holding;
+    $('writer-waiting').textContent = w.waiting;
+    $('writer-longest').textContent = w.longest;
+    $('writer-busy').textContent = w.busy;
+    $('writer-wal').textContent = w.wal;
+    list($('writer-locks'), w.locks, (l) => el('li', '', 'another process: ' + l));
+    $('writer-holders').tBodies[0].replaceChildren(...(w.holders || []).map((h) =>
+      el('tr', '', el('td', '', h.holder), el('td', '', h.query), el('td', '', h.held), el('td', '', h.holds),
+        el('td', '', h.longest), el('td', '', h.blocked))));
+  }
+
   function renderLists(s) {
     if (changed('errors', s.errors)) {
       $('errors').tBodies[0].replaceChildren(...(s.errors || []).map((e) =>
@@ -129,6 +144,7 @@
       el('span', 'badge a-' + v.answer, v.answer), ' ', el('strong', '', v.question), ' ' + v.because + ' ',
       el('span', 'threshold', 'threshold: ' + v.threshold),
       el('ul', 'numbers', ...(v.numbers || []).map((n) => el('li', '', n.name + ': ' + n.value)))));
+    renderWriter(s.writer);
     renderLists(s);
   }
 

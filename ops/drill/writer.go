@@ -1,0 +1,92 @@
+package drill
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"onebox/jobs"
+)
+
+// KindHoldWriter is the job of the writer-hold drill: it holds SQLite's
+// one writer for a set time, as a job with a long transaction would, so
+// operators can rehearse reading who keeps the writes waiting (the
+// dashboard's writer panel; `onebox ops diagnose` names the job kind).
+const KindHoldWriter = "drill.hold_writer"
+
+// HoldWriterOptions is what the writer-hold drill needs: a queue to send
+// its job to, and the store's hold (sqlite.Store.HoldWriter).
+type HoldWriterOptions struct {
+	Queue jobs.Producer
+	Hold  func(ctx context.Context, d time.Duration) error
+}
+
+type holdPayload struct {
+	For string `json:"for"`
+}
+
+// EnableHoldWriter turns the writer-hold drill on, and returns the
+// handler to register for KindHoldWriter (with a Timeout over MaxDelay).
+// Only an SQLite store has a writer to hold.
+func (dr *Drill) EnableHoldWriter(o HoldWriterOptions) jobs.Handler {
+	dr.mu.Lock()
+	dr.holdQueue = o.Queue
+	dr.mu.Unlock()
+	return func(ctx context.Context, m jobs.Message) error {
+		var p holdPayload
+		if err := json.Unmarshal(m.Payload, &p); err != nil {
+			return fmt.Errorf("drill: %s payload: %w", KindHoldWriter, err)
+		}
+		d, err := time.ParseDuration(p.For)
+		if err != nil || d <= 0 || d > dr.o.MaxDelay {
+			return fmt.Errorf("drill: %s: for %q: want a duration over 0 and at most %s", KindHoldWriter, p.For, dr.o.MaxDelay)
+		}
+		dr.setHolding(d)
+		defer dr.setHolding(0)
+		dr.log.WarnContext(ctx, "drill: a job holds the database writer", "for", d.String())
+		return o.Hold(ctx, d)
+	}
+}
+
+func (dr *Drill) setHolding(d time.Duration) {
+	dr.mu.Lock()
+	defer dr.mu.Unlock()
+	dr.holding, dr.holdUntil = d, dr.o.Now().Add(d)
+}
+
+// StartHoldWriter sends the job that holds the writer for d, which
+// must be over 0 and within MaxDelay.
+func (dr *Drill) StartHoldWriter(ctx context.Context, d time.Duration) error {
+	if d <= 0 || d > dr.o.MaxDelay {
+		return fmt.Errorf("for must be over 0 and at most %s", dr.o.MaxDelay)
+	}
+	dr.mu.Lock()
+	q := dr.holdQueue
+	dr.mu.Unlock()
+	if q == nil {
+		return fmt.Errorf("the writer-hold drill needs the SQLite store and this process's workers")
+	}
+	b, _ := json.Marshal(holdPayload{For: d.String()})
+	return q.Send(ctx, jobs.Message{Kind: KindHoldWriter, Payload: b}, jobs.SendOptions{})
+}
+
+// serveHoldWriter is POST /ops/drill/writer-hold?for=5s.
+func (dr *Drill) serveHoldWriter(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		reply(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST to start; the drill ends by itself"})
+		return
+	}
+	d, err := time.ParseDuration(r.URL.Query().Get("for"))
+	if err != nil {
+		reply(w, http.StatusBadRequest, map[string]string{"error": "for: want a duration such as 5s"})
+		return
+	}
+	if err := dr.StartHoldWriter(r.Context(), d); err != nil {
+		reply(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	reply(w, http.StatusAccepted, map[string]any{"job": KindHoldWriter, "for": d.String()})
+}

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package sqlite
+
+func fileLocks(string) ([]FileLock, error) { return nil, nil }
