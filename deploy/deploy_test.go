@@ -68,6 +68,9 @@ func exposed(t *testing.T) map[string]bool {
 	m.PipelineStep(ctx, "decode", time.Second)
 	m.Query(ctx, store.QueryEvent{Name: "users_by_id", Duration: time.Millisecond})
 	m.WriterHold(metrics.WriterHold{Query: "users_update", Held: time.Millisecond, Queued: 1})
+	m.BackupVerifySchedule(time.Hour)
+	m.BackupVerifyRunning(true)
+	m.BackupVerified(true, time.Second)
 	m.SampleOnce(ctx, metrics.Sources{
 		Queue: func(context.Context) (jobs.Stats, error) { return jobs.Stats{}, nil },
 		DB: func() metrics.DBStats {
