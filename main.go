@@ -349,6 +349,7 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 	g.Go(func() error {
 		return ops.Run(gctx, servers, ops.RunOptions{
 			Health: health, Logger: log, ShutdownDelay: cfg.ShutdownDelay, DrainTimeout: cfg.DrainTimeout,
+			HandedOver: h.handover.Replaced(),
 		})
 	})
 	return g.Wait()

@@ -30,7 +30,8 @@ import (
 // listens afresh and never hands over: a process that is not the only
 // one serving on its addresses (a test running the service in-process).
 type Handover struct {
-	upg *tableflip.Upgrader
+	upg      *tableflip.Upgrader
+	replaced chan struct{} // closed by Run once a replacement is ready
 }
 
 // Options configure New.
@@ -49,7 +50,7 @@ func New(o Options) (*Handover, error) {
 	if err != nil {
 		return nil, fmt.Errorf("handover: %w", err)
 	}
-	return &Handover{upg: upg}, nil
+	return &Handover{upg: upg, replaced: make(chan struct{})}, nil
 }
 
 // Listen returns the listener on network and addr that the parent
@@ -100,13 +101,15 @@ func (h *Handover) Ready(ctx context.Context, pidFile string, ready func(context
 }
 
 // Replaced is closed once a replacement is ready and this process
-// should drain and exit (and when Stop was called). Nil for a nil
-// Handover: never.
+// should drain and exit. The replacement then accepts on the same
+// listening sockets, so this process should stop accepting at once (see
+// ops.RunOptions.HandedOver). Never closed on a plain shutdown: then
+// this process is the only one accepting. Nil for a nil Handover: never.
 func (h *Handover) Replaced() <-chan struct{} {
 	if h == nil {
 		return nil
 	}
-	return h.upg.Exit()
+	return h.replaced
 }
 
 // Run starts an upgrade for each value on upgrades (SIGHUP, in main)
@@ -133,6 +136,7 @@ func (h *Handover) Run(ctx context.Context, upgrades <-chan os.Signal, log *slog
 				continue
 			}
 			log.Info("upgrade: the new process is ready; draining")
+			close(h.replaced)
 			return
 		}
 	}

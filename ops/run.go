@@ -29,14 +29,25 @@ type RunOptions struct {
 	DrainTimeout time.Duration
 	// Sleep waits for d or ctx; tests may shorten it. Default: a timer.
 	Sleep func(ctx context.Context, d time.Duration)
+	// HandedOver, if set, is closed when a replacement process that
+	// shares the listening sockets is ready (see package handover). If it
+	// is closed when the drain starts, Run stops accepting at once rather
+	// than after ShutdownDelay: the replacement takes every connection
+	// from then on, and the connections this process took before get the
+	// whole delay to send their request. Accepting on would be worse than
+	// useless: net/http's Shutdown closes, unanswered, a connection whose
+	// first request it reads after the shutdown began, and a client
+	// retries nothing on a fresh connection.
+	HandedOver <-chan struct{}
 }
 
 // Run serves until ctx is done, then shuts down in the order a
 // zero-downtime deploy needs: readiness turns 503 at once, serving goes on
-// for ShutdownDelay (each answer now closes its connection), then listeners close and in-flight requests get
-// DrainTimeout to finish (idle keep-alive connections are closed). A
-// listener that fails on its own ends Run with its error, after the same
-// drain of the others.
+// for ShutdownDelay (each answer now closes its connection), then
+// listeners close and in-flight requests get DrainTimeout to finish (idle
+// keep-alive connections are closed). After a hand-over the listeners
+// close first, before the delay (see HandedOver). A listener that fails
+// on its own ends Run with its error, after the same drain of the others.
 func Run(ctx context.Context, servers []Server, o RunOptions) error {
 	if o.Sleep == nil {
 		o.Sleep = func(ctx context.Context, d time.Duration) {
@@ -49,13 +60,17 @@ func Run(ctx context.Context, servers []Server, o RunOptions) error {
 		}
 	}
 	failed := make(chan error, len(servers))
-	for _, s := range servers {
+	lns := make([]*closeOnce, len(servers))
+	for i, s := range servers {
 		s.Server.Handler = closeWhenDraining(s.Server.Handler, o.Health)
+		lns[i] = &closeOnce{Listener: s.Listener}
 	}
-	for _, s := range servers {
+	for i, s := range servers {
 		go func() {
 			o.Logger.Info("listening", "server", s.Name, "addr", s.Listener.Addr().String())
-			if err := s.Server.Serve(s.Listener); !errors.Is(err, http.ErrServerClosed) {
+			// After a hand-over closed the listener this is net.ErrClosed,
+			// sent to no one: nothing reads failed once the drain began.
+			if err := s.Server.Serve(lns[i]); !errors.Is(err, http.ErrServerClosed) {
 				failed <- fmt.Errorf("%s server: %w", s.Name, err)
 			}
 		}()
@@ -68,7 +83,16 @@ func Run(ctx context.Context, servers []Server, o RunOptions) error {
 	}
 
 	o.Health.Drain()
-	o.Logger.Info("draining", "shutdown_delay", o.ShutdownDelay.String(), "drain_timeout", o.DrainTimeout.String())
+	handedOver := false
+	select {
+	case <-o.HandedOver:
+		handedOver = true
+		for _, ln := range lns {
+			_ = ln.Close() // its socket stays open in the replacement
+		}
+	default:
+	}
+	o.Logger.Info("draining", "shutdown_delay", o.ShutdownDelay.String(), "drain_timeout", o.DrainTimeout.String(), "handed_over", handedOver)
 	if cause == nil && o.ShutdownDelay > 0 {
 		// A second signal should not cut the delay short: the process
 		// manager's kill timeout is the real bound. Use a fresh context.
@@ -106,4 +130,18 @@ func closeWhenDraining(next http.Handler, h *Health) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// closeOnce is a listener that Run may close before the server's
+// Shutdown does: if Serve has not returned by then (no delay), Shutdown
+// closes it again and would report that close's error as a failed drain.
+type closeOnce struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *closeOnce) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,6 +101,94 @@ func TestRunDrainsInOrder(t *testing.T) {
 	if _, err := c.Get(base + "/fast"); err == nil {
 		t.Fatal("still accepting after the drain")
 	}
+}
+
+// TestRunHandedOver drains a process whose replacement accepts on the
+// same listening socket (as package handover passes it on): the old
+// process stops accepting before its shutdown delay, not after it. A
+// connection it accepted at the end of the delay would have its request
+// read after Shutdown began, and net/http closes such a connection
+// unanswered: an EOF on a fresh connection, which no client retries.
+// Its keep-alive connections from before are still answered.
+func TestRunHandedOver(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The replacement's end of the same socket, as it inherits it.
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	answer := func(who string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, who) })
+	}
+	get := func(c *http.Client) (string, bool) {
+		t.Helper()
+		res, err := c.Get(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b), res.Close
+	}
+
+	old := &watchedListener{Listener: ln}
+	handedOver := make(chan struct{})
+	inDelay := make(chan struct{})
+	endDelay := make(chan struct{})
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() {
+		ran <- ops.Run(ctx, []ops.Server{{Name: "old", Listener: old, Server: &http.Server{Handler: answer("old")}}}, ops.RunOptions{
+			Health: ops.NewHealth(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			ShutdownDelay: time.Hour, DrainTimeout: time.Minute, HandedOver: handedOver,
+			Sleep: func(context.Context, time.Duration) { close(inDelay); <-endDelay },
+		})
+	}()
+	ka := &http.Client{Transport: &http.Transport{}}
+	if who, _ := get(ka); who != "old" {
+		t.Fatalf("before the hand-over: answered by %q", who)
+	}
+
+	close(handedOver) // the replacement is ready ...
+	stop()            // ... and this process is told to drain
+	<-inDelay
+	if !old.closed.Load() {
+		t.Fatal("the old process still accepts in its shutdown delay after a hand-over")
+	}
+	srv := &http.Server{Handler: answer("new")}
+	go srv.Serve(next)
+	defer srv.Close()
+	if who, _ := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}); who != "new" {
+		t.Fatalf("a new connection in the delay: answered by %q, want the replacement", who)
+	}
+	if who, closed := get(ka); who != "old" || !closed {
+		t.Fatalf("the old keep-alive connection in the delay: answered by %q, closing it %v; want the old process, closing it", who, closed)
+	}
+	close(endDelay)
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// watchedListener reports whether it was closed.
+type watchedListener struct {
+	net.Listener
+	closed atomic.Bool
+}
+
+func (l *watchedListener) Close() error {
+	l.closed.Store(true)
+	return l.Listener.Close()
 }
 
 func TestRunDrainTimeout(t *testing.T) {
