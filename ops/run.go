@@ -39,6 +39,10 @@ type RunOptions struct {
 	// first request it reads after the shutdown began, and a client
 	// retries nothing on a fresh connection.
 	HandedOver <-chan struct{}
+	// AcceptGrace bounds how long, once the listeners are closed, Run
+	// waits for connections it accepted to send their first request
+	// before Shutdown (see Run). Default: 1s.
+	AcceptGrace time.Duration
 }
 
 // Run serves until ctx is done, then shuts down in the order a
@@ -46,8 +50,14 @@ type RunOptions struct {
 // for ShutdownDelay (each answer now closes its connection), then
 // listeners close and in-flight requests get DrainTimeout to finish (idle
 // keep-alive connections are closed). After a hand-over the listeners
-// close first, before the delay (see HandedOver). A listener that fails
-// on its own ends Run with its error, after the same drain of the others.
+// close first, before the delay (see HandedOver). Between the listeners
+// closing and Shutdown, Run waits (up to AcceptGrace) for every
+// connection it accepted to start its first request: net/http's Shutdown
+// drops, unanswered, a request it reads after the shutdown began, and a
+// balancer that connected just before the listener closed (nginx keeps
+// sending to a draining instance until a connect fails) would lose one
+// it will not resend. A listener that fails on its own ends Run with its
+// error, after the same drain of the others.
 func Run(ctx context.Context, servers []Server, o RunOptions) error {
 	if o.Sleep == nil {
 		o.Sleep = func(ctx context.Context, d time.Duration) {
@@ -59,9 +69,14 @@ func Run(ctx context.Context, servers []Server, o RunOptions) error {
 			}
 		}
 	}
+	if o.AcceptGrace <= 0 {
+		o.AcceptGrace = time.Second
+	}
 	failed := make(chan error, len(servers))
 	lns := make([]*closeOnce, len(servers))
+	fresh := newFreshConns()
 	for i, s := range servers {
+		fresh.track(s.Server)
 		s.Server.Handler = closeWhenDraining(s.Server.Handler, o.Health)
 		lns[i] = &closeOnce{Listener: s.Listener}
 	}
@@ -98,6 +113,12 @@ func Run(ctx context.Context, servers []Server, o RunOptions) error {
 		// manager's kill timeout is the real bound. Use a fresh context.
 		o.Sleep(context.Background(), o.ShutdownDelay)
 	}
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	if !fresh.wait(o.AcceptGrace) {
+		o.Logger.Warn("connections sent no request within the grace; closing them", "accept_grace", o.AcceptGrace.String())
+	}
 	dctx, cancel := context.WithTimeout(context.Background(), o.DrainTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -130,6 +151,87 @@ func closeWhenDraining(next http.Handler, h *Health) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// freshConns counts the connections accepted that have not yet started a
+// request: those Shutdown would drop, unanswered, if their request came
+// after it began.
+type freshConns struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	empty chan struct{} // closed and replaced when conns empties
+}
+
+func newFreshConns() *freshConns {
+	return &freshConns{conns: map[net.Conn]struct{}{}, empty: make(chan struct{})}
+}
+
+type freshKey struct{}
+
+// track hooks s: ConnState adds a new connection and drops a closed or
+// hijacked one; ConnContext marks each connection so its first request,
+// on starting, drops it. Hooks s already has still run.
+func (f *freshConns) track(s *http.Server) {
+	state, connCtx := s.ConnState, s.ConnContext
+	s.ConnState = func(c net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			f.mu.Lock()
+			f.conns[c] = struct{}{}
+			f.mu.Unlock()
+		case http.StateClosed, http.StateHijacked:
+			f.started(c)
+		}
+		if state != nil {
+			state(c, st)
+		}
+	}
+	s.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if connCtx != nil {
+			ctx = connCtx(ctx, c)
+		}
+		return context.WithValue(ctx, freshKey{}, c)
+	}
+	next := s.Handler
+	s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, ok := r.Context().Value(freshKey{}).(net.Conn); ok {
+			f.started(c)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (f *freshConns) started(c net.Conn) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.conns[c]; !ok {
+		return
+	}
+	delete(f.conns, c)
+	if len(f.conns) == 0 {
+		close(f.empty)
+		f.empty = make(chan struct{})
+	}
+}
+
+// wait returns once no accepted connection waits for its first request,
+// true, or after grace, false.
+func (f *freshConns) wait(grace time.Duration) bool {
+	f.mu.Lock()
+	if len(f.conns) == 0 {
+		f.mu.Unlock()
+		return true
+	}
+	empty := f.empty
+	f.mu.Unlock()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-empty:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // closeOnce is a listener that Run may close before the server's

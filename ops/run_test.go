@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -228,5 +229,62 @@ func TestReadyReportsFailingCheck(t *testing.T) {
 	ok, rep := h.Ready(context.Background())
 	if ok || rep.Status != "unready" || rep.Checks["database"] != "ok" || rep.Checks["cache"] != context.DeadlineExceeded.Error() {
 		t.Fatalf("ready=%v %+v", ok, rep)
+	}
+}
+
+// TestRunAnswersAcceptedConnections: a balancer that connected just before
+// the listener closed sends its request a moment later; net/http's
+// Shutdown would drop it unanswered (a POST nginx will not resend), so
+// Run closes the listeners, then waits for every accepted connection's
+// first request before shutting down.
+func TestRunAnswersAcceptedConnections(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	watched := &watchedListener{Listener: ln}
+	accepted := make(chan struct{}, 1)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "answered") }),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				accepted <- struct{}{}
+			}
+		},
+	}
+	endDelay := make(chan struct{})
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() {
+		ran <- ops.Run(ctx, []ops.Server{{Name: "api", Listener: watched, Server: srv}}, ops.RunOptions{
+			Health: ops.NewHealth(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			ShutdownDelay: time.Hour, DrainTimeout: time.Minute, AcceptGrace: time.Minute,
+			Sleep: func(context.Context, time.Duration) { <-endDelay },
+		})
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	<-accepted
+	stop()
+	close(endDelay)
+	// The listener closes (before Shutdown, or, without the wait, by it,
+	// after the server began shutting down); only then the request.
+	for !watched.closed.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(time.Minute))
+	got, err := io.ReadAll(conn)
+	if !strings.HasPrefix(string(got), "HTTP/1.1 200") || !strings.HasSuffix(string(got), "answered") {
+		t.Errorf("a request on a connection accepted before the drain: %q, %v; want it answered", got, err)
+	}
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }
