@@ -16,24 +16,40 @@ import (
 // opsToken is an operator token long enough for the configuration.
 const opsToken = "s3cret-s3cret-s3cret-s3cret-s3cret"
 
-// TestOpsEndToEnd serves with drills on and a token, reads the dashboard
-// and the diagnosis the way an operator would, and runs a drill.
-func TestOpsEndToEnd(t *testing.T) {
-	addr, admin := freeAddr(t), freeAddr(t)
+// serveWithDrills runs `onebox serve` with drills on and opsToken, until
+// the test ends, and returns once it is ready: its API and admin
+// addresses, and the environment it read (for CLI calls against it).
+func serveWithDrills(t *testing.T) (addr, admin string, getenv func(string) (string, bool)) {
+	t.Helper()
+	addr, admin = freeAddr(t), freeAddr(t)
 	env := map[string]string{
 		"ONEBOX_ADDR": addr, "ONEBOX_ADMIN_ADDR": admin, "ONEBOX_DATA_DIR": t.TempDir(), "ONEBOX_HASH_CONCURRENCY": "2",
 		"ONEBOX_OPS_TOKEN": opsToken, "ONEBOX_OPS_INTERVAL": "100ms", "ONEBOX_DRILLS": "true",
 	}
-	getenv := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	getenv = func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve"}, getenv, io.Discard, io.Discard) }()
-	defer func() {
+	t.Cleanup(func() {
 		stop()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
-	}()
+	})
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if res, _, _ := request(http.DefaultClient, "GET", "http://"+admin+"/health/ready", "", "", nil); res != nil && res.StatusCode == http.StatusOK {
+			return addr, admin, getenv
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not ready")
+		}
+	}
+}
+
+// TestOpsEndToEnd serves with drills on and a token, reads the dashboard
+// and the diagnosis the way an operator would, and runs a drill.
+func TestOpsEndToEnd(t *testing.T) {
+	_, admin, getenv := serveWithDrills(t)
 	do := func(method, path, token string) (int, string) {
 		t.Helper()
 		res, b, err := request(http.DefaultClient, method, "http://"+admin+path, token, "", nil)
@@ -42,16 +58,6 @@ func TestOpsEndToEnd(t *testing.T) {
 		}
 		return res.StatusCode, string(b)
 	}
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if code, _ := do("GET", "/health/ready", ""); code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("not ready")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-
 	if code, _ := do("GET", "/ops/", ""); code != http.StatusUnauthorized {
 		t.Fatalf("/ops/ without the token: %d", code)
 	}
@@ -83,8 +89,7 @@ func TestOpsEndToEnd(t *testing.T) {
 		if k == "ONEBOX_OPS_TOKEN" {
 			return "nope-nope-nope-nope-nope-nope-nope-nope", true
 		}
-		v, ok := env[k]
-		return v, ok
+		return getenv(k)
 	}
 	if err := run(context.Background(), []string{"ops", "diagnose"}, wrong, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "set ONEBOX_OPS_TOKEN or -ops-token") {
 		t.Errorf("wrong token: %v", err)
@@ -220,30 +225,8 @@ func TestOpsAdviseUnderLoad(t *testing.T) {
 // queue behind it; `onebox ops diagnose` names the database as the root
 // cause and the job kind as the writer's holder.
 func TestWriterHoldDrill(t *testing.T) {
-	addr, admin := freeAddr(t), freeAddr(t)
-	env := map[string]string{
-		"ONEBOX_ADDR": addr, "ONEBOX_ADMIN_ADDR": admin, "ONEBOX_DATA_DIR": t.TempDir(), "ONEBOX_HASH_CONCURRENCY": "2",
-		"ONEBOX_OPS_TOKEN": opsToken, "ONEBOX_OPS_INTERVAL": "100ms", "ONEBOX_DRILLS": "true",
-	}
-	getenv := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve"}, getenv, io.Discard, io.Discard) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
+	addr, admin, getenv := serveWithDrills(t)
 	admin = "http://" + admin
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if res, _, _ := request(http.DefaultClient, "GET", admin+"/health/ready", "", "", nil); res != nil && res.StatusCode == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("not ready")
-		}
-	}
 	res, body, err := request(http.DefaultClient, "POST", admin+"/ops/drill/writer-hold?for=5s", opsToken, "", nil)
 	if res == nil || res.StatusCode != http.StatusAccepted {
 		t.Fatalf("drill: %v %s %v", res, body, err)
