@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -77,7 +78,7 @@ func Run(ctx context.Context, servers []Server, o RunOptions) error {
 	fresh := newFreshConns()
 	for i, s := range servers {
 		fresh.track(s.Server)
-		s.Server.Handler = closeWhenDraining(s.Server.Handler, o.Health)
+		s.Server.Handler = closeWhenDraining(s.Server.Handler, o.Health, fresh)
 		lns[i] = &closeOnce{Listener: s.Listener}
 	}
 	for i, s := range servers {
@@ -144,8 +145,9 @@ func Run(ctx context.Context, servers []Server, o RunOptions) error {
 // with an Idempotency-Key). In a hand-over the clients' next connections
 // reach the new process; give ShutdownDelay a second or two for busy
 // connections to turn over.
-func closeWhenDraining(next http.Handler, h *Health) http.Handler {
+func closeWhenDraining(next http.Handler, h *Health, fresh *freshConns) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fresh.started(r.Context())
 		if h.Draining() {
 			w.Header().Set("Connection", "close")
 		}
@@ -169,8 +171,9 @@ func newFreshConns() *freshConns {
 type freshKey struct{}
 
 // track hooks s: ConnState adds a new connection and drops a closed or
-// hijacked one; ConnContext marks each connection so its first request,
-// on starting, drops it. Hooks s already has still run.
+// hijacked one; ConnContext marks each connection so that its first
+// request, on starting (started, called by Run's handler), drops it.
+// Hooks s already has still run.
 func (f *freshConns) track(s *http.Server) {
 	state, connCtx := s.ConnState, s.ConnContext
 	s.ConnState = func(c net.Conn, st http.ConnState) {
@@ -180,7 +183,7 @@ func (f *freshConns) track(s *http.Server) {
 			f.conns[c] = struct{}{}
 			f.mu.Unlock()
 		case http.StateClosed, http.StateHijacked:
-			f.started(c)
+			f.drop(c)
 		}
 		if state != nil {
 			state(c, st)
@@ -190,18 +193,26 @@ func (f *freshConns) track(s *http.Server) {
 		if connCtx != nil {
 			ctx = connCtx(ctx, c)
 		}
-		return context.WithValue(ctx, freshKey{}, c)
+		return context.WithValue(ctx, freshKey{}, &freshConn{Conn: c})
 	}
-	next := s.Handler
-	s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c, ok := r.Context().Value(freshKey{}).(net.Conn); ok {
-			f.started(c)
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
-func (f *freshConns) started(c net.Conn) {
+// freshConn marks a connection in its context; started tells whether
+// one of its requests began, so only the first takes freshConns' lock.
+type freshConn struct {
+	net.Conn
+	started atomic.Bool
+}
+
+// started drops the connection of a request that starts, if it was
+// still waiting for its first.
+func (f *freshConns) started(ctx context.Context) {
+	if c, ok := ctx.Value(freshKey{}).(*freshConn); ok && !c.started.Swap(true) {
+		f.drop(c.Conn)
+	}
+}
+
+func (f *freshConns) drop(c net.Conn) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.conns[c]; !ok {
