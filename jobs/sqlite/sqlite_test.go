@@ -296,32 +296,13 @@ func TestSchemaIdempotent(t *testing.T) {
 	}
 }
 
-// BenchmarkReceiveAck takes batches from a preloaded queue and acks each
-// batch in one statement, as the Runner does.
+// BenchmarkReceiveAck: jobstest.BenchReceiveAck on SQLite.
 func BenchmarkReceiveAck(b *testing.B) {
-	for _, batch := range []int{1, 10, 100} {
-		b.Run(fmt.Sprint("batch=", batch), func(b *testing.B) {
-			q := newQueue(b)
-			preload(b, q, b.N*batch)
-			ctx := context.Background()
-			rs := make([]jobs.Receipt, 0, batch)
-			b.ResetTimer()
-			for range b.N {
-				msgs, err := q.queue.Receive(ctx, "k", batch, time.Minute)
-				if err != nil || len(msgs) != batch {
-					b.Fatalf("Receive = %d, %v; want %d", len(msgs), err, batch)
-				}
-				rs = rs[:0]
-				for _, m := range msgs {
-					rs = append(rs, m.Receipt())
-				}
-				if err := q.queue.Ack(ctx, rs...); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "jobs/s")
-		})
-	}
+	jobstest.BenchReceiveAck(b, func(b *testing.B, n int) jobs.Queue {
+		q := newQueue(b)
+		preload(b, q, n)
+		return q.queue
+	})
 }
 
 // BenchmarkGoqiteReceiveDelete is BenchmarkReceiveAck's baseline: the
