@@ -20,11 +20,14 @@
 //     Compared with goqite-send: both send, receive and delete every
 //     message.
 //
-// jobs/sqlite enqueues goqite's row as goqite's Send does, plus the
-// fair-queueing turn it computes in the same INSERT, so the pairs differ
-// in that and in how messages are received and acked: goqite's Receive
-// and Delete against jobs/sqlite's batched SQL on goqite's table and the
-// Runner.
+// jobs/sqlite enqueues with goqite's own Send, then gives the row its
+// fair-queueing turn in the same transaction, so the pairs differ in
+// that, in how messages are received and acked (goqite's Receive and
+// Delete against jobs/sqlite's batched SQL on goqite's table and the
+// Runner), and in the writer: onebox's keeps the statements run by their
+// text compiled (internal/stmtcache, as store/sqlite's writer does),
+// goqite's loop runs on a plain database/sql pool, as goqite's users'
+// would.
 //
 // With -postgres URL the same two pairs run a second time on PostgreSQL,
 // in the same command: pg-drain and pg-stream on jobs/postgres against
@@ -90,8 +93,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 	"maragu.dev/goqite"
-	_ "modernc.org/sqlite"
+	"modernc.org/sqlite"
 
+	"onebox/internal/stmtcache"
 	"onebox/jobs"
 	jobnats "onebox/jobs/nats"
 	jobpg "onebox/jobs/postgres"
@@ -388,7 +392,9 @@ func (b bench) pairs(prefix, basePrefix string, open, openBase opener) []pair {
 // openSQLite makes databases in dir, opened as store/sqlite opens them.
 func (b bench) openSQLite(dir string) opener {
 	return func(ctx context.Context, name string, goqiteOnly bool) (database, error) {
-		writer, reader, err := open(filepath.Join(dir, name+".db"))
+		// goqite's own loop runs as goqite's users would run it, without
+		// onebox's statement cache.
+		writer, reader, err := open(filepath.Join(dir, name+".db"), !goqiteOnly)
 		if err != nil {
 			return database{}, err
 		}
@@ -722,8 +728,10 @@ func (c *counter) Ack(ctx context.Context, ids ...jobs.Receipt) error {
 }
 
 // open opens path as store/sqlite does: the same pragmas, one writer
-// connection taking the write lock at BEGIN, a query-only reader pool.
-func open(path string) (writer, reader *sql.DB, err error) {
+// connection taking the write lock at BEGIN, a query-only reader pool;
+// with cached, the writer keeps the statements run by their text
+// compiled (internal/stmtcache), as store/sqlite's does.
+func open(path string, cached bool) (writer, reader *sql.DB, err error) {
 	dsn := func(extra string) string {
 		return path + "?" + strings.Join([]string{
 			"_pragma=busy_timeout(5000)",
@@ -733,7 +741,9 @@ func open(path string) (writer, reader *sql.DB, err error) {
 			extra,
 		}, "&")
 	}
-	if writer, err = sql.Open("sqlite", dsn("_txlock=immediate")); err != nil {
+	if cached {
+		writer = sql.OpenDB(stmtcache.New(&sqlite.Driver{}, dsn("_txlock=immediate"), 256))
+	} else if writer, err = sql.Open("sqlite", dsn("_txlock=immediate")); err != nil {
 		return nil, nil, err
 	}
 	writer.SetMaxOpenConns(1)

@@ -2,10 +2,12 @@
 // the store's own SQLite database, so a job is enqueued in the same
 // transaction as the row it belongs to.
 //
-// Enqueueing writes goqite's row as goqite's own Send and SendTx do,
-// with onebox's envelope (jobs.Encode) as goqite's body, the delay as
-// goqite's and the priority as goqite's, plus two columns of its own,
-// the message's fair key and turn (below), in the same single INSERT.
+// Enqueueing is goqite's own SendAndGetIDTx, with onebox's envelope
+// (jobs.Encode) as goqite's body, the delay as goqite's and the priority
+// as goqite's; then one UPDATE in the same transaction gives the row two
+// columns of onebox's own, the message's fair key and turn (below).
+// Both statements run by their text; the store's writer keeps them
+// compiled (internal/stmtcache), which halved an enqueue's CPU.
 // The schema is goqite's table, trigger and index, made idempotent,
 // plus this package's own tables (schema.sql), then FairSchema
 // (fair.sql).

@@ -34,6 +34,7 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"onebox/internal/stmtcache"
 	jobsqlite "onebox/jobs/sqlite"
 	"onebox/store"
 	"onebox/store/internal/sqlutil"
@@ -149,10 +150,9 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		// The checkpointer does it, off the request path (checkpoint.go).
 		writerParams += "&_pragma=wal_autocheckpoint(0)"
 	}
-	writer, err := sql.Open("sqlite", dsn(opts, writerParams))
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: open writer: %w", err)
-	}
+	// The writer keeps the statements run by their text, goqite's Send
+	// among them, compiled (internal/stmtcache).
+	writer := sql.OpenDB(stmtcache.New(&sqlite.Driver{}, dsn(opts, writerParams), writerStatements))
 	writer.SetMaxOpenConns(1)
 	writer.SetMaxIdleConns(1)
 
@@ -227,6 +227,10 @@ func openWriter(ctx context.Context, db *sql.DB, timeout time.Duration) error {
 		}
 	}
 }
+
+// writerStatements bounds the writer's statement cache: onebox's own
+// and goqite's statements are a few dozen.
+const writerStatements = 256
 
 // readerParams make a connection read-only, with reads through mmap.
 const readerParams = "_pragma=query_only(1)&_pragma=mmap_size(268435456)"
