@@ -81,6 +81,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -149,6 +150,15 @@ for each row execute procedure update_timestamp();
 
 create index goqite_queue_priority_created_idx on goqite (queue, priority desc, created);`
 
+// job is onebox's i-th job: noopJob, with the fair key i mod -keys.
+func (b bench) job(i int) jobs.Message {
+	m := noopJob()
+	if b.keys > 0 {
+		m.FairKey = "owner-" + strconv.Itoa(i%b.keys)
+	}
+	return m
+}
+
 // noopJob is what every scenario enqueues: the shape of a photo job.
 func noopJob() jobs.Message {
 	return jobs.Message{
@@ -170,6 +180,7 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	blockProfile := flag.String("blockprofile", "", "write a blocking profile of the whole run to this file")
 	mutexProfile := flag.String("mutexprofile", "", "write a mutex contention profile of the whole run to this file")
+	keys := flag.Int("keys", 0, "give onebox's jobs fair keys, job i the key i mod keys, as photo jobs carry their owner's (0: no key)")
 	only := flag.String("only", "", "run only the pairs whose onebox scenario is named here, comma-separated (stream,nats-relay-stream)")
 	flag.Parse()
 	if *n < 1 || *runs < 1 {
@@ -199,7 +210,7 @@ func main() {
 	if *only != "" {
 		names = strings.Split(*only, ",")
 	}
-	b := bench{only: names, n: *n, producers: *producers, concurrency: *concurrency, verbose: *verbose, pgURL: *pgURL, pgConns: *pgConns, natsURL: *natsURL}
+	b := bench{only: names, keys: *keys, n: *n, producers: *producers, concurrency: *concurrency, verbose: *verbose, pgURL: *pgURL, pgConns: *pgConns, natsURL: *natsURL}
 	if err := b.run(context.Background(), *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "queue:", err)
 		pprof.StopCPUProfile()
@@ -209,6 +220,7 @@ func main() {
 
 type bench struct {
 	n, producers, concurrency int
+	keys                      int // onebox's jobs' fair keys; none when 0
 	verbose                   bool
 	pgURL                     string
 	pgConns                   int
@@ -590,7 +602,7 @@ func (b bench) onebox(ctx context.Context, db database, prefill bool) (time.Dura
 	n, producers, concurrency := b.n, b.producers, b.concurrency
 	q := db.queue
 	if prefill {
-		if err := prefillQueue(ctx, db, n); err != nil {
+		if err := b.prefillQueue(ctx, db, n); err != nil {
 			return 0, err
 		}
 	}
@@ -622,7 +634,7 @@ func (b bench) onebox(ctx context.Context, db database, prefill bool) (time.Dura
 		for p := range producers {
 			wg.Go(func() {
 				for i := p; i < n; i += producers {
-					if err := send.Send(ctx, job, jobs.SendOptions{}); err != nil {
+					if err := send.Send(ctx, b.job(i), jobs.SendOptions{}); err != nil {
 						sendErr <- err
 						return
 					}
@@ -660,16 +672,18 @@ func (b bench) onebox(ctx context.Context, db database, prefill bool) (time.Dura
 
 // prefillQueue enqueues n jobs: 1000 per transaction on a database, by
 // 16 concurrent publishers on a broker.
-func prefillQueue(ctx context.Context, db database, n int) error {
-	if tq, ok := db.queue.(txSender); ok && db.db != nil {
-		return inBatches(ctx, db.db, n, func(tx *sql.Tx) error { return tq.SendTx(ctx, tx, noopJob(), jobs.SendOptions{}) })
-	}
+func (b bench) prefillQueue(ctx context.Context, db database, n int) error {
 	var next atomic.Int64
+	if tq, ok := db.queue.(txSender); ok && db.db != nil {
+		return inBatches(ctx, db.db, n, func(tx *sql.Tx) error {
+			return tq.SendTx(ctx, tx, b.job(int(next.Add(1))), jobs.SendOptions{})
+		})
+	}
 	var g errgroup.Group
 	for range 16 {
 		g.Go(func() error {
-			for next.Add(1) <= int64(n) {
-				if err := db.queue.Send(ctx, noopJob(), jobs.SendOptions{}); err != nil {
+			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+				if err := db.queue.Send(ctx, b.job(int(i)), jobs.SendOptions{}); err != nil {
 					return err
 				}
 			}
