@@ -52,6 +52,24 @@ func readGrafana(t *testing.T) grafana {
 // onebox series has been touched once.
 func exposed(t *testing.T) map[string]bool {
 	t.Helper()
+	var b bytes.Buffer
+	everySeries(t).WritePrometheus(&b)
+	names := map[string]bool{}
+	for line := range strings.Lines(b.String()) {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if i := strings.IndexAny(line, "{ "); i > 0 {
+			names[line[:i]] = true
+		}
+	}
+	return names
+}
+
+// everySeries returns metrics in which every onebox series has been
+// touched once, read replicas' and backup verification's included.
+func everySeries(t *testing.T) *metrics.Metrics {
+	t.Helper()
 	m := metrics.New(metrics.Options{Kinds: []string{"photo.process"}})
 	ctx := context.Background()
 	r := m.Route("GET", "/v1/users/:id")
@@ -83,18 +101,7 @@ func exposed(t *testing.T) map[string]bool {
 		},
 		DataDir: t.TempDir(),
 	})
-	var b bytes.Buffer
-	m.WritePrometheus(&b)
-	names := map[string]bool{}
-	for line := range strings.Lines(b.String()) {
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		if i := strings.IndexAny(line, "{ "); i > 0 {
-			names[line[:i]] = true
-		}
-	}
-	return names
+	return m
 }
 
 var metricName = regexp.MustCompile(`\bonebox_[a-z0-9_]+`)
@@ -131,9 +138,14 @@ func TestGrafanaDashboard(t *testing.T) {
 			exprs = append(exprs, tg.Expr)
 		}
 	}
-	// /ops/ shows its components in dependency order; Grafana's rows
-	// must follow it.
-	d := dashboard.New(dashboard.Options{Scrape: func(io.Writer) error { return nil }})
+	// /ops/ shows its components in dependency order, and its optional
+	// ones (read replicas, backups) once their metrics exist; Grafana's
+	// rows must follow it, the optional ones included.
+	m := everySeries(t)
+	d := dashboard.New(dashboard.Options{Scrape: func(w io.Writer) error { m.WritePrometheus(w); return nil }})
+	if err := d.Collect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	var want []string
 	for _, p := range d.State().Panels {
 		want = append(want, p.Title)
