@@ -93,11 +93,14 @@ func NewSender(db *sql.DB) *Sender {
 
 // turnSQL gives the row goqite's Send just inserted its fair key and
 // turn, as jobs/sqlite computes them: both index lookups, the first in
-// the partial index of keyed messages; the new row is left out of both.
-const turnSQL = `update goqite set fair_key = $3::text, fair_rank = greatest(
+// the partial index of keyed messages; the new row is left out of both,
+// and, like jobs/sqlite, a message without a key at turn 0 is not
+// written again.
+const turnSQL = `update goqite set fair_key = $3::text, fair_rank = t.rank
+from (select greatest(
 	coalesce((select fair_rank + 1 from goqite where queue = $2 and fair_key = $3::text and fair_key <> '' order by fair_rank desc limit 1), 0),
-	coalesce((select fair_rank from goqite where queue = $2 and timeout <= $4 and id <> $1 order by priority desc, fair_rank, created limit 1), 0))
-where id = $1`
+	coalesce((select fair_rank from goqite where queue = $2 and timeout <= $4 and id <> $1 order by priority desc, fair_rank, created limit 1), 0)) as rank) as t
+where id = $1 and ($3::text <> '' or t.rank <> 0)`
 
 // Options configure New. Every field has a default.
 type Options struct {

@@ -183,10 +183,14 @@ func NewSender(writer *sql.DB) *Sender {
 // (the literal condition on fair_key lets the planner use it), the next
 // message a scan that passes only over the running messages before it.
 // The new row, still without key and at turn 0, is left out of both.
-const turnSQL = `UPDATE goqite SET fair_key = ?3, fair_rank = max(
+// A message without a key whose turn is 0, as goqite inserted it (every
+// message of a queue without keys), is not written again: the update,
+// and goqite's trigger behind it, are most of the turn's cost.
+const turnSQL = `UPDATE goqite SET fair_key = ?3, fair_rank = t.rank
+FROM (SELECT max(
 	coalesce((SELECT fair_rank + 1 FROM goqite WHERE queue = ?2 AND fair_key = ?3 AND fair_key <> '' ORDER BY fair_rank DESC LIMIT 1), 0),
-	coalesce((SELECT fair_rank FROM goqite WHERE queue = ?2 AND timeout <= ?4 AND id <> ?1 ORDER BY priority DESC, fair_rank, created LIMIT 1), 0))
-WHERE id = ?1`
+	coalesce((SELECT fair_rank FROM goqite WHERE queue = ?2 AND timeout <= ?4 AND id <> ?1 ORDER BY priority DESC, fair_rank, created LIMIT 1), 0)) AS rank) AS t
+WHERE id = ?1 AND (?3 <> '' OR t.rank <> 0)`
 
 // receiveSQL takes a batch in one statement, on goqite's table; it is
 // goqite's Receive without MaxReceive, for up to max messages, returning
