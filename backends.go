@@ -147,6 +147,18 @@ func urlPath(u *url.URL) string {
 	return u.Path
 }
 
+// sqliteOptions are the SQLite store's options for the file at path.
+func sqliteOptions(w wiring, path string) sqlite.Options {
+	o := sqlite.Options{
+		Path: path, ReadConns: w.cfg.DBReadConns, BusyTimeout: w.cfg.DBBusyTimeout, MaxReadSnapshot: w.cfg.DBMaxRead, Logger: w.log, OnQuery: w.onQuery,
+		Checkpoint: sqlite.CheckpointOptions{MaxWALBytes: w.cfg.WALMaxBytes},
+	}
+	if m := w.metrics; m != nil {
+		o.OnWriterHold = func(h sqlite.WriterHold) { m.WriterHold(metrics.WriterHold(h)) }
+	}
+	return o
+}
+
 // openSQLite opens the store and, in the same database, its queue, so a
 // job commits with its row.
 func openSQLite(ctx context.Context, w wiring, u *url.URL) (database, error) {
@@ -154,14 +166,7 @@ func openSQLite(ctx context.Context, w wiring, u *url.URL) (database, error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 		return database{}, err
 	}
-	o := sqlite.Options{
-		Path: p, ReadConns: w.cfg.DBReadConns, BusyTimeout: w.cfg.DBBusyTimeout, Logger: w.log, OnQuery: w.onQuery,
-		Checkpoint: sqlite.CheckpointOptions{MaxWALBytes: w.cfg.WALMaxBytes},
-	}
-	if m := w.metrics; m != nil {
-		o.OnWriterHold = func(h sqlite.WriterHold) { m.WriterHold(metrics.WriterHold(h)) }
-	}
-	st, err := sqlite.New(ctx, o)
+	st, err := sqlite.New(ctx, sqliteOptions(w, p))
 	if err != nil {
 		return database{}, err
 	}

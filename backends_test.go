@@ -4,6 +4,10 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
+
+	"onebox/config"
+	"onebox/store/sqlite"
 )
 
 // TestBackendTableIsWhatConfigAccepts: every scheme the table opens
@@ -34,5 +38,22 @@ func TestBackendTableIsWhatConfigAccepts(t *testing.T) {
 				t.Errorf("%s=%s: %v", env, v, err)
 			}
 		}
+	}
+}
+
+// TestSQLiteSettings: each SQLite setting reaches the store's options.
+func TestSQLiteSettings(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{
+		"ONEBOX_DB_READ_CONNS": "7", "ONEBOX_DB_BUSY_TIMEOUT": "3s", "ONEBOX_DB_MAX_READ": "2s", "ONEBOX_WAL_MAX_BYTES": "1048576",
+	}
+	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := sqliteOptions(wiring{cfg: cfg}, "x.db")
+	want := sqlite.Options{Path: "x.db", ReadConns: 7, BusyTimeout: 3 * time.Second, MaxReadSnapshot: 2 * time.Second, Checkpoint: sqlite.CheckpointOptions{MaxWALBytes: 1 << 20}}
+	if o.Path != want.Path || o.ReadConns != want.ReadConns || o.BusyTimeout != want.BusyTimeout || o.MaxReadSnapshot != want.MaxReadSnapshot || o.Checkpoint.MaxWALBytes != want.Checkpoint.MaxWALBytes {
+		t.Errorf("options %+v, want %+v", o, want)
 	}
 }

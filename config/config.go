@@ -138,6 +138,8 @@ type Config struct {
 	HashConcurrency int
 	DBReadConns     int
 	DBBusyTimeout   time.Duration
+	// DBMaxRead bounds an SQLite list read's snapshot (ONEBOX_DB_MAX_READ).
+	DBMaxRead time.Duration
 	// WALMaxBytes bounds the SQLite WAL file (ONEBOX_WAL_MAX_BYTES).
 	WALMaxBytes    int64
 	MaxBodyBytes   int64
@@ -298,6 +300,7 @@ func settings() []setting {
 			return err
 		}},
 		{env: "ONEBOX_DB_BUSY_TIMEOUT", flag: "db-busy-timeout", def: "5s", usage: "how long an SQLite write waits for a lock another process holds before it answers 503", set: dur(func(c *Config) *time.Duration { return &c.DBBusyTimeout })},
+		{env: "ONEBOX_DB_MAX_READ", flag: "db-max-read", def: "5s", usage: "the longest an SQLite list read may hold its snapshot (past it the read fails, 503): a snapshot keeps the WAL from being checkpointed past it, so this bounds the WAL while writes flow", set: dur(func(c *Config) *time.Duration { return &c.DBMaxRead })},
 		{env: "ONEBOX_CACHE_URL", flag: "cache-url", def: "memory://", usage: "cache backend: memory://, redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS; shared by instances), or none", secret: true, set: str(func(c *Config) *string { return &c.CacheURL })},
 		{env: "ONEBOX_LIMITER_URL", flag: "limiter-url", def: "memory://", usage: "rate limiter backend: memory:// (per instance) or redis://[:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS; one budget for all instances)", secret: true, set: str(func(c *Config) *string { return &c.LimiterURL })},
 		{env: "ONEBOX_QUEUE_URL", flag: "queue-url", def: "", usage: "job queue backend: empty means the store's own database; nats://HOST:PORT[?stream=JOBS&prefix=onebox] is JetStream, fed from the store's table by a relay", secret: true, set: str(func(c *Config) *string { return &c.QueueURL })},
@@ -780,7 +783,7 @@ func (c Config) validate(schemes map[string][]string) error {
 	for env, d := range map[string]time.Duration{
 		"ONEBOX_CACHE_TTL": c.CacheTTL, "ONEBOX_CACHE_NEGATIVE_TTL": c.CacheNegative,
 		"ONEBOX_SESSION_TTL": c.SessionTTL, "ONEBOX_REQUEST_TIMEOUT": c.RequestTimeout, "ONEBOX_DEVICE_TTL": c.DeviceTTL,
-		"ONEBOX_DB_BUSY_TIMEOUT": c.DBBusyTimeout, "ONEBOX_DATABASE_MAX_LAG": c.DatabaseMaxLag,
+		"ONEBOX_DB_BUSY_TIMEOUT": c.DBBusyTimeout, "ONEBOX_DB_MAX_READ": c.DBMaxRead, "ONEBOX_DATABASE_MAX_LAG": c.DatabaseMaxLag,
 		"ONEBOX_EVENTS_FALLBACK_POLL": c.EventsFallbackPoll, "ONEBOX_BACKUP_RECOVERY_POINT": c.BackupRecoveryPoint,
 	} {
 		if _, read := c.raw[env]; read && d <= 0 {
