@@ -7,7 +7,11 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
+	"path"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"onebox/backup"
@@ -15,6 +19,7 @@ import (
 	"onebox/media"
 	medialocal "onebox/media/local"
 	mediamirror "onebox/media/mirror"
+	medias3 "onebox/media/s3"
 	"onebox/store/sqlite"
 )
 
@@ -67,12 +72,40 @@ func openInstance(ctx context.Context, cfg config.Config, cmd string, opts sqlit
 	return nil, nil, err
 }
 
-// backupCommand is `onebox backup -to DIR`. It reads the database and
-// the media beside a running service, and never creates or migrates a
-// database.
+// backupTarget is the backup at loc: a directory, or
+// s3://bucket/prefix?endpoint=…&region=… (ONEBOX_MEDIA_URL's form, with
+// the same credentials from the environment), which holds the files a
+// directory would as objects under the prefix. tempDir holds what is
+// made before it is uploaded.
+func backupTarget(ctx context.Context, loc, tempDir string) (backup.Target, error) {
+	if !strings.HasPrefix(loc, "s3://") {
+		return backup.Dir(loc), nil
+	}
+	u, err := url.Parse(loc)
+	if err != nil {
+		return nil, err
+	}
+	o := medias3.Options{TempDir: tempDir}
+	root, err := medias3.Open(ctx, u, o)
+	if err != nil {
+		return nil, err
+	}
+	mu := *u
+	mu.Path = path.Join("/", u.Path, backup.MediaDir)
+	files, err := medias3.Open(ctx, &mu, o)
+	if err != nil {
+		return nil, err
+	}
+	name := "s3://" + u.Host + strings.TrimSuffix(u.Path, "/")
+	return backup.Objects{Root: root, MediaFiles: files, Name: name, TempDir: tempDir}, nil
+}
+
+// backupCommand is `onebox backup -to DIR|s3://…`. It reads the database
+// and the media beside a running service, and never creates or migrates
+// a database.
 func backupCommand(ctx context.Context, cfg config.Config, to string, stdout io.Writer, log *slog.Logger) error {
 	if to == "" {
-		return errors.New("backup: -to DIR is required (see onebox backup --help)")
+		return errors.New("backup: -to DIR or s3://bucket/prefix is required (see onebox backup --help)")
 	}
 	start := time.Now()
 	st, src, err := openInstance(ctx, cfg, "backup", sqlite.Options{SkipMigrate: true, Logger: log})
@@ -83,9 +116,15 @@ func backupCommand(ctx context.Context, cfg config.Config, to string, stdout io.
 	defer src.Close()
 	path, _ := databasePath(cfg) // for the report; openInstance read them
 	dir, _ := mediaPath(cfg)
-	m, err := backup.Backup(ctx, st, src, to, backup.Options{Version: version()})
+	// An upload's snapshot is made beside the database, on a disk known
+	// to hold one (a tmpfs /tmp may not).
+	target, err := backupTarget(ctx, to, filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("backup: -to %s: %w", to, err)
+	}
+	m, err := backup.Backup(ctx, st, src, target, backup.Options{Version: version()})
 	if errors.Is(err, backup.ErrNotEmpty) {
-		return fmt.Errorf("backup: -to %w; back up into a new directory", err)
+		return fmt.Errorf("backup: -to %w; back up into a new directory or prefix", err)
 	}
 	if err != nil {
 		return err
@@ -95,15 +134,15 @@ func backupCommand(ctx context.Context, cfg config.Config, to string, stdout io.
 	if len(m.Missing) > 0 {
 		fmt.Fprintf(stdout, "warning: %d referenced media files were already gone (listed under \"missing\" in the manifest), the first %s\n", len(m.Missing), m.Missing[0])
 	}
-	fmt.Fprintf(stdout, "wrote %s in %s\n", to, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "wrote %s in %s\n", target, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
-// restoreCommand is `onebox restore -from DIR`: only into an empty data
-// directory, so nothing live is ever overwritten or mixed in.
+// restoreCommand is `onebox restore -from DIR|s3://…`: only into an
+// empty data directory, so nothing live is ever overwritten or mixed in.
 func restoreCommand(ctx context.Context, cfg config.Config, from string, stdout io.Writer) error {
 	if from == "" {
-		return errors.New("restore: -from DIR is required (see onebox restore --help)")
+		return errors.New("restore: -from DIR or s3://bucket/prefix is required (see onebox restore --help)")
 	}
 	start := time.Now()
 	path, err := databasePath(cfg)
@@ -128,12 +167,16 @@ func restoreCommand(ctx context.Context, cfg config.Config, from string, stdout 
 		return fmt.Errorf("%s: %w", cfg.Name("ONEBOX_MEDIA_URL"), err)
 	}
 	defer dst.Close()
-	r, err := backup.Restore(ctx, from, path, dst)
+	src, err := backupTarget(ctx, from, "")
+	if err != nil {
+		return fmt.Errorf("restore: -from %s: %w", from, err)
+	}
+	r, err := backup.Restore(ctx, src, path, dst)
 	if err != nil {
 		return fmt.Errorf("%w\nthe restore is incomplete: empty %s before trying again", err, cfg.DataDir)
 	}
 	m := r.Manifest
-	fmt.Fprintf(stdout, "restored %s (taken %s by %s)\n", from, m.Created.Format(time.RFC3339), m.Version)
+	fmt.Fprintf(stdout, "restored %s (taken %s by %s)\n", src, m.Created.Format(time.RFC3339), m.Version)
 	fmt.Fprintf(stdout, "database %s: integrity check ok, %d rows in %d tables as the manifest counts\n", path, sumRows(m), len(m.Tables))
 	fmt.Fprintf(stdout, "media %s: %d files, %d bytes, every SHA-256 as the manifest says\n", dir, len(m.Media), mediaBytes(m))
 	if len(m.Missing) > 0 {

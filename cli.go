@@ -104,8 +104,8 @@ JetStream's jobs and dead letters instead.
 		},
 	}, {
 		name:    "backup",
-		summary: "copy the database and the media it references to a new directory, with their digests, while the service runs; backup verify restores the continuous backup and checks it",
-		usage: `usage: onebox backup -to DIR [flags]
+		summary: "copy the database and the media it references to a new directory or S3 prefix, with their digests, while the service runs; backup verify restores the continuous backup and checks it",
+		usage: `usage: onebox backup -to DIR|s3://bucket/prefix?endpoint=…&region=… [flags]
        onebox backup verify [flags]
 
 Writes a consistent snapshot of the database (VACUUM INTO) and a copy of
@@ -113,6 +113,11 @@ exactly the media files it references into DIR, which must be missing or
 empty, with DIR/manifest.json last: the SHA-256 of every file, the row
 count of every table. It checks the snapshot's integrity first. Safe while
 the service runs; it never creates or migrates a database.
+
+With s3://bucket/prefix (ONEBOX_MEDIA_URL's form; credentials from
+AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) the same files are objects
+under the prefix, which must hold none; the snapshot is staged in a temp
+directory beside the database and removed after the upload.
 
 backup verify proves the continuous backup restores: it writes a sentinel
 row into the database, waits ONEBOX_BACKUP_RECOVERY_POINT, restores the
@@ -124,7 +129,7 @@ prints the restore time. It exits non-zero naming what failed.`,
 		example:  "onebox backup -to /srv/backups/onebox-2026-01-31 -data-dir ./data",
 		settings: append(append([]string{}, verifySettings...), "ONEBOX_MEDIA_URL"),
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&backupTo, "to", "", "the new `dir`ectory to write the backup into")
+			fs.StringVar(&backupTo, "to", "", "the new `dir`ectory, or empty s3://bucket/prefix, to write the backup into")
 		},
 		run: func(ctx context.Context, cfg config.Config, args []string) error {
 			switch {
@@ -140,19 +145,19 @@ prints the restore time. It exits non-zero naming what failed.`,
 	}, {
 		name:    "restore",
 		noArgs:  true,
-		summary: "bring a backup back into an empty data directory and check it against its manifest",
-		usage: `usage: onebox restore -from DIR [flags]
+		summary: "bring a backup (a directory or an S3 prefix) back into an empty data directory and check it against its manifest",
+		usage: `usage: onebox restore -from DIR|s3://bucket/prefix?endpoint=…&region=… [flags]
 
-Copies the database and media of the backup in DIR (see onebox backup) into
-the data directory, which must be missing or empty, with the service
-stopped. It then checks PRAGMA integrity_check, the row count of every
+Copies the database and media of the backup in DIR or under the S3 prefix
+(see onebox backup) into the data directory, which must be missing or
+empty, with the service stopped. It then checks PRAGMA integrity_check, the row count of every
 table and the SHA-256 of every media file against the manifest, and exits
 non-zero naming the first difference. Last, it reconciles rows and files
 (see onebox reconcile, without -sweep).`,
 		example:  "onebox restore -from /srv/backups/onebox-2026-01-31 -data-dir ./data",
 		settings: backupSettings,
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&restoreFrom, "from", "", "the backup `dir`ectory to restore")
+			fs.StringVar(&restoreFrom, "from", "", "the backup `dir`ectory, or s3://bucket/prefix, to restore")
 		},
 		run: func(ctx context.Context, cfg config.Config, args []string) error {
 			return restoreCommand(ctx, cfg, restoreFrom, stdout)

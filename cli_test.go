@@ -46,6 +46,8 @@ func TestHelp(t *testing.T) {
 		{[]string{"ops", "--help"}, []string{"usage: onebox ops diagnose", "\n  -admin-addr host:port\n", "\n  -ops-token string\n"}},
 		{[]string{"ops", "diagnose", "--help"}, []string{"usage: onebox ops diagnose"}},
 		{[]string{"version", "--help"}, []string{"usage: onebox version"}},
+		{[]string{"backup", "--help"}, []string{"usage: onebox backup -to DIR|s3://bucket/prefix?endpoint=…&region=…", "AWS_ACCESS_KEY_ID"}},
+		{[]string{"restore", "--help"}, []string{"usage: onebox restore -from DIR|s3://bucket/prefix?endpoint=…&region=…"}},
 		{[]string{"help", "--help"}, list},
 	}
 	for _, tt := range tests {

@@ -1,14 +1,15 @@
 // Package backup writes a consistent copy of onebox's data (the SQLite
-// database and exactly the media files it references) to a directory,
-// and restores one into an empty data directory, checking both ways that
-// what was copied is what was read: PRAGMA integrity_check, the row count
-// of every table and the SHA-256 of every file, against a manifest.
+// database and exactly the media files it references) to a directory or
+// an S3 bucket's prefix (a Target), and restores one into an empty data
+// directory, checking both ways that what was copied is what was read:
+// PRAGMA integrity_check, the row count of every table and the SHA-256
+// of every file, against a manifest.
 //
-// A backup directory holds:
+// A backup holds, as files of a directory or objects under a prefix:
 //
-//	manifest.json   what the backup holds, written last: a directory without it is incomplete
+//	manifest.json   what the backup holds, written last: a backup without it is incomplete
 //	onebox.db       the database, as of one instant (VACUUM INTO)
-//	media/          each referenced media file at its key (media/local's layout)
+//	media/          each referenced media file at its key (media/local's layout in a directory)
 //
 // Media files are copied after the database snapshot, so a photo deleted
 // in between may have lost its files already: the manifest lists those
@@ -34,7 +35,6 @@ import (
 	"time"
 
 	"onebox/media"
-	medialocal "onebox/media/local"
 	"onebox/store/sqlite"
 )
 
@@ -84,32 +84,34 @@ type Options struct {
 }
 
 // Backup writes a backup of db and of the media files it references,
-// read from src, into dir, which must be missing or empty. It works
-// while the service runs (see sqlite.Store.Snapshot). Every file is
-// written to a temp name, fsynced and renamed, and the manifest comes
-// last, so a backup killed half-way is a directory without a manifest,
-// which Restore refuses.
-func Backup(ctx context.Context, db *sqlite.Store, src media.Storage, dir string, o Options) (Manifest, error) {
+// read from src, into to, which must be empty. It works while the
+// service runs (see sqlite.Store.Snapshot). Every file is written whole
+// or not at all (a temp name, fsynced and renamed, or one upload), and
+// the manifest comes last, so a backup killed half-way has no manifest,
+// and Restore refuses it.
+func Backup(ctx context.Context, db *sqlite.Store, src media.Storage, to Target, o Options) (_ Manifest, err error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if err := CheckEmpty(dir); err != nil {
+	if err := to.CheckEmpty(ctx); err != nil {
 		return Manifest{}, err
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	stage, done, err := to.Stage()
+	if err != nil {
 		return Manifest{}, fmt.Errorf("backup: %w", err)
 	}
+	defer func() { err = errors.Join(err, done()) }()
 	m := Manifest{Format: format, Created: o.Now().UTC(), Version: o.Version}
 
 	// The snapshot is checked and counted before it is hashed: opening
 	// it turns it into a WAL database like the one it came from, which
 	// changes its header.
-	tmp := filepath.Join(dir, "."+DatabaseFile+".tmp")
+	tmp := filepath.Join(stage, "."+DatabaseFile+".tmp")
 	if err := db.Snapshot(ctx, tmp); err != nil {
 		return Manifest{}, fmt.Errorf("backup: snapshot of the database: %w", err)
 	}
 	var keys []string
-	err := inspect(ctx, tmp, func(snap *sqlite.Store) error {
+	err = inspect(ctx, tmp, func(snap *sqlite.Store) error {
 		if err := snap.IntegrityCheck(ctx); err != nil {
 			return err
 		}
@@ -124,17 +126,17 @@ func Backup(ctx context.Context, db *sqlite.Store, src media.Storage, dir string
 		m.Database, err = hashFile(tmp, DatabaseFile)
 	}
 	if err == nil {
-		err = commit(tmp, filepath.Join(dir, DatabaseFile))
+		err = to.Commit(ctx, tmp, DatabaseFile)
 	}
 	if err != nil {
 		return Manifest{}, errors.Join(fmt.Errorf("backup: database snapshot: %w", err), removeIfExists(tmp))
 	}
 
-	dst, err := medialocal.New(filepath.Join(dir, MediaDir))
+	dst, release, err := to.Media()
 	if err != nil {
 		return Manifest{}, fmt.Errorf("backup: %w", err)
 	}
-	defer dst.Close()
+	defer func() { err = errors.Join(err, release()) }()
 	m.Media = []File{}
 	for _, key := range keys {
 		f, err := copyObject(ctx, src, dst, key)
@@ -148,7 +150,7 @@ func Backup(ctx context.Context, db *sqlite.Store, src media.Storage, dir string
 		m.Media = append(m.Media, f)
 	}
 
-	if err := writeManifest(dir, m); err != nil {
+	if err := writeManifest(ctx, to, stage, m); err != nil {
 		return Manifest{}, fmt.Errorf("backup: %w", err)
 	}
 	return m, nil
@@ -168,8 +170,8 @@ type Restored struct {
 // restored media file's digest. Any difference is an error wrapping
 // ErrMismatch that names the file; the data directory is then
 // incomplete, and must be emptied before another attempt.
-func Restore(ctx context.Context, from, dbPath string, dst media.Storage) (Restored, error) {
-	m, err := ReadManifest(from)
+func Restore(ctx context.Context, from Target, dbPath string, dst media.Storage) (_ Restored, err error) {
+	m, err := ReadManifest(ctx, from)
 	if err != nil {
 		return Restored{}, err
 	}
@@ -179,8 +181,8 @@ func Restore(ctx context.Context, from, dbPath string, dst media.Storage) (Resto
 		return r, fmt.Errorf("restore: %w", err)
 	}
 	tmp := dbPath + ".restore-tmp"
-	if err := copyFile(filepath.Join(from, DatabaseFile), tmp, m.Database); err != nil {
-		return r, errors.Join(fmt.Errorf("restore: database %s: %w", filepath.Join(from, DatabaseFile), err), removeIfExists(tmp))
+	if err := copyFile(ctx, from, tmp, m.Database); err != nil {
+		return r, errors.Join(fmt.Errorf("restore: database %s in %s: %w", DatabaseFile, from, err), removeIfExists(tmp))
 	}
 	if err := commit(tmp, dbPath); err != nil {
 		return r, errors.Join(fmt.Errorf("restore: database: %w", err), removeIfExists(tmp))
@@ -207,11 +209,11 @@ func Restore(ctx context.Context, from, dbPath string, dst media.Storage) (Resto
 		return r, fmt.Errorf("restore: database %s: %w", dbPath, err)
 	}
 
-	src, err := medialocal.New(filepath.Join(from, MediaDir))
+	src, release, err := from.Media()
 	if err != nil {
 		return r, fmt.Errorf("restore: %w", err)
 	}
-	defer src.Close()
+	defer func() { err = errors.Join(err, release()) }()
 	for _, want := range m.Media {
 		got, err := copyObject(ctx, src, dst, want.Name)
 		if err == nil {
@@ -236,32 +238,41 @@ func Restore(ctx context.Context, from, dbPath string, dst media.Storage) (Resto
 	return r, nil
 }
 
-// ReadManifest reads and checks the manifest of the backup in dir.
-func ReadManifest(dir string) (Manifest, error) {
-	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+// ReadManifest reads and checks the manifest of the backup in from.
+func ReadManifest(ctx context.Context, from Target) (Manifest, error) {
+	b, err := readAll(ctx, from, ManifestFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Manifest{}, fmt.Errorf("restore: %s has no %s: not a backup, or one that did not finish", dir, ManifestFile)
+		return Manifest{}, fmt.Errorf("restore: %s has no %s: not a backup, or one that did not finish", from, ManifestFile)
 	}
 	if err != nil {
 		return Manifest{}, fmt.Errorf("restore: %w", err)
 	}
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return Manifest{}, fmt.Errorf("restore: %s: %w", filepath.Join(dir, ManifestFile), err)
+		return Manifest{}, fmt.Errorf("restore: %s in %s: %w", ManifestFile, from, err)
 	}
 	if m.Format != format {
-		return Manifest{}, fmt.Errorf("restore: %s: format %d, this onebox reads format %d", filepath.Join(dir, ManifestFile), m.Format, format)
+		return Manifest{}, fmt.Errorf("restore: %s in %s: format %d, this onebox reads format %d", ManifestFile, from, m.Format, format)
 	}
 	if m.Database.Name != DatabaseFile {
-		return Manifest{}, fmt.Errorf("restore: %s: database %q, want %q", filepath.Join(dir, ManifestFile), m.Database.Name, DatabaseFile)
+		return Manifest{}, fmt.Errorf("restore: %s in %s: database %q, want %q", ManifestFile, from, m.Database.Name, DatabaseFile)
 	}
 	for _, f := range m.Media {
 		// The key names a file under media/: nothing else may.
 		if !media.ValidKey(f.Name) {
-			return Manifest{}, fmt.Errorf("restore: %s: bad media key %q", filepath.Join(dir, ManifestFile), f.Name)
+			return Manifest{}, fmt.Errorf("restore: %s in %s: bad media key %q", ManifestFile, from, f.Name)
 		}
 	}
 	return m, nil
+}
+
+func readAll(ctx context.Context, from Target, name string) ([]byte, error) {
+	r, err := from.Open(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(r)
+	return b, errors.Join(err, r.Close())
 }
 
 // CheckEmpty returns nil for a missing or empty directory, and otherwise
@@ -341,10 +352,11 @@ func hashFile(path, name string) (File, error) {
 	return h.file(name), nil
 }
 
-// copyFile copies src to a new file dst, fsynced, and checks that the
-// bytes read match want; on a mismatch dst is left for the caller to remove.
-func copyFile(src, dst string, want File) error {
-	in, err := os.Open(src)
+// copyFile copies want.Name of from to a new file dst, fsynced, and
+// checks that the bytes read match want; on a mismatch dst is left for
+// the caller to remove.
+func copyFile(ctx context.Context, from Target, dst string, want File) error {
+	in, err := from.Open(ctx, want.Name)
 	if err != nil {
 		return err
 	}
@@ -389,16 +401,16 @@ func syncDir(dir string) error {
 	return errors.Join(d.Sync(), d.Close())
 }
 
-func writeManifest(dir string, m Manifest) error {
+func writeManifest(ctx context.Context, to Target, stage string, m Manifest) error {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, "."+ManifestFile+".tmp")
+	tmp := filepath.Join(stage, "."+ManifestFile+".tmp")
 	if err := os.WriteFile(tmp, append(b, '\n'), 0o640); err != nil {
 		return errors.Join(err, removeIfExists(tmp))
 	}
-	return commit(tmp, filepath.Join(dir, ManifestFile))
+	return errors.Join(to.Commit(ctx, tmp, ManifestFile), removeIfExists(tmp))
 }
 
 func removeIfExists(path string) error {

@@ -120,7 +120,7 @@ func seed(t *testing.T) *instance {
 func mustBackup(t *testing.T, in *instance) (string, backup.Manifest) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "backup")
-	m, err := backup.Backup(t.Context(), in.db, in.media, dir, backup.Options{Version: "test"})
+	m, err := backup.Backup(t.Context(), in.db, in.media, backup.Dir(dir), backup.Options{Version: "test"})
 	if err != nil {
 		t.Fatalf("Backup: %v", err)
 	}
@@ -128,7 +128,7 @@ func mustBackup(t *testing.T, in *instance) (string, backup.Manifest) {
 }
 
 // restore restores from into a new data directory, which it returns.
-func restore(t *testing.T, from string) (string, error) {
+func restore(t *testing.T, from backup.Target) (string, error) {
 	t.Helper()
 	dir := t.TempDir()
 	m, err := medialocal.New(filepath.Join(dir, "media"))
@@ -193,7 +193,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("unreferenced media was backed up: %v", err)
 	}
 
-	dir, err := restore(t, from)
+	dir, err := restore(t, backup.Dir(from))
 	if err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
@@ -252,7 +252,7 @@ func TestMissingMedia(t *testing.T) {
 	if !slices.Equal(m.Missing, []string{gone}) || len(m.Media) != len(in.files)-1 {
 		t.Errorf("missing = %v with %d files, want [%s] with %d", m.Missing, len(m.Media), gone, len(in.files)-1)
 	}
-	if _, err := restore(t, from); err != nil {
+	if _, err := restore(t, backup.Dir(from)); err != nil {
 		t.Errorf("Restore: %v", err)
 	}
 }
@@ -283,13 +283,13 @@ func TestRestoreRefusesTampering(t *testing.T) {
 	}, {
 		name: "row count",
 		tamper: func(t *testing.T, in *instance, dir string) {
-			editManifest(t, dir, func(m *backup.Manifest) { m.Tables["users"]++ })
+			editManifest(t, backup.Dir(dir), func(m *backup.Manifest) { m.Tables["users"]++ })
 		},
 		want: "table users: 2 rows, the manifest says 3",
 	}, {
 		name: "media list",
 		tamper: func(t *testing.T, in *instance, dir string) {
-			editManifest(t, dir, func(m *backup.Manifest) { m.Media = m.Media[1:] })
+			editManifest(t, backup.Dir(dir), func(m *backup.Manifest) { m.Media = m.Media[1:] })
 		},
 		want: "is referenced but not in the manifest",
 	}, {
@@ -319,7 +319,7 @@ func TestRestoreRefusesTampering(t *testing.T) {
 				t.Fatal(err)
 			}
 			sum := sha256.Sum256(b)
-			editManifest(t, dir, func(m *backup.Manifest) {
+			editManifest(t, backup.Dir(dir), func(m *backup.Manifest) {
 				m.Database.SHA256, m.Database.Size = hex.EncodeToString(sum[:]), int64(len(b))
 			})
 		},
@@ -336,7 +336,7 @@ func TestRestoreRefusesTampering(t *testing.T) {
 			} else {
 				tc.tamper(t, in, from)
 			}
-			dir, err := restore(t, from)
+			dir, err := restore(t, backup.Dir(from))
 			if !errors.Is(err, backup.ErrMismatch) || !strings.Contains(err.Error(), want) {
 				t.Errorf("Restore = %v, want ErrMismatch naming %q", err, want)
 			}
@@ -363,9 +363,11 @@ func flipByte(t *testing.T, path string) {
 	}
 }
 
-func editManifest(t *testing.T, dir string, edit func(*backup.Manifest)) {
+// editManifest rewrites the manifest of the backup in a directory or a
+// bucket with edit.
+func editManifest(t *testing.T, to backup.Target, edit func(*backup.Manifest)) {
 	t.Helper()
-	m, err := backup.ReadManifest(dir)
+	m, err := backup.ReadManifest(t.Context(), to)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +376,13 @@ func editManifest(t *testing.T, dir string, edit func(*backup.Manifest)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, backup.ManifestFile), b, 0o640); err != nil {
+	switch to := to.(type) {
+	case backup.Dir:
+		err = os.WriteFile(filepath.Join(string(to), backup.ManifestFile), b, 0o640)
+	case backup.Objects:
+		_, err = to.Root.Put(t.Context(), backup.ManifestFile, bytes.NewReader(b), "")
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 }
@@ -389,7 +397,7 @@ func TestRefusals(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(full, "x"), nil, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := backup.Backup(t.Context(), in.db, in.media, full, backup.Options{}); !errors.Is(err, backup.ErrNotEmpty) || !strings.Contains(err.Error(), full) {
+	if _, err := backup.Backup(t.Context(), in.db, in.media, backup.Dir(full), backup.Options{}); !errors.Is(err, backup.ErrNotEmpty) || !strings.Contains(err.Error(), full) {
 		t.Errorf("Backup into a non-empty directory = %v, want ErrNotEmpty naming it", err)
 	}
 	if err := backup.CheckEmpty(full); !errors.Is(err, backup.ErrNotEmpty) {
@@ -404,7 +412,7 @@ func TestRefusals(t *testing.T) {
 	if err := os.Remove(filepath.Join(from, backup.ManifestFile)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := restore(t, from); err == nil || !strings.Contains(err.Error(), "manifest.json") {
+	if _, err := restore(t, backup.Dir(from)); err == nil || !strings.Contains(err.Error(), "manifest.json") {
 		t.Errorf("Restore without a manifest = %v, want an error naming it", err)
 	}
 }
@@ -457,7 +465,7 @@ func TestBackupUnderWrites(t *testing.T) {
 	if m.Tables["users"] <= 2 {
 		t.Logf("the backup caught none of the concurrent users (%v)", m.Tables)
 	}
-	if _, err := restore(t, from); err != nil {
+	if _, err := restore(t, backup.Dir(from)); err != nil {
 		t.Errorf("Restore of a backup taken under writes: %v", err)
 	}
 }

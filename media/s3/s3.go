@@ -271,6 +271,20 @@ func (s *Storage) Delete(ctx context.Context, keys ...string) error {
 	return nil
 }
 
+// FirstKey returns the first key under the prefix (the whole bucket
+// for none), or ok false when there is none: a backup goes only where
+// nothing is (backup.Objects).
+func (s *Storage) FirstKey(ctx context.Context) (key string, ok bool, err error) {
+	out, err := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &s.prefix, MaxKeys: aws.Int32(1)})
+	if err != nil {
+		return "", false, fmt.Errorf("media/s3: list %s/%s: %w", s.bucket, s.prefix, translate(ctx, err))
+	}
+	if len(out.Contents) == 0 {
+		return "", false, nil
+	}
+	return strings.TrimPrefix(aws.ToString(out.Contents[0].Key), s.prefix), true, nil
+}
+
 // URL is stable for a public key: PublicURL and the escaped key, no
 // request, no expiry, so an answer that holds it stays true (the public
 // profile's ETag is its version). A private key's is presigned and

@@ -5,9 +5,11 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
@@ -33,6 +35,7 @@ func run(t *testing.T, endpoint, bucket string, publicURL func(prefix string) st
 	if err := mediasss.CreateBucket(t.Context(), setup); err != nil {
 		t.Fatalf("creating bucket %s at %s: %v", bucket, endpoint, err)
 	}
+	t.Run("FirstKey", func(t *testing.T) { firstKey(t, endpoint, bucket, creds) })
 	mediatest.Run(t, func(t *testing.T) media.Storage {
 		prefix := fmt.Sprintf("run-%d-%d", os.Getpid(), prefixes.Add(1))
 		s, err := open(t, endpoint, bucket, prefix, mediasss.Options{
@@ -45,6 +48,32 @@ func run(t *testing.T, endpoint, bucket string, publicURL func(prefix string) st
 		}
 		return s
 	}, skips...)
+}
+
+// firstKey: FirstKey sees the keys under its prefix only, not those of
+// a prefix that merely begins the same.
+func firstKey(t *testing.T, endpoint, bucket string, creds aws.CredentialsProvider) {
+	ctx := t.Context()
+	prefix := fmt.Sprintf("first-%d-%d", os.Getpid(), prefixes.Add(1))
+	var st [2]*mediasss.Storage
+	for i, p := range []string{prefix, prefix + "0"} {
+		var err error
+		if st[i], err = open(t, endpoint, bucket, p, mediasss.Options{Credentials: creds, TempDir: t.TempDir()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st[1].Put(ctx, "a/b", strings.NewReader("x"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if key, ok, err := st[0].FirstKey(ctx); err != nil || ok {
+		t.Errorf("FirstKey of an empty prefix beside a used one = %q, %v, %v; want none", key, ok, err)
+	}
+	if _, err := st[0].Put(ctx, "c/d", strings.NewReader("y"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if key, ok, err := st[0].FirstKey(ctx); err != nil || !ok || key != "c/d" {
+		t.Errorf("FirstKey = %q, %v, %v; want c/d", key, ok, err)
+	}
 }
 
 func open(t *testing.T, endpoint, bucket, prefix string, o mediasss.Options) (*mediasss.Storage, error) {

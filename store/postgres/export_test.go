@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"onebox/store/internal/sqlutil"
 
 	"onebox/jobs"
 )
@@ -54,3 +55,6 @@ func (s *Store) DB() *sql.DB { return s.db }
 func (s *Store) SlowEvents(pause func(), noLock bool) {
 	s.test = testHooks{noEventLock: noLock, afterEvent: pause}
 }
+
+// Migrations are the store's migrations, files and Go, in order.
+func Migrations() ([]sqlutil.Migration, error) { return migrations() }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"onebox/store/internal/sqlutil"
 )
 
 // Pragma reads one pragma through the writer, the reader pool or the key
@@ -32,3 +33,6 @@ func MigrationCount() (int, error) {
 // Writer is the store's one writer connection pool, for goqite's own
 // operations on the store's queue.
 func (s *Store) Writer() *sql.DB { return s.writer.db }
+
+// Migrations are the store's migrations, files and Go, in order.
+func Migrations() ([]sqlutil.Migration, error) { return migrations() }

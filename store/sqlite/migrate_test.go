@@ -11,6 +11,7 @@ import (
 
 	jobsqlite "onebox/jobs/sqlite"
 	"onebox/store"
+	"onebox/store/internal/sqlutil"
 	"onebox/store/sqlite"
 )
 
@@ -167,4 +168,20 @@ func TestNoCreateAndPending(t *testing.T) {
 		t.Errorf("pending through a NoCreate store: %v %v", p, err)
 	}
 	s2.Close()
+}
+
+// TestMigrationsExpandOnly: every migration only expands the schema (or
+// is marked as the contract step), since the previous release still
+// serves on it while a deploy hands over (README, Deploy).
+func TestMigrationsExpandOnly(t *testing.T) {
+	t.Parallel()
+	ms, err := sqlite.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if err := sqlutil.ExpandOnly(m); err != nil {
+			t.Error(err)
+		}
+	}
 }

@@ -72,3 +72,43 @@ func TestUnapplied(t *testing.T) {
 		}
 	}
 }
+
+func TestExpandOnly(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		sql  string
+		want bool // expand-only
+	}{
+		{"CREATE TABLE t (x TEXT NOT NULL) STRICT", true},
+		{"ALTER TABLE t ADD COLUMN d TEXT NOT NULL DEFAULT ''", true},
+		{"alter table t add column if not exists d bigint not null default 0", true},
+		{"alter table t add column e timestamptz", true},
+		{"CREATE INDEX i ON t (x);\nDROP INDEX old_i", true},
+		{"drop index if exists old_i", true},
+		{"alter table t alter column e drop not null", true},
+		{"UPDATE t SET d = 'x' -- drop table t in a comment", true},
+		{"-- why\n" + sqlutil.ContractMark + " drops t.old, unused since 0007\nALTER TABLE t DROP COLUMN old", true},
+		{"drop trigger if exists tr on t;\ncreate trigger tr before update on t execute function f()", true},
+		{"DROP VIEW v; CREATE VIEW v AS SELECT x FROM t", true},
+		{"drop trigger if exists tr on t", false},
+		{"drop view v; create view w as select 1", false},
+		{"DROP TABLE t", false},
+		{"ALTER TABLE t DROP COLUMN x", false},
+		{"alter table t drop x", false},
+		{"ALTER TABLE t RENAME TO u", false},
+		{"ALTER TABLE t RENAME COLUMN x TO y", false},
+		{"alter table t alter column x type bigint", false},
+		{"alter table t alter column x set data type bigint", false},
+		{"alter table t alter column e set not null", false},
+		{"alter table t alter column e drop default", false},
+		{"ALTER TABLE t ADD COLUMN d TEXT NOT NULL", false},
+		{"CREATE INDEX i ON t (x);\n\nDROP   VIEW v", false},
+		{"-- " + sqlutil.ContractMark + " only mentioned in a comment's text\nDROP TABLE t", false},
+	}
+	for _, tt := range tests {
+		err := sqlutil.ExpandOnly(sqlutil.Migration{Version: 7, Name: "m", SQL: tt.sql})
+		if got := err == nil; got != tt.want {
+			t.Errorf("ExpandOnly(%q) = %v, want expand-only %v", tt.sql, err, tt.want)
+		}
+	}
+}
