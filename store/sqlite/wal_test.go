@@ -23,6 +23,12 @@ const slowReadSQL = `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FRO
 // MaxReadSnapshot and, once the WAL is past half its bound, the
 // checkpointer copies it whole with the reads held back. Without either
 // the WAL could not start over and would take every write, 38 MiB.
+//
+// The writes flow at most one every 5 ms (13 MiB/s), not as fast as the
+// writer can go: the bound holds while the checkpointer, which looks
+// every 100 ms, keeps up with the writes, and a flood on a machine whose
+// other load starves the checkpointer's goroutine would test the
+// scheduler instead (at load 15, unpaced writes peaked at 20–36 MiB).
 func TestWALBoundedWithReader(t *testing.T) {
 	t.Parallel()
 	const maxWAL = 12 << 20
@@ -53,7 +59,10 @@ func TestWALBoundedWithReader(t *testing.T) {
 		}
 	})
 	var peak int64
+	pace := time.NewTicker(5 * time.Millisecond)
+	defer pace.Stop()
 	for i := range 600 {
+		<-pace.C
 		bio := strings.Repeat(string(rune('a'+i%26)), 64<<10)
 		if _, err := s.UpdateUser(t.Context(), store.UpdateUserParams{ID: u.ID, Bio: &bio, Now: time.Now()}); err != nil {
 			t.Fatalf("write %d: %v", i, err)
