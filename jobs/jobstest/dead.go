@@ -230,7 +230,7 @@ func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		// Two kinds: the bound is the queue's, not each kind's.
 		for i, kind := range []string{"a", "b", "a", "b", "a"} {
 			mustSend(t, q, jobs.Message{Kind: kind}, jobs.SendOptions{})
-			m := mustReceive(t, q, kind, 1, time.Minute)[0]
+			m := mustReceiveOne(t, q, kind, time.Minute)
 			if err := q.DeadLetter(t.Context(), m.Receipt(), fmt.Sprint("died ", i)); err != nil {
 				t.Fatalf("DeadLetter: %v", err)
 			}
