@@ -329,8 +329,8 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		g.Go(func() error {
 			return lease.Run(gctx, locker, "onebox.retention", lease.RunOptions{Logger: log}, func(ctx context.Context) error {
 				o := retention.Options{Keep: cfg.EventRetention, Keys: st, Logger: log}
-				if cfg.JobDeadRetention > 0 {
-					o.Dead, o.DeadKeep = queue, cfg.JobDeadRetention
+				if cfg.JobDeadRetention > 0 || cfg.JobDeadMax > 0 {
+					o.Dead, o.DeadKeep, o.DeadMax = queue, cfg.JobDeadRetention, cfg.JobDeadMax
 				}
 				retention.Run(ctx, events, o)
 				return nil

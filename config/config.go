@@ -105,7 +105,10 @@ type Config struct {
 	// JobDeadRetention is how long a dead-lettered job is kept; 0
 	// keeps them forever.
 	JobDeadRetention time.Duration
-	EventRetention   time.Duration
+	// JobDeadMax is how many dead-lettered jobs are kept at most, the
+	// newest; 0 is no count bound.
+	JobDeadMax     int
+	EventRetention time.Duration
 	// EventsFallbackPoll is how often an event stream reads the store
 	// while the notification hub is down.
 	EventsFallbackPoll  time.Duration
@@ -376,6 +379,7 @@ func settings() []setting {
 		}},
 		{env: "ONEBOX_JOB_VISIBILITY", flag: "job-visibility", def: "30s", usage: "how long a crashed worker's job stays invisible before another worker retries it", set: dur(func(c *Config) *time.Duration { return &c.JobVisibility })},
 		{env: "ONEBOX_JOB_DEAD_RETENTION", flag: "job-dead-retention", def: "720h", usage: "how long a dead-lettered job is kept for operators to read and redrive; older ones are pruned hourly; 0 keeps them forever", set: dur(func(c *Config) *time.Duration { return &c.JobDeadRetention })},
+		{env: "ONEBOX_JOB_DEAD_MAX", flag: "job-dead-max", def: "100000", usage: "dead-lettered jobs kept at most: the oldest beyond it are pruned hourly, whatever their age, so a flood of failing jobs cannot fill the disk; 0 is no bound", set: count(func(c *Config) *int { return &c.JobDeadMax })},
 		{env: "ONEBOX_JOB_ABANDONED_MAX", flag: "job-abandoned-max", def: "10", usage: "readiness fails once this many job handlers, abandoned for ignoring their context past their timeout, are still running; only a restart reclaims them", set: func(c *Config, v string) error {
 			n, err := posInt(v)
 			c.JobAbandonedMax = int(n)

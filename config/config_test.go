@@ -24,7 +24,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.Addr != ":8080" || c.AdminAddr != "127.0.0.1:8081" || c.DatabaseURL != "sqlite:data/onebox.db" ||
 		c.CacheURL != "memory://" || c.RateAPI != (config.Rate{Limit: 300, Window: time.Minute}) || c.ShutdownDelay != 0 ||
-		!c.Metrics || !c.Tracing || c.SlowQuery != 100*time.Millisecond || c.JobDeadRetention != 30*24*time.Hour {
+		!c.Metrics || !c.Tracing || c.SlowQuery != 100*time.Millisecond || c.JobDeadRetention != 30*24*time.Hour || c.JobDeadMax != 100000 {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -60,6 +60,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"ONEBOX_DRAIN_TIMEOUT", "soon"},
 		{"ONEBOX_JOB_DEAD_RETENTION", "-1h"},
 		{"ONEBOX_JOB_DEAD_RETENTION", "a month"},
+		{"ONEBOX_JOB_DEAD_MAX", "-1"},
+		{"ONEBOX_JOB_DEAD_MAX", "lots"},
 		{"ONEBOX_TRUSTED_PROXIES", "10.0.0.0/33"},
 		{"ONEBOX_LOG_LEVEL", "loud"},
 		{"ONEBOX_METRICS", "maybe"},
@@ -158,6 +160,26 @@ func TestDecodeMemory(t *testing.T) {
 	_, err := config.Load(nil, env(map[string]string{"ONEBOX_DECODE_MEMORY": "-1"}), io.Discard)
 	if err == nil || !strings.HasPrefix(err.Error(), "ONEBOX_DECODE_MEMORY:") {
 		t.Errorf("ONEBOX_DECODE_MEMORY=-1: %v, want an error naming it", err)
+	}
+}
+
+// TestJobDeadMax: 0 turns the count bound off; the flag sets it too.
+func TestJobDeadMax(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		vars map[string]string
+		want int
+	}{
+		{nil, map[string]string{"ONEBOX_JOB_DEAD_MAX": "0"}, 0},
+		{nil, map[string]string{"ONEBOX_JOB_DEAD_MAX": "5000"}, 5000},
+		{[]string{"-job-dead-max", "7"}, nil, 7},
+	}
+	for _, tt := range tests {
+		c, err := config.Load(tt.args, env(tt.vars), io.Discard)
+		if err != nil || c.JobDeadMax != tt.want {
+			t.Errorf("Load(%q, %v): JobDeadMax %d, %v; want %d", tt.args, tt.vars, c.JobDeadMax, err, tt.want)
+		}
 	}
 }
 

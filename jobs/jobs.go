@@ -217,6 +217,11 @@ type Inspector interface {
 	// before, oldest first, and returns how many it deleted: the
 	// retention sweep calls it in batches.
 	PruneDead(ctx context.Context, before time.Time, limit int) (int, error)
+	// PruneDeadBeyond deletes up to limit of the oldest dead messages
+	// beyond the newest keep (Dead's order; keep 0 deletes them all) and
+	// returns how many it deleted: the retention sweep calls it in
+	// batches to bound their number, whatever their age.
+	PruneDeadBeyond(ctx context.Context, keep, limit int) (int, error)
 }
 
 // DeadFilter picks dead messages: those matching every field that is set.

@@ -1,8 +1,9 @@
 // Package retention deletes what onebox keeps only for a while: the photo
 // events that SSE clients replay after Last-Event-ID (without it the
 // events table grows by a few rows per upload, forever), the expired
-// Idempotency-Keys of uploads, old dead-lettered jobs, and the temp files
-// of uploads whose process was killed mid-write.
+// Idempotency-Keys of uploads, old dead-lettered jobs and those beyond a
+// count, and the temp files of uploads whose process was killed
+// mid-write.
 package retention
 
 import (
@@ -22,10 +23,11 @@ type KeyPruner interface {
 	PruneIdempotencyKeys(ctx context.Context, now time.Time, limit int) (int, error)
 }
 
-// DeadPruner deletes old dead-lettered jobs in batches (jobs.Inspector
-// has it).
+// DeadPruner deletes old dead-lettered jobs, and the oldest beyond a
+// count, in batches (jobs.Inspector has it).
 type DeadPruner interface {
 	PruneDead(ctx context.Context, before time.Time, limit int) (int, error)
+	PruneDeadBeyond(ctx context.Context, keep, limit int) (int, error)
 }
 
 // TempSweeper removes the temp files of writes a killed process left,
@@ -53,10 +55,13 @@ type Options struct {
 	// bounds the table.
 	Keys KeyPruner
 	// Dead, when set, has its dead-lettered jobs older than DeadKeep
-	// deleted on each round, so a job that keeps failing cannot grow the
-	// dead letters without bound.
+	// deleted on each round, then the oldest beyond the newest DeadMax,
+	// so a job that keeps failing cannot grow the dead letters without
+	// bound: the age alone lets a flood within DeadKeep grow them. A zero
+	// DeadKeep or DeadMax is no bound of that kind.
 	Dead     DeadPruner
 	DeadKeep time.Duration
+	DeadMax  int
 	// Temp, when set, has its abandoned temp files swept on each round.
 	Temp   TempSweeper
 	Logger *slog.Logger     // default: discard
@@ -106,7 +111,7 @@ func Run(ctx context.Context, p Pruner, o Options) {
 			if n, err := PruneDead(ctx, o.Dead, o); err != nil && ctx.Err() == nil {
 				o.Logger.Warn("pruning dead jobs failed", "err", err.Error(), "pruned", n)
 			} else if n > 0 {
-				o.Logger.Info("dead jobs pruned", "count", n, "older_than", o.DeadKeep.String())
+				o.Logger.Info("dead jobs pruned", "count", n, "older_than", o.DeadKeep.String(), "max", o.DeadMax)
 			}
 		}
 		if o.Temp != nil {
@@ -133,11 +138,24 @@ func Prune(ctx context.Context, p Pruner, o Options) (int, error) {
 }
 
 // PruneDead deletes every dead-lettered job that died more than
-// o.DeadKeep ago, a batch at a time, and returns how many it deleted.
+// o.DeadKeep ago, then the oldest beyond the newest o.DeadMax, a batch
+// at a time, and returns how many it deleted.
 func PruneDead(ctx context.Context, d DeadPruner, o Options) (int, error) {
 	o = o.withDefaults()
-	before := o.Now().Add(-o.DeadKeep)
-	return inBatches(o.Batch, func(limit int) (int, error) { return d.PruneDead(ctx, before, limit) })
+	total := 0
+	if o.DeadKeep > 0 {
+		before := o.Now().Add(-o.DeadKeep)
+		n, err := inBatches(o.Batch, func(limit int) (int, error) { return d.PruneDead(ctx, before, limit) })
+		if err != nil {
+			return n, err
+		}
+		total = n
+	}
+	if o.DeadMax > 0 {
+		n, err := inBatches(o.Batch, func(limit int) (int, error) { return d.PruneDeadBeyond(ctx, o.DeadMax, limit) })
+		return total + n, err
+	}
+	return total, nil
 }
 
 // PruneKeys deletes every idempotency key expired at o.Now, a batch at a

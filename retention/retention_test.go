@@ -206,58 +206,116 @@ func newStore(t *testing.T) (*sqlite.Store, store.User, time.Time) {
 	return s, u, now
 }
 
-// TestPruneDead runs PruneDead on a real queue: every job dead for
-// longer than DeadKeep goes, in batches smaller than their number, and
-// the younger ones stay.
+// TestPruneDead runs PruneDead on a real queue of five jobs dead now:
+// those dead for longer than DeadKeep go, then the oldest beyond
+// DeadMax, in batches smaller than their number; a zero DeadKeep or
+// DeadMax bounds nothing.
 func TestPruneDead(t *testing.T) {
-	s, _, _ := newStore(t)
-	q := s.Queue(jobsqlite.Options{})
-	for range 5 {
-		if err := q.Send(t.Context(), jobs.Message{Kind: "k"}, jobs.SendOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	t.Parallel()
+	const keep = 24 * time.Hour
+	tests := []struct {
+		name     string
+		keep     time.Duration
+		max      int
+		later    time.Duration // how long after they died the sweep runs
+		wantN    int
+		wantLeft []string // newest first
+	}{
+		{"younger than keep", keep, 0, 0, 0, []string{"died 4", "died 3", "died 2", "died 1", "died 0"}},
+		{"older than keep", keep, 0, keep + time.Minute, 5, nil},
+		{"beyond max", keep, 2, 0, 3, []string{"died 4", "died 3"}},
+		{"beyond max, no age bound", 0, 2, 0, 3, []string{"died 4", "died 3"}},
+		{"max above their number", keep, 10, 0, 0, []string{"died 4", "died 3", "died 2", "died 1", "died 0"}},
+		{"older than keep and beyond max", keep, 2, keep + time.Minute, 5, nil},
+		{"no bound", 0, 0, 0, 0, []string{"died 4", "died 3", "died 2", "died 1", "died 0"}},
 	}
-	ms, err := q.Receive(t.Context(), "k", 5, time.Minute)
-	if err != nil || len(ms) != 5 {
-		t.Fatalf("Receive = %d, %v", len(ms), err)
-	}
-	for _, m := range ms {
-		if err := q.DeadLetter(t.Context(), m.Receipt(), "died"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	keep := 24 * time.Hour
-	o := retention.Options{DeadKeep: keep, Batch: 2, Now: time.Now}
-	if n, err := retention.PruneDead(t.Context(), q, o); err != nil || n != 0 {
-		t.Fatalf("PruneDead of jobs dead for less than %v = %d, %v; want none", keep, n, err)
-	}
-	o.Now = func() time.Time { return time.Now().Add(keep + time.Minute) }
-	if n, err := retention.PruneDead(t.Context(), q, o); err != nil || n != 5 {
-		t.Fatalf("PruneDead a day later = %d, %v; want 5", n, err)
-	}
-	if dead, err := q.Dead(t.Context(), jobs.DeadFilter{}, 10); err != nil || len(dead) != 0 {
-		t.Errorf("Dead after pruning = %d, %v; want none", len(dead), err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			q := newDeadQueue(t, 5)
+			o := retention.Options{DeadKeep: tt.keep, DeadMax: tt.max, Batch: 2, Now: func() time.Time { return time.Now().Add(tt.later) }}
+			if n, err := retention.PruneDead(t.Context(), q, o); err != nil || n != tt.wantN {
+				t.Fatalf("PruneDead = %d, %v; want %d", n, err, tt.wantN)
+			}
+			dead, err := q.Dead(t.Context(), jobs.DeadFilter{}, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var left []string
+			for _, d := range dead {
+				left = append(left, d.LastError)
+			}
+			if fmt.Sprint(left) != fmt.Sprint(tt.wantLeft) {
+				t.Errorf("Dead after pruning = %q, want %q", left, tt.wantLeft)
+			}
+		})
 	}
 }
 
+// newDeadQueue returns a queue with n jobs dead now, "died 0" the oldest.
+func newDeadQueue(t *testing.T, n int) *jobsqlite.Queue {
+	t.Helper()
+	s, _, _ := newStore(t)
+	q := s.Queue(jobsqlite.Options{})
+	for i := range n {
+		if err := q.Send(t.Context(), jobs.Message{Kind: "k"}, jobs.SendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ms, err := q.Receive(t.Context(), "k", 1, time.Minute)
+		if err != nil || len(ms) != 1 {
+			t.Fatalf("Receive = %d, %v", len(ms), err)
+		}
+		if err := q.DeadLetter(t.Context(), ms[0].Receipt(), fmt.Sprint("died ", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return q
+}
+
 // TestRunPrunesDead: with Dead set, each round of Run prunes the jobs
-// dead for longer than DeadKeep at its clock's now.
+// dead for longer than DeadKeep at its clock's now, then those beyond
+// DeadMax.
 func TestRunPrunesDead(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	befores := make(chan time.Time, 10)
-	for _, before := range twoRounds(t, befores, retention.Options{Every: time.Millisecond, Now: func() time.Time { return now }, DeadKeep: 72 * time.Hour,
-		Dead: deadPruneFunc(func(_ context.Context, before time.Time, _ int) (int, error) {
+	befores, keeps := make(chan time.Time, 10), make(chan int, 10)
+	dead := deadPruner{
+		before: func(_ context.Context, before time.Time, _ int) (int, error) {
 			offer(befores, before)
 			return 0, nil
-		})}) {
+		},
+		beyond: func(_ context.Context, keep, _ int) (int, error) {
+			select {
+			case keeps <- keep:
+			default:
+			}
+			return 0, nil
+		},
+	}
+	for _, before := range twoRounds(t, befores, retention.Options{Every: time.Millisecond, Now: func() time.Time { return now }, DeadKeep: 72 * time.Hour, DeadMax: 500, Dead: dead}) {
 		if want := now.Add(-72 * time.Hour); !before.Equal(want) {
 			t.Errorf("pruned dead jobs before %v, want %v", before, want)
 		}
 	}
+	// The first round's count bound came before the second's age bound.
+	select {
+	case keep := <-keeps:
+		if keep != 500 {
+			t.Errorf("pruned dead jobs beyond %d, want 500", keep)
+		}
+	default:
+		t.Error("Run did not prune dead jobs beyond DeadMax")
+	}
 }
 
-type deadPruneFunc func(context.Context, time.Time, int) (int, error)
+type deadPruner struct {
+	before func(context.Context, time.Time, int) (int, error)
+	beyond func(context.Context, int, int) (int, error)
+}
 
-func (f deadPruneFunc) PruneDead(ctx context.Context, before time.Time, limit int) (int, error) {
-	return f(ctx, before, limit)
+func (d deadPruner) PruneDead(ctx context.Context, before time.Time, limit int) (int, error) {
+	return d.before(ctx, before, limit)
+}
+
+func (d deadPruner) PruneDeadBeyond(ctx context.Context, keep, limit int) (int, error) {
+	return d.beyond(ctx, keep, limit)
 }

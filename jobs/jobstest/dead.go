@@ -224,6 +224,46 @@ func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		}
 	})
 
+	t.Run("prune beyond a count", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		// Two kinds: the bound is the queue's, not each kind's.
+		for i, kind := range []string{"a", "b", "a", "b", "a"} {
+			mustSend(t, q, jobs.Message{Kind: kind}, jobs.SendOptions{})
+			m := mustReceiveOne(t, q, kind, time.Minute)
+			if err := q.DeadLetter(t.Context(), m.Receipt(), fmt.Sprint("died ", i)); err != nil {
+				t.Fatalf("DeadLetter: %v", err)
+			}
+		}
+		// Oldest first, up to the limit, never one of the newest keep.
+		for _, step := range []struct {
+			keep, limit, n int
+			left           []string
+		}{
+			{3, 10, 2, []string{"died 4", "died 3", "died 2"}},
+			{1, 1, 1, []string{"died 4", "died 3"}},
+			{1, 1, 1, []string{"died 4"}},
+			{1, 10, 0, []string{"died 4"}},
+			{5, 10, 0, []string{"died 4"}},
+			{0, 10, 1, nil},
+		} {
+			n, err := q.PruneDeadBeyond(t.Context(), step.keep, step.limit)
+			if err != nil || n != step.n {
+				t.Fatalf("PruneDeadBeyond(%d, %d) = %d, %v; want %d", step.keep, step.limit, n, err, step.n)
+			}
+			var left []string
+			for _, d := range mustDead(t, q, 10) {
+				left = append(left, d.LastError)
+			}
+			if fmt.Sprint(left) != fmt.Sprint(step.left) {
+				t.Errorf("after PruneDeadBeyond(%d, %d): %q, want %q", step.keep, step.limit, left, step.left)
+			}
+		}
+		if st := mustStats(t, q); st.Kinds["a"].Dead+st.Kinds["b"].Dead != 0 {
+			t.Errorf("Stats after pruning all: %+v, want no dead", st.Kinds)
+		}
+	})
+
 	t.Run("a missing message", func(t *testing.T) {
 		t.Parallel()
 		q := newQueue(t)

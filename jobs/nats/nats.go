@@ -900,5 +900,30 @@ func (q *Queue) PruneDead(ctx context.Context, before time.Time, limit int) (int
 	return n, nil
 }
 
+// PruneDeadBeyond deletes up to limit of the oldest dead letters beyond
+// the newest keep with one purge of S_DEAD that keeps its newest
+// messages: the server drops the rest, oldest first (the stream's order,
+// which Dead lists backwards), and nothing is read. A dead letter that
+// arrives between the count and the purge pushes one more old one out,
+// uncounted; the newest keep stay.
+func (q *Queue) PruneDeadBeyond(ctx context.Context, keep, limit int) (int, error) {
+	if err := q.collect(ctx); err != nil {
+		return 0, fmt.Errorf("jobs/nats prune dead beyond %d: %w", keep, err)
+	}
+	info, err := q.dead.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("jobs/nats prune dead beyond %d: %w", keep, err)
+	}
+	msgs := int(info.State.Msgs)
+	n := min(limit, msgs-keep)
+	if n <= 0 {
+		return 0, nil
+	}
+	if err := q.dead.Purge(ctx, jetstream.WithPurgeKeep(uint64(msgs-n))); err != nil {
+		return 0, fmt.Errorf("jobs/nats prune dead beyond %d: %w", keep, err)
+	}
+	return n, nil
+}
+
 // StreamName is the jobs stream's name (Options.Stream).
 func (q *Queue) StreamName() string { return q.o.Stream }

@@ -392,3 +392,17 @@ func (q *Queue) PruneDead(ctx context.Context, before time.Time, limit int) (int
 	}
 	return n, nil
 }
+
+// PruneDeadBeyond deletes up to limit of the oldest dead messages beyond
+// the newest keep, along jobs_dead's (queue, died_at) index: the
+// complement of Dead's order (died_at desc, id desc).
+func (q *Queue) PruneDeadBeyond(ctx context.Context, keep, limit int) (int, error) {
+	res, err := q.db.ExecContext(ctx, `delete from jobs_dead where id in (
+	select id from jobs_dead where queue = $1 order by died_at, id
+	limit least($3, greatest(0, (select count(*) from jobs_dead where queue = $1) - $2)))`, queueName, keep, limit)
+	n, err := goqitesql.Affected(res, err)
+	if err != nil {
+		return 0, fmt.Errorf("jobs/postgres prune dead beyond %d: %w", keep, err)
+	}
+	return n, nil
+}

@@ -504,6 +504,22 @@ func (q *Queue) PruneDead(ctx context.Context, before time.Time, limit int) (int
 	return n, nil
 }
 
+// PruneDeadBeyond deletes up to limit of the oldest dead messages beyond
+// the newest keep, along jobs_dead's (queue, died_at) index, in one
+// statement: counting the queue's dead letters (the index, no rows read)
+// and deleting a batch hold the writer for milliseconds, not for the
+// whole excess.
+func (q *Queue) PruneDeadBeyond(ctx context.Context, keep, limit int) (int, error) {
+	res, err := q.writer.ExecContext(ctx, `DELETE FROM jobs_dead WHERE rowid IN (
+	SELECT rowid FROM jobs_dead WHERE queue = ?1 ORDER BY died_at, rowid
+	LIMIT min(?3, max(0, (SELECT count(*) FROM jobs_dead WHERE queue = ?1) - ?2)))`, queueName, keep, limit)
+	n, err := goqitesql.Affected(res, err)
+	if err != nil {
+		return 0, fmt.Errorf("jobs/sqlite prune dead beyond %d: %w", keep, err)
+	}
+	return n, nil
+}
+
 // prepared returns query prepared on the writer; database/sql prepares
 // it again by itself on a new connection. Preparing is most of the cost
 // of a small statement here (goqite's triggers are compiled with it), so
