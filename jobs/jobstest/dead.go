@@ -18,7 +18,7 @@ func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		sent := jobs.Message{Kind: "photo.process", Payload: json.RawMessage(`{"photo":"p1"}`), RequestID: "req-1", TraceParent: "00-aa-bb-01"}
 		mustSend(t, q, sent, jobs.SendOptions{})
 		const visibility = 200 * time.Millisecond
-		m := mustReceive(t, q, sent.Kind, 1, visibility)[0]
+		m := mustReceiveOne(t, q, sent.Kind, visibility)
 		before := time.Now()
 		if err := q.DeadLetter(t.Context(), m.Receipt(), "corrupt photo"); err != nil {
 			t.Fatalf("DeadLetter: %v", err)
@@ -72,7 +72,7 @@ func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		q := newQueue(t)
 		for _, kind := range []string{"a", "a", "b"} {
 			mustSend(t, q, jobs.Message{Kind: kind}, jobs.SendOptions{})
-			m := mustReceive(t, q, kind, 1, time.Minute)[0]
+			m := mustReceiveOne(t, q, kind, time.Minute)
 			if err := q.DeadLetter(t.Context(), m.Receipt(), "x"); err != nil {
 				t.Fatalf("DeadLetter: %v", err)
 			}
@@ -96,7 +96,7 @@ func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		q := newQueue(t)
 		for i := range 4 {
 			mustSend(t, q, jobs.Message{Kind: "k", Payload: json.RawMessage(fmt.Sprint(i))}, jobs.SendOptions{})
-			m := mustReceive(t, q, "k", 1, time.Minute)[0]
+			m := mustReceiveOne(t, q, "k", time.Minute)
 			if err := q.DeadLetter(t.Context(), m.Receipt(), fmt.Sprint("died ", i)); err != nil {
 				t.Fatalf("DeadLetter: %v", err)
 			}
@@ -121,7 +121,7 @@ func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 			{"a", "read: timeout"},
 		} {
 			mustSend(t, q, jobs.Message{Kind: d.kind}, jobs.SendOptions{})
-			m := mustReceive(t, q, d.kind, 1, time.Minute)[0]
+			m := mustReceiveOne(t, q, d.kind, time.Minute)
 			if err := q.DeadLetter(t.Context(), m.Receipt(), d.err); err != nil {
 				t.Fatalf("DeadLetter: %v", err)
 			}
@@ -188,7 +188,7 @@ func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		kill := func(err string) {
 			t.Helper()
 			mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-			m := mustReceive(t, q, "k", 1, time.Minute)[0]
+			m := mustReceiveOne(t, q, "k", time.Minute)
 			if err := q.DeadLetter(t.Context(), m.Receipt(), err); err != nil {
 				t.Fatalf("DeadLetter: %v", err)
 			}

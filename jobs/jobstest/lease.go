@@ -24,7 +24,7 @@ const leaseVisibility = time.Second
 func stolen(t *testing.T, q jobs.Queue, kind string) (first, second jobs.Message) {
 	t.Helper()
 	mustSend(t, q, jobs.Message{Kind: kind}, jobs.SendOptions{})
-	first = mustReceive(t, q, kind, 1, leaseVisibility)[0]
+	first = mustReceiveOne(t, q, kind, leaseVisibility)
 	second = mustReceiveOne(t, q, kind, leaseVisibility)
 	if second.ID != first.ID || second.Attempt != first.Attempt+1 {
 		t.Fatalf("received again %s attempt %d, want %s attempt %d", second.ID, second.Attempt, first.ID, first.Attempt+1)
@@ -106,7 +106,7 @@ func testLease(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		q := newQueue(t)
 		first, second := stolen(t, q, "k")
 		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-		other := mustReceive(t, q, "k", 1, leaseVisibility)[0]
+		other := mustReceiveOne(t, q, "k", leaseVisibility)
 
 		err := q.Ack(t.Context(), first.Receipt(), other.Receipt())
 		var lost *jobs.LeaseLostError
@@ -128,14 +128,14 @@ func testLease(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		t.Parallel()
 		q := newQueue(t)
 		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-		m := mustReceive(t, q, "k", 1, time.Minute)[0]
+		m := mustReceiveOne(t, q, "k", time.Minute)
 		if err := q.DeadLetter(t.Context(), m.Receipt(), "died"); err != nil {
 			t.Fatalf("DeadLetter: %v", err)
 		}
 		if n, err := q.Redrive(t.Context(), jobs.DeadFilter{}); err != nil || n != 1 {
 			t.Fatalf("Redrive = %d, %v; want 1", n, err)
 		}
-		again := mustReceive(t, q, "k", 1, time.Minute)[0]
+		again := mustReceiveOne(t, q, "k", time.Minute)
 		if again.ID == m.ID {
 			t.Errorf("redriven under its old id %s: a lease from before could match again", m.ID)
 		}
@@ -158,7 +158,7 @@ func testLease(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		t.Parallel()
 		q := newQueue(t)
 		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-		m := mustReceive(t, q, "k", 1, time.Minute)[0]
+		m := mustReceiveOne(t, q, "k", time.Minute)
 		for _, lease := range []string{"", "forged", m.Lease + "0"} {
 			r := jobs.Receipt{ID: m.ID, Lease: lease}
 			if err := q.Extend(t.Context(), r, time.Minute); !errors.Is(err, jobs.ErrLeaseLost) {

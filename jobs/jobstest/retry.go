@@ -13,7 +13,7 @@ func testRetry(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		t.Parallel()
 		q := newQueue(t)
 		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-		m := mustReceive(t, q, "k", 1, time.Minute)[0]
+		m := mustReceiveOne(t, q, "k", time.Minute)
 		const after = 500 * time.Millisecond
 		start := time.Now()
 		if err := q.Retry(t.Context(), m.Receipt(), start.Add(after), "boom"); err != nil {
@@ -49,7 +49,7 @@ func testRetry(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		t.Parallel()
 		q := newQueue(t)
 		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-		m := mustReceive(t, q, "k", 1, time.Minute)[0]
+		m := mustReceiveOne(t, q, "k", time.Minute)
 		for attempt := 2; attempt <= 4; attempt++ {
 			if err := q.Retry(t.Context(), m.Receipt(), time.Now().Add(-time.Hour), "boom"); err != nil {
 				t.Fatalf("Retry: %v", err)
@@ -66,12 +66,12 @@ func testRetry(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		t.Parallel()
 		q := newQueue(t)
 		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-		m := mustReceive(t, q, "k", 1, time.Minute)[0]
+		m := mustReceiveOne(t, q, "k", time.Minute)
 		for _, e := range []string{"first", "second"} {
 			if err := q.Retry(t.Context(), m.Receipt(), time.Now().Add(-time.Second), e); err != nil {
 				t.Fatalf("Retry: %v", err)
 			}
-			m = mustReceive(t, q, "k", 1, time.Minute)[0]
+			m = mustReceiveOne(t, q, "k", time.Minute)
 		}
 		if err := q.DeadLetter(t.Context(), m.Receipt(), ""); err != nil {
 			t.Fatalf("DeadLetter: %v", err)

@@ -28,7 +28,7 @@ func testStats(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		}
 		time.Sleep(20 * time.Millisecond) // some age
 		mustReceive(t, q, "a", 2, time.Hour)
-		c := mustReceive(t, q, "c", 1, time.Hour)[0]
+		c := mustReceiveOne(t, q, "c", time.Hour)
 		if err := q.DeadLetter(t.Context(), c.Receipt(), "x"); err != nil {
 			t.Fatalf("DeadLetter: %v", err)
 		}

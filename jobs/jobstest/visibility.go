@@ -48,7 +48,7 @@ func testVisibility(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		// timeout after the first one ended, the second four fifths
 		// before it does.
 		const visibility = 2 * time.Second
-		m := mustReceive(t, q, "k", 1, visibility)[0]
+		m := mustReceiveOne(t, q, "k", visibility)
 		time.Sleep(visibility / 2)
 		extended := time.Now()
 		if err := q.Extend(t.Context(), m.Receipt(), visibility); err != nil {
@@ -77,7 +77,7 @@ func testVisibility(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		t.Parallel()
 		q := newQueue(t)
 		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-		m := mustReceive(t, q, "k", 1, time.Minute)[0]
+		m := mustReceiveOne(t, q, "k", time.Minute)
 		if err := q.Ack(t.Context(), m.Receipt()); err != nil {
 			t.Fatalf("Ack: %v", err)
 		}
