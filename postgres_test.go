@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +91,29 @@ func pgWait(t *testing.T, url, query, want string, args ...any) {
 	t.Fatalf("%s: got %q (%v), waited for %q", query, got, err, want)
 }
 
+// waitMetric polls the child's /metrics until the sample series (its
+// name and labels, as exposed) has a value ok accepts.
+func (c *child) waitMetric(series string, ok func(float64) bool) {
+	c.t.Helper()
+	var last string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		_, body, err := request(http.DefaultClient, "GET", c.adm+"/metrics", "", "", nil)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		last = "absent"
+		for line := range strings.Lines(string(body)) {
+			if v, found := strings.CutPrefix(strings.TrimSpace(line), series+" "); found {
+				last = v
+				if f, err := strconv.ParseFloat(v, 64); err == nil && ok(f) {
+					return
+				}
+			}
+		}
+	}
+	c.t.Fatalf("%s: %s after 30s", series, last)
+}
+
 // bio is the bio a profile answer shows.
 func (c *child) bio(path, token string) string {
 	c.t.Helper()
@@ -123,7 +148,9 @@ func TestReadYourOwnWritesAcrossInstances(t *testing.T) {
 		// No cache: every read reaches the store.
 		"ONEBOX_CACHE_URL=none",
 	}
-	a := startChild(t, t.TempDir(), env...)
+	// A's lag bound is one byte: once replay pauses behind a write, its
+	// replica leaves the rotation, which its readiness and metrics say.
+	a := startChild(t, t.TempDir(), append(slices.Clone(env), "ONEBOX_DATABASE_MAX_LAG_BYTES=1")...)
 	b := startChild(t, t.TempDir(), env...)
 	writerID, writer := a.signup("writer")
 	_, reader := a.signup("reader")
@@ -141,6 +168,22 @@ func TestReadYourOwnWritesAcrossInstances(t *testing.T) {
 	}
 	if got := b.bio("/v1/users/"+writerID, reader); got != "old" {
 		t.Fatalf("another user's read from the paused replica: bio %q, want the stale %q (else the replica served nothing)", got, "old")
+	}
+
+	// The lag is a metric per replica: B's replica is behind, yet in
+	// rotation under B's bound; A's is out, a readiness detail that leaves
+	// A ready (its reads go to the primary).
+	ru, err := url.Parse(replica)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := ru.Host // host:port, as the store names a replica
+	b.waitMetric(`onebox_db_replica_lag_bytes{replica="`+name+`"}`, func(v float64) bool { return v > 0 })
+	b.waitMetric(`onebox_db_replica_in_rotation{replica="`+name+`"}`, func(v float64) bool { return v == 1 })
+	a.waitMetric(`onebox_db_replica_in_rotation{replica="`+name+`"}`, func(v float64) bool { return v == 0 })
+	status, _, checks := a.readiness(a.adm)
+	if want := "replica " + name + " out of rotation (lag "; status != http.StatusOK || !strings.HasPrefix(checks["replicas"], want) {
+		t.Errorf("A's readiness with its replica over the lag bound: %d, replicas check %q; want 200 and %q…", status, checks["replicas"], want)
 	}
 
 	pgExec(t, replica, "select pg_wal_replay_resume()")

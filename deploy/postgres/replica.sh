@@ -26,7 +26,10 @@
 # drill's base backup forces one) can recycle WAL a replica has not yet
 # received, and it never catches up. stop drops the slot, and start drops
 # every inactive onebox_replica_* slot, so a crash does not leave one
-# holding WAL on the primary for good.
+# holding WAL on the primary for good. Starts take turns (flock on
+# /var/tmp/onebox-replica-start.lock, held until the replica streams):
+# between its pg_basebackup and its first connection a new replica's slot
+# is inactive too, and another start would drop it.
 # Every command is safe to rerun after a crash: a stale cluster in the
 # directory is stopped and removed first.
 set -euo pipefail
@@ -180,9 +183,19 @@ drop_slots() {
 
 replica_url() { echo "ONEBOX_TEST_POSTGRES_REPLICA_URL=postgres://postgres@127.0.0.1:$1/test?sslmode=disable"; }
 
+# start_lock waits for the other starts (see the top).
+start_lock() {
+	local lock=/var/tmp/onebox-replica-start.lock
+	# Read-only, so a lock file another user made serves as well.
+	[ -e "$lock" ] || (umask 0 && : >>"$lock")
+	exec 9<"$lock"
+	flock -w 600 9 || die "another replica.sh start held $lock for 10 minutes"
+}
+
 cmd_start() {
 	local bin port name
 	bin=$(pgbin)
+	start_lock
 	# A replica already running and streaming is reused.
 	if [ -f "$replica_dir/port" ]; then
 		port=$(cat "$replica_dir/port")
@@ -203,7 +216,8 @@ cmd_start() {
 		-D "$replica_dir" -R -X stream -c fast -C -S "$name"
 	configure "$replica_dir" "$port" "$name"
 	as_pg tee "$replica_dir/port" >/dev/null <<<"$port"
-	as_pg "$bin/pg_ctl" start -D "$replica_dir" -l "$replica_dir/log" -w -t 60 >/dev/null ||
+	# 9<&-: the server must not inherit the lock and hold it while it runs.
+	as_pg "$bin/pg_ctl" start -D "$replica_dir" -l "$replica_dir/log" -w -t 60 >/dev/null 9<&- ||
 		die "replica did not start: $(tail -n 20 "$replica_dir/log")"
 	wait_for "the replica on port $port to stream from $primary_host:$primary_port" streaming "$port" "$name"
 	log "replica on port $port streams ($((SECONDS - t0))s)"

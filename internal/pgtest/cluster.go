@@ -105,46 +105,67 @@ full_page_writes = off
 // test ends.
 func StartReplica(tb testing.TB, primaryURL string) (string, *Cluster) {
 	tb.Helper()
+	r := newReplica(tb, primaryURL)
+	ctx, cancel := context.WithTimeout(tb.Context(), 2*time.Minute)
+	defer cancel()
+	if err := r.sh(ctx, "start"); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	return r.url, r.Cluster
+}
+
+// A replica is a Cluster that deploy/postgres/replica.sh makes and
+// removes, with the URL it will answer at.
+type replica struct {
+	*Cluster
+	url string
+	env []string // the script's
+}
+
+// newReplica picks the port and directory of a replica of primaryURL and
+// registers the cleanup that runs replica.sh stop; it starts nothing.
+func newReplica(tb testing.TB, primaryURL string) *replica {
+	tb.Helper()
 	c := newCluster(tb, "replica-")
 	u, err := url.Parse(primaryURL)
 	if err != nil {
 		tb.Fatalf("pgtest: primary URL: %v", err)
 	}
-	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "..", "deploy", "postgres", "replica.sh")
 	// The script makes the replica in $ONEBOX_PG_DIR/replica.
 	base := c.Dir
 	c.Dir = filepath.Join(base, "replica")
-	ctx, cancel := context.WithTimeout(tb.Context(), 2*time.Minute)
-	defer cancel()
-	env := append(os.Environ(),
+	r := &replica{Cluster: c, env: append(os.Environ(),
 		"ONEBOX_PG_DIR="+base,
 		"ONEBOX_REPLICA_PORT="+strconv.Itoa(c.Port),
 		"ONEBOX_PRIMARY_HOST="+u.Hostname(),
 		"ONEBOX_PRIMARY_PORT="+orDefault(u.Port(), "5432"),
-	)
-	replicaSh := func(ctx context.Context, command string) error {
-		cmd := exec.CommandContext(ctx, script, command)
-		cmd.Env = env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("replica.sh %s: %w\n%s", command, err, out)
-		}
-		return nil
-	}
+	)}
 	// stop also drops the replica's slot, which would hold WAL on the
 	// primary for good. (A stopped primary has nothing to drop.)
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := replicaSh(ctx, "stop"); err != nil {
+		if err := r.sh(ctx, "stop"); err != nil {
 			tb.Logf("pgtest: %v", err)
 		}
 	})
-	if err := replicaSh(ctx, "start"); err != nil {
-		tb.Fatalf("pgtest: %v", err)
-	}
 	u.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Port))
-	return u.String(), c
+	r.url = u.String()
+	return r
+}
+
+// sh runs replica.sh command for this replica.
+func (r *replica) sh(ctx context.Context, command string) error {
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "..", "..", "deploy", "postgres", "replica.sh")
+	cmd := exec.CommandContext(ctx, script, command)
+	cmd.Env = r.env
+	// Killed at ctx's end, the script may leave a child holding its output.
+	cmd.WaitDelay = 10 * time.Second
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("replica.sh %s: %w\n%s", command, err, out)
+	}
+	return nil
 }
 
 func orDefault(s, fallback string) string {

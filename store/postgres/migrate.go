@@ -17,6 +17,13 @@ import (
 // one version is one change on both databases. Applied migrations are
 // never edited; a change is a new version.
 //
+// The runner is onebox's own (sqlutil, shared with store/sqlite), not
+// github.com/pressly/goose/v3: a migration here is SQL text run in a
+// transaction with its record in schema_migrations, two of them exported
+// by jobs/postgres, under the advisory lock below. goose would add a
+// dependency and its own version table to take over, and nothing these
+// migrations need.
+//
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 

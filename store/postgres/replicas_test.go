@@ -224,6 +224,23 @@ func TestReplicaStoppedUnderLoadLeavesRotationAndReturns(t *testing.T) {
 
 	eventually(t, s, "the replica in rotation", func() bool { return s.status()[0].InRotation })
 
+	// An idle primary's replica that has replayed everything has no lag,
+	// however long ago the last write was: the lag in seconds is the
+	// primary's replay_lag, not the age of the last replayed transaction.
+	exec(t, primary, "create table idle (id int)")
+	written := token(t, primary)
+	eventually(t, s, "the write replayed", func() bool { _, name := s.pick(written); return name != primaryName })
+	strict, err := newReplicaSet(primary, []string{replicaURL}, ReplicaOptions{MaxLag: time.Second, MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer strict.close()
+	time.Sleep(1500 * time.Millisecond)
+	strict.check(ctx)
+	if st := strict.status()[0]; !st.InRotation || st.LagSeconds >= 1 {
+		t.Errorf("a caught-up replica of a primary idle for 1.5s, with a lag bound of 1s: %+v, want in rotation", st)
+	}
+
 	checkCtx, stopChecks := context.WithCancel(ctx)
 	var checker sync.WaitGroup
 	checker.Go(func() { s.run(checkCtx) })
