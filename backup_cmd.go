@@ -30,47 +30,80 @@ var backupSettings = append([]string{"ONEBOX_MEDIA_URL"}, databaseSettings...)
 // whose files it lists and sweeps too.
 var reconcileSettings = append([]string{"ONEBOX_MEDIA_BACKUP_DIR"}, backupSettings...)
 
-// mediaPath is the directory ONEBOX_MEDIA_URL names.
-func mediaPath(cfg config.Config) (string, error) {
-	u, err := backendTable().media.url(cfg)
-	if err != nil {
-		return "", err
-	}
-	if u.Scheme != "file" {
-		return "", fmt.Errorf("%s: unsupported scheme %q", cfg.Name("ONEBOX_MEDIA_URL"), u.Scheme)
-	}
-	if u.Opaque != "" {
-		return u.Opaque, nil
-	}
-	return u.Path, nil
+// listedMedia is a media storage that lists its keys, as reconcile
+// needs: media/local and media/s3.
+type listedMedia interface {
+	media.Storage
+	backup.Lister
 }
 
 // openInstance opens an existing instance's database (never creating
-// one) with opts, and its media directory, for the command named cmd.
-func openInstance(ctx context.Context, cfg config.Config, cmd string, opts sqlite.Options) (*sqlite.Store, *medialocal.Storage, error) {
+// one) with opts, and its media storage (see openInstanceMedia), for
+// the command named cmd. close releases both.
+func openInstance(ctx context.Context, cfg config.Config, cmd string, opts sqlite.Options) (_ *sqlite.Store, _ listedMedia, name string, close func() error, _ error) {
 	path, err := databasePath(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", nil, err
 	}
 	opts.Path, opts.ReadConns, opts.NoCreate = path, 1, true
 	st, err := sqlite.New(ctx, opts)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("%s: no database at %s (set ONEBOX_DATA_DIR or -data-dir, or ONEBOX_DATABASE_URL or -database-url, to the instance's)", cmd, path)
+		return nil, nil, "", nil, fmt.Errorf("%s: no database at %s (set ONEBOX_DATA_DIR or -data-dir, or ONEBOX_DATABASE_URL or -database-url, to the instance's)", cmd, path)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", cfg.Name("ONEBOX_DATABASE_URL"), err)
+		return nil, nil, "", nil, fmt.Errorf("%s: %w", cfg.Name("ONEBOX_DATABASE_URL"), err)
 	}
-	dir, err := mediaPath(cfg)
-	if err == nil {
-		var m *medialocal.Storage
-		if m, err = medialocal.New(dir); err == nil {
-			return st, m, nil
-		}
-		err = fmt.Errorf("%s: %w", cfg.Name("ONEBOX_MEDIA_URL"), err)
+	m, name, closeMedia, err := openInstanceMedia(ctx, cfg, opts.Logger)
+	if err != nil {
+		return nil, nil, "", nil, errors.Join(err, st.Close())
 	}
-	st.Close()
-	return nil, nil, err
+	return st, m, name, func() error { return errors.Join(closeMedia(), st.Close()) }, nil
 }
+
+// openInstanceMedia opens the media storage ONEBOX_MEDIA_URL names, by
+// the backend table as serve opens it, but without the mirror of
+// ONEBOX_MEDIA_BACKUP_DIR: backup reads, restore writes and reconcile
+// lists the storage the service reads. name is its directory, or its
+// s3://bucket/prefix.
+func openInstanceMedia(ctx context.Context, cfg config.Config, log *slog.Logger) (_ listedMedia, name string, close func() error, _ error) {
+	b := backendTable()
+	u, err := b.media.url(cfg)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	name = urlPath(u)
+	if u.Scheme == "s3" {
+		name = s3Name(u)
+	}
+	m, err := b.media.Open(ctx, wiring{cfg: cfg, log: log})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	close = func() error { return nil }
+	if c, ok := m.(io.Closer); ok {
+		close = c.Close
+	}
+	lm, ok := m.(listedMedia)
+	if !ok {
+		return nil, "", nil, errors.Join(fmt.Errorf("%s: %s cannot list its files", cfg.Name("ONEBOX_MEDIA_URL"), name), close())
+	}
+	return lm, name, close, nil
+}
+
+// checkMediaEmpty is nil for media storage that holds nothing: a
+// directory without entries, a bucket's prefix without objects.
+func checkMediaEmpty(ctx context.Context, m media.Storage, name string) error {
+	switch m := m.(type) {
+	case backup.Bucket:
+		return backup.CheckBucketEmpty(ctx, m, name)
+	case *medialocal.Storage:
+		return backup.CheckEmpty(name)
+	}
+	return fmt.Errorf("%s: cannot tell whether %T is empty", name, m)
+}
+
+// s3Name names s3://bucket/prefix?… in messages: without its query.
+func s3Name(u *url.URL) string { return "s3://" + u.Host + strings.TrimSuffix(u.Path, "/") }
 
 // backupTarget is the backup at loc: a directory, or
 // s3://bucket/prefix?endpoint=…&region=… (ONEBOX_MEDIA_URL's form, with
@@ -96,26 +129,23 @@ func backupTarget(ctx context.Context, loc, tempDir string) (backup.Target, erro
 	if err != nil {
 		return nil, err
 	}
-	name := "s3://" + u.Host + strings.TrimSuffix(u.Path, "/")
-	return backup.Objects{Root: root, MediaFiles: files, Name: name, TempDir: tempDir}, nil
+	return backup.Objects{Root: root, MediaFiles: files, Name: s3Name(u), TempDir: tempDir}, nil
 }
 
 // backupCommand is `onebox backup -to DIR|s3://…`. It reads the database
 // and the media beside a running service, and never creates or migrates
 // a database.
-func backupCommand(ctx context.Context, cfg config.Config, to string, stdout io.Writer, log *slog.Logger) error {
+func backupCommand(ctx context.Context, cfg config.Config, to string, stdout io.Writer, log *slog.Logger) (err error) {
 	if to == "" {
 		return errors.New("backup: -to DIR or s3://bucket/prefix is required (see onebox backup --help)")
 	}
 	start := time.Now()
-	st, src, err := openInstance(ctx, cfg, "backup", sqlite.Options{SkipMigrate: true, Logger: log})
+	st, src, mediaName, closeInstance, err := openInstance(ctx, cfg, "backup", sqlite.Options{SkipMigrate: true, Logger: log})
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	defer src.Close()
-	path, _ := databasePath(cfg) // for the report; openInstance read them
-	dir, _ := mediaPath(cfg)
+	defer func() { err = errors.Join(err, closeInstance()) }()
+	path, _ := databasePath(cfg) // for the report; openInstance read it
 	// An upload's snapshot is made beside the database, on a disk known
 	// to hold one (a tmpfs /tmp may not).
 	target, err := backupTarget(ctx, to, filepath.Dir(path))
@@ -130,7 +160,7 @@ func backupCommand(ctx context.Context, cfg config.Config, to string, stdout io.
 		return err
 	}
 	fmt.Fprintf(stdout, "backed up %s: %d rows in %d tables, integrity check ok, %d bytes\n", path, sumRows(m), len(m.Tables), m.Database.Size)
-	fmt.Fprintf(stdout, "backed up %s: %d media files, %d bytes, each with its SHA-256\n", dir, len(m.Media), mediaBytes(m))
+	fmt.Fprintf(stdout, "backed up %s: %d media files, %d bytes, each with its SHA-256\n", mediaName, len(m.Media), mediaBytes(m))
 	if len(m.Missing) > 0 {
 		fmt.Fprintf(stdout, "warning: %d referenced media files were already gone (listed under \"missing\" in the manifest), the first %s\n", len(m.Missing), m.Missing[0])
 	}
@@ -140,16 +170,12 @@ func backupCommand(ctx context.Context, cfg config.Config, to string, stdout io.
 
 // restoreCommand is `onebox restore -from DIR|s3://…`: only into an
 // empty data directory, so nothing live is ever overwritten or mixed in.
-func restoreCommand(ctx context.Context, cfg config.Config, from string, stdout io.Writer) error {
+func restoreCommand(ctx context.Context, cfg config.Config, from string, stdout io.Writer, log *slog.Logger) (err error) {
 	if from == "" {
 		return errors.New("restore: -from DIR or s3://bucket/prefix is required (see onebox restore --help)")
 	}
 	start := time.Now()
 	path, err := databasePath(cfg)
-	if err != nil {
-		return err
-	}
-	dir, err := mediaPath(cfg)
 	if err != nil {
 		return err
 	}
@@ -159,26 +185,30 @@ func restoreCommand(ctx context.Context, cfg config.Config, from string, stdout 
 	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
 		return refuse(cfg, "ONEBOX_DATABASE_URL", "database", fmt.Errorf("%s exists (%w)", path, backup.ErrNotEmpty))
 	}
-	if err := backup.CheckEmpty(dir); err != nil {
-		return refuse(cfg, "ONEBOX_MEDIA_URL", "media directory", err)
-	}
-	dst, err := medialocal.New(dir)
+	dst, mediaName, closeMedia, err := openInstanceMedia(ctx, cfg, log)
 	if err != nil {
-		return fmt.Errorf("%s: %w", cfg.Name("ONEBOX_MEDIA_URL"), err)
+		return err
 	}
-	defer dst.Close()
+	defer func() { err = errors.Join(err, closeMedia()) }()
+	if err := checkMediaEmpty(ctx, dst, mediaName); err != nil {
+		return refuse(cfg, "ONEBOX_MEDIA_URL", "media storage", err)
+	}
 	src, err := backupTarget(ctx, from, "")
 	if err != nil {
 		return fmt.Errorf("restore: -from %s: %w", from, err)
 	}
 	r, err := backup.Restore(ctx, src, path, dst)
 	if err != nil {
-		return fmt.Errorf("%w\nthe restore is incomplete: empty %s before trying again", err, cfg.DataDir)
+		leftovers := cfg.DataDir // and the media, where they are elsewhere
+		if rel, err := filepath.Rel(cfg.DataDir, mediaName); err != nil || !filepath.IsLocal(rel) {
+			leftovers += " and " + mediaName
+		}
+		return fmt.Errorf("%w\nthe restore is incomplete: empty %s before trying again", err, leftovers)
 	}
 	m := r.Manifest
 	fmt.Fprintf(stdout, "restored %s (taken %s by %s)\n", src, m.Created.Format(time.RFC3339), m.Version)
 	fmt.Fprintf(stdout, "database %s: integrity check ok, %d rows in %d tables as the manifest counts\n", path, sumRows(m), len(m.Tables))
-	fmt.Fprintf(stdout, "media %s: %d files, %d bytes, every SHA-256 as the manifest says\n", dir, len(m.Media), mediaBytes(m))
+	fmt.Fprintf(stdout, "media %s: %d files, %d bytes, every SHA-256 as the manifest says\n", mediaName, len(m.Media), mediaBytes(m))
 	if len(m.Missing) > 0 {
 		fmt.Fprintf(stdout, "warning: %d referenced media files were not in the backup (gone when it was taken), the first %s\n", len(m.Missing), m.Missing[0])
 	}
@@ -200,14 +230,13 @@ func restoreCommand(ctx context.Context, cfg config.Config, from string, stdout 
 
 // reconcileCommand is `onebox reconcile [-sweep]`: rows and media files
 // brought back into agreement after a restore (see backup.Reconcile).
-func reconcileCommand(ctx context.Context, cfg config.Config, sweep bool, grace time.Duration, stdout io.Writer, log *slog.Logger) error {
+func reconcileCommand(ctx context.Context, cfg config.Config, sweep bool, grace time.Duration, stdout io.Writer, log *slog.Logger) (err error) {
 	start := time.Now()
-	st, primary, err := openInstance(ctx, cfg, "reconcile", sqlite.Options{Logger: log})
+	st, primary, _, closeInstance, err := openInstance(ctx, cfg, "reconcile", sqlite.Options{Logger: log})
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	defer primary.Close()
+	defer func() { err = errors.Join(err, closeInstance()) }()
 	var m media.Storage = primary
 	lists := []backup.Lister{primary}
 	if cfg.MediaBackupDir != "" {

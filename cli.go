@@ -109,10 +109,12 @@ JetStream's jobs and dead letters instead.
        onebox backup verify [flags]
 
 Writes a consistent snapshot of the database (VACUUM INTO) and a copy of
-exactly the media files it references into DIR, which must be missing or
-empty, with DIR/manifest.json last: the SHA-256 of every file, the row
-count of every table. It checks the snapshot's integrity first. Safe while
-the service runs; it never creates or migrates a database.
+exactly the media files it references, read from the instance's media
+storage (ONEBOX_MEDIA_URL: a directory or an S3 prefix), into DIR, which
+must be missing or empty, with DIR/manifest.json last: the SHA-256 of
+every file, the row count of every table. It checks the snapshot's
+integrity first. Safe while the service runs; it never creates or
+migrates a database.
 
 With s3://bucket/prefix (ONEBOX_MEDIA_URL's form; credentials from
 AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) the same files are objects
@@ -149,7 +151,8 @@ prints the restore time. It exits non-zero naming what failed.`,
 		usage: `usage: onebox restore -from DIR|s3://bucket/prefix?endpoint=…&region=… [flags]
 
 Copies the database and media of the backup in DIR or under the S3 prefix
-(see onebox backup) into the data directory, which must be missing or
+(see onebox backup) into the data directory and the media storage
+(ONEBOX_MEDIA_URL: a directory or an S3 prefix), which must be missing or
 empty, with the service stopped. It then checks PRAGMA integrity_check, the row count of every
 table and the SHA-256 of every media file against the manifest, and exits
 non-zero naming the first difference. Last, it reconciles rows and files
@@ -160,7 +163,7 @@ non-zero naming the first difference. Last, it reconciles rows and files
 			fs.StringVar(&restoreFrom, "from", "", "the backup `dir`ectory, or s3://bucket/prefix, to restore")
 		},
 		run: func(ctx context.Context, cfg config.Config, args []string) error {
-			return restoreCommand(ctx, cfg, restoreFrom, stdout)
+			return restoreCommand(ctx, cfg, restoreFrom, stdout, newLogger(cfg, stderr))
 		},
 	}, {
 		name:    "copy",

@@ -32,6 +32,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"onebox/media"
@@ -323,7 +324,22 @@ func copyObject(ctx context.Context, src, dst media.Storage, key string) (File, 
 	if _, err := dst.Put(ctx, key, io.TeeReader(obj, h), obj.Info().ContentType); err != nil {
 		return File{}, err
 	}
-	return h.file(key), nil
+	f := h.file(key)
+	return f, sameDigest(obj.Info(), f)
+}
+
+// sameDigest checks the bytes read against the SHA-256 the storage
+// recorded when they were written, where its ETag is one (media/local
+// and media/s3 write it): a file damaged at rest fails as it is read
+// instead of entering a backup, or a restore, as if it were whole. An
+// ETag that is not a SHA-256 (an object written by another tool) says
+// nothing.
+func sameDigest(info media.Info, got File) error {
+	tag := strings.Trim(info.ETag, `"`)
+	if len(tag) != hex.EncodedLen(sha256.Size) || tag == got.SHA256 {
+		return nil
+	}
+	return fmt.Errorf("%s: %d bytes with SHA-256 %s, stored with %s: %w", got.Name, got.Size, got.SHA256, tag, ErrMismatch)
 }
 
 func hashObject(ctx context.Context, st media.Storage, key string) (File, error) {

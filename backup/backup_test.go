@@ -66,9 +66,16 @@ func open(t *testing.T, dir string) (*sqlite.Store, *medialocal.Storage) {
 
 func seed(t *testing.T) *instance {
 	t.Helper()
-	ctx := t.Context()
 	in := &instance{dir: t.TempDir(), files: map[string][]byte{}}
 	in.db, in.media = open(t, in.dir)
+	fill(t, in, in.media)
+	return in
+}
+
+// fill seeds in's database and the media storage m (seed's, or another).
+func fill(t *testing.T, in *instance, m media.Storage) {
+	t.Helper()
+	ctx := t.Context()
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	for _, h := range []string{"alice", "bob"} {
 		u, err := in.db.CreateUser(ctx, store.CreateUserParams{ID: newID(t), Handle: h, DisplayName: strings.ToUpper(h), PasswordHash: "hash-" + h, Now: now})
@@ -79,7 +86,7 @@ func seed(t *testing.T) *instance {
 	}
 	put := func(key, body, contentType string) {
 		t.Helper()
-		if _, err := in.media.Put(ctx, key, strings.NewReader(body), contentType); err != nil {
+		if _, err := m.Put(ctx, key, strings.NewReader(body), contentType); err != nil {
 			t.Fatal(err)
 		}
 		in.files[key] = []byte(body)
@@ -111,10 +118,9 @@ func seed(t *testing.T) *instance {
 	}
 	in.inWork = create(in.users[1])
 	// Not referenced by any row: a backup leaves it out.
-	if _, err := in.media.Put(ctx, "photos/orphan/w128.webp", strings.NewReader("orphan"), "image/webp"); err != nil {
+	if _, err := m.Put(ctx, "photos/orphan/w128.webp", strings.NewReader("orphan"), "image/webp"); err != nil {
 		t.Fatal(err)
 	}
-	return in
 }
 
 func mustBackup(t *testing.T, in *instance) (string, backup.Manifest) {

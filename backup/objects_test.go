@@ -71,15 +71,21 @@ var (
 // as onebox backup opens one: the media under prefix/media.
 func objects(t *testing.T, endpoint, bucket, prefix string) backup.Objects {
 	t.Helper()
-	open := func(p string) *medias3.Storage {
-		u := &url.URL{Scheme: "s3", Host: bucket, Path: "/" + p, RawQuery: url.Values{"endpoint": {endpoint}}.Encode()}
-		st, err := medias3.Open(t.Context(), u, medias3.Options{Credentials: s3Creds, TempDir: t.TempDir()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
+	return backup.Objects{
+		Root: openS3(t, endpoint, bucket, prefix), MediaFiles: openS3(t, endpoint, bucket, prefix+"/media"),
+		Name: "s3://" + bucket + "/" + prefix, TempDir: t.TempDir(),
 	}
-	return backup.Objects{Root: open(prefix), MediaFiles: open(prefix + "/media"), Name: "s3://" + bucket + "/" + prefix, TempDir: t.TempDir()}
+}
+
+// openS3 is a media/s3 storage at s3://bucket/prefix on endpoint.
+func openS3(t *testing.T, endpoint, bucket, prefix string) *medias3.Storage {
+	t.Helper()
+	u := &url.URL{Scheme: "s3", Host: bucket, Path: "/" + prefix, RawQuery: url.Values{"endpoint": {endpoint}}.Encode()}
+	st, err := medias3.Open(t.Context(), u, medias3.Options{Credentials: s3Creds, TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 // TestObjects: a backup to an S3 bucket's prefix restores with the same

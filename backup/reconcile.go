@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"onebox/media"
-	medialocal "onebox/media/local"
 	"onebox/photos"
 	"onebox/store"
 	"onebox/store/sqlite"
@@ -18,9 +17,10 @@ import (
 // is gone: nothing can make it again.
 const LostReason = "lost: its original file was missing after a restore"
 
-// Lister lists the files of a media directory (media/local has it).
+// Lister lists the objects of a media storage (media/local and
+// media/s3 have it).
 type Lister interface {
-	Keys(ctx context.Context) ([]medialocal.KeyInfo, error)
+	Keys(ctx context.Context) ([]media.KeyInfo, error)
 }
 
 // ReconcileOptions configure Reconcile.

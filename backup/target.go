@@ -102,13 +102,18 @@ type Objects struct {
 var _ Target = Objects{}
 
 // CheckEmpty refuses a Root that holds any object.
-func (o Objects) CheckEmpty(ctx context.Context) error {
-	key, ok, err := o.Root.FirstKey(ctx)
+func (o Objects) CheckEmpty(ctx context.Context) error { return CheckBucketEmpty(ctx, o.Root, o.Name) }
+
+// CheckBucketEmpty is CheckEmpty for a bucket's prefix: nil if b holds
+// no object, and otherwise an error wrapping ErrNotEmpty that names it
+// (name) and the object.
+func CheckBucketEmpty(ctx context.Context, b Bucket, name string) error {
+	key, ok, err := b.FirstKey(ctx)
 	if err != nil {
 		return err
 	}
 	if ok {
-		return fmt.Errorf("%s is %w (it holds %s)", o.Name, ErrNotEmpty, key)
+		return fmt.Errorf("%s is %w (it holds %s)", name, ErrNotEmpty, key)
 	}
 	return nil
 }

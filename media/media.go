@@ -96,6 +96,13 @@ type Info struct {
 	ETag        string // a strong validator of the bytes, quoted: equal bytes, equal ETag
 }
 
+// KeyInfo is one stored object as a listing sees it: what a reconcile
+// compares with the keys a database references, and how old it is.
+type KeyInfo struct {
+	Key     string
+	ModTime time.Time
+}
+
 // Object is an open stored object: a stream of the bytes asked for (all
 // of them, or a range) and the Info of the whole object. It does not
 // seek: an object store reads by stream and by range, and a reader that

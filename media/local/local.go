@@ -599,8 +599,8 @@ func (s *Storage) SweepTemp(olderThan time.Duration) (int, error) {
 // Keys lists, sorted, the key of every object in the directory with its
 // modification time, skipping this package's own files (sidecars, temp
 // files): what a reconcile compares with the keys a database references.
-func (s *Storage) Keys(ctx context.Context) ([]KeyInfo, error) {
-	var out []KeyInfo
+func (s *Storage) Keys(ctx context.Context) ([]media.KeyInfo, error) {
+	var out []media.KeyInfo
 	err := fs.WalkDir(s.root.FS(), ".", func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -622,17 +622,11 @@ func (s *Storage) Keys(ctx context.Context) ([]KeyInfo, error) {
 		if err != nil {
 			return err
 		}
-		out = append(out, KeyInfo{Key: key, ModTime: fi.ModTime()})
+		out = append(out, media.KeyInfo{Key: key, ModTime: fi.ModTime()})
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("media/local: keys: %w", err)
 	}
 	return out, nil
-}
-
-// KeyInfo is one object Keys found.
-type KeyInfo struct {
-	Key     string
-	ModTime time.Time
 }

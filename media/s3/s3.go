@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -283,6 +284,32 @@ func (s *Storage) FirstKey(ctx context.Context) (key string, ok bool, err error)
 		return "", false, nil
 	}
 	return strings.TrimPrefix(aws.ToString(out.Contents[0].Key), s.prefix), true, nil
+}
+
+// Keys lists, sorted, the key of every object under the prefix with its
+// last modification: what a reconcile compares with the keys a database
+// references (backup.Lister). An object whose name under the prefix is
+// not a key was not written by a Put, and is not listed: it is not ours
+// to sweep.
+func (s *Storage) Keys(ctx context.Context) ([]media.KeyInfo, error) {
+	var out []media.KeyInfo
+	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &s.prefix})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("media/s3: list %s/%s: %w", s.bucket, s.prefix, translate(ctx, err))
+		}
+		for _, o := range page.Contents {
+			key := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
+			if media.ValidKey(key) {
+				out = append(out, media.KeyInfo{Key: key, ModTime: aws.ToTime(o.LastModified)})
+			}
+		}
+	}
+	// S3 lists in the order of the keys' UTF-8 bytes, as sort does; sort
+	// anyway, for servers that do not.
+	slices.SortFunc(out, func(a, b media.KeyInfo) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
 }
 
 // URL is stable for a public key: PublicURL and the escaped key, no

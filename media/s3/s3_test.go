@@ -5,9 +5,11 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -36,6 +38,7 @@ func run(t *testing.T, endpoint, bucket string, publicURL func(prefix string) st
 		t.Fatalf("creating bucket %s at %s: %v", bucket, endpoint, err)
 	}
 	t.Run("FirstKey", func(t *testing.T) { firstKey(t, endpoint, bucket, creds) })
+	t.Run("Keys", func(t *testing.T) { keys(t, endpoint, bucket, creds) })
 	mediatest.Run(t, func(t *testing.T) media.Storage {
 		prefix := fmt.Sprintf("run-%d-%d", os.Getpid(), prefixes.Add(1))
 		s, err := open(t, endpoint, bucket, prefix, mediasss.Options{
@@ -54,14 +57,7 @@ func run(t *testing.T, endpoint, bucket string, publicURL func(prefix string) st
 // a prefix that merely begins the same.
 func firstKey(t *testing.T, endpoint, bucket string, creds aws.CredentialsProvider) {
 	ctx := t.Context()
-	prefix := fmt.Sprintf("first-%d-%d", os.Getpid(), prefixes.Add(1))
-	var st [2]*mediasss.Storage
-	for i, p := range []string{prefix, prefix + "0"} {
-		var err error
-		if st[i], err = open(t, endpoint, bucket, p, mediasss.Options{Credentials: creds, TempDir: t.TempDir()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	st := besidePrefixes(t, endpoint, bucket, "first", creds)
 	if _, err := st[1].Put(ctx, "a/b", strings.NewReader("x"), ""); err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +70,59 @@ func firstKey(t *testing.T, endpoint, bucket string, creds aws.CredentialsProvid
 	if key, ok, err := st[0].FirstKey(ctx); err != nil || !ok || key != "c/d" {
 		t.Errorf("FirstKey = %q, %v, %v; want c/d", key, ok, err)
 	}
+}
+
+// keys: Keys lists, sorted, the keys under its prefix with their times,
+// not those of a prefix that merely begins the same, nor an object whose
+// name is not a key.
+func keys(t *testing.T, endpoint, bucket string, creds aws.CredentialsProvider) {
+	ctx := t.Context()
+	st := besidePrefixes(t, endpoint, bucket, "keys", creds)
+	if got, err := st[0].Keys(ctx); err != nil || len(got) != 0 {
+		t.Errorf("Keys of an empty prefix = %v, %v; want none", got, err)
+	}
+	start := time.Now().Add(-time.Minute) // the server's clock, to the second
+	for _, k := range []string{"photos/p1/w128.webp", "private/originals/p1", "a"} {
+		if _, err := st[0].Put(ctx, k, strings.NewReader(k), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st[1].Put(ctx, "b", strings.NewReader("x"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := mediasss.PutRaw(ctx, st[0], "Other/Tool.txt", "x"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st[0].Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, k := range got {
+		names = append(names, k.Key)
+		if k.ModTime.Before(start) || k.ModTime.After(time.Now().Add(time.Minute)) {
+			t.Errorf("%s: ModTime %v, want about now", k.Key, k.ModTime)
+		}
+	}
+	if want := []string{"a", "photos/p1/w128.webp", "private/originals/p1"}; !slices.Equal(names, want) {
+		t.Errorf("Keys = %q, want %q", names, want)
+	}
+}
+
+// besidePrefixes opens two storages at a new prefix and at the same
+// followed by "0", which S3 lists as one if the listing is not bounded
+// by the "/".
+func besidePrefixes(t *testing.T, endpoint, bucket, name string, creds aws.CredentialsProvider) [2]*mediasss.Storage {
+	t.Helper()
+	prefix := fmt.Sprintf("%s-%d-%d", name, os.Getpid(), prefixes.Add(1))
+	var st [2]*mediasss.Storage
+	for i, p := range []string{prefix, prefix + "0"} {
+		var err error
+		if st[i], err = open(t, endpoint, bucket, p, mediasss.Options{Credentials: creds, TempDir: t.TempDir()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st
 }
 
 func open(t *testing.T, endpoint, bucket, prefix string, o mediasss.Options) (*mediasss.Storage, error) {
