@@ -41,12 +41,14 @@ type RelayOptions struct {
 // Relay moves jobs committed to an outbox (the store's own queue table,
 // read as a Consumer) to an external broker, at least once: it publishes
 // each row with its outbox id as the broker's message id, then marks it
-// sent (acks it). A crash between the two resends the row, which the
+// sent (acks it) once the broker confirmed it. A broker that is a
+// BatchIDSender gets each batch at once; another, one row at a time. A crash between the two resends the row, which the
 // broker drops as a duplicate within its window.
 type Relay struct {
 	outbox Consumer
 	broker IDSender
-	stats  statser // the broker's, for Ahead
+	batch  BatchIDSender // the broker, if it is one
+	stats  statser       // the broker's, for Ahead
 	o      RelayOptions
 	log    *slog.Logger
 	wake   chan struct{}
@@ -71,7 +73,8 @@ func NewRelay(outbox Consumer, broker IDSender, o RelayOptions) *Relay {
 	if len(o.Ahead) > 0 && !ok {
 		panic("jobs: NewRelay with Ahead and a broker without Stats")
 	}
-	return &Relay{outbox: outbox, broker: broker, stats: st, o: o, log: log, wake: make(chan struct{}, 1)}
+	batch, _ := broker.(BatchIDSender)
+	return &Relay{outbox: outbox, broker: broker, batch: batch, stats: st, o: o, log: log, wake: make(chan struct{}, 1)}
 }
 
 // Notify tells the relay that rows were committed, so it looks now
@@ -140,15 +143,9 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 			errs = append(errs, err)
 			continue
 		}
-		var rs []Receipt
-		for _, m := range msgs {
-			rc := m.Receipt()
-			m.ID, m.Attempt, m.Lease = "", 0, ""
-			if err := r.broker.SendID(ctx, "outbox-"+rc.ID, m, SendOptions{}); err != nil {
-				errs = append(errs, fmt.Errorf("publish %s: %w", rc.ID, err))
-				continue
-			}
-			rs = append(rs, rc)
+		rs, err := r.publish(ctx, msgs)
+		if err != nil {
+			errs = append(errs, err)
 		}
 		err = r.outbox.Ack(ctx, rs...)
 		var lost *LeaseLostError
@@ -172,6 +169,40 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 		return sent, fmt.Errorf("relay: %w", err)
 	}
 	return sent, nil
+}
+
+// publish sends msgs to the broker, each with its outbox id as the
+// broker's message id, all at once if the broker is a BatchIDSender, and
+// returns the receipts of those the broker confirmed: only they are
+// marked sent.
+func (r *Relay) publish(ctx context.Context, msgs []Message) ([]Receipt, error) {
+	batch := make([]IDMessage, len(msgs))
+	for i, m := range msgs {
+		m.ID, m.Attempt, m.Lease = "", 0, ""
+		batch[i] = IDMessage{ID: "outbox-" + msgs[i].ID, Message: m}
+	}
+	var outcomes []error
+	if r.batch != nil {
+		outcomes = r.batch.SendIDs(ctx, batch)
+		if len(outcomes) != len(batch) {
+			return nil, fmt.Errorf("publish: the broker returned %d outcomes for %d messages", len(outcomes), len(batch))
+		}
+	} else {
+		outcomes = make([]error, len(batch))
+		for i, im := range batch {
+			outcomes[i] = r.broker.SendID(ctx, im.ID, im.Message, im.Options)
+		}
+	}
+	var rs []Receipt
+	var errs []error
+	for i, m := range msgs {
+		if err := outcomes[i]; err != nil {
+			errs = append(errs, fmt.Errorf("publish %s: %w", m.ID, err))
+			continue
+		}
+		rs = append(rs, m.Receipt())
+	}
+	return rs, errors.Join(errs...)
 }
 
 // room returns, for those of kinds in Ahead, how many more of their jobs
