@@ -245,3 +245,33 @@ func TestSendIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestSendIDsRefused: the messages of a batch the server refuses (here, a
+// stream full under DiscardNew) fail alone, and SendIDs waits to hear it.
+func TestSendIDsRefused(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t, jobnats.Options{Storage: jetstream.MemoryStorage})
+	js, err := jetstream.New(connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(t.Context(), q.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const room = 5
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgs, cfg.Discard = room, jetstream.DiscardNew
+	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	var ms []jobs.IDMessage
+	for i := range room + 3 {
+		ms = append(ms, jobs.IDMessage{ID: fmt.Sprint("id-", i), Message: jobs.Message{Kind: "k"}})
+	}
+	for i, err := range q.SendIDs(t.Context(), ms) {
+		if i < room && err != nil || i >= room && err == nil {
+			t.Errorf("message %d of a stream with room for %d: %v", i, room, err)
+		}
+	}
+}
