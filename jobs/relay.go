@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -19,7 +21,8 @@ type RelayOptions struct {
 	// this plus the longest the relay may be down, or such a resend runs
 	// the job twice. Default 30s.
 	Visibility time.Duration
-	// Interval is the wait between two looks at an empty outbox.
+	// Interval is the wait between two looks at an empty outbox, and
+	// while kinds have rows, between two looks for new kinds.
 	// Default 100ms.
 	Interval time.Duration
 	// Batch is the most rows of a kind one look takes. Default 100.
@@ -52,6 +55,10 @@ type Relay struct {
 	o      RelayOptions
 	log    *slog.Logger
 	wake   chan struct{}
+
+	mu     sync.Mutex      // one Once at a time
+	active map[string]bool // kinds with rows at the last look
+	looked time.Time       // of the last outbox Stats
 }
 
 // statser is the part of an Inspector that RelayOptions.Ahead needs.
@@ -74,7 +81,7 @@ func NewRelay(outbox Consumer, broker IDSender, o RelayOptions) *Relay {
 		panic("jobs: NewRelay with Ahead and a broker without Stats")
 	}
 	batch, _ := broker.(BatchIDSender)
-	return &Relay{outbox: outbox, broker: broker, batch: batch, stats: st, o: o, log: log, wake: make(chan struct{}, 1)}
+	return &Relay{outbox: outbox, broker: broker, batch: batch, stats: st, o: o, log: log, wake: make(chan struct{}, 1), active: map[string]bool{}}
 }
 
 // Notify tells the relay that rows were committed, so it looks now
@@ -111,19 +118,16 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // Once relays what the outbox holds now, a batch per kind, and returns
 // how many rows it marked sent. A row whose publish failed stays in the
-// outbox and comes back after Visibility.
+// outbox and comes back after Visibility. Calls run one at a time. While
+// kinds have rows, a kind new to the outbox waits up to Interval to be
+// found (see kinds).
 func (r *Relay) Once(ctx context.Context) (int, error) {
-	st, err := r.outbox.Stats(ctx)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	kinds, err := r.kinds(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("relay: %w", err)
 	}
-	kinds := make([]string, 0, len(st.Kinds))
-	for kind, ks := range st.Kinds {
-		if ks.Queued > 0 {
-			kinds = append(kinds, kind)
-		}
-	}
-	slices.Sort(kinds)
 	room, err := r.room(ctx, kinds)
 	if err != nil {
 		return 0, fmt.Errorf("relay: %w", err)
@@ -141,6 +145,10 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 		msgs, err := r.outbox.Receive(ctx, kind, n, r.o.Visibility)
 		if err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		if len(msgs) == 0 {
+			delete(r.active, kind)
 			continue
 		}
 		rs, err := r.publish(ctx, msgs)
@@ -169,6 +177,27 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 		return sent, fmt.Errorf("relay: %w", err)
 	}
 	return sent, nil
+}
+
+// kinds returns the kinds to relay now: those that had rows at the
+// last look. It asks the outbox's Stats (a count over its table) only
+// when none had, or once an Interval while some do, to find new kinds,
+// not on every pass through a backlog.
+func (r *Relay) kinds(ctx context.Context) ([]string, error) {
+	if len(r.active) == 0 || time.Since(r.looked) >= r.o.Interval {
+		st, err := r.outbox.Stats(ctx)
+		if err != nil {
+			return nil, err
+		}
+		r.looked = time.Now()
+		clear(r.active)
+		for kind, ks := range st.Kinds {
+			if ks.Queued > 0 {
+				r.active[kind] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(r.active)), nil
 }
 
 // publish sends msgs to the broker, each with its outbox id as the

@@ -437,3 +437,65 @@ func TestRelayBatchOutcomes(t *testing.T) {
 		})
 	}
 }
+
+// countingStats is an outbox that counts its Stats calls.
+type countingStats struct {
+	*jobsqlite.Queue
+	n int
+}
+
+func (c *countingStats) Stats(ctx context.Context) (jobs.Stats, error) {
+	c.n++
+	return c.Queue.Stats(ctx)
+}
+
+// TestRelayFindsKinds: the relay counts the outbox (Stats) to find kinds
+// with rows, not on every pass through a backlog: it keeps taking from
+// the kinds that had rows, and looks for new kinds once an Interval, or
+// at once when they have drained.
+func TestRelayFindsKinds(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t, jobnats.Options{Storage: jetstream.MemoryStorage})
+	outbox := &countingStats{Queue: filledOutbox(t)}
+	const interval = time.Second
+	relay := jobs.NewRelay(outbox, q, jobs.RelayOptions{Batch: 4, Interval: interval})
+	once := func() int {
+		t.Helper()
+		n, err := relay.Once(t.Context())
+		if err != nil {
+			t.Fatalf("relay: %v", err)
+		}
+		return n
+	}
+	start := time.Now()
+	for _, want := range []int{4, 4} {
+		if n := once(); n != want {
+			t.Fatalf("pass relayed %d, want %d", n, want)
+		}
+	}
+	if err := outbox.Send(t.Context(), jobs.Message{Kind: "new.kind"}, jobs.SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	n := once()
+	if time.Since(start) >= interval {
+		t.Skip("the machine is too slow for this test's interval")
+	}
+	if n != 2 || outbox.n != 1 {
+		t.Fatalf("third pass relayed %d after %d Stats; want the last 2 of the backlog and the one Stats of the first pass", n, outbox.n)
+	}
+	time.Sleep(interval)
+	if n := once(); n != 1 || outbox.n != 2 {
+		t.Fatalf("a pass an Interval later relayed %d after %d Stats; want the new kind's job, found by a second Stats", n, outbox.n)
+	}
+	// Every kind drained: the next pass looks for kinds at once, so a job
+	// of any kind goes without waiting for the Interval.
+	if n := once(); n != 0 {
+		t.Fatalf("a pass over a drained outbox relayed %d", n)
+	}
+	if err := outbox.Send(t.Context(), jobs.Message{Kind: "other.kind"}, jobs.SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := once(); n != 1 {
+		t.Errorf("the pass after the outbox drained relayed %d, want the other kind's job", n)
+	}
+}
