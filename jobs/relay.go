@@ -44,9 +44,10 @@ type RelayOptions struct {
 // Relay moves jobs committed to an outbox (the store's own queue table,
 // read as a Consumer) to an external broker, at least once: it publishes
 // each row with its outbox id as the broker's message id, then marks it
-// sent (acks it) once the broker confirmed it. A broker that is a
-// BatchIDSender gets each batch at once; another, one row at a time. A crash between the two resends the row, which the
-// broker drops as a duplicate within its window.
+// sent (acks it) once the broker confirmed it. A crash between the two
+// resends the row, which the broker drops as a duplicate within its
+// window. A broker that is a BatchIDSender gets each batch at once, and
+// only the rows it confirmed are marked; another gets one row at a time.
 type Relay struct {
 	outbox Consumer
 	broker IDSender
