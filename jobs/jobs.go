@@ -279,6 +279,29 @@ type IDSender interface {
 	SendID(ctx context.Context, id string, m Message, o SendOptions) error
 }
 
+// IDMessage is one message of a SendIDs batch: Message sent with ID as
+// its broker message id, as SendID sends it.
+type IDMessage struct {
+	ID      string
+	Message Message
+	Options SendOptions
+}
+
+// BatchIDSender is an IDSender that publishes many messages at once, each
+// one as SendID would, without waiting for the broker's confirmation of
+// one before sending the next. Relay uses it when its broker has it and
+// calls SendID for one message at a time otherwise.
+type BatchIDSender interface {
+	IDSender
+	// SendIDs sends ms and returns each one's outcome: errs[i] is nil if
+	// the broker confirmed ms[i] (stored it, or dropped it as a duplicate
+	// of its id), and the error otherwise; errs has len(ms) entries. A
+	// message whose confirmation did not arrive before ctx was done has
+	// an error, though the broker may have stored it: sent again with the
+	// same id, it is dropped within the duplicate window.
+	SendIDs(ctx context.Context, ms []IDMessage) (errs []error)
+}
+
 // Stats is a snapshot of a queue.
 type Stats struct {
 	Kinds map[string]KindStats `json:"kinds"`

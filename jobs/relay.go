@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -19,7 +21,8 @@ type RelayOptions struct {
 	// this plus the longest the relay may be down, or such a resend runs
 	// the job twice. Default 30s.
 	Visibility time.Duration
-	// Interval is the wait between two looks at an empty outbox.
+	// Interval is the wait between two looks at an empty outbox, and
+	// while kinds have rows, between two looks for new kinds.
 	// Default 100ms.
 	Interval time.Duration
 	// Batch is the most rows of a kind one look takes. Default 100.
@@ -41,15 +44,22 @@ type RelayOptions struct {
 // Relay moves jobs committed to an outbox (the store's own queue table,
 // read as a Consumer) to an external broker, at least once: it publishes
 // each row with its outbox id as the broker's message id, then marks it
-// sent (acks it). A crash between the two resends the row, which the
-// broker drops as a duplicate within its window.
+// sent (acks it) once the broker confirmed it. A crash between the two
+// resends the row, which the broker drops as a duplicate within its
+// window. A broker that is a BatchIDSender gets each batch at once, and
+// only the rows it confirmed are marked; another gets one row at a time.
 type Relay struct {
 	outbox Consumer
 	broker IDSender
-	stats  statser // the broker's, for Ahead
+	batch  BatchIDSender // the broker, if it is one
+	stats  statser       // the broker's, for Ahead
 	o      RelayOptions
 	log    *slog.Logger
 	wake   chan struct{}
+
+	mu     sync.Mutex      // one Once at a time
+	active map[string]bool // kinds with rows at the last look
+	looked time.Time       // of the last outbox Stats
 }
 
 // statser is the part of an Inspector that RelayOptions.Ahead needs.
@@ -71,7 +81,8 @@ func NewRelay(outbox Consumer, broker IDSender, o RelayOptions) *Relay {
 	if len(o.Ahead) > 0 && !ok {
 		panic("jobs: NewRelay with Ahead and a broker without Stats")
 	}
-	return &Relay{outbox: outbox, broker: broker, stats: st, o: o, log: log, wake: make(chan struct{}, 1)}
+	batch, _ := broker.(BatchIDSender)
+	return &Relay{outbox: outbox, broker: broker, batch: batch, stats: st, o: o, log: log, wake: make(chan struct{}, 1), active: map[string]bool{}}
 }
 
 // Notify tells the relay that rows were committed, so it looks now
@@ -108,19 +119,16 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // Once relays what the outbox holds now, a batch per kind, and returns
 // how many rows it marked sent. A row whose publish failed stays in the
-// outbox and comes back after Visibility.
+// outbox and comes back after Visibility. Calls run one at a time. While
+// kinds have rows, a kind new to the outbox waits up to Interval to be
+// found (see kinds).
 func (r *Relay) Once(ctx context.Context) (int, error) {
-	st, err := r.outbox.Stats(ctx)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	kinds, err := r.kinds(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("relay: %w", err)
 	}
-	kinds := make([]string, 0, len(st.Kinds))
-	for kind, ks := range st.Kinds {
-		if ks.Queued > 0 {
-			kinds = append(kinds, kind)
-		}
-	}
-	slices.Sort(kinds)
 	room, err := r.room(ctx, kinds)
 	if err != nil {
 		return 0, fmt.Errorf("relay: %w", err)
@@ -140,15 +148,13 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 			errs = append(errs, err)
 			continue
 		}
-		var rs []Receipt
-		for _, m := range msgs {
-			rc := m.Receipt()
-			m.ID, m.Attempt, m.Lease = "", 0, ""
-			if err := r.broker.SendID(ctx, "outbox-"+rc.ID, m, SendOptions{}); err != nil {
-				errs = append(errs, fmt.Errorf("publish %s: %w", rc.ID, err))
-				continue
-			}
-			rs = append(rs, rc)
+		if len(msgs) == 0 {
+			delete(r.active, kind)
+			continue
+		}
+		rs, err := r.publish(ctx, msgs)
+		if err != nil {
+			errs = append(errs, err)
 		}
 		err = r.outbox.Ack(ctx, rs...)
 		var lost *LeaseLostError
@@ -172,6 +178,61 @@ func (r *Relay) Once(ctx context.Context) (int, error) {
 		return sent, fmt.Errorf("relay: %w", err)
 	}
 	return sent, nil
+}
+
+// kinds returns the kinds to relay now: those that had rows at the
+// last look. It asks the outbox's Stats (a count over its table) only
+// when none had, or once an Interval while some do, to find new kinds,
+// not on every pass through a backlog.
+func (r *Relay) kinds(ctx context.Context) ([]string, error) {
+	if len(r.active) == 0 || time.Since(r.looked) >= r.o.Interval {
+		st, err := r.outbox.Stats(ctx)
+		if err != nil {
+			return nil, err
+		}
+		r.looked = time.Now()
+		clear(r.active)
+		for kind, ks := range st.Kinds {
+			if ks.Queued > 0 {
+				r.active[kind] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(r.active)), nil
+}
+
+// publish sends msgs to the broker, each with its outbox id as the
+// broker's message id, all at once if the broker is a BatchIDSender, and
+// returns the receipts of those the broker confirmed: only they are
+// marked sent.
+func (r *Relay) publish(ctx context.Context, msgs []Message) ([]Receipt, error) {
+	batch := make([]IDMessage, len(msgs))
+	for i, m := range msgs {
+		m.ID, m.Attempt, m.Lease = "", 0, ""
+		batch[i] = IDMessage{ID: "outbox-" + msgs[i].ID, Message: m}
+	}
+	var outcomes []error
+	if r.batch != nil {
+		outcomes = r.batch.SendIDs(ctx, batch)
+		if len(outcomes) != len(batch) {
+			return nil, fmt.Errorf("publish: the broker returned %d outcomes for %d messages", len(outcomes), len(batch))
+		}
+	} else {
+		outcomes = make([]error, len(batch))
+		for i, im := range batch {
+			outcomes[i] = r.broker.SendID(ctx, im.ID, im.Message, im.Options)
+		}
+	}
+	var rs []Receipt
+	var errs []error
+	for i, m := range msgs {
+		if err := outcomes[i]; err != nil {
+			errs = append(errs, fmt.Errorf("publish %s: %w", m.ID, err))
+			continue
+		}
+		rs = append(rs, m.Receipt())
+	}
+	return rs, errors.Join(errs...)
 }
 
 // room returns, for those of kinds in Ahead, how many more of their jobs

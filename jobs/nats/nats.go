@@ -162,8 +162,9 @@ type consumer struct {
 }
 
 var (
-	_ jobs.Queue    = (*Queue)(nil)
-	_ jobs.IDSender = (*Queue)(nil)
+	_ jobs.Queue         = (*Queue)(nil)
+	_ jobs.IDSender      = (*Queue)(nil)
+	_ jobs.BatchIDSender = (*Queue)(nil)
 )
 
 // New creates or updates the streams and returns a Queue on nc.
@@ -186,7 +187,7 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Queue, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(asyncAckTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("jobs/nats: %w", err)
 	}
@@ -252,12 +253,24 @@ func (q *Queue) SendID(ctx context.Context, id string, m jobs.Message, o jobs.Se
 }
 
 func (q *Queue) send(ctx context.Context, id string, m jobs.Message, o jobs.SendOptions) error {
+	msg, opts, err := q.jobMsg(id, m, o)
+	if err != nil {
+		return err
+	}
+	if _, err := q.js.PublishMsg(ctx, msg, opts...); err != nil {
+		return fmt.Errorf("jobs/nats send: %w", err)
+	}
+	return nil
+}
+
+// jobMsg is the stream message of m, with id as its message id if set.
+func (q *Queue) jobMsg(id string, m jobs.Message, o jobs.SendOptions) (*nats.Msg, []jetstream.PublishOpt, error) {
 	if o.Priority != 0 {
-		return fmt.Errorf("jobs/nats send: priority %d: %w", o.Priority, errors.ErrUnsupported)
+		return nil, nil, fmt.Errorf("jobs/nats send: priority %d: %w", o.Priority, errors.ErrUnsupported)
 	}
 	body, err := jobs.Encode(m)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	msg := nats.NewMsg(q.jobSubject(m.Kind))
 	msg.Data = body
@@ -268,10 +281,64 @@ func (q *Queue) send(ctx context.Context, id string, m jobs.Message, o jobs.Send
 	if id != "" {
 		opts = append(opts, jetstream.WithMsgID(id))
 	}
-	if _, err := q.js.PublishMsg(ctx, msg, opts...); err != nil {
-		return fmt.Errorf("jobs/nats send: %w", err)
+	return msg, opts, nil
+}
+
+// sendWindow bounds the publishes of one SendIDs awaiting the server's
+// confirmation: the next goes out as the oldest is confirmed.
+const sendWindow = 256
+
+// asyncAckTimeout is how long an asynchronous publish waits for the
+// server's confirmation before it fails, as a synchronous one does by
+// default: a confirmation lost on the way must not hold SendIDs until
+// its context ends, nor leave the publish pending in the client.
+const asyncAckTimeout = 5 * time.Second
+
+// SendIDs publishes ms without waiting for each confirmation, at most
+// sendWindow awaiting one at a time, each with its id as JetStream's
+// message id, and returns each one's outcome once all are known or ctx
+// is done.
+func (q *Queue) SendIDs(ctx context.Context, ms []jobs.IDMessage) []error {
+	errs := make([]error, len(ms))
+	pending := make([]jetstream.PubAckFuture, len(ms))
+	wait := func(i int) {
+		f := pending[i]
+		if f == nil {
+			return
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs[i] = fmt.Errorf("jobs/nats send %s: %w", ms[i].ID, err)
+		case <-ctx.Done():
+			errs[i] = fmt.Errorf("jobs/nats send %s: %w", ms[i].ID, ctx.Err())
+		}
 	}
-	return nil
+	for i, im := range ms {
+		if i >= sendWindow {
+			wait(i - sendWindow)
+		}
+		if im.ID == "" {
+			errs[i] = errors.New("jobs/nats send: empty message id")
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			errs[i] = fmt.Errorf("jobs/nats send %s: %w", im.ID, err)
+			continue
+		}
+		msg, opts, err := q.jobMsg(im.ID, im.Message, im.Options)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		if pending[i], err = q.js.PublishMsgAsync(msg, opts...); err != nil {
+			errs[i] = fmt.Errorf("jobs/nats send %s: %w", im.ID, err)
+		}
+	}
+	for i := max(len(ms)-sendWindow, 0); i < len(ms); i++ {
+		wait(i)
+	}
+	return errs
 }
 
 // consumer returns kind's durable consumer, creating or updating it on

@@ -191,3 +191,87 @@ func TestLeaseAcrossProcesses(t *testing.T) {
 		t.Errorf("after b's Ack: %+v, %v; want nothing left", st.Kinds["k"], err)
 	}
 }
+
+// TestSendIDs: a batch is published at once with an outcome per message.
+// One that cannot be sent fails alone; a second message with an id
+// already sent is confirmed and dropped; when SendIDs returns, every
+// confirmed message is in the stream. The batch is longer than the
+// window of publishes awaiting confirmation.
+func TestSendIDs(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t, jobnats.Options{Storage: jetstream.MemoryStorage})
+	const n = 300
+	var ms []jobs.IDMessage
+	for i := range n {
+		ms = append(ms, jobs.IDMessage{ID: fmt.Sprint("id-", i), Message: jobs.Message{Kind: "k", Payload: []byte(fmt.Sprint(i))}})
+	}
+	ms = append(ms,
+		jobs.IDMessage{ID: "id-7", Message: jobs.Message{Kind: "k", Payload: []byte(`"dup"`)}},
+		jobs.IDMessage{ID: "id-prio", Message: jobs.Message{Kind: "k"}, Options: jobs.SendOptions{Priority: 1}},
+		jobs.IDMessage{ID: "", Message: jobs.Message{Kind: "k"}},
+	)
+	errs := q.SendIDs(t.Context(), ms)
+	if len(errs) != len(ms) {
+		t.Fatalf("%d outcomes for %d messages", len(errs), len(ms))
+	}
+	for i, err := range errs[:n+1] {
+		if err != nil {
+			t.Errorf("message %d (%s): %v", i, ms[i].ID, err)
+		}
+	}
+	if err := errs[n+1]; !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("with a priority: %v, want errors.ErrUnsupported", err)
+	}
+	if errs[n+2] == nil {
+		t.Error("with no id: no error")
+	}
+	msgs, err := q.Receive(t.Context(), "k", n+10, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		seen[string(m.Payload)] = true
+	}
+	if len(msgs) != n || len(seen) != n || seen[`"dup"`] {
+		t.Errorf("the stream holds %d messages, %d distinct, dup %v; want the %d sent once each and no dup", len(msgs), len(seen), seen[`"dup"`], n)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for i, err := range q.SendIDs(ctx, ms[:2]) {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("with its context done, message %d: %v, want context.Canceled", i, err)
+		}
+	}
+}
+
+// TestSendIDsRefused: the messages of a batch the server refuses (here, a
+// stream full under DiscardNew) fail alone, and SendIDs waits to hear it.
+func TestSendIDsRefused(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t, jobnats.Options{Storage: jetstream.MemoryStorage})
+	js, err := jetstream.New(connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(t.Context(), q.StreamName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const room = 5
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgs, cfg.Discard = room, jetstream.DiscardNew
+	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	var ms []jobs.IDMessage
+	for i := range room + 3 {
+		ms = append(ms, jobs.IDMessage{ID: fmt.Sprint("id-", i), Message: jobs.Message{Kind: "k"}})
+	}
+	for i, err := range q.SendIDs(t.Context(), ms) {
+		if i < room && err != nil || i >= room && err == nil {
+			t.Errorf("message %d of a stream with room for %d: %v", i, room, err)
+		}
+	}
+}

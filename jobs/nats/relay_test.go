@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -48,6 +49,9 @@ func TestRelaySurvivesKill9(t *testing.T) {
 		// Three published, none marked sent: resent, and dropped as
 		// duplicates by their message ids.
 		{"published", "published 3"},
+		// A batch of four published at once (jobs.BatchIDSender), none
+		// marked sent: the same, for a batch.
+		{"batch", "published batch of 4"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {
@@ -76,21 +80,7 @@ func TestRelaySurvivesKill9(t *testing.T) {
 			_ = cmd.Wait()
 
 			relay := jobs.NewRelay(outbox, q, jobs.RelayOptions{Visibility: childVisibility})
-			for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-				if _, err := relay.Once(t.Context()); err != nil {
-					t.Fatalf("relay: %v", err)
-				}
-				st, err := outbox.Stats(t.Context())
-				if err != nil {
-					t.Fatal(err)
-				}
-				if ks := st.Kinds[relayKind]; ks.Queued+ks.InFlight == 0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("outbox still holds %+v", st.Kinds[relayKind])
-				}
-			}
+			drain(t, relay, outbox)
 
 			var got []string
 			for {
@@ -115,6 +105,27 @@ func TestRelaySurvivesKill9(t *testing.T) {
 				t.Errorf("jobs in the stream %v, want each of %v once", got, want)
 			}
 		})
+	}
+}
+
+// drain relays until the outbox holds no row of relayKind, waiting for
+// rows taken and not marked sent to come back after their visibility.
+func drain(t *testing.T, relay *jobs.Relay, outbox jobs.Consumer) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := relay.Once(t.Context()); err != nil {
+			t.Fatalf("relay: %v", err)
+		}
+		st, err := outbox.Stats(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ks := st.Kinds[relayKind]; ks.Queued+ks.InFlight == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox still holds %+v", st.Kinds[relayKind])
+		}
 	}
 }
 
@@ -158,9 +169,26 @@ func TestRelayChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	outbox := jobsqlite.New(writer, openDB(t, db, "_pragma=query_only(1)"), jobsqlite.Options{})
-	relay := jobs.NewRelay(outbox, &stopAfter{IDSender: q, n: 3}, jobs.RelayOptions{Visibility: childVisibility})
+	var broker jobs.IDSender = &stopAfter{IDSender: q, n: 3}
+	if mode == "batch" {
+		broker = stopAfterBatch{q}
+	}
+	relay := jobs.NewRelay(outbox, broker, jobs.RelayOptions{Visibility: childVisibility, Batch: 4})
 	_, _ = relay.Once(ctx)
 	t.Fatal("not killed")
+}
+
+// stopAfterBatch publishes a batch through the real broker, says so and
+// blocks: the point where the test kills the process.
+type stopAfterBatch struct{ *jobnats.Queue }
+
+func (s stopAfterBatch) SendIDs(ctx context.Context, ms []jobs.IDMessage) []error {
+	errs := s.Queue.SendIDs(ctx, ms)
+	if err := errors.Join(errs...); err != nil {
+		return errs
+	}
+	fmt.Println("published batch of", len(ms))
+	select {} // killed here
 }
 
 // stopAfter publishes through the real broker and, after n publishes,
@@ -200,6 +228,18 @@ func openDB(t *testing.T, path, extra string) *sql.DB {
 	return db
 }
 
+// filledOutbox is a new outbox holding relayJobs jobs of relayKind, with
+// payloads 0 to relayJobs-1.
+func filledOutbox(t *testing.T) *jobsqlite.Queue {
+	outbox := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"))
+	for i := range relayJobs {
+		if err := outbox.Send(t.Context(), jobs.Message{Kind: relayKind, Payload: json.RawMessage(fmt.Sprint(i))}, jobs.SendOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return outbox
+}
+
 // stallingAck is an outbox whose first Ack waits for stall to return: a
 // relay that paused between publishing its rows and marking them sent.
 type stallingAck struct {
@@ -220,12 +260,7 @@ func (s *stallingAck) Ack(ctx context.Context, rs ...jobs.Receipt) error {
 func TestRelayLeaseLost(t *testing.T) {
 	t.Parallel()
 	q := newQueue(t, jobnats.Options{Storage: jetstream.MemoryStorage})
-	outbox := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"))
-	for i := range relayJobs {
-		if err := outbox.Send(t.Context(), jobs.Message{Kind: relayKind, Payload: json.RawMessage(fmt.Sprint(i))}, jobs.SendOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	outbox := filledOutbox(t)
 	const visibility = 300 * time.Millisecond
 	var taken []jobs.Message
 	stalled := jobs.NewRelay(&stallingAck{Queue: outbox, stall: func() {
@@ -322,5 +357,145 @@ func TestRelayAheadKeepsTurns(t *testing.T) {
 				t.Errorf("Bob's job came after %d others: %v; want at most %d", wait, got, tt.maxWait)
 			}
 		})
+	}
+}
+
+var errRefused = errors.New("refused by the test's broker")
+
+// failOnce is the real broker, except that the message at index at of its
+// first batch fails: refused before it is published or, with published,
+// published and its confirmation lost. It records the size of each batch.
+type failOnce struct {
+	*jobnats.Queue
+	at        int
+	published bool
+	batches   []int
+}
+
+func (f *failOnce) SendIDs(ctx context.Context, ms []jobs.IDMessage) []error {
+	f.batches = append(f.batches, len(ms))
+	if len(f.batches) > 1 || f.at >= len(ms) {
+		return f.Queue.SendIDs(ctx, ms)
+	}
+	send := ms
+	if !f.published {
+		send = slices.Delete(slices.Clone(ms), f.at, f.at+1)
+	}
+	errs := f.Queue.SendIDs(ctx, send)
+	if !f.published {
+		errs = slices.Insert(errs, f.at, error(nil))
+	}
+	errs[f.at] = errRefused
+	return errs
+}
+
+// TestRelayBatchOutcomes: the relay publishes a batch at once through a
+// jobs.BatchIDSender and marks sent exactly the rows the broker
+// confirmed. The row whose publish failed stays in the outbox and is
+// resent after its visibility; if the broker had stored it after all, the
+// resend is dropped by its message id. Every job reaches the stream once.
+func TestRelayBatchOutcomes(t *testing.T) {
+	t.Parallel()
+	for _, published := range []bool{false, true} {
+		t.Run(fmt.Sprint("published=", published), func(t *testing.T) {
+			t.Parallel()
+			q := newQueue(t, jobnats.Options{Storage: jetstream.MemoryStorage})
+			outbox := filledOutbox(t)
+			broker := &failOnce{Queue: q, at: 3, published: published}
+			relay := jobs.NewRelay(outbox, broker, jobs.RelayOptions{Visibility: childVisibility})
+
+			sent, err := relay.Once(t.Context())
+			if sent != relayJobs-1 || !errors.Is(err, errRefused) {
+				t.Errorf("Once = %d, %v; want %d sent and the refusal", sent, err, relayJobs-1)
+			}
+			if !slices.Equal(broker.batches, []int{relayJobs}) {
+				t.Errorf("batches sent %v, want one of %d", broker.batches, relayJobs)
+			}
+			if st, err := outbox.Stats(t.Context()); err != nil || st.Kinds[relayKind] != (jobs.KindStats{InFlight: 1, OldestAge: st.Kinds[relayKind].OldestAge}) {
+				t.Errorf("outbox after the first pass: %+v, %v; want the failed row only, in flight", st.Kinds[relayKind], err)
+			}
+			drain(t, relay, outbox)
+			if len(broker.batches) < 2 || broker.batches[len(broker.batches)-1] != 1 {
+				t.Errorf("batches sent %v, want the failed row resent alone", broker.batches)
+			}
+			msgs, err := q.Receive(t.Context(), relayKind, 100, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got, want []string
+			for _, m := range msgs {
+				got = append(got, string(m.Payload))
+			}
+			for i := range relayJobs {
+				want = append(want, fmt.Sprint(i))
+			}
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("jobs in the stream %v, want each of the %d once", got, relayJobs)
+			}
+		})
+	}
+}
+
+// countingStats is an outbox that counts its Stats calls.
+type countingStats struct {
+	*jobsqlite.Queue
+	n int
+}
+
+func (c *countingStats) Stats(ctx context.Context) (jobs.Stats, error) {
+	c.n++
+	return c.Queue.Stats(ctx)
+}
+
+// TestRelayFindsKinds: the relay counts the outbox (Stats) to find kinds
+// with rows, not on every pass through a backlog: it keeps taking from
+// the kinds that had rows, and looks for new kinds once an Interval, or
+// at once when they have drained.
+func TestRelayFindsKinds(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t, jobnats.Options{Storage: jetstream.MemoryStorage})
+	outbox := &countingStats{Queue: filledOutbox(t)}
+	const interval = time.Second
+	relay := jobs.NewRelay(outbox, q, jobs.RelayOptions{Batch: 4, Interval: interval})
+	once := func() int {
+		t.Helper()
+		n, err := relay.Once(t.Context())
+		if err != nil {
+			t.Fatalf("relay: %v", err)
+		}
+		return n
+	}
+	start := time.Now()
+	for _, want := range []int{4, 4} {
+		if n := once(); n != want {
+			t.Fatalf("pass relayed %d, want %d", n, want)
+		}
+	}
+	if err := outbox.Send(t.Context(), jobs.Message{Kind: "new.kind"}, jobs.SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	n := once()
+	if time.Since(start) >= interval {
+		t.Skip("the machine is too slow for this test's interval")
+	}
+	if n != 2 || outbox.n != 1 {
+		t.Fatalf("third pass relayed %d after %d Stats; want the last 2 of the backlog and the one Stats of the first pass", n, outbox.n)
+	}
+	time.Sleep(interval)
+	if n := once(); n != 1 || outbox.n != 2 {
+		t.Fatalf("a pass an Interval later relayed %d after %d Stats; want the new kind's job, found by a second Stats", n, outbox.n)
+	}
+	// Every kind drained: the next pass looks for kinds at once, so a job
+	// of any kind goes without waiting for the Interval.
+	if n := once(); n != 0 {
+		t.Fatalf("a pass over a drained outbox relayed %d", n)
+	}
+	if err := outbox.Send(t.Context(), jobs.Message{Kind: "other.kind"}, jobs.SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := once(); n != 1 {
+		t.Errorf("the pass after the outbox drained relayed %d, want the other kind's job", n)
 	}
 }
