@@ -54,8 +54,11 @@ func copyCommand(ctx context.Context, from, to string, stdout io.Writer, log *sl
 		}
 		fmt.Fprintf(stdout, "%-18s %8d rows, %8d inserted by this run, sha256 %.16s… on both\n", r.Name, r.Rows, r.Inserted, r.Checksum)
 	}
+	if errors.Is(err, dbcopy.ErrForeign) {
+		return fmt.Errorf("copy: %w; nothing was written: copy into an empty database, or into an earlier copy of this source", err)
+	}
 	if errors.Is(err, dbcopy.ErrMismatch) {
-		return fmt.Errorf("copy: %w; the destination holds other rows (or the source changed during the copy): copy into an empty database, with writes to the source stopped", err)
+		return fmt.Errorf("copy: %w; the source changed during the copy: stop writes to it and run the copy again", err)
 	}
 	if err != nil {
 		return fmt.Errorf("copy: %w", err)

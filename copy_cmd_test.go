@@ -17,21 +17,15 @@ import (
 // TestCopyCommandPostgres: onebox copy moves a seeded SQLite file into a
 // PostgreSQL schema (migrating it) and back into a new SQLite file, each
 // way saying every table agrees, with the same row counts at each end; a
-// rerun inserts nothing; a PostgreSQL source without onebox's schema is
+// rerun inserts nothing; another database's copy onto it is refused and
+// writes nothing; a PostgreSQL source without onebox's schema is
 // refused and left without it.
 func TestCopyCommandPostgres(t *testing.T) {
 	t.Parallel()
 	pgURL := pgtest.Schema(t, "copy command")
 	dir := t.TempDir()
 	src, back := filepath.Join(dir, "src.db"), filepath.Join(dir, "back.db")
-	st, err := sqlite.New(t.Context(), sqlite.Options{Path: src})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dbcopytest.Seed(t, st, st.Queue(jobsqlite.Options{}))
-	if err := st.Close(); err != nil {
-		t.Fatal(err)
-	}
+	seedFile(t, src)
 
 	copyOK := func(from, to string) string {
 		t.Helper()
@@ -49,6 +43,15 @@ func TestCopyCommandPostgres(t *testing.T) {
 		t.Errorf("rerun: %d tables with 0 inserted, want %d:\n%s", n, len(dbcopy.Tables()), out)
 	}
 	copyOK(pgURL, "sqlite:"+back)
+
+	// Another database's rows are refused, and the schema keeps the
+	// first copy's alone (the counts below).
+	other := filepath.Join(dir, "other.db")
+	seedFile(t, other)
+	_, _, err := runCLI(t, []string{"copy", "-from", "sqlite:" + other, "-to", pgURL}, nil)
+	if err == nil || !strings.Contains(err.Error(), "users has key [") || !strings.Contains(err.Error(), "nothing was written") {
+		t.Errorf("copy of another database onto a copy: %v, want it refused, naming users and a key", err)
+	}
 
 	// Equal row counts at every end, and rows in every table.
 	ends := map[string]dbcopy.Database{}
@@ -91,5 +94,18 @@ func TestCopyCommandPostgres(t *testing.T) {
 	defer e.Close()
 	if pending, err := e.Pending(t.Context()); err != nil || len(pending) == 0 || pending[0] != "0001_init" {
 		t.Errorf("after the refused copy, the source's pending migrations are %v (%v), want all", pending, err)
+	}
+}
+
+// seedFile creates a SQLite database at path and seeds it.
+func seedFile(t *testing.T, path string) {
+	t.Helper()
+	st, err := sqlite.New(t.Context(), sqlite.Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbcopytest.Seed(t, st, st.Queue(jobsqlite.Options{}))
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

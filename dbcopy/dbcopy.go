@@ -5,13 +5,15 @@
 // writes its own rows in its own SQL (the Database interface), so no
 // dialect lives here.
 //
-// A copy is safe to rerun: rows whose key the destination already holds
-// are skipped, so a copy that stopped half-way resumes, and the checks
-// at the end refuse a destination that holds other data.
+// A copy is safe to rerun: before writing anything it checks that every
+// row the destination holds is the source's row with the same key and
+// content, so a copy that stopped half-way resumes (rows already there
+// are skipped) and a destination holding other data is refused untouched.
 package dbcopy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -129,6 +131,11 @@ type TableReport struct {
 	Checksum string `json:"checksum"` // SHA-256 of the rows in key order, equal on both sides
 }
 
+// ErrForeign: before copying, the destination holds a row the source
+// does not (by key, or by content under the same key). Nothing was
+// written.
+var ErrForeign = errors.New("dbcopy: the destination holds rows that are not the source's")
+
 // ErrMismatch: after copying, a table's rows differ between the two
 // databases (the destination held other data, or a write reached the
 // source during the copy).
@@ -140,6 +147,13 @@ var ErrMismatch = errors.New("dbcopy: the databases differ")
 func Copy(ctx context.Context, src, dst Database, o Options) ([]TableReport, error) {
 	if o.Batch <= 0 {
 		o.Batch = 1000
+	}
+	// Every table is checked before any is written: a refused copy
+	// leaves the destination as it found it.
+	for _, t := range Tables() {
+		if err := checkDestination(ctx, src, dst, t, o.Batch); err != nil {
+			return nil, err
+		}
 	}
 	var reports []TableReport
 	for _, t := range Tables() {
@@ -211,6 +225,145 @@ func verify(ctx context.Context, src, dst Database, t Table, batch int, r *Table
 	return nil
 }
 
+// checkDestination reads t's rows in key order on both sides, the
+// destination's driving, and fails with ErrForeign at the first
+// destination row whose key the source lacks or whose content (the
+// checksum's spelling) differs. An empty destination costs one read; a
+// partial copy reads the source only as far as the destination goes.
+func checkDestination(ctx context.Context, src, dst Database, t Table, batch int) error {
+	d := &cursor{db: dst, t: t, batch: batch}
+	s := &cursor{db: src, t: t, batch: batch}
+	for {
+		drow, err := d.next(ctx)
+		if err != nil {
+			return fmt.Errorf("read %s in the destination: %w", t.Name, err)
+		}
+		if drow == nil {
+			return nil
+		}
+		var srow []any
+		for {
+			if srow, err = s.next(ctx); err != nil {
+				return fmt.Errorf("read %s in the source: %w", t.Name, err)
+			}
+			if srow == nil {
+				break
+			}
+			c, err := compareKeys(t, srow, drow)
+			if err != nil {
+				return fmt.Errorf("%s: %w", t.Name, err)
+			}
+			if c == 0 {
+				break
+			}
+			if c > 0 { // the source has passed the destination's key
+				srow = nil
+				break
+			}
+		}
+		if srow == nil {
+			return fmt.Errorf("%w: %s has key %v, which the source lacks", ErrForeign, t.Name, drow[:t.Key])
+		}
+		same, err := sameRow(t, srow, drow)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.Name, err)
+		}
+		if !same {
+			return fmt.Errorf("%w: %s has key %v with other content than the source's", ErrForeign, t.Name, drow[:t.Key])
+		}
+	}
+}
+
+// cursor reads one table's rows in key order, a batch at a time.
+type cursor struct {
+	db    Database
+	t     Table
+	batch int
+	after []any
+	rows  [][]any
+	done  bool
+}
+
+// next returns the next row, or nil after the last.
+func (c *cursor) next(ctx context.Context) ([]any, error) {
+	if len(c.rows) == 0 && !c.done {
+		rows, err := c.db.ReadRows(ctx, c.t, c.after, c.batch)
+		if err != nil {
+			return nil, err
+		}
+		c.rows, c.done = rows, len(rows) < c.batch
+		if len(rows) > 0 {
+			c.after = rows[len(rows)-1][:c.t.Key]
+		}
+	}
+	if len(c.rows) == 0 {
+		return nil, nil
+	}
+	row := c.rows[0]
+	c.rows = c.rows[1:]
+	return row, nil
+}
+
+// compareKeys orders a's key against b's as ReadRows does: text by
+// bytes (PostgreSQL's "C" collation, SQLite's default), integers by
+// value.
+func compareKeys(t Table, a, b []any) (int, error) {
+	for i, c := range t.Columns[:t.Key] {
+		var r int
+		var err error
+		switch c.Kind {
+		case Text:
+			r, err = compareAs[string](a[i], b[i])
+		case Int:
+			r, err = compareAs[int64](a[i], b[i])
+		default:
+			err = fmt.Errorf("kind %d cannot be a key", c.Kind)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("key %s: %w", c.Name, err)
+		}
+		if r != 0 {
+			return r, nil
+		}
+	}
+	return 0, nil
+}
+
+// compareAs compares two key values of type T (strings compare by bytes).
+func compareAs[T cmp.Ordered](a, b any) (int, error) {
+	x, ok1 := a.(T)
+	y, ok2 := b.(T)
+	if !ok1 || !ok2 {
+		var want T
+		return 0, fmt.Errorf("got %T and %T, want %T", a, b, want)
+	}
+	return cmp.Compare(x, y), nil
+}
+
+// sameRow says whether two rows spell the same for the checksum.
+func sameRow(t Table, a, b []any) (bool, error) {
+	x, err := appendRow(nil, t, a)
+	if err != nil {
+		return false, err
+	}
+	y, err := appendRow(nil, t, b)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(x, y), nil
+}
+
+// appendRow appends the checksum's spelling of row.
+func appendRow(buf []byte, t Table, row []any) ([]byte, error) {
+	var err error
+	for i, c := range t.Columns {
+		if buf, err = appendValue(buf, c, row[i]); err != nil {
+			return nil, fmt.Errorf("%s.%s: %w", t.Name, c.Name, err)
+		}
+	}
+	return buf, nil
+}
+
 // Checksum reads every row of t in key order and returns their number
 // and a SHA-256 over their values, spelled the same whichever backend
 // holds them.
@@ -225,11 +378,8 @@ func Checksum(ctx context.Context, db Database, t Table, batch int) (int64, stri
 			return 0, "", err
 		}
 		for _, row := range rows {
-			buf = buf[:0]
-			for i, c := range t.Columns {
-				if buf, err = appendValue(buf, c, row[i]); err != nil {
-					return 0, "", fmt.Errorf("%s.%s: %w", t.Name, c.Name, err)
-				}
+			if buf, err = appendRow(buf[:0], t, row); err != nil {
+				return 0, "", err
 			}
 			h.Write(buf)
 		}

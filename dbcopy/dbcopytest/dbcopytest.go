@@ -32,7 +32,7 @@ type Backend func(t *testing.T) (Database, jobs.Queue)
 // Run seeds a database from from, copies it to one from to and back to
 // a second from from, and checks row counts and checksums each way; then
 // that a rerun resumes, that a destination holding other data is
-// refused, and that new events get new ids after a copy.
+// refused untouched, and that new events get new ids after a copy.
 func Run(t *testing.T, from, to Backend) {
 	t.Helper()
 	src, srcQ := from(t)
@@ -94,18 +94,88 @@ func Run(t *testing.T, from, to Backend) {
 		}
 	}
 
-	// A destination that holds other data is refused, not merged.
-	bio := "changed in the destination"
-	users, err := back.ListUsers(t.Context(), store.ListUsersParams{Limit: 1, Freshness: store.MustBeFresh})
-	if err != nil || len(users) == 0 {
-		t.Fatalf("ListUsers: %v %v", users, err)
+	// A destination holding some of the source's rows, not the first
+	// ones, is a copy too: the rest is inserted.
+	some, _ := to(t)
+	dead := tableNamed(t, "jobs_dead")
+	deadRows, err := src.ReadRows(t.Context(), dead, nil, 100)
+	if err != nil || len(deadRows) < 2 {
+		t.Fatalf("read the source's dead jobs: %v %v", deadRows, err)
 	}
-	if _, err := back.UpdateUser(t.Context(), store.UpdateUserParams{ID: users[0].ID, Bio: &bio, Now: time.Now()}); err != nil {
-		t.Fatal(err)
+	mustWrite(t, some, dead, deadRows[len(deadRows)-1])
+	for i, r := range mustCopy(t, src, some) {
+		want := r.Rows
+		if r.Name == "jobs_dead" {
+			want--
+		}
+		if r.Inserted != want || r.Checksum != there[i].Checksum {
+			t.Errorf("%s: a copy onto one of the source's rows inserted %d of %d, want %d", r.Name, r.Inserted, r.Rows, want)
+		}
 	}
-	_, err = dbcopy.Copy(t.Context(), src, back, dbcopy.Options{Batch: 2})
-	if !errors.Is(err, dbcopy.ErrMismatch) || !strings.Contains(err.Error(), ": users has 3 rows") {
-		t.Errorf("copy onto a changed destination: %v, want ErrMismatch for users", err)
+
+	// A destination that holds other data is refused before anything is
+	// written: a row whose key the source lacks, in the last table (so
+	// every table is checked before the first is written), and a row
+	// under one of the source's keys with other content.
+	foreign, _ := to(t)
+	mustWrite(t, foreign, dead, []any{"zz-not-the-source", "q", "k", []byte("x"), int64(1), "e", int64(1), time.Now(), time.Now()})
+	refused(t, src, foreign, `jobs_dead has key [zz-not-the-source], which the source lacks`)
+
+	conflict, _ := to(t)
+	usersT := tableNamed(t, "users")
+	first, err := src.ReadRows(t.Context(), usersT, nil, 1)
+	if err != nil || len(first) != 1 {
+		t.Fatalf("read the source's first user: %v %v", first, err)
+	}
+	row := append([]any(nil), first[0]...)
+	row[4] = "changed in the destination" // bio
+	mustWrite(t, conflict, usersT, row)
+	refused(t, src, conflict, fmt.Sprintf("users has key [%s] with other content", row[0]))
+}
+
+// refused copies src onto dst, wants ErrForeign naming what want says,
+// and checks dst's every table is as it was.
+func refused(t *testing.T, src, dst dbcopy.Database, want string) {
+	t.Helper()
+	before := checksums(t, dst)
+	_, err := dbcopy.Copy(t.Context(), src, dst, dbcopy.Options{Batch: 2})
+	if !errors.Is(err, dbcopy.ErrForeign) || !strings.Contains(err.Error(), want) {
+		t.Errorf("copy onto a destination with other data: %v, want ErrForeign: …%s", err, want)
+	}
+	if after := checksums(t, dst); !reflect.DeepEqual(after, before) {
+		t.Errorf("a refused copy changed the destination:\n%v\nwas\n%v", after, before)
+	}
+}
+
+// checksums is every table's row count and checksum.
+func checksums(t *testing.T, db dbcopy.Database) []string {
+	t.Helper()
+	var out []string
+	for _, tb := range dbcopy.Tables() {
+		n, sum, err := dbcopy.Checksum(t.Context(), db, tb, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("%s %d %.12s", tb.Name, n, sum))
+	}
+	return out
+}
+
+func tableNamed(t *testing.T, name string) dbcopy.Table {
+	t.Helper()
+	for _, tb := range dbcopy.Tables() {
+		if tb.Name == name {
+			return tb
+		}
+	}
+	t.Fatalf("no table %s", name)
+	return dbcopy.Table{}
+}
+
+func mustWrite(t *testing.T, db dbcopy.Database, tb dbcopy.Table, row []any) {
+	t.Helper()
+	if n, err := db.WriteRows(t.Context(), tb, [][]any{row}); err != nil || n != 1 {
+		t.Fatalf("write a row into %s: %d %v", tb.Name, n, err)
 	}
 }
 
