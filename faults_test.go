@@ -244,3 +244,82 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("integrity_check after the disk filled: %q %v", ok, err)
 	}
 }
+
+// TestStuckJobDrill runs the stuck-job drill in a child process: jobs
+// whose handler ignores its context. At their timeout the Runner abandons
+// each and frees its slot (the next stuck job starts, and is abandoned in
+// turn), onebox_jobs_abandoned counts them, readiness turns 503 naming
+// them once they reach the cap, a photo meanwhile is processed, and once
+// the drill is stopped the handlers return and readiness recovers.
+func TestStuckJobDrill(t *testing.T) {
+	const limit = 2
+	c := startChild(t, t.TempDir(), "ONEBOX_DRILLS=true", "ONEBOX_OPS_TOKEN="+opsToken, "ONEBOX_OPS_INTERVAL=100ms", fmt.Sprint("ONEBOX_JOB_ABANDONED_MAX=", limit))
+	admin := func(method, path string) (int, string) {
+		t.Helper()
+		res, b, err := request(http.DefaultClient, method, c.adm+path, opsToken, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.StatusCode, string(b)
+	}
+	// metric is a sample's value in /metrics, "" while it has none.
+	metric := func(name string) string {
+		t.Helper()
+		_, body := admin("GET", "/metrics")
+		for line := range strings.Lines(body) {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		return ""
+	}
+	waitFor := func(what string, within time.Duration, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(within); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("waited %v for %s; log:\n%s", within, what, c.log)
+			}
+		}
+	}
+	abandoned := `onebox_jobs_abandoned{kind="drill.stuck"}`
+
+	c.call("POST", "/v1/users", "", "application/json", strings.NewReader(`{"handle":"stuck","password":"correct horse"}`))
+	token := c.call("POST", "/v1/sessions", "", "application/json", strings.NewReader(`{"handle":"stuck","password":"correct horse"}`))["token"].(string)
+	jpeg, err := testimages.PhotoJPEG(640, 480, 1, 85)
+	if err != nil {
+		t.Fatal(err)
+	}
+	photo := filepath.Join(t.TempDir(), "photo.jpg")
+	if err := os.WriteFile(photo, jpeg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// Each job sleeps far past its 1s timeout: only the Runner giving up
+	// on it frees the one slot of its kind for the next.
+	if code, body := admin("POST", fmt.Sprintf("/ops/drill/stuck-job?for=30s&count=%d", limit)); code != http.StatusAccepted {
+		t.Fatalf("drill: %d %s", code, body)
+	}
+	waitFor("the first stuck job to be abandoned", 20*time.Second, func() bool { return metric(abandoned) == "1" })
+	if code, body := admin("GET", "/health/ready"); code != http.StatusOK {
+		t.Fatalf("ready with 1 abandoned job, under the cap of %d: %d %s", limit, code, body)
+	}
+	// Other jobs flow meanwhile.
+	id := c.upload(token, photo)
+	waitFor("the second stuck job to be abandoned", 20*time.Second, func() bool { return metric(abandoned) == fmt.Sprint(limit) })
+	code, body := admin("GET", "/health/ready")
+	if want := fmt.Sprintf("%d abandoned job handlers still running", limit); code != http.StatusServiceUnavailable || !strings.Contains(body, want) {
+		t.Fatalf("ready at the cap of abandoned jobs: %d %s, want 503 saying %q", code, body, want)
+	}
+	if ph := c.waitPhoto(token, id); ph["status"] != "ready" {
+		t.Fatalf("photo uploaded while jobs were stuck: %v", ph)
+	}
+	// Abandoned on their one attempt: dead-lettered, not retried.
+	waitFor("the stuck jobs dead-lettered", 20*time.Second, func() bool { return metric(`onebox_jobs_dead{kind="drill.stuck"}`) == fmt.Sprint(limit) })
+
+	if code, body := admin("DELETE", "/ops/drill/stuck-job"); code != http.StatusOK || !strings.Contains(body, `"stopped":true`) {
+		t.Fatalf("stopping the drill: %d %s", code, body)
+	}
+	// Well before their 30s are up.
+	waitFor("the abandoned handlers to return", 10*time.Second, func() bool { return metric(abandoned) == "0" })
+	c.waitReady()
+}

@@ -36,6 +36,7 @@ import (
 	"onebox/moderation/phash"
 	"onebox/notify"
 	"onebox/ops"
+	"onebox/ops/drill"
 	"onebox/ops/errlog"
 	"onebox/ops/logging"
 	"onebox/ops/metrics"
@@ -287,6 +288,9 @@ func serve(ctx context.Context, cfg config.Config, lookupEnv func(string) (strin
 		}
 	}()
 	g, gctx := errgroup.WithContext(ctx)
+	// A drill's stuck jobs return when the process drains, not a drain
+	// timeout later.
+	context.AfterFunc(gctx, func() { drills.StopStuckJobs() })
 	g.Go(func() error { h.handover.Run(gctx, h.upgrades, log); return nil })
 	g.Go(func() error {
 		// Ready once the store is open (above), the listeners accept
@@ -400,7 +404,11 @@ func newObservability(cfg config.Config, lookupEnv func(string) (string, bool), 
 		for kind, ko := range kindOptions(cfg) {
 			workers[kind] = ko.Concurrency
 		}
-		o.metrics = metrics.New(metrics.Options{Kinds: []string{photos.KindProcess, photos.KindCleanup}, Workers: workers, Logger: log, SlowRequest: cfg.AlertP95})
+		kinds := []string{photos.KindProcess, photos.KindCleanup}
+		if cfg.Drills { // a drill's jobs under their own kind, not "other"
+			kinds = append(kinds, drill.KindStuck, drill.KindHoldWriter)
+		}
+		o.metrics = metrics.New(metrics.Options{Kinds: kinds, Workers: workers, Logger: log, SlowRequest: cfg.AlertP95})
 	}
 	if cfg.Tracing {
 		var exp sdktrace.SpanExporter

@@ -32,13 +32,20 @@ func newDrill(cfg config.Config, log *slog.Logger) *drill.Drill {
 	return drill.New(drill.Options{Logger: log})
 }
 
-// registerDrillJobs registers the writer-hold drill's job when drills are
-// on and the store has a writer to hold (SQLite).
+// registerDrillJobs registers the drills' jobs when drills are on: the
+// stuck job's, and the writer-hold's when the store has a writer to hold
+// (SQLite).
 func registerDrillJobs(runner *jobs.Runner, dr *drill.Drill, st any, q jobs.Producer) {
+	if dr == nil {
+		return
+	}
+	// One at a time, so each abandoned job frees the slot the next takes;
+	// one attempt, so each is dead-lettered rather than stuck again.
+	runner.Register(drill.KindStuck, dr.EnableStuckJobs(q), jobs.KindOptions{Concurrency: 1, MaxAttempts: 1, Timeout: drill.StuckTimeout})
 	holder, ok := st.(interface {
 		HoldWriter(ctx context.Context, d time.Duration) error
 	})
-	if dr == nil || !ok {
+	if !ok {
 		return
 	}
 	h := dr.EnableHoldWriter(drill.HoldWriterOptions{Queue: q, Hold: holder.HoldWriter})

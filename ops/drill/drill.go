@@ -43,6 +43,11 @@ type Drill struct {
 	holdQueue jobs.Producer
 	holding   time.Duration
 	holdUntil time.Time
+
+	// The stuck-job drill (stuck.go): closing stuckRelease, nil when it
+	// does not run, returns its handlers.
+	stuckQueue   jobs.Producer
+	stuckRelease chan struct{}
 }
 
 // New returns a Drill with nothing injected.
@@ -122,6 +127,9 @@ func (dr *Drill) Active() []string {
 	if dr.holding != 0 {
 		out = append(out, fmt.Sprintf("job %s holds the database writer for %s, until %s", KindHoldWriter, dr.holding, dr.holdUntil.Format("15:04:05")))
 	}
+	if dr.stuckRelease != nil {
+		out = append(out, fmt.Sprintf("jobs %s ignore their context past their %s timeout (DELETE /ops/drill/stuck-job ends them)", KindStuck, StuckTimeout))
+	}
 	return out
 }
 
@@ -131,13 +139,19 @@ func (dr *Drill) Active() []string {
 //	DELETE /ops/drill/db-latency                       stop
 //	GET    /ops/drill/db-latency                       what runs
 //	POST   /ops/drill/writer-hold?for=5s               a job holds the SQLite writer
+//	POST   /ops/drill/stuck-job?for=30s&count=3        jobs ignore their context
+//	DELETE /ops/drill/stuck-job                        stop them
 func (dr *Drill) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/ops/drill/writer-hold" {
+	switch r.URL.Path {
+	case "/ops/drill/writer-hold":
 		dr.serveHoldWriter(w, r)
 		return
-	}
-	if r.URL.Path != "/ops/drill/db-latency" {
-		reply(w, http.StatusNotFound, map[string]string{"error": "no such drill; there are /ops/drill/db-latency and /ops/drill/writer-hold"})
+	case "/ops/drill/stuck-job":
+		dr.serveStuckJobs(w, r)
+		return
+	case "/ops/drill/db-latency":
+	default:
+		reply(w, http.StatusNotFound, map[string]string{"error": "no such drill; there are /ops/drill/db-latency, /ops/drill/writer-hold and /ops/drill/stuck-job"})
 		return
 	}
 	switch r.Method {

@@ -23,8 +23,22 @@ type HoldWriterOptions struct {
 	Hold  func(ctx context.Context, d time.Duration) error
 }
 
-type holdPayload struct {
+// forPayload is a drill job's payload: how long it lasts.
+type forPayload struct {
 	For string `json:"for"`
+}
+
+// jobFor is how long the drill job m of kind asks for, within MaxDelay.
+func (dr *Drill) jobFor(kind string, m jobs.Message) (time.Duration, error) {
+	var p forPayload
+	if err := json.Unmarshal(m.Payload, &p); err != nil {
+		return 0, fmt.Errorf("drill: %s payload: %w", kind, err)
+	}
+	d, err := time.ParseDuration(p.For)
+	if err != nil || d <= 0 || d > dr.o.MaxDelay {
+		return 0, fmt.Errorf("drill: %s: for %q: want a duration over 0 and at most %s", kind, p.For, dr.o.MaxDelay)
+	}
+	return d, nil
 }
 
 // EnableHoldWriter turns the writer-hold drill on, and returns the
@@ -35,13 +49,9 @@ func (dr *Drill) EnableHoldWriter(o HoldWriterOptions) jobs.Handler {
 	dr.holdQueue = o.Queue
 	dr.mu.Unlock()
 	return func(ctx context.Context, m jobs.Message) error {
-		var p holdPayload
-		if err := json.Unmarshal(m.Payload, &p); err != nil {
-			return fmt.Errorf("drill: %s payload: %w", KindHoldWriter, err)
-		}
-		d, err := time.ParseDuration(p.For)
-		if err != nil || d <= 0 || d > dr.o.MaxDelay {
-			return fmt.Errorf("drill: %s: for %q: want a duration over 0 and at most %s", KindHoldWriter, p.For, dr.o.MaxDelay)
+		d, err := dr.jobFor(KindHoldWriter, m)
+		if err != nil {
+			return err
 		}
 		dr.setHolding(d)
 		defer dr.setHolding(0)
@@ -68,7 +78,7 @@ func (dr *Drill) StartHoldWriter(ctx context.Context, d time.Duration) error {
 	if q == nil {
 		return fmt.Errorf("the writer-hold drill needs the SQLite store and this process's workers")
 	}
-	b, _ := json.Marshal(holdPayload{For: d.String()})
+	b, _ := json.Marshal(forPayload{For: d.String()})
 	return q.Send(ctx, jobs.Message{Kind: KindHoldWriter, Payload: b}, jobs.SendOptions{})
 }
 
