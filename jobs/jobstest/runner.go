@@ -209,7 +209,10 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		q := &recorder{Queue: newQueue(t)}
 		mustSend(t, q, jobs.Message{Kind: "k", Payload: json.RawMessage(`"stuck"`)}, jobs.SendOptions{})
 		mustSend(t, q, jobs.Message{Kind: "k", Payload: json.RawMessage(`"next"`)}, jobs.SendOptions{})
-		const heartbeat = 20 * time.Millisecond
+		// A heartbeat every 100 ms, the visibility three of them: a
+		// tighter lease (20 ms) lapsed under load before its Extend,
+		// and the stuck job was received again.
+		const heartbeat = 100 * time.Millisecond
 		o := runnerOptions(t, nil)
 		o.Visibility = 3 * heartbeat
 		r := jobs.NewRunner(q, o)
@@ -226,7 +229,7 @@ func testRunner(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 			}
 			nextRan <- struct{}{}
 			return nil
-		}, jobs.KindOptions{Concurrency: 1, Timeout: 50 * time.Millisecond, Grace: 10 * time.Millisecond, MaxAttempts: 3, Backoff: time.Hour})
+		}, jobs.KindOptions{Concurrency: 1, Timeout: 250 * time.Millisecond, Grace: 50 * time.Millisecond, MaxAttempts: 3, Backoff: time.Hour})
 		stop := start(t, r)
 		t.Cleanup(unblock) // before the Runner stops: cleanups run last first
 		id := receiveFrom(t, stuck)
