@@ -41,7 +41,8 @@ type Sender struct {
 // one past the key's last waiting or running message, and never before
 // the turn of the message a Receive would take next, so a key that had
 // nothing waiting joins the current round instead of jumping ahead of
-// it. The new row itself must not count in either lookup.
+// it. The new row itself must not count in either lookup. A row without
+// a key whose turn is 0, as goqite inserted it, need not be written.
 type Turn struct {
 	SQL  string
 	Time func(time.Time) any
