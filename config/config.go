@@ -311,14 +311,7 @@ func settings() []setting {
 		{env: "ONEBOX_MEDIA_BACKUP_DIR", flag: "media-backup-dir", def: "", usage: "directory that gets a copy of every media file before its write is acknowledged (another disk); empty is none", set: str(func(c *Config) *string { return &c.MediaBackupDir })},
 		{env: "ONEBOX_BACKUP_VERIFY_EVERY", flag: "backup-verify-every", def: "0s", usage: "run onebox backup verify on this schedule inside serve (one instance at a time, under a lease): restore the Litestream replica and the media copy and check them; 0 is never", set: dur(func(c *Config) *time.Duration { return &c.BackupVerifyEvery })},
 		{env: "ONEBOX_BACKUP_RECOVERY_POINT", flag: "backup-recovery-point", def: "5s", usage: "backup verify writes a sentinel row, waits this long and restores: the replica must hold it (Litestream ships a commit within 1.1 s with litestream.yml; the rest is margin against false alarms)", set: dur(func(c *Config) *time.Duration { return &c.BackupRecoveryPoint })},
-		{env: "ONEBOX_BACKUP_VERIFY_SAMPLE", flag: "backup-verify-sample", def: "100", usage: "media files, chosen at random, whose SHA-256 backup verify checks in the media copy (every referenced file is checked to exist); 0 checks all", set: func(c *Config, v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return fmt.Errorf("want a whole number, 0 or more, got %q", v)
-			}
-			c.BackupVerifySample = n
-			return nil
-		}},
+		{env: "ONEBOX_BACKUP_VERIFY_SAMPLE", flag: "backup-verify-sample", def: "100", usage: "media files, chosen at random, whose SHA-256 backup verify checks in the media copy (every referenced file is checked to exist); 0 checks all", set: count(func(c *Config) *int { return &c.BackupVerifySample })},
 		{env: "ONEBOX_LITESTREAM", flag: "litestream", def: "litestream", usage: "the litestream binary (v0.5) backup verify restores with: a path, or a name looked up in PATH", set: str(func(c *Config) *string { return &c.Litestream })},
 		{env: "ONEBOX_LITESTREAM_CONFIG", flag: "litestream-config", def: "litestream.yml", usage: "the Litestream config that replicates the database, whose replica backup verify restores", set: str(func(c *Config) *string { return &c.LitestreamConfig })},
 		{env: "ONEBOX_MEDIA_PUBLIC_URL", flag: "media-public-url", def: "", usage: "base URL at which clients fetch public media, such as https://cdn.example.com/media/ (a CDN, or a public bucket's address); the page's Content-Security-Policy admits its origin; empty is this service's /media/", set: func(c *Config, v string) error {
@@ -338,14 +331,7 @@ func settings() []setting {
 			return err
 		}},
 		{env: "ONEBOX_UPLOAD_TIMEOUT", flag: "upload-timeout", def: "2m", usage: "deadline of one upload request", set: dur(func(c *Config) *time.Duration { return &c.UploadTimeout })},
-		{env: "ONEBOX_UPLOAD_BACKLOG", flag: "upload-backlog", def: "1000", usage: "photos waiting for the pipeline before uploads are refused with 503; 0 is no bound", set: func(c *Config, v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return fmt.Errorf("want a whole number, 0 or more, got %q", v)
-			}
-			c.UploadBacklog = n
-			return nil
-		}},
+		{env: "ONEBOX_UPLOAD_BACKLOG", flag: "upload-backlog", def: "1000", usage: "photos waiting for the pipeline before uploads are refused with 503; 0 is no bound", set: count(func(c *Config) *int { return &c.UploadBacklog })},
 		{env: "ONEBOX_JPEG_QUALITY", flag: "jpeg-quality", def: "82", usage: "JPEG quality of the variants (1-100)", set: func(c *Config, v string) error {
 			n, err := posInt(v)
 			if err == nil && n > 100 {

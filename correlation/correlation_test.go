@@ -80,3 +80,23 @@ func TestOnBehalfOf(t *testing.T) {
 		t.Errorf("names = %q", got)
 	}
 }
+
+// TestRequestAndOnBehalfOf: the id and the name share one context value;
+// setting either keeps the other, in either order (a job's context gets
+// its request's id, then its kind).
+func TestRequestAndOnBehalfOf(t *testing.T) {
+	t.Parallel()
+	bg := context.Background()
+	for _, tt := range []struct {
+		name string
+		ctx  context.Context
+	}{
+		{"id, then name", correlation.WithOnBehalfOf(correlation.WithRequestID(bg, "req-1"), "job k")},
+		{"name, then id", correlation.WithRequestID(correlation.WithOnBehalfOf(bg, "job k"), "req-1")},
+		{"both at once", correlation.WithRequest(bg, "req-1", "job k")},
+	} {
+		if id, who := correlation.RequestID(tt.ctx), correlation.OnBehalfOf(tt.ctx); id != "req-1" || who != "job k" {
+			t.Errorf("%s: RequestID %q, OnBehalfOf %q, want req-1, job k", tt.name, id, who)
+		}
+	}
+}

@@ -139,6 +139,17 @@ func panel(t *testing.T, s dashboard.State, name string) dashboard.Panel {
 	return dashboard.Panel{}
 }
 
+// noPanel fails t if s has a panel named name: one whose metrics the
+// process does not have.
+func noPanel(t *testing.T, s dashboard.State, name string) {
+	t.Helper()
+	for _, p := range s.Panels {
+		if p.Name == name {
+			t.Fatalf("a %s panel without its metrics: %+v", name, p)
+		}
+	}
+}
+
 func TestHealthyChain(t *testing.T) {
 	t.Parallel()
 	p := newProc(t, dashboard.Options{})
@@ -394,12 +405,7 @@ func TestReplicationPanel(t *testing.T) {
 	t.Parallel()
 	p := newProc(t, dashboard.Options{})
 	p.warm(3)
-	// Without replicas there is no panel for them.
-	for _, pn := range p.d.State().Panels {
-		if pn.Name == "replicas" {
-			t.Fatalf("a replicas panel without replica metrics: %+v", pn)
-		}
-	}
+	noPanel(t, p.d.State(), "replicas") // without replicas
 
 	replica := func(name string, in bool, lagBytes, lagSeconds float64) {
 		p.gauge(fmt.Sprintf(`onebox_db_replica_lag_bytes{replica=%q}`, name), lagBytes)
@@ -501,11 +507,7 @@ func TestBackupPanel(t *testing.T) {
 	t.Parallel()
 	p := newProc(t, dashboard.Options{})
 	p.warm(3)
-	for _, pn := range p.d.State().Panels {
-		if pn.Name == "backup" {
-			t.Fatalf("a backup panel without its metrics: %+v", pn)
-		}
-	}
+	noPanel(t, p.d.State(), "backup")
 	p.gauge("onebox_backup_verify_interval_seconds", 3600)
 	tests := []struct {
 		name     string

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"go.uber.org/zap/zapcore"
 )
 
 // jsonHandler writes the lines of slog.JSONHandler, byte for byte, and
@@ -19,19 +21,23 @@ import (
 type jsonHandler struct {
 	slow  slog.Handler
 	level slog.Leveler
-	w     *lockedWriter
+	w     io.Writer // writes each line whole
 }
 
 func newJSONHandler(w io.Writer, opts *slog.HandlerOptions) slog.Handler {
 	if opts.ReplaceAttr != nil || opts.AddSource {
 		return slog.NewJSONHandler(w, opts) // lines the fast path does not write
 	}
-	lw := &lockedWriter{w: w}
+	// The batch takes each Write whole under its own lock: a second lock
+	// would be one more per access line.
+	if _, whole := w.(*zapcore.BufferedWriteSyncer); !whole {
+		w = &lockedWriter{w: w}
+	}
 	level := opts.Level
 	if level == nil {
 		level = slog.LevelInfo
 	}
-	return &jsonHandler{slow: slog.NewJSONHandler(lw, opts), level: level, w: lw}
+	return &jsonHandler{slow: slog.NewJSONHandler(w, opts), level: level, w: w}
 }
 
 func (h *jsonHandler) Enabled(_ context.Context, l slog.Level) bool {

@@ -3,12 +3,17 @@ package logging
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap/zapcore"
 )
 
 // TestJSONLikeSlog: every line, of the plain kind the fast path writes or
@@ -88,5 +93,55 @@ func TestJSONLevelAndWith(t *testing.T) {
 	}
 	if !slog.New(newJSONHandler(&got, &slog.HandlerOptions{})).Enabled(context.Background(), slog.LevelInfo) {
 		t.Error("no level: info is not enabled, want slog's default")
+	}
+}
+
+// TestJSONLinesWhole: lines the fast path writes and lines slog writes,
+// from many goroutines, never interleave, on a writer of no lock of its
+// own and on the batch (which locks each Write itself). Run with -race.
+func TestJSONLinesWhole(t *testing.T) {
+	tests := []struct {
+		name string
+		w    func(*bytes.Buffer) (io.Writer, func() error)
+	}{
+		{"plain writer", func(b *bytes.Buffer) (io.Writer, func() error) { return b, func() error { return nil } }},
+		{"batch", func(b *bytes.Buffer) (io.Writer, func() error) {
+			bw := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(b), FlushInterval: time.Hour}
+			return bw, bw.Stop
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			w, stop := tt.w(&b)
+			l := slog.New(newJSONHandler(w, &slog.HandlerOptions{}))
+			const goroutines, lines = 4, 200
+			var wg sync.WaitGroup
+			for range goroutines {
+				wg.Go(func() {
+					for i := range lines {
+						if i%2 == 0 {
+							l.Info("fast", "i", i)
+						} else {
+							l.Info(`slow "quoted"`, "i", i)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for line := range strings.Lines(b.String()) {
+				if !json.Valid([]byte(line)) {
+					t.Fatalf("line %d is not JSON: %q", n, line)
+				}
+				n++
+			}
+			if n != goroutines*lines {
+				t.Errorf("%d lines, want %d", n, goroutines*lines)
+			}
+		})
 	}
 }
