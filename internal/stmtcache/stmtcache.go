@@ -78,14 +78,17 @@ type conn struct {
 	stmts map[string]*cached
 }
 
+// stmt is what the cache needs of a driver's statement.
+type stmt interface {
+	driver.Stmt
+	driver.StmtExecContext
+	driver.StmtQueryContext
+}
+
 // cached is a statement of the cache; busy while rows it returned are
 // open.
 type cached struct {
-	stmt interface {
-		driver.Stmt
-		driver.StmtExecContext
-		driver.StmtQueryContext
-	}
+	stmt stmt
 	busy bool
 }
 
@@ -106,16 +109,12 @@ func (c *conn) get(ctx context.Context, query string) (*cached, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &cached{}
-	var ok bool
-	if s.stmt, ok = ds.(interface {
-		driver.Stmt
-		driver.StmtExecContext
-		driver.StmtQueryContext
-	}); !ok {
+	st, ok := ds.(stmt)
+	if !ok {
 		_ = ds.Close()
 		return nil, nil
 	}
+	s := &cached{stmt: st}
 	c.stmts[query] = s
 	return s, nil
 }
