@@ -262,7 +262,7 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 	return msgs, nil
 }
 
-// existsSQL tells a lost lease from a message that is gone (Missed).
+// existsSQL tells a lost lease from a message that is gone (goqitesql.Settled).
 const existsSQL = `SELECT 1 FROM goqite WHERE id = ?`
 
 // timeoutSQL sets a message's timeout under its lease: Extend's and
