@@ -723,7 +723,7 @@ type acker struct {
 	interval time.Duration
 	batch    int
 	lost     func(kind string)
-	ids      chan Message
+	msgs     chan Message
 	done     chan struct{}
 	err      error // of the last flush, read after done
 }
@@ -732,7 +732,7 @@ func newAcker(ctx context.Context, q Consumer, log *slog.Logger, interval time.D
 	a := &acker{
 		q: q, log: log, ctx: context.WithoutCancel(ctx),
 		interval: interval, batch: batch, lost: lost,
-		ids:  make(chan Message, batch),
+		msgs: make(chan Message, batch),
 		done: make(chan struct{}),
 	}
 	go a.loop()
@@ -741,11 +741,11 @@ func newAcker(ctx context.Context, q Consumer, log *slog.Logger, interval time.D
 
 // add queues m for the next ack; it blocks while a full batch is being
 // written.
-func (a *acker) add(m Message) { a.ids <- m }
+func (a *acker) add(m Message) { a.msgs <- m }
 
 // close flushes what is left and stops the acker. No add may follow.
 func (a *acker) close() error {
-	close(a.ids)
+	close(a.msgs)
 	<-a.done
 	return a.err
 }
@@ -757,7 +757,7 @@ func (a *acker) loop() {
 	var pending []Message
 	for {
 		select {
-		case m, ok := <-a.ids:
+		case m, ok := <-a.msgs:
 			if !ok {
 				if len(pending) > 0 {
 					a.err = a.flush(pending)

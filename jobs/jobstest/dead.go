@@ -187,8 +187,7 @@ func testDeadLetter(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		q := newQueue(t)
 		kill := func(err string) {
 			t.Helper()
-			mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-			m := mustReceiveOne(t, q, "k", time.Minute)
+			m := mustSendReceive(t, q)
 			if err := q.DeadLetter(t.Context(), m.Receipt(), err); err != nil {
 				t.Fatalf("DeadLetter: %v", err)
 			}

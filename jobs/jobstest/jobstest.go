@@ -101,6 +101,14 @@ func mustReceive(t *testing.T, q jobs.Queue, kind string, max int, visibility ti
 	return msgs
 }
 
+// mustSendReceive sends a message of kind "k" and receives it for a
+// minute: the delivery most lease, retry and visibility cases start from.
+func mustSendReceive(t *testing.T, q jobs.Queue) jobs.Message {
+	t.Helper()
+	mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
+	return mustReceiveOne(t, q, "k", time.Minute)
+}
+
 // mustReceiveOne receives one message of kind, polling until it is
 // visible.
 func mustReceiveOne(t *testing.T, q jobs.Queue, kind string, visibility time.Duration) jobs.Message {

@@ -127,8 +127,7 @@ func testLease(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 	t.Run("a lease from before a redrive stays lost", func(t *testing.T) {
 		t.Parallel()
 		q := newQueue(t)
-		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-		m := mustReceiveOne(t, q, "k", time.Minute)
+		m := mustSendReceive(t, q)
 		if err := q.DeadLetter(t.Context(), m.Receipt(), "died"); err != nil {
 			t.Fatalf("DeadLetter: %v", err)
 		}
@@ -157,8 +156,7 @@ func testLease(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 	t.Run("a lease that is not the queue's", func(t *testing.T) {
 		t.Parallel()
 		q := newQueue(t)
-		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-		m := mustReceiveOne(t, q, "k", time.Minute)
+		m := mustSendReceive(t, q)
 		for _, lease := range []string{"", "forged", m.Lease + "0"} {
 			r := jobs.Receipt{ID: m.ID, Lease: lease}
 			if err := q.Extend(t.Context(), r, time.Minute); !errors.Is(err, jobs.ErrLeaseLost) {

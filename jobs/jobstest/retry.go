@@ -12,8 +12,7 @@ func testRetry(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 	t.Run("at a future time", func(t *testing.T) {
 		t.Parallel()
 		q := newQueue(t)
-		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-		m := mustReceiveOne(t, q, "k", time.Minute)
+		m := mustSendReceive(t, q)
 		const after = 500 * time.Millisecond
 		start := time.Now()
 		if err := q.Retry(t.Context(), m.Receipt(), start.Add(after), "boom"); err != nil {
@@ -48,8 +47,7 @@ func testRetry(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 	t.Run("in the past", func(t *testing.T) {
 		t.Parallel()
 		q := newQueue(t)
-		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-		m := mustReceiveOne(t, q, "k", time.Minute)
+		m := mustSendReceive(t, q)
 		for attempt := 2; attempt <= 4; attempt++ {
 			if err := q.Retry(t.Context(), m.Receipt(), time.Now().Add(-time.Hour), "boom"); err != nil {
 				t.Fatalf("Retry: %v", err)
@@ -65,8 +63,7 @@ func testRetry(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 	t.Run("the last error wins", func(t *testing.T) {
 		t.Parallel()
 		q := newQueue(t)
-		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-		m := mustReceiveOne(t, q, "k", time.Minute)
+		m := mustSendReceive(t, q)
 		for _, e := range []string{"first", "second"} {
 			if err := q.Retry(t.Context(), m.Receipt(), time.Now().Add(-time.Second), e); err != nil {
 				t.Fatalf("Retry: %v", err)

@@ -76,8 +76,7 @@ func testVisibility(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 	t.Run("extend a missing message", func(t *testing.T) {
 		t.Parallel()
 		q := newQueue(t)
-		mustSend(t, q, jobs.Message{Kind: "k"}, jobs.SendOptions{})
-		m := mustReceiveOne(t, q, "k", time.Minute)
+		m := mustSendReceive(t, q)
 		if err := q.Ack(t.Context(), m.Receipt()); err != nil {
 			t.Fatalf("Ack: %v", err)
 		}

@@ -197,7 +197,7 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 	return msgs, nil
 }
 
-// existsSQL tells a lost lease from a message that is gone (Missed).
+// existsSQL tells a lost lease from a message that is gone (goqitesql.Settled).
 const existsSQL = `select 1 from goqite where id = $1`
 
 // Extend keeps a message invisible for visibility from now.

@@ -262,14 +262,16 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 	return msgs, nil
 }
 
-// existsSQL tells a lost lease from a message that is gone (Missed).
+// existsSQL tells a lost lease from a message that is gone (goqitesql.Settled).
 const existsSQL = `SELECT 1 FROM goqite WHERE id = ?`
 
-const extendSQL = `UPDATE goqite SET timeout = ? WHERE id = ? AND received = ?`
+// timeoutSQL sets a message's timeout under its lease: Extend's and
+// Retry's.
+const timeoutSQL = `UPDATE goqite SET timeout = ? WHERE id = ? AND received = ?`
 
 // Extend keeps a message invisible for visibility from now.
 func (q *Queue) Extend(ctx context.Context, r jobs.Receipt, visibility time.Duration) error {
-	st, err := q.prepared(ctx, extendSQL)
+	st, err := q.prepared(ctx, timeoutSQL)
 	if err != nil {
 		return fmt.Errorf("jobs/sqlite extend %s: %w", r.ID, err)
 	}
@@ -330,7 +332,7 @@ func (q *Queue) Ack(ctx context.Context, rs ...jobs.Receipt) error {
 func (q *Queue) Retry(ctx context.Context, r jobs.Receipt, at time.Time, lastErr string) error {
 	when := format(at)
 	err := q.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE goqite SET timeout = ? WHERE id = ? AND received = ?`, when, r.ID, goqitesql.Token(r.Lease))
+		res, err := tx.ExecContext(ctx, timeoutSQL, when, r.ID, goqitesql.Token(r.Lease))
 		if err := goqitesql.Settled(ctx, tx, existsSQL, r.ID, res, err); err != nil {
 			return err
 		}

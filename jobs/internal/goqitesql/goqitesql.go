@@ -144,16 +144,20 @@ func Token(lease string) int {
 	return n
 }
 
-// Querier is what Missed asks: a pool or a transaction.
+// Querier is what Settled asks: a pool or a transaction.
 type Querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// Missed explains a statement on one message's current lease that
-// matched no row: jobs.ErrLeaseLost if exists, a query of one
-// placeholder for the id, finds the message (received again since),
-// else jobs.ErrNotFound. It runs only on that rare path.
-func Missed(ctx context.Context, q Querier, exists, id string) error {
+// Settled turns the result of a statement on one message's current lease
+// into nil, or, when it matched no row, into jobs.ErrLeaseLost if
+// exists, a query of one placeholder for the id, finds the message
+// (received again since), else jobs.ErrNotFound. The lookup runs only on
+// that rare path.
+func Settled(ctx context.Context, q Querier, exists, id string, res sql.Result, err error) error {
+	if err = AffectedOne(res, err); !errors.Is(err, jobs.ErrNotFound) {
+		return err
+	}
 	var one int
 	switch err := q.QueryRowContext(ctx, exists, id).Scan(&one); {
 	case errors.Is(err, sql.ErrNoRows):
@@ -162,16 +166,6 @@ func Missed(ctx context.Context, q Querier, exists, id string) error {
 		return err
 	}
 	return jobs.ErrLeaseLost
-}
-
-// Settled turns the result of a statement on one message's current lease
-// into nil, or Missed's error when it matched no row.
-func Settled(ctx context.Context, q Querier, exists, id string, res sql.Result, err error) error {
-	err = AffectedOne(res, err)
-	if errors.Is(err, jobs.ErrNotFound) {
-		return Missed(ctx, q, exists, id)
-	}
-	return err
 }
 
 // Leases splits rs into ids and their received counts, without repeats.
