@@ -8,6 +8,7 @@ package drill
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -182,6 +183,20 @@ func (dr *Drill) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, POST, DELETE")
 		reply(w, http.StatusMethodNotAllowed, map[string]string{"error": "use POST to start, DELETE to stop"})
 	}
+}
+
+// errQueue marks a job drill's start that failed in the queue, not in
+// the request: the operator may retry it.
+var errQueue = errors.New("the queue did not take the drill's job")
+
+// replyStartErr answers a job drill that did not start: 503 when the
+// queue failed, 400 for what the request asked.
+func replyStartErr(w http.ResponseWriter, err error) {
+	status := http.StatusBadRequest
+	if errors.Is(err, errQueue) {
+		status = http.StatusServiceUnavailable
+	}
+	reply(w, status, map[string]string{"error": err.Error()})
 }
 
 func reply(w http.ResponseWriter, status int, v any) {

@@ -77,7 +77,7 @@ func (dr *Drill) StartStuckJobs(ctx context.Context, d time.Duration, n int) err
 	b, _ := json.Marshal(forPayload{For: d.String()})
 	for range n {
 		if err := q.Send(ctx, jobs.Message{Kind: KindStuck, Payload: b}, jobs.SendOptions{}); err != nil {
-			return err
+			return fmt.Errorf("%w: %w", errQueue, err)
 		}
 	}
 	dr.log.Warn("drill started: stuck jobs", "count", n, "for", d.String(), "timeout", StuckTimeout.String())
@@ -129,7 +129,7 @@ func (dr *Drill) serveStuckJobs(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err := dr.StartStuckJobs(r.Context(), d, n); err != nil {
-		reply(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		replyStartErr(w, err)
 		return
 	}
 	reply(w, http.StatusAccepted, map[string]any{"job": KindStuck, "count": n, "for": d.String(), "timeout": StuckTimeout.String()})

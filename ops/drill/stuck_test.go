@@ -83,3 +83,27 @@ func TestStuckJobs(t *testing.T) {
 		t.Error("StopStuckJobs with no drill running reported one")
 	}
 }
+
+// TestJobDrillQueueDown: a job drill whose queue cannot take its job
+// answers 503, which the operator may retry, not 400.
+func TestJobDrillQueueDown(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.New(ctx, sqlite.Options{Path: t.TempDir() + "/onebox.db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queue := st.Queue(jobsqlite.Options{})
+	dr := drill.New(drill.Options{})
+	dr.EnableStuckJobs(queue)
+	dr.EnableHoldWriter(drill.HoldWriterOptions{Queue: queue, Hold: st.HoldWriter})
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{"/ops/drill/stuck-job?for=1s", "/ops/drill/writer-hold?for=1s"} {
+		rec := httptest.NewRecorder()
+		dr.ServeHTTP(rec, httptest.NewRequest("POST", target, nil))
+		if rec.Code != http.StatusServiceUnavailable {
+			t.Errorf("POST %s with the queue's database closed: %d %s, want 503", target, rec.Code, rec.Body)
+		}
+	}
+}

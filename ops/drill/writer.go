@@ -79,7 +79,10 @@ func (dr *Drill) StartHoldWriter(ctx context.Context, d time.Duration) error {
 		return fmt.Errorf("the writer-hold drill needs the SQLite store and this process's workers")
 	}
 	b, _ := json.Marshal(forPayload{For: d.String()})
-	return q.Send(ctx, jobs.Message{Kind: KindHoldWriter, Payload: b}, jobs.SendOptions{})
+	if err := q.Send(ctx, jobs.Message{Kind: KindHoldWriter, Payload: b}, jobs.SendOptions{}); err != nil {
+		return fmt.Errorf("%w: %w", errQueue, err)
+	}
+	return nil
 }
 
 // serveHoldWriter is POST /ops/drill/writer-hold?for=5s.
@@ -95,7 +98,7 @@ func (dr *Drill) serveHoldWriter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := dr.StartHoldWriter(r.Context(), d); err != nil {
-		reply(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		replyStartErr(w, err)
 		return
 	}
 	reply(w, http.StatusAccepted, map[string]any{"job": KindHoldWriter, "for": d.String()})
