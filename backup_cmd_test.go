@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"net/http/httptest"
@@ -14,9 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
@@ -24,6 +20,7 @@ import (
 	"onebox/media"
 	medialocal "onebox/media/local"
 	medias3 "onebox/media/s3"
+	"onebox/media/s3/s3test"
 	"onebox/store"
 	"onebox/store/sqlite"
 )
@@ -190,8 +187,8 @@ func checkSeedRestoredIn(t *testing.T, restored string, m media.Storage, u store
 // environment as the SDK reads them (hence not parallel). The backup's
 // objects are laid out as a backup directory's files.
 func TestBackupRestoreS3Commands(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "onebox")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "onebox-secret")
+	t.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.SecretKey)
 	be := s3mem.New()
 	if err := be.CreateBucket("backups"); err != nil {
 		t.Fatal(err)
@@ -237,36 +234,12 @@ func TestBackupRestoreS3Commands(t *testing.T) {
 // Credentials come from the environment, as the SDK reads them (hence
 // not parallel).
 func TestBackupRestoreS3MediaCommands(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "onebox")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "onebox-secret")
-	servers := []struct {
-		name   string
-		bucket func(t *testing.T) (endpoint, bucket string)
-	}{{"gofakes3", func(t *testing.T) (string, string) {
-		be := s3mem.New()
-		if err := be.CreateBucket("media"); err != nil {
-			t.Fatal(err)
-		}
-		srv := httptest.NewServer(gofakes3.New(be).Server())
-		t.Cleanup(srv.Close)
-		return srv.URL, "media"
-	}}, {"moto", func(t *testing.T) (string, string) {
-		endpoint := os.Getenv("ONEBOX_TEST_S3_URL")
-		if endpoint == "" {
-			t.Skip("ONEBOX_TEST_S3_URL is not set")
-		}
-		bucket := fmt.Sprintf("media-cli-%d-%d", os.Getpid(), time.Now().UnixNano())
-		client := s3.New(s3.Options{BaseEndpoint: aws.String(endpoint), UsePathStyle: true, Region: "us-east-1",
-			Credentials: credentials.NewStaticCredentialsProvider("onebox", "onebox-secret", "")})
-		if _, err := client.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: &bucket}); err != nil {
-			t.Fatalf("creating bucket %s at %s: %v", bucket, endpoint, err)
-		}
-		return endpoint, bucket
-	}}}
-	for _, srv := range servers {
-		t.Run(srv.name, func(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.SecretKey)
+	for _, srv := range s3test.Servers() {
+		t.Run(srv.Name, func(t *testing.T) {
 			ctx := t.Context()
-			endpoint, bucket := srv.bucket(t)
+			endpoint, bucket := srv.Bucket(t)
 			mediaURL := func(prefix string) string {
 				return "s3://" + bucket + "/" + prefix + "?region=us-east-1&endpoint=" + url.QueryEscape(endpoint)
 			}

@@ -3,68 +3,15 @@ package backup_test
 import (
 	"bytes"
 	"errors"
-	"fmt"
-	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"onebox/backup"
 	"onebox/media"
 	medias3 "onebox/media/s3"
+	"onebox/media/s3/s3test"
 	"onebox/store"
-)
-
-// s3Servers are the S3 servers the backup is tested on: gofakes3 in this
-// process, and the moto_server at ONEBOX_TEST_S3_URL (.ci/run starts
-// one). Each returns an endpoint with an empty bucket.
-var s3Servers = []struct {
-	name   string
-	bucket func(t *testing.T) (endpoint, bucket string)
-}{{
-	name: "gofakes3",
-	bucket: func(t *testing.T) (string, string) {
-		be := s3mem.New()
-		if err := be.CreateBucket("backups"); err != nil {
-			t.Fatal(err)
-		}
-		srv := httptest.NewServer(gofakes3.New(be).Server())
-		t.Cleanup(srv.Close)
-		return srv.URL, "backups"
-	},
-}, {
-	name: "moto",
-	bucket: func(t *testing.T) (string, string) {
-		endpoint := os.Getenv("ONEBOX_TEST_S3_URL")
-		if endpoint == "" {
-			t.Skip("ONEBOX_TEST_S3_URL is not set")
-		}
-		bucket := fmt.Sprintf("backup-%d-%d", os.Getpid(), buckets.Add(1))
-		client := s3.New(s3.Options{
-			BaseEndpoint: aws.String(endpoint), UsePathStyle: true, Region: "us-east-1", Credentials: s3Creds,
-		})
-		if _, err := client.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: &bucket}); err != nil {
-			var owned *types.BucketAlreadyOwnedByYou
-			if !errors.As(err, &owned) {
-				t.Fatalf("creating bucket %s at %s: %v", bucket, endpoint, err)
-			}
-		}
-		return endpoint, bucket
-	},
-}}
-
-var (
-	buckets atomic.Int64
-	s3Creds = credentials.NewStaticCredentialsProvider("onebox", "onebox-secret", "")
 )
 
 // objects is a backup target at s3://bucket/prefix on endpoint, opened
@@ -81,7 +28,7 @@ func objects(t *testing.T, endpoint, bucket, prefix string) backup.Objects {
 func openS3(t *testing.T, endpoint, bucket, prefix string) *medias3.Storage {
 	t.Helper()
 	u := &url.URL{Scheme: "s3", Host: bucket, Path: "/" + prefix, RawQuery: url.Values{"endpoint": {endpoint}}.Encode()}
-	st, err := medias3.Open(t.Context(), u, medias3.Options{Credentials: s3Creds, TempDir: t.TempDir()})
+	st, err := medias3.Open(t.Context(), u, medias3.Options{Credentials: s3test.Credentials(), TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,11 +41,11 @@ func openS3(t *testing.T, endpoint, bucket, prefix string) *medias3.Storage {
 // a missing manifest, fails the restore naming it.
 func TestObjects(t *testing.T) {
 	t.Parallel()
-	for _, srv := range s3Servers {
-		t.Run(srv.name, func(t *testing.T) {
+	for _, srv := range s3test.Servers() {
+		t.Run(srv.Name, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
-			endpoint, bucket := srv.bucket(t)
+			endpoint, bucket := srv.Bucket(t)
 			in := seed(t)
 			to := objects(t, endpoint, bucket, "nightly/1")
 			m, err := backup.Backup(ctx, in.db, in.media, to, backup.Options{Version: "test"})

@@ -15,6 +15,7 @@ import (
 	"onebox/backup"
 	"onebox/media"
 	medias3 "onebox/media/s3"
+	"onebox/media/s3/s3test"
 	"onebox/store/sqlite"
 )
 
@@ -27,11 +28,11 @@ import (
 // lists and sweeps the objects of the restored prefix.
 func TestS3Media(t *testing.T) {
 	t.Parallel()
-	for _, srv := range s3Servers {
-		t.Run(srv.name, func(t *testing.T) {
+	for _, srv := range s3test.Servers() {
+		t.Run(srv.Name, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
-			endpoint, bucket := srv.bucket(t)
+			endpoint, bucket := srv.Bucket(t)
 			openS3 := func(prefix string) *medias3.Storage { return openS3(t, endpoint, bucket, prefix) }
 			in := &instance{dir: t.TempDir(), files: map[string][]byte{}}
 			in.db, _ = open(t, in.dir)
@@ -94,7 +95,7 @@ func TestS3Media(t *testing.T) {
 
 			// An object whose bytes are not those its digest was stored
 			// with (damaged at rest): the backup fails naming it.
-			client := s3.New(s3.Options{BaseEndpoint: aws.String(endpoint), UsePathStyle: true, Region: "us-east-1", Credentials: s3Creds})
+			client := s3.New(s3.Options{BaseEndpoint: aws.String(endpoint), UsePathStyle: true, Region: "us-east-1", Credentials: s3test.Credentials()})
 			sum := sha256.Sum256(in.files[key])
 			if _, err := client.PutObject(ctx, &s3.PutObjectInput{
 				Bucket: &bucket, Key: aws.String("live/" + key), Body: strings.NewReader("damaged"),

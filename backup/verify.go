@@ -28,6 +28,7 @@ type Replica interface {
 // database references still matters.
 type Live interface {
 	WriteSentinel(ctx context.Context, at time.Time) error
+	// MediaKeys are sorted: Verify looks keys up in them by binary search.
 	MediaKeys(ctx context.Context) ([]string, error)
 }
 

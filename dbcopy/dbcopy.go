@@ -370,24 +370,21 @@ func appendRow(buf []byte, t Table, row []any) ([]byte, error) {
 func Checksum(ctx context.Context, db Database, t Table, batch int) (int64, string, error) {
 	h := sha256.New()
 	var n int64
-	var after []any
 	var buf []byte
+	rows := &cursor{db: db, t: t, batch: batch}
 	for {
-		rows, err := db.ReadRows(ctx, t, after, batch)
+		row, err := rows.next(ctx)
 		if err != nil {
 			return 0, "", err
 		}
-		for _, row := range rows {
-			if buf, err = appendRow(buf[:0], t, row); err != nil {
-				return 0, "", err
-			}
-			h.Write(buf)
-		}
-		n += int64(len(rows))
-		if len(rows) < batch {
+		if row == nil {
 			return n, hex.EncodeToString(h.Sum(nil)), nil
 		}
-		after = rows[len(rows)-1][:t.Key]
+		if buf, err = appendRow(buf[:0], t, row); err != nil {
+			return 0, "", err
+		}
+		h.Write(buf)
+		n++
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // fileLocks reads /proc/locks, never the file itself: POSIX locks belong
@@ -40,22 +42,22 @@ func fileLocks(shm string) ([]FileLock, error) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 120 120"
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 8 || fs[1] != "POSIX" || !strings.HasSuffix(fs[5], ino) {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 8 || fields[1] != "POSIX" || !strings.HasSuffix(fields[5], ino) {
 			continue
 		}
-		pid, err1 := strconv.Atoi(fs[4])
-		start, err2 := strconv.ParseInt(fs[6], 10, 64)
-		end, err3 := strconv.ParseInt(fs[7], 10, 64)
-		if fs[7] == "EOF" {
+		pid, err1 := strconv.Atoi(fields[4])
+		start, err2 := strconv.ParseInt(fields[6], 10, 64)
+		end, err3 := strconv.ParseInt(fields[7], 10, 64)
+		if fields[7] == "EOF" {
 			end, err3 = 1<<62, nil
 		}
-		if err1 != nil || err2 != nil || err3 != nil || pid == self || !sameDevice(fs[5], st.Dev) {
+		if err1 != nil || err2 != nil || err3 != nil || pid == self || !sameDevice(fields[5], st.Dev) {
 			continue
 		}
 		for i, name := range walLockSlots {
 			if b := walLockOffset + int64(i); b >= start && b <= end {
-				out = append(out, FileLock{Lock: name, Exclusive: fs[3] == "WRITE", PID: pid, Process: processName(pid)})
+				out = append(out, FileLock{Lock: name, Exclusive: fields[3] == "WRITE", PID: pid, Process: processName(pid)})
 			}
 		}
 	}
@@ -74,10 +76,7 @@ func sameDevice(field string, dev uint64) bool {
 	if err1 != nil || err2 != nil {
 		return false
 	}
-	// Linux's new_encode_dev layout, as syscall.Stat_t.Dev holds it.
-	m := (dev>>8)&0xfff | (dev>>32)&^0xfff
-	n := dev&0xff | (dev>>12)&^0xff
-	return major == m && minor == n
+	return uint32(major) == unix.Major(dev) && uint32(minor) == unix.Minor(dev)
 }
 
 // processName is a pid's command name.
