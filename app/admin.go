@@ -3,6 +3,7 @@ package app
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"onebox/jobs"
@@ -60,7 +61,7 @@ func (a *App) deadJobs(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	f, ok := deadFilter(w, r)
+	f, ok := deadFilter(w, r, jobs.ParseDeadFilter)
 	if !ok {
 		return
 	}
@@ -73,10 +74,10 @@ func (a *App) deadJobs(w http.ResponseWriter, r *http.Request) {
 }
 
 // deadFilter reads the dead jobs a request picks: id=A&id=B, kind=K,
-// error=TEXT (in the last error), each optional. It answers 400 itself
-// when they are malformed.
-func deadFilter(w http.ResponseWriter, r *http.Request) (jobs.DeadFilter, bool) {
-	f, err := jobs.ParseDeadFilter(r.URL.Query())
+// error=TEXT (in the last error), each optional, read by parse. It
+// answers 400 itself when they are malformed.
+func deadFilter(w http.ResponseWriter, r *http.Request, parse func(url.Values) (jobs.DeadFilter, error)) (jobs.DeadFilter, bool) {
+	f, err := parse(r.URL.Query())
 	if err != nil {
 		adminError(w, http.StatusBadRequest, err.Error())
 		return f, false
@@ -87,12 +88,8 @@ func deadFilter(w http.ResponseWriter, r *http.Request) (jobs.DeadFilter, bool) 
 // retryJobs: POST /jobs/retry?id=A&id=B, ?kind=K&error=TEXT (either or
 // both), or ?all=true.
 func (a *App) retryJobs(w http.ResponseWriter, r *http.Request) {
-	f, ok := deadFilter(w, r)
+	f, ok := deadFilter(w, r, jobs.ParseRedrive)
 	if !ok {
-		return
-	}
-	if !f.Selects() && r.URL.Query().Get("all") != "true" {
-		adminError(w, http.StatusBadRequest, "name the jobs with id=…, kind=… or error=…, or pass all=true")
 		return
 	}
 	n, err := a.queue.Redrive(r.Context(), f)

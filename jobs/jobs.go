@@ -252,6 +252,17 @@ func ParseDeadFilter(q url.Values) (DeadFilter, error) {
 	return f, nil
 }
 
+// ParseRedrive reads the dead jobs a redrive picks, as ParseDeadFilter,
+// and fails unless they are named (id, kind or error) or all=true asks
+// for every one: a redrive of everything is never an accident.
+func ParseRedrive(q url.Values) (DeadFilter, error) {
+	f, err := ParseDeadFilter(q)
+	if err == nil && !f.Selects() && q.Get("all") != "true" {
+		err = errors.New("name the dead jobs with id=…, kind=… or error=…, or pass all=true")
+	}
+	return f, err
+}
+
 // Selects reports whether f names dead jobs rather than all of them.
 func (f DeadFilter) Selects() bool { return len(f.IDs) > 0 || f.Kind != "" || f.Error != "" }
 

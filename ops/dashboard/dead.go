@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -69,10 +70,10 @@ func summarize(payload json.RawMessage) string {
 }
 
 // deadFilter reads the dead jobs a request picks: id=A&id=B, kind=K,
-// error=TEXT, each optional. It answers 400 itself when they are
-// malformed.
-func deadFilter(w http.ResponseWriter, r *http.Request) (jobs.DeadFilter, bool) {
-	f, err := jobs.ParseDeadFilter(r.URL.Query())
+// error=TEXT, each optional, read by parse. It answers 400 itself when
+// they are malformed.
+func deadFilter(w http.ResponseWriter, r *http.Request, parse func(url.Values) (jobs.DeadFilter, error)) (jobs.DeadFilter, bool) {
+	f, err := parse(r.URL.Query())
 	if err != nil {
 		ops.WriteProblem(w, http.StatusBadRequest, "bad-filter", err.Error())
 		return f, false
@@ -81,7 +82,7 @@ func deadFilter(w http.ResponseWriter, r *http.Request) (jobs.DeadFilter, bool) 
 }
 
 func (d *Dashboard) deadList(w http.ResponseWriter, r *http.Request) {
-	f, ok := deadFilter(w, r)
+	f, ok := deadFilter(w, r, jobs.ParseDeadFilter)
 	if !ok {
 		return
 	}
@@ -120,12 +121,8 @@ func (d *Dashboard) deadList(w http.ResponseWriter, r *http.Request) {
 // deadRedrive is POST /ops/api/dead/redrive?id=…, ?kind=…&error=… (either
 // or both), or ?all=true: the dead jobs picked go back in the queue.
 func (d *Dashboard) deadRedrive(w http.ResponseWriter, r *http.Request) {
-	f, ok := deadFilter(w, r)
+	f, ok := deadFilter(w, r, jobs.ParseRedrive)
 	if !ok {
-		return
-	}
-	if !f.Selects() && r.URL.Query().Get("all") != "true" {
-		ops.WriteProblem(w, http.StatusBadRequest, "bad-filter", "name the dead jobs with id=…, kind=… or error=…, or pass all=true")
 		return
 	}
 	n, err := d.o.Dead.Redrive(r.Context(), f)
