@@ -177,6 +177,9 @@ type kind struct {
 	delay   time.Duration
 	partial time.Time
 	tokens  int
+	// limiterDown is set while Rate's limiter fails, so the outage is
+	// logged once, not on every poll.
+	limiterDown bool
 }
 
 // NewRunner returns a Runner on q.
@@ -462,10 +465,15 @@ func (r *Runner) admit(ctx context.Context, k *kind, want int) (int, time.Durati
 	for k.tokens < want {
 		res, err := r.o.Limiter.Allow(ctx, k.o.Rate, k.name)
 		if err != nil {
-			if ctx.Err() == nil {
-				r.log.WarnContext(ctx, "jobs: rate limiter failed, running the kind uncapped", "kind", k.name, "error", err)
+			if ctx.Err() == nil && !k.limiterDown {
+				k.limiterDown = true
+				r.log.WarnContext(ctx, "jobs: rate limiter failed, running the kind uncapped until it answers", "kind", k.name, "error", err)
 			}
 			return want, 0
+		}
+		if k.limiterDown {
+			k.limiterDown = false
+			r.log.InfoContext(ctx, "jobs: rate limiter answers again, the kind is capped", "kind", k.name)
 		}
 		if !res.Allowed {
 			return k.tokens, max(res.RetryAfter, time.Millisecond)

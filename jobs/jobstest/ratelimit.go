@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"onebox/internal/syncbuf"
 	"onebox/jobs"
 	"onebox/ratelimit"
 )
@@ -17,7 +20,7 @@ import (
 // over the rate wait in the queue and run later, on their first attempt.
 func testRateLimit(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 	rate := ratelimit.Policy{Name: "job-k", Limit: 3, Window: time.Hour}
-	run := func(t *testing.T, g *gate, n int) (ran func() []jobs.Message, out *outcomes) {
+	run := func(t *testing.T, g *gate, n int, opts ...func(*jobs.RunnerOptions)) (ran func() []jobs.Message, out *outcomes) {
 		q := newQueue(t)
 		for i := range n {
 			mustSend(t, q, jobs.Message{Kind: "k", Payload: json.RawMessage(fmt.Sprint(i))}, jobs.SendOptions{})
@@ -27,6 +30,9 @@ func testRateLimit(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		out = &outcomes{}
 		o := runnerOptions(t, out)
 		o.Limiter = g
+		for _, f := range opts {
+			f(&o)
+		}
 		r := jobs.NewRunner(q, o)
 		r.Register("k", func(ctx context.Context, m jobs.Message) error {
 			mu.Lock()
@@ -72,8 +78,17 @@ func testRateLimit(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 
 	t.Run("a failing limiter does not stop the work", func(t *testing.T) {
 		t.Parallel()
-		ran, _ := run(t, &gate{err: errors.New("limiter down")}, 5)
+		// Said once per outage, however many polls ask it.
+		var logs syncbuf.Buffer
+		g := &gate{err: errors.New("limiter down")}
+		ran, _ := run(t, g, 5, func(o *jobs.RunnerOptions) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 		eventually(t, "every job with the limiter down", func() bool { return len(ran()) == 5 })
+		eventually(t, "a few more polls", func() bool { return len(g.seen()) >= 5 })
+		if n := strings.Count(logs.String(), "rate limiter failed"); n != 1 {
+			t.Errorf("the outage logged %d times over %d polls, want once:\n%s", n, len(g.seen()), logs.String())
+		}
+		g.heal()
+		eventually(t, "the limiter's return logged", func() bool { return strings.Contains(logs.String(), "rate limiter answers again") })
 	})
 }
 
@@ -101,6 +116,13 @@ func (g *gate) Allow(_ context.Context, p ratelimit.Policy, key string) (ratelim
 		return ratelimit.Result{Allowed: true, Limit: p.Limit, Remaining: g.tokens}, nil
 	}
 	return ratelimit.Result{Limit: p.Limit, RetryAfter: 20 * time.Millisecond}, nil
+}
+
+// heal ends the gate's failures; it allows from then on.
+func (g *gate) heal() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.err, g.isOpen = nil, true
 }
 
 func (g *gate) open() {
