@@ -118,6 +118,13 @@ type Options struct {
 	// Logger reports messages dead-lettered because their body does not
 	// decode. Default: discard.
 	Logger *slog.Logger
+	// InTx runs the queue's transactions (Send, Retry, DeadLetter,
+	// Redrive), each named for the store's logs and metrics: the store's
+	// own write path, which queues them with the store's writes and
+	// shares their COMMIT (store/sqlite's group commit). Default: a
+	// transaction of the queue's own on the writer. Receive and Ack are
+	// single statements on the writer either way.
+	InTx func(ctx context.Context, name string, fn func(tx *sql.Tx) error) error
 }
 
 // Queue is a jobs.Queue on one SQLite database; its Send and SendTx are
@@ -129,6 +136,7 @@ type Queue struct {
 	writer *sql.DB
 	reader *sql.DB
 	log    *slog.Logger
+	inTxFn func(ctx context.Context, name string, fn func(tx *sql.Tx) error) error // Options.InTx
 
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt // by SQL text, on the writer
@@ -153,7 +161,9 @@ func New(writer, reader *sql.DB, o Options) *Queue {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Queue{Sender: NewSender(writer), writer: writer, reader: reader, log: o.Logger, stmts: map[string]*sql.Stmt{}}
+	q := &Queue{Sender: NewSender(writer), writer: writer, reader: reader, log: o.Logger, inTxFn: o.InTx, stmts: map[string]*sql.Stmt{}}
+	q.Sender.InTx = o.InTx
+	return q
 }
 
 // TimeFormat is goqite's: UTC with milliseconds, so the text order of
@@ -215,15 +225,6 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 	if max <= 0 {
 		return nil, nil
 	}
-	st, err := q.prepared(ctx, receiveSQL)
-	if err != nil {
-		return nil, fmt.Errorf("jobs/sqlite receive: %w", err)
-	}
-	now := time.Now()
-	rows, err := st.QueryContext(ctx, format(now.Add(visibility)), queuePrefix+kind, format(now), max)
-	if err != nil {
-		return nil, fmt.Errorf("jobs/sqlite receive: %w", err)
-	}
 	type received struct {
 		goqitesql.Received
 		priority int
@@ -232,21 +233,26 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 		rowid    int64
 	}
 	var got []received
-	for rows.Next() {
-		var r received
-		var id string
-		var body []byte
-		var attempt int
-		if err := rows.Scan(&id, &body, &attempt, &r.priority, &r.rank, &r.created, &r.rowid); err != nil {
-			_ = rows.Close()
-			return nil, fmt.Errorf("jobs/sqlite receive: %w", err)
+	now := time.Now()
+	err := q.write(ctx, "jobs_receive", func(w writer) error {
+		rows, err := w.QueryContext(ctx, receiveSQL, format(now.Add(visibility)), queuePrefix+kind, format(now), max)
+		if err != nil {
+			return err
 		}
-		r.Received = goqitesql.Decode(id, attempt, body)
-		got = append(got, r)
-	}
-	// The rows hold the writer's only connection: close them before
-	// dead-lettering.
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return goqitesql.Each(rows, func(rows *sql.Rows) error {
+			var r received
+			var id string
+			var body []byte
+			var attempt int
+			if err := rows.Scan(&id, &body, &attempt, &r.priority, &r.rank, &r.created, &r.rowid); err != nil {
+				return err
+			}
+			r.Received = goqitesql.Decode(id, attempt, body)
+			got = append(got, r)
+			return nil
+		})
+	})
+	if err != nil {
 		return nil, fmt.Errorf("jobs/sqlite receive: %w", err)
 	}
 	// RETURNING gives no order.
@@ -271,12 +277,11 @@ const timeoutSQL = `UPDATE goqite SET timeout = ? WHERE id = ? AND received = ?`
 
 // Extend keeps a message invisible for visibility from now.
 func (q *Queue) Extend(ctx context.Context, r jobs.Receipt, visibility time.Duration) error {
-	st, err := q.prepared(ctx, timeoutSQL)
+	err := q.write(ctx, "jobs_extend", func(w writer) error {
+		res, err := w.ExecContext(ctx, timeoutSQL, format(time.Now().Add(visibility)), r.ID, goqitesql.Token(r.Lease))
+		return goqitesql.Settled(ctx, w, existsSQL, r.ID, res, err)
+	})
 	if err != nil {
-		return fmt.Errorf("jobs/sqlite extend %s: %w", r.ID, err)
-	}
-	res, err := st.ExecContext(ctx, format(time.Now().Add(visibility)), r.ID, goqitesql.Token(r.Lease))
-	if err := goqitesql.Settled(ctx, q.writer, existsSQL, r.ID, res, err); err != nil {
 		return fmt.Errorf("jobs/sqlite extend %s: %w", r.ID, err)
 	}
 	return nil
@@ -307,22 +312,29 @@ func (q *Queue) Ack(ctx context.Context, rs ...jobs.Receipt) error {
 	if err != nil {
 		return fmt.Errorf("jobs/sqlite ack: %w", err)
 	}
-	st, err := q.prepared(ctx, ackSQL)
-	if err != nil {
-		return fmt.Errorf("jobs/sqlite ack: %w", err)
-	}
-	res, err := st.ExecContext(ctx, string(list))
-	if err != nil {
-		return fmt.Errorf("jobs/sqlite ack: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil || int(n) == len(ids) {
-		return err
-	}
-	rows, err := q.writer.QueryContext(ctx, lostSQL, string(list))
-	if err == nil {
-		err = goqitesql.Lost(rows)
-	}
-	if err != nil {
+	// The leases found lost are reported, not returned from the write:
+	// the deletes of the others must commit.
+	var lost error
+	err = q.write(ctx, "jobs_ack", func(w writer) error {
+		res, err := w.ExecContext(ctx, ackSQL, string(list))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || int(n) == len(ids) {
+			return err
+		}
+		rows, err := w.QueryContext(ctx, lostSQL, string(list))
+		if err != nil {
+			return err
+		}
+		lost = goqitesql.Lost(rows)
+		var lle *jobs.LeaseLostError
+		if lost != nil && !errors.As(lost, &lle) {
+			return lost // reading them failed
+		}
+		return nil
+	})
+	if err = cmp.Or(err, lost); err != nil {
 		return fmt.Errorf("jobs/sqlite ack: %w", err)
 	}
 	return nil
@@ -331,7 +343,7 @@ func (q *Queue) Ack(ctx context.Context, rs ...jobs.Receipt) error {
 // Retry makes the message visible at at and records lastErr.
 func (q *Queue) Retry(ctx context.Context, r jobs.Receipt, at time.Time, lastErr string) error {
 	when := format(at)
-	err := q.inTx(ctx, func(tx *sql.Tx) error {
+	err := q.inTx(ctx, "jobs_retry", func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, timeoutSQL, when, r.ID, goqitesql.Token(r.Lease))
 		if err := goqitesql.Settled(ctx, tx, existsSQL, r.ID, res, err); err != nil {
 			return err
@@ -348,7 +360,7 @@ ON CONFLICT (id) DO UPDATE SET last_error = excluded.last_error, retry_at = excl
 
 // DeadLetter moves the message to jobs_dead.
 func (q *Queue) DeadLetter(ctx context.Context, r jobs.Receipt, reason string) error {
-	err := q.inTx(ctx, func(tx *sql.Tx) error {
+	err := q.inTx(ctx, "jobs_dead_letter", func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO jobs_dead (id, queue, kind, body, priority, last_error, attempts, created, died_at)
 SELECT g.id, ?, substr(g.queue, ?), g.body, g.priority, coalesce(nullif(?, ''), e.last_error, ''), g.received, g.created, ?
 FROM goqite g LEFT JOIN jobs_errors e ON e.id = g.id
@@ -476,7 +488,7 @@ func (q *Queue) Redrive(ctx context.Context, f jobs.DeadFilter) (int, error) {
 		return 0, fmt.Errorf("jobs/sqlite redrive: %w", err)
 	}
 	var n int64
-	err = q.inTx(ctx, func(tx *sql.Tx) error {
+	err = q.inTx(ctx, "jobs_redrive", func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO goqite (queue, body, priority)
 SELECT ? || kind, body, priority FROM jobs_dead WHERE `+where+` ORDER BY created`, append([]any{queuePrefix}, args...)...)
 		if err != nil {
@@ -541,9 +553,56 @@ func (q *Queue) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// inTx runs fn in a transaction on the writer. fn must use tx only: the
-// writer has one connection and tx holds it.
-func (q *Queue) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// writer is where a single statement of the queue runs: a transaction
+// of the store's (Options.InTx), or the writer's pool through the
+// queue's prepared statements.
+type writer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// write runs fn, named name: in the store's transaction with
+// Options.InTx, where it shares the COMMIT of the store's writes, or else
+// on the writer's pool, each statement prepared once and on its own.
+func (q *Queue) write(ctx context.Context, name string, fn func(w writer) error) error {
+	if q.inTxFn != nil {
+		return q.inTxFn(ctx, name, func(tx *sql.Tx) error { return fn(tx) })
+	}
+	return fn(preparedWriter{q})
+}
+
+// preparedWriter runs statements on the writer's pool, each prepared
+// once by the queue.
+type preparedWriter struct{ q *Queue }
+
+func (p preparedWriter) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := p.q.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (p preparedWriter) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := p.q.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func (p preparedWriter) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return p.q.writer.QueryRowContext(ctx, query, args...)
+}
+
+// inTx runs fn, named name, in a transaction on the writer: Options.InTx,
+// or one of its own. fn must use tx only: the writer has one connection
+// and tx holds it.
+func (q *Queue) inTx(ctx context.Context, name string, fn func(tx *sql.Tx) error) error {
+	if q.inTxFn != nil {
+		return q.inTxFn(ctx, name, fn)
+	}
 	tx, err := q.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return err

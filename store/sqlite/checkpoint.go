@@ -223,6 +223,7 @@ func (c *checkpointer) checkpoint(mode string) Checkpoint {
 			if err := c.lock.lock(correlation.WithOnBehalfOf(ctx, Checkpointer), "wal_checkpoint_tail"); err != nil {
 				cp.Err = err
 			} else {
+				c.lock.flush()
 				cp.Busy, cp.Frames, cp.Copied, cp.Err = c.exec(ctx, "PASSIVE")
 				c.lock.unlock()
 				w, deadline := c.lock.marks.count.Load(), time.Now().Add(time.Second)

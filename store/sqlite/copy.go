@@ -62,7 +62,7 @@ func (s *Store) ReadRows(ctx context.Context, t dbcopy.Table, after []any, limit
 func (s *Store) WriteRows(ctx context.Context, t dbcopy.Table, rows [][]any) (int, error) {
 	query := "INSERT INTO " + t.Name + " (" + columnList(t.Columns) + ") VALUES (" + placeholders(len(t.Columns)) + ") ON CONFLICT DO NOTHING"
 	inserted := 0
-	err := s.inTx(ctx, "copy_write_"+t.Name, func(tx *sql.Tx) error {
+	err := s.inTxAlone(ctx, "copy_write_"+t.Name, func(tx *sql.Tx) error {
 		st, err := tx.PrepareContext(ctx, query)
 		if err != nil {
 			return err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
+
 	"onebox/store/internal/sqlutil"
 )
 
@@ -36,3 +38,17 @@ func (s *Store) Writer() *sql.DB { return s.writer.db }
 
 // Migrations are the store's migrations, files and Go, in order.
 func Migrations() ([]sqlutil.Migration, error) { return migrations() }
+
+// InTx and InTxAlone are the store's write paths, for the group commit
+// tests.
+func (s *Store) InTx(ctx context.Context, name string, fn func(*sql.Tx) error) error {
+	return s.inTx(ctx, name, fn)
+}
+
+func (s *Store) InTxAlone(ctx context.Context, name string, fn func(*sql.Tx) error) error {
+	return s.inTxAlone(ctx, name, fn)
+}
+
+// SetGroupAge sets how long after its BEGIN a group takes new writes,
+// for tests whose writes queue slower than production's.
+func (s *Store) SetGroupAge(d time.Duration) { s.writer.lock.groupAge = d }

@@ -26,6 +26,10 @@ type Stats struct {
 	// Busy counts SQLITE_BUSY answers since New: another process held
 	// the database past busy_timeout.
 	Busy int64
+	// GroupCommits counts the write transactions committed since New,
+	// GroupWrites the writes they carried: more writes than commits when
+	// writes queued for the writer shared one (group commit).
+	GroupCommits, GroupWrites int64
 }
 
 // Stats reads the pools' counters. It is cheap: no query runs.
@@ -45,6 +49,7 @@ func (s *Store) Stats() Stats {
 		Busy: s.busy.Load(),
 	}
 	st.WriterHolder, st.WriterWaiting = s.writer.lock.current()
+	st.GroupCommits, st.GroupWrites = s.writer.lock.groupStats()
 	return st
 }
 

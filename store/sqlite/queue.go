@@ -15,6 +15,9 @@ import (
 // and keep the queue: it keeps statements prepared on the writer. The
 // queue shares the pools, so it fails once the Store is closed.
 func (s *Store) Queue(o jobsqlite.Options) *jobsqlite.Queue {
+	// The queue's transactions are the store's: they queue with its
+	// writes and share their COMMIT.
+	o.InTx = s.inTx
 	return jobsqlite.New(s.writer.db, s.reader.db, o)
 }
 

@@ -13,7 +13,7 @@ import (
 // users one at a time with CreateUser. It fails as a whole, with
 // store.ErrConflict, if any ID or handle is taken.
 func (s *Store) SeedUsers(ctx context.Context, users []store.CreateUserParams) error {
-	return s.inTx(ctx, "users_seed", func(tx *sql.Tx) error {
+	return s.inTxAlone(ctx, "users_seed", func(tx *sql.Tx) error {
 		// One event for the batch: per-row events would drown the app's.
 		return s.observe(ctx, "users_seed", insertUserSQL, func() error {
 			st, err := tx.PrepareContext(ctx, insertUserSQL)

@@ -357,6 +357,8 @@ func (s *Store) run(ctx context.Context, p *pool, name, query string, fn func(*s
 			if err := p.lock.lock(ctx, name); err != nil {
 				return err
 			}
+			// The statement needs the connection an open group holds.
+			p.lock.flush()
 			defer p.lock.unlock()
 		}
 		st, err := p.stmt(ctx, query)
@@ -368,35 +370,91 @@ func (s *Store) run(ctx context.Context, p *pool, name, query string, fn func(*s
 }
 
 // inTx runs fn in a transaction on the writer, which the writer's DSN
-// makes BEGIN IMMEDIATE. fn must use tx only: the writer has one
-// connection and tx holds it.
+// makes BEGIN IMMEDIATE, shared with the writes queued behind it (group
+// commit, see group): fn runs in a savepoint of its own, and inTx
+// returns once the COMMIT holding fn's changes is done. fn must use tx
+// only: the writer has one connection and tx holds it.
 func (s *Store) inTx(ctx context.Context, name string, fn func(tx *sql.Tx) error) error {
-	var tx *sql.Tx
+	return s.write(ctx, name, true, fn)
+}
+
+// inTxAlone is inTx in a transaction of fn's own, committed before the
+// writes queued behind it start: for a transaction that may be long
+// (a migration, a copy's batch, a drill's hold), whose duration the
+// writes before it should not wait out for their COMMIT.
+func (s *Store) inTxAlone(ctx context.Context, name string, fn func(tx *sql.Tx) error) error {
+	return s.write(ctx, name, false, fn)
+}
+
+// member is the savepoint each write of a group runs in.
+const member = "onebox_write"
+
+func (s *Store) write(ctx context.Context, name string, share bool, fn func(tx *sql.Tx) error) error {
+	l := s.writer.lock
 	var foreign time.Duration // BEGIN IMMEDIATE's wait for SQLite's lock
 	err := s.observe(ctx, name+"_begin", "BEGIN IMMEDIATE", func() error {
-		if err := s.writer.lock.lock(ctx, name); err != nil {
+		if err := l.lock(ctx, name); err != nil {
 			return err
 		}
-		s.writer.lock.beginning()
-		var err error
-		tx, err = s.writer.db.BeginTx(ctx, nil)
-		foreign = s.writer.lock.began()
-		if err != nil {
-			s.writer.lock.unlockForeign(foreign)
+		if !share {
+			l.flush()
 		}
-		return err
+		if l.open != nil {
+			return nil // joins the group
+		}
+		l.beginning()
+		// The transaction outlives this request when others join it: its
+		// context ends with the request's only while BEGIN waits.
+		txCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		stop := context.AfterFunc(ctx, cancel)
+		tx, err := s.writer.db.BeginTx(txCtx, nil)
+		if !stop() && err == nil {
+			// ctx ended during BEGIN, and database/sql rolls tx back.
+			_ = tx.Rollback()
+			err = ctx.Err()
+		}
+		foreign = l.began()
+		if err != nil {
+			cancel()
+			l.unlockForeign(foreign)
+			return err
+		}
+		l.open = &group{tx: tx, cancel: cancel, began: time.Now(), done: make(chan struct{})}
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	defer func() { s.writer.lock.unlockForeign(foreign) }()
-	// A no-op after Commit; otherwise fn's error is the one to report.
-	// Deferred after the unlock, so it runs first.
-	defer func() { _ = tx.Rollback() }()
-	if err := fn(tx); err != nil {
+	g := l.open
+	g.members++
+	// The savepoint statements run whatever ctx does: interrupted, they
+	// would take the other writes of the group down with this one.
+	sctx := context.WithoutCancel(ctx)
+	var ferr error
+	_, err = g.tx.ExecContext(sctx, "SAVEPOINT "+member)
+	if err == nil {
+		if ferr = fn(g.tx); ferr == nil {
+			_, err = g.tx.ExecContext(sctx, "RELEASE "+member)
+		} else if _, err = g.tx.ExecContext(sctx, "ROLLBACK TO "+member); err == nil {
+			_, err = g.tx.ExecContext(sctx, "RELEASE "+member)
+		}
+	}
+	if err != nil {
+		// SQLite rolled the transaction back (some errors, an interrupted
+		// write, do), or it cannot go on: no write of the group commits.
+		err = s.translate(name+"_commit", fmt.Errorf("the transaction shared by %d writes failed: %w", g.members, errors.Join(ferr, err)))
+		l.breakGroup(err)
+		l.unlockForeign(foreign)
 		return err
 	}
-	return s.observe(ctx, name+"_commit", "COMMIT", tx.Commit)
+	l.unlockForeign(foreign) // hands the group on, or commits it
+	if ferr != nil {
+		return ferr // its savepoint is rolled back; the others commit
+	}
+	return s.observe(ctx, name+"_commit", "COMMIT", func() error {
+		<-g.done
+		return g.err
+	})
 }
 
 // txExec runs the statement named name in tx. Statements in a

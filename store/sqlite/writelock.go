@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,40 @@ type writeLock struct {
 	begun atomic.Bool
 	// onHold, when set, gets every hold once it ended.
 	onHold func(WriterHold)
+
+	// open is the write transaction that the holders of the lock share
+	// until it commits (group commit, see group); nil when none is open.
+	// Only the holder reads or writes it.
+	open *group
+	// groupMax and groupAge bound a group: members, and time since its
+	// BEGIN, past which the next holder commits instead of handing on.
+	groupMax int
+	groupAge time.Duration
+	// commits and members count the groups committed and the writes they
+	// carried, for Stats: writes per commit.
+	commits atomic.Int64
+	members atomic.Int64
+}
+
+// group is one write transaction shared by several writes that queued
+// for the writer one after another: group commit. Each write runs in a
+// savepoint of its own, released when it succeeds and rolled back when
+// it fails, so a failing write takes only its own changes back. A write
+// that succeeded does not commit itself while others wait for the lock:
+// it hands the lock on and waits for the group's COMMIT, which the last
+// of them runs (the one that finds nobody waiting, or the group full).
+// Every write still returns only after the COMMIT that holds its rows,
+// as durable as its own COMMIT would have made it, and the writes are
+// serialised in lock order as before; what they share is the COMMIT,
+// whose WAL write (one frame per page, and pages the writes share
+// written once) was a quarter of an enqueue's time, and BEGIN.
+type group struct {
+	tx      *sql.Tx
+	cancel  context.CancelFunc // the transaction's context, not a request's
+	began   time.Time
+	members int
+	done    chan struct{} // closed once err is set
+	err     error         // the COMMIT's, or what broke the transaction
 }
 
 // WriterHold is one hold of the writer, as Options.OnWriterHold gets it.
@@ -81,8 +116,16 @@ type WriterHolder struct {
 	Beginning bool
 }
 
+// Group bounds (writeLock.groupMax, groupAge): a write waits for the
+// COMMIT of at most groupMaxMembers writes, and at most groupMaxAge plus
+// the one write then running after the group's BEGIN.
+const (
+	groupMaxMembers = 64
+	groupMaxAge     = 2 * time.Millisecond
+)
+
 func newWriteLock(max int64) *writeLock {
-	l := &writeLock{max: max}
+	l := &writeLock{max: max, groupMax: groupMaxMembers, groupAge: groupMaxAge}
 	l.begun.Store(true)
 	return l
 }
@@ -105,6 +148,11 @@ func (l *writeLock) lock(ctx context.Context, name string) error {
 		l.waitedNs.Add(int64(waited))
 	}
 	if err := ctx.Err(); err != nil {
+		// A group handed on to this caller must still commit.
+		if g := l.settle(); g != nil {
+			l.marks.done(time.Now())
+			close(g.done)
+		}
 		l.mu.Unlock()
 		return err
 	}
@@ -118,6 +166,7 @@ func (l *writeLock) tryLock(ctx context.Context, name string) bool {
 		return false
 	}
 	l.took(ctx, name, 0)
+	l.flush()
 	return true
 }
 
@@ -141,13 +190,89 @@ func (l *writeLock) began() time.Duration {
 
 func (l *writeLock) unlock() { l.unlockForeign(0) }
 
-// unlockForeign releases the lock; foreign is the time the hold waited
-// for another process's lock.
+// settle is the end of a hold while a group is open: it leaves the
+// group open for the next holder if writes wait and the group has room,
+// or commits it and returns it. The caller closes the returned group's
+// done once the commit is marked (marks.done): a write that returns
+// must find its rows in the key reader's next snapshot.
+func (l *writeLock) settle() *group {
+	g := l.open
+	if g == nil {
+		return nil
+	}
+	if g.members < l.groupMax && time.Since(g.began) < l.groupAge {
+		if l.waiting.Load() == 0 {
+			// Let the writers that are runnable reach the lock first:
+			// the members of the last group, woken by its COMMIT, are
+			// about to write again.
+			runtime.Gosched()
+		}
+		if l.waiting.Load() > 0 {
+			return nil
+		}
+	}
+	l.commit()
+	return g
+}
+
+// commit commits the open group, whose done the caller closes.
+func (l *writeLock) commit() {
+	g := l.open
+	l.open = nil
+	g.err = g.tx.Commit()
+	g.cancel()
+	l.commits.Add(1)
+	l.members.Add(int64(g.members))
+}
+
+// flush commits the open group, if any, before the holder uses the
+// connection on its own: an autocommit statement, a transaction that
+// must not be shared, or a checkpoint.
+func (l *writeLock) flush() {
+	if l.open == nil {
+		return
+	}
+	g := l.open
+	l.commit()
+	l.marks.done(time.Now())
+	close(g.done)
+}
+
+// breakGroup ends the open group after a write broke its transaction
+// (a savepoint could not be released or rolled back: SQLite rolled the
+// whole transaction back, as it does on some errors). Every write of
+// the group gets err: none of them committed.
+func (l *writeLock) breakGroup(err error) {
+	g := l.open
+	l.open = nil
+	_ = g.tx.Rollback()
+	g.cancel()
+	g.err = err
+	l.marks.done(time.Now())
+	close(g.done)
+}
+
+// groupStats returns how many groups committed and how many writes
+// they carried, since New.
+func (l *writeLock) groupStats() (commits, members int64) {
+	return l.commits.Load(), l.members.Load()
+}
+
+// unlockForeign releases the lock, committing or handing on an open
+// group (settle); foreign is the time the hold waited for another
+// process's lock.
 func (l *writeLock) unlockForeign(foreign time.Duration) {
+	committed := l.settle()
 	now := time.Now()
 	held := now.Sub(l.heldSince)
 	l.heldNs.Add(int64(held))
-	l.marks.done(now)
+	if l.open == nil {
+		// No write of this hold waits for a COMMIT any more.
+		l.marks.done(now)
+	}
+	if committed != nil {
+		close(committed.done)
+	}
 	l.holderMu.Lock()
 	h := WriterHold{Query: l.holder.Query, OnBehalfOf: l.holder.OnBehalfOf, Waited: l.waited, Held: held, Foreign: foreign, Queued: int(l.waiting.Load())}
 	l.holder = WriterHolder{}
@@ -183,7 +308,7 @@ func (l *writeLock) waitStats() (int64, time.Duration) {
 // every other write waiting (ops/drill). The hold is recorded as any
 // other, on behalf of ctx's route or job kind.
 func (s *Store) HoldWriter(ctx context.Context, d time.Duration) error {
-	return s.inTx(ctx, "hold_writer", func(*sql.Tx) error {
+	return s.inTxAlone(ctx, "hold_writer", func(*sql.Tx) error {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {

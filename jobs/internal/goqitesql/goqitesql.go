@@ -30,6 +30,11 @@ type Sender struct {
 	prefix string // of each kind's goqite queue name
 	errs   string // prefix of errors: "jobs/sqlite"
 
+	// InTx, when set, runs Send's transaction instead of a BeginTx of
+	// Send's own: the store's, which queues its writes with the store's
+	// and may share their COMMIT. Set it before first use.
+	InTx func(ctx context.Context, name string, fn func(tx *sql.Tx) error) error
+
 	mu     sync.Mutex
 	queues map[string]*goqite.Queue // by kind
 }
@@ -73,6 +78,9 @@ func (s *Sender) goqite(kind string) *goqite.Queue {
 // Send enqueues m in a transaction of its own. It fails with
 // jobs.ErrMalformed if m has no kind.
 func (s *Sender) Send(ctx context.Context, m jobs.Message, o jobs.SendOptions) error {
+	if s.InTx != nil {
+		return s.InTx(ctx, "jobs_send", func(tx *sql.Tx) error { return s.SendTx(ctx, tx, m, o) })
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%s send: %w", s.errs, err)

@@ -1,0 +1,342 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"onebox/jobs"
+	"onebox/jobs/jobstest"
+	jobsqlite "onebox/jobs/sqlite"
+	"onebox/store"
+	"onebox/store/sqlite"
+)
+
+// groupStore is a store with a table the group commit tests write names
+// to, and a connection of its own that sees only what committed.
+func groupStore(t *testing.T) (*sqlite.Store, *sql.DB) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "onebox.db")
+	s := mustNew(t, sqlite.Options{Path: path})
+	s.SetGroupAge(time.Minute) // the tests' writes queue in milliseconds
+	err := s.InTxAlone(t.Context(), "gc_table", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(t.Context(), `CREATE TABLE gc (name TEXT PRIMARY KEY) STRICT`)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", path+"?_pragma=query_only(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Close() })
+	return s, other
+}
+
+// committed lists the names another connection sees.
+func committed(t *testing.T, db *sql.DB) []string {
+	t.Helper()
+	rows, err := db.QueryContext(t.Context(), `SELECT name FROM gc ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+func insert(ctx context.Context, tx *sql.Tx, name string) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO gc (name) VALUES (?)`, name)
+	return err
+}
+
+// waitWaiting waits until n writes queue for the writer. It may run on
+// any goroutine: it reports a timeout with Errorf.
+func waitWaiting(t *testing.T, s *sqlite.Store, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().WriterWaiting < n {
+		if time.Now().After(deadline) {
+			t.Errorf("%d writes waiting for the writer, want %d", s.Stats().WriterWaiting, n)
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitHolder waits until the write named name holds the writer.
+func waitHolder(t *testing.T, s *sqlite.Store, name string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().WriterHolder.Query != name {
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer's holder is %q, want %q", s.Stats().WriterHolder.Query, name)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// writeAsync runs a write on its own goroutine; its error arrives on
+// the channel returned.
+func writeAsync(ctx context.Context, s *sqlite.Store, alone bool, name string, fn func(*sql.Tx) error) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		if alone {
+			done <- s.InTxAlone(ctx, name, fn)
+		} else {
+			done <- s.InTx(ctx, name, fn)
+		}
+	}()
+	return done
+}
+
+func mustReturn(t *testing.T, name string, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s has not returned after 10s", name)
+		return nil
+	}
+}
+
+// TestGroupCommit: writes that queue for the writer while another runs
+// share one COMMIT, and none returns before it: a write handed on to
+// the next one waits for the group, and what it wrote is visible to
+// every connection once it returns.
+func TestGroupCommit(t *testing.T) {
+	s, other := groupStore(t)
+	ctx := t.Context()
+	before := s.Stats()
+
+	release := make(chan struct{})
+	a := writeAsync(ctx, s, false, "a", func(tx *sql.Tx) error {
+		waitWaiting(t, s, 1) // b queues behind a
+		return insert(ctx, tx, "a")
+	})
+	waitHolder(t, s, "a")
+	b := writeAsync(ctx, s, false, "b", func(tx *sql.Tx) error {
+		if err := insert(ctx, tx, "b"); err != nil {
+			return err
+		}
+		<-release // b holds the group open
+		return nil
+	})
+	// a ran and handed the group to b: it must not return before b's
+	// COMMIT, which is also a's.
+	select {
+	case err := <-a:
+		t.Fatalf("a returned (%v) before the COMMIT it shares with b; committed: %v", err, committed(t, other))
+	case <-time.After(100 * time.Millisecond):
+	}
+	if got := committed(t, other); len(got) != 0 {
+		t.Errorf("committed while the group is open: %v", got)
+	}
+	close(release)
+	for name, done := range map[string]<-chan error{"a": a, "b": b} {
+		if err := mustReturn(t, name, done); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if got, want := committed(t, other), []string{"a", "b"}; !slices.Equal(got, want) {
+		t.Errorf("committed %v, want %v", got, want)
+	}
+	after := s.Stats()
+	if commits, writes := after.GroupCommits-before.GroupCommits, after.GroupWrites-before.GroupWrites; commits != 1 || writes != 2 {
+		t.Errorf("%d commits of %d writes, want 1 of 2", commits, writes)
+	}
+}
+
+// TestGroupCommitFailedWrite: a write that fails takes back its own
+// changes only; the group's other writes commit.
+func TestGroupCommitFailedWrite(t *testing.T) {
+	s, other := groupStore(t)
+	ctx := t.Context()
+	failed := errors.New("failed")
+
+	a := writeAsync(ctx, s, false, "a", func(tx *sql.Tx) error {
+		waitWaiting(t, s, 2)
+		return insert(ctx, tx, "a")
+	})
+	waitHolder(t, s, "a")
+	b := writeAsync(ctx, s, false, "b", func(tx *sql.Tx) error {
+		if err := insert(ctx, tx, "b"); err != nil {
+			return err
+		}
+		return failed // after writing a row
+	})
+	waitWaiting(t, s, 1)
+	c := writeAsync(ctx, s, false, "c", func(tx *sql.Tx) error { return insert(ctx, tx, "c") })
+	if err := mustReturn(t, "a", a); err != nil {
+		t.Errorf("a: %v", err)
+	}
+	if err := mustReturn(t, "b", b); !errors.Is(err, failed) {
+		t.Errorf("b = %v, want its own error", err)
+	}
+	if err := mustReturn(t, "c", c); err != nil {
+		t.Errorf("c: %v", err)
+	}
+	if got, want := committed(t, other), []string{"a", "c"}; !slices.Equal(got, want) {
+		t.Errorf("committed %v, want %v: b's row rolled back, the others kept", got, want)
+	}
+}
+
+// TestGroupCommitBrokenTransaction: when a write ends the shared
+// transaction (SQLite rolls it back on some errors), no write of the
+// group reports success, and none of their rows is there.
+func TestGroupCommitBrokenTransaction(t *testing.T) {
+	s, other := groupStore(t)
+	ctx := t.Context()
+
+	a := writeAsync(ctx, s, false, "a", func(tx *sql.Tx) error {
+		waitWaiting(t, s, 2)
+		return insert(ctx, tx, "a")
+	})
+	waitHolder(t, s, "a")
+	b := writeAsync(ctx, s, false, "b", func(tx *sql.Tx) error {
+		// What SQLite does to the transaction on SQLITE_FULL or an
+		// interrupted write; b itself reports nothing wrong.
+		_, err := tx.ExecContext(ctx, `ROLLBACK`)
+		return err
+	})
+	waitWaiting(t, s, 1)
+	// c queued behind b: it must not write into what is left of the
+	// group (its SAVEPOINT would begin a transaction of its own), but
+	// in a group of its own.
+	c := writeAsync(ctx, s, false, "c", func(tx *sql.Tx) error { return insert(ctx, tx, "c") })
+	for name, done := range map[string]<-chan error{"a": a, "b": b} {
+		if err := mustReturn(t, name, done); err == nil {
+			t.Errorf("%s succeeded, but the shared transaction was rolled back", name)
+		}
+	}
+	if err := mustReturn(t, "c", c); err != nil {
+		t.Errorf("c, after the broken group: %v", err)
+	}
+	if got, want := committed(t, other), []string{"c"}; !slices.Equal(got, want) {
+		t.Errorf("committed %v, want %v", got, want)
+	}
+	// The writer goes on.
+	if err := s.InTx(ctx, "d", func(tx *sql.Tx) error { return insert(ctx, tx, "d") }); err != nil {
+		t.Fatalf("a write after the broken group: %v", err)
+	}
+	if got, want := committed(t, other), []string{"c", "d"}; !slices.Equal(got, want) {
+		t.Errorf("committed %v, want %v", got, want)
+	}
+}
+
+// TestGroupCommitAlone: a write that must not be shared (a migration, a
+// drill's hold) commits the group before it, which does not wait for it.
+func TestGroupCommitAlone(t *testing.T) {
+	s, other := groupStore(t)
+	ctx := t.Context()
+
+	release := make(chan struct{})
+	a := writeAsync(ctx, s, false, "a", func(tx *sql.Tx) error {
+		waitWaiting(t, s, 1)
+		return insert(ctx, tx, "a")
+	})
+	waitHolder(t, s, "a")
+	long := writeAsync(ctx, s, true, "long", func(tx *sql.Tx) error {
+		<-release
+		return insert(ctx, tx, "long")
+	})
+	if err := mustReturn(t, "a", a); err != nil {
+		t.Errorf("a: %v", err)
+	}
+	if got, want := committed(t, other), []string{"a"}; !slices.Equal(got, want) {
+		t.Errorf("committed %v while the long write runs, want %v", got, want)
+	}
+	close(release)
+	if err := mustReturn(t, "long", long); err != nil {
+		t.Errorf("long: %v", err)
+	}
+}
+
+// TestGroupCommitStatement: a single statement (UpdateUser, a session)
+// that queues behind a group does not wait for a connection the group
+// holds: it commits the group first.
+func TestGroupCommitStatement(t *testing.T) {
+	s, other := groupStore(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+
+	a := writeAsync(ctx, s, false, "a", func(tx *sql.Tx) error {
+		waitWaiting(t, s, 1)
+		return insert(ctx, tx, "a")
+	})
+	waitHolder(t, s, "a")
+	stmt := make(chan error, 1)
+	go func() {
+		id := newID(t)
+		_, err := s.CreateUser(ctx, store.CreateUserParams{ID: id, Handle: "user-" + id, DisplayName: "x", PasswordHash: "x", Now: time.Now()})
+		stmt <- err
+	}()
+	if err := mustReturn(t, "CreateUser", stmt); err != nil {
+		t.Errorf("CreateUser behind a group: %v", err)
+	}
+	if err := mustReturn(t, "a", a); err != nil {
+		t.Errorf("a: %v", err)
+	}
+	if got, want := committed(t, other), []string{"a"}; !slices.Equal(got, want) {
+		t.Errorf("committed %v, want %v", got, want)
+	}
+}
+
+// TestGroupCommitWaiterGivesUp: a write whose context ends while it
+// queues gets the group handed on all the same, and commits it, so the
+// writes before it return.
+func TestGroupCommitWaiterGivesUp(t *testing.T) {
+	s, other := groupStore(t)
+	ctx := t.Context()
+
+	bctx, bcancel := context.WithCancel(ctx)
+	a := writeAsync(ctx, s, false, "a", func(tx *sql.Tx) error {
+		waitWaiting(t, s, 1)
+		bcancel() // b gives up while it waits
+		return insert(ctx, tx, "a")
+	})
+	waitHolder(t, s, "a")
+	b := writeAsync(bctx, s, false, "b", func(tx *sql.Tx) error { return insert(ctx, tx, "b") })
+	if err := mustReturn(t, "a", a); err != nil {
+		t.Errorf("a: %v", err)
+	}
+	if err := mustReturn(t, "b", b); !errors.Is(err, context.Canceled) {
+		t.Errorf("b = %v, want context.Canceled", err)
+	}
+	if got, want := committed(t, other), []string{"a"}; !slices.Equal(got, want) {
+		t.Errorf("committed %v, want %v", got, want)
+	}
+}
+
+// TestQueueSuite runs the job queue's conformance suite on the store's
+// queue, whose transactions and statements go through the store's
+// writer and share its COMMITs, as in production.
+func TestQueueSuite(t *testing.T) {
+	jobstest.Run(t, func(t *testing.T) jobs.Queue {
+		return prioritized{mustNew(t, sqlite.Options{}).Queue(jobsqlite.Options{})}
+	})
+}
+
+// prioritized is the store's queue, which honours priorities as
+// jobs/sqlite's does.
+type prioritized struct{ *jobsqlite.Queue }
+
+func (prioritized) HonoursPriority() {}
