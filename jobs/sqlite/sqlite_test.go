@@ -42,7 +42,7 @@ func newQueue(tb testing.TB) bundle {
 	writer := sql.OpenDB(stmtcache.New(&moderncsqlite.Driver{}, dsn(path, "_txlock=immediate"), 256))
 	tb.Cleanup(func() { _ = writer.Close() })
 	writer.SetMaxOpenConns(1)
-	if _, err := writer.Exec(sqlite.Schema + ";" + sqlite.FairSchema); err != nil {
+	if _, err := writer.Exec(sqlite.Schema + ";" + sqlite.FairSchema + ";" + sqlite.RankedSchema); err != nil {
 		tb.Fatalf("schema: %v", err)
 	}
 	reader := mustOpen(tb, path, "_pragma=query_only(1)")

@@ -27,6 +27,8 @@ var goMigrations = []sqlutil.Migration{
 	{Version: 3, Name: "jobs", SQL: jobsqlite.Schema},
 	// Fair queueing: each job's key and turn (jobs.Message.FairKey).
 	{Version: 5, Name: "jobs_fair", SQL: jobsqlite.FairSchema},
+	// The jobs whose turn is not 0, for Send's shortcut.
+	{Version: 7, Name: "jobs_ranked", SQL: jobsqlite.RankedSchema},
 }
 
 // migrations returns the embedded and the Go-supplied migrations in
@@ -68,7 +70,7 @@ func (s *Store) Apply(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	var applied []sqlutil.Migration
-	err = s.inTx(ctx, "migrate", func(tx *sql.Tx) error {
+	err = s.inTxAlone(ctx, "migrate", func(tx *sql.Tx) error {
 		err := s.observe(ctx, "migrate_table", createMigrationsTableSQL, func() error {
 			_, err := tx.ExecContext(ctx, createMigrationsTableSQL)
 			return err
