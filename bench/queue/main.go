@@ -1,10 +1,13 @@
 // Command queue measures onebox's job queue (jobs/sqlite, with -postgres
 // also jobs/postgres, and jobs.Runner) against goqite used directly, like
 // with like, each measurement on a fresh database in a temporary
-// directory, opened with the store's pragmas (WAL, synchronous=NORMAL,
-// one writer connection with BEGIN IMMEDIATE, a query-only reader
-// pool). Two pairs, each a goqite baseline and the onebox scenario that
-// does the same work:
+// directory. onebox's SQLite database is opened by store/sqlite itself,
+// as onebox opens it (its pragmas, its checkpointer, its writer lock and
+// group commit), and its queue is the store's (Store.Queue); goqite's
+// gets the same pragmas (WAL, synchronous=NORMAL, one writer connection
+// with BEGIN IMMEDIATE, a query-only reader pool) on a plain database/sql
+// pool, as goqite's users would open it. Two pairs, each a goqite
+// baseline and the onebox scenario that does the same work:
 //
 //   - goqite-drain: -n messages enqueued beforehand (not timed), then
 //     goqite's own Receive and Delete, one message at a time, until the
@@ -24,10 +27,13 @@
 // fair-queueing turn in the same transaction, so the pairs differ in
 // that, in how messages are received and acked (goqite's Receive and
 // Delete against jobs/sqlite's batched SQL on goqite's table and the
-// Runner), and in the writer: onebox's keeps the statements run by their
-// text compiled (internal/stmtcache, as store/sqlite's writer does),
-// goqite's loop runs on a plain database/sql pool, as goqite's users'
-// would.
+// Runner), and in the writer: onebox's is the store's, which keeps the
+// statements run by their text compiled (internal/stmtcache) and lets
+// the writes that queue for it share a COMMIT (group commit: each write
+// still atomic on its own, in a savepoint, and returning only once the
+// COMMIT that holds it is done); goqite's loop runs one statement or transaction at a time on a
+// plain database/sql pool. -v prints how many writes the store's COMMITs
+// carried.
 //
 // With -postgres URL the same two pairs run a second time on PostgreSQL,
 // in the same command: pg-drain and pg-stream on jobs/postgres against
@@ -94,13 +100,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 	"maragu.dev/goqite"
-	"modernc.org/sqlite"
+	_ "modernc.org/sqlite"
 
-	"onebox/internal/stmtcache"
 	"onebox/jobs"
 	jobnats "onebox/jobs/nats"
 	jobpg "onebox/jobs/postgres"
 	jobsqlite "onebox/jobs/sqlite"
+	storesqlite "onebox/store/sqlite"
 )
 
 // goqiteSchema is goqite v0.4.0's schema_sqlite.sql, unchanged, for the
@@ -401,23 +407,33 @@ func (b bench) pairs(prefix, basePrefix string, open, openBase opener) []pair {
 	}
 }
 
-// openSQLite makes databases in dir, opened as store/sqlite opens them.
+// openSQLite makes databases in dir: onebox's opened by store/sqlite
+// itself (its pragmas, its checkpointer, its writer lock and group
+// commit), its queue the store's (Store.Queue), as onebox runs it;
+// goqite's opened with the same pragmas and run as goqite's users would
+// run it, on a plain database/sql pool.
 func (b bench) openSQLite(dir string) opener {
 	return func(ctx context.Context, name string, goqiteOnly bool) (database, error) {
-		// goqite's own loop runs as goqite's users would run it, without
-		// onebox's statement cache.
-		writer, reader, err := open(filepath.Join(dir, name+".db"), !goqiteOnly)
+		path := filepath.Join(dir, name+".db")
+		if !goqiteOnly {
+			st, err := storesqlite.New(ctx, storesqlite.Options{Path: path})
+			if err != nil {
+				return database{}, err
+			}
+			return database{queue: st.Queue(jobsqlite.Options{}), close: func() {
+				if b.verbose {
+					s := st.Stats()
+					fmt.Printf("\n  %s: %d writes in %d commits (%.1f each)", name, s.GroupWrites, s.GroupCommits, float64(s.GroupWrites)/float64(max(s.GroupCommits, 1)))
+				}
+				_ = st.Close()
+			}}, nil
+		}
+		writer, reader, err := open(path)
 		if err != nil {
 			return database{}, err
 		}
 		d := database{db: writer, flavor: goqite.SQLFlavorSQLite, close: func() { closeAll(writer, reader) }}
-		schema := jobsqlite.Schema + ";" + jobsqlite.FairSchema
-		if goqiteOnly {
-			schema = goqiteSchema
-		} else {
-			d.queue = jobsqlite.New(writer, reader, jobsqlite.Options{})
-		}
-		if _, err := writer.ExecContext(ctx, schema); err != nil {
+		if _, err := writer.ExecContext(ctx, goqiteSchema); err != nil {
 			d.close()
 			return database{}, err
 		}
@@ -741,11 +757,10 @@ func (c *counter) Ack(ctx context.Context, ids ...jobs.Receipt) error {
 	return nil
 }
 
-// open opens path as store/sqlite does: the same pragmas, one writer
-// connection taking the write lock at BEGIN, a query-only reader pool;
-// with cached, the writer keeps the statements run by their text
-// compiled (internal/stmtcache), as store/sqlite's does.
-func open(path string, cached bool) (writer, reader *sql.DB, err error) {
+// open opens path for goqite's baseline with store/sqlite's pragmas:
+// one writer connection taking the write lock at BEGIN, a query-only
+// reader pool.
+func open(path string) (writer, reader *sql.DB, err error) {
 	dsn := func(extra string) string {
 		return path + "?" + strings.Join([]string{
 			"_pragma=busy_timeout(5000)",
@@ -755,9 +770,7 @@ func open(path string, cached bool) (writer, reader *sql.DB, err error) {
 			extra,
 		}, "&")
 	}
-	if cached {
-		writer = sql.OpenDB(stmtcache.New(&sqlite.Driver{}, dsn("_txlock=immediate"), 256))
-	} else if writer, err = sql.Open("sqlite", dsn("_txlock=immediate")); err != nil {
+	if writer, err = sql.Open("sqlite", dsn("_txlock=immediate")); err != nil {
 		return nil, nil, err
 	}
 	writer.SetMaxOpenConns(1)
