@@ -2,11 +2,14 @@ package main
 
 import (
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"onebox/config"
+	"onebox/jobs"
+	jobsqlite "onebox/jobs/sqlite"
 	"onebox/store/sqlite"
 )
 
@@ -55,5 +58,25 @@ func TestSQLiteSettings(t *testing.T) {
 	want := sqlite.Options{Path: "x.db", ReadConns: 7, BusyTimeout: 3 * time.Second, MaxReadSnapshot: 2 * time.Second, Checkpoint: sqlite.CheckpointOptions{MaxWALBytes: 1 << 20}}
 	if o.Path != want.Path || o.ReadConns != want.ReadConns || o.BusyTimeout != want.BusyTimeout || o.MaxReadSnapshot != want.MaxReadSnapshot || o.Checkpoint.MaxWALBytes != want.Checkpoint.MaxWALBytes {
 		t.Errorf("options %+v, want %+v", o, want)
+	}
+}
+
+// TestJobQueueAckPacer: the Runner, which sees the queue through
+// jobQueue, gets the store queue's ack interval (1 ms, its acks sharing
+// the store's COMMITs).
+func TestJobQueueAckPacer(t *testing.T) {
+	t.Parallel()
+	st, err := sqlite.New(t.Context(), sqlite.Options{Path: filepath.Join(t.TempDir(), "onebox.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var q any = jobQueue{Queue: st.Queue(jobsqlite.Options{})}
+	p, ok := q.(jobs.AckPacer)
+	if !ok {
+		t.Fatal("jobQueue hides the queue's ack interval from the Runner")
+	}
+	if got := p.AckInterval(); got != time.Millisecond {
+		t.Errorf("AckInterval = %v, want 1ms", got)
 	}
 }

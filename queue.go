@@ -40,6 +40,15 @@ type jobQueue struct {
 	close func()
 }
 
+// AckInterval passes the queue's preference on (jobs.AckPacer): the
+// Runner sees the queue through this wrapper.
+func (q jobQueue) AckInterval() time.Duration {
+	if p, ok := q.Queue.(jobs.AckPacer); ok {
+		return p.AckInterval()
+	}
+	return 0
+}
+
 // openNATSQueue connects to ONEBOX_QUEUE_URL, a nats:// URL; its query
 // may name the stream (?stream=JOBS) and the subject prefix
 // (?prefix=onebox).

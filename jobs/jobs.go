@@ -157,6 +157,17 @@ type Producer interface {
 	Send(ctx context.Context, m Message, o SendOptions) error
 }
 
+// AckPacer is implemented by a queue that says how long the Runner
+// should gather finished messages before one Ack, when
+// RunnerOptions.AckInterval leaves it to the queue: a queue whose Ack
+// shares a COMMIT with other writes (jobs/sqlite on the store's writer)
+// acks cheaply and soon, and every running message its Receive must pass
+// over costs it on each Receive; one whose Ack is a round trip and a
+// flush of its own (PostgreSQL) gains from bigger batches.
+type AckPacer interface {
+	AckInterval() time.Duration
+}
+
 // Consumer is what the Runner needs of a queue.
 type Consumer interface {
 	// Receive returns up to max visible messages of one kind, higher

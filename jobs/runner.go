@@ -90,7 +90,8 @@ type RunnerOptions struct {
 	DrainTimeout time.Duration
 	// AckInterval and AckBatch: finished messages are acked together,
 	// AckInterval after the first of them finished or as soon as AckBatch
-	// of them did. Defaults 5ms and 500.
+	// of them did. Defaults: the queue's AckInterval if it is an
+	// AckPacer, else 5ms; 500.
 	AckInterval time.Duration
 	AckBatch    int
 	// SweepInterval is how often the Runner looks, through Queue.Stats,
@@ -192,6 +193,9 @@ func NewRunner(q Consumer, o RunnerOptions) *Runner {
 	o.MaxPollInterval = max(orDefault(o.MaxPollInterval, 2*time.Second), o.PollInterval)
 	o.BatchSize = orDefault(o.BatchSize, 100)
 	o.DrainTimeout = orDefault(o.DrainTimeout, 30*time.Second)
+	if p, ok := q.(AckPacer); ok && o.AckInterval <= 0 {
+		o.AckInterval = p.AckInterval()
+	}
 	o.AckInterval = orDefault(o.AckInterval, 5*time.Millisecond)
 	o.AckBatch = orDefault(o.AckBatch, 500)
 	o.SweepInterval = orDefault(o.SweepInterval, 30*time.Second)

@@ -741,6 +741,15 @@ type counter struct {
 	done     chan struct{}
 }
 
+// AckInterval passes the queue's preference on (jobs.AckPacer), as the
+// Runner would see it without the counter.
+func (c *counter) AckInterval() time.Duration {
+	if p, ok := c.Queue.(jobs.AckPacer); ok {
+		return p.AckInterval()
+	}
+	return 0
+}
+
 func (c *counter) Receive(ctx context.Context, kind string, max int, visibility time.Duration) ([]jobs.Message, error) {
 	c.receives.Add(1)
 	return c.Queue.Receive(ctx, kind, max, visibility)

@@ -133,6 +133,12 @@ type Options struct {
 	// transaction of the queue's own on the writer. Receive and Ack are
 	// single statements on the writer either way.
 	InTx func(ctx context.Context, name string, fn func(tx *sql.Tx) error) error
+	// Exec runs the queue's single statements (Receive, Ack, Extend),
+	// each named: the store's write path again, which runs fn in the
+	// transaction open on the writer, sharing its COMMIT, or on the
+	// writer's pool. Default: the queue's own prepared statements on the
+	// writer.
+	Exec func(ctx context.Context, name string, fn func(w Writer) error) error
 }
 
 // Queue is a jobs.Queue on one SQLite database; its Send and SendTx are
@@ -145,6 +151,7 @@ type Queue struct {
 	reader *sql.DB
 	log    *slog.Logger
 	inTxFn func(ctx context.Context, name string, fn func(tx *sql.Tx) error) error // Options.InTx
+	execFn func(ctx context.Context, name string, fn func(w Writer) error) error   // Options.Exec
 
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt // by SQL text, on the writer
@@ -169,7 +176,7 @@ func New(writer, reader *sql.DB, o Options) *Queue {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	q := &Queue{Sender: NewSender(writer), writer: writer, reader: reader, log: o.Logger, inTxFn: o.InTx, stmts: map[string]*sql.Stmt{}}
+	q := &Queue{Sender: NewSender(writer), writer: writer, reader: reader, log: o.Logger, inTxFn: o.InTx, execFn: o.Exec, stmts: map[string]*sql.Stmt{}}
 	q.Sender.InTx = o.InTx
 	return q
 }
@@ -240,6 +247,9 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 	}
 	type received struct {
 		goqitesql.Received
+		id       string
+		body     []byte
+		attempt  int
 		priority int
 		rank     int64
 		created  string
@@ -247,26 +257,26 @@ func (q *Queue) Receive(ctx context.Context, kind string, max int, visibility ti
 	}
 	var got []received
 	now := time.Now()
-	err := q.write(ctx, "jobs_receive", func(w writer) error {
+	err := q.write(ctx, "jobs_receive", func(w Writer) error {
 		rows, err := w.QueryContext(ctx, receiveSQL, format(now.Add(visibility)), queuePrefix+kind, format(now), max)
 		if err != nil {
 			return err
 		}
 		return goqitesql.Each(rows, func(rows *sql.Rows) error {
 			var r received
-			var id string
-			var body []byte
-			var attempt int
-			if err := rows.Scan(&id, &body, &attempt, &r.priority, &r.rank, &r.created, &r.rowid); err != nil {
+			if err := rows.Scan(&r.id, &r.body, &r.attempt, &r.priority, &r.rank, &r.created, &r.rowid); err != nil {
 				return err
 			}
-			r.Received = goqitesql.Decode(id, attempt, body)
 			got = append(got, r)
 			return nil
 		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobs/sqlite receive: %w", err)
+	}
+	// Decoded once the writer is free for others.
+	for i := range got {
+		got[i].Received = goqitesql.Decode(got[i].id, got[i].attempt, got[i].body)
 	}
 	// RETURNING gives no order.
 	slices.SortFunc(got, func(a, b received) int {
@@ -290,7 +300,7 @@ const timeoutSQL = `UPDATE goqite SET timeout = ? WHERE id = ? AND received = ?`
 
 // Extend keeps a message invisible for visibility from now.
 func (q *Queue) Extend(ctx context.Context, r jobs.Receipt, visibility time.Duration) error {
-	err := q.write(ctx, "jobs_extend", func(w writer) error {
+	err := q.write(ctx, "jobs_extend", func(w Writer) error {
 		res, err := w.ExecContext(ctx, timeoutSQL, format(time.Now().Add(visibility)), r.ID, goqitesql.Token(r.Lease))
 		return goqitesql.Settled(ctx, w, existsSQL, r.ID, res, err)
 	})
@@ -328,7 +338,7 @@ func (q *Queue) Ack(ctx context.Context, rs ...jobs.Receipt) error {
 	// The leases found lost are reported, not returned from the write:
 	// the deletes of the others must commit.
 	var lost error
-	err = q.write(ctx, "jobs_ack", func(w writer) error {
+	err = q.write(ctx, "jobs_ack", func(w Writer) error {
 		res, err := w.ExecContext(ctx, ackSQL, string(list))
 		if err != nil {
 			return err
@@ -566,21 +576,35 @@ func (q *Queue) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// writer is where a single statement of the queue runs: a transaction
-// of the store's (Options.InTx), or the writer's pool through the
-// queue's prepared statements.
-type writer interface {
+// AckInterval is the Runner's default gathering of acks (jobs.AckPacer):
+// 1 ms when the queue's statements share the store's COMMITs
+// (Options.Exec), where an Ack costs a DELETE and no COMMIT of its own,
+// and each acked message is one fewer that every Receive passes over;
+// 0, the Runner's default, otherwise. With 1 ms against 5 ms, bench/queue's
+// stream ran at 2.27x and 2.56x of goqite's loop against 2.15x and 2.03x
+// (alternated, -n 10000 -runs 3).
+func (q *Queue) AckInterval() time.Duration {
+	if q.execFn != nil {
+		return time.Millisecond
+	}
+	return 0
+}
+
+var _ jobs.AckPacer = (*Queue)(nil)
+
+// Writer is where a single statement of the queue runs: a transaction
+// of the store's, or the writer's pool (Options.Exec).
+type Writer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// write runs fn, named name: in the store's transaction with
-// Options.InTx, where it shares the COMMIT of the store's writes, or else
-// on the writer's pool, each statement prepared once and on its own.
-func (q *Queue) write(ctx context.Context, name string, fn func(w writer) error) error {
-	if q.inTxFn != nil {
-		return q.inTxFn(ctx, name, func(tx *sql.Tx) error { return fn(tx) })
+// write runs fn, named name, with Options.Exec, or else on the writer's
+// pool, each statement prepared once by the queue.
+func (q *Queue) write(ctx context.Context, name string, fn func(w Writer) error) error {
+	if q.execFn != nil {
+		return q.execFn(ctx, name, fn)
 	}
 	return fn(preparedWriter{q})
 }

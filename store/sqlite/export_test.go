@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	jobsqlite "onebox/jobs/sqlite"
 	"onebox/store/internal/sqlutil"
 )
 
@@ -52,3 +53,8 @@ func (s *Store) InTxAlone(ctx context.Context, name string, fn func(*sql.Tx) err
 // SetGroupAge sets how long after its BEGIN a group takes new writes,
 // for tests whose writes queue slower than production's.
 func (s *Store) SetGroupAge(d time.Duration) { s.writer.lock.groupAge = d }
+
+// ExecWrite is the store's write path for single statements.
+func (s *Store) ExecWrite(ctx context.Context, name string, fn func(w jobsqlite.Writer) error) error {
+	return s.execWrite(ctx, name, fn)
+}

@@ -300,6 +300,54 @@ func TestGroupCommitStatement(t *testing.T) {
 	}
 }
 
+// TestGroupCommitSingleStatement: a single statement of the job queue
+// (Receive, Ack) joins the open group, sharing its COMMIT, and runs on
+// its own, without a transaction around it, when none is open and no
+// write waits.
+func TestGroupCommitSingleStatement(t *testing.T) {
+	s, other := groupStore(t)
+	ctx := t.Context()
+	stmt := func(name string) func(w jobsqlite.Writer) error {
+		return func(w jobsqlite.Writer) error {
+			_, err := w.ExecContext(ctx, `INSERT INTO gc (name) VALUES (?)`, name)
+			return err
+		}
+	}
+
+	before := s.Stats()
+	if err := s.ExecWrite(ctx, "alone", stmt("alone")); err != nil {
+		t.Fatal(err)
+	}
+	after := s.Stats()
+	if commits := after.GroupCommits - before.GroupCommits; commits != 0 {
+		t.Errorf("a statement with nothing open and nobody waiting ran in %d transactions of the store's, want none", commits)
+	}
+	if got, want := committed(t, other), []string{"alone"}; !slices.Equal(got, want) {
+		t.Errorf("committed %v, want %v", got, want)
+	}
+
+	before = s.Stats()
+	a := writeAsync(ctx, s, false, "a", func(tx *sql.Tx) error {
+		waitWaiting(t, s, 1)
+		return insert(ctx, tx, "a")
+	})
+	waitHolder(t, s, "a")
+	joined := make(chan error, 1)
+	go func() { joined <- s.ExecWrite(ctx, "joined", stmt("joined")) }()
+	for name, done := range map[string]<-chan error{"a": a, "joined": joined} {
+		if err := mustReturn(t, name, done); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	after = s.Stats()
+	if commits, writes := after.GroupCommits-before.GroupCommits, after.GroupWrites-before.GroupWrites; commits != 1 || writes != 2 {
+		t.Errorf("%d commits of %d writes, want the statement in a's: 1 of 2", commits, writes)
+	}
+	if got, want := committed(t, other), []string{"a", "alone", "joined"}; !slices.Equal(got, want) {
+		t.Errorf("committed %v, want %v", got, want)
+	}
+}
+
 // TestGroupCommitWaiterGivesUp: a write whose context ends while it
 // queues gets the group handed on all the same, and commits it, so the
 // writes before it return.
@@ -340,3 +388,12 @@ func TestQueueSuite(t *testing.T) {
 type prioritized struct{ *jobsqlite.Queue }
 
 func (prioritized) HonoursPriority() {}
+
+// TestQueueAckInterval: the store's queue, whose acks share its COMMITs,
+// asks the Runner for acks gathered over 1 ms (jobs.AckPacer).
+func TestQueueAckInterval(t *testing.T) {
+	q := mustNew(t, sqlite.Options{}).Queue(jobsqlite.Options{})
+	if got := q.AckInterval(); got != time.Millisecond {
+		t.Errorf("AckInterval = %v, want 1ms", got)
+	}
+}

@@ -17,7 +17,7 @@ import (
 func (s *Store) Queue(o jobsqlite.Options) *jobsqlite.Queue {
 	// The queue's transactions are the store's: they queue with its
 	// writes and share their COMMIT.
-	o.InTx = s.inTx
+	o.InTx, o.Exec = s.inTx, s.execWrite
 	return jobsqlite.New(s.writer.db, s.reader.db, o)
 }
 

@@ -375,7 +375,7 @@ func (s *Store) run(ctx context.Context, p *pool, name, query string, fn func(*s
 // returns once the COMMIT holding fn's changes is done. fn must use tx
 // only: the writer has one connection and tx holds it.
 func (s *Store) inTx(ctx context.Context, name string, fn func(tx *sql.Tx) error) error {
-	return s.write(ctx, name, true, fn)
+	return s.write(ctx, name, shared, func(w execer) error { return fn(w.(*sql.Tx)) })
 }
 
 // inTxAlone is inTx in a transaction of fn's own, committed before the
@@ -383,24 +383,60 @@ func (s *Store) inTx(ctx context.Context, name string, fn func(tx *sql.Tx) error
 // (a migration, a copy's batch, a drill's hold), whose duration the
 // writes before it should not wait out for their COMMIT.
 func (s *Store) inTxAlone(ctx context.Context, name string, fn func(tx *sql.Tx) error) error {
-	return s.write(ctx, name, false, fn)
+	return s.write(ctx, name, alone, func(w execer) error { return fn(w.(*sql.Tx)) })
 }
+
+// execWrite runs fn, a single statement (or statements each of which may
+// commit on its own), on the writer: as a write of the open group if
+// there is one, else on the writer's pool, each statement its own
+// transaction, when no other write waits (a transaction would only add
+// BEGIN, a savepoint and COMMIT), else as the first write of a group.
+// The job queue's Receive, Ack and Extend run here (jobs/sqlite
+// Options.Exec).
+func (s *Store) execWrite(ctx context.Context, name string, fn func(w jobsqlite.Writer) error) error {
+	return s.write(ctx, name, statement, func(w execer) error { return fn(w) })
+}
+
+// execer is a transaction, or the writer's pool.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// writeMode is how a write takes part in group commit.
+type writeMode int
+
+const (
+	shared    writeMode = iota // joins the open group, or begins one
+	alone                      // commits the open group, then a transaction of its own
+	statement                  // joins the open group, or runs on the pool when no write waits
+)
 
 // member is the savepoint each write of a group runs in.
 const member = "onebox_write"
 
-func (s *Store) write(ctx context.Context, name string, share bool, fn func(tx *sql.Tx) error) error {
+func (s *Store) write(ctx context.Context, name string, mode writeMode, fn func(w execer) error) error {
 	l := s.writer.lock
 	var foreign time.Duration // BEGIN IMMEDIATE's wait for SQLite's lock
+	var pooled bool           // a statement that runs on the pool, alone
 	err := s.observe(ctx, name+"_begin", "BEGIN IMMEDIATE", func() error {
 		if err := l.lock(ctx, name); err != nil {
 			return err
 		}
-		if !share {
+		if mode == alone {
 			l.flush()
 		}
 		if l.open != nil {
 			return nil // joins the group
+		}
+		if mode == statement && l.waiting.Load() == 0 {
+			// As settle does: the writers just woken get to queue first.
+			runtime.Gosched()
+			if l.waiting.Load() == 0 {
+				pooled = true
+				return nil
+			}
 		}
 		l.beginning()
 		// The transaction outlives this request when others join it: its
@@ -424,6 +460,11 @@ func (s *Store) write(ctx context.Context, name string, share bool, fn func(tx *
 	})
 	if err != nil {
 		return err
+	}
+	if pooled {
+		// No group is open, so the writer's one connection is free.
+		defer l.unlock()
+		return fn(s.writer.db)
 	}
 	g := l.open
 	g.members++

@@ -79,7 +79,12 @@ func (s *Sender) goqite(kind string) *goqite.Queue {
 // jobs.ErrMalformed if m has no kind.
 func (s *Sender) Send(ctx context.Context, m jobs.Message, o jobs.SendOptions) error {
 	if s.InTx != nil {
-		return s.InTx(ctx, "jobs_send", func(tx *sql.Tx) error { return s.SendTx(ctx, tx, m, o) })
+		// Encoded first: the transaction may hold the writer for others.
+		body, err := jobs.Encode(m)
+		if err != nil {
+			return err
+		}
+		return s.InTx(ctx, "jobs_send", func(tx *sql.Tx) error { return s.send(ctx, tx, m, body, o) })
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -104,6 +109,11 @@ func (s *Sender) SendTx(ctx context.Context, tx *sql.Tx, m jobs.Message, o jobs.
 	if err != nil {
 		return err
 	}
+	return s.send(ctx, tx, m, body, o)
+}
+
+// send is SendTx with m's body encoded.
+func (s *Sender) send(ctx context.Context, tx *sql.Tx, m jobs.Message, body []byte, o jobs.SendOptions) error {
 	now := time.Now()
 	// goqite panics on a negative delay; jobs reads one as none.
 	id, err := s.goqite(m.Kind).SendAndGetIDTx(ctx, tx, goqite.Message{Body: body, Delay: max(o.Delay, 0), Priority: o.Priority})
