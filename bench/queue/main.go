@@ -234,6 +234,19 @@ type bench struct {
 	only                      []string // pair names to run; all when empty
 }
 
+// span is a scenario's timed part: its wall-clock time and the CPU time
+// the process used meanwhile.
+type span struct{ wall, cpu time.Duration }
+
+type stopwatch struct {
+	start time.Time
+	cpu   time.Duration
+}
+
+func startWatch() stopwatch { return stopwatch{start: time.Now(), cpu: cpuTime()} }
+
+func (w stopwatch) stop() span { return span{wall: time.Since(w.start), cpu: cpuTime() - w.cpu} }
+
 // cpuTime is the CPU time the process has used, user and system.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -260,7 +273,7 @@ func writeProfile(name, path string) {
 type pair struct {
 	name, baseline string
 	open, openBase opener
-	onebox, goqite func(ctx context.Context, db database) (time.Duration, error)
+	onebox, goqite func(ctx context.Context, db database) (span, error)
 }
 
 // opener makes a fresh database named name for one measurement, with
@@ -308,7 +321,7 @@ func (b bench) run(ctx context.Context, runs int) error {
 		defer nc.Close()
 		pairs = append(pairs, b.pairs("nats-", "", b.openNATS(nc), sqlite)...)
 		pairs = append(pairs, pair{name: "nats-relay-stream", baseline: "goqite-send", open: b.openRelay(sqlite, b.openNATS(nc)), openBase: sqlite,
-			onebox: func(ctx context.Context, db database) (time.Duration, error) { return b.onebox(ctx, db, false) },
+			onebox: func(ctx context.Context, db database) (span, error) { return b.onebox(ctx, db, false) },
 			goqite: b.goqiteSend})
 	}
 	if len(b.only) > 0 {
@@ -320,7 +333,7 @@ func (b bench) run(ctx context.Context, runs int) error {
 	rates := map[string][]float64{} // jobs/s per run, by scenario
 	ratios := map[string][]float64{}
 	seq := 0
-	measure := func(run int, name string, open opener, goqiteOnly bool, f func(context.Context, database) (time.Duration, error)) (float64, error) {
+	measure := func(run int, name string, open opener, goqiteOnly bool, f func(context.Context, database) (span, error)) (float64, error) {
 		seq++ // a baseline shared by several pairs gets a file per measurement
 		db, err := open(ctx, fmt.Sprintf("%s-%d-%d", name, run, seq), goqiteOnly)
 		if err != nil {
@@ -328,10 +341,8 @@ func (b bench) run(ctx context.Context, runs int) error {
 		}
 		// The label lets a profile be read per scenario:
 		// go tool pprof -tagfocus scenario=stream.
-		var d time.Duration
-		cpu := cpuTime()
-		pprof.Do(ctx, pprof.Labels("scenario", name), func(ctx context.Context) { d, err = f(ctx, db) })
-		cpu = cpuTime() - cpu
+		var sp span
+		pprof.Do(ctx, pprof.Labels("scenario", name), func(ctx context.Context) { sp, err = f(ctx, db) })
 		db.close()
 		if err != nil {
 			return 0, fmt.Errorf("run %d, %s: %w", run, name, err)
@@ -339,10 +350,11 @@ func (b bench) run(ctx context.Context, runs int) error {
 		if b.verbose {
 			// The process's CPU time (user + system) moves less with
 			// the machine's load than throughput does: with a broker on
-			// the same machine it leaves out the broker's.
-			fmt.Printf("\n  %s: %.0f µs of CPU a job", name, float64(cpu.Microseconds())/float64(b.n))
+			// the same machine it leaves out the broker's. The timed
+			// part's only: a drain's prefill is not in it.
+			fmt.Printf("\n  %s: %.0f µs of CPU a job", name, float64(sp.cpu.Microseconds())/float64(b.n))
 		}
-		r := float64(b.n) / d.Seconds()
+		r := float64(b.n) / sp.wall.Seconds()
 		rates[name] = append(rates[name], r)
 		return r, nil
 	}
@@ -399,10 +411,10 @@ func (b bench) run(ctx context.Context, runs int) error {
 func (b bench) pairs(prefix, basePrefix string, open, openBase opener) []pair {
 	return []pair{
 		{name: prefix + "drain", baseline: basePrefix + "goqite-drain", open: open, openBase: openBase,
-			onebox: func(ctx context.Context, db database) (time.Duration, error) { return b.onebox(ctx, db, true) },
+			onebox: func(ctx context.Context, db database) (span, error) { return b.onebox(ctx, db, true) },
 			goqite: b.goqiteDrain},
 		{name: prefix + "stream", baseline: basePrefix + "goqite-send", open: open, openBase: openBase,
-			onebox: func(ctx context.Context, db database) (time.Duration, error) { return b.onebox(ctx, db, false) },
+			onebox: func(ctx context.Context, db database) (span, error) { return b.onebox(ctx, db, false) },
 			goqite: b.goqiteSend},
 	}
 }
@@ -560,44 +572,44 @@ func goqiteQueue(db database) *goqite.Queue {
 
 // goqiteSend is the baseline of stream: Send, Receive, Delete, one
 // message at a time, with goqite's API.
-func (b bench) goqiteSend(ctx context.Context, db database) (time.Duration, error) {
+func (b bench) goqiteSend(ctx context.Context, db database) (span, error) {
 	q := goqiteQueue(db)
 	body, err := jobs.Encode(noopJob())
 	if err != nil {
-		return 0, err
+		return span{}, err
 	}
-	start := time.Now()
+	w := startWatch()
 	for range b.n {
 		if err := q.Send(ctx, goqite.Message{Body: body}); err != nil {
-			return 0, err
+			return span{}, err
 		}
 		if err := receiveDelete(ctx, q); err != nil {
-			return 0, err
+			return span{}, err
 		}
 	}
-	return time.Since(start), nil
+	return w.stop(), nil
 }
 
 // goqiteDrain is the baseline of drain: n messages enqueued beforehand,
 // 1000 per transaction like onebox's, then Receive and Delete, one
 // message at a time, with goqite's API; only the drain is timed.
-func (b bench) goqiteDrain(ctx context.Context, db database) (time.Duration, error) {
+func (b bench) goqiteDrain(ctx context.Context, db database) (span, error) {
 	q := goqiteQueue(db)
 	body, err := jobs.Encode(noopJob())
 	if err != nil {
-		return 0, err
+		return span{}, err
 	}
 	err = inBatches(ctx, db.db, b.n, func(tx *sql.Tx) error { return q.SendTx(ctx, tx, goqite.Message{Body: body}) })
 	if err != nil {
-		return 0, err
+		return span{}, err
 	}
-	start := time.Now()
+	w := startWatch()
 	for range b.n {
 		if err := receiveDelete(ctx, q); err != nil {
-			return 0, err
+			return span{}, err
 		}
 	}
-	return time.Since(start), nil
+	return w.stop(), nil
 }
 
 func receiveDelete(ctx context.Context, q *goqite.Queue) error {
@@ -614,12 +626,12 @@ func receiveDelete(ctx context.Context, q *goqite.Queue) error {
 // onebox runs n no-op jobs through onebox's queue and the Runner:
 // enqueued while the Runner runs (stream), or all beforehand and not
 // timed (drain).
-func (b bench) onebox(ctx context.Context, db database, prefill bool) (time.Duration, error) {
+func (b bench) onebox(ctx context.Context, db database, prefill bool) (span, error) {
 	n, producers, concurrency := b.n, b.producers, b.concurrency
 	q := db.queue
 	if prefill {
 		if err := b.prefillQueue(ctx, db, n); err != nil {
-			return 0, err
+			return span{}, err
 		}
 	}
 	counted := &counter{Queue: q, want: int64(n), done: make(chan struct{})}
@@ -629,7 +641,7 @@ func (b bench) onebox(ctx context.Context, db database, prefill bool) (time.Dura
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	start := time.Now()
+	w := startWatch()
 	runErr := make(chan error, 1)
 	go func() { runErr <- r.Run(runCtx) }()
 
@@ -665,18 +677,18 @@ func (b bench) onebox(ctx context.Context, db database, prefill bool) (time.Dura
 	case <-counted.done:
 	case err := <-sendErr:
 		if err != nil {
-			return 0, err
+			return span{}, err
 		}
 		<-counted.done
 	case err := <-runErr:
-		return 0, fmt.Errorf("runner stopped: %v", err)
+		return span{}, fmt.Errorf("runner stopped: %v", err)
 	case <-time.After(10 * time.Minute):
-		return 0, errors.New("timed out")
+		return span{}, errors.New("timed out")
 	}
-	elapsed := time.Since(start)
+	elapsed := w.stop()
 	stop()
 	if err := errors.Join(<-runErr, <-relayDone); err != nil {
-		return 0, err
+		return span{}, err
 	}
 	if !b.verbose {
 		return elapsed, nil
