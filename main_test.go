@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,18 @@ import (
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
+	// Below the kernel's ephemeral range (32768-60999 on Linux): a port
+	// the kernel hands out (":0") is also what it gives the outgoing
+	// connections of every other test process, and one of those took
+	// a child's admin port between this check and the child's bind
+	// (TestKill9UnderLoad, "address already in use", in CI).
+	for range 100 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(20000+mrand.IntN(12000)))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
