@@ -58,3 +58,6 @@ func (s *Store) SetGroupAge(d time.Duration) { s.writer.lock.groupAge = d }
 func (s *Store) ExecWrite(ctx context.Context, name string, fn func(w jobsqlite.Writer) error) error {
 	return s.execWrite(ctx, name, fn)
 }
+
+// WriteMarks is how many writes the key reader has been told finished.
+func (s *Store) WriteMarks() uint64 { return s.writer.lock.marks.count.Load() }

@@ -126,6 +126,7 @@ func TestGroupCommit(t *testing.T) {
 	s, other := groupStore(t)
 	ctx := t.Context()
 	before := s.Stats()
+	marks := s.WriteMarks()
 
 	release := make(chan struct{})
 	a := writeAsync(ctx, s, false, "a", func(tx *sql.Tx) error {
@@ -150,6 +151,12 @@ func TestGroupCommit(t *testing.T) {
 	if got := committed(t, other); len(got) != 0 {
 		t.Errorf("committed while the group is open: %v", got)
 	}
+	// The key reader shares snapshots until a write is marked finished:
+	// marked before its COMMIT, a write could return and not be in the
+	// snapshot its writer reads next.
+	if got := s.WriteMarks(); got != marks {
+		t.Errorf("%d writes marked finished while the group is open, want none", got-marks)
+	}
 	close(release)
 	for name, done := range map[string]<-chan error{"a": a, "b": b} {
 		if err := mustReturn(t, name, done); err != nil {
@@ -158,6 +165,9 @@ func TestGroupCommit(t *testing.T) {
 	}
 	if got, want := committed(t, other), []string{"a", "b"}; !slices.Equal(got, want) {
 		t.Errorf("committed %v, want %v", got, want)
+	}
+	if s.WriteMarks() == marks {
+		t.Error("no write marked finished after the COMMIT")
 	}
 	after := s.Stats()
 	if commits, writes := after.GroupCommits-before.GroupCommits, after.GroupWrites-before.GroupWrites; commits != 1 || writes != 2 {
