@@ -115,8 +115,9 @@ var FairSchema string
 
 // RankedSchema indexes the messages whose turn is not 0, so that Send
 // finds at once that a queue has none (see turnSQL). It runs once, after
-// FairSchema, as a migration step of its own; without it Send is as
-// correct, and slower.
+// FairSchema, as a migration step of its own. Send needs it: its turn
+// statement names the index (INDEXED BY), which the planner passed over
+// for a scan of the whole queue.
 //
 //go:embed ranked.sql
 var RankedSchema string
@@ -168,7 +169,8 @@ var _ jobs.Queue = (*Queue)(nil)
 
 // New returns a Queue on the store's pools: writer must be the process's
 // one writer connection (SetMaxOpenConns(1)), reader may be a query-only
-// pool; both on a database where Schema has run.
+// pool; both on a database where Schema, FairSchema and RankedSchema
+// have run.
 func New(writer, reader *sql.DB, o Options) *Queue {
 	if writer == nil || reader == nil {
 		panic("jobs/sqlite: nil database")
@@ -194,7 +196,7 @@ func parse(s string) (time.Time, error) { return time.Parse(TimeFormat, s) }
 type Sender = goqitesql.Sender
 
 // NewSender returns a Sender on the store's writer, on a database where
-// Schema and FairSchema have run.
+// Schema, FairSchema and RankedSchema have run.
 func NewSender(writer *sql.DB) *Sender {
 	return goqitesql.NewSender(writer, goqite.SQLFlavorSQLite, goqitesql.Turn{SQL: turnSQL, Time: func(t time.Time) any { return format(t) }}, queuePrefix, "jobs/sqlite")
 }
