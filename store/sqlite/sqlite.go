@@ -430,13 +430,9 @@ func (s *Store) write(ctx context.Context, name string, mode writeMode, fn func(
 		if l.open != nil {
 			return nil // joins the group
 		}
-		if mode == statement && l.waiting.Load() == 0 {
-			// As settle does: the writers just woken get to queue first.
-			runtime.Gosched()
-			if l.waiting.Load() == 0 {
-				pooled = true
-				return nil
-			}
+		if mode == statement && !l.writersComing() {
+			pooled = true
+			return nil
 		}
 		l.beginning()
 		// The transaction outlives this request when others join it: its
@@ -468,23 +464,11 @@ func (s *Store) write(ctx context.Context, name string, mode writeMode, fn func(
 	}
 	g := l.open
 	g.members++
-	// The savepoint statements run whatever ctx does: interrupted, they
-	// would take the other writes of the group down with this one.
-	sctx := context.WithoutCancel(ctx)
-	var ferr error
-	_, err = g.tx.ExecContext(sctx, "SAVEPOINT "+member)
-	if err == nil {
-		if ferr = fn(g.tx); ferr == nil {
-			_, err = g.tx.ExecContext(sctx, "RELEASE "+member)
-		} else if _, err = g.tx.ExecContext(sctx, "ROLLBACK TO "+member); err == nil {
-			_, err = g.tx.ExecContext(sctx, "RELEASE "+member)
-		}
-	}
+	ferr, err := inSavepoint(ctx, g.tx, fn)
 	if err != nil {
-		// SQLite rolled the transaction back (some errors, an interrupted
-		// write, do), or it cannot go on: no write of the group commits.
+		// No write of the group commits.
 		err = s.translate(name+"_commit", fmt.Errorf("the transaction shared by %d writes failed: %w", g.members, errors.Join(ferr, err)))
-		l.breakGroup(err)
+		l.end(err)
 		l.unlockForeign(foreign)
 		return err
 	}
@@ -496,6 +480,27 @@ func (s *Store) write(ctx context.Context, name string, mode writeMode, fn func(
 		<-g.done
 		return g.err
 	})
+}
+
+// inSavepoint runs fn in a savepoint of tx, released when fn succeeds and
+// rolled back when it fails (fnErr). err is the savepoint's own failure:
+// SQLite rolled the transaction back (some errors, an interrupted write,
+// do) or it cannot go on. The savepoint's statements run whatever ctx
+// does: interrupted, they would take the other writes of the group down
+// with this one.
+func inSavepoint(ctx context.Context, tx *sql.Tx, fn func(w execer) error) (fnErr, err error) {
+	ctx = context.WithoutCancel(ctx)
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT "+member); err != nil {
+		return nil, err
+	}
+	if fnErr = fn(tx); fnErr == nil {
+		_, err = tx.ExecContext(ctx, "RELEASE "+member)
+		return nil, err
+	}
+	if _, err = tx.ExecContext(ctx, "ROLLBACK TO "+member); err == nil {
+		_, err = tx.ExecContext(ctx, "RELEASE "+member)
+	}
+	return fnErr, err
 }
 
 // txExec runs the statement named name in tx. Statements in a

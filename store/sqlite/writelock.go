@@ -148,11 +148,7 @@ func (l *writeLock) lock(ctx context.Context, name string) error {
 		l.waitedNs.Add(int64(waited))
 	}
 	if err := ctx.Err(); err != nil {
-		// A group handed on to this caller must still commit.
-		if g := l.settle(); g != nil {
-			l.marks.done(time.Now())
-			close(g.done)
-		}
+		l.settle() // a group handed on to this caller must still commit
 		l.mu.Unlock()
 		return err
 	}
@@ -192,62 +188,51 @@ func (l *writeLock) unlock() { l.unlockForeign(0) }
 
 // settle is the end of a hold while a group is open: it leaves the
 // group open for the next holder if writes wait and the group has room,
-// or commits it and returns it. The caller closes the returned group's
-// done once the commit is marked (marks.done): a write that returns
-// must find its rows in the key reader's next snapshot.
-func (l *writeLock) settle() *group {
+// or commits it.
+func (l *writeLock) settle() {
 	g := l.open
-	if g == nil {
-		return nil
+	if g == nil || (g.members < l.groupMax && time.Since(g.began) < l.groupAge && l.writersComing()) {
+		return
 	}
-	if g.members < l.groupMax && time.Since(g.began) < l.groupAge {
-		if l.waiting.Load() == 0 {
-			// Let the writers that are runnable reach the lock first:
-			// the members of the last group, woken by its COMMIT, are
-			// about to write again.
-			runtime.Gosched()
-		}
-		if l.waiting.Load() > 0 {
-			return nil
-		}
-	}
-	l.commit()
-	return g
+	l.end(nil)
 }
 
-// commit commits the open group, whose done the caller closes.
-func (l *writeLock) commit() {
-	g := l.open
-	l.open = nil
-	g.err = g.tx.Commit()
-	g.cancel()
-	l.commits.Add(1)
-	l.members.Add(int64(g.members))
+// writersComing reports whether writes wait for the lock, after letting
+// the runnable ones reach it: the writers of the last group, woken by
+// its COMMIT, are about to write again.
+func (l *writeLock) writersComing() bool {
+	if l.waiting.Load() == 0 {
+		runtime.Gosched()
+	}
+	return l.waiting.Load() > 0
 }
 
 // flush commits the open group, if any, before the holder uses the
 // connection on its own: an autocommit statement, a transaction that
 // must not be shared, or a checkpoint.
 func (l *writeLock) flush() {
-	if l.open == nil {
-		return
+	if l.open != nil {
+		l.end(nil)
 	}
-	g := l.open
-	l.commit()
-	l.marks.done(time.Now())
-	close(g.done)
 }
 
-// breakGroup ends the open group after a write broke its transaction
-// (a savepoint could not be released or rolled back: SQLite rolled the
-// whole transaction back, as it does on some errors). Every write of
-// the group gets err: none of them committed.
-func (l *writeLock) breakGroup(err error) {
+// end ends the open group: its COMMIT, or with broke (a write broke its
+// transaction: a savepoint could not be released or rolled back, as
+// when SQLite rolled the whole transaction back) a rollback, so that
+// every write of the group gets broke and none committed. The end is
+// marked for the key reader before the writes learn the outcome: a
+// write that returns must find its rows in the next snapshot.
+func (l *writeLock) end(broke error) {
 	g := l.open
 	l.open = nil
-	_ = g.tx.Rollback()
+	if g.err = broke; broke == nil {
+		g.err = g.tx.Commit()
+		l.commits.Add(1)
+		l.members.Add(int64(g.members))
+	} else {
+		_ = g.tx.Rollback()
+	}
 	g.cancel()
-	g.err = err
 	l.marks.done(time.Now())
 	close(g.done)
 }
@@ -262,16 +247,14 @@ func (l *writeLock) groupStats() (commits, members int64) {
 // group (settle); foreign is the time the hold waited for another
 // process's lock.
 func (l *writeLock) unlockForeign(foreign time.Duration) {
-	committed := l.settle()
+	grouped := l.open != nil
+	l.settle()
 	now := time.Now()
 	held := now.Sub(l.heldSince)
 	l.heldNs.Add(int64(held))
-	if l.open == nil {
-		// No write of this hold waits for a COMMIT any more.
+	if !grouped {
+		// A write of its own (a group's are marked at its end).
 		l.marks.done(now)
-	}
-	if committed != nil {
-		close(committed.done)
 	}
 	l.holderMu.Lock()
 	h := WriterHold{Query: l.holder.Query, OnBehalfOf: l.holder.OnBehalfOf, Waited: l.waited, Held: held, Foreign: foreign, Queued: int(l.waiting.Load())}
