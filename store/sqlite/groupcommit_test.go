@@ -109,6 +109,19 @@ func writeAsync(ctx context.Context, s *sqlite.Store, alone bool, name string, f
 	return done
 }
 
+// holdFirst starts the write "a", which inserts its row once waiting
+// writes queue behind it, and returns once it holds the writer: the
+// start of every case here.
+func holdFirst(t *testing.T, s *sqlite.Store, waiting int) <-chan error {
+	t.Helper()
+	a := writeAsync(t.Context(), s, false, "a", func(tx *sql.Tx) error {
+		waitWaiting(t, s, waiting)
+		return insert(t.Context(), tx, "a")
+	})
+	waitHolder(t, s, "a")
+	return a
+}
+
 func mustReturn(t *testing.T, name string, done <-chan error) error {
 	t.Helper()
 	select {
@@ -131,11 +144,7 @@ func TestGroupCommit(t *testing.T) {
 	marks := s.WriteMarks()
 
 	release := make(chan struct{})
-	a := writeAsync(ctx, s, false, "a", func(tx *sql.Tx) error {
-		waitWaiting(t, s, 1) // b queues behind a
-		return insert(ctx, tx, "a")
-	})
-	waitHolder(t, s, "a")
+	a := holdFirst(t, s, 1)
 	b := writeAsync(ctx, s, false, "b", func(tx *sql.Tx) error {
 		if err := insert(ctx, tx, "b"); err != nil {
 			return err
@@ -184,11 +193,7 @@ func TestGroupCommitFailedWrite(t *testing.T) {
 	ctx := t.Context()
 	failed := errors.New("failed")
 
-	a := writeAsync(ctx, s, false, "a", func(tx *sql.Tx) error {
-		waitWaiting(t, s, 2)
-		return insert(ctx, tx, "a")
-	})
-	waitHolder(t, s, "a")
+	a := holdFirst(t, s, 2)
 	b := writeAsync(ctx, s, false, "b", func(tx *sql.Tx) error {
 		if err := insert(ctx, tx, "b"); err != nil {
 			return err
@@ -218,11 +223,7 @@ func TestGroupCommitBrokenTransaction(t *testing.T) {
 	s, other := groupStore(t)
 	ctx := t.Context()
 
-	a := writeAsync(ctx, s, false, "a", func(tx *sql.Tx) error {
-		waitWaiting(t, s, 2)
-		return insert(ctx, tx, "a")
-	})
-	waitHolder(t, s, "a")
+	a := holdFirst(t, s, 2)
 	b := writeAsync(ctx, s, false, "b", func(tx *sql.Tx) error {
 		// What SQLite does to the transaction on SQLITE_FULL or an
 		// interrupted write; b itself reports nothing wrong.
@@ -261,11 +262,7 @@ func TestGroupCommitAlone(t *testing.T) {
 	ctx := t.Context()
 
 	release := make(chan struct{})
-	a := writeAsync(ctx, s, false, "a", func(tx *sql.Tx) error {
-		waitWaiting(t, s, 1)
-		return insert(ctx, tx, "a")
-	})
-	waitHolder(t, s, "a")
+	a := holdFirst(t, s, 1)
 	long := writeAsync(ctx, s, true, "long", func(tx *sql.Tx) error {
 		<-release
 		return insert(ctx, tx, "long")
@@ -290,11 +287,7 @@ func TestGroupCommitStatement(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 
-	a := writeAsync(ctx, s, false, "a", func(tx *sql.Tx) error {
-		waitWaiting(t, s, 1)
-		return insert(ctx, tx, "a")
-	})
-	waitHolder(t, s, "a")
+	a := holdFirst(t, s, 1)
 	stmt := make(chan error, 1)
 	go func() {
 		id := newID(t)
@@ -339,11 +332,7 @@ func TestGroupCommitSingleStatement(t *testing.T) {
 	}
 
 	before = s.Stats()
-	a := writeAsync(ctx, s, false, "a", func(tx *sql.Tx) error {
-		waitWaiting(t, s, 1)
-		return insert(ctx, tx, "a")
-	})
-	waitHolder(t, s, "a")
+	a := holdFirst(t, s, 1)
 	joined := make(chan error, 1)
 	go func() { joined <- s.ExecWrite(ctx, "joined", stmt("joined")) }()
 	for name, done := range map[string]<-chan error{"a": a, "joined": joined} {
