@@ -151,8 +151,7 @@ type Queue struct {
 	writer *sql.DB
 	reader *sql.DB
 	log    *slog.Logger
-	inTxFn func(ctx context.Context, name string, fn func(tx *sql.Tx) error) error // Options.InTx
-	execFn func(ctx context.Context, name string, fn func(w Writer) error) error   // Options.Exec
+	execFn func(ctx context.Context, name string, fn func(w Writer) error) error // Options.Exec
 
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt // by SQL text, on the writer
@@ -178,7 +177,7 @@ func New(writer, reader *sql.DB, o Options) *Queue {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	q := &Queue{Sender: NewSender(writer), writer: writer, reader: reader, log: o.Logger, inTxFn: o.InTx, execFn: o.Exec, stmts: map[string]*sql.Stmt{}}
+	q := &Queue{Sender: NewSender(writer), writer: writer, reader: reader, log: o.Logger, execFn: o.Exec, stmts: map[string]*sql.Stmt{}}
 	q.Sender.InTx = o.InTx
 	return q
 }
@@ -368,7 +367,7 @@ func (q *Queue) Ack(ctx context.Context, rs ...jobs.Receipt) error {
 // Retry makes the message visible at at and records lastErr.
 func (q *Queue) Retry(ctx context.Context, r jobs.Receipt, at time.Time, lastErr string) error {
 	when := format(at)
-	err := q.inTx(ctx, "jobs_retry", func(tx *sql.Tx) error {
+	err := q.RunTx(ctx, "jobs_retry", func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, timeoutSQL, when, r.ID, goqitesql.Token(r.Lease))
 		if err := goqitesql.Settled(ctx, tx, existsSQL, r.ID, res, err); err != nil {
 			return err
@@ -385,7 +384,7 @@ ON CONFLICT (id) DO UPDATE SET last_error = excluded.last_error, retry_at = excl
 
 // DeadLetter moves the message to jobs_dead.
 func (q *Queue) DeadLetter(ctx context.Context, r jobs.Receipt, reason string) error {
-	err := q.inTx(ctx, "jobs_dead_letter", func(tx *sql.Tx) error {
+	err := q.RunTx(ctx, "jobs_dead_letter", func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO jobs_dead (id, queue, kind, body, priority, last_error, attempts, created, died_at)
 SELECT g.id, ?, substr(g.queue, ?), g.body, g.priority, coalesce(nullif(?, ''), e.last_error, ''), g.received, g.created, ?
 FROM goqite g LEFT JOIN jobs_errors e ON e.id = g.id
@@ -513,7 +512,7 @@ func (q *Queue) Redrive(ctx context.Context, f jobs.DeadFilter) (int, error) {
 		return 0, fmt.Errorf("jobs/sqlite redrive: %w", err)
 	}
 	var n int64
-	err = q.inTx(ctx, "jobs_redrive", func(tx *sql.Tx) error {
+	err = q.RunTx(ctx, "jobs_redrive", func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO goqite (queue, body, priority)
 SELECT ? || kind, body, priority FROM jobs_dead WHERE `+where+` ORDER BY created`, append([]any{queuePrefix}, args...)...)
 		if err != nil {
@@ -612,7 +611,9 @@ func (q *Queue) write(ctx context.Context, name string, fn func(w Writer) error)
 }
 
 // preparedWriter runs statements on the writer's pool, each prepared
-// once by the queue.
+// once by the queue; QueryRowContext, the rare lookup after a statement
+// matched no row, runs unprepared (a *sql.Row cannot carry a prepare's
+// error).
 type preparedWriter struct{ q *Queue }
 
 func (p preparedWriter) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
@@ -633,23 +634,4 @@ func (p preparedWriter) QueryContext(ctx context.Context, query string, args ...
 
 func (p preparedWriter) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	return p.q.writer.QueryRowContext(ctx, query, args...)
-}
-
-// inTx runs fn, named name, in a transaction on the writer: Options.InTx,
-// or one of its own. fn must use tx only: the writer has one connection
-// and tx holds it.
-func (q *Queue) inTx(ctx context.Context, name string, fn func(tx *sql.Tx) error) error {
-	if q.inTxFn != nil {
-		return q.inTxFn(ctx, name, fn)
-	}
-	tx, err := q.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	// A no-op after Commit; otherwise fn's error is the one to report.
-	defer func() { _ = tx.Rollback() }()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
 }

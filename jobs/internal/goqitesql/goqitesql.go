@@ -30,9 +30,10 @@ type Sender struct {
 	prefix string // of each kind's goqite queue name
 	errs   string // prefix of errors: "jobs/sqlite"
 
-	// InTx, when set, runs Send's transaction instead of a BeginTx of
-	// Send's own: the store's, which queues its writes with the store's
-	// and may share their COMMIT. Set it before first use.
+	// InTx, when set, runs RunTx's transactions (Send's among them)
+	// instead of a BeginTx of their own: the store's, which queues them
+	// with the store's writes and may share their COMMIT. Set it before
+	// first use.
 	InTx func(ctx context.Context, name string, fn func(tx *sql.Tx) error) error
 
 	mu     sync.Mutex
@@ -75,26 +76,32 @@ func (s *Sender) goqite(kind string) *goqite.Queue {
 	return q
 }
 
-// Send enqueues m in a transaction of its own. It fails with
-// jobs.ErrMalformed if m has no kind.
-func (s *Sender) Send(ctx context.Context, m jobs.Message, o jobs.SendOptions) error {
+// RunTx runs fn, named name, in a write transaction: InTx's, or one of
+// its own on the Sender's database. fn's error comes back as it is.
+func (s *Sender) RunTx(ctx context.Context, name string, fn func(tx *sql.Tx) error) error {
 	if s.InTx != nil {
-		// Encoded first: the transaction may hold the writer for others.
-		body, err := jobs.Encode(m)
-		if err != nil {
-			return err
-		}
-		return s.InTx(ctx, "jobs_send", func(tx *sql.Tx) error { return s.send(ctx, tx, m, body, o) })
+		return s.InTx(ctx, name, fn)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("%s send: %w", s.errs, err)
-	}
-	defer func() { _ = tx.Rollback() }() // a no-op after Commit
-	if err := s.SendTx(ctx, tx, m, o); err != nil {
 		return err
 	}
-	if err := tx.Commit(); err != nil {
+	defer func() { _ = tx.Rollback() }() // a no-op after Commit
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Send enqueues m in a transaction of its own (RunTx's). It fails with
+// jobs.ErrMalformed if m has no kind.
+func (s *Sender) Send(ctx context.Context, m jobs.Message, o jobs.SendOptions) error {
+	// Encoded first: the transaction may hold the writer for others.
+	body, err := jobs.Encode(m)
+	if err != nil {
+		return err
+	}
+	if err := s.RunTx(ctx, "jobs_send", func(tx *sql.Tx) error { return s.send(ctx, tx, m, body, o) }); err != nil {
 		return fmt.Errorf("%s send: %w", s.errs, err)
 	}
 	return nil
@@ -109,19 +116,22 @@ func (s *Sender) SendTx(ctx context.Context, tx *sql.Tx, m jobs.Message, o jobs.
 	if err != nil {
 		return err
 	}
-	return s.send(ctx, tx, m, body, o)
+	if err := s.send(ctx, tx, m, body, o); err != nil {
+		return fmt.Errorf("%s send: %w", s.errs, err)
+	}
+	return nil
 }
 
-// send is SendTx with m's body encoded.
+// send is SendTx with m's body encoded, its errors not yet named.
 func (s *Sender) send(ctx context.Context, tx *sql.Tx, m jobs.Message, body []byte, o jobs.SendOptions) error {
 	now := time.Now()
 	// goqite panics on a negative delay; jobs reads one as none.
 	id, err := s.goqite(m.Kind).SendAndGetIDTx(ctx, tx, goqite.Message{Body: body, Delay: max(o.Delay, 0), Priority: o.Priority})
 	if err != nil {
-		return fmt.Errorf("%s send: %w", s.errs, err)
+		return err
 	}
 	if _, err := tx.ExecContext(ctx, s.turn.SQL, string(id), s.prefix+m.Kind, m.FairKey, s.turn.Time(now)); err != nil {
-		return fmt.Errorf("%s send: turn: %w", s.errs, err)
+		return fmt.Errorf("turn: %w", err)
 	}
 	return nil
 }
