@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -396,5 +397,54 @@ func TestQueueAckInterval(t *testing.T) {
 	q := mustNew(t, sqlite.Options{}).Queue(jobsqlite.Options{})
 	if got := q.AckInterval(); got != time.Millisecond {
 		t.Errorf("AckInterval = %v, want 1ms", got)
+	}
+}
+
+// TestQueueWritesAreTheStores: the store's queue writes through the
+// store's writer (its lock, its holds, its group commit), every write
+// named, not on a transaction or statement of its own beside it.
+func TestQueueWritesAreTheStores(t *testing.T) {
+	var mu sync.Mutex
+	held := map[string]bool{}
+	s := mustNew(t, sqlite.Options{OnWriterHold: func(h sqlite.WriterHold) {
+		mu.Lock()
+		held[h.Query] = true
+		mu.Unlock()
+	}})
+	q := s.Queue(jobsqlite.Options{})
+	ctx := t.Context()
+	receive := func() jobs.Message {
+		t.Helper()
+		if err := q.Send(ctx, jobs.Message{Kind: "k"}, jobs.SendOptions{}); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		msgs, err := q.Receive(ctx, "k", 1, time.Minute)
+		if err != nil || len(msgs) != 1 {
+			t.Fatalf("Receive = %v, %v; want one message", msgs, err)
+		}
+		return msgs[0]
+	}
+	m := receive()
+	if err := q.Extend(ctx, m.Receipt(), time.Minute); err != nil {
+		t.Fatalf("Extend: %v", err)
+	}
+	if err := q.Retry(ctx, m.Receipt(), time.Now().Add(-time.Second), "boom"); err != nil {
+		t.Fatalf("Retry: %v", err)
+	}
+	if err := q.Ack(ctx, receive().Receipt()); err != nil { // the retried one, or a new one
+		t.Fatalf("Ack: %v", err)
+	}
+	if err := q.DeadLetter(ctx, receive().Receipt(), "dead"); err != nil {
+		t.Fatalf("DeadLetter: %v", err)
+	}
+	if _, err := q.Redrive(ctx, jobs.DeadFilter{Kind: "k"}); err != nil {
+		t.Fatalf("Redrive: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, name := range []string{"jobs_send", "jobs_receive", "jobs_extend", "jobs_retry", "jobs_ack", "jobs_dead_letter", "jobs_redrive"} {
+		if !held[name] {
+			t.Errorf("no hold of the store's writer named %s; held: %v", name, held)
+		}
 	}
 }
