@@ -42,12 +42,7 @@ type jobQueue struct {
 
 // AckInterval passes the queue's preference on (jobs.AckPacer): the
 // Runner sees the queue through this wrapper.
-func (q jobQueue) AckInterval() time.Duration {
-	if p, ok := q.Queue.(jobs.AckPacer); ok {
-		return p.AckInterval()
-	}
-	return 0
-}
+func (q jobQueue) AckInterval() time.Duration { return jobs.AckIntervalOf(q.Queue) }
 
 // openNATSQueue connects to ONEBOX_QUEUE_URL, a nats:// URL; its query
 // may name the stream (?stream=JOBS) and the subject prefix

@@ -168,6 +168,15 @@ type AckPacer interface {
 	AckInterval() time.Duration
 }
 
+// AckIntervalOf is q's AckInterval if q is an AckPacer, else 0: what a
+// wrapper of a queue passes on, which would hide it otherwise.
+func AckIntervalOf(q any) time.Duration {
+	if p, ok := q.(AckPacer); ok {
+		return p.AckInterval()
+	}
+	return 0
+}
+
 // Consumer is what the Runner needs of a queue.
 type Consumer interface {
 	// Receive returns up to max visible messages of one kind, higher

@@ -193,8 +193,8 @@ func NewRunner(q Consumer, o RunnerOptions) *Runner {
 	o.MaxPollInterval = max(orDefault(o.MaxPollInterval, 2*time.Second), o.PollInterval)
 	o.BatchSize = orDefault(o.BatchSize, 100)
 	o.DrainTimeout = orDefault(o.DrainTimeout, 30*time.Second)
-	if p, ok := q.(AckPacer); ok && o.AckInterval <= 0 {
-		o.AckInterval = p.AckInterval()
+	if o.AckInterval <= 0 {
+		o.AckInterval = AckIntervalOf(q)
 	}
 	o.AckInterval = orDefault(o.AckInterval, 5*time.Millisecond)
 	o.AckBatch = orDefault(o.AckBatch, 500)

@@ -755,12 +755,7 @@ type counter struct {
 
 // AckInterval passes the queue's preference on (jobs.AckPacer), as the
 // Runner would see it without the counter.
-func (c *counter) AckInterval() time.Duration {
-	if p, ok := c.Queue.(jobs.AckPacer); ok {
-		return p.AckInterval()
-	}
-	return 0
-}
+func (c *counter) AckInterval() time.Duration { return jobs.AckIntervalOf(c.Queue) }
 
 func (c *counter) Receive(ctx context.Context, kind string, max int, visibility time.Duration) ([]jobs.Message, error) {
 	c.receives.Add(1)
