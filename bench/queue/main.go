@@ -31,9 +31,9 @@
 // statements run by their text compiled (internal/stmtcache) and lets
 // the writes that queue for it share a COMMIT (group commit: each write
 // still atomic on its own, in a savepoint, and returning only once the
-// COMMIT that holds it is done); goqite's loop runs one statement or transaction at a time on a
-// plain database/sql pool. -v prints how many writes the store's COMMITs
-// carried.
+// COMMIT that holds it is done); goqite's loop runs one statement or
+// transaction at a time on a plain database/sql pool. -v prints how many
+// writes the store's COMMITs carried.
 //
 // With -postgres URL the same two pairs run a second time on PostgreSQL,
 // in the same command: pg-drain and pg-stream on jobs/postgres against
@@ -591,8 +591,8 @@ func (b bench) goqiteSend(ctx context.Context, db database) (span, error) {
 }
 
 // goqiteDrain is the baseline of drain: n messages enqueued beforehand,
-// 1000 per transaction like onebox's, then Receive and Delete, one
-// message at a time, with goqite's API; only the drain is timed.
+// 1000 per transaction, then Receive and Delete, one message at a time,
+// with goqite's API; only the drain is timed.
 func (b bench) goqiteDrain(ctx context.Context, db database) (span, error) {
 	q := goqiteQueue(db)
 	body, err := jobs.Encode(noopJob())
@@ -698,8 +698,9 @@ func (b bench) onebox(ctx context.Context, db database, prefill bool) (span, err
 	return elapsed, nil
 }
 
-// prefillQueue enqueues n jobs: 1000 per transaction on a database, by
-// 16 concurrent publishers on a broker.
+// prefillQueue enqueues n jobs: 1000 per transaction on a database this
+// bench opened (PostgreSQL), by 16 concurrent senders on the store's
+// SQLite queue (whose writer the store keeps) and on a broker.
 func (b bench) prefillQueue(ctx context.Context, db database, n int) error {
 	var next atomic.Int64
 	if tq, ok := db.queue.(txSender); ok && db.db != nil {
