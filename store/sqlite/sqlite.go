@@ -375,7 +375,7 @@ func (s *Store) run(ctx context.Context, p *pool, name, query string, fn func(*s
 // returns once the COMMIT holding fn's changes is done. fn must use tx
 // only: the writer has one connection and tx holds it.
 func (s *Store) inTx(ctx context.Context, name string, fn func(tx *sql.Tx) error) error {
-	return s.write(ctx, name, shared, func(w execer) error { return fn(w.(*sql.Tx)) })
+	return s.write(ctx, name, shared, func(w jobsqlite.Writer) error { return fn(w.(*sql.Tx)) })
 }
 
 // inTxAlone is inTx in a transaction of fn's own, committed before the
@@ -383,7 +383,7 @@ func (s *Store) inTx(ctx context.Context, name string, fn func(tx *sql.Tx) error
 // (a migration, a copy's batch, a drill's hold), whose duration the
 // writes before it should not wait out for their COMMIT.
 func (s *Store) inTxAlone(ctx context.Context, name string, fn func(tx *sql.Tx) error) error {
-	return s.write(ctx, name, alone, func(w execer) error { return fn(w.(*sql.Tx)) })
+	return s.write(ctx, name, alone, func(w jobsqlite.Writer) error { return fn(w.(*sql.Tx)) })
 }
 
 // execWrite runs fn, a single statement (or statements each of which may
@@ -394,14 +394,7 @@ func (s *Store) inTxAlone(ctx context.Context, name string, fn func(tx *sql.Tx) 
 // The job queue's Receive, Ack and Extend run here (jobs/sqlite
 // Options.Exec).
 func (s *Store) execWrite(ctx context.Context, name string, fn func(w jobsqlite.Writer) error) error {
-	return s.write(ctx, name, statement, func(w execer) error { return fn(w) })
-}
-
-// execer is a transaction, or the writer's pool.
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	return s.write(ctx, name, statement, fn)
 }
 
 // writeMode is how a write takes part in group commit.
@@ -416,7 +409,7 @@ const (
 // member is the savepoint each write of a group runs in.
 const member = "onebox_write"
 
-func (s *Store) write(ctx context.Context, name string, mode writeMode, fn func(w execer) error) error {
+func (s *Store) write(ctx context.Context, name string, mode writeMode, fn func(w jobsqlite.Writer) error) error {
 	l := s.writer.lock
 	var foreign time.Duration // BEGIN IMMEDIATE's wait for SQLite's lock
 	var pooled bool           // a statement that runs on the pool, alone
@@ -488,7 +481,7 @@ func (s *Store) write(ctx context.Context, name string, mode writeMode, fn func(
 // do) or it cannot go on. The savepoint's statements run whatever ctx
 // does: interrupted, they would take the other writes of the group down
 // with this one.
-func inSavepoint(ctx context.Context, tx *sql.Tx, fn func(w execer) error) (fnErr, err error) {
+func inSavepoint(ctx context.Context, tx *sql.Tx, fn func(w jobsqlite.Writer) error) (fnErr, err error) {
 	ctx = context.WithoutCancel(ctx)
 	if _, err := tx.ExecContext(ctx, "SAVEPOINT "+member); err != nil {
 		return nil, err
