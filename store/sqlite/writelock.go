@@ -156,13 +156,14 @@ func (l *writeLock) lock(ctx context.Context, name string) error {
 	return nil
 }
 
-// tryLock takes the lock if nobody holds it or waits for it.
+// tryLock takes the lock if nobody holds it or waits for it. No group is
+// open then: a group outlives a hold only when handed on to a write that
+// waits, and a waiter leaves the count only once it holds the lock.
 func (l *writeLock) tryLock(ctx context.Context, name string) bool {
 	if l.waiting.Load() > 0 || !l.mu.TryLock() {
 		return false
 	}
 	l.took(ctx, name, 0)
-	l.flush()
 	return true
 }
 
