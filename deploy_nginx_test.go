@@ -424,6 +424,12 @@ func TestBehindNginx(t *testing.T) {
 				t.Fatal(err)
 			}
 			_ = c.cmd.Wait()
+			// Its listener closed once nginx stopped connecting (the 503s
+			// took it out), not on the deadline with connections arriving:
+			// those in the accept queue would be reset, a POST on one lost.
+			if log := c.log.String(); !strings.Contains(log, `"msg":"drained"`) || strings.Contains(log, "connections kept arriving") {
+				t.Errorf("%s did not stop accepting in a quiet moment:\n%s", c.base, log)
+			}
 			web[i] = startChildAt(outer, webAddrs[i][0], webAddrs[i][1], t.TempDir(), append(env, "ONEBOX_ROLE=web")...)
 			// nginx took the stopped instance out for fail_timeout; the
 			// next may stop only once this one serves through nginx again,

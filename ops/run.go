@@ -44,6 +44,10 @@ type RunOptions struct {
 	// waits for connections it accepted to send their first request
 	// before Shutdown (see Run). Default: 1s.
 	AcceptGrace time.Duration
+	// Quiet: once the delay is over, the listeners close only when no
+	// connection arrived for Quiet (default 100ms), or QuietMax (default
+	// 2s) after the delay (see Run).
+	Quiet, QuietMax time.Duration
 }
 
 // Run serves until ctx is done, then shuts down in the order a
@@ -57,8 +61,20 @@ type RunOptions struct {
 // drops, unanswered, a request it reads after the shutdown began, and a
 // balancer that connected just before the listener closed (nginx keeps
 // sending to a draining instance until a connect fails) would lose one
-// it will not resend. A listener that fails on its own ends Run with its
-// error, after the same drain of the others.
+// it will not resend.
+//
+// Closing a listening socket resets the connections still in its accept
+// queue: a balancer that connected a moment before has sent a request on
+// one and sees it reset, and nginx resends no POST or PATCH it sent. So
+// after the delay (unless handed over) Run closes the listeners only
+// once no connection arrived for Quiet, at most QuietMax, and meanwhile
+// answers 503 + Connection: close to every request nginx would resend
+// to another server (all methods but POST, PATCH and LOCK): nginx counts
+// those as failures and, after max_fails of them, connects here no more,
+// so the quiet comes. The requests nginx would not resend are served.
+// A balancer that polls readiness stopped sending during the delay, and
+// the listeners close at once. A listener that fails on its own ends Run
+// with its error, after the same drain of the others.
 func Run(ctx context.Context, servers []Server, o RunOptions) error {
 	if o.Sleep == nil {
 		o.Sleep = func(ctx context.Context, d time.Duration) {
@@ -73,12 +89,19 @@ func Run(ctx context.Context, servers []Server, o RunOptions) error {
 	if o.AcceptGrace <= 0 {
 		o.AcceptGrace = time.Second
 	}
+	if o.Quiet <= 0 {
+		o.Quiet = 100 * time.Millisecond
+	}
+	if o.QuietMax <= 0 {
+		o.QuietMax = 2 * time.Second
+	}
 	failed := make(chan error, len(servers))
 	lns := make([]*closeOnce, len(servers))
 	fresh := newFreshConns()
+	var closing atomic.Bool // the delay is over: waiting for quiet
 	for i, s := range servers {
 		fresh.track(s.Server)
-		s.Server.Handler = closeWhenDraining(s.Server.Handler, o.Health, fresh)
+		s.Server.Handler = closeWhenDraining(s.Server.Handler, o.Health, fresh, &closing)
 		lns[i] = &closeOnce{Listener: s.Listener}
 	}
 	for i, s := range servers {
@@ -114,6 +137,12 @@ func Run(ctx context.Context, servers []Server, o RunOptions) error {
 		// manager's kill timeout is the real bound. Use a fresh context.
 		o.Sleep(context.Background(), o.ShutdownDelay)
 	}
+	if !handedOver {
+		closing.Store(true)
+		if !fresh.quiet(o.Quiet, o.QuietMax) {
+			o.Logger.Warn("connections kept arriving; closing the listeners anyway", "quiet", o.Quiet.String(), "quiet_max", o.QuietMax.String())
+		}
+	}
 	for _, ln := range lns {
 		_ = ln.Close()
 	}
@@ -144,21 +173,40 @@ func Run(ctx context.Context, servers []Server, o RunOptions) error {
 // lost (an EOF, which a client may retry only for a GET or a request
 // with an Idempotency-Key). In a hand-over the clients' next connections
 // reach the new process; give ShutdownDelay a second or two for busy
-// connections to turn over.
-func closeWhenDraining(next http.Handler, h *Health, fresh *freshConns) http.Handler {
+// connections to turn over. Once closing (see Run), it refuses the
+// requests a balancer would send to another server.
+func closeWhenDraining(next http.Handler, h *Health, fresh *freshConns, closing *atomic.Bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fresh.started(r.Context())
 		if h.Draining() {
 			w.Header().Set("Connection", "close")
 		}
+		if closing.Load() && resent(r.Method) {
+			w.Header().Set("Retry-After", "1")
+			WriteProblem(w, http.StatusServiceUnavailable, "stopping", "this instance is stopping; send the request again")
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// resent reports whether nginx passes a request with this method to the
+// next server after a 503 (proxy_next_upstream http_503): all but the
+// non-idempotent ones, which it sends once.
+func resent(method string) bool {
+	switch method {
+	case http.MethodPost, http.MethodPatch, "LOCK":
+		return false
+	}
+	return true
 }
 
 // freshConns counts the connections accepted that have not yet started a
 // request: those Shutdown would drop, unanswered, if their request came
 // after it began.
 type freshConns struct {
+	arrived atomic.Int64 // when the last connection was accepted, in Unix ns
+
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 	empty chan struct{} // closed and replaced when conns empties
@@ -179,6 +227,7 @@ func (f *freshConns) track(s *http.Server) {
 	s.ConnState = func(c net.Conn, st http.ConnState) {
 		switch st {
 		case http.StateNew:
+			f.arrived.Store(time.Now().UnixNano())
 			f.mu.Lock()
 			f.conns[c] = struct{}{}
 			f.mu.Unlock()
@@ -242,6 +291,23 @@ func (f *freshConns) wait(grace time.Duration) bool {
 		return true
 	case <-t.C:
 		return false
+	}
+}
+
+// quiet returns once no connection was accepted for q, true, or after
+// max, false.
+func (f *freshConns) quiet(q, max time.Duration) bool {
+	deadline := time.Now().Add(max)
+	for {
+		since := time.Since(time.Unix(0, f.arrived.Load()))
+		if since >= q {
+			return true
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		time.Sleep(min(q-since, left))
 	}
 }
 

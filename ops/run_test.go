@@ -181,16 +181,21 @@ func TestRunHandedOver(t *testing.T) {
 	}
 }
 
-// watchedListener reports whether it was closed.
+// watchedListener reports whether it was closed, and when.
 type watchedListener struct {
 	net.Listener
 	closed atomic.Bool
+	at     atomic.Int64 // Unix ns of the first Close
 }
 
 func (l *watchedListener) Close() error {
-	l.closed.Store(true)
+	if !l.closed.Swap(true) {
+		l.at.Store(time.Now().UnixNano())
+	}
 	return l.Listener.Close()
 }
+
+func (l *watchedListener) closedAt() time.Time { return time.Unix(0, l.at.Load()) }
 
 func TestRunDrainTimeout(t *testing.T) {
 	t.Parallel()
@@ -287,4 +292,112 @@ func TestRunAnswersAcceptedConnections(t *testing.T) {
 	if err := <-ran; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+}
+
+// TestRunClosesWhenQuiet: closing a listener resets the connections in
+// its accept queue, on which a balancer may have sent a POST it will not
+// resend. So after the delay Run keeps its listeners while connections
+// arrive, refuses what nginx would resend elsewhere (a GET: 503, so nginx
+// marks the instance failed and stops connecting), serves what it would
+// not (a POST), and closes once no connection came for Quiet, or after
+// QuietMax.
+func TestRunClosesWhenQuiet(t *testing.T) {
+	t.Parallel()
+	const quiet = 300 * time.Millisecond
+	start := func(t *testing.T, quietMax time.Duration) (base string, ln *watchedListener, lastAccept func() time.Time, endDelay chan struct{}, ran chan error) {
+		t.Helper()
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln = &watchedListener{Listener: l}
+		var last atomic.Int64
+		srv := &http.Server{
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "answered") }),
+			ConnState: func(_ net.Conn, st http.ConnState) {
+				if st == http.StateNew {
+					last.Store(time.Now().UnixNano())
+				}
+			},
+		}
+		inDelay, endDelay := make(chan struct{}), make(chan struct{})
+		ctx, stop := context.WithCancel(context.Background())
+		ran = make(chan error, 1)
+		go func() {
+			ran <- ops.Run(ctx, []ops.Server{{Name: "api", Listener: ln, Server: srv}}, ops.RunOptions{
+				Health: ops.NewHealth(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				ShutdownDelay: time.Hour, DrainTimeout: time.Minute, Quiet: quiet, QuietMax: quietMax,
+				Sleep: func(context.Context, time.Duration) { close(inDelay); <-endDelay },
+			})
+		}()
+		stop()
+		<-inDelay
+		return "http://" + l.Addr().String(), ln, func() time.Time { return time.Unix(0, last.Load()) }, endDelay, ran
+	}
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	send := func(t *testing.T, method, url string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, strings.NewReader("{}"))
+		res, err := fresh.Do(req)
+		if err != nil {
+			t.Fatalf("%s during the quiet wait: %v", method, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		res.Body = io.NopCloser(strings.NewReader(string(b)))
+		return res
+	}
+
+	t.Run("refuses what nginx resends, serves the rest, closes when quiet", func(t *testing.T) {
+		t.Parallel()
+		base, ln, lastAccept, endDelay, ran := start(t, time.Minute)
+		send(t, "GET", base) // a connection in the delay, so the quiet has to come
+		close(endDelay)
+		res := send(t, "GET", base)
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != http.StatusServiceUnavailable || !res.Close || res.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(b), "/problems/stopping") {
+			t.Errorf("a GET after the delay: %d close=%v %v %s; want a 503 problem that closes its connection", res.StatusCode, res.Close, res.Header, b)
+		}
+		for _, method := range []string{"POST", "PATCH"} {
+			res := send(t, method, base)
+			if b, _ := io.ReadAll(res.Body); res.StatusCode != http.StatusOK || string(b) != "answered" {
+				t.Errorf("a %s after the delay: %d %s; want it served (nginx sends it once)", method, res.StatusCode, b)
+			}
+		}
+		if err := <-ran; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if gap := ln.closedAt().Sub(lastAccept()); gap < quiet {
+			t.Errorf("the listener closed %v after the last connection arrived, want at least the quiet %v", gap, quiet)
+		}
+	})
+
+	t.Run("closes after QuietMax while connections keep coming", func(t *testing.T) {
+		t.Parallel()
+		base, _, _, endDelay, ran := start(t, 200*time.Millisecond)
+		send(t, "GET", base) // the connections begin in the delay
+		stopSending := make(chan struct{})
+		defer close(stopSending)
+		go func() {
+			for {
+				select {
+				case <-stopSending:
+					return
+				case <-time.After(10 * time.Millisecond):
+					if res, err := fresh.Get(base); err == nil {
+						res.Body.Close()
+					}
+				}
+			}
+		}()
+		close(endDelay)
+		select {
+		case err := <-ran:
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("Run still waits for a quiet that never comes")
+		}
+	})
 }
