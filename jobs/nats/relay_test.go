@@ -213,7 +213,7 @@ func (s *stopAfter) SendID(ctx context.Context, id string, m jobs.Message, o job
 func openOutbox(t *testing.T, path string) *jobsqlite.Queue {
 	writer := openDB(t, path, "_txlock=immediate")
 	writer.SetMaxOpenConns(1)
-	if _, err := writer.Exec(jobsqlite.Schema + ";" + jobsqlite.FairSchema + ";" + jobsqlite.RankedSchema); err != nil {
+	if _, err := writer.Exec(jobsqlite.Schema + ";" + jobsqlite.FairSchema + ";" + jobsqlite.RankedSchema + ";" + jobsqlite.TurnSchema); err != nil {
 		t.Fatal(err)
 	}
 	return jobsqlite.New(writer, openDB(t, path, "_pragma=query_only(1)"), jobsqlite.Options{})

@@ -4,13 +4,16 @@
 //
 // Enqueueing is goqite's own SendAndGetIDTx, with onebox's envelope
 // (jobs.Encode) as goqite's body, the delay as goqite's and the priority
-// as goqite's; then one UPDATE in the same transaction gives the row two
-// columns of onebox's own, the message's fair key and turn (below).
-// Both statements run by their text; the store's writer keeps them
-// compiled (internal/stmtcache), which halved an enqueue's CPU.
-// The schema is goqite's table, trigger and index, made idempotent,
+// as goqite's; a keyed message then gets, by one UPDATE in the same
+// transaction, two columns of onebox's own, its fair key and turn
+// (below), and a message without a key its turn from a trigger inside
+// goqite's INSERT. The statements run by their text; the store's writer
+// keeps them compiled (internal/stmtcache), which halved an enqueue's
+// CPU. The schema is goqite's table, trigger and index, made idempotent,
 // plus this package's own tables (schema.sql), then FairSchema
-// (fair.sql).
+// (fair.sql), RankedSchema (ranked.sql) and TurnSchema (turn.sql), which
+// drops goqite's trigger: this package's UPDATEs set a message's updated
+// time themselves.
 //
 // Fair queueing (jobs.Message.FairKey) is start-time fair queueing on the
 // turns: Send gives a message the turn one past its key's last message
@@ -122,6 +125,15 @@ var FairSchema string
 //go:embed ranked.sql
 var RankedSchema string
 
+// TurnSchema gives a message without a key its turn in goqite's
+// INSERT (a trigger), and drops goqite's trigger that rewrote every
+// updated row to set its updated time, which this package's UPDATEs set
+// themselves (see turn.sql). It runs once, after RankedSchema. Send
+// needs it: it runs turnSQL for keyed messages only.
+//
+//go:embed turn.sql
+var TurnSchema string
+
 // Options configure New. Every field has a default.
 type Options struct {
 	// Logger reports messages dead-lettered because their body does not
@@ -168,8 +180,8 @@ var _ jobs.Queue = (*Queue)(nil)
 
 // New returns a Queue on the store's pools: writer must be the process's
 // one writer connection (SetMaxOpenConns(1)), reader may be a query-only
-// pool; both on a database where Schema, FairSchema and RankedSchema
-// have run.
+// pool; both on a database where Schema, FairSchema, RankedSchema and
+// TurnSchema have run.
 func New(writer, reader *sql.DB, o Options) *Queue {
 	if writer == nil || reader == nil {
 		panic("jobs/sqlite: nil database")
@@ -195,33 +207,26 @@ func parse(s string) (time.Time, error) { return time.Parse(TimeFormat, s) }
 type Sender = goqitesql.Sender
 
 // NewSender returns a Sender on the store's writer, on a database where
-// Schema, FairSchema and RankedSchema have run.
+// Schema, FairSchema, RankedSchema and TurnSchema have run.
 func NewSender(writer *sql.DB) *Sender {
-	return goqitesql.NewSender(writer, goqite.SQLFlavorSQLite, goqitesql.Turn{SQL: turnSQL, Time: func(t time.Time) any { return format(t) }}, queuePrefix, "jobs/sqlite")
+	return goqitesql.NewSender(writer, goqite.SQLFlavorSQLite, goqitesql.Turn{SQL: turnSQL, Time: func(t time.Time) any { return format(t) }, KeyedOnly: true}, queuePrefix, "jobs/sqlite")
 }
 
-// turnSQL gives the row goqite's Send just inserted its fair key and
-// turn: one past the key's last turn in the queue, and at least the turn
-// of the message Receive would take next (the first visible one in its
-// order), so a key with nothing waiting joins the current round; a
-// message without a key takes that current turn. Both are index lookups:
-// the key's last turn one seek in the partial index of keyed messages
-// (the literal condition on fair_key lets the planner use it), the next
-// message a scan that passes only over the running messages before it.
-// The new row, still without key and at turn 0, is left out of both.
-// While no message of the queue has a turn other than 0 (RankedSchema's
-// index, one seek), every turn is 0, the next message's too: a message
-// without a key then takes turn 0 without either lookup, whose second
-// passes over every running message (a tenth of an enqueue's time on
-// a stream of such messages, bench/queue).
-// A message without a key whose turn is 0, as goqite inserted it (every
-// message of a queue without keys), is not written again: the update,
-// and goqite's trigger behind it, are most of the turn's cost.
-const turnSQL = `UPDATE goqite SET fair_key = ?3, fair_rank = t.rank
-FROM (SELECT CASE WHEN ?3 = '' AND NOT EXISTS (SELECT 1 FROM goqite INDEXED BY goqite_queue_ranked_idx WHERE queue = ?2 AND fair_rank <> 0) THEN 0 ELSE max(
+// turnSQL gives a keyed message, which goqite's Send just inserted, its
+// fair key and turn: one past the key's last turn in the queue, and at
+// least the turn of the message Receive would take next (the first
+// visible one in its order), so a key with nothing waiting joins the
+// current round. Both are index lookups: the key's last turn one seek in
+// the partial index of keyed messages (the literal condition on fair_key
+// lets the planner use it), the next message a scan that passes only
+// over the running messages before it. The new row, still without a
+// key, is left out of both. A message without a key got its turn in the
+// INSERT (TurnSchema's trigger), where the statement of its own that
+// Send ran for it was a tenth of an enqueue's time (bench/queue).
+const turnSQL = `UPDATE goqite SET fair_key = ?3, fair_rank = max(
 	coalesce((SELECT fair_rank + 1 FROM goqite WHERE queue = ?2 AND fair_key = ?3 AND fair_key <> '' ORDER BY fair_rank DESC LIMIT 1), 0),
-	coalesce((SELECT fair_rank FROM goqite WHERE queue = ?2 AND timeout <= ?4 AND id <> ?1 ORDER BY priority DESC, fair_rank, created LIMIT 1), 0)) END AS rank) AS t
-WHERE id = ?1 AND (?3 <> '' OR t.rank <> 0)`
+	coalesce((SELECT fair_rank FROM goqite WHERE queue = ?2 AND timeout <= ?4 AND id <> ?1 ORDER BY priority DESC, fair_rank, created LIMIT 1), 0))
+WHERE id = ?1`
 
 // receiveSQL takes a batch in one statement, on goqite's table; it is
 // goqite's Receive without MaxReceive, for up to max messages, returning
@@ -229,12 +234,12 @@ WHERE id = ?1 AND (?3 <> '' OR t.rank <> 0)`
 // faster), and taking turns (fair_rank) before age. The ORDER BY follows
 // FairSchema's index (rowid is its implicit last column), so it needs no
 // sort.
-const receiveSQL = `UPDATE goqite SET timeout = ?, received = received + 1
-WHERE id IN (
-	SELECT id FROM goqite
-	WHERE queue = ? AND timeout <= ?
+const receiveSQL = `UPDATE goqite SET timeout = ?1, received = received + 1, updated = ?3
+WHERE rowid IN (
+	SELECT rowid FROM goqite
+	WHERE queue = ?2 AND timeout <= ?3
 	ORDER BY priority DESC, fair_rank, created, rowid
-	LIMIT ?)
+	LIMIT ?4)
 RETURNING id, body, received, priority, fair_rank, created, rowid`
 
 // Receive takes up to max visible messages of kind. Bodies that do not
@@ -297,12 +302,13 @@ const existsSQL = `SELECT 1 FROM goqite WHERE id = ?`
 
 // timeoutSQL sets a message's timeout under its lease: Extend's and
 // Retry's.
-const timeoutSQL = `UPDATE goqite SET timeout = ? WHERE id = ? AND received = ?`
+const timeoutSQL = `UPDATE goqite SET timeout = ?1, updated = ?4 WHERE id = ?2 AND received = ?3`
 
 // Extend keeps a message invisible for visibility from now.
 func (q *Queue) Extend(ctx context.Context, r jobs.Receipt, visibility time.Duration) error {
 	err := q.write(ctx, "jobs_extend", func(w Writer) error {
-		res, err := w.ExecContext(ctx, timeoutSQL, format(time.Now().Add(visibility)), r.ID, goqitesql.Token(r.Lease))
+		now := time.Now()
+		res, err := w.ExecContext(ctx, timeoutSQL, format(now.Add(visibility)), r.ID, goqitesql.Token(r.Lease), format(now))
 		return goqitesql.Settled(ctx, w, existsSQL, r.ID, res, err)
 	})
 	if err != nil {
@@ -368,7 +374,7 @@ func (q *Queue) Ack(ctx context.Context, rs ...jobs.Receipt) error {
 func (q *Queue) Retry(ctx context.Context, r jobs.Receipt, at time.Time, lastErr string) error {
 	when := format(at)
 	err := q.RunTx(ctx, "jobs_retry", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, timeoutSQL, when, r.ID, goqitesql.Token(r.Lease))
+		res, err := tx.ExecContext(ctx, timeoutSQL, when, r.ID, goqitesql.Token(r.Lease), format(time.Now()))
 		if err := goqitesql.Settled(ctx, tx, existsSQL, r.ID, res, err); err != nil {
 			return err
 		}

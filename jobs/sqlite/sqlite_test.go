@@ -42,7 +42,7 @@ func newQueue(tb testing.TB) bundle {
 	writer := sql.OpenDB(stmtcache.New(&moderncsqlite.Driver{}, dsn(path, "_txlock=immediate"), 256))
 	tb.Cleanup(func() { _ = writer.Close() })
 	writer.SetMaxOpenConns(1)
-	if _, err := writer.Exec(sqlite.Schema + ";" + sqlite.FairSchema + ";" + sqlite.RankedSchema); err != nil {
+	if _, err := writer.Exec(sqlite.Schema + ";" + sqlite.FairSchema + ";" + sqlite.RankedSchema + ";" + sqlite.TurnSchema); err != nil {
 		tb.Fatalf("schema: %v", err)
 	}
 	reader := mustOpen(tb, path, "_pragma=query_only(1)")
@@ -301,6 +301,45 @@ func TestSchemaIdempotent(t *testing.T) {
 	if msgs, err := b.queue.Receive(t.Context(), "k", 10, time.Minute); err != nil || len(msgs) != 1 {
 		t.Errorf("after Schema again: Receive = %d messages, %v; want the 1 sent", len(msgs), err)
 	}
+}
+
+// TestUpdatedTime: a message's updated time moves with each receive,
+// extension and retry, which set it themselves since TurnSchema dropped
+// goqite's trigger that rewrote the row for it.
+func TestUpdatedTime(t *testing.T) {
+	t.Parallel()
+	b := newQueue(t)
+	ctx := t.Context()
+	if err := b.queue.Send(ctx, jobs.Message{Kind: "k"}, jobs.SendOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	last := ""
+	moved := func(step string) {
+		t.Helper()
+		var updated string
+		if err := b.writer.QueryRow(`SELECT updated FROM goqite`).Scan(&updated); err != nil {
+			t.Fatal(err)
+		}
+		if updated <= last {
+			t.Errorf("after %s: updated %s, want later than %s", step, updated, last)
+		}
+		last = updated
+		time.Sleep(5 * time.Millisecond) // the times have milliseconds
+	}
+	moved("Send")
+	msgs, err := b.queue.Receive(ctx, "k", 1, time.Minute)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("Receive = %v, %v", msgs, err)
+	}
+	moved("Receive")
+	if err := b.queue.Extend(ctx, msgs[0].Receipt(), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	moved("Extend")
+	if err := b.queue.Retry(ctx, msgs[0].Receipt(), time.Now(), "failed"); err != nil {
+		t.Fatal(err)
+	}
+	moved("Retry")
 }
 
 // BenchmarkReceiveAck: jobstest.BenchReceiveAck on SQLite.

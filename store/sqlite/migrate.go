@@ -29,6 +29,8 @@ var goMigrations = []sqlutil.Migration{
 	{Version: 5, Name: "jobs_fair", SQL: jobsqlite.FairSchema},
 	// The jobs whose turn is not 0, for Send's shortcut.
 	{Version: 7, Name: "jobs_ranked", SQL: jobsqlite.RankedSchema},
+	// A keyless job's turn in the INSERT; goqite's updated trigger gone.
+	{Version: 8, Name: "jobs_turn", SQL: jobsqlite.TurnSchema},
 }
 
 // migrations returns the embedded and the Go-supplied migrations in

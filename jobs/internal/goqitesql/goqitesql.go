@@ -52,6 +52,9 @@ type Sender struct {
 type Turn struct {
 	SQL  string
 	Time func(time.Time) any
+	// KeyedOnly: the schema gives a message without a key its turn as
+	// goqite inserts it (a trigger), so SQL runs for keyed messages only.
+	KeyedOnly bool
 }
 
 // NewSender returns a Sender on db, whose goqite queues are named
@@ -129,6 +132,9 @@ func (s *Sender) send(ctx context.Context, tx *sql.Tx, m jobs.Message, body []by
 	id, err := s.goqite(m.Kind).SendAndGetIDTx(ctx, tx, goqite.Message{Body: body, Delay: max(o.Delay, 0), Priority: o.Priority})
 	if err != nil {
 		return err
+	}
+	if m.FairKey == "" && s.turn.KeyedOnly {
+		return nil
 	}
 	if _, err := tx.ExecContext(ctx, s.turn.SQL, string(id), s.prefix+m.Kind, m.FairKey, s.turn.Time(now)); err != nil {
 		return fmt.Errorf("turn: %w", err)
