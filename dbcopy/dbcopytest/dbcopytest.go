@@ -234,7 +234,8 @@ func mustCopy(t *testing.T, from, to dbcopy.Database) []dbcopy.TableReport {
 
 // Seed writes several rows into every table, through the store and the
 // queue as the service does: three users with a session, three photos
-// and their idempotency keys each, events, queued, failing and dead jobs.
+// and their idempotency keys each, events, queued jobs (keyed, at
+// several turns, and one without a key), failing and dead jobs.
 func Seed(t *testing.T, st store.Store, q jobs.Queue) {
 	t.Helper()
 	ctx := t.Context()
@@ -242,6 +243,7 @@ func Seed(t *testing.T, st store.Store, q jobs.Queue) {
 	job := func(kind string) jobs.Message {
 		return jobs.Message{Kind: kind, Payload: []byte(`{"n":1}`), RequestID: "req"}
 	}
+	keyed := func(m jobs.Message, key string) jobs.Message { m.FairKey = key; return m }
 	for i := range 3 {
 		u, err := st.CreateUser(ctx, store.CreateUserParams{ID: newID(t), Handle: fmt.Sprintf("Copy%d", i), DisplayName: "Copy", PasswordHash: "h", Now: now})
 		if err != nil {
@@ -256,7 +258,7 @@ func Seed(t *testing.T, st store.Store, q jobs.Queue) {
 				Photo: store.Photo{ID: newID(t), OwnerID: u.ID, Status: store.PhotoProcessing, OriginalKey: fmt.Sprintf("orig/%d-%d", i, j),
 					ContentType: "image/png", Size: 10, CreatedAt: now, UpdatedAt: now},
 				Idempotency: store.Idempotency{Key: fmt.Sprintf("k%d", j), Digest: "sha256:x", ExpiresAt: now.Add(24 * time.Hour)},
-				Job:         job("copy.process"),
+				Job:         keyed(job("copy.process"), u.ID), // as the service keys photo jobs: turns 0, 1, 2
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -271,6 +273,10 @@ func Seed(t *testing.T, st store.Store, q jobs.Queue) {
 		if _, err := st.UpdateUser(ctx, store.UpdateUserParams{ID: u.ID, AvatarID: &avatar, Now: now.Add(time.Second)}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// A job without a key, in the same queue: the current turn.
+	if err := q.Send(ctx, job("copy.process"), jobs.SendOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	// A failing job (jobs_errors) and dead ones (jobs_dead).
 	for _, kind := range []string{"copy.fail", "copy.dead", "copy.dead"} {

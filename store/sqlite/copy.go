@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -58,34 +59,85 @@ func (s *Store) ReadRows(ctx context.Context, t dbcopy.Table, after []any, limit
 }
 
 // WriteRows inserts rows into t in one transaction, skipping keys that
-// are there already.
+// are there already. t's triggers are dropped for the batch and created
+// again before it commits (no reader sees the schema without them): a
+// copy writes each row as the source holds it, where an insert trigger
+// (goqite_turn, which gives a job without a key its turn) would rewrite
+// it.
 func (s *Store) WriteRows(ctx context.Context, t dbcopy.Table, rows [][]any) (int, error) {
 	query := "INSERT INTO " + t.Name + " (" + columnList(t.Columns) + ") VALUES (" + placeholders(len(t.Columns)) + ") ON CONFLICT DO NOTHING"
 	inserted := 0
 	err := s.inTxAlone(ctx, "copy_write_"+t.Name, func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, query)
+		restore, err := dropTriggers(ctx, tx, t.Name)
 		if err != nil {
 			return err
 		}
-		defer st.Close()
-		args := make([]any, len(t.Columns))
-		for _, row := range rows {
-			for i, c := range t.Columns {
-				args[i] = toSQLite(c, row[i])
-			}
-			res, err := st.ExecContext(ctx, args...)
-			if err != nil {
-				return translate("copy_write_"+t.Name, err)
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return err
-			}
-			inserted += int(n)
+		if err := writeRows(ctx, tx, t, query, rows, &inserted); err != nil {
+			return err
 		}
-		return nil
+		return restore()
 	})
 	return inserted, err
+}
+
+// dropTriggers drops table's triggers in tx; restore creates them again.
+func dropTriggers(ctx context.Context, tx *sql.Tx, table string) (restore func() error, err error) {
+	type trigger struct{ name, sql string }
+	var triggers []trigger
+	rows, err := tx.QueryContext(ctx, `SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = ?`, table)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite copy: %s's triggers: %w", table, err)
+	}
+	for rows.Next() {
+		var tr trigger
+		if err := rows.Scan(&tr.name, &tr.sql); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("sqlite copy: %s's triggers: %w", table, err)
+		}
+		triggers = append(triggers, tr)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, fmt.Errorf("sqlite copy: %s's triggers: %w", table, err)
+	}
+	for _, tr := range triggers {
+		if _, err := tx.ExecContext(ctx, `DROP TRIGGER "`+strings.ReplaceAll(tr.name, `"`, `""`)+`"`); err != nil {
+			return nil, fmt.Errorf("sqlite copy: drop trigger %s: %w", tr.name, err)
+		}
+	}
+	return func() error {
+		for _, tr := range triggers {
+			if _, err := tx.ExecContext(ctx, tr.sql); err != nil {
+				return fmt.Errorf("sqlite copy: create trigger %s again: %w", tr.name, err)
+			}
+		}
+		return nil
+	}, nil
+}
+
+// writeRows runs query, t's INSERT, for each row in tx, counting the
+// rows inserted.
+func writeRows(ctx context.Context, tx *sql.Tx, t dbcopy.Table, query string, rows [][]any, inserted *int) error {
+	st, err := tx.PrepareContext(ctx, query)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	args := make([]any, len(t.Columns))
+	for _, row := range rows {
+		for i, c := range t.Columns {
+			args[i] = toSQLite(c, row[i])
+		}
+		res, err := st.ExecContext(ctx, args...)
+		if err != nil {
+			return translate("copy_write_"+t.Name, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		*inserted += int(n)
+	}
+	return nil
 }
 
 // CountRows counts t's rows.

@@ -46,7 +46,13 @@ func groupStore(t *testing.T) (*sqlite.Store, *sql.DB) {
 // committed lists the names another connection sees.
 func committed(t *testing.T, db *sql.DB) []string {
 	t.Helper()
-	rows, err := db.QueryContext(t.Context(), `SELECT name FROM gc ORDER BY name`)
+	return column(t, db, `SELECT name FROM gc ORDER BY name`)
+}
+
+// column runs query, which returns one text column, on db.
+func column(t *testing.T, db *sql.DB, query string) []string {
+	t.Helper()
+	rows, err := db.QueryContext(t.Context(), query)
 	if err != nil {
 		t.Fatal(err)
 	}
