@@ -519,12 +519,20 @@ func (q *Queue) Redrive(ctx context.Context, f jobs.DeadFilter) (int, error) {
 	}
 	var n int64
 	err = q.RunTx(ctx, "jobs_redrive", func(tx *sql.Tx) error {
+		var last int64 // the rows inserted below come after it
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(rowid), 0) FROM goqite`).Scan(&last); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO goqite (queue, body, priority)
 SELECT ? || kind, body, priority FROM jobs_dead WHERE `+where+` ORDER BY created`, append([]any{queuePrefix}, args...)...)
 		if err != nil {
 			return err
 		}
 		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		// At the front, once: TurnSchema's trigger gave them the current turn.
+		if _, err := tx.ExecContext(ctx, `UPDATE goqite SET fair_rank = 0 WHERE rowid > ? AND fair_rank <> 0`, last); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM jobs_dead WHERE `+where, args...)
