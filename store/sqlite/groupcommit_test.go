@@ -262,6 +262,37 @@ func TestGroupCommitBrokenTransaction(t *testing.T) {
 	}
 }
 
+// TestGroupCommitCancelledWrite: a write whose request ends while its
+// statement runs is not interrupted. SQLite rolls back the whole
+// transaction under an interrupted INSERT, UPDATE or DELETE, and with it
+// every write of the group; once a write holds the writer, it runs to
+// its end.
+func TestGroupCommitCancelledWrite(t *testing.T) {
+	s, other := groupStore(t)
+	ctx := t.Context()
+
+	a := holdFirst(t, s, 1)
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	b := writeAsync(bctx, s, false, "b", func(tx *sql.Tx) error {
+		// The request ends 2 ms into a statement that takes 50 ms here
+		// (and seconds under -race).
+		time.AfterFunc(2*time.Millisecond, cancel)
+		_, err := tx.ExecContext(bctx, `INSERT INTO gc (name)
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) SELECT 'b' || max(i) FROM n`)
+		return err
+	})
+	if err := mustReturn(t, "a", a); err != nil {
+		t.Errorf("a, in a group with a write whose request ended: %v", err)
+	}
+	if err := mustReturn(t, "b", b); err != nil {
+		t.Errorf("b, whose request ended while its statement ran: %v", err)
+	}
+	if got, want := committed(t, other), []string{"a", "b200000"}; !slices.Equal(got, want) {
+		t.Errorf("committed %v, want %v", got, want)
+	}
+}
+
 // TestGroupCommitAlone: a write that must not be shared (a migration, a
 // drill's hold) commits the group before it, which does not wait for it.
 func TestGroupCommitAlone(t *testing.T) {

@@ -152,7 +152,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	}
 	// The writer keeps the statements run by their text, goqite's Send
 	// among them, compiled (internal/stmtcache).
-	writer := sql.OpenDB(stmtcache.New(&sqlite.Driver{}, dsn(opts, writerParams), writerStatements))
+	writer := sql.OpenDB(uninterrupted{stmtcache.New(&sqlite.Driver{}, dsn(opts, writerParams), writerStatements)})
 	writer.SetMaxOpenConns(1)
 	writer.SetMaxIdleConns(1)
 
@@ -478,9 +478,11 @@ func (s *Store) write(ctx context.Context, name string, mode writeMode, fn func(
 // inSavepoint runs fn in a savepoint of tx, released when fn succeeds and
 // rolled back when it fails (fnErr). err is the savepoint's own failure:
 // SQLite rolled the transaction back (some errors, an interrupted write,
-// do) or it cannot go on. The savepoint's statements run whatever ctx
-// does: interrupted, they would take the other writes of the group down
-// with this one.
+// do) or it cannot go on. The savepoint's own statements run whatever
+// ctx does: database/sql would not run them for a context that ended,
+// and a savepoint neither released nor rolled back takes the other
+// writes of the group down with this one. (fn's statements are not
+// interrupted either once they run: see uninterrupted.)
 func inSavepoint(ctx context.Context, tx *sql.Tx, fn func(w jobsqlite.Writer) error) (fnErr, err error) {
 	ctx = context.WithoutCancel(ctx)
 	if _, err := tx.ExecContext(ctx, "SAVEPOINT "+member); err != nil {
