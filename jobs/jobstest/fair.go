@@ -28,6 +28,35 @@ func testFair(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 		}
 	})
 
+	t.Run("a redriven job comes back at the front", func(t *testing.T) {
+		t.Parallel()
+		q := newQueue(t)
+		if _, ok := q.(FairQueue); !ok {
+			t.Skip("the queue does not implement jobstest.FairQueue")
+		}
+		ctx := t.Context()
+		mustSend(t, q, fairJob("_dead"), jobs.SendOptions{})
+		if err := q.DeadLetter(ctx, mustReceiveOne(t, q, "k", time.Minute).Receipt(), "it died"); err != nil {
+			t.Fatalf("DeadLetter: %v", err)
+		}
+		for _, n := range []string{"a0", "a1", "a2"} {
+			mustSend(t, q, fairJob(n), jobs.SendOptions{})
+		}
+		if err := q.Ack(ctx, mustReceiveOne(t, q, "k", time.Minute).Receipt()); err != nil { // a0: a's turns 1 and 2 wait
+			t.Fatalf("Ack: %v", err)
+		}
+		if n, err := q.Redrive(ctx, jobs.DeadFilter{}); err != nil || n != 1 {
+			t.Fatalf("Redrive = %d, %v; want 1", n, err)
+		}
+		var got []string
+		for _, m := range mustReceive(t, q, "k", 3, time.Minute) {
+			got = append(got, jobName(m))
+		}
+		if want := []string{"_dead", "a1", "a2"}; !slices.Equal(got, want) {
+			t.Errorf("order after a redrive %v, want %v", got, want)
+		}
+	})
+
 	// Each case sends jobs named "<key><n>" in order, receives some
 	// without acking them (running jobs), sends more, then receives the
 	// rest, batch at a time: want is the order of that last part.
@@ -81,11 +110,7 @@ func testFair(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 				}
 				send := func(names []string) {
 					for _, n := range names {
-						key := strings.TrimRight(n, "0123456789")
-						if key == "_" {
-							key = ""
-						}
-						mustSend(t, q, jobs.Message{Kind: "k", FairKey: key, Payload: json.RawMessage(fmt.Sprintf("%q", n))}, jobs.SendOptions{})
+						mustSend(t, q, fairJob(n), jobs.SendOptions{})
 					}
 				}
 				send(tt.first)
@@ -102,9 +127,8 @@ func testFair(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 						break
 					}
 					for _, m := range msgs {
-						var name string
-						_ = json.Unmarshal(m.Payload, &name)
-						if key := strings.TrimRight(name, "0123456789"); m.FairKey != key && (key != "_" || m.FairKey != "") {
+						name := jobName(m)
+						if want := fairJob(name).FairKey; m.FairKey != want {
 							t.Errorf("%s received with key %q", name, m.FairKey)
 						}
 						got = append(got, name)
@@ -116,4 +140,21 @@ func testFair(t *testing.T, newQueue func(t *testing.T) jobs.Queue) {
 			})
 		}
 	}
+}
+
+// fairJob is the job of kind "k" named name, "<key><n>" or "_<…>" for
+// a job without a key; its name is its payload.
+func fairJob(name string) jobs.Message {
+	key := strings.TrimRight(name, "0123456789")
+	if strings.HasPrefix(name, "_") {
+		key = ""
+	}
+	return jobs.Message{Kind: "k", FairKey: key, Payload: json.RawMessage(fmt.Sprintf("%q", name))}
+}
+
+// jobName is the name fairJob gave m.
+func jobName(m jobs.Message) string {
+	var name string
+	_ = json.Unmarshal(m.Payload, &name)
+	return name
 }

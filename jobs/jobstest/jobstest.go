@@ -47,7 +47,8 @@ type InFlightUntilRedelivered interface {
 // keys of a kind in turn (jobs.Message.FairKey): the first waiting job of
 // each key, oldest first, then the second of each, and a key that had
 // nothing waiting joins the current round rather than queue behind every
-// backlog, as does each job without a key. The suite checks those orders when it is present; every
+// backlog, as does each job without a key; a redriven dead job comes
+// back first, once. The suite checks those orders when it is present; every
 // backend must carry the key through Send and Receive. A backend may
 // implement it in its own test files only (export_test.go).
 type FairQueue interface {

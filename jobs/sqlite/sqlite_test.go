@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -341,49 +340,6 @@ func TestUpdatedTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	moved("Retry")
-}
-
-// TestRedriveAtTheFront: a redriven dead letter comes back at turn 0,
-// before the turns of keyed jobs waiting, as on PostgreSQL; TurnSchema's
-// trigger would give it the current turn.
-func TestRedriveAtTheFront(t *testing.T) {
-	t.Parallel()
-	q := newQueue(t).queue
-	ctx := t.Context()
-	send := func(name, key string) {
-		t.Helper()
-		if err := q.Send(ctx, jobs.Message{Kind: "k", Payload: []byte(`"` + name + `"`), FairKey: key}, jobs.SendOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	receive := func(n int) []jobs.Message {
-		t.Helper()
-		msgs, err := q.Receive(ctx, "k", n, time.Minute)
-		if err != nil || len(msgs) != n {
-			t.Fatalf("Receive(%d) = %v, %v", n, msgs, err)
-		}
-		return msgs
-	}
-	send("dead", "")
-	if err := q.DeadLetter(ctx, receive(1)[0].Receipt(), "it died"); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"a0", "a1", "a2"} {
-		send(name, "a") // turns 0, 1, 2
-	}
-	if err := q.Ack(ctx, receive(1)[0].Receipt()); err != nil { // a0: turns 1 and 2 wait
-		t.Fatal(err)
-	}
-	if n, err := q.Redrive(ctx, jobs.DeadFilter{}); err != nil || n != 1 {
-		t.Fatalf("Redrive = %d, %v", n, err)
-	}
-	var order []string
-	for _, m := range receive(3) {
-		order = append(order, string(m.Payload))
-	}
-	if want := []string{`"dead"`, `"a1"`, `"a2"`}; !slices.Equal(order, want) {
-		t.Errorf("order after a redrive: %v, want %v", order, want)
-	}
 }
 
 // BenchmarkReceiveAck: jobstest.BenchReceiveAck on SQLite.

@@ -418,15 +418,17 @@ func TestGroupCommitWaiterGivesUp(t *testing.T) {
 // writer and share its COMMITs, as in production.
 func TestQueueSuite(t *testing.T) {
 	jobstest.Run(t, func(t *testing.T) jobs.Queue {
-		return prioritized{mustNew(t, sqlite.Options{}).Queue(jobsqlite.Options{})}
+		return capable{mustNew(t, sqlite.Options{}).Queue(jobsqlite.Options{})}
 	})
 }
 
-// prioritized is the store's queue, which honours priorities as
-// jobs/sqlite's does.
-type prioritized struct{ *jobsqlite.Queue }
+// capable is the store's queue, which honours priorities and serves
+// fair keys in turn as jobs/sqlite's does (its test files say so to
+// jobstest; these cannot see them).
+type capable struct{ *jobsqlite.Queue }
 
-func (prioritized) HonoursPriority() {}
+func (capable) HonoursPriority()  {}
+func (capable) ServesKeysInTurn() {}
 
 // TestQueueAckInterval: the store's queue, whose acks share its COMMITs,
 // asks the Runner for acks gathered over 1 ms (jobs.AckPacer).
