@@ -304,78 +304,46 @@ func TestRunAnswersAcceptedConnections(t *testing.T) {
 func TestRunClosesWhenQuiet(t *testing.T) {
 	t.Parallel()
 	const quiet = 300 * time.Millisecond
-	start := func(t *testing.T, quietMax time.Duration) (base string, ln *watchedListener, lastAccept func() time.Time, endDelay chan struct{}, ran chan error) {
-		t.Helper()
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln = &watchedListener{Listener: l}
-		var last atomic.Int64
-		srv := &http.Server{
-			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "answered") }),
-			ConnState: func(_ net.Conn, st http.ConnState) {
-				if st == http.StateNew {
-					last.Store(time.Now().UnixNano())
-				}
-			},
-		}
-		inDelay, endDelay := make(chan struct{}), make(chan struct{})
-		ctx, stop := context.WithCancel(context.Background())
-		ran = make(chan error, 1)
-		go func() {
-			ran <- ops.Run(ctx, []ops.Server{{Name: "api", Listener: ln, Server: srv}}, ops.RunOptions{
-				Health: ops.NewHealth(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-				ShutdownDelay: time.Hour, DrainTimeout: time.Minute, Quiet: quiet, QuietMax: quietMax,
-				Sleep: func(context.Context, time.Duration) { close(inDelay); <-endDelay },
-			})
-		}()
-		stop()
-		<-inDelay
-		return "http://" + l.Addr().String(), ln, func() time.Time { return time.Unix(0, last.Load()) }, endDelay, ran
-	}
 	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	send := func(t *testing.T, method, url string) *http.Response {
+	send := func(t *testing.T, method, url string) (*http.Response, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, url, strings.NewReader("{}"))
 		res, err := fresh.Do(req)
 		if err != nil {
 			t.Fatalf("%s during the quiet wait: %v", method, err)
 		}
+		defer res.Body.Close()
 		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		res.Body = io.NopCloser(strings.NewReader(string(b)))
-		return res
+		return res, string(b)
 	}
 
 	t.Run("refuses what nginx resends, serves the rest, closes when quiet", func(t *testing.T) {
 		t.Parallel()
-		base, ln, lastAccept, endDelay, ran := start(t, time.Minute)
-		send(t, "GET", base) // a connection in the delay, so the quiet has to come
-		close(endDelay)
-		res := send(t, "GET", base)
-		b, _ := io.ReadAll(res.Body)
-		if res.StatusCode != http.StatusServiceUnavailable || !res.Close || res.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(b), "/problems/stopping") {
-			t.Errorf("a GET after the delay: %d close=%v %v %s; want a 503 problem that closes its connection", res.StatusCode, res.Close, res.Header, b)
+		r := startQuietRun(t, quiet, time.Minute)
+		send(t, "GET", r.base) // a connection in the delay, so the quiet has to come
+		close(r.endDelay)
+		res, body := send(t, "GET", r.base)
+		if res.StatusCode != http.StatusServiceUnavailable || !res.Close || res.Header.Get("Retry-After") != "1" ||
+			res.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(body, "/problems/stopping") {
+			t.Errorf("a GET after the delay: %d close=%v %v %s; want a 503 problem with Retry-After that closes its connection", res.StatusCode, res.Close, res.Header, body)
 		}
 		for _, method := range []string{"POST", "PATCH"} {
-			res := send(t, method, base)
-			if b, _ := io.ReadAll(res.Body); res.StatusCode != http.StatusOK || string(b) != "answered" {
-				t.Errorf("a %s after the delay: %d %s; want it served (nginx sends it once)", method, res.StatusCode, b)
+			if res, body := send(t, method, r.base); res.StatusCode != http.StatusOK || body != "answered" {
+				t.Errorf("a %s after the delay: %d %s; want it served (nginx sends it once)", method, res.StatusCode, body)
 			}
 		}
-		if err := <-ran; err != nil {
+		if err := <-r.ran; err != nil {
 			t.Fatalf("Run: %v", err)
 		}
-		if gap := ln.closedAt().Sub(lastAccept()); gap < quiet {
+		if gap := r.ln.closedAt().Sub(r.lastAccept()); gap < quiet {
 			t.Errorf("the listener closed %v after the last connection arrived, want at least the quiet %v", gap, quiet)
 		}
 	})
 
 	t.Run("closes after QuietMax while connections keep coming", func(t *testing.T) {
 		t.Parallel()
-		base, _, _, endDelay, ran := start(t, 200*time.Millisecond)
-		send(t, "GET", base) // the connections begin in the delay
+		r := startQuietRun(t, quiet, 200*time.Millisecond)
+		send(t, "GET", r.base) // the connections begin in the delay
 		stopSending := make(chan struct{})
 		defer close(stopSending)
 		go func() {
@@ -384,15 +352,15 @@ func TestRunClosesWhenQuiet(t *testing.T) {
 				case <-stopSending:
 					return
 				case <-time.After(10 * time.Millisecond):
-					if res, err := fresh.Get(base); err == nil {
+					if res, err := fresh.Get(r.base); err == nil {
 						res.Body.Close()
 					}
 				}
 			}
 		}()
-		close(endDelay)
+		close(r.endDelay)
 		select {
-		case err := <-ran:
+		case err := <-r.ran:
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -400,4 +368,45 @@ func TestRunClosesWhenQuiet(t *testing.T) {
 			t.Fatal("Run still waits for a quiet that never comes")
 		}
 	})
+}
+
+// quietRun is a Run told to stop, in its shutdown delay until endDelay
+// is closed; its server answers "answered".
+type quietRun struct {
+	base     string
+	ln       *watchedListener
+	endDelay chan struct{}
+	ran      chan error
+	last     atomic.Int64 // Unix ns of the last connection accepted
+}
+
+func (r *quietRun) lastAccept() time.Time { return time.Unix(0, r.last.Load()) }
+
+func startQuietRun(t *testing.T, quiet, quietMax time.Duration) *quietRun {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &quietRun{base: "http://" + l.Addr().String(), ln: &watchedListener{Listener: l}, endDelay: make(chan struct{}), ran: make(chan error, 1)}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "answered") }),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				r.last.Store(time.Now().UnixNano())
+			}
+		},
+	}
+	inDelay := make(chan struct{})
+	ctx, stop := context.WithCancel(context.Background())
+	go func() {
+		r.ran <- ops.Run(ctx, []ops.Server{{Name: "api", Listener: r.ln, Server: srv}}, ops.RunOptions{
+			Health: ops.NewHealth(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			ShutdownDelay: time.Hour, DrainTimeout: time.Minute, Quiet: quiet, QuietMax: quietMax,
+			Sleep: func(context.Context, time.Duration) { close(inDelay); <-r.endDelay },
+		})
+	}()
+	stop()
+	<-inDelay
+	return r
 }
