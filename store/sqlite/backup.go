@@ -57,7 +57,7 @@ func (s *Store) RowCounts(ctx context.Context) (map[string]int64, error) {
 	for _, t := range tables {
 		// The name comes from sqlite_schema, not from a caller; quoting
 		// it as an identifier is still what makes any name safe.
-		query := `SELECT count(*) FROM "` + strings.ReplaceAll(t, `"`, `""`) + `"`
+		query := `SELECT count(*) FROM ` + quoteIdent(t)
 		var n int64
 		if err := s.observe(ctx, "count_rows", query, func() error {
 			return s.reader.db.QueryRowContext(ctx, query).Scan(&n)

@@ -3,13 +3,13 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"onebox/dbcopy"
 	jobsqlite "onebox/jobs/sqlite"
+	"onebox/store/internal/sqlutil"
 )
 
 var _ dbcopy.Database = (*Store)(nil)
@@ -83,24 +83,16 @@ func (s *Store) WriteRows(ctx context.Context, t dbcopy.Table, rows [][]any) (in
 // dropTriggers drops table's triggers in tx; restore creates them again.
 func dropTriggers(ctx context.Context, tx *sql.Tx, table string) (restore func() error, err error) {
 	type trigger struct{ name, sql string }
-	var triggers []trigger
 	rows, err := tx.QueryContext(ctx, `SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = ?`, table)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite copy: %s's triggers: %w", table, err)
 	}
-	for rows.Next() {
-		var tr trigger
-		if err := rows.Scan(&tr.name, &tr.sql); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("sqlite copy: %s's triggers: %w", table, err)
-		}
-		triggers = append(triggers, tr)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+	triggers, err := sqlutil.Collect(rows, func(r sqlutil.Scanner, tr *trigger) error { return r.Scan(&tr.name, &tr.sql) })
+	if err != nil {
 		return nil, fmt.Errorf("sqlite copy: %s's triggers: %w", table, err)
 	}
 	for _, tr := range triggers {
-		if _, err := tx.ExecContext(ctx, `DROP TRIGGER "`+strings.ReplaceAll(tr.name, `"`, `""`)+`"`); err != nil {
+		if _, err := tx.ExecContext(ctx, `DROP TRIGGER `+quoteIdent(tr.name)); err != nil {
 			return nil, fmt.Errorf("sqlite copy: drop trigger %s: %w", tr.name, err)
 		}
 	}
@@ -217,3 +209,6 @@ func fromSQLite(c dbcopy.Column, v any) (any, error) {
 	}
 	return nil, fmt.Errorf("got %T for a column of kind %d", v, c.Kind)
 }
+
+// quoteIdent quotes name as an SQL identifier.
+func quoteIdent(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
