@@ -129,6 +129,14 @@ func holdFirst(t *testing.T, s *sqlite.Store, waiting int) <-chan error {
 	return a
 }
 
+// succeeds waits for the write named name and reports its error.
+func succeeds(t *testing.T, name string, done <-chan error) {
+	t.Helper()
+	if err := mustReturn(t, name, done); err != nil {
+		t.Errorf("%s: %v", name, err)
+	}
+}
+
 func mustReturn(t *testing.T, name string, done <-chan error) error {
 	t.Helper()
 	select {
@@ -176,11 +184,8 @@ func TestGroupCommit(t *testing.T) {
 		t.Errorf("%d writes marked finished while the group is open, want none", got-marks)
 	}
 	close(release)
-	for name, done := range map[string]<-chan error{"a": a, "b": b} {
-		if err := mustReturn(t, name, done); err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-	}
+	succeeds(t, "a", a)
+	succeeds(t, "b", b)
 	if got, want := committed(t, other), []string{"a", "b"}; !slices.Equal(got, want) {
 		t.Errorf("committed %v, want %v", got, want)
 	}
@@ -209,15 +214,11 @@ func TestGroupCommitFailedWrite(t *testing.T) {
 	})
 	waitWaiting(t, s, 1)
 	c := writeAsync(ctx, s, false, "c", func(tx *sql.Tx) error { return insert(ctx, tx, "c") })
-	if err := mustReturn(t, "a", a); err != nil {
-		t.Errorf("a: %v", err)
-	}
+	succeeds(t, "a", a)
 	if err := mustReturn(t, "b", b); !errors.Is(err, failed) {
 		t.Errorf("b = %v, want its own error", err)
 	}
-	if err := mustReturn(t, "c", c); err != nil {
-		t.Errorf("c: %v", err)
-	}
+	succeeds(t, "c", c)
 	if got, want := committed(t, other), []string{"a", "c"}; !slices.Equal(got, want) {
 		t.Errorf("committed %v, want %v: b's row rolled back, the others kept", got, want)
 	}
@@ -247,9 +248,7 @@ func TestGroupCommitBrokenTransaction(t *testing.T) {
 			t.Errorf("%s succeeded, but the shared transaction was rolled back", name)
 		}
 	}
-	if err := mustReturn(t, "c", c); err != nil {
-		t.Errorf("c, after the broken group: %v", err)
-	}
+	succeeds(t, "c, after the broken group", c)
 	if got, want := committed(t, other), []string{"c"}; !slices.Equal(got, want) {
 		t.Errorf("committed %v, want %v", got, want)
 	}
@@ -282,12 +281,8 @@ func TestGroupCommitCancelledWrite(t *testing.T) {
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) SELECT 'b' || max(i) FROM n`)
 		return err
 	})
-	if err := mustReturn(t, "a", a); err != nil {
-		t.Errorf("a, in a group with a write whose request ended: %v", err)
-	}
-	if err := mustReturn(t, "b", b); err != nil {
-		t.Errorf("b, whose request ended while its statement ran: %v", err)
-	}
+	succeeds(t, "a, in a group with a write whose request ended", a)
+	succeeds(t, "b, whose request ended while its statement ran", b)
 	if got, want := committed(t, other), []string{"a", "b200000"}; !slices.Equal(got, want) {
 		t.Errorf("committed %v, want %v", got, want)
 	}
@@ -305,16 +300,12 @@ func TestGroupCommitAlone(t *testing.T) {
 		<-release
 		return insert(ctx, tx, "long")
 	})
-	if err := mustReturn(t, "a", a); err != nil {
-		t.Errorf("a: %v", err)
-	}
+	succeeds(t, "a", a)
 	if got, want := committed(t, other), []string{"a"}; !slices.Equal(got, want) {
 		t.Errorf("committed %v while the long write runs, want %v", got, want)
 	}
 	close(release)
-	if err := mustReturn(t, "long", long); err != nil {
-		t.Errorf("long: %v", err)
-	}
+	succeeds(t, "long", long)
 }
 
 // TestGroupCommitStatement: a single statement (UpdateUser, a session)
@@ -332,12 +323,8 @@ func TestGroupCommitStatement(t *testing.T) {
 		_, err := s.CreateUser(ctx, store.CreateUserParams{ID: id, Handle: "user-" + id, DisplayName: "x", PasswordHash: "x", Now: time.Now()})
 		stmt <- err
 	}()
-	if err := mustReturn(t, "CreateUser", stmt); err != nil {
-		t.Errorf("CreateUser behind a group: %v", err)
-	}
-	if err := mustReturn(t, "a", a); err != nil {
-		t.Errorf("a: %v", err)
-	}
+	succeeds(t, "CreateUser behind a group", stmt)
+	succeeds(t, "a", a)
 	if got, want := committed(t, other), []string{"a"}; !slices.Equal(got, want) {
 		t.Errorf("committed %v, want %v", got, want)
 	}
@@ -373,11 +360,8 @@ func TestGroupCommitSingleStatement(t *testing.T) {
 	a := holdFirst(t, s, 1)
 	joined := make(chan error, 1)
 	go func() { joined <- s.ExecWrite(ctx, "joined", stmt("joined")) }()
-	for name, done := range map[string]<-chan error{"a": a, "joined": joined} {
-		if err := mustReturn(t, name, done); err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-	}
+	succeeds(t, "a", a)
+	succeeds(t, "joined", joined)
 	after = s.Stats()
 	if commits, writes := after.GroupCommits-before.GroupCommits, after.GroupWrites-before.GroupWrites; commits != 1 || writes != 2 {
 		t.Errorf("%d commits of %d writes, want the statement in a's: 1 of 2", commits, writes)
@@ -402,9 +386,7 @@ func TestGroupCommitWaiterGivesUp(t *testing.T) {
 	})
 	waitHolder(t, s, "a")
 	b := writeAsync(bctx, s, false, "b", func(tx *sql.Tx) error { return insert(ctx, tx, "b") })
-	if err := mustReturn(t, "a", a); err != nil {
-		t.Errorf("a: %v", err)
-	}
+	succeeds(t, "a", a)
 	if err := mustReturn(t, "b", b); !errors.Is(err, context.Canceled) {
 		t.Errorf("b = %v, want context.Canceled", err)
 	}
