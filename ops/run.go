@@ -203,7 +203,7 @@ func resent(method string) bool {
 
 // freshConns counts the connections accepted that have not yet started a
 // request: those Shutdown would drop, unanswered, if their request came
-// after it began.
+// after it began; and when the last connection arrived (quiet).
 type freshConns struct {
 	arrived atomic.Int64 // when the last connection was accepted, in Unix ns
 
