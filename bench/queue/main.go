@@ -63,6 +63,14 @@
 // the spread (min–max) of jobs/s and of the ratios. The machine's speed
 // and load move the jobs/s; the ratio is the number to watch.
 //
+// -observe gives onebox's side what production wires around the queue
+// (main.go's defaults): the store's OnQuery hook feeding the metrics,
+// the traces and the slow-query log, its writer-hold metrics, the
+// Runner's job metrics, each
+// job's handler traced, and each producer's Send made in a recording
+// span, as a request handler's is. Without it the figures leave their
+// cost out; goqite's baselines never carry it.
+//
 // -only names the onebox scenarios to run (with their baselines);
 // -cpuprofile, -blockprofile and -mutexprofile profile the whole run,
 // each measurement labelled with its scenario (go tool pprof -tagfocus
@@ -106,6 +114,10 @@ import (
 	jobnats "onebox/jobs/nats"
 	jobpg "onebox/jobs/postgres"
 	jobsqlite "onebox/jobs/sqlite"
+	"onebox/ops/metrics"
+	"onebox/ops/slowquery"
+	"onebox/ops/tracing"
+	"onebox/store"
 	storesqlite "onebox/store/sqlite"
 )
 
@@ -188,6 +200,7 @@ func main() {
 	mutexProfile := flag.String("mutexprofile", "", "write a mutex contention profile of the whole run to this file")
 	keys := flag.Int("keys", 0, "give onebox's jobs fair keys, job i the key i mod keys, as photo jobs carry their owner's (0: no key)")
 	only := flag.String("only", "", "run only the pairs whose onebox scenario is named here, comma-separated (stream,nats-relay-stream)")
+	observe := flag.Bool("observe", false, "wire production's metrics, traces and slow-query log around onebox's queue and store (SQLite)")
 	flag.Parse()
 	if *n < 1 || *runs < 1 {
 		fmt.Fprintln(os.Stderr, "queue: -n and -runs must be at least 1")
@@ -216,7 +229,7 @@ func main() {
 	if *only != "" {
 		names = strings.Split(*only, ",")
 	}
-	b := bench{only: names, keys: *keys, n: *n, producers: *producers, concurrency: *concurrency, verbose: *verbose, pgURL: *pgURL, pgConns: *pgConns, natsURL: *natsURL}
+	b := bench{only: names, keys: *keys, n: *n, producers: *producers, concurrency: *concurrency, verbose: *verbose, pgURL: *pgURL, pgConns: *pgConns, natsURL: *natsURL, observe: *observe}
 	if err := b.run(context.Background(), *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "queue:", err)
 		pprof.StopCPUProfile()
@@ -232,6 +245,41 @@ type bench struct {
 	pgConns                   int
 	natsURL                   string
 	only                      []string // pair names to run; all when empty
+	observe                   bool     // production's hooks on onebox's side
+}
+
+// observability is what main.go wires around the store and the Runner,
+// made fresh for each measurement; the zero value (nil parts) is none.
+type observability struct {
+	metrics *metrics.Metrics
+	tracing *tracing.Tracing
+	slow    *slowquery.Log
+}
+
+func newObservability(kind string) observability {
+	return observability{
+		metrics: metrics.New(metrics.Options{Kinds: []string{kind}}),
+		tracing: tracing.New(tracing.Options{}),
+		slow:    slowquery.New(slowquery.Options{Threshold: 100 * time.Millisecond}),
+	}
+}
+
+// request runs fn as a request handler would: in a root span of its
+// own, when traced.
+func (o observability) request(ctx context.Context, fn func(context.Context) error) error {
+	if o.tracing == nil {
+		return fn(ctx)
+	}
+	ctx, span := o.tracing.Tracer().Start(ctx, "POST /photos")
+	defer span.End()
+	return fn(ctx)
+}
+
+// onQuery is main.go's store hook.
+func (o observability) onQuery(ctx context.Context, ev store.QueryEvent) {
+	o.metrics.Query(ctx, ev)
+	o.tracing.Query(ctx, ev)
+	o.slow.Observe(ctx, ev)
 }
 
 // span is a scenario's timed part: its wall-clock time and the CPU time
@@ -289,6 +337,7 @@ type database struct {
 	flavor goqite.SQLFlavor
 	queue  jobs.Queue
 	outbox jobs.Queue
+	obs    observability // with -observe on SQLite
 	close  func()
 }
 
@@ -428,11 +477,18 @@ func (b bench) openSQLite(dir string) opener {
 	return func(ctx context.Context, name string, goqiteOnly bool) (database, error) {
 		path := filepath.Join(dir, name+".db")
 		if !goqiteOnly {
-			st, err := storesqlite.New(ctx, storesqlite.Options{Path: path})
+			var obs observability
+			opts := storesqlite.Options{Path: path}
+			if b.observe {
+				obs = newObservability(noopJob().Kind)
+				opts.OnQuery = obs.onQuery
+				opts.OnWriterHold = func(h storesqlite.WriterHold) { obs.metrics.WriterHold(metrics.WriterHold(h)) }
+			}
+			st, err := storesqlite.New(ctx, opts)
 			if err != nil {
 				return database{}, err
 			}
-			return database{queue: st.Queue(jobsqlite.Options{}), close: func() {
+			return database{queue: st.Queue(jobsqlite.Options{}), obs: obs, close: func() {
 				if b.verbose {
 					s := st.Stats()
 					fmt.Printf("\n  %s: %d writes in %d commits (%.1f each)", name, s.GroupWrites, s.GroupCommits, float64(s.GroupWrites)/float64(max(s.GroupCommits, 1)))
@@ -635,9 +691,10 @@ func (b bench) onebox(ctx context.Context, db database, prefill bool) (span, err
 		}
 	}
 	counted := &counter{Queue: q, want: int64(n), done: make(chan struct{})}
-	r := jobs.NewRunner(counted, jobs.RunnerOptions{})
+	obs := db.obs
+	r := jobs.NewRunner(counted, jobs.RunnerOptions{OnDone: obs.metrics.JobDone, OnAbandoned: obs.metrics.JobAbandoned, OnLeaseLost: obs.metrics.JobLeaseLost})
 	job := noopJob()
-	r.Register(job.Kind, func(context.Context, jobs.Message) error { return nil }, jobs.KindOptions{Concurrency: concurrency})
+	r.Register(job.Kind, obs.tracing.Job(func(context.Context, jobs.Message) error { return nil }), jobs.KindOptions{Concurrency: concurrency})
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -662,7 +719,10 @@ func (b bench) onebox(ctx context.Context, db database, prefill bool) (span, err
 		for p := range producers {
 			wg.Go(func() {
 				for i := p; i < n; i += producers {
-					if err := send.Send(ctx, b.job(i), jobs.SendOptions{}); err != nil {
+					err := obs.request(ctx, func(ctx context.Context) error {
+						return send.Send(ctx, b.job(i), jobs.SendOptions{})
+					})
+					if err != nil {
 						sendErr <- err
 						return
 					}
