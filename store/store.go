@@ -171,7 +171,11 @@ type QueryEvent struct {
 	Name     string // stable and low-cardinality, such as "users_by_id"
 	SQL      string
 	Duration time.Duration
-	Err      error // nil on success; compare with errors.Is against the sentinels above
+	// End is when the query finished: the hook may be called later
+	// (the SQLite store reports a write's queries once it has let the
+	// writer go).
+	End time.Time
+	Err error // nil on success; compare with errors.Is against the sentinels above
 }
 
 // Failed reports whether err is a failure of the database operation:

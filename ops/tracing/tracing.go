@@ -144,16 +144,16 @@ func (t *Tracing) Record(ctx context.Context, name string, d time.Duration, err 
 	if t == nil || !trace.SpanFromContext(ctx).IsRecording() {
 		return
 	}
-	t.record(ctx, name, d, err, trace.WithAttributes(attrs...))
+	t.record(ctx, name, time.Now(), d, err, trace.WithAttributes(attrs...))
 }
 
-func (t *Tracing) record(ctx context.Context, name string, d time.Duration, err error, attrs trace.SpanStartEventOption) {
-	now := time.Now()
-	_, span := t.tracer.Start(ctx, name, trace.WithTimestamp(now.Add(-d)), attrs)
+// record adds a span that lasted d and ended at end.
+func (t *Tracing) record(ctx context.Context, name string, end time.Time, d time.Duration, err error, attrs trace.SpanStartEventOption) {
+	_, span := t.tracer.Start(ctx, name, trace.WithTimestamp(end.Add(-d)), attrs)
 	if store.Failed(err) {
 		span.SetStatus(codes.Error, err.Error())
 	}
-	span.End(trace.WithTimestamp(now))
+	span.End(trace.WithTimestamp(end))
 }
 
 // Query records a database query reported by the store's OnQuery hook as
@@ -163,7 +163,11 @@ func (t *Tracing) Query(ctx context.Context, ev store.QueryEvent) {
 		return
 	}
 	q := t.query(ev)
-	t.record(ctx, q.span, ev.Duration, ev.Err, q.attrs)
+	end := ev.End
+	if end.IsZero() {
+		end = time.Now()
+	}
+	t.record(ctx, q.span, end, ev.Duration, ev.Err, q.attrs)
 }
 
 // querySpan is what every span of one named query shares, made once: a

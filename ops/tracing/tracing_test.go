@@ -221,3 +221,22 @@ func TestQuerySpans(t *testing.T) {
 		}
 	}
 }
+
+// TestQuerySpanAtItsTime: a query reported after it ended (the SQLite
+// store reports a write's queries once it lets the writer go) gets a
+// span at the time it ran, not at the time of the report.
+func TestQuerySpanAtItsTime(t *testing.T) {
+	t.Parallel()
+	tr := tracing.New(tracing.Options{Keep: 10})
+	start := time.Now().Add(-time.Second)
+	ctx, span := tr.Tracer().Start(context.Background(), "r", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start))
+	tr.Query(ctx, store.QueryEvent{Name: "photos_insert", Duration: 10 * time.Millisecond, End: start.Add(30 * time.Millisecond)})
+	span.End()
+	got := tr.Slowest()
+	if len(got) != 1 || len(got[0].Spans) != 2 {
+		t.Fatalf("traces %+v, want one with a query span", got)
+	}
+	if db := got[0].Spans[1]; db.Offset != 20*time.Millisecond || db.Duration != 10*time.Millisecond {
+		t.Errorf("query span at %v for %v, want at 20ms for 10ms", db.Offset, db.Duration)
+	}
+}

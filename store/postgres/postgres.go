@@ -232,7 +232,8 @@ func (s *Store) observe(ctx context.Context, name, query string, fn func() error
 	}
 	start := time.Now()
 	err := translate(name, fn())
-	s.onQuery(ctx, store.QueryEvent{Name: name, SQL: query, Duration: time.Since(start), Err: err})
+	end := time.Now()
+	s.onQuery(ctx, store.QueryEvent{Name: name, SQL: query, Duration: end.Sub(start), End: end, Err: err})
 	return err
 }
 

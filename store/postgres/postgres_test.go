@@ -446,20 +446,26 @@ func TestOnQuery(t *testing.T) {
 	t.Parallel()
 	var names []string
 	var errs []error
+	var ends []time.Time
 	s := mustNew(t, postgres.Options{SkipMigrate: true, OnQuery: func(_ context.Context, ev store.QueryEvent) {
 		names = append(names, ev.Name)
 		errs = append(errs, ev.Err)
+		ends = append(ends, ev.End)
 	}})
 	if err := s.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	names, errs = nil, nil
+	names, errs, ends = nil, nil, nil
+	before := time.Now()
 	_, err := s.User(t.Context(), store.UserParams{ID: newID(t)})
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("User: %v", err)
 	}
 	if !slices.Equal(names, []string{"users_by_id"}) || !errors.Is(errs[0], store.ErrNotFound) {
 		t.Errorf("OnQuery saw %v %v, want users_by_id with ErrNotFound", names, errs)
+	}
+	if len(ends) > 0 && (ends[0].Before(before) || ends[0].After(time.Now())) {
+		t.Errorf("the query ended at %v, want within the call", ends[0])
 	}
 }
 

@@ -73,7 +73,7 @@ func (s *Store) Apply(ctx context.Context) ([]string, error) {
 	}
 	var applied []sqlutil.Migration
 	err = s.inTxAlone(ctx, "migrate", func(tx *sql.Tx) error {
-		err := s.observe(ctx, "migrate_table", createMigrationsTableSQL, func() error {
+		err := s.observeTx(ctx, tx, "migrate_table", createMigrationsTableSQL, func() error {
 			_, err := tx.ExecContext(ctx, createMigrationsTableSQL)
 			return err
 		})
@@ -83,7 +83,7 @@ func (s *Store) Apply(ctx context.Context) ([]string, error) {
 		// Read inside the transaction: another process may have migrated
 		// while this one waited for the lock.
 		var versions []int
-		err = s.observe(ctx, "migrate_applied", appliedMigrationsSQL, func() error {
+		err = s.observeTx(ctx, tx, "migrate_applied", appliedMigrationsSQL, func() error {
 			rows, err := tx.QueryContext(ctx, appliedMigrationsSQL)
 			if err != nil {
 				return err
@@ -95,7 +95,7 @@ func (s *Store) Apply(ctx context.Context) ([]string, error) {
 			return err
 		}
 		for _, m := range sqlutil.Unapplied(ms, versions) {
-			err := s.observe(ctx, fmt.Sprintf("migrate_%04d", m.Version), m.SQL, func() error {
+			err := s.observeTx(ctx, tx, fmt.Sprintf("migrate_%04d", m.Version), m.SQL, func() error {
 				if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 					return err
 				}

@@ -76,7 +76,7 @@ func (jv jsonVariants) Scan(src any) error {
 // No row is store.ErrNotFound.
 func (s *Store) txPhoto(ctx context.Context, tx *sql.Tx, name, query string, args ...any) (store.Photo, error) {
 	var ph store.Photo
-	err := s.observe(ctx, name, query, func() error {
+	err := s.observeTx(ctx, tx, name, query, func() error {
 		return scanPhoto(tx.QueryRowContext(ctx, query, args...), &ph)
 	})
 	return ph, err
@@ -112,7 +112,7 @@ func (s *Store) CreatePhoto(ctx context.Context, p store.CreatePhotoParams) (ph 
 				return err
 			}
 			var prev keyedPhoto
-			err = s.observe(ctx, "photos_by_idempotency_key", photoByIdempotencySQL, func() error {
+			err = s.observeTx(ctx, tx, "photos_by_idempotency_key", photoByIdempotencySQL, func() error {
 				return scanKeyedPhoto(tx.QueryRowContext(ctx, photoByIdempotencySQL, in.OwnerID, idem.Key, now), &prev)
 			})
 			if err == nil {
@@ -293,7 +293,7 @@ func (s *Store) DeletePhoto(ctx context.Context, p store.DeletePhotoParams) (ph 
 // ownerPhotoKeys lists the media keys of every photo of ownerID, in tx.
 func (s *Store) ownerPhotoKeys(ctx context.Context, tx *sql.Tx, ownerID string) ([]string, error) {
 	var keys []string
-	err := s.observe(ctx, "photos_keys_by_owner", photoKeysByOwnerSQL, func() error {
+	err := s.observeTx(ctx, tx, "photos_keys_by_owner", photoKeysByOwnerSQL, func() error {
 		rows, err := tx.QueryContext(ctx, photoKeysByOwnerSQL, ownerID)
 		if err != nil {
 			return err

@@ -25,7 +25,7 @@ func (s *Store) Queue(o jobsqlite.Options) *jobsqlite.Queue {
 // it commits or rolls back with the rows written beside it. The query
 // reported is a name, not SQL: jobs/sqlite runs its own.
 func (s *Store) sendTx(ctx context.Context, tx *sql.Tx, m jobs.Message) error {
-	return s.observe(ctx, "jobs_send", "goqite.SendTx", func() error {
+	return s.observeTx(ctx, tx, "jobs_send", "goqite.SendTx", func() error {
 		return s.jobs.SendTx(ctx, tx, m, jobs.SendOptions{})
 	})
 }

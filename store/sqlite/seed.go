@@ -15,7 +15,7 @@ import (
 func (s *Store) SeedUsers(ctx context.Context, users []store.CreateUserParams) error {
 	return s.inTxAlone(ctx, "users_seed", func(tx *sql.Tx) error {
 		// One event for the batch: per-row events would drown the app's.
-		return s.observe(ctx, "users_seed", insertUserSQL, func() error {
+		return s.observeTx(ctx, tx, "users_seed", insertUserSQL, func() error {
 			st, err := tx.PrepareContext(ctx, insertUserSQL)
 			if err != nil {
 				return err

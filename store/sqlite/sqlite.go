@@ -332,10 +332,48 @@ func (s *Store) observe(ctx context.Context, name, query string, fn func() error
 	if s.onQuery == nil {
 		return s.translate(name, fn())
 	}
+	r := s.timed(ctx, name, query, fn)
+	s.onQuery(r.ctx, r.ev)
+	return r.ev.Err
+}
+
+// report is a query's OnQuery call, made or kept for later.
+type report struct {
+	ctx context.Context
+	ev  store.QueryEvent
+}
+
+// timed runs fn as observe does and returns its report, for the caller
+// to hand to the hook once it holds the writer no longer. The hook
+// takes microseconds (a span, when the request is traced), and every
+// write queued for the writer would wait them out.
+func (s *Store) timed(ctx context.Context, name, query string, fn func() error) report {
 	start := time.Now()
 	err := s.translate(name, fn())
-	s.onQuery(ctx, store.QueryEvent{Name: name, SQL: query, Duration: time.Since(start), Err: err})
-	return err
+	end := time.Now()
+	return report{ctx: ctx, ev: store.QueryEvent{Name: name, SQL: query, Duration: end.Sub(start), End: end, Err: err}}
+}
+
+// observeTx is observe for a statement of tx, the writer's open
+// transaction: its report waits with the group until the write it
+// belongs to has let the writer go (write).
+func (s *Store) observeTx(ctx context.Context, tx *sql.Tx, name, query string, fn func() error) error {
+	// Only the holder of the writer runs statements on its transaction,
+	// so reading open here is safe.
+	g := s.writer.lock.open
+	if s.onQuery == nil || g == nil || g.tx != tx {
+		return s.observe(ctx, name, query, fn)
+	}
+	r := s.timed(ctx, name, query, fn)
+	g.reports = append(g.reports, r)
+	return r.ev.Err
+}
+
+// reportAll hands reports to the hook.
+func (s *Store) reportAll(rs []report) {
+	for _, r := range rs {
+		s.onQuery(r.ctx, r.ev)
+	}
 }
 
 // translate is the package's translate, counting SQLITE_BUSY: this
@@ -413,7 +451,7 @@ func (s *Store) write(ctx context.Context, name string, mode writeMode, fn func(
 	l := s.writer.lock
 	var foreign time.Duration // BEGIN IMMEDIATE's wait for SQLite's lock
 	var pooled bool           // a statement that runs on the pool, alone
-	err := s.observe(ctx, name+"_begin", "BEGIN IMMEDIATE", func() error {
+	begin := func() error {
 		if err := l.lock(ctx, name); err != nil {
 			return err
 		}
@@ -446,9 +484,20 @@ func (s *Store) write(ctx context.Context, name string, mode writeMode, fn func(
 		}
 		l.open = &group{tx: tx, cancel: cancel, began: time.Now(), done: make(chan struct{})}
 		return nil
-	})
-	if err != nil {
-		return err
+	}
+	if s.onQuery == nil {
+		if err := s.translate(name+"_begin", begin()); err != nil {
+			return err
+		}
+	} else {
+		r := s.timed(ctx, name+"_begin", "BEGIN IMMEDIATE", begin)
+		if r.ev.Err != nil {
+			s.onQuery(r.ctx, r.ev) // the writer is not held
+			return r.ev.Err
+		}
+		// Reported once this write has let the writer go: after every
+		// return below.
+		defer s.onQuery(r.ctx, r.ev)
 	}
 	if pooled {
 		// No group is open, so the writer's one connection is free.
@@ -458,14 +507,18 @@ func (s *Store) write(ctx context.Context, name string, mode writeMode, fn func(
 	g := l.open
 	g.members++
 	ferr, err := inSavepoint(ctx, g.tx, fn)
+	reports := g.reports // fn's statements' (observeTx)
+	g.reports = nil
 	if err != nil {
 		// No write of the group commits.
 		err = s.translate(name+"_commit", fmt.Errorf("the transaction shared by %d writes failed: %w", g.members, errors.Join(ferr, err)))
 		l.end(err)
 		l.unlockForeign(foreign)
+		s.reportAll(reports)
 		return err
 	}
 	l.unlockForeign(foreign) // hands the group on, or commits it
+	s.reportAll(reports)
 	if ferr != nil {
 		return ferr // its savepoint is rolled back; the others commit
 	}
@@ -503,7 +556,7 @@ func inSavepoint(ctx context.Context, tx *sql.Tx, fn func(w jobsqlite.Writer) er
 // connection is the transaction's until it ends.
 func (s *Store) txExec(ctx context.Context, tx *sql.Tx, name, query string, args ...any) (sql.Result, error) {
 	var res sql.Result
-	err := s.observe(ctx, name, query, func() error {
+	err := s.observeTx(ctx, tx, name, query, func() error {
 		var err error
 		res, err = tx.ExecContext(ctx, query, args...)
 		return err
@@ -514,7 +567,7 @@ func (s *Store) txExec(ctx context.Context, tx *sql.Tx, name, query string, args
 // txExecOne is txExec for an UPDATE or DELETE that must match a row:
 // none is store.ErrNotFound.
 func (s *Store) txExecOne(ctx context.Context, tx *sql.Tx, name, query string, args ...any) error {
-	return s.observe(ctx, name, query, func() error {
+	return s.observeTx(ctx, tx, name, query, func() error {
 		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
 			return err

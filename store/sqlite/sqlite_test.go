@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -316,6 +317,64 @@ func TestOnQuery(t *testing.T) {
 		}
 		if (wantErr == nil) != (ev.Err == nil) || !errors.Is(ev.Err, wantErr) {
 			t.Errorf("event %d error = %v, want %v", i, ev.Err, wantErr)
+		}
+	}
+}
+
+// TestOnQueryOutsideTheWriter: a write's queries (its BEGIN, the
+// statements of its transaction) reach the hook once the write has let
+// the writer go, each with the time it ended: a hook that takes
+// microseconds (a span) would otherwise hold up every write queued
+// behind.
+func TestOnQueryOutsideTheWriter(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		ev      store.QueryEvent
+		holder  string // the writer's holder while the hook ran
+		reached time.Time
+	}
+	var (
+		mu     sync.Mutex
+		events []seen
+		opened atomic.Pointer[sqlite.Store] // none while New migrates
+	)
+	s := mustNew(t, sqlite.Options{OnQuery: func(_ context.Context, ev store.QueryEvent) {
+		s := opened.Load()
+		if s == nil {
+			return
+		}
+		h := s.Stats().WriterHolder
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, seen{ev: ev, holder: h.Query, reached: time.Now()})
+	}})
+	opened.Store(s)
+	u := mustCreateUser(t, s)
+	mu.Lock()
+	events = nil
+	mu.Unlock()
+
+	// With a key, photos_create runs statements of its own in the
+	// transaction, then enqueues its job.
+	mustCreatePhoto(t, s, keyedParams(t, u.ID, "key-1", "digest-1"))
+
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string]bool{"photos_create_begin": false, "photo_idempotency_delete_expired": false, "photos_by_idempotency_key": false, "jobs_send": false, "photos_create_commit": false}
+	for _, e := range events {
+		if _, ok := want[e.ev.Name]; ok {
+			want[e.ev.Name] = true
+		}
+		if e.holder == "photos_create" {
+			t.Errorf("%s reached the hook while its write held the writer", e.ev.Name)
+		}
+		if e.ev.End.IsZero() || e.ev.End.After(e.reached) || e.ev.Duration <= 0 {
+			t.Errorf("%s: End %v, Duration %v, reached the hook at %v: want an end no later than that and a duration", e.ev.Name, e.ev.End, e.ev.Duration, e.reached)
+		}
+	}
+	for name, ok := range want {
+		if !ok {
+			t.Errorf("no %s event among %d", name, len(events))
 		}
 	}
 }

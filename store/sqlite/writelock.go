@@ -90,6 +90,9 @@ type group struct {
 	members int
 	done    chan struct{} // closed once err is set
 	err     error         // the COMMIT's, or what broke the transaction
+	// reports are the OnQuery reports of the statements of the write
+	// that holds the writer, kept until it lets go (Store.observeTx).
+	reports []report
 }
 
 // WriterHold is one hold of the writer, as Options.OnWriterHold gets it.
