@@ -358,10 +358,13 @@ func (s *Store) timed(ctx context.Context, name, query string, fn func() error) 
 // transaction: its report waits with the group until the write it
 // belongs to has let the writer go (write).
 func (s *Store) observeTx(ctx context.Context, tx *sql.Tx, name, query string, fn func() error) error {
+	if s.onQuery == nil {
+		return s.translate(name, fn())
+	}
 	// Only the holder of the writer runs statements on its transaction,
-	// so reading open here is safe.
+	// and open changes only under the writer's lock: reading it is safe.
 	g := s.writer.lock.open
-	if s.onQuery == nil || g == nil || g.tx != tx {
+	if g == nil || g.tx != tx {
 		return s.observe(ctx, name, query, fn)
 	}
 	r := s.timed(ctx, name, query, fn)
