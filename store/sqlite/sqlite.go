@@ -329,11 +329,8 @@ func (p *pool) close() error {
 // name, observe translates its error at the boundary and reports it to
 // the OnQuery hook. Without a hook it does not read the clock.
 func (s *Store) observe(ctx context.Context, name, query string, fn func() error) error {
-	if s.onQuery == nil {
-		return s.translate(name, fn())
-	}
 	r := s.timed(ctx, name, query, fn)
-	s.onQuery(r.ctx, r.ev)
+	s.report(r)
 	return r.ev.Err
 }
 
@@ -346,37 +343,38 @@ type report struct {
 // timed runs fn as observe does and returns its report, for the caller
 // to hand to the hook once it holds the writer no longer. The hook
 // takes microseconds (a span, when the request is traced), and every
-// write queued for the writer would wait them out.
+// write queued for the writer would wait them out. Without a hook it
+// does not read the clock.
 func (s *Store) timed(ctx context.Context, name, query string, fn func() error) report {
+	if s.onQuery == nil {
+		return report{ev: store.QueryEvent{Err: s.translate(name, fn())}}
+	}
 	start := time.Now()
 	err := s.translate(name, fn())
 	end := time.Now()
 	return report{ctx: ctx, ev: store.QueryEvent{Name: name, SQL: query, Duration: end.Sub(start), End: end, Err: err}}
 }
 
+// report hands r to the hook, if there is one.
+func (s *Store) report(r report) {
+	if s.onQuery != nil {
+		s.onQuery(r.ctx, r.ev)
+	}
+}
+
 // observeTx is observe for a statement of tx, the writer's open
 // transaction: its report waits with the group until the write it
 // belongs to has let the writer go (write).
 func (s *Store) observeTx(ctx context.Context, tx *sql.Tx, name, query string, fn func() error) error {
-	if s.onQuery == nil {
-		return s.translate(name, fn())
-	}
+	r := s.timed(ctx, name, query, fn)
 	// Only the holder of the writer runs statements on its transaction,
 	// and open changes only under the writer's lock: reading it is safe.
-	g := s.writer.lock.open
-	if g == nil || g.tx != tx {
-		return s.observe(ctx, name, query, fn)
+	if g := s.writer.lock.open; s.onQuery != nil && g != nil && g.tx == tx {
+		g.reports = append(g.reports, r)
+	} else {
+		s.report(r)
 	}
-	r := s.timed(ctx, name, query, fn)
-	g.reports = append(g.reports, r)
 	return r.ev.Err
-}
-
-// reportAll hands reports to the hook.
-func (s *Store) reportAll(rs []report) {
-	for _, r := range rs {
-		s.onQuery(r.ctx, r.ev)
-	}
 }
 
 // translate is the package's translate, counting SQLITE_BUSY: this
@@ -488,20 +486,14 @@ func (s *Store) write(ctx context.Context, name string, mode writeMode, fn func(
 		l.open = &group{tx: tx, cancel: cancel, began: time.Now(), done: make(chan struct{})}
 		return nil
 	}
-	if s.onQuery == nil {
-		if err := s.translate(name+"_begin", begin()); err != nil {
-			return err
-		}
-	} else {
-		r := s.timed(ctx, name+"_begin", "BEGIN IMMEDIATE", begin)
-		if r.ev.Err != nil {
-			s.onQuery(r.ctx, r.ev) // the writer is not held
-			return r.ev.Err
-		}
-		// Reported once this write has let the writer go: after every
-		// return below.
-		defer s.onQuery(r.ctx, r.ev)
+	began := s.timed(ctx, name+"_begin", "BEGIN IMMEDIATE", begin)
+	if began.ev.Err != nil {
+		s.report(began) // the writer is not held
+		return began.ev.Err
 	}
+	// Reported once this write has let the writer go: after every return
+	// below.
+	defer s.report(began)
 	if pooled {
 		// No group is open, so the writer's one connection is free.
 		defer l.unlock()
@@ -516,12 +508,14 @@ func (s *Store) write(ctx context.Context, name string, mode writeMode, fn func(
 		// No write of the group commits.
 		err = s.translate(name+"_commit", fmt.Errorf("the transaction shared by %d writes failed: %w", g.members, errors.Join(ferr, err)))
 		l.end(err)
-		l.unlockForeign(foreign)
-		s.reportAll(reports)
+	}
+	l.unlockForeign(foreign) // hands the group on, or commits it (unless it broke above)
+	for _, r := range reports {
+		s.report(r)
+	}
+	if err != nil {
 		return err
 	}
-	l.unlockForeign(foreign) // hands the group on, or commits it
-	s.reportAll(reports)
 	if ferr != nil {
 		return ferr // its savepoint is rolled back; the others commit
 	}
