@@ -97,7 +97,7 @@ func Run(t *testing.T, from, to Backend) {
 	// A destination holding some of the source's rows, not the first
 	// ones, is a copy too: the rest is inserted.
 	some, _ := to(t)
-	dead := tableNamed(t, "jobs_dead")
+	dead := TableNamed(t, "jobs_dead")
 	deadRows, err := src.ReadRows(t.Context(), dead, nil, 100)
 	if err != nil || len(deadRows) < 2 {
 		t.Fatalf("read the source's dead jobs: %v %v", deadRows, err)
@@ -122,7 +122,7 @@ func Run(t *testing.T, from, to Backend) {
 	refused(t, src, foreign, `jobs_dead has key [zz-not-the-source], which the source lacks`)
 
 	conflict, _ := to(t)
-	usersT := tableNamed(t, "users")
+	usersT := TableNamed(t, "users")
 	first, err := src.ReadRows(t.Context(), usersT, nil, 1)
 	if err != nil || len(first) != 1 {
 		t.Fatalf("read the source's first user: %v %v", first, err)
@@ -161,7 +161,9 @@ func checksums(t *testing.T, db dbcopy.Database) []string {
 	return out
 }
 
-func tableNamed(t *testing.T, name string) dbcopy.Table {
+// TableNamed is the table of dbcopy.Tables named name; the test fails
+// without one.
+func TableNamed(t *testing.T, name string) dbcopy.Table {
 	t.Helper()
 	for _, tb := range dbcopy.Tables() {
 		if tb.Name == name {

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"onebox/dbcopy"
+	"onebox/dbcopy/dbcopytest"
 	"onebox/store/sqlite"
 )
 
@@ -24,12 +24,7 @@ func TestWriteRowsKeepsTriggers(t *testing.T) {
 	if len(before) < 2 {
 		t.Fatalf("goqite's triggers: %q, want goqite_turn and jobs_errors_gone", before)
 	}
-	var goqite dbcopy.Table
-	for _, tb := range dbcopy.Tables() {
-		if tb.Name == "goqite" {
-			goqite = tb
-		}
-	}
+	goqite := dbcopytest.TableNamed(t, "goqite")
 	rows, err := s.ReadRows(t.Context(), goqite, nil, 1)
 	if err != nil || len(rows) != 0 {
 		t.Fatalf("an empty queue: %v %v", rows, err)
