@@ -18,7 +18,9 @@ import (
 // context still stops the statements after (database/sql checks it
 // before each) and the wait for the writer. BEGIN, which may wait for
 // another process, and statements outside a transaction stay
-// interruptible.
+// interruptible. So do statements prepared on a transaction (tx.Prepare:
+// a copy's batch, the seed): those run only in transactions of their
+// own (inTxAlone), where an interruption rolls back nothing but them.
 type uninterrupted struct{ driver.Connector }
 
 func (u uninterrupted) Connect(ctx context.Context) (driver.Conn, error) {
